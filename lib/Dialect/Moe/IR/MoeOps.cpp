@@ -18,6 +18,7 @@
 #include "mlir/IR/OpImplementation.h"
 
 #include <cmath>
+#include <cstdio>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -78,6 +79,14 @@ static LogicalResult inferSelection(std::optional<Location> loc, Value scores,
                             /*count=*/2);
 }
 
+/// Prints a parameter the way users wrote it ("1.5", "-0.25", "inf", "nan"):
+/// the diagnostic stream's own double formatting is not stable across values.
+static std::string formatParam(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%g", value);
+  return buffer;
+}
+
 //===----------------------------------------------------------------------===//
 // Budget rules shared with the canonicalizer and the lowerings
 //===----------------------------------------------------------------------===//
@@ -110,7 +119,7 @@ static LogicalResult verifyTopK(Operation *op, int64_t k, int64_t numExperts) {
 
 static LogicalResult verifyAlpha(Operation *op, double alpha) {
   if (!(alpha >= 0.0 && alpha <= 1.0))
-    return op->emitOpError() << "expects alpha in [0, 1], got " << alpha;
+    return op->emitOpError() << "expects alpha in [0, 1], got " << formatParam(alpha);
   return success();
 }
 
@@ -137,7 +146,7 @@ static LogicalResult verifyCapacity(Operation *op, ShapedType scores,
   }
   if (!(std::isfinite(*factor) && *factor > 0.0))
     return op->emitOpError()
-           << "expects a finite capacity_factor > 0, got " << *factor;
+           << "expects a finite capacity_factor > 0, got " << formatParam(*factor);
   if (!k)
     return op->emitOpError("expects 'k' (experts per token) with "
                            "'capacity_factor'");
@@ -163,7 +172,7 @@ static LogicalResult verifyBudget(Operation *op, ShapedType scores,
   }
   if (!(std::isfinite(*k) && *k >= 0.0 && *k <= double(numExperts)))
     return op->emitOpError() << "expects k in [0, " << numExperts
-                             << "] (experts per token), got " << *k;
+                             << "] (experts per token), got " << formatParam(*k);
   return success();
 }
 
@@ -295,7 +304,7 @@ LogicalResult RouteOp::verify() {
     if (!k)
       return emitOpError("token routing expects 'k'");
     if (*k != std::floor(*k))
-      return emitOpError() << "token routing expects an integer k, got " << *k;
+      return emitOpError() << "token routing expects an integer k, got " << formatParam(*k);
     return verifyTopK(*this, static_cast<int64_t>(*k), numExperts);
   }
   case RoutingMode::expert: {
@@ -308,7 +317,7 @@ LogicalResult RouteOp::verify() {
     if (k) {
       if (*k != std::floor(*k))
         return emitOpError() << "expert routing expects an integer k, got "
-                             << *k;
+                             << formatParam(*k);
       intK = static_cast<int64_t>(*k);
     }
     std::optional<double> factor;

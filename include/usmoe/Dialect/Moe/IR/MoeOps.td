@@ -205,9 +205,9 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
                         | `n` `=` $n
                         | `capacity` `=` $capacity
                         | `capacity_factor` `=` $capacity_factor
-                        | `alpha` `=` $alpha
-                        | `expert_score` `=` $expert_score)
-    (`renormalize` $renormalize^)? attr-dict `:` type($logits)
+                        | `alpha` `=` $alpha)
+    (`expert_score` `=` $expert_score^)? (`renormalize` $renormalize^)?
+    attr-dict `:` type($logits)
   }];
   let extraClassDeclaration = [{
     /// The mixing weight of the unified score (0.5 unless given).

@@ -1,0 +1,471 @@
+// RUN: usmoe-opt %s -split-input-file -verify-diagnostics
+
+// One case per verifier rule of the moe dialect.
+
+func.func @dynamic_experts(%l: tensor<1x4x?xf32>) {
+  // expected-error @+1 {{expects a static number of experts (dim 2 of logits)}}
+  %p = moe.token_softmax %l : tensor<1x4x?xf32>
+  return
+}
+
+// -----
+
+func.func @zero_experts(%l: tensor<1x4x0xf32>) {
+  // expected-error @+1 {{expects at least one expert}}
+  %f = moe.expert_score sigmoid %l : tensor<1x4x0xf32>
+  return
+}
+
+// -----
+
+func.func @integer_logits(%l: tensor<1x4x8xi32>) {
+  // expected-error @+1 {{operand #0 must be 3D tensor of 32-bit float or 16-bit float or bfloat16 type values}}
+  %p = moe.token_softmax %l : tensor<1x4x8xi32>
+  return
+}
+
+// -----
+
+func.func @rank2_logits(%l: tensor<4x8xf32>) {
+  // expected-error @+1 {{expects a rank-3 [B, T, E] tensor}}
+  %p = moe.token_softmax %l : tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @score_not_f32(%l: tensor<1x4x8xf16>) {
+  // expected-error @+1 {{result #0 must be 3D tensor of 32-bit float values}}
+  %p = "moe.token_softmax"(%l) : (tensor<1x4x8xf16>) -> tensor<1x4x8xf16>
+  return
+}
+
+// -----
+
+func.func @score_shape_mismatch(%l: tensor<1x4x8xf16>) {
+  // expected-error @+2 {{inferred type(s) 'tensor<1x4x8xf32>' are incompatible with return type(s) of operation 'tensor<1x5x8xf32>'}}
+  // expected-error @+1 {{failed to infer returned types}}
+  %p = "moe.token_softmax"(%l) : (tensor<1x4x8xf16>) -> tensor<1x5x8xf32>
+  return
+}
+
+// -----
+
+func.func @alpha_above_one(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects alpha in [0, 1], got 1.5}}
+  %u = moe.unified_score %l alpha = 1.5 expert_score = sigmoid : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @alpha_nan(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects alpha in [0, 1], got nan}}
+  %u = moe.unified_score %l alpha = 0x7FF8000000000000 expert_score = sigmoid : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @topk_zero(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{attribute 'k' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %g, %m = moe.select_topk %s k = 0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @topk_above_experts(%s: tensor<?x?x8xf32>) {
+  // expected-error @+1 {{expects k in [1, 8] (the number of experts), got 9}}
+  %g, %m = moe.select_topk %s k = 9 : tensor<?x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @topk_huge(%s: tensor<?x?x8xf32>) {
+  // expected-error @+1 {{integer constant out of range for attribute}}
+  %g, %m = moe.select_topk %s k = 99999999999999999999999 : tensor<?x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_no_capacity(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects exactly one of 'capacity' and 'capacity_factor'}}
+  %g, %m = moe.select_expert_choice %s : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_both(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects exactly one of 'capacity' and 'capacity_factor'}}
+  %g, %m = moe.select_expert_choice %s capacity = 2 capacity_factor = 1.0 k = 2 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_zero_capacity(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects capacity >= 1, got 0}}
+  %g, %m = moe.select_expert_choice %s capacity = 0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_capacity_above_tokens(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects capacity <= 4 (the number of tokens per sequence), got 5}}
+  %g, %m = moe.select_expert_choice %s capacity = 5 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_k_without_factor(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects 'k' only together with 'capacity_factor'}}
+  %g, %m = moe.select_expert_choice %s capacity = 2 k = 2 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_negative_factor(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects a finite capacity_factor > 0, got -1}}
+  %g, %m = moe.select_expert_choice %s capacity_factor = -1.0 k = 2 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_factor_without_k(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects 'k' (experts per token) with 'capacity_factor'}}
+  %g, %m = moe.select_expert_choice %s capacity_factor = 1.0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @expert_choice_factor_k_above_experts(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects k in [1, 8] (the number of experts), got 10}}
+  %g, %m = moe.select_expert_choice %s capacity_factor = 1.0 k = 10 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @global_no_budget(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects exactly one of 'n' and 'k'}}
+  %g, %m = moe.select_global %s : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @global_both_budgets(%s: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects exactly one of 'n' and 'k'}}
+  %g, %m = moe.select_global %s n = 2 k = 1.0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @global_negative_n(%s: tensor<?x?x8xf32>) {
+  // expected-error @+1 {{expects n >= 0, got -3}}
+  %g, %m = moe.select_global %s n = -3 : tensor<?x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @global_n_above_pairs(%s: tensor<2x4x8xf32>) {
+  // expected-error @+1 {{expects n <= T * E = 32, got 33}}
+  %g, %m = moe.select_global %s n = 33 : tensor<2x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @global_k_above_experts(%s: tensor<?x?x8xf32>) {
+  // expected-error @+1 {{expects k in [0, 8] (experts per token), got 8.5}}
+  %g, %m = moe.select_global %s k = 8.5 : tensor<?x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @global_k_infinite(%s: tensor<?x?x8xf32>) {
+  // expected-error @+1 {{expects k in [0, 8] (experts per token), got inf}}
+  %g, %m = moe.select_global %s k = 0x7FF0000000000000 : tensor<?x?x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_without_k(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{token routing expects 'k'}}
+  %g, %m = moe.route token %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_fractional_k(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{token routing expects an integer k, got 1.5}}
+  %g, %m = moe.route token %l k = 1.5 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_k_above_experts(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects k in [1, 8] (the number of experts), got 12}}
+  %g, %m = moe.route token %l k = 12.0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_with_alpha(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'alpha' does not apply to token routing}}
+  %g, %m = moe.route token %l k = 2.0 alpha = 0.5 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_with_n(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'n' does not apply to token routing}}
+  %g, %m = moe.route token %l k = 2.0 n = 3 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_with_capacity(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'capacity' does not apply to token routing}}
+  %g, %m = moe.route token %l k = 2.0 capacity = 3 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_with_factor(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'capacity_factor' does not apply to token routing}}
+  %g, %m = moe.route token %l k = 2.0 capacity_factor = 1.0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_token_with_expert_score(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'expert_score' does not apply to token routing}}
+  %g, %m = moe.route token %l k = 2.0 expert_score = sigmoid : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_renormalize(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'renormalize' does not apply to expert routing}}
+  %g, %m = moe.route expert %l capacity = 2 renormalize : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_with_n(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'n' does not apply to expert routing}}
+  %g, %m = moe.route expert %l capacity = 2 n = 2 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_with_alpha(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'alpha' does not apply to expert routing}}
+  %g, %m = moe.route expert %l capacity = 2 alpha = 0.5 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_with_expert_score(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'expert_score' does not apply to expert routing}}
+  %g, %m = moe.route expert %l capacity = 2 expert_score = sigmoid : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_fractional_k(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expert routing expects an integer k, got 2.5}}
+  %g, %m = moe.route expert %l capacity_factor = 1.0 k = 2.5 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_no_capacity(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects exactly one of 'capacity' and 'capacity_factor'}}
+  %g, %m = moe.route expert %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_expert_capacity_above_tokens(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects capacity <= 4 (the number of tokens per sequence), got 7}}
+  %g, %m = moe.route expert %l capacity = 7 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_unified_with_capacity(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'capacity' does not apply to unified routing}}
+  %g, %m = moe.route unified %l n = 2 capacity = 2 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_unified_with_factor(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'capacity_factor' does not apply to unified routing}}
+  %g, %m = moe.route unified %l n = 2 capacity_factor = 1.0 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_unified_renormalize(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'renormalize' does not apply to unified routing}}
+  %g, %m = moe.route unified %l n = 2 renormalize : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_unified_alpha(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects alpha in [0, 1], got -0.25}}
+  %g, %m = moe.route unified %l n = 2 alpha = -0.25 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_unified_no_budget(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects exactly one of 'n' and 'k'}}
+  %g, %m = moe.route unified %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @route_unified_n_above_pairs(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects n <= T * E = 32, got 40}}
+  %g, %m = moe.route unified %l n = 40 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @plan_mask_shape(%g: tensor<1x4x8xf32>, %m: tensor<1x5x8xi1>) {
+  // expected-error @+1 {{failed to verify that mask has the shape of gates}}
+  %o, %i, %w = "moe.plan"(%g, %m) : (tensor<1x4x8xf32>, tensor<1x5x8xi1>) -> (tensor<9xi32>, tensor<?xi32>, tensor<?xf32>)
+  return
+}
+
+// -----
+
+func.func @plan_dynamic_experts(%g: tensor<1x4x?xf32>, %m: tensor<1x4x?xi1>) {
+  // expected-error @+1 {{expects a static number of experts (dim 2 of gates)}}
+  %o, %i, %w = moe.plan %g, %m : tensor<1x4x?xf32>
+  return
+}
+
+// -----
+
+func.func @topk_list_k(%g: tensor<1x4x8xf32>, %m: tensor<1x4x8xi1>) {
+  // expected-error @+1 {{expects k in [1, 8] (the number of experts), got 9}}
+  %i, %w = moe.topk_list %g, %m k = 9 : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @dispatch_i64_ids(%h: tensor<?x16xf32>, %ids: tensor<?xi64>) {
+  // expected-error @+1 {{operand #1 must be 1D tensor of 32-bit signless integer values}}
+  %x = moe.dispatch %h, %ids : tensor<?x16xf32>, tensor<?xi64>
+  return
+}
+
+// -----
+
+func.func @ffn_element_type(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf16>,
+                            %w3: tensor<4x16x32xf16>, %w2: tensor<4x32x16xf16>) {
+  // expected-error @+1 {{expects expert weights of the input's element type 'f32'}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf16>, tensor<4x16x32xf16>, tensor<4x32x16xf16>
+  return
+}
+
+// -----
+
+func.func @ffn_w1_w3(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+                     %w3: tensor<4x16x64xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{expects w1 and w3 of the same shape [E, D, F]}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x64xf32>, tensor<4x32x16xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_w2(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+                  %w3: tensor<4x16x32xf32>, %w2: tensor<4x16x32xf32>) {
+  // expected-error @+1 {{expects w2 of shape [E, F, D] for w1 of shape [E, D, F]}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_hidden(%x: tensor<?x8xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+                      %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{expects input rows of size D = 16}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x8xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_offsets(%x: tensor<?x16xf32>, %o: tensor<4xi32>, %w1: tensor<4x16x32xf32>,
+                       %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{expects 5 expert offsets (E + 1)}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x16xf32>, tensor<4xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_element_type(%x: tensor<?x16xf16>, %i: tensor<?xi32>, %w: tensor<?xf32>, %init: tensor<?x16xf32>) {
+  // expected-error @+1 {{expects expert outputs and init of the same element type}}
+  %y = moe.combine %x, %i, %w into %init : tensor<?x16xf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_hidden(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: tensor<?xf32>, %init: tensor<?x32xf32>) {
+  // expected-error @+1 {{expects expert outputs and init with the same hidden size}}
+  %y = moe.combine %x, %i, %w into %init : tensor<?x16xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @combine_rows(%x: tensor<6x16xf32>, %i: tensor<5xi32>, %w: tensor<6xf32>, %init: tensor<?x16xf32>) {
+  // expected-error @+1 {{expects one token id and one weight per expert output row (6)}}
+  %y = moe.combine %x, %i, %w into %init : tensor<6x16xf32>, tensor<5xi32>, tensor<6xf32> into tensor<?x16xf32>
+  return
+}
