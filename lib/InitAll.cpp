@@ -7,6 +7,7 @@
 
 #include "usmoe/InitAll.h"
 #include "mlir/IR/DialectRegistry.h"
+#include "usmoe/Conversion/Passes.h"
 #include "usmoe/Dialect/Moe/IR/MoeDialect.h"
 #include "usmoe/Dialect/Moe/Transforms/Passes.h"
 
@@ -14,4 +15,7 @@ void mlir::usmoe::registerAllDialects(DialectRegistry &registry) {
   registry.insert<moe::MoeDialect>();
 }
 
-void mlir::usmoe::registerAllPasses() { moe::registerMoePasses(); }
+void mlir::usmoe::registerAllPasses() {
+  moe::registerMoePasses();
+  registerUsmoeConversionPasses();
+}

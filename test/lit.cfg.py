@@ -11,7 +11,7 @@ from lit.llvm.subst import ToolSubst
 
 config.name = "USMOE"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
-config.suffixes = [".mlir"]
+config.suffixes = [".mlir", ".test"]
 config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.usmoe_obj_root, "test")
@@ -38,6 +38,7 @@ llvm_config.add_tool_substitutions(
 config.substitutions.append(("%mlir_lib_dir", config.llvm_lib_dir))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(("%usmoe_src_root", config.usmoe_src_root))
+config.substitutions.append(("%usmoe_obj_root", config.usmoe_obj_root))
 
 # ptxas: present on every machine with the CUDA toolkit (no GPU needed).
 cuda_root = config.usmoe_cuda_root or os.environ.get("CUDA_ROOT", "/usr/local/cuda")

@@ -1,0 +1,173 @@
+//===- DispatchCombinePatterns.cpp - lower dispatch, experts, combine -----===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PopulatePatterns.h"
+#include "RoutingKernels.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/IR/PatternMatch.h"
+
+using namespace mlir;
+using namespace mlir::usmoe::loops;
+
+/// Rounds an f32 value to `type` (a no-op for f32).
+static Value fromF32(LoopBuilder &b, Value v, Type type) {
+  if (type.isF32())
+    return v;
+  return arith::TruncFOp::create(b, type, v);
+}
+
+namespace {
+
+/// result[m, :] = hidden[token_ids[m], :]
+struct DispatchLowering : OpRewritePattern<moe::DispatchOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::DispatchOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value hidden = toBuffer(b, op.getHidden());
+    Value ids = toBuffer(b, op.getTokenIds());
+    auto type = cast<RankedTensorType>(op.getType());
+    SmallVector<Value> dynSizes;
+    if (type.isDynamicDim(0))
+      dynSizes.push_back(dim(b, ids, 0));
+    if (type.isDynamicDim(1))
+      dynSizes.push_back(dim(b, hidden, 1));
+    Value out = alloc(
+        b, MemRefType::get(type.getShape(), type.getElementType()), dynSizes);
+    Value zero = indexConst(b, 0);
+    Value width = dim(b, hidden, 1);
+    forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
+      Value g = i32ToIndex(b, load(b, ids, {m}));
+      forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+        store(b, load(b, hidden, {g, d}), out, {m, d});
+      });
+    });
+    rewriter.replaceOp(op, toTensor(b, out, type));
+    return success();
+  }
+};
+
+/// y = init; y[ids[m], :] += w[m] * out[m, :] for ascending m, accumulated
+/// in f32 and rounded once to the element type at the end.
+struct CombineLowering : OpRewritePattern<moe::CombineOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::CombineOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value expertOut = toBuffer(b, op.getExpertOut());
+    Value ids = toBuffer(b, op.getTokenIds());
+    Value weights = toBuffer(b, op.getWeights());
+    Value init = toBuffer(b, op.getInit());
+    auto type = cast<RankedTensorType>(op.getType());
+    Type element = type.getElementType();
+    Value zero = indexConst(b, 0);
+    Value tokens = dim(b, init, 0), width = dim(b, init, 1);
+
+    Value acc = allocResult(
+        b, RankedTensorType::get(type.getShape(), b.getF32Type()), init);
+    forRange(b, zero, tokens, [&](LoopBuilder &b, Value g) {
+      forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+        store(b, loadAsF32(b, init, {g, d}), acc, {g, d});
+      });
+    });
+    forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
+      Value g = i32ToIndex(b, load(b, ids, {m}));
+      Value w = load(b, weights, {m});
+      forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+        Value term = mulf(b, w, loadAsF32(b, expertOut, {m, d}));
+        store(b, addf(b, load(b, acc, {g, d}), term), acc, {g, d});
+      });
+    });
+    Value result = acc;
+    if (!element.isF32()) {
+      result = allocResult(b, type, init);
+      forRange(b, zero, tokens, [&](LoopBuilder &b, Value g) {
+        forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+          store(b, fromF32(b, load(b, acc, {g, d}), element), result, {g, d});
+        });
+      });
+    }
+    rewriter.replaceOp(op, toTensor(b, result, type));
+    return success();
+  }
+};
+
+/// For each expert e and each of its rows x:
+///   h = silu(x W1[e]) * (x W3[e]);  y = h W2[e]
+/// Loops are ordered so that the innermost one walks weights contiguously.
+struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::ExpertFfnOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value x = toBuffer(b, op.getInput());
+    Value offsets = toBuffer(b, op.getExpertOffsets());
+    Value w1 = toBuffer(b, op.getW1()), w3 = toBuffer(b, op.getW3()),
+          w2 = toBuffer(b, op.getW2());
+    auto type = cast<RankedTensorType>(op.getType());
+    Type element = type.getElementType();
+    Value zero = indexConst(b, 0), one = indexConst(b, 1);
+    Value width = dim(b, w1, 1), ffn = dim(b, w1, 2);
+
+    Value out = allocResult(b, type, x);
+    auto vec = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
+    Value gate = alloc(b, vec, {ffn}), up = alloc(b, vec, {ffn});
+    Value y = alloc(b, vec, {width});
+    Value fzero = f32Const(b, 0.0), fone = f32Const(b, 1.0);
+
+    forRange(b, zero, dim(b, w1, 0), [&](LoopBuilder &b, Value e) {
+      Value lo = i32ToIndex(b, load(b, offsets, {e}));
+      Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, one)}));
+      forRange(b, lo, hi, [&](LoopBuilder &b, Value m) {
+        forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+          store(b, fzero, gate, {f});
+          store(b, fzero, up, {f});
+        });
+        forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+          Value xv = loadAsF32(b, x, {m, d});
+          forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+            Value g = addf(b, load(b, gate, {f}),
+                           mulf(b, xv, loadAsF32(b, w1, {e, d, f})));
+            Value u = addf(b, load(b, up, {f}),
+                           mulf(b, xv, loadAsF32(b, w3, {e, d, f})));
+            store(b, g, gate, {f});
+            store(b, u, up, {f});
+          });
+        });
+        forRange(b, zero, width,
+                 [&](LoopBuilder &b, Value d) { store(b, fzero, y, {d}); });
+        forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+          // silu(g) = g / (1 + exp(-g))
+          Value g = load(b, gate, {f});
+          Value silu = divf(
+              b, g,
+              addf(b, fone,
+                   math::ExpOp::create(b, arith::NegFOp::create(b, g))));
+          Value h = mulf(b, silu, load(b, up, {f}));
+          forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+            Value v = addf(b, load(b, y, {d}),
+                           mulf(b, h, loadAsF32(b, w2, {e, f, d})));
+            store(b, v, y, {d});
+          });
+        });
+        forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+          store(b, fromF32(b, load(b, y, {d}), element), out, {m, d});
+        });
+      });
+    });
+    rewriter.replaceOp(op, toTensor(b, out, type));
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::usmoe::loops::populateDispatchCombinePatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<DispatchLowering, CombineLowering, ExpertFfnLowering>(
+      patterns.getContext());
+}

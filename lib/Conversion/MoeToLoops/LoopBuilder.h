@@ -1,0 +1,193 @@
+//===- LoopBuilder.h - scf/arith/memref building blocks ---------*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// Small helpers shared by the moe-to-loops patterns. They keep the routing
+// algorithms readable: a loop nest reads like the pseudo-code in
+// docs/Dialect.md instead of a page of builder calls.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_LOOPBUILDER_H
+#define USMOE_LIB_CONVERSION_MOETOLOOPS_LOOPBUILDER_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace mlir::usmoe::loops {
+
+using LoopBuilder = ImplicitLocOpBuilder;
+using LoopBody = function_ref<void(LoopBuilder &, Value)>;
+using AccumulatingBody =
+    function_ref<SmallVector<Value>(LoopBuilder &, Value, ValueRange)>;
+
+//===----------------------------------------------------------------------===//
+// Constants and arithmetic
+//===----------------------------------------------------------------------===//
+
+inline Value indexConst(LoopBuilder &b, int64_t v) {
+  return arith::ConstantIndexOp::create(b, v);
+}
+inline Value i32Const(LoopBuilder &b, int64_t v) {
+  return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+}
+inline Value i1Const(LoopBuilder &b, bool v) {
+  return arith::ConstantIntOp::create(b, b.getI1Type(), v);
+}
+inline Value f32Const(LoopBuilder &b, double v) {
+  return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+}
+inline Value f64Const(LoopBuilder &b, double v) {
+  return arith::ConstantOp::create(b, b.getF64FloatAttr(v));
+}
+
+inline Value addf(LoopBuilder &b, Value x, Value y) {
+  return arith::AddFOp::create(b, x, y);
+}
+inline Value subf(LoopBuilder &b, Value x, Value y) {
+  return arith::SubFOp::create(b, x, y);
+}
+inline Value mulf(LoopBuilder &b, Value x, Value y) {
+  return arith::MulFOp::create(b, x, y);
+}
+inline Value divf(LoopBuilder &b, Value x, Value y) {
+  return arith::DivFOp::create(b, x, y);
+}
+inline Value addi(LoopBuilder &b, Value x, Value y) {
+  return arith::AddIOp::create(b, x, y);
+}
+inline Value subi(LoopBuilder &b, Value x, Value y) {
+  return arith::SubIOp::create(b, x, y);
+}
+inline Value muli(LoopBuilder &b, Value x, Value y) {
+  return arith::MulIOp::create(b, x, y);
+}
+inline Value andi(LoopBuilder &b, Value x, Value y) {
+  return arith::AndIOp::create(b, x, y);
+}
+inline Value ori(LoopBuilder &b, Value x, Value y) {
+  return arith::OrIOp::create(b, x, y);
+}
+inline Value cmpf(LoopBuilder &b, arith::CmpFPredicate p, Value x, Value y) {
+  return arith::CmpFOp::create(b, p, x, y);
+}
+inline Value cmpi(LoopBuilder &b, arith::CmpIPredicate p, Value x, Value y) {
+  return arith::CmpIOp::create(b, p, x, y);
+}
+inline Value select(LoopBuilder &b, Value c, Value x, Value y) {
+  return arith::SelectOp::create(b, c, x, y);
+}
+inline Value notI1(LoopBuilder &b, Value c) {
+  return arith::XOrIOp::create(b, c, i1Const(b, true));
+}
+inline Value indexToI32(LoopBuilder &b, Value v) {
+  return arith::IndexCastOp::create(b, b.getI32Type(), v);
+}
+inline Value i32ToIndex(LoopBuilder &b, Value v) {
+  return arith::IndexCastOp::create(b, b.getIndexType(), v);
+}
+
+//===----------------------------------------------------------------------===//
+// Memory
+//===----------------------------------------------------------------------===//
+
+inline Value dim(LoopBuilder &b, Value memref, int64_t d) {
+  return memref::DimOp::create(b, memref, d);
+}
+inline Value load(LoopBuilder &b, Value memref, ValueRange indices) {
+  return memref::LoadOp::create(b, memref, indices);
+}
+inline void store(LoopBuilder &b, Value value, Value memref, ValueRange indices) {
+  memref::StoreOp::create(b, value, memref, indices);
+}
+/// Loads an element and widens it to f32 (router math is always f32).
+inline Value loadAsF32(LoopBuilder &b, Value memref, ValueRange indices) {
+  Value v = load(b, memref, indices);
+  if (v.getType().isF32())
+    return v;
+  return arith::ExtFOp::create(b, b.getF32Type(), v);
+}
+/// A buffer of `type` whose dynamic sizes are `dynSizes`; freed by the
+/// buffer-deallocation pipeline, so the lowering never emits deallocs.
+inline Value alloc(LoopBuilder &b, MemRefType type, ValueRange dynSizes = {}) {
+  return memref::AllocOp::create(b, type, dynSizes);
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor <-> buffer bridge
+//===----------------------------------------------------------------------===//
+
+/// The buffer behind a tensor operand (read only), with an identity layout;
+/// one-shot-bufferize inserts a copy where the real buffer is strided.
+inline Value toBuffer(LoopBuilder &b, Value tensor) {
+  auto type = cast<RankedTensorType>(tensor.getType());
+  auto memrefType = MemRefType::get(type.getShape(), type.getElementType());
+  return bufferization::ToBufferOp::create(b, memrefType, tensor,
+                                           /*read_only=*/true);
+}
+
+/// The tensor result of a freshly allocated buffer that nothing else aliases.
+inline Value toTensor(LoopBuilder &b, Value memref, Type tensorType) {
+  return bufferization::ToTensorOp::create(b, tensorType, memref,
+                                           /*restrict=*/b.getUnitAttr(),
+                                           /*writable=*/b.getUnitAttr());
+}
+
+/// A buffer for a result of type `type`; each dynamic size is taken from the
+/// same dimension of `shapeSource` (a memref of the same rank).
+inline Value allocResult(LoopBuilder &b, Type type, Value shapeSource) {
+  auto tensorType = cast<RankedTensorType>(type);
+  SmallVector<Value> dynSizes;
+  for (int64_t d = 0; d < tensorType.getRank(); ++d)
+    if (tensorType.isDynamicDim(d))
+      dynSizes.push_back(dim(b, shapeSource, d));
+  return alloc(b,
+               MemRefType::get(tensorType.getShape(),
+                               tensorType.getElementType()),
+               dynSizes);
+}
+
+//===----------------------------------------------------------------------===//
+// Control flow
+//===----------------------------------------------------------------------===//
+
+/// for iv in [lb, ub): body(iv)
+inline void forRange(LoopBuilder &b, Value lb, Value ub, LoopBody body) {
+  scf::ForOp::create(b, lb, ub, indexConst(b, 1), ValueRange{},
+                     [&](OpBuilder &nb, Location loc, Value iv, ValueRange) {
+                       LoopBuilder ib(loc, nb);
+                       body(ib, iv);
+                       scf::YieldOp::create(ib);
+                     });
+}
+
+/// for iv in [lb, ub) carrying `init`: acc = body(iv, acc); returns acc.
+inline SmallVector<Value> forRangeAcc(LoopBuilder &b, Value lb, Value ub,
+                                      ValueRange init, AccumulatingBody body) {
+  auto loop = scf::ForOp::create(
+      b, lb, ub, indexConst(b, 1), init,
+      [&](OpBuilder &nb, Location loc, Value iv, ValueRange acc) {
+        LoopBuilder ib(loc, nb);
+        scf::YieldOp::create(ib, body(ib, iv, acc));
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
+/// if (cond) then()
+inline void ifThen(LoopBuilder &b, Value cond, function_ref<void(LoopBuilder &)> then) {
+  scf::IfOp::create(b, cond, [&](OpBuilder &nb, Location loc) {
+    LoopBuilder ib(loc, nb);
+    then(ib);
+    scf::YieldOp::create(ib);
+  });
+}
+
+} // namespace mlir::usmoe::loops
+
+#endif // USMOE_LIB_CONVERSION_MOETOLOOPS_LOOPBUILDER_H

@@ -1,0 +1,157 @@
+//===- PlanPatterns.cpp - lower moe.plan and moe.topk_list to loops -------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PopulatePatterns.h"
+#include "RoutingKernels.h"
+#include "mlir/IR/PatternMatch.h"
+
+using namespace mlir;
+using namespace mlir::usmoe::loops;
+using arith::CmpIPredicate;
+
+namespace {
+
+/// Expert-major CSR in two row-major passes over the mask: count per expert
+/// and prefix-sum into offsets, then a stable fill with one cursor per
+/// expert (rows are visited in ascending g, so each expert's ids ascend).
+struct PlanLowering : OpRewritePattern<moe::PlanOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::PlanOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value gates = toBuffer(b, op.getGates());
+    Value mask = toBuffer(b, op.getMask());
+    int64_t experts = op.getGates().getType().getDimSize(2);
+    Value zero = indexConst(b, 0), one = indexConst(b, 1);
+    Value numExperts = indexConst(b, experts);
+
+    auto offsetsType = MemRefType::get({experts + 1}, b.getI32Type());
+    Value offsets = alloc(b, offsetsType);
+    forRange(b, zero, indexConst(b, experts + 1), [&](LoopBuilder &b, Value e) {
+      store(b, i32Const(b, 0), offsets, {e});
+    });
+    forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
+      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
+        Value on = load(b, mask, {bi, ti, ei});
+        Value slot = addi(b, ei, one);
+        Value inc = arith::ExtUIOp::create(b, b.getI32Type(), on);
+        store(b, addi(b, load(b, offsets, {slot}), inc), offsets, {slot});
+      });
+    });
+    forRangeAcc(b, one, indexConst(b, experts + 1), {i32Const(b, 0)},
+                [&](LoopBuilder &b, Value e, ValueRange acc) {
+                  Value total = addi(b, acc[0], load(b, offsets, {e}));
+                  store(b, total, offsets, {e});
+                  return SmallVector<Value>{total};
+                });
+
+    Value rows = i32ToIndex(b, load(b, offsets, {numExperts}));
+    Value ids = alloc(b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()),
+                      {rows});
+    Value weights = alloc(
+        b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {rows});
+    Value cursor = alloc(b, MemRefType::get({experts}, b.getI32Type()));
+    memref::CopyOp::create(
+        b,
+        memref::SubViewOp::create(b, offsets, ArrayRef<int64_t>{0},
+                                  ArrayRef<int64_t>{experts},
+                                  ArrayRef<int64_t>{1}),
+        cursor);
+    Value tokens = dim(b, mask, 1);
+    forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
+      Value g = indexToI32(b, addi(b, muli(b, bi, tokens), ti));
+      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
+        ifThen(b, load(b, mask, {bi, ti, ei}), [&](LoopBuilder &b) {
+          Value pos = load(b, cursor, {ei});
+          Value at = i32ToIndex(b, pos);
+          store(b, g, ids, {at});
+          store(b, load(b, gates, {bi, ti, ei}), weights, {at});
+          store(b, addi(b, pos, i32Const(b, 1)), cursor, {ei});
+        });
+      });
+    });
+    rewriter.replaceOp(op, {toTensor(b, offsets, op.getExpertOffsets().getType()),
+                            toTensor(b, ids, op.getTokenIds().getType()),
+                            toTensor(b, weights, op.getWeights().getType())});
+    return success();
+  }
+};
+
+/// Per token, the selected experts by descending gate (ties: lower expert
+/// first), k at most, padded with (-1, 0). The j-th entry is the best
+/// selected expert ranked after the (j-1)-th, as in the top-k row scan.
+struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::TopKListOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value gates = toBuffer(b, op.getGates());
+    Value mask = toBuffer(b, op.getMask());
+    int64_t experts = op.getGates().getType().getDimSize(2);
+    int64_t k = op.getK();
+    Value zero = indexConst(b, 0);
+    Value tokens = dim(b, mask, 1);
+    Value rows = muli(b, dim(b, mask, 0), tokens);
+
+    auto idsType = cast<RankedTensorType>(op.getExpertIds().getType());
+    auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
+    SmallVector<Value> dynRows;
+    if (idsType.isDynamicDim(0))
+      dynRows.push_back(rows);
+    Value ids = alloc(b, MemRefType::get(idsType.getShape(), b.getI32Type()),
+                      dynRows);
+    Value weights = alloc(
+        b, MemRefType::get(weightsType.getShape(), b.getF32Type()), dynRows);
+
+    Value minusOne = i32Const(b, -1);
+    forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
+      Value g = addi(b, muli(b, bi, tokens), ti);
+      SmallVector<Value> prev = {f32Const(b, 0.0), minusOne, i1Const(b, true)};
+      forRangeAcc(
+          b, zero, indexConst(b, k), prev,
+          [&](LoopBuilder &b, Value j, ValueRange p) {
+            SmallVector<Value> best = forRangeAcc(
+                b, zero, indexConst(b, experts), {f32Const(b, 0.0), minusOne},
+                [&](LoopBuilder &b, Value ei, ValueRange acc) {
+                  Value on = load(b, mask, {bi, ti, ei});
+                  Value gate = load(b, gates, {bi, ti, ei});
+                  Value idx = indexToI32(b, ei);
+                  using arith::CmpFPredicate;
+                  Value after = ori(
+                      b, p[2],
+                      ori(b, cmpf(b, CmpFPredicate::OLT, gate, p[0]),
+                          andi(b, cmpf(b, CmpFPredicate::OEQ, gate, p[0]),
+                               cmpi(b, CmpIPredicate::sgt, idx, p[1]))));
+                  Value better = ori(
+                      b, cmpi(b, CmpIPredicate::slt, acc[1], i32Const(b, 0)),
+                      cmpf(b, CmpFPredicate::OGT, gate, acc[0]));
+                  Value take = andi(b, on, andi(b, after, better));
+                  return SmallVector<Value>{select(b, take, gate, acc[0]),
+                                            select(b, take, idx, acc[1])};
+                });
+            Value found = cmpi(b, CmpIPredicate::sge, best[1], i32Const(b, 0));
+            store(b, best[1], ids, {g, j});
+            store(b, select(b, found, best[0], f32Const(b, 0.0)), weights,
+                  {g, j});
+            // Once a row runs out, later entries stay padding.
+            return SmallVector<Value>{
+                select(b, found, best[0], p[0]),
+                select(b, found, best[1], i32Const(b, experts)),
+                i1Const(b, false)};
+          });
+    });
+    rewriter.replaceOp(op, {toTensor(b, ids, idsType),
+                            toTensor(b, weights, weightsType)});
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::usmoe::loops::populatePlanPatterns(RewritePatternSet &patterns) {
+  patterns.add<PlanLowering, TopKListLowering>(patterns.getContext());
+}

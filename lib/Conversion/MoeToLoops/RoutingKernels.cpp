@@ -1,0 +1,409 @@
+//===- RoutingKernels.cpp - scoring and selection loop nests --------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "RoutingKernels.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::usmoe;
+using namespace mlir::usmoe::loops;
+using arith::CmpFPredicate;
+using arith::CmpIPredicate;
+
+static constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+static int64_t numExperts(Value memref) {
+  return cast<MemRefType>(memref.getType()).getDimSize(2);
+}
+
+/// NaN logits count as -inf (spec: "NaN logits are treated as -inf").
+static Value sanitize(LoopBuilder &b, Value x) {
+  Value isNan = cmpf(b, CmpFPredicate::UNO, x, x);
+  return select(b, isNan, f32Const(b, kNegInf), x);
+}
+
+//===----------------------------------------------------------------------===//
+// Scoring
+//===----------------------------------------------------------------------===//
+
+/// Softmax over a lane of `n` elements whose i-th element lives at
+/// `at(i)` in both `logits` and `out`:
+///   x_i = sanitize(L_i); m = max x_i
+///   e_i = exp(x_i == m ? 0 : x_i - m)   (so +inf logits share the mass)
+///   P_i = e_i / sum_i e_i                (ascending i), or 0 if m == -inf
+static void
+emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
+                function_ref<SmallVector<Value>(LoopBuilder &, Value)> at) {
+  Value zero = indexConst(b, 0);
+  Value max = forRangeAcc(b, zero, n, {f32Const(b, kNegInf)},
+                          [&](LoopBuilder &b, Value i, ValueRange acc) {
+                            Value x = sanitize(b, loadAsF32(b, logits, at(b, i)));
+                            return SmallVector<Value>{
+                                arith::MaximumFOp::create(b, acc[0], x)};
+                          })[0];
+  Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
+  Value sum = forRangeAcc(
+      b, zero, n, {f32Const(b, 0.0)}, [&](LoopBuilder &b, Value i, ValueRange acc) {
+        SmallVector<Value> idx = at(b, i);
+        Value x = sanitize(b, loadAsF32(b, logits, idx));
+        Value atMax = cmpf(b, CmpFPredicate::OEQ, x, max);
+        Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x, max));
+        Value e = select(b, valid, math::ExpOp::create(b, shifted),
+                         f32Const(b, 0.0));
+        store(b, e, out, idx);
+        return SmallVector<Value>{addf(b, acc[0], e)};
+      })[0];
+  forRange(b, zero, n, [&](LoopBuilder &b, Value i) {
+    SmallVector<Value> idx = at(b, i);
+    Value p = divf(b, load(b, out, idx), sum);
+    store(b, select(b, valid, p, f32Const(b, 0.0)), out, idx);
+  });
+}
+
+void loops::emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi,
+                           Value ti) {
+  emitSoftmaxLane(b, logits, out, indexConst(b, numExperts(logits)),
+                  [&](LoopBuilder &, Value e) {
+                    return SmallVector<Value>{bi, ti, e};
+                  });
+}
+
+void loops::forEachToken(LoopBuilder &b, Value like,
+                         function_ref<void(LoopBuilder &, Value, Value)> body) {
+  Value zero = indexConst(b, 0);
+  forRange(b, zero, dim(b, like, 0), [&](LoopBuilder &b, Value bi) {
+    forRange(b, zero, dim(b, like, 1),
+             [&](LoopBuilder &b, Value ti) { body(b, bi, ti); });
+  });
+}
+
+/// for b, t, e: body(b, t, e)
+static void
+forEachPair(LoopBuilder &b, Value like,
+            function_ref<void(LoopBuilder &, Value, Value, Value)> body) {
+  Value zero = indexConst(b, 0);
+  Value experts = indexConst(b, numExperts(like));
+  forEachToken(b, like, [&](LoopBuilder &b, Value bi, Value ti) {
+    forRange(b, zero, experts,
+             [&](LoopBuilder &b, Value ei) { body(b, bi, ti, ei); });
+  });
+}
+
+void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out) {
+  forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
+    emitSoftmaxRow(b, logits, out, bi, ti);
+  });
+}
+
+/// F = (2/E) * (1 / (1 + exp(-x))), with (2/E) rounded once to f32.
+static Value sigmoidScore(LoopBuilder &b, Value x, int64_t experts) {
+  Value one = f32Const(b, 1.0);
+  Value negX = arith::NegFOp::create(b, x);
+  Value sig = divf(b, one, addf(b, one, math::ExpOp::create(b, negX)));
+  return mulf(b, f32Const(b, 2.0 / double(experts)), sig);
+}
+
+/// Softmax of every column logits[b, :, e] over the T tokens.
+static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out) {
+  Value zero = indexConst(b, 0);
+  Value tokens = dim(b, logits, 1);
+  forRange(b, zero, dim(b, logits, 0), [&](LoopBuilder &b, Value bi) {
+    forRange(b, zero, indexConst(b, numExperts(logits)),
+             [&](LoopBuilder &b, Value ei) {
+               emitSoftmaxLane(b, logits, out, tokens,
+                               [&](LoopBuilder &, Value t) {
+                                 return SmallVector<Value>{bi, t, ei};
+                               });
+             });
+  });
+}
+
+void loops::emitExpertScore(LoopBuilder &b, moe::ExpertScoreKind kind,
+                            Value logits, Value out) {
+  if (kind == moe::ExpertScoreKind::softmax_tokens)
+    return emitTokenAxisSoftmax(b, logits, out);
+  int64_t experts = numExperts(logits);
+  forEachPair(b, logits, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
+    Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, ei}));
+    store(b, sigmoidScore(b, x, experts), out, {bi, ti, ei});
+  });
+}
+
+void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
+                             moe::ExpertScoreKind kind, Value logits,
+                             Value out) {
+  // U = c1 * P + c2 * F, each product and the sum rounded to f32 (no FMA).
+  Value c1 = f32Const(b, 1.0 - alpha), c2 = f32Const(b, alpha);
+  int64_t experts = numExperts(logits);
+  if (kind == moe::ExpertScoreKind::sigmoid) {
+    forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
+      emitSoftmaxRow(b, logits, out, bi, ti);
+      forRange(b, indexConst(b, 0), indexConst(b, experts),
+               [&](LoopBuilder &b, Value ei) {
+                 Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, ei}));
+                 Value p = load(b, out, {bi, ti, ei});
+                 Value u = addf(b, mulf(b, c1, p),
+                                mulf(b, c2, sigmoidScore(b, x, experts)));
+                 store(b, u, out, {bi, ti, ei});
+               });
+    });
+    return;
+  }
+  auto type = cast<MemRefType>(out.getType());
+  SmallVector<Value> dynSizes;
+  for (int64_t d = 0; d < 2; ++d)
+    if (type.isDynamicDim(d))
+      dynSizes.push_back(dim(b, out, d));
+  Value f = alloc(b, type, dynSizes);
+  emitTokenAxisSoftmax(b, logits, f);
+  emitTokenSoftmax(b, logits, out);
+  forEachPair(b, out, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
+    Value p = load(b, out, {bi, ti, ei});
+    Value fv = load(b, f, {bi, ti, ei});
+    store(b, addf(b, mulf(b, c1, p), mulf(b, c2, fv)), out, {bi, ti, ei});
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Selection
+//===----------------------------------------------------------------------===//
+
+/// An unsigned i32 key with the order of the f32 score: NaN ranks as -inf
+/// and -0 as +0, so that integer comparison is total and agrees with the
+/// float order everywhere else.
+static Value scoreKey(LoopBuilder &b, Value score) {
+  Value x = sanitize(b, score);
+  Value isZero = cmpf(b, CmpFPredicate::OEQ, x, f32Const(b, 0.0));
+  x = select(b, isZero, f32Const(b, 0.0), x);
+  Value bits = arith::BitcastOp::create(b, b.getI32Type(), x);
+  Value sign = arith::ShRSIOp::create(b, bits, i32Const(b, 31));
+  Value flip = ori(b, sign, i32Const(b, std::numeric_limits<int32_t>::min()));
+  return arith::XOrIOp::create(b, bits, flip);
+}
+
+void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
+                        Value ti, int64_t k, bool renormalize) {
+  Value zero = indexConst(b, 0);
+  Value experts = indexConst(b, numExperts(gates));
+  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
+    store(b, i1Const(b, false), mask, {bi, ti, ei});
+  });
+  // The j-th pick is the best element ranked strictly after the previous
+  // pick in the order (key descending, index ascending); no scratch memory.
+  Value minusOne = i32Const(b, -1);
+  SmallVector<Value> prev = {i32Const(b, 0), minusOne, i1Const(b, true)};
+  prev = forRangeAcc(
+      b, zero, indexConst(b, k), prev, [&](LoopBuilder &b, Value, ValueRange p) {
+        Value prevKey = p[0], prevIdx = p[1], first = p[2];
+        SmallVector<Value> best = forRangeAcc(
+            b, zero, experts, {i32Const(b, 0), minusOne},
+            [&](LoopBuilder &b, Value ei, ValueRange acc) {
+              Value key = scoreKey(b, load(b, gates, {bi, ti, ei}));
+              Value idx = indexToI32(b, ei);
+              Value after = ori(
+                  b, first,
+                  ori(b, cmpi(b, CmpIPredicate::ult, key, prevKey),
+                      andi(b, cmpi(b, CmpIPredicate::eq, key, prevKey),
+                           cmpi(b, CmpIPredicate::sgt, idx, prevIdx))));
+              Value better =
+                  ori(b, cmpi(b, CmpIPredicate::slt, acc[1], i32Const(b, 0)),
+                      cmpi(b, CmpIPredicate::ugt, key, acc[0]));
+              Value take = andi(b, after, better);
+              return SmallVector<Value>{select(b, take, key, acc[0]),
+                                        select(b, take, idx, acc[1])};
+            });
+        store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, best[1])});
+        return SmallVector<Value>{best[0], best[1], i1Const(b, false)};
+      });
+  Value sum = forRangeAcc(b, zero, experts, {f32Const(b, 0.0)},
+                          [&](LoopBuilder &b, Value ei, ValueRange acc) {
+                            Value on = load(b, mask, {bi, ti, ei});
+                            Value g = select(b, on, load(b, gates, {bi, ti, ei}),
+                                             f32Const(b, 0.0));
+                            store(b, g, gates, {bi, ti, ei});
+                            return SmallVector<Value>{addf(b, acc[0], g)};
+                          })[0];
+  if (!renormalize)
+    return;
+  Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
+  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
+    Value g = load(b, gates, {bi, ti, ei});
+    store(b, select(b, positive, divf(b, g, sum), g), gates, {bi, ti, ei});
+  });
+}
+
+/// Visits the elements of one selection set in tie-break order (lower rank
+/// first), threading accumulators: for Expert Choice the tokens of one
+/// (sequence, expert) column, for Unified the flat (t, e) pairs of one
+/// sequence.
+using ElementBody =
+    function_ref<SmallVector<Value>(LoopBuilder &, ValueRange, ValueRange)>;
+using SetVisitor =
+    function_ref<SmallVector<Value>(LoopBuilder &, ValueRange, ElementBody)>;
+
+/// Selects, in place, the `count` best elements of a set by a 4-pass radix
+/// select over the 32-bit keys (8 bits a pass): O(set size), no sort.
+/// Afterwards every element with key > K is selected, plus the first
+/// `remaining` elements with key == K in visiting order (ties by index).
+static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
+                            Value count, SetVisitor visit) {
+  Value zero = indexConst(b, 0), bins = indexConst(b, 256);
+  Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
+  Value remaining = indexToI32(b, count);
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    forRange(b, zero, bins,
+             [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
+    visit(b, {}, [&](LoopBuilder &b, ValueRange idx, ValueRange) {
+      Value key = scoreKey(b, load(b, gates, idx));
+      Value match = cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+      Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
+                         i32Const(b, 255));
+      ifThen(b, match, [&](LoopBuilder &b) {
+        Value d = i32ToIndex(b, digit);
+        store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
+      });
+      return SmallVector<Value>{};
+    });
+    // Scan digits from 255 down for the bin holding the remaining-th key.
+    SmallVector<Value> scan = forRangeAcc(
+        b, zero, bins,
+        {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining},
+        [&](LoopBuilder &b, Value i, ValueRange acc) {
+          Value cum = acc[0], found = acc[1];
+          Value d = subi(b, indexConst(b, 255), i);
+          Value newCum = addi(b, cum, load(b, hist, {d}));
+          Value hit = andi(b, notI1(b, found),
+                           cmpi(b, CmpIPredicate::sge, newCum, remaining));
+          return SmallVector<Value>{
+              newCum, ori(b, found, hit),
+              select(b, hit, indexToI32(b, d), acc[2]),
+              select(b, hit, subi(b, remaining, cum), acc[3])};
+        });
+    Value digit = arith::ShLIOp::create(b, scan[2], i32Const(b, shift));
+    prefix = ori(b, prefix, digit);
+    prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
+    remaining = scan[3];
+  }
+  Value threshold = prefix;
+  visit(b, {i32Const(b, 0)},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) -> SmallVector<Value> {
+          Value gate = load(b, gates, idx);
+          Value key = scoreKey(b, gate);
+          Value above = cmpi(b, CmpIPredicate::ugt, key, threshold);
+          Value tie = andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),
+                           cmpi(b, CmpIPredicate::slt, acc[0], remaining));
+          Value on = ori(b, above, tie);
+          store(b, on, mask, idx);
+          store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
+          Value taken = addi(b, acc[0], arith::ExtUIOp::create(
+                                            b, b.getI32Type(), tie));
+          return {taken};
+        });
+}
+
+static Value allocHistogram(LoopBuilder &b) {
+  return alloc(b, MemRefType::get({256}, b.getI32Type()));
+}
+
+void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
+                             Value capacity) {
+  Value hist = allocHistogram(b);
+  Value zero = indexConst(b, 0);
+  Value tokens = dim(b, gates, 1);
+  forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
+    forRange(b, zero, indexConst(b, numExperts(gates)),
+             [&](LoopBuilder &b, Value ei) {
+               emitRadixSelect(
+                   b, gates, mask, hist, capacity,
+                   [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+                     return forRangeAcc(b, zero, tokens, init,
+                                        [&](LoopBuilder &b, Value t,
+                                            ValueRange acc) {
+                                          return body(b, {bi, t, ei}, acc);
+                                        });
+                   });
+             });
+  });
+}
+
+void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget) {
+  Value hist = allocHistogram(b);
+  Value zero = indexConst(b, 0);
+  Value tokens = dim(b, gates, 1);
+  Value experts = indexConst(b, numExperts(gates));
+  forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
+    emitRadixSelect(
+        b, gates, mask, hist, budget,
+        [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+          return forRangeAcc(
+              b, zero, tokens, init, [&](LoopBuilder &b, Value t, ValueRange acc) {
+                return forRangeAcc(b, zero, experts, acc,
+                                   [&](LoopBuilder &b, Value e, ValueRange acc) {
+                                     return body(b, {bi, t, e}, acc);
+                                   });
+              });
+        });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Budgets
+//===----------------------------------------------------------------------===//
+
+static Value indexToF64(LoopBuilder &b, Value v) {
+  Value i64 = arith::IndexCastOp::create(b, b.getI64Type(), v);
+  return arith::SIToFPOp::create(b, b.getF64Type(), i64);
+}
+
+static Value f64ToIndex(LoopBuilder &b, Value v) {
+  Value i64 = arith::FPToSIOp::create(b, b.getI64Type(), v);
+  return arith::IndexCastOp::create(b, b.getIndexType(), i64);
+}
+
+/// Aborts with `message` unless `value <= limit` or the input is empty
+/// (T == 0): the run-time half of the verifier when T is dynamic.
+static void emitBudgetCheck(LoopBuilder &b, Value value, Value limit,
+                            Value numTokens, StringRef message) {
+  Value ok = ori(b, cmpi(b, CmpIPredicate::sle, value, limit),
+                 cmpi(b, CmpIPredicate::eq, numTokens, indexConst(b, 0)));
+  cf::AssertOp::create(b, ok, message);
+}
+
+Value loops::emitUnifiedBudget(LoopBuilder &b, std::optional<int64_t> n,
+                               std::optional<double> k, Value gates) {
+  Value tokens = dim(b, gates, 1);
+  if (n) {
+    Value budget = indexConst(b, *n);
+    Value pairs = muli(b, tokens, indexConst(b, numExperts(gates)));
+    emitBudgetCheck(b, budget, pairs, tokens,
+                    "moe: unified budget n exceeds T * E of the input");
+    return budget;
+  }
+  Value product = mulf(b, f64Const(b, *k), indexToF64(b, tokens));
+  return f64ToIndex(b, math::FloorOp::create(b, product));
+}
+
+Value loops::emitExpertCapacity(LoopBuilder &b, std::optional<int64_t> capacity,
+                                std::optional<double> factor,
+                                std::optional<int64_t> k, Value gates) {
+  Value tokens = dim(b, gates, 1);
+  if (capacity) {
+    Value c = indexConst(b, *capacity);
+    emitBudgetCheck(b, c, tokens, tokens,
+                    "moe: expert capacity exceeds the number of tokens T");
+    return c;
+  }
+  Value c = mulf(b, f64Const(b, *factor), indexToF64(b, tokens));
+  c = mulf(b, c, f64Const(b, double(*k)));
+  c = divf(b, c, f64Const(b, double(numExperts(gates))));
+  Value result = f64ToIndex(b, math::CeilOp::create(b, c));
+  result = arith::MinSIOp::create(b, result, tokens);
+  return arith::MaxSIOp::create(b, result, indexConst(b, 1));
+}

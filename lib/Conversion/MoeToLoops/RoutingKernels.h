@@ -1,0 +1,72 @@
+//===- RoutingKernels.h - scoring and selection loop nests ------*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// The routing algorithms on [B, T, E] memrefs, shared by the patterns of the
+// unfused ops and of the fused moe.route. Every float operation here is part
+// of the normative definition (docs/Dialect.md, "Exact arithmetic"): the
+// NumPy reference performs the same f32 operations in the same order.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
+#define USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
+
+#include "LoopBuilder.h"
+#include "usmoe/Dialect/Moe/IR/MoeOps.h"
+
+namespace mlir::usmoe::loops {
+
+/// for b in [0, B), t in [0, T) of a [B, T, E] memref: body(b, t)
+void forEachToken(LoopBuilder &b, Value like,
+                  function_ref<void(LoopBuilder &, Value, Value)> body);
+
+//===----------------------------------------------------------------------===//
+// Scoring: logits memref (f32/f16/bf16) -> f32 score memref, both [B, T, E]
+//===----------------------------------------------------------------------===//
+
+/// out[b, t, :] = softmax over experts of logits[b, t, :].
+void emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi, Value ti);
+/// The row softmax P of every token.
+void emitTokenSoftmax(LoopBuilder &b, Value logits, Value out);
+/// The expert score F of every (token, expert).
+void emitExpertScore(LoopBuilder &b, moe::ExpertScoreKind kind, Value logits,
+                     Value out);
+/// U = (1 - alpha) * P + alpha * F for the whole batch.
+void emitUnifiedScore(LoopBuilder &b, double alpha, moe::ExpertScoreKind kind,
+                      Value logits, Value out);
+
+//===----------------------------------------------------------------------===//
+// Selection: in place on a gate buffer that holds the scores
+//===----------------------------------------------------------------------===//
+
+/// Token Choice on row (bi, ti): sets mask[bi, ti, :], zeroes unselected
+/// gates and renormalizes the selected ones if asked.
+void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
+                 int64_t k, bool renormalize);
+/// Expert Choice for every (sequence, expert): `capacity` (index) tokens.
+void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity);
+/// Unified: the best `budget` (index) pairs of every sequence.
+void emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget);
+
+//===----------------------------------------------------------------------===//
+// Budgets
+//===----------------------------------------------------------------------===//
+
+/// The Unified budget N per sequence of `gates` ([B, T, E]): `n`, checked
+/// against T * E at run time, or floor(k * T) in f64 arithmetic (as
+/// moe::unifiedBudget).
+Value emitUnifiedBudget(LoopBuilder &b, std::optional<int64_t> n,
+                        std::optional<double> k, Value gates);
+/// The Expert Choice capacity C: `capacity`, checked against T at run time,
+/// or clamp(ceil(factor * T * k / E), 1, T) (as moe::expertChoiceCapacity).
+Value emitExpertCapacity(LoopBuilder &b, std::optional<int64_t> capacity,
+                         std::optional<double> factor,
+                         std::optional<int64_t> k, Value gates);
+
+} // namespace mlir::usmoe::loops
+
+#endif // USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H

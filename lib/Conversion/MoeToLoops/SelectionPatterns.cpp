@@ -1,0 +1,152 @@
+//===- SelectionPatterns.cpp - lower selections and moe.route to loops ----===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// Every selection works in place on a gate buffer that first holds the
+// scores. The unfused ops copy their score operand into it; moe.route
+// computes the scores straight into it, one row (Token Choice) or one batch
+// of sequences (Expert Choice, Unified) ahead of the selection.
+//
+//===----------------------------------------------------------------------===//
+
+#include "PopulatePatterns.h"
+#include "RoutingKernels.h"
+#include "mlir/IR/PatternMatch.h"
+
+using namespace mlir;
+using namespace mlir::usmoe::loops;
+
+namespace {
+
+/// The gate and mask buffers of a selection over `shapeSource` ([B, T, E]).
+struct SelectionBuffers {
+  Value gates, mask;
+};
+
+SelectionBuffers allocSelection(LoopBuilder &b, Operation *op, Value shapeSource) {
+  return {allocResult(b, op->getResult(0).getType(), shapeSource),
+          allocResult(b, op->getResult(1).getType(), shapeSource)};
+}
+
+void replaceSelection(PatternRewriter &rewriter, LoopBuilder &b, Operation *op,
+                      SelectionBuffers buffers) {
+  rewriter.replaceOp(
+      op, {toTensor(b, buffers.gates, op->getResult(0).getType()),
+           toTensor(b, buffers.mask, op->getResult(1).getType())});
+}
+
+/// The unfused selections: copy the scores into the gate buffer, then select.
+SelectionBuffers copyScores(LoopBuilder &b, Operation *op, Value scoresTensor) {
+  Value scores = toBuffer(b, scoresTensor);
+  SelectionBuffers buffers = allocSelection(b, op, scores);
+  memref::CopyOp::create(b, scores, buffers.gates);
+  return buffers;
+}
+
+void emitTokenChoice(LoopBuilder &b, SelectionBuffers buffers, int64_t k,
+                     bool renormalize) {
+  forEachToken(b, buffers.gates, [&](LoopBuilder &b, Value bi, Value ti) {
+    emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k, renormalize);
+  });
+}
+
+std::optional<double> asDouble(FloatAttr attr) {
+  if (!attr)
+    return std::nullopt;
+  return attr.getValueAsDouble();
+}
+
+struct SelectTopKLowering : OpRewritePattern<moe::SelectTopKOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::SelectTopKOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    SelectionBuffers buffers = copyScores(b, op, op.getScores());
+    emitTokenChoice(b, buffers, op.getK(), op.getRenormalize());
+    replaceSelection(rewriter, b, op, buffers);
+    return success();
+  }
+};
+
+struct SelectExpertChoiceLowering
+    : OpRewritePattern<moe::SelectExpertChoiceOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::SelectExpertChoiceOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    SelectionBuffers buffers = copyScores(b, op, op.getScores());
+    Value capacity =
+        emitExpertCapacity(b, op.getCapacity(),
+                           asDouble(op.getCapacityFactorAttr()), op.getK(),
+                           buffers.gates);
+    emitExpertChoice(b, buffers.gates, buffers.mask, capacity);
+    replaceSelection(rewriter, b, op, buffers);
+    return success();
+  }
+};
+
+struct SelectGlobalLowering : OpRewritePattern<moe::SelectGlobalOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::SelectGlobalOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    SelectionBuffers buffers = copyScores(b, op, op.getScores());
+    Value budget = emitUnifiedBudget(b, op.getN(), asDouble(op.getKAttr()),
+                                     buffers.gates);
+    emitGlobalTopN(b, buffers.gates, buffers.mask, budget);
+    replaceSelection(rewriter, b, op, buffers);
+    return success();
+  }
+};
+
+struct RouteLowering : OpRewritePattern<moe::RouteOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::RouteOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value logits = toBuffer(b, op.getLogits());
+    SelectionBuffers buffers = allocSelection(b, op, logits);
+    std::optional<double> k = asDouble(op.getKAttr());
+    switch (op.getMode()) {
+    case moe::RoutingMode::token:
+      // Row by row: the row's scores are still in cache when selected.
+      forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
+        emitSoftmaxRow(b, logits, buffers.gates, bi, ti);
+        emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, int64_t(*k),
+                    op.getRenormalize());
+      });
+      break;
+    case moe::RoutingMode::expert: {
+      emitTokenSoftmax(b, logits, buffers.gates);
+      std::optional<int64_t> intK;
+      if (k)
+        intK = int64_t(*k);
+      Value capacity = emitExpertCapacity(b, op.getCapacity(),
+                                          asDouble(op.getCapacityFactorAttr()),
+                                          intK, buffers.gates);
+      emitExpertChoice(b, buffers.gates, buffers.mask, capacity);
+      break;
+    }
+    case moe::RoutingMode::unified: {
+      emitUnifiedScore(b, op.getAlphaOrDefault(), op.getExpertScoreOrDefault(),
+                       logits, buffers.gates);
+      Value budget = emitUnifiedBudget(b, op.getN(), k, buffers.gates);
+      emitGlobalTopN(b, buffers.gates, buffers.mask, budget);
+      break;
+    }
+    }
+    replaceSelection(rewriter, b, op, buffers);
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::usmoe::loops::populateSelectionPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<SelectTopKLowering, SelectExpertChoiceLowering,
+               SelectGlobalLowering, RouteLowering>(patterns.getContext());
+}
