@@ -10,6 +10,7 @@
 #include "usmoe/Conversion/Passes.h"
 #include "usmoe/Dialect/Moe/IR/MoeDialect.h"
 #include "usmoe/Dialect/Moe/Transforms/Passes.h"
+#include "usmoe/Pipelines/Pipelines.h"
 
 void mlir::usmoe::registerAllDialects(DialectRegistry &registry) {
   registry.insert<moe::MoeDialect>();
@@ -18,4 +19,5 @@ void mlir::usmoe::registerAllDialects(DialectRegistry &registry) {
 void mlir::usmoe::registerAllPasses() {
   moe::registerMoePasses();
   registerUsmoeConversionPasses();
+  registerUsmoePipelines();
 }

@@ -36,6 +36,12 @@ llvm_config.add_tool_substitutions(
 )
 
 config.substitutions.append(("%mlir_lib_dir", config.llvm_lib_dir))
+# Runs an LLVM-dialect module's @main on the CPU with the printing utilities.
+runner_libs = ",".join(
+    os.path.join(config.llvm_lib_dir, "lib%s%s" % (name, config.llvm_shlib_ext))
+    for name in ("mlir_c_runner_utils", "mlir_runner_utils"))
+config.substitutions.append(
+    ("%run_cpu", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(("%usmoe_src_root", config.usmoe_src_root))
 config.substitutions.append(("%usmoe_obj_root", config.usmoe_obj_root))

@@ -1,0 +1,15 @@
+// RUN: usmoe-opt %s -usmoe-to-cpu | not --crash stdbuf -o0 %run_cpu 2>&1 | FileCheck %s
+
+// CHECK: moe: expert capacity exceeds the number of tokens T
+func.func @main() {
+  %cst = arith.constant dense<1.0> : tensor<1x2x4xf32>
+  %l = tensor.cast %cst : tensor<1x2x4xf32> to tensor<?x?x4xf32>
+  %p = moe.token_softmax %l : tensor<?x?x4xf32>
+  %g, %m = moe.select_expert_choice %p capacity = 3 : tensor<?x?x4xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<?x?x4xf32>
+  %ob = bufferization.to_buffer %o : tensor<5xi32> to memref<5xi32>
+  %ou = memref.cast %ob : memref<5xi32> to memref<*xi32>
+  call @printMemrefI32(%ou) : (memref<*xi32>) -> ()
+  return
+}
+func.func private @printMemrefI32(memref<*xi32>)
