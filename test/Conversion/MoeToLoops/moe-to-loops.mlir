@@ -1,0 +1,71 @@
+// RUN: usmoe-opt %s -convert-moe-to-loops -split-input-file | FileCheck %s
+
+// Scores: read the logits buffer, compute in f32, hand back a fresh tensor.
+// CHECK-LABEL: func.func @token_softmax
+// CHECK: %[[IN:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x?x8xbf16> to memref<?x?x8xbf16>
+// CHECK: %[[OUT:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x8xf32>
+// CHECK: scf.for
+// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: arith.cmpf uno
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: arith.divf
+// CHECK: bufferization.to_tensor %[[OUT]] restrict writable
+// CHECK-NOT: moe.
+func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
+  %p = moe.token_softmax %l : tensor<?x?x8xbf16>
+  return %p : tensor<?x?x8xf32>
+}
+
+// -----
+
+// The unified global top-N: a radix select over i32 keys with a 256-bin
+// histogram, four digit passes, then the selection pass. No sort.
+// CHECK-LABEL: func.func @global_top_n
+// CHECK: cf.assert %{{.*}}, "moe: unified budget n exceeds T * E of the input"
+// CHECK: memref.alloc() : memref<256xi32>
+// CHECK-COUNT-4: arith.shrui %{{.*}}, %{{.*}} : i32
+// CHECK-NOT: sort
+// CHECK: arith.cmpi ugt
+func.func @global_top_n(%l: tensor<1x?x64xf32>) -> tensor<1x?x64xi1> {
+  %g, %m = moe.route unified %l n = 24 : tensor<1x?x64xf32>
+  return %m : tensor<1x?x64xi1>
+}
+
+// -----
+
+// A fractional budget is floor(k * T), computed at run time in f64.
+// CHECK-LABEL: func.func @fractional_budget
+// CHECK: arith.constant 1.500000e+00 : f64
+// CHECK: arith.mulf %{{.*}}, %{{.*}} : f64
+// CHECK: math.floor %{{.*}} : f64
+// CHECK-NOT: cf.assert
+func.func @fractional_budget(%s: tensor<?x?x8xf32>) -> tensor<?x?x8xi1> {
+  %g, %m = moe.select_global %s k = 1.5 : tensor<?x?x8xf32>
+  return %m : tensor<?x?x8xi1>
+}
+
+// -----
+
+// The plan: counts, prefix sums, then M-sized buffers filled in order.
+// CHECK-LABEL: func.func @plan
+// CHECK: memref.alloc() : memref<9xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?xf32>
+// CHECK: scf.if
+// CHECK: bufferization.to_tensor
+func.func @plan(%g: tensor<?x?x8xf32>, %m: tensor<?x?x8xi1>) -> (tensor<9xi32>, tensor<?xi32>, tensor<?xf32>) {
+  %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
+  return %o, %i, %w : tensor<9xi32>, tensor<?xi32>, tensor<?xf32>
+}
+
+// -----
+
+// Combine accumulates in f32 and rounds once to the element type.
+// CHECK-LABEL: func.func @combine_bf16
+// CHECK: memref.alloc(%{{.*}}) : memref<?x16xf32>
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+func.func @combine_bf16(%x: tensor<?x16xbf16>, %i: tensor<?xi32>, %w: tensor<?xf32>, %init: tensor<?x16xbf16>) -> tensor<?x16xbf16> {
+  %y = moe.combine %x, %i, %w into %init : tensor<?x16xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
