@@ -1,0 +1,299 @@
+//===- Compiler.cpp - compile and run moe IR from Python ------------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Compiler.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "usmoe/InitAll.h"
+#include "usmoe/Pipelines/Pipelines.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+using namespace mlir;
+using namespace usmoe_py;
+
+namespace {
+
+/// Registers passes and targets once per process.
+void initializeOnce() {
+  static std::once_flag flag;
+  std::call_once(flag, [] {
+    mlir::registerAllPasses();
+    mlir::usmoe::registerAllPasses();
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+  });
+}
+
+std::unique_ptr<MLIRContext> makeContext() {
+  initializeOnce();
+  DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  mlir::registerAllToLLVMIRTranslations(registry);
+  mlir::usmoe::registerAllDialects(registry);
+  auto ctx = std::make_unique<MLIRContext>(registry);
+  ctx->loadAllAvailableDialects();
+  // The JIT runs on the caller's thread; no need for MLIR's thread pool.
+  ctx->disableMultithreading();
+  return ctx;
+}
+
+/// Collects every diagnostic as "line:col: severity: message" text, so that
+/// Python exceptions carry what mlir-opt would have printed.
+class DiagnosticCollector {
+public:
+  explicit DiagnosticCollector(MLIRContext &ctx)
+      : handler(&ctx, [this](Diagnostic &diag) {
+          llvm::raw_string_ostream os(text);
+          if (auto loc = dyn_cast<FileLineColLoc>(diag.getLocation()))
+            os << loc.getLine() << ":" << loc.getColumn() << ": ";
+          switch (diag.getSeverity()) {
+          case DiagnosticSeverity::Error:
+            os << "error: ";
+            break;
+          case DiagnosticSeverity::Warning:
+            os << "warning: ";
+            break;
+          default:
+            os << "note: ";
+            break;
+          }
+          os << diag.str() << "\n";
+          return success();
+        }) {}
+
+  [[noreturn]] void fail(const std::string &what) const {
+    throw CompileError(what + (text.empty() ? "" : ":\n" + text));
+  }
+
+private:
+  std::string text;
+  ScopedDiagnosticHandler handler;
+};
+
+OwningOpRef<ModuleOp> parse(MLIRContext &ctx, const std::string &source,
+                            DiagnosticCollector &diags) {
+  auto module = parseSourceString<ModuleOp>(source, &ctx, "<usmoe>");
+  if (!module)
+    diags.fail("could not parse the IR");
+  return module;
+}
+
+/// Parses a textual pipeline into a pass manager anchored where the
+/// pipeline says (a module-anchored manager would nest it and do nothing).
+void runTextualPipeline(ModuleOp module, const std::string &pipeline,
+                        DiagnosticCollector &diags) {
+  std::string errors;
+  llvm::raw_string_ostream errorStream(errors);
+  std::string anchored = pipeline;
+  if (anchored.rfind("builtin.module(", 0) != 0)
+    anchored = "builtin.module(" + anchored + ")";
+  auto parsed = parsePassPipeline(anchored, errorStream);
+  if (failed(parsed))
+    throw CompileError("invalid pass pipeline '" + pipeline + "': " + errors);
+  PassManager pm(module->getContext(), parsed->getOpAnchorName());
+  static_cast<OpPassManager &>(pm) = std::move(*parsed);
+  if (failed(pm.run(module)))
+    diags.fail("pipeline '" + pipeline + "' failed");
+}
+
+TensorSignature signatureOf(Type type) {
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  if (!tensor)
+    throw CompileError("only ranked tensors can cross the Python boundary");
+  TensorSignature sig;
+  Type e = tensor.getElementType();
+  if (e.isF32())
+    sig.element = "f32";
+  else if (e.isF16())
+    sig.element = "f16";
+  else if (e.isBF16())
+    sig.element = "bf16";
+  else if (e.isInteger(32))
+    sig.element = "i32";
+  else if (e.isInteger(64))
+    sig.element = "i64";
+  else if (e.isInteger(1))
+    sig.element = "i1";
+  else
+    throw CompileError("unsupported element type at the Python boundary");
+  for (int64_t d : tensor.getShape())
+    sig.shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
+  return sig;
+}
+
+/// The C-interface memref descriptor of a given rank, as 64-bit words:
+/// allocated, aligned, offset, sizes[rank], strides[rank].
+int64_t descriptorWords(size_t rank) { return 3 + 2 * int64_t(rank); }
+
+} // namespace
+
+int64_t TensorSignature::elementBytes() const {
+  if (element == "f32" || element == "i32")
+    return 4;
+  if (element == "f16" || element == "bf16")
+    return 2;
+  if (element == "i64")
+    return 8;
+  return 1;
+}
+
+std::string usmoe_py::runPipeline(const std::string &source,
+                                       const std::string &pipeline) {
+  auto ctx = makeContext();
+  DiagnosticCollector diags(*ctx);
+  auto module = parse(*ctx, source, diags);
+  runTextualPipeline(*module, pipeline, diags);
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  module->print(os);
+  return out;
+}
+
+struct JitFunction::Impl {
+  std::unique_ptr<MLIRContext> ctx;
+  std::unique_ptr<ExecutionEngine> engine;
+  std::string symbol;
+};
+
+JitFunction::JitFunction(const std::string &source, const std::string &name,
+                         int optLevel)
+    : impl(std::make_unique<Impl>()) {
+  impl->ctx = makeContext();
+  DiagnosticCollector diags(*impl->ctx);
+  auto module = parse(*impl->ctx, source, diags);
+  auto func = module->lookupSymbol<func::FuncOp>(name);
+  if (!func || func.isExternal())
+    throw CompileError("no function named '" + name + "' with a body");
+  for (Type t : func.getArgumentTypes())
+    args.push_back(signatureOf(t));
+  for (Type t : func.getResultTypes())
+    res.push_back(signatureOf(t));
+  func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
+                UnitAttr::get(impl->ctx.get()));
+
+  PassManager pm(impl->ctx.get());
+  mlir::usmoe::UsmoeToCPUPipelineOptions options;
+  mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
+  if (failed(pm.run(*module)))
+    diags.fail("lowering '" + name + "' for the CPU failed");
+
+  auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
+                                               /*targetMachine=*/nullptr);
+  ExecutionEngineOptions engineOptions;
+  engineOptions.transformer = transformer;
+  auto engine = ExecutionEngine::create(*module, engineOptions);
+  if (!engine) {
+    std::string message = llvm::toString(engine.takeError());
+    throw CompileError("JIT compilation failed: " + message);
+  }
+  impl->engine = std::move(*engine);
+  impl->symbol = "_mlir_ciface_" + name;
+}
+
+JitFunction::~JitFunction() = default;
+
+std::vector<OwnedResult>
+JitFunction::call(const std::vector<HostArray> &inputs) const {
+  if (inputs.size() != args.size())
+    throw CompileError("expected " + std::to_string(args.size()) +
+                       " arguments, got " + std::to_string(inputs.size()));
+  // Argument descriptors: contiguous row-major views of the host arrays.
+  std::vector<std::vector<int64_t>> argDescs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const HostArray &a = inputs[i];
+    const TensorSignature &sig = args[i];
+    if (a.shape.size() != sig.shape.size())
+      throw CompileError("argument " + std::to_string(i) + " has rank " +
+                         std::to_string(a.shape.size()) + ", expected " +
+                         std::to_string(sig.shape.size()));
+    size_t rank = a.shape.size();
+    std::vector<int64_t> desc(descriptorWords(rank));
+    desc[0] = desc[1] = reinterpret_cast<int64_t>(a.data);
+    desc[2] = 0;
+    int64_t stride = 1;
+    for (size_t d = rank; d-- > 0;) {
+      if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d])
+        throw CompileError("argument " + std::to_string(i) + " dimension " +
+                           std::to_string(d) + " must be " +
+                           std::to_string(sig.shape[d]));
+      desc[3 + d] = a.shape[d];
+      desc[3 + rank + d] = stride;
+      stride *= a.shape[d];
+    }
+    argDescs.push_back(std::move(desc));
+  }
+
+  // One result: a descriptor; several: a struct of descriptors. Either way
+  // the C interface takes a pointer to their storage as the first argument.
+  int64_t resultWords = 0;
+  for (const TensorSignature &sig : res)
+    resultWords += descriptorWords(sig.shape.size());
+  std::vector<int64_t> resultStorage(std::max<int64_t>(resultWords, 1));
+
+  void *resultPtr = resultStorage.data();
+  std::vector<void *> argPtrs;
+  std::vector<void *> packed;
+  argPtrs.reserve(argDescs.size());
+  for (auto &desc : argDescs)
+    argPtrs.push_back(desc.data());
+  if (!res.empty())
+    packed.push_back(&resultPtr);
+  for (void *&p : argPtrs)
+    packed.push_back(&p);
+  if (llvm::Error err = impl->engine->invokePacked(impl->symbol, packed))
+    throw CompileError("call failed: " + llvm::toString(std::move(err)));
+
+  std::vector<OwnedResult> out;
+  int64_t *word = resultStorage.data();
+  std::vector<void *> freed;
+  for (const TensorSignature &sig : res) {
+    size_t rank = sig.shape.size();
+    OwnedResult r;
+    void *allocated = reinterpret_cast<void *>(word[0]);
+    auto *aligned = reinterpret_cast<char *>(word[1]);
+    int64_t offset = word[2];
+    int64_t elements = 1;
+    for (size_t d = 0; d < rank; ++d) {
+      r.shape.push_back(word[3 + d]);
+      elements *= word[3 + d];
+    }
+    // Results come back row-major (fresh allocations); keep the offset.
+    r.data = aligned + offset * sig.elementBytes();
+    // Two results never share an allocation here, but guard double frees.
+    bool seen = false;
+    for (void *p : freed)
+      seen |= p == allocated;
+    r.allocation = seen ? nullptr : allocated;
+    freed.push_back(allocated);
+    if (elements == 0 && r.allocation) {
+      std::free(r.allocation);
+      r.allocation = nullptr;
+    }
+    out.push_back(std::move(r));
+    word += descriptorWords(rank);
+  }
+  return out;
+}

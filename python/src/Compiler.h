@@ -1,0 +1,85 @@
+//===- Compiler.h - compile and run moe IR from Python ----------*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// The C++ half of the Python package, free of pybind11 so that it reads as
+// plain MLIR code: parse with diagnostics captured, run the registered
+// pipelines, JIT-compile tensor functions and call them on host buffers.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_PYTHON_COMPILER_H
+#define USMOE_PYTHON_COMPILER_H
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace usmoe_py {
+
+/// Bad IR, a failing pass or a bad argument: the message holds the MLIR
+/// diagnostics. Bound to Python's ValueError.
+struct CompileError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Runs `pipeline` (textual pass pipeline, e.g. "usmoe-to-cpu" or
+/// "moe-fuse-routing,canonicalize") on `source` and prints the result.
+std::string runPipeline(const std::string &source, const std::string &pipeline);
+
+/// One tensor argument or result of a compiled function, as the host sees
+/// it: an element kind ("f32", "f16", "bf16", "i32", "i64", "i1") and the
+/// shape, -1 for a dynamic dimension.
+struct TensorSignature {
+  std::string element;
+  std::vector<int64_t> shape;
+  /// Bytes per element in memory (i1 is stored as one byte).
+  int64_t elementBytes() const;
+};
+
+/// A dense, row-major host array.
+struct HostArray {
+  void *data = nullptr;
+  std::vector<int64_t> shape;
+};
+
+/// A result owned by the caller: free `allocation` with std::free after
+/// copying `data` (allocation == nullptr when empty).
+struct OwnedResult {
+  void *allocation = nullptr;
+  void *data = nullptr;
+  std::vector<int64_t> shape;
+};
+
+/// A function of tensors JIT-compiled for the CPU through usmoe-to-cpu.
+class JitFunction {
+public:
+  /// Compiles the public function `name` of `source`, which takes and
+  /// returns ranked tensors only.
+  JitFunction(const std::string &source, const std::string &name,
+              int optLevel);
+  ~JitFunction();
+  JitFunction(const JitFunction &) = delete;
+  JitFunction &operator=(const JitFunction &) = delete;
+
+  const std::vector<TensorSignature> &arguments() const { return args; }
+  const std::vector<TensorSignature> &results() const { return res; }
+
+  /// Calls the function; arguments must match `arguments()` (checked by
+  /// the Python layer, re-checked here for rank and static sizes).
+  std::vector<OwnedResult> call(const std::vector<HostArray> &inputs) const;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+  std::vector<TensorSignature> args, res;
+};
+
+} // namespace usmoe_py
+
+#endif // USMOE_PYTHON_COMPILER_H

@@ -1,0 +1,109 @@
+//===- UsmoeModule.cpp - the usmoe._usmoe Python extension ----------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// A narrow binding: run a pipeline on IR text, JIT-compile a tensor function
+// and call it on NumPy arrays. Everything else (routers, caching, argument
+// checks) is Python in usmoe/.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Compiler.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace py = pybind11;
+using namespace usmoe_py;
+
+namespace {
+
+py::dtype dtypeOf(const TensorSignature &sig) {
+  if (sig.element == "f32")
+    return py::dtype("float32");
+  if (sig.element == "f16")
+    return py::dtype("float16");
+  if (sig.element == "bf16")
+    return py::dtype("uint16"); // raw bf16 bits; usmoe/ reinterprets them
+  if (sig.element == "i32")
+    return py::dtype("int32");
+  if (sig.element == "i64")
+    return py::dtype("int64");
+  return py::dtype("bool");
+}
+
+py::list callFunction(const JitFunction &fn, const py::list &arrays) {
+  std::vector<HostArray> inputs;
+  std::vector<py::array> keepAlive;
+  const auto &sigs = fn.arguments();
+  if (arrays.size() != sigs.size())
+    throw py::value_error("expected " + std::to_string(sigs.size()) +
+                          " arrays, got " + std::to_string(arrays.size()));
+  for (size_t i = 0; i < sigs.size(); ++i) {
+    py::array a = py::reinterpret_borrow<py::array>(arrays[i]);
+    if (!(a.flags() & py::array::c_style))
+      throw py::value_error("argument " + std::to_string(i) +
+                            " must be C-contiguous");
+    if (a.itemsize() != sigs[i].elementBytes())
+      throw py::value_error("argument " + std::to_string(i) +
+                            " has the wrong element size for " +
+                            sigs[i].element);
+    HostArray h;
+    h.data = const_cast<void *>(a.data());
+    for (py::ssize_t d = 0; d < a.ndim(); ++d)
+      h.shape.push_back(a.shape(d));
+    inputs.push_back(std::move(h));
+    keepAlive.push_back(a);
+  }
+  std::vector<OwnedResult> results;
+  {
+    py::gil_scoped_release release;
+    results = fn.call(inputs);
+  }
+  py::list out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    OwnedResult &r = results[i];
+    py::array array(dtypeOf(fn.results()[i]), r.shape);
+    std::memcpy(array.mutable_data(), r.data, array.nbytes());
+    std::free(r.allocation);
+    out.append(array);
+  }
+  return out;
+}
+
+} // namespace
+
+PYBIND11_MODULE(_usmoe, m) {
+  m.doc() = "usmoe native module: MLIR pipelines and the CPU JIT";
+  py::register_exception<CompileError>(m, "CompileError", PyExc_ValueError);
+
+  m.def("run_pipeline", &runPipeline, py::arg("source"), py::arg("pipeline"),
+        "Run a textual pass pipeline on IR text and return the printed IR.");
+
+  py::class_<JitFunction>(m, "JitFunction")
+      .def(py::init<const std::string &, const std::string &, int>(),
+           py::arg("source"), py::arg("name"), py::arg("opt_level") = 3)
+      .def_property_readonly(
+          "arguments",
+          [](const JitFunction &f) {
+            py::list out;
+            for (const auto &s : f.arguments())
+              out.append(py::make_tuple(s.element, s.shape));
+            return out;
+          })
+      .def_property_readonly("results",
+                             [](const JitFunction &f) {
+                               py::list out;
+                               for (const auto &s : f.results())
+                                 out.append(py::make_tuple(s.element, s.shape));
+                               return out;
+                             })
+      .def("__call__", &callFunction, py::arg("arrays"));
+}

@@ -1,0 +1,13 @@
+"""usmoe: a compiler for Mixture-of-Experts routing (Token Choice, Expert
+Choice and USMoE's unified router), built on MLIR.
+
+    import usmoe
+    plan = usmoe.route(logits, mode="unified", k=1.5)
+    plan.gates, plan.expert_offsets, plan.token_ids, plan.weights
+"""
+
+from . import reference
+from .api import Router, cache_info, clear_cache, compile, route
+from .reference import Plan
+
+__all__ = ["Plan", "Router", "cache_info", "clear_cache", "compile", "reference", "route"]

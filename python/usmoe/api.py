@@ -1,0 +1,247 @@
+"""The user-facing API: route(), Router and compile()."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Optional
+
+import numpy as np
+
+from . import _ir
+from .reference import Plan
+
+_MODES = ("unified", "token", "expert")
+_EXPERT_SCORES = ("sigmoid", "softmax_tokens")
+_DEVICES = ("cpu", "cuda")
+
+
+def _native():
+    from . import _usmoe  # imported lazily so reference.py works without it
+    return _usmoe
+
+
+class _CompileCache:
+    """Compiled routers keyed by (options, dtype, E, device); T stays dynamic,
+    so a new sequence length never recompiles."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries = {}
+        self.compilations = 0
+
+    def get(self, key, build):
+        with self._lock:
+            fn = self._entries.get(key)
+            if fn is None:
+                fn = build()
+                self._entries[key] = fn
+                self.compilations += 1
+            return fn
+
+    def clear(self):
+        with self._lock:
+            self._entries.clear()
+
+
+_cache = _CompileCache()
+
+
+def cache_info() -> dict:
+    """How many routers were compiled so far and how many are cached."""
+    return {"compilations": _cache.compilations, "entries": len(_cache._entries)}
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def _as_logits(logits):
+    """[T, E] or [B, T, E] host array of f32/f16/bf16 -> (array, mlir element, was_2d)."""
+    if hasattr(logits, "detach") and hasattr(logits, "cpu"):  # torch.Tensor
+        t = logits.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":
+            import torch
+            raw = t.contiguous().view(torch.int16).numpy().view(np.uint16)
+            return _check_shape(raw, "bf16")
+        logits = t.numpy()
+    if isinstance(logits, (list, tuple)):
+        logits = np.asarray(logits, dtype=np.float32)
+    if not isinstance(logits, np.ndarray):
+        raise ValueError(f"logits must be an array or a nested list, got {type(logits).__name__}")
+    name = logits.dtype.name
+    if name not in _ir.MLIR_ELEMENT:
+        raise ValueError(f"logits must be float32, float16 or bfloat16, got {name} "
+                         "(cast with .astype(np.float32))")
+    element = _ir.MLIR_ELEMENT[name]
+    if element == "bf16":
+        logits = logits.view(np.uint16)
+    return _check_shape(logits, element)
+
+
+def _check_shape(array, element):
+    if array.ndim not in (2, 3):
+        raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {array.shape}")
+    if not array.flags["C_CONTIGUOUS"]:
+        raise ValueError("logits must be C-contiguous (use np.ascontiguousarray)")
+    was_2d = array.ndim == 2
+    if was_2d:
+        array = array[None]
+    if array.shape[2] < 1:
+        raise ValueError("logits must have at least one expert (E >= 1)")
+    return array, element, was_2d
+
+
+def _finite_number(name, value):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+class Router:
+    """A router with its options bound once; compiled on first use per
+    (dtype, E, device) and reused for every sequence length."""
+
+    def __init__(self, mode: str = "unified", k=None, alpha: float = 0.5,
+                 expert_score: str = "sigmoid", renormalize: bool = False,
+                 capacity: Optional[int] = None, capacity_factor: Optional[float] = None,
+                 budget: Optional[int] = None, device: str = "cpu"):
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if device not in _DEVICES:
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if expert_score not in _EXPERT_SCORES:
+            raise ValueError(f"expert_score must be one of {_EXPERT_SCORES}, got {expert_score!r}")
+        self.mode, self.device = mode, device
+        self.alpha = _finite_number("alpha", alpha)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        self.expert_score = expert_score
+        self.renormalize = bool(renormalize)
+        self.k = None if k is None else _finite_number("k", k)
+        self.capacity, self.capacity_factor, self.budget = capacity, capacity_factor, budget
+
+        if mode == "token":
+            if self.k is None or self.k != int(self.k) or self.k < 1:
+                raise ValueError(f"token routing needs an integer k >= 1, got {k!r}")
+            if capacity is not None or capacity_factor is not None or budget is not None:
+                raise ValueError("token routing takes k (and renormalize) only")
+        elif mode == "expert":
+            if renormalize or budget is not None:
+                raise ValueError("expert routing takes capacity, or capacity_factor and k")
+            if (capacity is None) == (capacity_factor is None):
+                raise ValueError("expert routing needs exactly one of capacity and capacity_factor")
+            if capacity is not None and (int(capacity) != capacity or capacity < 1):
+                raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
+            if capacity_factor is not None:
+                cf = _finite_number("capacity_factor", capacity_factor)
+                if cf <= 0:
+                    raise ValueError(f"capacity_factor must be > 0, got {capacity_factor!r}")
+                if self.k is None or self.k != int(self.k) or self.k < 1:
+                    raise ValueError("capacity_factor needs an integer k >= 1 (experts per token)")
+        else:
+            if renormalize or capacity is not None or capacity_factor is not None:
+                raise ValueError("unified routing takes k or budget, alpha and expert_score")
+            if (self.k is None) == (budget is None):
+                raise ValueError("unified routing needs exactly one of k (experts per token) and budget (N)")
+            if budget is not None and (int(budget) != budget or budget < 0):
+                raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
+            if self.k is not None and self.k < 0:
+                raise ValueError(f"k must be >= 0, got {k!r}")
+
+    # -- per-call checks that need the shape ---------------------------------
+    def _check_against(self, t: int, e: int) -> None:
+        if self.mode == "token" and self.k > e:
+            raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
+        if self.mode == "expert":
+            if self.k is not None and self.k > e:
+                raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
+            if self.capacity is not None and t > 0 and self.capacity > t:
+                raise ValueError(f"capacity must be <= T = {t}, got {self.capacity}")
+        if self.mode == "unified":
+            if self.k is not None and self.k > e:
+                raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
+            if self.budget is not None and t > 0 and self.budget > t * e:
+                raise ValueError(f"budget must be <= T * E = {t * e}, got {self.budget}")
+
+    def _ir(self, element: str, e: int) -> str:
+        common = dict(k=None, n=None, capacity=None, capacity_factor=None, alpha=None,
+                      expert_score=None, renormalize=False, topk=None)
+        if self.mode == "token":
+            common.update(k=self.k, renormalize=self.renormalize, topk=int(self.k))
+        elif self.mode == "expert":
+            common.update(capacity=self.capacity, capacity_factor=self.capacity_factor,
+                          k=self.k if self.capacity_factor is not None else None)
+        else:
+            common.update(k=self.k, n=self.budget, alpha=self.alpha, expert_score=self.expert_score)
+        return _ir.router_function(self.mode, e, element, **common)
+
+    def _key(self, element: str, e: int):
+        return (self.mode, self.k, self.alpha, self.expert_score, self.renormalize,
+                self.capacity, self.capacity_factor, self.budget, element, e, self.device)
+
+    def compiled(self, element: str, num_experts: int):
+        """The JIT-compiled router for logits of `element` and E experts."""
+        if self.device == "cuda":
+            raise RuntimeError(
+                "device='cuda' is not available in this build of usmoe: the GPU "
+                "path (convert-moe-to-gpu, the CUDA runtime library) is not built yet; "
+                "use device='cpu'")
+        return _cache.get(self._key(element, num_experts),
+                          lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
+
+    def __call__(self, logits) -> Plan:
+        array, element, _ = _as_logits(logits)
+        _, t, e = array.shape
+        self._check_against(t, e)
+        fn = self.compiled(element, e)
+        out = fn([array])
+        plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
+                    weights=out[4])
+        if self.mode == "token":
+            plan.topk_ids, plan.topk_weights = out[5], out[6]
+        return plan
+
+
+def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
+          expert_score: str = "sigmoid", renormalize: bool = False, capacity=None,
+          capacity_factor=None, budget=None, device: str = "cpu") -> Plan:
+    """Route [T, E] or [B, T, E] logits with one of the three routers.
+
+    Returns a Plan with `gates` [B, T, E] f32, `mask`, the expert-major CSR
+    (`expert_offsets` [E+1], `token_ids` [M], `weights` [M]) and, for
+    mode="token", `topk_ids` / `topk_weights` [B*T, k].
+    """
+    router = Router(mode=mode, k=k, alpha=alpha, expert_score=expert_score,
+                    renormalize=renormalize, capacity=capacity,
+                    capacity_factor=capacity_factor, budget=budget, device=device)
+    return router(logits)
+
+
+def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
+            entry: Optional[str] = None):
+    """Compile moe IR text.
+
+    target="mlir": return the IR after `pipeline` (default: moe-fuse-routing,
+    canonicalize). target="llvm": the LLVM dialect after usmoe-to-cpu.
+    target="cpu": a callable for the function `entry` that takes and returns
+    NumPy arrays (JIT-compiled through usmoe-to-cpu).
+    """
+    if not isinstance(source, str):
+        raise ValueError("source must be MLIR text")
+    if target == "mlir":
+        return _native().run_pipeline(source, pipeline or "moe-fuse-routing,canonicalize")
+    if target == "llvm":
+        return _native().run_pipeline(source, pipeline or "usmoe-to-cpu")
+    if target == "cpu":
+        if entry is None:
+            raise ValueError("target='cpu' needs the name of the function to call (entry=...)")
+        return _native().JitFunction(source, entry)
+    if target in ("ptx", "cuda"):
+        raise RuntimeError(f"target={target!r} is not available in this build of usmoe: "
+                           "the GPU pipeline is not built yet")
+    raise ValueError(f"target must be 'mlir', 'llvm' or 'cpu', got {target!r}")

@@ -1,0 +1,203 @@
+"""NumPy reference of the routing semantics (docs/Dialect.md).
+
+Written from the spec alone, independently of the MLIR lowering, so that it
+can serve as the oracle of the compiled CPU and GPU paths. All score math is
+float32 with the operation order the spec fixes ("Exact arithmetic"), so
+gates agree to the last few ulps and selections agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+F32 = np.float32
+
+
+def _sanitize(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits).astype(F32)
+    return np.where(np.isnan(x), F32(-np.inf), x).astype(F32)
+
+
+def _softmax_lane(x: np.ndarray) -> np.ndarray:
+    """Softmax along the last axis of sanitized f32 values.
+
+    e_i = exp(x_i == m ? 0 : x_i - m), P = e / sum(e) summed in index order,
+    and P = 0 on lanes whose maximum is -inf.
+    """
+    m = x.max(axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), F32)
+    valid = m != F32(-np.inf)
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = np.where(x == m, F32(0), x - m).astype(F32)
+        e = np.where(valid, np.exp(shifted), F32(0)).astype(F32)
+    # Sequential f32 sum in index order (np.sum would pair-wise sum).
+    s = np.zeros(x.shape[:-1], F32)
+    for i in range(x.shape[-1]):
+        s = (s + e[..., i]).astype(F32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = (e / s[..., None]).astype(F32)
+    return np.where(valid, p, F32(0)).astype(F32)
+
+
+def token_softmax(logits: np.ndarray) -> np.ndarray:
+    """P[b,t,e]: softmax of each token's logits over the experts."""
+    return _softmax_lane(_sanitize(logits))
+
+
+def expert_score(logits: np.ndarray, kind: str = "sigmoid") -> np.ndarray:
+    """F[b,t,e]: (2/E) * sigmoid(L), or the softmax of L[b,:,e] over tokens."""
+    x = _sanitize(logits)
+    if kind == "softmax_tokens":
+        return np.swapaxes(_softmax_lane(np.swapaxes(x, -1, -2)), -1, -2)
+    if kind != "sigmoid":
+        raise ValueError(f"unknown expert score '{kind}'")
+    num_experts = x.shape[-1]
+    with np.errstate(over="ignore"):
+        sig = (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
+    return (F32(2.0 / num_experts) * sig).astype(F32)
+
+
+def unified_score(logits: np.ndarray, alpha: float = 0.5, kind: str = "sigmoid") -> np.ndarray:
+    """U = (1 - alpha) * P + alpha * F, each product and the sum in f32."""
+    p = token_softmax(logits)
+    f = expert_score(logits, kind)
+    return ((F32(1.0 - alpha) * p).astype(F32) + (F32(alpha) * f).astype(F32)).astype(F32)
+
+
+def _rank_order(scores: np.ndarray) -> np.ndarray:
+    """Indices of a 1-D score vector, best first: larger score, then lower index.
+
+    -0.0 and +0.0 rank equal; NaN ranks as -inf.
+    """
+    s = np.where(np.isnan(scores), -np.inf, scores).astype(np.float64)
+    s = s + 0.0  # -0.0 -> +0.0
+    return np.lexsort((np.arange(s.size), -s))
+
+
+@dataclass
+class Plan:
+    """A routing plan: dense gates and mask plus the expert-major CSR."""
+
+    gates: np.ndarray
+    mask: np.ndarray
+    expert_offsets: np.ndarray
+    token_ids: np.ndarray
+    weights: np.ndarray
+    topk_ids: Optional[np.ndarray] = field(default=None)
+    topk_weights: Optional[np.ndarray] = field(default=None)
+
+
+def plan_from_selection(gates: np.ndarray, mask: np.ndarray) -> Plan:
+    """Expert-major CSR over global token ids g = b*T + t, ascending g per expert."""
+    b, t, e = mask.shape
+    flat_mask = mask.reshape(b * t, e)
+    flat_gates = gates.reshape(b * t, e)
+    counts = flat_mask.sum(axis=0).astype(np.int32)
+    offsets = np.zeros(e + 1, np.int32)
+    offsets[1:] = np.cumsum(counts)
+    ids, weights = [], []
+    for expert in range(e):
+        rows = np.nonzero(flat_mask[:, expert])[0]
+        ids.append(rows.astype(np.int32))
+        weights.append(flat_gates[rows, expert].astype(F32))
+    token_ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
+    wts = np.concatenate(weights) if weights else np.zeros(0, F32)
+    return Plan(gates, mask, offsets, token_ids.astype(np.int32), wts.astype(F32))
+
+
+def topk_list(gates: np.ndarray, mask: np.ndarray, k: int):
+    """[B*T, k] selected experts by descending gate (ties: lower expert first),
+    padded with (-1, 0)."""
+    b, t, e = mask.shape
+    ids = np.full((b * t, k), -1, np.int32)
+    wts = np.zeros((b * t, k), F32)
+    flat_mask = mask.reshape(b * t, e)
+    flat_gates = gates.reshape(b * t, e)
+    for g in range(b * t):
+        order = [i for i in _rank_order(np.where(flat_mask[g], flat_gates[g], -np.inf)) if flat_mask[g, i]]
+        for j, expert in enumerate(order[:k]):
+            ids[g, j] = expert
+            wts[g, j] = flat_gates[g, expert]
+    return ids, wts
+
+
+def select_topk(scores: np.ndarray, k: int, renormalize: bool = False):
+    """Token Choice: each token keeps its k best experts."""
+    b, t, e = scores.shape
+    if not 1 <= k <= e:
+        raise ValueError(f"k must be in [1, {e}], got {k}")
+    mask = np.zeros(scores.shape, bool)
+    for bi in range(b):
+        for ti in range(t):
+            mask[bi, ti, _rank_order(scores[bi, ti])[:k]] = True
+    gates = np.where(mask, scores, F32(0)).astype(F32)
+    if renormalize:
+        s = np.zeros((b, t), F32)
+        for ei in range(e):
+            s = (s + gates[..., ei]).astype(F32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gates = np.where(s[..., None] > 0, gates / s[..., None], gates).astype(F32)
+    return gates, mask
+
+
+def expert_capacity(num_tokens: int, num_experts: int, capacity=None,
+                    capacity_factor=None, k=None) -> int:
+    """C = capacity, or clamp(ceil(capacity_factor * T * k / E), 1, T)."""
+    if capacity is not None:
+        return int(capacity)
+    c = math.ceil(capacity_factor * num_tokens * k / num_experts)
+    return max(1, min(c, num_tokens))
+
+
+def select_expert_choice(scores: np.ndarray, capacity: int):
+    """Expert Choice: each expert keeps its `capacity` best tokens per sequence."""
+    b, t, e = scores.shape
+    mask = np.zeros(scores.shape, bool)
+    for bi in range(b):
+        for ei in range(e):
+            mask[bi, _rank_order(scores[bi, :, ei])[:capacity], ei] = True
+    return np.where(mask, scores, F32(0)).astype(F32), mask
+
+
+def unified_budget(num_tokens: int, n=None, k=None) -> int:
+    """N = n, or floor(k * T)."""
+    if n is not None:
+        return int(n)
+    return int(math.floor(float(k) * num_tokens))
+
+
+def select_global(scores: np.ndarray, budget: int):
+    """Unified: the `budget` best (t, e) pairs of each sequence, ties by t*E+e."""
+    b, t, e = scores.shape
+    mask = np.zeros(scores.shape, bool)
+    for bi in range(b):
+        best = _rank_order(scores[bi].reshape(-1))[:budget]
+        mask[bi].reshape(-1)[best] = True
+    return np.where(mask, scores, F32(0)).astype(F32), mask
+
+
+def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
+          expert_score_kind: str = "sigmoid", renormalize: bool = False,
+          capacity=None, capacity_factor=None, budget=None) -> Plan:
+    """The whole router of `mode` on [B, T, E] logits, as the spec defines it."""
+    logits = np.asarray(logits)
+    if logits.ndim == 2:
+        logits = logits[None]
+    _, t, e = logits.shape
+    if mode == "token":
+        gates, mask = select_topk(token_softmax(logits), int(k), renormalize)
+        plan = plan_from_selection(gates, mask)
+        plan.topk_ids, plan.topk_weights = topk_list(gates, mask, int(k))
+        return plan
+    if mode == "expert":
+        c = expert_capacity(t, e, capacity, capacity_factor, k)
+        gates, mask = select_expert_choice(token_softmax(logits), c)
+        return plan_from_selection(gates, mask)
+    if mode == "unified":
+        n = unified_budget(t, budget, k)
+        gates, mask = select_global(unified_score(logits, alpha, expert_score_kind), n)
+        return plan_from_selection(gates, mask)
+    raise ValueError(f"unknown mode '{mode}'")
