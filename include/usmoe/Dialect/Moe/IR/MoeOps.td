@@ -54,7 +54,7 @@ def Moe_ExpertScoreOp : Moe_RoutingShapedOp<"expert_score"> {
   }];
   let arguments = (ins Moe_ExpertScoreKindAttr:$kind, Moe_LogitsTensor:$logits);
   let results = (outs Moe_ScoreTensor:$scores);
-  let assemblyFormat = "$kind $logits attr-dict `:` type($logits)";
+  let assemblyFormat = "`` $kind $logits attr-dict `:` type($logits)";
 }
 
 def Moe_UnifiedScoreOp : Moe_RoutingShapedOp<"unified_score"> {
@@ -75,7 +75,7 @@ def Moe_UnifiedScoreOp : Moe_RoutingShapedOp<"unified_score"> {
                        Moe_ExpertScoreKindAttr:$expert_score);
   let results = (outs Moe_ScoreTensor:$scores);
   let assemblyFormat = [{
-    $logits `alpha` `=` $alpha `expert_score` `=` $expert_score attr-dict
+    $logits `alpha` `=` $alpha `expert_score` `=` `` $expert_score attr-dict
     `:` type($logits)
   }];
   let hasCanonicalizer = 1;
@@ -201,12 +201,12 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
                        UnitAttr:$renormalize);
   let results = (outs Moe_ScoreTensor:$gates, Moe_MaskTensor:$mask);
   let assemblyFormat = [{
-    $mode $logits oilist(`k` `=` $k
+    `` $mode $logits oilist(`k` `=` $k
                         | `n` `=` $n
                         | `capacity` `=` $capacity
                         | `capacity_factor` `=` $capacity_factor
                         | `alpha` `=` $alpha)
-    (`expert_score` `=` $expert_score^)? (`renormalize` $renormalize^)?
+    (`expert_score` `=` `` $expert_score^)? (`renormalize` $renormalize^)?
     attr-dict `:` type($logits)
   }];
   let extraClassDeclaration = [{

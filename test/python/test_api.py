@@ -1,0 +1,131 @@
+"""The Python API: caching, bad input, compile() targets, dtypes."""
+
+import numpy as np
+import pytest
+
+import usmoe
+from usmoe import reference
+
+
+def test_new_sequence_length_compiles_nothing():
+    router = usmoe.Router(mode="unified", k=1.5, alpha=0.25)
+    rng = np.random.default_rng(0)
+    router(rng.normal(size=(2, 8, 16)).astype(np.float32))
+    before = usmoe.cache_info()["compilations"]
+    for t in (1, 3, 17, 64):
+        plan = router(rng.normal(size=(2, t, 16)).astype(np.float32))
+        assert plan.mask.reshape(2, -1).sum(axis=1).tolist() == [int(1.5 * t)] * 2
+    assert usmoe.cache_info()["compilations"] == before
+
+
+def test_route_shares_the_cache_with_router():
+    logits = np.zeros((1, 4, 8), np.float32)
+    usmoe.route(logits, mode="token", k=2)
+    before = usmoe.cache_info()["compilations"]
+    usmoe.route(np.ones((3, 9, 8), np.float32), mode="token", k=2)
+    assert usmoe.cache_info()["compilations"] == before
+    # Another dtype or expert count is another compiled router.
+    usmoe.route(logits.astype(np.float16), mode="token", k=2)
+    assert usmoe.cache_info()["compilations"] == before + 1
+
+
+def test_float16_and_bfloat16_inputs():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(1, 6, 8)).astype(np.float16)
+    got = usmoe.route(logits, mode="unified", k=2)
+    want = reference.route(logits, mode="unified", k=2)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf = logits.astype(np.float32).astype(ml_dtypes.bfloat16)
+    got = usmoe.route(bf, mode="token", k=2)
+    want = reference.route(bf.astype(np.float32), mode="token", k=2)
+    np.testing.assert_array_equal(got.mask, want.mask)
+
+
+def test_empty_inputs_give_empty_plans():
+    plan = usmoe.route(np.zeros((2, 0, 8), np.float32), mode="unified", k=2)
+    assert plan.gates.shape == (2, 0, 8)
+    assert plan.token_ids.size == 0 and plan.expert_offsets.tolist() == [0] * 9
+    plan = usmoe.route(np.zeros((0, 5, 8), np.float32), mode="token", k=2)
+    assert plan.topk_ids.shape == (0, 2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="token", k=9), "k must be <= the number of experts 8"),
+    (dict(mode="token", k=1.5), "integer k"),
+    (dict(mode="token"), "integer k"),
+    (dict(mode="unified", k=2, alpha=float("nan")), "alpha must be finite"),
+    (dict(mode="unified", k=2, alpha=1.5), r"alpha must be in \[0, 1\]"),
+    (dict(mode="unified", budget=33), r"budget must be <= T \* E = 32"),
+    (dict(mode="unified", budget=-1), "budget must be an integer >= 0"),
+    (dict(mode="unified"), "exactly one of k"),
+    (dict(mode="unified", k=2, budget=3), "exactly one of k"),
+    (dict(mode="expert", capacity=5), "capacity must be <= T = 4"),
+    (dict(mode="expert"), "exactly one of capacity"),
+    (dict(mode="expert", capacity_factor=1.0), "needs an integer k"),
+    (dict(mode="expert", capacity=2, renormalize=True), "capacity, or capacity_factor"),
+    (dict(mode="shared", k=2), "mode must be one of"),
+    (dict(mode="unified", k=2, expert_score="tanh"), "expert_score must be one of"),
+    (dict(mode="unified", k=2, device="tpu"), "device must be"),
+])
+def test_bad_options_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        usmoe.route(np.zeros((1, 4, 8), np.float32), **kwargs)
+
+
+@pytest.mark.parametrize("logits, message", [
+    (np.zeros((8,), np.float32), r"must be \[T, E\] or \[B, T, E\]"),
+    (np.zeros((1, 2, 3, 4), np.float32), r"must be \[T, E\] or \[B, T, E\]"),
+    (np.zeros((4, 8), np.float64), "float32, float16 or bfloat16, got float64"),
+    (np.zeros((4, 8), np.int32), "got int32"),
+    (np.zeros((8, 4), np.float32).T, "C-contiguous"),
+    (np.zeros((4, 0), np.float32), "at least one expert"),
+    ("logits", "must be an array"),
+])
+def test_bad_logits_raise_value_error(logits, message):
+    with pytest.raises(ValueError, match=message):
+        usmoe.route(logits, mode="unified", k=1)
+
+
+def test_cuda_without_gpu_path_is_a_clear_runtime_error():
+    with pytest.raises(RuntimeError, match="device='cuda' is not available"):
+        usmoe.route(np.zeros((1, 4, 8), np.float32), mode="token", k=2, device="cuda")
+
+
+IR = """
+func.func @scores(%l: tensor<?x?x4xf32>) -> tensor<?x?x4xf32> {
+  %u = moe.unified_score %l alpha = 0.5 expert_score = sigmoid : tensor<?x?x4xf32>
+  %g, %m = moe.select_global %u n = 3 : tensor<?x?x4xf32>
+  return %g : tensor<?x?x4xf32>
+}
+"""
+
+
+def test_compile_to_mlir_fuses():
+    text = usmoe.compile(IR, target="mlir")
+    assert "moe.route unified" in text and "moe.unified_score" not in text
+
+
+def test_compile_to_llvm():
+    assert "llvm.func @scores" in usmoe.compile(IR, target="llvm")
+
+
+def test_compile_to_cpu_callable(worked_logits):
+    fn = usmoe.compile(IR, target="cpu", entry="scores")
+    (gates,) = fn([worked_logits[None]])
+    want = reference.route(worked_logits, mode="unified", budget=3).gates
+    np.testing.assert_allclose(gates, want, rtol=1e-6)
+
+
+def test_compile_errors_carry_diagnostics():
+    with pytest.raises(ValueError, match=r"expects k in \[1, 4\]"):
+        usmoe.compile(IR.replace("moe.select_global %u n = 3", "moe.select_topk %u k = 7"),
+                      target="mlir")
+    with pytest.raises(ValueError, match="could not parse"):
+        usmoe.compile("func.func @f(", target="mlir")
+    with pytest.raises(ValueError, match="invalid pass pipeline"):
+        usmoe.compile(IR, pipeline="no-such-pass", target="mlir")
+    with pytest.raises(ValueError, match="entry"):
+        usmoe.compile(IR, target="cpu")
+    with pytest.raises(ValueError, match="no function named 'nope'"):
+        usmoe.compile(IR, target="cpu", entry="nope")
