@@ -161,7 +161,7 @@ int64_t TensorSignature::elementBytes() const {
 }
 
 std::string usmoe_py::runPipeline(const std::string &source,
-                                       const std::string &pipeline) {
+                                  const std::string &pipeline) {
   auto ctx = makeContext();
   DiagnosticCollector diags(*ctx);
   auto module = parse(*ctx, source, diags);

@@ -61,8 +61,7 @@ class JitFunction {
 public:
   /// Compiles the public function `name` of `source`, which takes and
   /// returns ranked tensors only.
-  JitFunction(const std::string &source, const std::string &name,
-              int optLevel);
+  JitFunction(const std::string &source, const std::string &name, int optLevel);
   ~JitFunction();
   JitFunction(const JitFunction &) = delete;
   JitFunction &operator=(const JitFunction &) = delete;

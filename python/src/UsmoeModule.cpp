@@ -90,14 +90,13 @@ PYBIND11_MODULE(_usmoe, m) {
   py::class_<JitFunction>(m, "JitFunction")
       .def(py::init<const std::string &, const std::string &, int>(),
            py::arg("source"), py::arg("name"), py::arg("opt_level") = 3)
-      .def_property_readonly(
-          "arguments",
-          [](const JitFunction &f) {
-            py::list out;
-            for (const auto &s : f.arguments())
-              out.append(py::make_tuple(s.element, s.shape));
-            return out;
-          })
+      .def_property_readonly("arguments",
+                             [](const JitFunction &f) {
+                               py::list out;
+                               for (const auto &s : f.arguments())
+                                 out.append(py::make_tuple(s.element, s.shape));
+                               return out;
+                             })
       .def_property_readonly("results",
                              [](const JitFunction &f) {
                                py::list out;

@@ -143,10 +143,10 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
         forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
           // silu(g) = g / (1 + exp(-g))
           Value g = load(b, gate, {f});
-          Value silu = divf(
-              b, g,
-              addf(b, fone,
-                   math::ExpOp::create(b, arith::NegFOp::create(b, g))));
+          Value silu =
+              divf(b, g,
+                   addf(b, fone,
+                        math::ExpOp::create(b, arith::NegFOp::create(b, g))));
           Value h = mulf(b, silu, load(b, up, {f}));
           forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
             Value v = addf(b, load(b, y, {d}),

@@ -103,7 +103,8 @@ inline Value dim(LoopBuilder &b, Value memref, int64_t d) {
 inline Value load(LoopBuilder &b, Value memref, ValueRange indices) {
   return memref::LoadOp::create(b, memref, indices);
 }
-inline void store(LoopBuilder &b, Value value, Value memref, ValueRange indices) {
+inline void store(LoopBuilder &b, Value value, Value memref,
+                  ValueRange indices) {
   memref::StoreOp::create(b, value, memref, indices);
 }
 /// Loads an element and widens it to f32 (router math is always f32).
@@ -147,10 +148,9 @@ inline Value allocResult(LoopBuilder &b, Type type, Value shapeSource) {
   for (int64_t d = 0; d < tensorType.getRank(); ++d)
     if (tensorType.isDynamicDim(d))
       dynSizes.push_back(dim(b, shapeSource, d));
-  return alloc(b,
-               MemRefType::get(tensorType.getShape(),
-                               tensorType.getElementType()),
-               dynSizes);
+  return alloc(
+      b, MemRefType::get(tensorType.getShape(), tensorType.getElementType()),
+      dynSizes);
 }
 
 //===----------------------------------------------------------------------===//
@@ -180,7 +180,8 @@ inline SmallVector<Value> forRangeAcc(LoopBuilder &b, Value lb, Value ub,
 }
 
 /// if (cond) then()
-inline void ifThen(LoopBuilder &b, Value cond, function_ref<void(LoopBuilder &)> then) {
+inline void ifThen(LoopBuilder &b, Value cond,
+                   function_ref<void(LoopBuilder &)> then) {
   scf::IfOp::create(b, cond, [&](OpBuilder &nb, Location loc) {
     LoopBuilder ib(loc, nb);
     then(ib);

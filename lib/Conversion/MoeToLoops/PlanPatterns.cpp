@@ -50,17 +50,17 @@ struct PlanLowering : OpRewritePattern<moe::PlanOp> {
                 });
 
     Value rows = i32ToIndex(b, load(b, offsets, {numExperts}));
-    Value ids = alloc(b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()),
-                      {rows});
+    Value ids = alloc(
+        b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()), {rows});
     Value weights = alloc(
         b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {rows});
     Value cursor = alloc(b, MemRefType::get({experts}, b.getI32Type()));
-    memref::CopyOp::create(
-        b,
-        memref::SubViewOp::create(b, offsets, ArrayRef<int64_t>{0},
-                                  ArrayRef<int64_t>{experts},
-                                  ArrayRef<int64_t>{1}),
-        cursor);
+    memref::CopyOp::create(b,
+                           memref::SubViewOp::create(b, offsets,
+                                                     ArrayRef<int64_t>{0},
+                                                     ArrayRef<int64_t>{experts},
+                                                     ArrayRef<int64_t>{1}),
+                           cursor);
     Value tokens = dim(b, mask, 1);
     forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
       Value g = indexToI32(b, addi(b, muli(b, bi, tokens), ti));
@@ -74,9 +74,10 @@ struct PlanLowering : OpRewritePattern<moe::PlanOp> {
         });
       });
     });
-    rewriter.replaceOp(op, {toTensor(b, offsets, op.getExpertOffsets().getType()),
-                            toTensor(b, ids, op.getTokenIds().getType()),
-                            toTensor(b, weights, op.getWeights().getType())});
+    rewriter.replaceOp(op,
+                       {toTensor(b, offsets, op.getExpertOffsets().getType()),
+                        toTensor(b, ids, op.getTokenIds().getType()),
+                        toTensor(b, weights, op.getWeights().getType())});
     return success();
   }
 };
@@ -102,8 +103,8 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
     SmallVector<Value> dynRows;
     if (idsType.isDynamicDim(0))
       dynRows.push_back(rows);
-    Value ids = alloc(b, MemRefType::get(idsType.getShape(), b.getI32Type()),
-                      dynRows);
+    Value ids =
+        alloc(b, MemRefType::get(idsType.getShape(), b.getI32Type()), dynRows);
     Value weights = alloc(
         b, MemRefType::get(weightsType.getShape(), b.getF32Type()), dynRows);
 
@@ -121,11 +122,11 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
                   Value gate = load(b, gates, {bi, ti, ei});
                   Value idx = indexToI32(b, ei);
                   using arith::CmpFPredicate;
-                  Value after = ori(
-                      b, p[2],
-                      ori(b, cmpf(b, CmpFPredicate::OLT, gate, p[0]),
-                          andi(b, cmpf(b, CmpFPredicate::OEQ, gate, p[0]),
-                               cmpi(b, CmpIPredicate::sgt, idx, p[1]))));
+                  Value after =
+                      ori(b, p[2],
+                          ori(b, cmpf(b, CmpFPredicate::OLT, gate, p[0]),
+                              andi(b, cmpf(b, CmpFPredicate::OEQ, gate, p[0]),
+                                   cmpi(b, CmpIPredicate::sgt, idx, p[1]))));
                   Value better = ori(
                       b, cmpi(b, CmpIPredicate::slt, acc[1], i32Const(b, 0)),
                       cmpf(b, CmpFPredicate::OGT, gate, acc[0]));
@@ -144,8 +145,8 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
                 i1Const(b, false)};
           });
     });
-    rewriter.replaceOp(op, {toTensor(b, ids, idsType),
-                            toTensor(b, weights, weightsType)});
+    rewriter.replaceOp(
+        op, {toTensor(b, ids, idsType), toTensor(b, weights, weightsType)});
     return success();
   }
 };

@@ -42,21 +42,22 @@ static void
 emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
                 function_ref<SmallVector<Value>(LoopBuilder &, Value)> at) {
   Value zero = indexConst(b, 0);
-  Value max = forRangeAcc(b, zero, n, {f32Const(b, kNegInf)},
-                          [&](LoopBuilder &b, Value i, ValueRange acc) {
-                            Value x = sanitize(b, loadAsF32(b, logits, at(b, i)));
-                            return SmallVector<Value>{
-                                arith::MaximumFOp::create(b, acc[0], x)};
-                          })[0];
+  Value max = forRangeAcc(
+      b, zero, n, {f32Const(b, kNegInf)},
+      [&](LoopBuilder &b, Value i, ValueRange acc) {
+        Value x = sanitize(b, loadAsF32(b, logits, at(b, i)));
+        return SmallVector<Value>{arith::MaximumFOp::create(b, acc[0], x)};
+      })[0];
   Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
   Value sum = forRangeAcc(
-      b, zero, n, {f32Const(b, 0.0)}, [&](LoopBuilder &b, Value i, ValueRange acc) {
+      b, zero, n, {f32Const(b, 0.0)},
+      [&](LoopBuilder &b, Value i, ValueRange acc) {
         SmallVector<Value> idx = at(b, i);
         Value x = sanitize(b, loadAsF32(b, logits, idx));
         Value atMax = cmpf(b, CmpFPredicate::OEQ, x, max);
         Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x, max));
-        Value e = select(b, valid, math::ExpOp::create(b, shifted),
-                         f32Const(b, 0.0));
+        Value e =
+            select(b, valid, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
         store(b, e, out, idx);
         return SmallVector<Value>{addf(b, acc[0], e)};
       })[0];
@@ -200,18 +201,19 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
   Value minusOne = i32Const(b, -1);
   SmallVector<Value> prev = {i32Const(b, 0), minusOne, i1Const(b, true)};
   prev = forRangeAcc(
-      b, zero, indexConst(b, k), prev, [&](LoopBuilder &b, Value, ValueRange p) {
+      b, zero, indexConst(b, k), prev,
+      [&](LoopBuilder &b, Value, ValueRange p) {
         Value prevKey = p[0], prevIdx = p[1], first = p[2];
         SmallVector<Value> best = forRangeAcc(
             b, zero, experts, {i32Const(b, 0), minusOne},
             [&](LoopBuilder &b, Value ei, ValueRange acc) {
               Value key = scoreKey(b, load(b, gates, {bi, ti, ei}));
               Value idx = indexToI32(b, ei);
-              Value after = ori(
-                  b, first,
-                  ori(b, cmpi(b, CmpIPredicate::ult, key, prevKey),
-                      andi(b, cmpi(b, CmpIPredicate::eq, key, prevKey),
-                           cmpi(b, CmpIPredicate::sgt, idx, prevIdx))));
+              Value after =
+                  ori(b, first,
+                      ori(b, cmpi(b, CmpIPredicate::ult, key, prevKey),
+                          andi(b, cmpi(b, CmpIPredicate::eq, key, prevKey),
+                               cmpi(b, CmpIPredicate::sgt, idx, prevIdx))));
               Value better =
                   ori(b, cmpi(b, CmpIPredicate::slt, acc[1], i32Const(b, 0)),
                       cmpi(b, CmpIPredicate::ugt, key, acc[0]));
@@ -222,14 +224,14 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
         store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, best[1])});
         return SmallVector<Value>{best[0], best[1], i1Const(b, false)};
       });
-  Value sum = forRangeAcc(b, zero, experts, {f32Const(b, 0.0)},
-                          [&](LoopBuilder &b, Value ei, ValueRange acc) {
-                            Value on = load(b, mask, {bi, ti, ei});
-                            Value g = select(b, on, load(b, gates, {bi, ti, ei}),
-                                             f32Const(b, 0.0));
-                            store(b, g, gates, {bi, ti, ei});
-                            return SmallVector<Value>{addf(b, acc[0], g)};
-                          })[0];
+  Value sum = forRangeAcc(
+      b, zero, experts, {f32Const(b, 0.0)},
+      [&](LoopBuilder &b, Value ei, ValueRange acc) {
+        Value on = load(b, mask, {bi, ti, ei});
+        Value g = select(b, on, load(b, gates, {bi, ti, ei}), f32Const(b, 0.0));
+        store(b, g, gates, {bi, ti, ei});
+        return SmallVector<Value>{addf(b, acc[0], g)};
+      })[0];
   if (!renormalize)
     return;
   Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
@@ -258,11 +260,13 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
   Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
   Value remaining = indexToI32(b, count);
   for (int shift = 24; shift >= 0; shift -= 8) {
-    forRange(b, zero, bins,
-             [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
+    forRange(b, zero, bins, [&](LoopBuilder &b, Value d) {
+      store(b, i32Const(b, 0), hist, {d});
+    });
     visit(b, {}, [&](LoopBuilder &b, ValueRange idx, ValueRange) {
       Value key = scoreKey(b, load(b, gates, idx));
-      Value match = cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+      Value match =
+          cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
       Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
                          i32Const(b, 255));
       ifThen(b, match, [&](LoopBuilder &b) {
@@ -293,7 +297,8 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
   }
   Value threshold = prefix;
   visit(b, {i32Const(b, 0)},
-        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) -> SmallVector<Value> {
+        [&](LoopBuilder &b, ValueRange idx,
+            ValueRange acc) -> SmallVector<Value> {
           Value gate = load(b, gates, idx);
           Value key = scoreKey(b, gate);
           Value above = cmpi(b, CmpIPredicate::ugt, key, threshold);
@@ -302,8 +307,8 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
           Value on = ori(b, above, tie);
           store(b, on, mask, idx);
           store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
-          Value taken = addi(b, acc[0], arith::ExtUIOp::create(
-                                            b, b.getI32Type(), tie));
+          Value taken =
+              addi(b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), tie));
           return {taken};
         });
 }
@@ -323,33 +328,35 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
                emitRadixSelect(
                    b, gates, mask, hist, capacity,
                    [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                     return forRangeAcc(b, zero, tokens, init,
-                                        [&](LoopBuilder &b, Value t,
-                                            ValueRange acc) {
-                                          return body(b, {bi, t, ei}, acc);
-                                        });
+                     return forRangeAcc(
+                         b, zero, tokens, init,
+                         [&](LoopBuilder &b, Value t, ValueRange acc) {
+                           return body(b, {bi, t, ei}, acc);
+                         });
                    });
              });
   });
 }
 
-void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget) {
+void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
+                           Value budget) {
   Value hist = allocHistogram(b);
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1);
   Value experts = indexConst(b, numExperts(gates));
   forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    emitRadixSelect(
-        b, gates, mask, hist, budget,
-        [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-          return forRangeAcc(
-              b, zero, tokens, init, [&](LoopBuilder &b, Value t, ValueRange acc) {
-                return forRangeAcc(b, zero, experts, acc,
-                                   [&](LoopBuilder &b, Value e, ValueRange acc) {
-                                     return body(b, {bi, t, e}, acc);
-                                   });
-              });
-        });
+    emitRadixSelect(b, gates, mask, hist, budget,
+                    [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+                      return forRangeAcc(
+                          b, zero, tokens, init,
+                          [&](LoopBuilder &b, Value t, ValueRange acc) {
+                            return forRangeAcc(
+                                b, zero, experts, acc,
+                                [&](LoopBuilder &b, Value e, ValueRange acc) {
+                                  return body(b, {bi, t, e}, acc);
+                                });
+                          });
+                    });
   });
 }
 

@@ -29,7 +29,8 @@ void forEachToken(LoopBuilder &b, Value like,
 //===----------------------------------------------------------------------===//
 
 /// out[b, t, :] = softmax over experts of logits[b, t, :].
-void emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi, Value ti);
+void emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi,
+                    Value ti);
 /// The row softmax P of every token.
 void emitTokenSoftmax(LoopBuilder &b, Value logits, Value out);
 /// The expert score F of every (token, expert).
@@ -64,8 +65,8 @@ Value emitUnifiedBudget(LoopBuilder &b, std::optional<int64_t> n,
 /// The Expert Choice capacity C: `capacity`, checked against T at run time,
 /// or clamp(ceil(factor * T * k / E), 1, T) (as moe::expertChoiceCapacity).
 Value emitExpertCapacity(LoopBuilder &b, std::optional<int64_t> capacity,
-                         std::optional<double> factor,
-                         std::optional<int64_t> k, Value gates);
+                         std::optional<double> factor, std::optional<int64_t> k,
+                         Value gates);
 
 } // namespace mlir::usmoe::loops
 

@@ -16,8 +16,7 @@ namespace {
 
 /// Lowers a score op: logits buffer in, fresh f32 buffer out, with `emit`
 /// filling it.
-template <typename OpTy>
-struct ScoreLowering : OpRewritePattern<OpTy> {
+template <typename OpTy> struct ScoreLowering : OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
 
   virtual void emit(LoopBuilder &b, OpTy op, Value logits, Value out) const = 0;

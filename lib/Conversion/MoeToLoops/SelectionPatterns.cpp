@@ -26,16 +26,17 @@ struct SelectionBuffers {
   Value gates, mask;
 };
 
-SelectionBuffers allocSelection(LoopBuilder &b, Operation *op, Value shapeSource) {
+SelectionBuffers allocSelection(LoopBuilder &b, Operation *op,
+                                Value shapeSource) {
   return {allocResult(b, op->getResult(0).getType(), shapeSource),
           allocResult(b, op->getResult(1).getType(), shapeSource)};
 }
 
 void replaceSelection(PatternRewriter &rewriter, LoopBuilder &b, Operation *op,
                       SelectionBuffers buffers) {
-  rewriter.replaceOp(
-      op, {toTensor(b, buffers.gates, op->getResult(0).getType()),
-           toTensor(b, buffers.mask, op->getResult(1).getType())});
+  rewriter.replaceOp(op,
+                     {toTensor(b, buffers.gates, op->getResult(0).getType()),
+                      toTensor(b, buffers.mask, op->getResult(1).getType())});
 }
 
 /// The unfused selections: copy the scores into the gate buffer, then select.
@@ -78,10 +79,9 @@ struct SelectExpertChoiceLowering
                                 PatternRewriter &rewriter) const override {
     LoopBuilder b(op.getLoc(), rewriter);
     SelectionBuffers buffers = copyScores(b, op, op.getScores());
-    Value capacity =
-        emitExpertCapacity(b, op.getCapacity(),
-                           asDouble(op.getCapacityFactorAttr()), op.getK(),
-                           buffers.gates);
+    Value capacity = emitExpertCapacity(b, op.getCapacity(),
+                                        asDouble(op.getCapacityFactorAttr()),
+                                        op.getK(), buffers.gates);
     emitExpertChoice(b, buffers.gates, buffers.mask, capacity);
     replaceSelection(rewriter, b, op, buffers);
     return success();
@@ -94,8 +94,8 @@ struct SelectGlobalLowering : OpRewritePattern<moe::SelectGlobalOp> {
                                 PatternRewriter &rewriter) const override {
     LoopBuilder b(op.getLoc(), rewriter);
     SelectionBuffers buffers = copyScores(b, op, op.getScores());
-    Value budget = emitUnifiedBudget(b, op.getN(), asDouble(op.getKAttr()),
-                                     buffers.gates);
+    Value budget =
+        emitUnifiedBudget(b, op.getN(), asDouble(op.getKAttr()), buffers.gates);
     emitGlobalTopN(b, buffers.gates, buffers.mask, budget);
     replaceSelection(rewriter, b, op, buffers);
     return success();

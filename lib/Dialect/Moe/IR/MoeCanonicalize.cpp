@@ -62,8 +62,8 @@ struct MaterializeExpertCapacity : OpRewritePattern<SelectExpertChoiceOp> {
     if (!tokens || !factor || !op.getK())
       return rewriter.notifyMatchFailure(op, "no derived capacity to fold");
     int64_t numExperts = op.getScores().getType().getDimSize(2);
-    int64_t capacity = expertChoiceCapacity(
-        factor.getValueAsDouble(), *op.getK(), *tokens, numExperts);
+    int64_t capacity = expertChoiceCapacity(factor.getValueAsDouble(),
+                                            *op.getK(), *tokens, numExperts);
     rewriter.modifyOpInPlace(op, [&] {
       op.setCapacity(capacity);
       op.removeCapacityFactorAttr();

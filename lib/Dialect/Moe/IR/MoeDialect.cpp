@@ -1,4 +1,5 @@
-//===- MoeDialect.cpp - moe dialect registration ---------------------------===//
+//===- MoeDialect.cpp - moe dialect registration
+//---------------------------===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.

@@ -51,8 +51,8 @@ static LogicalResult verifyExpertDim(Operation *op, ShapedType type,
 }
 
 /// [B, T, E] of `like`, with element type `elementType`.
-static LogicalResult inferRoutingShaped(std::optional<Location> loc,
-                                        Type like, Type elementType,
+static LogicalResult inferRoutingShaped(std::optional<Location> loc, Type like,
+                                        Type elementType,
                                         SmallVectorImpl<Type> &inferred,
                                         unsigned count = 1) {
   auto type = dyn_cast<RankedTensorType>(like);
@@ -119,7 +119,8 @@ static LogicalResult verifyTopK(Operation *op, int64_t k, int64_t numExperts) {
 
 static LogicalResult verifyAlpha(Operation *op, double alpha) {
   if (!(alpha >= 0.0 && alpha <= 1.0))
-    return op->emitOpError() << "expects alpha in [0, 1], got " << formatParam(alpha);
+    return op->emitOpError()
+           << "expects alpha in [0, 1], got " << formatParam(alpha);
   return success();
 }
 
@@ -145,8 +146,8 @@ static LogicalResult verifyCapacity(Operation *op, ShapedType scores,
     return success();
   }
   if (!(std::isfinite(*factor) && *factor > 0.0))
-    return op->emitOpError()
-           << "expects a finite capacity_factor > 0, got " << formatParam(*factor);
+    return op->emitOpError() << "expects a finite capacity_factor > 0, got "
+                             << formatParam(*factor);
   if (!k)
     return op->emitOpError("expects 'k' (experts per token) with "
                            "'capacity_factor'");
@@ -163,16 +164,16 @@ static LogicalResult verifyBudget(Operation *op, ShapedType scores,
   if (n) {
     if (*n < 0)
       return op->emitOpError() << "expects n >= 0, got " << *n;
-    if (auto tokens = staticTokens(scores);
-        tokens && *n > *tokens * numExperts)
+    if (auto tokens = staticTokens(scores); tokens && *n > *tokens * numExperts)
       return op->emitOpError()
              << "expects n <= T * E = " << *tokens * numExperts << ", got "
              << *n;
     return success();
   }
   if (!(std::isfinite(*k) && *k >= 0.0 && *k <= double(numExperts)))
-    return op->emitOpError() << "expects k in [0, " << numExperts
-                             << "] (experts per token), got " << formatParam(*k);
+    return op->emitOpError()
+           << "expects k in [0, " << numExperts << "] (experts per token), got "
+           << formatParam(*k);
   return success();
 }
 
@@ -180,9 +181,10 @@ static LogicalResult verifyBudget(Operation *op, ShapedType scores,
 // Scoring ops
 //===----------------------------------------------------------------------===//
 
-LogicalResult TokenSoftmaxOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
-    SmallVectorImpl<Type> &inferred) {
+LogicalResult
+TokenSoftmaxOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                 Adaptor adaptor,
+                                 SmallVectorImpl<Type> &inferred) {
   return inferScores(loc, adaptor.getLogits(), inferred);
 }
 
@@ -190,9 +192,10 @@ LogicalResult TokenSoftmaxOp::verify() {
   return verifyExpertDim(*this, getLogits().getType(), "logits");
 }
 
-LogicalResult ExpertScoreOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
-    SmallVectorImpl<Type> &inferred) {
+LogicalResult ExpertScoreOp::inferReturnTypes(MLIRContext *,
+                                              std::optional<Location> loc,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &inferred) {
   return inferScores(loc, adaptor.getLogits(), inferred);
 }
 
@@ -200,9 +203,10 @@ LogicalResult ExpertScoreOp::verify() {
   return verifyExpertDim(*this, getLogits().getType(), "logits");
 }
 
-LogicalResult UnifiedScoreOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
-    SmallVectorImpl<Type> &inferred) {
+LogicalResult
+UnifiedScoreOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                 Adaptor adaptor,
+                                 SmallVectorImpl<Type> &inferred) {
   return inferScores(loc, adaptor.getLogits(), inferred);
 }
 
@@ -246,9 +250,10 @@ LogicalResult SelectExpertChoiceOp::verify() {
   return verifyCapacity(*this, type, getCapacity(), factor, getK());
 }
 
-LogicalResult SelectGlobalOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
-    SmallVectorImpl<Type> &inferred) {
+LogicalResult
+SelectGlobalOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
+                                 Adaptor adaptor,
+                                 SmallVectorImpl<Type> &inferred) {
   return inferSelection(loc, adaptor.getScores(), inferred);
 }
 
@@ -304,7 +309,8 @@ LogicalResult RouteOp::verify() {
     if (!k)
       return emitOpError("token routing expects 'k'");
     if (*k != std::floor(*k))
-      return emitOpError() << "token routing expects an integer k, got " << formatParam(*k);
+      return emitOpError() << "token routing expects an integer k, got "
+                           << formatParam(*k);
     return verifyTopK(*this, static_cast<int64_t>(*k), numExperts);
   }
   case RoutingMode::expert: {
@@ -349,8 +355,8 @@ LogicalResult PlanOp::inferReturnTypes(MLIRContext *ctx,
   auto gates = dyn_cast<RankedTensorType>(adaptor.getGates().getType());
   if (!gates || gates.getRank() != 3)
     return emitOptionalError(loc, "expects rank-3 [B, T, E] gates");
-  int64_t offsets = gates.isDynamicDim(2) ? ShapedType::kDynamic
-                                          : gates.getDimSize(2) + 1;
+  int64_t offsets =
+      gates.isDynamicDim(2) ? ShapedType::kDynamic : gates.getDimSize(2) + 1;
   auto i32 = IntegerType::get(ctx, 32);
   inferred.push_back(RankedTensorType::get({offsets}, i32));
   inferred.push_back(RankedTensorType::get({ShapedType::kDynamic}, i32));
@@ -374,7 +380,8 @@ LogicalResult TopKListOp::inferReturnTypes(MLIRContext *ctx,
   if (!gates.isDynamicDim(0) && !gates.isDynamicDim(1))
     rows = gates.getDimSize(0) * gates.getDimSize(1);
   int64_t k = adaptor.getK();
-  inferred.push_back(RankedTensorType::get({rows, k}, IntegerType::get(ctx, 32)));
+  inferred.push_back(
+      RankedTensorType::get({rows, k}, IntegerType::get(ctx, 32)));
   inferred.push_back(RankedTensorType::get({rows, k}, Float32Type::get(ctx)));
   return success();
 }

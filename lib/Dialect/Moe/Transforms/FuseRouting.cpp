@@ -34,9 +34,8 @@ RouteOp createRoute(PatternRewriter &rewriter, Operation *selection,
                     RoutingMode mode, Value logits, const RouteParams &p) {
   return RouteOp::create(rewriter, selection->getLoc(),
                          RoutingModeAttr::get(rewriter.getContext(), mode),
-                         logits, p.k, p.n,
-                         p.capacity, p.capacityFactor, p.alpha, p.expertScore,
-                         p.renormalize);
+                         logits, p.k, p.n, p.capacity, p.capacityFactor,
+                         p.alpha, p.expertScore, p.renormalize);
 }
 
 FloatAttr asF64(PatternRewriter &rewriter, std::optional<int64_t> value) {
@@ -56,8 +55,8 @@ struct FuseTokenChoice : OpRewritePattern<SelectTopKOp> {
     RouteParams p;
     p.k = asF64(rewriter, op.getK());
     p.renormalize = op.getRenormalizeAttr();
-    auto route = createRoute(rewriter, op, RoutingMode::token,
-                             softmax.getLogits(), p);
+    auto route =
+        createRoute(rewriter, op, RoutingMode::token, softmax.getLogits(), p);
     rewriter.replaceOp(op, route.getResults());
     return success();
   }
@@ -75,8 +74,8 @@ struct FuseExpertChoice : OpRewritePattern<SelectExpertChoiceOp> {
     p.k = asF64(rewriter, op.getK());
     p.capacity = op.getCapacityAttr();
     p.capacityFactor = op.getCapacityFactorAttr();
-    auto route = createRoute(rewriter, op, RoutingMode::expert,
-                             softmax.getLogits(), p);
+    auto route =
+        createRoute(rewriter, op, RoutingMode::expert, softmax.getLogits(), p);
     rewriter.replaceOp(op, route.getResults());
     return success();
   }
