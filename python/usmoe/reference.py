@@ -201,3 +201,23 @@ def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
         gates, mask = select_global(unified_score(logits, alpha, expert_score_kind), n)
         return plan_from_selection(gates, mask)
     raise ValueError(f"unknown mode '{mode}'")
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return (x / (F32(1) + np.exp(-x))).astype(F32)
+
+
+def moe_layer(hidden: np.ndarray, plan: Plan, w1: np.ndarray, w3: np.ndarray,
+              w2: np.ndarray, init: Optional[np.ndarray] = None) -> np.ndarray:
+    """y[g] = init[g] + sum over selected (g, e) of gate * FFN_e(h[g]), with
+    FFN_e(x) = W2_e (silu(W1_e x) * (W3_e x)) (SwiGLU), in f32."""
+    h = hidden.astype(F32)
+    y = np.zeros(h.shape, F32) if init is None else init.astype(F32).copy()
+    offsets = plan.expert_offsets
+    for e in range(len(offsets) - 1):
+        for m in range(offsets[e], offsets[e + 1]):
+            g = plan.token_ids[m]
+            x = h[g]
+            a = silu(x @ w1[e].astype(F32)) * (x @ w3[e].astype(F32))
+            y[g] += plan.weights[m] * (a @ w2[e].astype(F32))
+    return y

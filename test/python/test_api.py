@@ -129,3 +129,17 @@ def test_compile_errors_carry_diagnostics():
         usmoe.compile(IR, target="cpu")
     with pytest.raises(ValueError, match="no function named 'nope'"):
         usmoe.compile(IR, target="cpu", entry="nope")
+
+
+def test_torch_tensors_in_f32_and_bf16():
+    torch = pytest.importorskip("torch")
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
+    got = usmoe.route(x, mode="token", k=2)
+    want = reference.route(x.numpy(), mode="token", k=2)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    xb = x.to(torch.bfloat16)
+    got = usmoe.route(xb, mode="unified", k=1.5)
+    # The bf16 values, widened exactly to f32, are what the router scores.
+    want = reference.route(xb.float().numpy(), mode="unified", k=1.5)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    np.testing.assert_allclose(got.gates, want.gates, rtol=1e-6, atol=1e-7)

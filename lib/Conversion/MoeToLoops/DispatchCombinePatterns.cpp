@@ -20,6 +20,17 @@ static Value fromF32(LoopBuilder &b, Value v, Type type) {
   return arith::TruncFOp::create(b, type, v);
 }
 
+/// dst[i, j] = convert(src[i, j]) over a [rows, cols] memref pair.
+static void copyConverting(LoopBuilder &b, Value src, Value dst,
+                           function_ref<Value(LoopBuilder &, Value)> convert) {
+  Value zero = indexConst(b, 0);
+  forRange(b, zero, dim(b, src, 0), [&](LoopBuilder &b, Value i) {
+    forRange(b, zero, dim(b, src, 1), [&](LoopBuilder &b, Value j) {
+      store(b, convert(b, load(b, src, {i, j})), dst, {i, j});
+    });
+  });
+}
+
 namespace {
 
 /// result[m, :] = hidden[token_ids[m], :]
@@ -65,14 +76,13 @@ struct CombineLowering : OpRewritePattern<moe::CombineOp> {
     auto type = cast<RankedTensorType>(op.getType());
     Type element = type.getElementType();
     Value zero = indexConst(b, 0);
-    Value tokens = dim(b, init, 0), width = dim(b, init, 1);
+    Value width = dim(b, init, 1);
 
     Value acc = allocResult(
         b, RankedTensorType::get(type.getShape(), b.getF32Type()), init);
-    forRange(b, zero, tokens, [&](LoopBuilder &b, Value g) {
-      forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-        store(b, loadAsF32(b, init, {g, d}), acc, {g, d});
-      });
+    copyConverting(b, init, acc, [](LoopBuilder &b, Value v) {
+      return v.getType().isF32() ? v
+                                 : arith::ExtFOp::create(b, b.getF32Type(), v);
     });
     forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
       Value g = i32ToIndex(b, load(b, ids, {m}));
@@ -85,10 +95,8 @@ struct CombineLowering : OpRewritePattern<moe::CombineOp> {
     Value result = acc;
     if (!element.isF32()) {
       result = allocResult(b, type, init);
-      forRange(b, zero, tokens, [&](LoopBuilder &b, Value g) {
-        forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-          store(b, fromF32(b, load(b, acc, {g, d}), element), result, {g, d});
-        });
+      copyConverting(b, acc, result, [&](LoopBuilder &b, Value v) {
+        return fromF32(b, v, element);
       });
     }
     rewriter.replaceOp(op, toTensor(b, result, type));
