@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "RoutingKernels.h"
+#include "Conversion/Common/RoutingMath.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 
@@ -17,16 +18,8 @@ using namespace mlir::usmoe::loops;
 using arith::CmpFPredicate;
 using arith::CmpIPredicate;
 
-static constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-
 static int64_t numExperts(Value memref) {
   return cast<MemRefType>(memref.getType()).getDimSize(2);
-}
-
-/// NaN logits count as -inf (spec: "NaN logits are treated as -inf").
-static Value sanitize(LoopBuilder &b, Value x) {
-  Value isNan = cmpf(b, CmpFPredicate::UNO, x, x);
-  return select(b, isNan, f32Const(b, kNegInf), x);
 }
 
 //===----------------------------------------------------------------------===//
@@ -103,14 +96,6 @@ void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out) {
   });
 }
 
-/// F = (2/E) * (1 / (1 + exp(-x))), with (2/E) rounded once to f32.
-static Value sigmoidScore(LoopBuilder &b, Value x, int64_t experts) {
-  Value one = f32Const(b, 1.0);
-  Value negX = arith::NegFOp::create(b, x);
-  Value sig = divf(b, one, addf(b, one, math::ExpOp::create(b, negX)));
-  return mulf(b, f32Const(b, 2.0 / double(experts)), sig);
-}
-
 /// Softmax of every column logits[b, :, e] over the T tokens.
 static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out) {
   Value zero = indexConst(b, 0);
@@ -175,19 +160,6 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
 //===----------------------------------------------------------------------===//
 // Selection
 //===----------------------------------------------------------------------===//
-
-/// An unsigned i32 key with the order of the f32 score: NaN ranks as -inf
-/// and -0 as +0, so that integer comparison is total and agrees with the
-/// float order everywhere else.
-static Value scoreKey(LoopBuilder &b, Value score) {
-  Value x = sanitize(b, score);
-  Value isZero = cmpf(b, CmpFPredicate::OEQ, x, f32Const(b, 0.0));
-  x = select(b, isZero, f32Const(b, 0.0), x);
-  Value bits = arith::BitcastOp::create(b, b.getI32Type(), x);
-  Value sign = arith::ShRSIOp::create(b, bits, i32Const(b, 31));
-  Value flip = ori(b, sign, i32Const(b, std::numeric_limits<int32_t>::min()));
-  return arith::XOrIOp::create(b, bits, flip);
-}
 
 void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
                         Value ti, int64_t k, bool renormalize) {

@@ -15,7 +15,7 @@
 #ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 #define USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 
-#include "LoopBuilder.h"
+#include "Conversion/Common/LoopBuilder.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
 
 namespace mlir::usmoe::loops {

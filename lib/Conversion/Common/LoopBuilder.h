@@ -5,14 +5,14 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// Small helpers shared by the moe-to-loops patterns. They keep the routing
+// Small helpers shared by the moe lowerings (loops and GPU kernels). They keep the routing
 // algorithms readable: a loop nest reads like the pseudo-code in
 // docs/Dialect.md instead of a page of builder calls.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_LOOPBUILDER_H
-#define USMOE_LIB_CONVERSION_MOETOLOOPS_LOOPBUILDER_H
+#ifndef USMOE_LIB_CONVERSION_COMMON_LOOPBUILDER_H
+#define USMOE_LIB_CONVERSION_COMMON_LOOPBUILDER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
@@ -191,4 +191,4 @@ inline void ifThen(LoopBuilder &b, Value cond,
 
 } // namespace mlir::usmoe::loops
 
-#endif // USMOE_LIB_CONVERSION_MOETOLOOPS_LOOPBUILDER_H
+#endif // USMOE_LIB_CONVERSION_COMMON_LOOPBUILDER_H

@@ -1,0 +1,55 @@
+//===- RoutingMath.h - scalar routing math shared by all backends -*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// The per-element pieces of the routing semantics (docs/Dialect.md, "Exact
+// arithmetic"). The CPU loops and the GPU kernels build their scores and
+// keys from these functions only, so that both emit the same f32 operations.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_CONVERSION_COMMON_ROUTINGMATH_H
+#define USMOE_LIB_CONVERSION_COMMON_ROUTINGMATH_H
+
+#include "Conversion/Common/LoopBuilder.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+
+#include <limits>
+
+namespace mlir::usmoe::loops {
+
+inline constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+/// NaN logits count as -inf (spec: "NaN logits are treated as -inf").
+inline Value sanitize(LoopBuilder &b, Value x) {
+  Value isNan = cmpf(b, arith::CmpFPredicate::UNO, x, x);
+  return select(b, isNan, f32Const(b, kNegInf), x);
+}
+
+/// F = (2/E) * (1 / (1 + exp(-x))), with (2/E) rounded once to f32.
+inline Value sigmoidScore(LoopBuilder &b, Value x, int64_t experts) {
+  Value one = f32Const(b, 1.0);
+  Value negX = arith::NegFOp::create(b, x);
+  Value sig = divf(b, one, addf(b, one, math::ExpOp::create(b, negX)));
+  return mulf(b, f32Const(b, 2.0 / double(experts)), sig);
+}
+
+/// An unsigned i32 key with the order of the f32 score: NaN ranks as -inf
+/// and -0 as +0, so that integer comparison is total and agrees with the
+/// float order everywhere else.
+inline Value scoreKey(LoopBuilder &b, Value score) {
+  Value x = sanitize(b, score);
+  Value isZero = cmpf(b, arith::CmpFPredicate::OEQ, x, f32Const(b, 0.0));
+  x = select(b, isZero, f32Const(b, 0.0), x);
+  Value bits = arith::BitcastOp::create(b, b.getI32Type(), x);
+  Value sign = arith::ShRSIOp::create(b, bits, i32Const(b, 31));
+  Value flip = ori(b, sign, i32Const(b, std::numeric_limits<int32_t>::min()));
+  return arith::XOrIOp::create(b, bits, flip);
+}
+
+} // namespace mlir::usmoe::loops
+
+#endif // USMOE_LIB_CONVERSION_COMMON_ROUTINGMATH_H
