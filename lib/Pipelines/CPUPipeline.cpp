@@ -67,4 +67,9 @@ void mlir::usmoe::registerUsmoePipelines() {
       "Lower moe routing on tensors to the LLVM dialect for the CPU (fuse, "
       "moe-to-loops, bufferize, deallocate, convert to LLVM)",
       buildUsmoeToCPUPipeline);
+  PassPipelineRegistration<UsmoeToNVVMPipelineOptions>(
+      "usmoe-to-nvvm",
+      "Lower moe routing to NVVM kernels serialized as PTX, cubin or fatbin "
+      "plus LLVM host code that launches them through the mgpu* runtime",
+      buildUsmoeToNVVMPipeline);
 }

@@ -41,4 +41,55 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
   ];
 }
 
+def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower fused moe.route ops to hand-designed GPU kernels";
+  let description = [{
+    Replaces each supported `moe.route` with a `gpu.launch_func` of a kernel
+    generated into the `gpu.module @usmoe_kernels` of the module (created on
+    demand; the module becomes a `gpu.container_module`). The kernels are
+    written with `gpu`, `arith`, `math`, `memref` and `scf` ops and lower
+    through `convert-gpu-to-nvvm` (see the `usmoe-to-nvvm` pipeline).
+
+    Supported so far:
+
+    - Token Choice (`moe.route token`), any E up to 2048 and any k <= E:
+      one warp per token, 4 tokens per 128-thread block. Lane `l` holds
+      experts `l, l + 32, ...` in registers; the row max and sum are warp
+      butterflies of `gpu.shuffle xor` (the sum is broadcast from lane 0 so
+      every lane divides by the same value); each of the k picks is a warp
+      arg-max over (score key, expert index) pairs, ties to the lower index.
+      Gates and mask are written once, coalesced.
+
+    Any other moe op is an error ("not supported on the GPU path yet"), so
+    that nothing silently runs on the host; the CPU path (`usmoe-to-cpu`)
+    supports all of them.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
+def UsmoeRequireCudaToolkitPass
+    : Pass<"usmoe-require-cuda-toolkit", "::mlir::ModuleOp"> {
+  let summary = "Fail with a clear message unless the CUDA toolkit is usable";
+  let description = [{
+    The first pass of `usmoe-to-nvvm`. MLIR's own GPU serialization reports
+    a missing toolkit late and sometimes not at all (PTX with unresolved
+    `__nv_*` calls and exit code 0), so this pass checks up front that
+    `<cuda-root>/nvvm/libdevice/libdevice.10.bc` exists and, when
+    `need-ptxas` is set (cubin and fatbin output), `<cuda-root>/bin/ptxas`.
+  }];
+  let options = [
+    Option<"cudaRoot", "cuda-root", "std::string", /*default=*/"\"\"",
+           "Root of the CUDA toolkit">,
+    Option<"needPtxas", "need-ptxas", "bool", /*default=*/"false",
+           "Also require ptxas (for cubin and fatbin output)">,
+  ];
+}
+
 #endif // USMOE_CONVERSION_PASSES_TD

@@ -34,7 +34,39 @@ struct UsmoeToCPUPipelineOptions
 void buildUsmoeToCPUPipeline(OpPassManager &pm,
                              const UsmoeToCPUPipelineOptions &options);
 
-/// Registers `usmoe-to-cpu` with the global pass registry.
+struct UsmoeToNVVMPipelineOptions
+    : public PassPipelineOptions<UsmoeToNVVMPipelineOptions> {
+  PassOptions::Option<std::string> chip{
+      *this, "chip", llvm::cl::desc("GPU architecture (sm_XX)"),
+      llvm::cl::init("sm_90")};
+  PassOptions::Option<std::string> features{
+      *this, "features", llvm::cl::desc("PTX features (ISA version)"),
+      llvm::cl::init("+ptx80")};
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("Artifact: isa (PTX text), bin (cubin) or fatbin"),
+      llvm::cl::init("isa")};
+  PassOptions::Option<unsigned> optLevel{
+      *this, "opt-level", llvm::cl::desc("NVPTX optimization level (0-3)"),
+      llvm::cl::init(3)};
+  PassOptions::Option<std::string> cudaRoot{
+      *this, "cuda-root",
+      llvm::cl::desc("CUDA toolkit root (default: $CUDA_ROOT, $CUDA_HOME, "
+                     "else the toolkit found when usmoe was built)"),
+      llvm::cl::init("")};
+};
+
+/// moe (tensors) -> host LLVM dialect + a gpu.binary of NVVM kernels: fuse
+/// routing, check the toolkit, convert-moe-to-gpu, bufferize, attach the
+/// NVVM target (chip, features, libdevice), lower kernels to NVVM and the
+/// host to LLVM, and serialize the kernels (PTX, cubin or fatbin).
+void buildUsmoeToNVVMPipeline(OpPassManager &pm,
+                              const UsmoeToNVVMPipelineOptions &options);
+
+/// The CUDA toolkit root the NVVM pipeline uses when none is given.
+std::string defaultCudaRoot();
+
+/// Registers `usmoe-to-cpu` and `usmoe-to-nvvm` with the pass registry.
 void registerUsmoePipelines();
 
 } // namespace usmoe

@@ -5,8 +5,8 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// Small helpers shared by the moe lowerings (loops and GPU kernels). They keep the routing
-// algorithms readable: a loop nest reads like the pseudo-code in
+// Small helpers shared by the moe lowerings (loops and GPU kernels). They keep
+// the routing algorithms readable: a loop nest reads like the pseudo-code in
 // docs/Dialect.md instead of a page of builder calls.
 //
 //===----------------------------------------------------------------------===//

@@ -1,4 +1,5 @@
-//===- RoutingMath.h - scalar routing math shared by all backends -*- C++ -*-===//
+//===- RoutingMath.h - scalar routing math shared by all backends -*- C++
+//-*-===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.

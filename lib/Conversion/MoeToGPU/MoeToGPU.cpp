@@ -1,0 +1,126 @@
+//===- MoeToGPU.cpp - the convert-moe-to-gpu pass -------------------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
+#include "Conversion/Common/LoopBuilder.h"
+#include "Kernels.h"
+#include "WarpReduce.h"
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "usmoe/Dialect/Moe/IR/MoeOps.h"
+
+namespace mlir::usmoe {
+#define GEN_PASS_DEF_CONVERTMOETOGPUPASS
+#include "usmoe/Conversion/Passes.h.inc"
+} // namespace mlir::usmoe
+
+using namespace mlir;
+using namespace mlir::usmoe;
+using namespace mlir::usmoe::loops;
+
+/// The name of the gpu.module that holds every generated kernel.
+static constexpr StringLiteral kKernelModule = "usmoe_kernels";
+
+static MemRefType memrefOf(Type tensorType) {
+  auto t = cast<RankedTensorType>(tensorType);
+  return MemRefType::get(t.getShape(), t.getElementType());
+}
+
+namespace {
+
+struct ConvertMoeToGPUPass
+    : usmoe::impl::ConvertMoeToGPUPassBase<ConvertMoeToGPUPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<moe::RouteOp> routes;
+    WalkResult unsupported = module.walk([&](Operation *op) {
+      auto route = dyn_cast<moe::RouteOp>(op);
+      if (route && route.getMode() == moe::RoutingMode::token) {
+        routes.push_back(route);
+        return WalkResult::advance();
+      }
+      if (isa<moe::MoeDialect>(op->getDialect())) {
+        op->emitOpError("is not supported on the GPU path yet (usmoe-to-cpu "
+                        "supports every moe op)");
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (unsupported.wasInterrupted())
+      return signalPassFailure();
+    if (routes.empty())
+      return;
+
+    gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
+    unsigned counter = 0;
+    for (moe::RouteOp op : routes)
+      if (failed(lowerTokenChoice(op, kernels, counter++)))
+        return signalPassFailure();
+  }
+
+  gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
+    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                    UnitAttr::get(module.getContext()));
+    if (auto existing = module.lookupSymbol<gpu::GPUModuleOp>(kKernelModule))
+      return existing;
+    OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
+    return gpu::GPUModuleOp::create(b, module.getLoc(), kKernelModule);
+  }
+
+  /// route token -> launch of a warp-per-token kernel over B*T rows.
+  LogicalResult lowerTokenChoice(moe::RouteOp op, gpu::GPUModuleOp kernels,
+                                 unsigned index) {
+    auto logitsType = memrefOf(op.getLogits().getType());
+    int64_t experts = logitsType.getDimSize(2);
+    if (experts > gpu_kernels::kTokenChoiceMaxExperts)
+      return op.emitOpError() << "token routing on the GPU supports up to "
+                              << gpu_kernels::kTokenChoiceMaxExperts
+                              << " experts, got " << experts;
+    auto gatesType = memrefOf(op.getGates().getType());
+    auto maskType = memrefOf(op.getMask().getType());
+    int64_t k = int64_t(op.getKAttr().getValueAsDouble());
+
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    std::string name = "route_token_" + std::to_string(index);
+    gpu::GPUFuncOp kernel = gpu_kernels::buildTokenChoiceKernel(
+        kb, op.getLoc(), name, logitsType, gatesType, maskType, k,
+        op.getRenormalize());
+
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value logits = toBuffer(b, op.getLogits());
+    Value gates = allocResult(b, op.getGates().getType(), logits);
+    Value mask = allocResult(b, op.getMask().getType(), logits);
+    Value rows = muli(b, dim(b, logits, 0), dim(b, logits, 1));
+    Value perBlock = indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock);
+    Value blocks = arith::CeilDivUIOp::create(b, rows, perBlock);
+    Value one = indexConst(b, 1);
+    Value threads = indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock *
+                                      gpu_kernels::kWarpSize);
+    // An empty grid is a launch error in CUDA: skip empty inputs.
+    ifThen(b, cmpi(b, arith::CmpIPredicate::ugt, rows, indexConst(b, 0)),
+           [&](LoopBuilder &b) {
+             gpu::LaunchFuncOp::create(b, kernel,
+                                       gpu::KernelDim3{blocks, one, one},
+                                       gpu::KernelDim3{threads, one, one},
+                                       /*dynamicSharedMemorySize=*/Value(),
+                                       ValueRange{logits, gates, mask});
+           });
+    op.getGates().replaceAllUsesWith(
+        toTensor(b, gates, op.getGates().getType()));
+    op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));
+    op.erase();
+    return success();
+  }
+};
+
+} // namespace

@@ -1,0 +1,78 @@
+//===- WarpReduce.h - warp-wide reductions with gpu.shuffle ------*- C++
+//-*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_CONVERSION_MOETOGPU_WARPREDUCE_H
+#define USMOE_LIB_CONVERSION_MOETOGPU_WARPREDUCE_H
+
+#include "Conversion/Common/LoopBuilder.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+namespace mlir::usmoe::gpu_kernels {
+
+using loops::LoopBuilder;
+
+/// NVIDIA warps are 32 lanes wide; kept in one place for other targets.
+inline constexpr int32_t kWarpSize = 32;
+
+inline Value shuffleXor(LoopBuilder &b, Value v, int32_t offset) {
+  return gpu::ShuffleOp::create(b, v, offset, kWarpSize, gpu::ShuffleMode::XOR)
+      .getShuffleResult();
+}
+
+inline Value shuffleIdx(LoopBuilder &b, Value v, Value lane) {
+  return gpu::ShuffleOp::create(b, v, lane, loops::i32Const(b, kWarpSize),
+                                gpu::ShuffleMode::IDX)
+      .getShuffleResult();
+}
+
+/// Butterfly all-reduce: every lane ends with `combine` over all 32 lanes.
+/// Exact for max; for sums the lanes may differ in the last ulp, so callers
+/// broadcast one lane's result (see warpSum).
+inline Value
+warpAllReduce(LoopBuilder &b, Value v,
+              function_ref<Value(LoopBuilder &, Value, Value)> combine) {
+  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
+    v = combine(b, v, shuffleXor(b, v, offset));
+  return v;
+}
+
+inline Value warpMax(LoopBuilder &b, Value v) {
+  return warpAllReduce(b, v, [](LoopBuilder &b, Value x, Value y) -> Value {
+    return arith::MaximumFOp::create(b, x, y);
+  });
+}
+
+/// The warp sum as lane 0 computed it, so every lane holds the same bits.
+inline Value warpSum(LoopBuilder &b, Value v) {
+  v = warpAllReduce(b, v, [](LoopBuilder &b, Value x, Value y) {
+    return loops::addf(b, x, y);
+  });
+  return shuffleIdx(b, v, loops::i32Const(b, 0));
+}
+
+/// Warp arg-max over (unsigned key, index) pairs: larger key first, then the
+/// lower index. A total order, so every lane ends with the same pair.
+inline std::pair<Value, Value> warpArgMax(LoopBuilder &b, Value key,
+                                          Value index) {
+  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    Value otherKey = shuffleXor(b, key, offset);
+    Value otherIndex = shuffleXor(b, index, offset);
+    Value better = loops::ori(
+        b, loops::cmpi(b, arith::CmpIPredicate::ugt, otherKey, key),
+        loops::andi(
+            b, loops::cmpi(b, arith::CmpIPredicate::eq, otherKey, key),
+            loops::cmpi(b, arith::CmpIPredicate::slt, otherIndex, index)));
+    key = loops::select(b, better, otherKey, key);
+    index = loops::select(b, better, otherIndex, index);
+  }
+  return {key, index};
+}
+
+} // namespace mlir::usmoe::gpu_kernels
+
+#endif // USMOE_LIB_CONVERSION_MOETOGPU_WARPREDUCE_H

@@ -1,0 +1,103 @@
+//===- NVVMPipeline.cpp - the usmoe-to-nvvm pipeline ----------------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
+#include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
+#include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
+#include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVMPass.h"
+#include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
+#include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
+#include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
+#include "mlir/Conversion/MathToLLVM/MathToLLVM.h"
+#include "mlir/Conversion/MemRefToLLVM/MemRefToLLVM.h"
+#include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
+#include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+#include "usmoe/Conversion/Passes.h"
+#include "usmoe/Dialect/Moe/Transforms/Passes.h"
+#include "usmoe/Pipelines/Pipelines.h"
+
+#include <cstdlib>
+
+#ifndef USMOE_DEFAULT_CUDA_ROOT
+#define USMOE_DEFAULT_CUDA_ROOT ""
+#endif
+
+using namespace mlir;
+
+std::string mlir::usmoe::defaultCudaRoot() {
+  for (const char *var : {"CUDA_ROOT", "CUDA_HOME", "CUDA_PATH"})
+    if (const char *value = std::getenv(var); value && *value)
+      return value;
+  return USMOE_DEFAULT_CUDA_ROOT;
+}
+
+void mlir::usmoe::buildUsmoeToNVVMPipeline(
+    OpPassManager &pm, const UsmoeToNVVMPipelineOptions &options) {
+  std::string cudaRoot = options.cudaRoot.empty() ? defaultCudaRoot()
+                                                  : options.cudaRoot.getValue();
+  bool needPtxas = options.format != "isa" && options.format != "llvm";
+
+  UsmoeRequireCudaToolkitPassOptions toolkit;
+  toolkit.cudaRoot = cudaRoot;
+  toolkit.needPtxas = needPtxas;
+  pm.addPass(createUsmoeRequireCudaToolkitPass(toolkit));
+
+  pm.addPass(moe::createMoeFuseRoutingPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createConvertMoeToGPUPass());
+
+  bufferization::OneShotBufferizePassOptions bufferize;
+  bufferize.bufferizeFunctionBoundaries = true;
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
+  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  // No deallocation pipeline: it rejects gpu.launch_func (unknown memory
+  // effects), and the GPU lowering allocates nothing but its results.
+  pm.addPass(createConvertLinalgToLoopsPass());
+  pm.addPass(createCanonicalizerPass());
+
+  // Kernels: NVVM target with libdevice linked in (exp -> __nv_expf).
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  target.features = options.features;
+  target.optLevel = options.optLevel;
+  target.linkLibs.push_back(cudaRoot + "/nvvm/libdevice/libdevice.10.bc");
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createSCFToControlFlowPass());
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createCanonicalizerPass());
+  kernels.addPass(createCSEPass());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+
+  // Host: memrefs and launches to LLVM (mgpu* runtime calls).
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createArithToLLVMConversionPass());
+  pm.addPass(createConvertIndexToLLVMPass());
+  pm.addPass(createConvertControlFlowToLLVMPass());
+  pm.addPass(createConvertFuncToLLVMPass());
+  pm.addPass(createGpuToLLVMConversionPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+
+  GpuModuleToBinaryPassOptions binary;
+  binary.toolkitPath = cudaRoot;
+  binary.compilationTarget = options.format;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  pm.addPass(createCanonicalizerPass());
+}
