@@ -29,6 +29,8 @@ using namespace mlir::usmoe::loops;
 
 /// The name of the gpu.module that holds every generated kernel.
 static constexpr StringLiteral kKernelModule = "usmoe_kernels";
+/// The module attribute that describes the generated kernels.
+static constexpr StringLiteral kKernelInfo = "usmoe.kernels";
 
 static MemRefType memrefOf(Type tensorType) {
   auto t = cast<RankedTensorType>(tensorType);
@@ -76,6 +78,26 @@ struct ConvertMoeToGPUPass
     return gpu::GPUModuleOp::create(b, module.getLoc(), kKernelModule);
   }
 
+  /// Describes `kernel` in the module attribute `usmoe.kernels` (name ->
+  /// dictionary), so that a runtime without MLIR can launch the serialized
+  /// kernels: usmoe-extract-binary writes it out as JSON.
+  static void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
+                           SmallVector<NamedAttribute> info) {
+    Builder b(module.getContext());
+    SmallVector<Attribute> args;
+    for (Type t : kernel.getArgumentTypes())
+      args.push_back(TypeAttr::get(t));
+    info.push_back(b.getNamedAttr("args", b.getArrayAttr(args)));
+    info.push_back(b.getNamedAttr(
+        "block", b.getDenseI32ArrayAttr(
+                     kernel.getKnownBlockSizeAttr().asArrayRef())));
+    NamedAttrList all;
+    if (auto existing = module->getAttrOfType<DictionaryAttr>(kKernelInfo))
+      all.append(existing.getValue());
+    all.set(kernel.getName(), b.getDictionaryAttr(info));
+    module->setAttr(kKernelInfo, all.getDictionary(module.getContext()));
+  }
+
   /// route token -> launch of a warp-per-token kernel over B*T rows.
   LogicalResult lowerTokenChoice(moe::RouteOp op, gpu::GPUModuleOp kernels,
                                  unsigned index) {
@@ -115,6 +137,14 @@ struct ConvertMoeToGPUPass
                                        /*dynamicSharedMemorySize=*/Value(),
                                        ValueRange{logits, gates, mask});
            });
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel,
+                 {{"kind", rewriter.getStringAttr("route_token")},
+                  {"experts", rewriter.getI64IntegerAttr(experts)},
+                  {"k", rewriter.getI64IntegerAttr(k)},
+                  {"renormalize", rewriter.getBoolAttr(op.getRenormalize())},
+                  {"rows_per_block", rewriter.getI64IntegerAttr(
+                                         gpu_kernels::kTokenChoiceWarpsPerBlock)},
+                  {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}});
     op.getGates().replaceAllUsesWith(
         toTensor(b, gates, op.getGates().getType()));
     op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));

@@ -1,0 +1,60 @@
+// RUN: usmoe-opt %s -convert-moe-to-gpu -split-input-file -verify-diagnostics | FileCheck %s
+
+// A Token Choice router becomes a launch of a warp-per-token kernel: 4 rows
+// per 128-thread block, skipped for an empty input.
+// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = {args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = array<i32: 128, 1, 1>, experts = 64 : i64, grid = "ceildiv(B * T, 4)", k = 8 : i64, kind = "route_token", renormalize = true, rows_per_block = 4 : i64}}}
+// CHECK-LABEL: func.func @router
+// CHECK: %[[L:.*]] = bufferization.to_buffer %{{.*}} read_only
+// CHECK: %[[G:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x64xf32>
+// CHECK: %[[M:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x64xi1>
+// CHECK: %[[BLOCKS:.*]] = arith.ceildivui %{{.*}}, %c4
+// CHECK: scf.if
+// CHECK-NEXT: gpu.launch_func @usmoe_kernels::@route_token_0 blocks in (%[[BLOCKS]], %{{.*}}, %{{.*}}) threads in (%c128, %{{.*}}, %{{.*}}) args(%[[L]] : memref<?x?x64xbf16>, %[[G]] : memref<?x?x64xf32>, %[[M]] : memref<?x?x64xi1>)
+// CHECK: gpu.module @usmoe_kernels
+// CHECK: gpu.func @route_token_0(
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// Row max: a butterfly of five xor shuffles.
+// CHECK-COUNT-5: gpu.shuffle  xor %{{.*}} : f32
+// CHECK: math.exp
+// The row sum, broadcast from lane 0.
+// CHECK-COUNT-5: gpu.shuffle  xor %{{.*}} : f32
+// CHECK: gpu.shuffle  idx
+// The k picks: a warp arg-max over (key, index) pairs.
+// CHECK: scf.for
+// CHECK-COUNT-10: gpu.shuffle  xor %{{.*}} : i32
+// CHECK: gpu.return
+func.func @router(%l: tensor<?x?x64xbf16>) -> (tensor<?x?x64xf32>, tensor<?x?x64xi1>) {
+  %g, %m = moe.route token %l k = 8.0 renormalize : tensor<?x?x64xbf16>
+  return %g, %m : tensor<?x?x64xf32>, tensor<?x?x64xi1>
+}
+
+// -----
+
+// E = 60 is not a multiple of the warp: the second register of each lane is
+// guarded, and so are its stores.
+// CHECK-LABEL: func.func @uneven
+// CHECK: gpu.func @route_token_0(
+// CHECK-SAME: memref<2x?x60xf32>
+// CHECK: arith.minui %{{.*}}, %c59
+// CHECK: scf.if
+// CHECK: memref.store
+func.func @uneven(%l: tensor<2x?x60xf32>) -> tensor<2x?x60xf32> {
+  %g, %m = moe.route token %l k = 2.0 : tensor<2x?x60xf32>
+  return %g : tensor<2x?x60xf32>
+}
+
+// -----
+
+func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
+  // expected-error @+1 {{token routing on the GPU supports up to 2048 experts, got 4096}}
+  %g, %m = moe.route token %l k = 2.0 : tensor<1x?x4096xf32>
+  return %g : tensor<1x?x4096xf32>
+}
+
+// -----
+
+func.func @not_yet(%l: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
+  // expected-error @+1 {{is not supported on the GPU path yet (usmoe-to-cpu supports every moe op)}}
+  %g, %m = moe.route unified %l k = 2.0 : tensor<1x?x8xf32>
+  return %g : tensor<1x?x8xf32>
+}

@@ -1,0 +1,10 @@
+// Every kernel assembles for sm_90 with no spills; cubin and fatbin come out.
+// REQUIRES: ptxas
+// RUN: rm -rf %t && usmoe-opt %S/usmoe-to-nvvm.mlir -usmoe-to-nvvm | usmoe-extract-binary -o %t
+// RUN: %cuda_root/bin/ptxas -arch=sm_90 -v %t/usmoe_kernels.ptx -o %t/check.cubin 2>&1 | FileCheck %s
+// RUN: usmoe-opt %S/usmoe-to-nvvm.mlir -usmoe-to-nvvm=format=bin | usmoe-extract-binary -o %t/bin
+// RUN: test -s %t/bin/usmoe_kernels.cubin
+// RUN: usmoe-opt %S/usmoe-to-nvvm.mlir -usmoe-to-nvvm=format=fatbin | usmoe-extract-binary -o %t/fat
+// RUN: test -s %t/fat/usmoe_kernels.fatbin
+
+// CHECK-COUNT-7: 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads

@@ -1,0 +1,60 @@
+// Token Choice routers for the expert counts and k of real models, lowered to
+// PTX for sm_90 and, where the toolkit is present, assembled by ptxas.
+// RUN: rm -rf %t && usmoe-opt %s -usmoe-to-nvvm | usmoe-extract-binary -o %t
+// RUN: FileCheck %s --input-file %t/usmoe_kernels.ptx
+// RUN: FileCheck %s --check-prefix=META --input-file %t/usmoe_kernels.json
+// RUN: usmoe-opt %s -usmoe-to-nvvm | FileCheck %s --check-prefix=HOST
+
+// CHECK: .version 8.0
+// CHECK: .target sm_90
+// libdevice is linked in: no call is left unresolved.
+// CHECK-NOT: .extern .func
+// Registers only: no local memory for the row.
+// CHECK-NOT: .local
+// CHECK: .entry route_token_0(
+// CHECK: shfl.sync.bfly.b32
+// CHECK: shfl.sync.idx.b32
+// CHECK: .entry route_token_6(
+
+// META: "kernels": {
+// META: "route_token_0": {
+// META: "args": [
+// META-NEXT: "memref<?x?x8xf32>",
+// META: "experts": 8,
+// META: "params": [
+// META: "module": "usmoe_kernels",
+// META: "file": "usmoe_kernels.ptx"
+
+// The host launches the kernels through the mgpu* runtime ABI.
+// HOST: gpu.binary @usmoe_kernels
+// HOST: llvm.func @e8_k1
+// HOST: gpu.launch_func @usmoe_kernels::@route_token_0
+
+func.func @e8_k1(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
+  %g, %m = moe.route token %l k = 1.0 : tensor<?x?x8xf32>
+  return %g : tensor<?x?x8xf32>
+}
+func.func @e60_k2(%l: tensor<?x?x60xbf16>) -> tensor<?x?x60xi1> {
+  %g, %m = moe.route token %l k = 2.0 renormalize : tensor<?x?x60xbf16>
+  return %m : tensor<?x?x60xi1>
+}
+func.func @e64_k6(%l: tensor<?x?x64xf16>) -> tensor<?x?x64xf32> {
+  %g, %m = moe.route token %l k = 6.0 : tensor<?x?x64xf16>
+  return %g : tensor<?x?x64xf32>
+}
+func.func @e128_k8(%l: tensor<?x?x128xbf16>) -> tensor<?x?x128xf32> {
+  %g, %m = moe.route token %l k = 8.0 renormalize : tensor<?x?x128xbf16>
+  return %g : tensor<?x?x128xf32>
+}
+func.func @e256_k8(%l: tensor<?x?x256xf32>) -> tensor<?x?x256xf32> {
+  %g, %m = moe.route token %l k = 8.0 : tensor<?x?x256xf32>
+  return %g : tensor<?x?x256xf32>
+}
+func.func @e384_k8(%l: tensor<?x?x384xbf16>) -> tensor<?x?x384xf32> {
+  %g, %m = moe.route token %l k = 8.0 : tensor<?x?x384xbf16>
+  return %g : tensor<?x?x384xf32>
+}
+func.func @e512_k32(%l: tensor<?x?x512xf32>) -> tensor<?x?x512xf32> {
+  %g, %m = moe.route token %l k = 32.0 : tensor<?x?x512xf32>
+  return %g : tensor<?x?x512xf32>
+}
