@@ -26,9 +26,9 @@
 // META: "file": "usmoe_kernels.ptx"
 
 // The host launches the kernels through the mgpu* runtime ABI.
-// HOST: gpu.binary @usmoe_kernels
 // HOST: llvm.func @e8_k1
 // HOST: gpu.launch_func @usmoe_kernels::@route_token_0
+// HOST: gpu.binary @usmoe_kernels
 
 func.func @e8_k1(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
   %g, %m = moe.route token %l k = 1.0 : tensor<?x?x8xf32>
