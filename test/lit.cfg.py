@@ -31,7 +31,7 @@ if os.environ.get("USMOE_OPT_CHECK_ROUNDTRIP") == "1":
     usmoe_opt = ToolSubst("usmoe-opt", extra_args=["--verify-roundtrip"],
                           unresolved="fatal")
 llvm_config.add_tool_substitutions(
-    [usmoe_opt, "usmoe-extract-binary", "mlir-opt", "mlir-runner"],
+    [usmoe_opt, "usmoe-extract-binary", "usmoe-runtime-info", "mlir-opt", "mlir-runner"],
     [config.usmoe_tools_dir, config.llvm_tools_dir],
 )
 

@@ -1,0 +1,68 @@
+/*===- UsmoeRuntime.h - CUDA driver runtime for usmoe kernels -----*- C -*-===*\
+|*                                                                            *|
+|* Part of the usmoe project, under the Apache License v2.0 with LLVM         *|
+|* Exceptions.                                                                *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+/*
+ * A small C API to load the PTX / cubin / fatbin that usmoe emits and launch
+ * its kernels, with no MLIR and no link-time CUDA dependency: the driver
+ * (libcuda.so.1) is opened with dlopen on first use. Every call returns 0 on
+ * success or a non-zero status; usmoe_rt_last_error() then says what went
+ * wrong ("CUDA driver not available: ...", "cuLaunchKernel failed: ...").
+ * With no driver or no GPU nothing crashes: calls fail with a message.
+ *
+ * The library also exports the mgpu* functions that MLIR's gpu-to-llvm host
+ * code calls (mgpuModuleLoad, mgpuLaunchKernel, ...), so lowered host code
+ * can run against it (Debian's MLIR ships no libmlir_cuda_runtime.so).
+ */
+#ifndef USMOE_RUNTIME_USMOERUNTIME_H
+#define USMOE_RUNTIME_USMOERUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. */
+enum {
+  USMOE_RT_OK = 0,
+  USMOE_RT_NO_DRIVER = 1, /* libcuda.so.1 missing or a symbol absent */
+  USMOE_RT_NO_DEVICE = 2, /* cuInit failed or no device */
+  USMOE_RT_CUDA_ERROR = 3, /* a driver call failed */
+  USMOE_RT_INVALID_ARGUMENT = 4
+};
+
+/* The message of the last failure on this thread ("" if none). */
+const char *usmoe_rt_last_error(void);
+
+/* Opens the driver, initializes it and makes device 0's primary context
+ * current. Idempotent; every other call does it implicitly. */
+int usmoe_rt_init(void);
+int usmoe_rt_device_count(int *count);
+/* The device name and compute capability of device 0. */
+int usmoe_rt_device_info(char *name, size_t name_size, int *major, int *minor);
+
+/* image: PTX text (NUL-terminated), cubin or fatbin bytes. */
+int usmoe_rt_module_load(const void *image, size_t size, void **module);
+int usmoe_rt_module_unload(void *module);
+int usmoe_rt_module_function(void *module, const char *name, void **function);
+
+/* params: one pointer per kernel parameter, pointing at its value. */
+int usmoe_rt_launch(void *function, unsigned grid_x, unsigned grid_y,
+                    unsigned grid_z, unsigned block_x, unsigned block_y,
+                    unsigned block_z, unsigned shared_bytes, void **params);
+int usmoe_rt_synchronize(void);
+
+int usmoe_rt_malloc(uint64_t *device_ptr, size_t bytes);
+int usmoe_rt_free(uint64_t device_ptr);
+int usmoe_rt_copy_to_device(uint64_t device_ptr, const void *host, size_t bytes);
+int usmoe_rt_copy_to_host(void *host, uint64_t device_ptr, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USMOE_RUNTIME_USMOERUNTIME_H */
