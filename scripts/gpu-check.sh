@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Validates and benchmarks usmoe's GPU kernels against the CPU path.
+#
+#   scripts/gpu-check.sh pack [DIR]   build here (no GPU needed) and pack into
+#                                     DIR (default .gpu/pack): cubin/PTX +
+#                                     JSON metadata per case, inputs, the CPU
+#                                     path's expected outputs, the runtime
+#                                     library and run.py
+#   scripts/gpu-check.sh run [DIR]    on a GPU machine (no MLIR needed: NumPy
+#                                     and the CUDA driver): launch, compare,
+#                                     time; prints a table last
+#   scripts/gpu-check.sh [DIR]        pack, then run if a GPU is present
+#
+# Record every run on a GPU in docs/gpu-validation.md.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+mode="${1:-all}"
+case "$mode" in pack|run) dir="${2:-.gpu/pack}" ;; *) dir="${1:-.gpu/pack}"; mode=all ;; esac
+
+pack() {
+  bash scripts/build.sh >/dev/null
+  rm -rf "$dir" && mkdir -p "$dir"
+  /usr/bin/python3 scripts/gpu_check/pack.py "$dir"
+}
+
+run() {
+  PYTHONUNBUFFERED=1 python3 "$dir/run.py"
+}
+
+case "$mode" in
+  pack) pack ;;
+  run) run ;;
+  all)
+    pack
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+      run
+    else
+      echo "no GPU here: packed only; run 'scripts/gpu-check.sh run $dir' on a GPU machine"
+    fi
+    ;;
+esac
