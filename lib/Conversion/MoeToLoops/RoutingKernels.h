@@ -15,6 +15,7 @@
 #ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 #define USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 
+#include "Conversion/Common/Budgets.h"
 #include "Conversion/Common/LoopBuilder.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
 
@@ -52,21 +53,6 @@ void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
 void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity);
 /// Unified: the best `budget` (index) pairs of every sequence.
 void emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget);
-
-//===----------------------------------------------------------------------===//
-// Budgets
-//===----------------------------------------------------------------------===//
-
-/// The Unified budget N per sequence of `gates` ([B, T, E]): `n`, checked
-/// against T * E at run time, or floor(k * T) in f64 arithmetic (as
-/// moe::unifiedBudget).
-Value emitUnifiedBudget(LoopBuilder &b, std::optional<int64_t> n,
-                        std::optional<double> k, Value gates);
-/// The Expert Choice capacity C: `capacity`, checked against T at run time,
-/// or clamp(ceil(factor * T * k / E), 1, T) (as moe::expertChoiceCapacity).
-Value emitExpertCapacity(LoopBuilder &b, std::optional<int64_t> capacity,
-                         std::optional<double> factor, std::optional<int64_t> k,
-                         Value gates);
 
 } // namespace mlir::usmoe::loops
 
