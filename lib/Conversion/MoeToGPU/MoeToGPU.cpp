@@ -89,8 +89,8 @@ struct ConvertMoeToGPUPass
       args.push_back(TypeAttr::get(t));
     info.push_back(b.getNamedAttr("args", b.getArrayAttr(args)));
     info.push_back(b.getNamedAttr(
-        "block", b.getDenseI32ArrayAttr(
-                     kernel.getKnownBlockSizeAttr().asArrayRef())));
+        "block",
+        b.getDenseI32ArrayAttr(kernel.getKnownBlockSizeAttr().asArrayRef())));
     NamedAttrList all;
     if (auto existing = module->getAttrOfType<DictionaryAttr>(kKernelInfo))
       all.append(existing.getValue());
@@ -137,14 +137,15 @@ struct ConvertMoeToGPUPass
                                        /*dynamicSharedMemorySize=*/Value(),
                                        ValueRange{logits, gates, mask});
            });
-    recordKernel(op->getParentOfType<ModuleOp>(), kernel,
-                 {{"kind", rewriter.getStringAttr("route_token")},
-                  {"experts", rewriter.getI64IntegerAttr(experts)},
-                  {"k", rewriter.getI64IntegerAttr(k)},
-                  {"renormalize", rewriter.getBoolAttr(op.getRenormalize())},
-                  {"rows_per_block", rewriter.getI64IntegerAttr(
-                                         gpu_kernels::kTokenChoiceWarpsPerBlock)},
-                  {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}});
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), kernel,
+        {{"kind", rewriter.getStringAttr("route_token")},
+         {"experts", rewriter.getI64IntegerAttr(experts)},
+         {"k", rewriter.getI64IntegerAttr(k)},
+         {"renormalize", rewriter.getBoolAttr(op.getRenormalize())},
+         {"rows_per_block",
+          rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
+         {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}});
     op.getGates().replaceAllUsesWith(
         toTensor(b, gates, op.getGates().getType()));
     op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));

@@ -22,6 +22,7 @@
 #include "Conversion/Common/RoutingMath.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
+#include "WarpRow.h"
 
 using namespace mlir;
 using namespace mlir::usmoe;
@@ -49,122 +50,89 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
         mask = entry.getArgument(2);
 
   const int64_t experts = logitsType.getDimSize(2);
-  const int64_t perLane = (experts + kWarpSize - 1) / kWarpSize;
 
-  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value warpSize = indexConst(b, kWarpSize);
-  Value lane = arith::RemUIOp::create(b, tid, warpSize);
-  Value warp = arith::DivUIOp::create(b, tid, warpSize);
-  Value row =
-      addi(b, muli(b, bid, indexConst(b, kTokenChoiceWarpsPerBlock)), warp);
-  Value tokens = dim(b, logits, 1);
-  Value rows = muli(b, dim(b, logits, 0), tokens);
+  forWarpRow(
+      b, logits, kTokenChoiceWarpsPerBlock,
+      [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+        WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+        const int64_t perLane = row.perLane;
+        SmallVector<Value> &expert = row.expert, &inBounds = row.inBounds,
+                           &p = row.score;
+        Value laneI32 = indexToI32(b, lane);
+        SmallVector<Value> key(perLane);
+        for (int64_t v = 0; v < perLane; ++v)
+          // Key 0 is below every real key: padding never wins.
+          key[v] = select(b, inBounds[v], scoreKey(b, p[v]), i32Const(b, 0));
 
-  // Whole warps leave together, so the shuffles below see 32 active lanes.
-  ifThen(b, cmpi(b, CmpIPredicate::ult, row, rows), [&](LoopBuilder &b) {
-    Value bi = arith::DivUIOp::create(b, row, tokens);
-    Value ti = arith::RemUIOp::create(b, row, tokens);
-    Value laneI32 = indexToI32(b, lane);
-    Value last = indexConst(b, experts - 1);
+        // Bit v of `taken` marks register v; padding starts out taken.
+        Type i64 = b.getI64Type();
+        auto bit = [&](LoopBuilder &b, int64_t v) {
+          return arith::ConstantIntOp::create(b, i64, int64_t(1) << v);
+        };
+        Value taken = arith::ConstantIntOp::create(b, i64, 0);
+        for (int64_t v = 0; v < perLane; ++v)
+          taken = select(b, inBounds[v], taken, ori(b, taken, bit(b, v)));
 
-    // Expert index, in-bounds flag and sanitized logit of each register.
-    SmallVector<Value> expert(perLane), inBounds(perLane), x(perLane);
-    for (int64_t v = 0; v < perLane; ++v) {
-      expert[v] = addi(b, lane, indexConst(b, v * kWarpSize));
-      inBounds[v] =
-          cmpi(b, CmpIPredicate::ult, expert[v], indexConst(b, experts));
-      Value at = arith::MinUIOp::create(b, expert[v], last);
-      Value xv = sanitize(b, loadAsF32(b, logits, {bi, ti, at}));
-      x[v] = select(b, inBounds[v], xv, f32Const(b, kNegInf));
-    }
+        SmallVector<Value> picked = forRangeAcc(
+            b, indexConst(b, 0), indexConst(b, k), {taken, f32Const(b, 0.0)},
+            [&](LoopBuilder &b, Value, ValueRange acc) {
+              Value taken = acc[0];
+              Value bestKey = i32Const(b, 0);
+              Value bestIndex =
+                  i32Const(b, std::numeric_limits<int32_t>::max());
+              for (int64_t v = 0; v < perLane; ++v) {
+                Value free =
+                    cmpi(b, CmpIPredicate::eq, andi(b, taken, bit(b, v)),
+                         arith::ConstantIntOp::create(b, i64, 0));
+                // Strictly greater: the lower register (lower expert) wins
+                // ties.
+                Value better =
+                    andi(b, free, cmpi(b, CmpIPredicate::ugt, key[v], bestKey));
+                bestKey = select(b, better, key[v], bestKey);
+                bestIndex =
+                    select(b, better, indexToI32(b, expert[v]), bestIndex);
+              }
+              auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex);
+              (void)winKey;
+              Value owner =
+                  arith::RemUIOp::create(b, winIndex, i32Const(b, 32));
+              Value slot = arith::DivUIOp::create(b, winIndex, i32Const(b, 32));
+              Value mine = cmpi(b, CmpIPredicate::eq, owner, laneI32);
+              Value slotBit = arith::ShLIOp::create(
+                  b, arith::ConstantIntOp::create(b, i64, 1),
+                  arith::ExtUIOp::create(b, i64, slot));
+              taken = select(b, mine, ori(b, taken, slotBit), taken);
+              // The winner's score, from its owner lane, for the renormalizer.
+              Value ownP = p[0];
+              for (int64_t v = 1; v < perLane; ++v)
+                ownP =
+                    select(b, cmpi(b, CmpIPredicate::eq, slot, i32Const(b, v)),
+                           p[v], ownP);
+              Value winP = shuffleIdx(b, ownP, owner);
+              return SmallVector<Value>{taken, addf(b, acc[1], winP)};
+            });
+        Value finalTaken = picked[0], pickedSum = picked[1];
+        Value divide = cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
 
-    Value localMax = x[0];
-    for (int64_t v = 1; v < perLane; ++v)
-      localMax = arith::MaximumFOp::create(b, localMax, x[v]);
-    Value max = warpMax(b, localMax);
-    Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
-
-    SmallVector<Value> e(perLane);
-    Value localSum = f32Const(b, 0.0);
-    for (int64_t v = 0; v < perLane; ++v) {
-      Value atMax = cmpf(b, CmpFPredicate::OEQ, x[v], max);
-      Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x[v], max));
-      Value live = andi(b, valid, inBounds[v]);
-      e[v] = select(b, live, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
-      localSum = addf(b, localSum, e[v]);
-    }
-    Value sum = warpSum(b, localSum);
-
-    SmallVector<Value> p(perLane), key(perLane);
-    for (int64_t v = 0; v < perLane; ++v) {
-      p[v] = select(b, valid, divf(b, e[v], sum), f32Const(b, 0.0));
-      // Key 0 is below every real key: padding never wins.
-      key[v] = select(b, inBounds[v], scoreKey(b, p[v]), i32Const(b, 0));
-    }
-
-    // Bit v of `taken` marks register v; padding starts out taken.
-    Type i64 = b.getI64Type();
-    auto bit = [&](LoopBuilder &b, int64_t v) {
-      return arith::ConstantIntOp::create(b, i64, int64_t(1) << v);
-    };
-    Value taken = arith::ConstantIntOp::create(b, i64, 0);
-    for (int64_t v = 0; v < perLane; ++v)
-      taken = select(b, inBounds[v], taken, ori(b, taken, bit(b, v)));
-
-    SmallVector<Value> picked = forRangeAcc(
-        b, indexConst(b, 0), indexConst(b, k), {taken, f32Const(b, 0.0)},
-        [&](LoopBuilder &b, Value, ValueRange acc) {
-          Value taken = acc[0];
-          Value bestKey = i32Const(b, 0);
-          Value bestIndex = i32Const(b, std::numeric_limits<int32_t>::max());
-          for (int64_t v = 0; v < perLane; ++v) {
-            Value free = cmpi(b, CmpIPredicate::eq, andi(b, taken, bit(b, v)),
-                              arith::ConstantIntOp::create(b, i64, 0));
-            // Strictly greater: the lower register (lower expert) wins ties.
-            Value better =
-                andi(b, free, cmpi(b, CmpIPredicate::ugt, key[v], bestKey));
-            bestKey = select(b, better, key[v], bestKey);
-            bestIndex = select(b, better, indexToI32(b, expert[v]), bestIndex);
-          }
-          auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex);
-          (void)winKey;
-          Value owner = arith::RemUIOp::create(b, winIndex, i32Const(b, 32));
-          Value slot = arith::DivUIOp::create(b, winIndex, i32Const(b, 32));
-          Value mine = cmpi(b, CmpIPredicate::eq, owner, laneI32);
-          Value slotBit =
-              arith::ShLIOp::create(b, arith::ConstantIntOp::create(b, i64, 1),
-                                    arith::ExtUIOp::create(b, i64, slot));
-          taken = select(b, mine, ori(b, taken, slotBit), taken);
-          // The winner's score, from its owner lane, for the renormalizer.
-          Value ownP = p[0];
-          for (int64_t v = 1; v < perLane; ++v)
-            ownP = select(b, cmpi(b, CmpIPredicate::eq, slot, i32Const(b, v)),
-                          p[v], ownP);
-          Value winP = shuffleIdx(b, ownP, owner);
-          return SmallVector<Value>{taken, addf(b, acc[1], winP)};
-        });
-    Value finalTaken = picked[0], pickedSum = picked[1];
-    Value divide = cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
-
-    for (int64_t v = 0; v < perLane; ++v) {
-      Value isTaken = cmpi(b, CmpIPredicate::ne, andi(b, finalTaken, bit(b, v)),
-                           arith::ConstantIntOp::create(b, i64, 0));
-      Value gate = p[v];
-      if (renormalize)
-        gate = select(b, divide, divf(b, gate, pickedSum), gate);
-      gate = select(b, isTaken, gate, f32Const(b, 0.0));
-      auto write = [&](LoopBuilder &b) {
-        store(b, gate, gates, {bi, ti, expert[v]});
-        store(b, isTaken, mask, {bi, ti, expert[v]});
-      };
-      // Only the last register can run past E.
-      if ((v + 1) * kWarpSize <= experts)
-        write(b);
-      else
-        ifThen(b, inBounds[v], write);
-    }
-  });
+        for (int64_t v = 0; v < perLane; ++v) {
+          Value isTaken =
+              cmpi(b, CmpIPredicate::ne, andi(b, finalTaken, bit(b, v)),
+                   arith::ConstantIntOp::create(b, i64, 0));
+          Value gate = p[v];
+          if (renormalize)
+            gate = select(b, divide, divf(b, gate, pickedSum), gate);
+          gate = select(b, isTaken, gate, f32Const(b, 0.0));
+          auto write = [&](LoopBuilder &b) {
+            store(b, gate, gates, {bi, ti, expert[v]});
+            store(b, isTaken, mask, {bi, ti, expert[v]});
+          };
+          // Only the last register can run past E.
+          if ((v + 1) * kWarpSize <= experts)
+            write(b);
+          else
+            ifThen(b, inBounds[v], write);
+        }
+      });
   gpu::ReturnOp::create(b);
   return func;
 }

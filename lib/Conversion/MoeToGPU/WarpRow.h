@@ -1,0 +1,39 @@
+//===- WarpRow.h - one token's expert row in a warp's registers -*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_CONVERSION_MOETOGPU_WARPROW_H
+#define USMOE_LIB_CONVERSION_MOETOGPU_WARPROW_H
+
+#include "Conversion/Common/LoopBuilder.h"
+
+namespace mlir::usmoe::gpu_kernels {
+
+using loops::LoopBuilder;
+
+/// Lane l holds experts l, l + 32, ... of row (bi, ti): V = ceil(E / 32)
+/// registers, each with its expert index, an in-bounds flag, the sanitized
+/// logit (-inf past E) and the row-softmax score P (0 past E).
+struct WarpRow {
+  int64_t perLane = 0;
+  SmallVector<Value> expert, inBounds, logit, score;
+};
+
+/// Loads the row and computes P = softmax over experts with warp shuffles:
+/// max by butterfly, e = exp(x == m ? 0 : x - m), sum by butterfly
+/// broadcast from lane 0, P = e / sum (0 for a row of -inf).
+WarpRow emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi, Value ti,
+                           Value lane);
+
+/// The (bi, ti) row and lane a thread works on when a 128-thread block routes
+/// 4 rows: calls `body(bi, ti, lane)` for warps whose row exists, so that
+/// whole warps stay together for the shuffles.
+void forWarpRow(LoopBuilder &b, Value logits, int64_t warpsPerBlock,
+                function_ref<void(LoopBuilder &, Value, Value, Value)> body);
+
+} // namespace mlir::usmoe::gpu_kernels
+
+#endif // USMOE_LIB_CONVERSION_MOETOGPU_WARPROW_H
