@@ -11,6 +11,8 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinTypes.h"
 
+#include <optional>
+
 namespace mlir::usmoe::gpu_kernels {
 
 /// Launch shape of the Token Choice kernel: one warp per token.
@@ -25,6 +27,40 @@ gpu::GPUFuncOp buildTokenChoiceKernel(OpBuilder &builder, Location loc,
                                       StringRef name, MemRefType logits,
                                       MemRefType gates, MemRefType mask,
                                       int64_t k, bool renormalize);
+
+/// Row scores: 4 tokens (warps) per 128-thread block.
+inline constexpr int64_t kRowsPerScoreBlock = 4;
+/// Column kernels: one thread per (sequence, expert), 128 per block.
+inline constexpr int64_t kColumnBlock = 128;
+/// Select kernels: one 1024-thread block per selection set.
+inline constexpr int64_t kSelectBlock = 1024;
+
+/// `name(logits, scores)`: scores[b, t, :] = P, or, with `alpha`,
+/// U = (1 - alpha) * P + alpha * (2/E) * sigmoid(L) (one warp per token).
+gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
+                                   StringRef name, MemRefType logits,
+                                   MemRefType scores,
+                                   std::optional<double> alpha);
+
+/// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
+/// the softmax of each (sequence, expert) column over the tokens; one thread
+/// per column, tokens in order (the CPU path's order).
+gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
+                                          StringRef name, MemRefType logits,
+                                          MemRefType scores, double alpha);
+
+/// What one block of a select kernel selects over.
+enum class SelectionSet {
+  Sequence, ///< the T * E pairs of sequence b (Unified); grid = B
+  Column,   ///< the T tokens of (b, e) (Expert Choice); grid = B * E
+};
+
+/// `name(gates, mask, budget: index)`: in place, keeps the `budget` best
+/// scores of each set (ties to the lower flat / token index), zeroes the
+/// rest and writes the mask.
+gpu::GPUFuncOp buildSelectKernel(OpBuilder &builder, Location loc,
+                                 StringRef name, MemRefType gates,
+                                 MemRefType mask, SelectionSet set);
 
 } // namespace mlir::usmoe::gpu_kernels
 

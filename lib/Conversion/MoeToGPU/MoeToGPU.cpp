@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
+#include "Conversion/Common/Budgets.h"
 #include "Conversion/Common/LoopBuilder.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
@@ -45,8 +46,7 @@ struct ConvertMoeToGPUPass
     ModuleOp module = getOperation();
     SmallVector<moe::RouteOp> routes;
     WalkResult unsupported = module.walk([&](Operation *op) {
-      auto route = dyn_cast<moe::RouteOp>(op);
-      if (route && route.getMode() == moe::RoutingMode::token) {
+      if (auto route = dyn_cast<moe::RouteOp>(op)) {
         routes.push_back(route);
         return WalkResult::advance();
       }
@@ -64,9 +64,14 @@ struct ConvertMoeToGPUPass
 
     gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
     unsigned counter = 0;
-    for (moe::RouteOp op : routes)
-      if (failed(lowerTokenChoice(op, kernels, counter++)))
+    for (moe::RouteOp op : routes) {
+      LogicalResult lowered =
+          op.getMode() == moe::RoutingMode::token
+              ? lowerTokenChoice(op, kernels, counter++)
+              : lowerSelectingRoute(op, kernels, counter++);
+      if (failed(lowered))
         return signalPassFailure();
+    }
   }
 
   gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
@@ -96,6 +101,120 @@ struct ConvertMoeToGPUPass
       all.append(existing.getValue());
     all.set(kernel.getName(), b.getDictionaryAttr(info));
     module->setAttr(kKernelInfo, all.getDictionary(module.getContext()));
+  }
+
+  /// gpu.launch_func of `kernel` on a 1-D grid of `blocks`, skipped when the
+  /// grid is empty (an empty grid is a launch error in CUDA).
+  static void launch(LoopBuilder &b, gpu::GPUFuncOp kernel, Value blocks,
+                     ValueRange args) {
+    int32_t threads = kernel.getKnownBlockSizeAttr().asArrayRef()[0];
+    Value one = indexConst(b, 1);
+    Value threadCount = indexConst(b, threads);
+    ifThen(b, cmpi(b, arith::CmpIPredicate::ugt, blocks, indexConst(b, 0)),
+           [&](LoopBuilder &b) {
+             gpu::LaunchFuncOp::create(b, kernel,
+                                       gpu::KernelDim3{blocks, one, one},
+                                       gpu::KernelDim3{threadCount, one, one},
+                                       /*dynamicSharedMemorySize=*/Value(),
+                                       args);
+           });
+  }
+
+  /// route expert / unified -> scores into the gate buffer (row kernel, plus
+  /// the column kernel for softmax_tokens), then one select block per set.
+  LogicalResult lowerSelectingRoute(moe::RouteOp op, gpu::GPUModuleOp kernels,
+                                    unsigned index) {
+    auto logitsType = memrefOf(op.getLogits().getType());
+    int64_t experts = logitsType.getDimSize(2);
+    if (experts > gpu_kernels::kTokenChoiceMaxExperts)
+      return op.emitOpError()
+             << "routing on the GPU supports up to "
+             << gpu_kernels::kTokenChoiceMaxExperts << " experts, got "
+             << experts;
+    auto gatesType = memrefOf(op.getGates().getType());
+    auto maskType = memrefOf(op.getMask().getType());
+    bool unified = op.getMode() == moe::RoutingMode::unified;
+    bool columnMix = unified && op.getExpertScoreOrDefault() ==
+                                    moe::ExpertScoreKind::softmax_tokens;
+    std::optional<double> rowAlpha;
+    if (unified && !columnMix)
+      rowAlpha = op.getAlphaOrDefault();
+
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    std::string base = std::string(unified ? "route_unified_" : "route_expert_") +
+                       std::to_string(index);
+    gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
+        kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha);
+    gpu::GPUFuncOp mixKernel;
+    if (columnMix)
+      mixKernel = gpu_kernels::buildTokenSoftmaxMixKernel(
+          kb, op.getLoc(), base + "_mix", logitsType, gatesType,
+          op.getAlphaOrDefault());
+    gpu::GPUFuncOp selectKernel = gpu_kernels::buildSelectKernel(
+        kb, op.getLoc(), base + "_select", gatesType, maskType,
+        unified ? gpu_kernels::SelectionSet::Sequence
+                : gpu_kernels::SelectionSet::Column);
+
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value logits = toBuffer(b, op.getLogits());
+    Value gates = allocResult(b, op.getGates().getType(), logits);
+    Value mask = allocResult(b, op.getMask().getType(), logits);
+    Value batch = dim(b, logits, 0);
+    Value rows = muli(b, batch, dim(b, logits, 1));
+    launch(b, scoreKernel,
+           arith::CeilDivUIOp::create(
+               b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
+           {logits, gates});
+    if (mixKernel)
+      launch(b, mixKernel,
+             arith::CeilDivUIOp::create(
+                 b, muli(b, batch, indexConst(b, experts)),
+                 indexConst(b, gpu_kernels::kColumnBlock)),
+             {logits, gates});
+
+    std::optional<double> k;
+    if (auto attr = op.getKAttr())
+      k = attr.getValueAsDouble();
+    Value budget, sets;
+    if (unified) {
+      budget = loops::emitUnifiedBudget(b, op.getN(), k, gates);
+      sets = batch;
+    } else {
+      std::optional<int64_t> intK;
+      if (k)
+        intK = int64_t(*k);
+      std::optional<double> factor;
+      if (auto attr = op.getCapacityFactorAttr())
+        factor = attr.getValueAsDouble();
+      budget = loops::emitExpertCapacity(b, op.getCapacity(), factor, intK,
+                                         gates);
+      sets = muli(b, batch, indexConst(b, experts));
+    }
+    launch(b, selectKernel, sets, {gates, mask, budget});
+
+    Builder attrs(op.getContext());
+    SmallVector<NamedAttribute> common = {
+        {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)}};
+    auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind,
+                        StringRef grid) {
+      SmallVector<NamedAttribute> info(common);
+      info.push_back({attrs.getStringAttr("kind"), attrs.getStringAttr(kind)});
+      info.push_back({attrs.getStringAttr("grid"), attrs.getStringAttr(grid)});
+      recordKernel(op->getParentOfType<ModuleOp>(), kernel, info);
+    };
+    describe(scoreKernel, rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
+             "ceildiv(B * T, 4)");
+    if (mixKernel)
+      describe(mixKernel, "mix_softmax_tokens", "ceildiv(B * E, 128)");
+    describe(selectKernel, unified ? "select_sequence" : "select_column",
+             unified ? "B" : "B * E");
+
+    op.getGates().replaceAllUsesWith(
+        toTensor(b, gates, op.getGates().getType()));
+    op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));
+    op.erase();
+    return success();
   }
 
   /// route token -> launch of a warp-per-token kernel over B*T rows.

@@ -1,0 +1,142 @@
+//===- ScoreKernels.cpp - score kernels for the selecting kernels ---------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// Expert Choice and Unified routing select over a whole sequence, so their
+// scores go to memory first (into the gate buffer, which the select kernel
+// then edits in place):
+//
+//  - row scores, one warp per token: P, or U = c1 * P + c2 * (2/E) sigmoid(L);
+//  - the softmax_tokens expert score, one thread per (sequence, expert)
+//    column, sequential over the tokens like the CPU path, mixed into U.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Conversion/Common/RoutingMath.h"
+#include "Kernels.h"
+#include "WarpReduce.h"
+#include "WarpRow.h"
+
+using namespace mlir;
+using namespace mlir::usmoe;
+using namespace mlir::usmoe::loops;
+using namespace mlir::usmoe::gpu_kernels;
+using arith::CmpFPredicate;
+using arith::CmpIPredicate;
+
+/// A kernel `name(args...)` with a known block size; `body` fills it.
+static gpu::GPUFuncOp
+buildKernel(OpBuilder &builder, Location loc, StringRef name,
+            ArrayRef<Type> args, int32_t threads,
+            function_ref<void(LoopBuilder &, ArrayRef<Value>)> body,
+            ArrayRef<Type> workgroup = {}) {
+  auto func = gpu::GPUFuncOp::create(
+      builder, loc, name, builder.getFunctionType(args, {}), workgroup);
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
+                builder.getUnitAttr());
+  func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr({threads, 1, 1}));
+  Block &entry = func.getBody().front();
+  LoopBuilder b(loc, builder);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&entry);
+  SmallVector<Value> values(entry.getArguments());
+  body(b, values);
+  gpu::ReturnOp::create(b);
+  return func;
+}
+
+gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
+                                                Location loc, StringRef name,
+                                                MemRefType logitsType,
+                                                MemRefType scoresType,
+                                                std::optional<double> alpha) {
+  const int64_t experts = logitsType.getDimSize(2);
+  return buildKernel(
+      builder, loc, name, {logitsType, scoresType},
+      int32_t(kRowsPerScoreBlock * kWarpSize),
+      [&](LoopBuilder &b, ArrayRef<Value> args) {
+        Value logits = args[0], scores = args[1];
+        forWarpRow(b, logits, kRowsPerScoreBlock, [&](LoopBuilder &b, Value bi,
+                                                      Value ti, Value lane) {
+          WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+          for (int64_t v = 0; v < row.perLane; ++v) {
+            Value s = row.score[v];
+            if (alpha) // U = c1 * P + c2 * F, products and sum rounded apart
+              s = addf(b, mulf(b, f32Const(b, 1.0 - *alpha), s),
+                       mulf(b, f32Const(b, *alpha),
+                            sigmoidScore(b, row.logit[v], experts)));
+            auto write = [&](LoopBuilder &b) {
+              store(b, s, scores, {bi, ti, row.expert[v]});
+            };
+            if ((v + 1) * kWarpSize <= experts)
+              write(b);
+            else
+              ifThen(b, row.inBounds[v], write);
+          }
+        });
+      });
+}
+
+gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder,
+                                                       Location loc,
+                                                       StringRef name,
+                                                       MemRefType logitsType,
+                                                       MemRefType scoresType,
+                                                       double alpha) {
+  const int64_t experts = logitsType.getDimSize(2);
+  return buildKernel(
+      builder, loc, name, {logitsType, scoresType}, int32_t(kColumnBlock),
+      [&](LoopBuilder &b, ArrayRef<Value> args) {
+        Value logits = args[0], scores = args[1];
+        Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+        Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+        Value column = addi(b, muli(b, bid, indexConst(b, kColumnBlock)), tid);
+        Value columns = muli(b, dim(b, logits, 0), indexConst(b, experts));
+        Value tokens = dim(b, logits, 1);
+        Value zero = indexConst(b, 0);
+        ifThen(b, cmpi(b, CmpIPredicate::ult, column, columns),
+               [&](LoopBuilder &b) {
+                 Value bi = arith::DivUIOp::create(b, column,
+                                                   indexConst(b, experts));
+                 Value ei = arith::RemUIOp::create(b, column,
+                                                   indexConst(b, experts));
+                 auto x = [&](LoopBuilder &b, Value t) {
+                   return sanitize(b, loadAsF32(b, logits, {bi, t, ei}));
+                 };
+                 Value max =
+                     forRangeAcc(b, zero, tokens, {f32Const(b, kNegInf)},
+                                 [&](LoopBuilder &b, Value t, ValueRange acc) {
+                                   return SmallVector<Value>{
+                                       arith::MaximumFOp::create(b, acc[0],
+                                                                 x(b, t))};
+                                 })[0];
+                 Value valid =
+                     cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
+                 auto expOf = [&](LoopBuilder &b, Value t) {
+                   Value xt = x(b, t);
+                   Value atMax = cmpf(b, CmpFPredicate::OEQ, xt, max);
+                   Value shifted =
+                       select(b, atMax, f32Const(b, 0.0), subf(b, xt, max));
+                   return select(b, valid, math::ExpOp::create(b, shifted),
+                                 f32Const(b, 0.0));
+                 };
+                 Value sum =
+                     forRangeAcc(b, zero, tokens, {f32Const(b, 0.0)},
+                                 [&](LoopBuilder &b, Value t, ValueRange acc) {
+                                   return SmallVector<Value>{
+                                       addf(b, acc[0], expOf(b, t))};
+                                 })[0];
+                 forRange(b, zero, tokens, [&](LoopBuilder &b, Value t) {
+                   Value f = select(b, valid, divf(b, expOf(b, t), sum),
+                                    f32Const(b, 0.0));
+                   Value p = load(b, scores, {bi, t, ei});
+                   Value u = addf(b, mulf(b, f32Const(b, 1.0 - alpha), p),
+                                  mulf(b, f32Const(b, alpha), f));
+                   store(b, u, scores, {bi, t, ei});
+                 });
+               });
+      });
+}
