@@ -23,6 +23,7 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "usmoe/InitAll.h"
 #include "usmoe/Pipelines/Pipelines.h"
+#include "llvm/ExecutionEngine/Orc/Mangling.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -148,6 +149,22 @@ TensorSignature signatureOf(Type type) {
 /// allocated, aligned, offset, sizes[rank], strides[rank].
 int64_t descriptorWords(size_t rank) { return 3 + 2 * int64_t(rank); }
 
+/// f32 -> bf16, round to nearest even (NaN stays NaN). LLVM's x86 backend
+/// calls this compiler-rt builtin when it narrows bf16 arithmetic, and
+/// Debian 12's libgcc (GCC 12) does not have it, so the JIT gets ours.
+extern "C" __bf16 usmoeTruncSfBf2(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  uint16_t half;
+  if ((bits & 0x7fffffffu) > 0x7f800000u)
+    half = uint16_t((bits >> 16) | 0x40u); // quiet NaN
+  else
+    half = uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  __bf16 result;
+  std::memcpy(&result, &half, sizeof(result));
+  return result;
+}
+
 } // namespace
 
 int64_t TensorSignature::elementBytes() const {
@@ -210,6 +227,13 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     throw CompileError("JIT compilation failed: " + message);
   }
   impl->engine = std::move(*engine);
+  impl->engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap symbols;
+    symbols[interner("__truncsfbf2")] = {
+        llvm::orc::ExecutorAddr::fromPtr(&usmoeTruncSfBf2),
+        llvm::JITSymbolFlags::Exported};
+    return symbols;
+  });
   impl->symbol = "_mlir_ciface_" + name;
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Pack half of scripts/gpu-check.sh (runs where LLVM/MLIR is, no GPU needed).
 
-For every case: compile a Token Choice router with usmoe-to-nvvm to a cubin
-(and PTX) plus its JSON metadata, make random logits of several shapes, and
-compute the expected gates and mask with the CPU path (the oracle). Writes
-everything, the runtime library and run.py into the pack directory.
+For every case: compile a router (Token Choice, Expert Choice or Unified)
+with usmoe-to-nvvm to a cubin (and PTX) plus its JSON metadata, make random
+logits of several shapes, and compute the expected gates and mask with the
+CPU path (the oracle). Writes everything, the runtime library and run.py
+into the pack directory.
 """
 
 import argparse
@@ -20,22 +21,49 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "build", "python_packages"))
 import usmoe  # noqa: E402
 
-# (experts, k, dtype, renormalize): the expert counts and k of real models.
-CASES = [
+# Token Choice: (experts, k, dtype, renormalize), the E and k of real models.
+TOKEN_CASES = [
     (8, 1, "f32", False), (8, 2, "f16", True), (60, 2, "bf16", True),
     (60, 6, "f32", False), (64, 6, "f16", False), (64, 8, "f32", True),
     (128, 8, "bf16", True), (256, 8, "f32", False), (384, 8, "bf16", False),
     (512, 32, "f32", False),
 ]
+# Unified and Expert Choice: (experts, dtype, options for moe.route / usmoe.route).
+OTHER_CASES = [
+    (8, "f32", "unified", dict(k=2.0, alpha=0.5)),
+    (64, "bf16", "unified", dict(k=1.5, alpha=0.5)),
+    (60, "f16", "unified", dict(k=2.75, alpha=0.25, expert_score="softmax_tokens")),
+    (128, "f32", "unified", dict(budget=100, alpha=1.0)),
+    (64, "f32", "expert", dict(capacity_factor=1.25, k=2)),
+    (8, "bf16", "expert", dict(capacity=1)),
+]
 SHAPES = [(1, 1), (2, 7), (3, 129), (1, 1000)]
 MLIR_TYPE = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
 
 
-def router_ir(e, k, dtype, renorm):
+def route_attrs(mode, opts):
+    """moe.route attributes for usmoe.route-style options."""
+    parts = []
+    if "k" in opts:
+        parts.append(f"k = {float(opts['k'])}")
+    if "budget" in opts:
+        parts.append(f"n = {int(opts['budget'])}")
+    if "capacity" in opts:
+        parts.append(f"capacity = {int(opts['capacity'])}")
+    if "capacity_factor" in opts:
+        parts.append(f"capacity_factor = {float(opts['capacity_factor'])}")
+    if mode == "unified":
+        parts.append(f"alpha = {float(opts.get('alpha', 0.5))}")
+        parts.append(f"expert_score = {opts.get('expert_score', 'sigmoid')}")
+    if opts.get("renormalize"):
+        parts.append("renormalize")
+    return " ".join(parts)
+
+
+def router_ir(e, dtype, mode, opts):
     t = f"tensor<?x?x{e}x{MLIR_TYPE[dtype]}>"
-    r = " renormalize" if renorm else ""
     return (f"func.func @router(%l: {t}) -> (tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>) {{\n"
-            f"  %g, %m = moe.route token %l k = {float(k)}{r} : {t}\n"
+            f"  %g, %m = moe.route {mode} %l {route_attrs(mode, opts)} : {t}\n"
             f"  return %g, %m : tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>\n}}\n")
 
 
@@ -63,11 +91,14 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(2026)
     manifest = []
-    for i, (e, k, dtype, renorm) in enumerate(CASES):
-        name = f"case{i}_e{e}_k{k}_{dtype}{'_renorm' if renorm else ''}"
+    cases = [(e, dtype, "token", dict(k=k, renormalize=renorm))
+             for e, k, dtype, renorm in TOKEN_CASES] + OTHER_CASES
+    for i, (e, dtype, mode, opts) in enumerate(cases):
+        label = "_".join(f"{key}{value}" for key, value in opts.items() if value is not False)
+        name = f"case{i}_{mode}_e{e}_{dtype}_{label}".replace(".", "p")
         case_dir = os.path.join(args.out, name)
         os.makedirs(case_dir, exist_ok=True)
-        ir = router_ir(e, k, dtype, renorm)
+        ir = router_ir(e, dtype, mode, opts)
         for fmt in ("bin", "isa"):
             lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
                                      capture_output=True, text=True, check=True).stdout
@@ -75,13 +106,13 @@ def main():
         inputs = []
         for j, (b, t) in enumerate(SHAPES):
             logits, raw = make_logits(rng, b, t, e, dtype)
-            plan = usmoe.route(logits, mode="token", k=k, renormalize=renorm)
+            plan = usmoe.route(logits, mode=mode, **opts)
             np.save(os.path.join(case_dir, f"in{j}.npy"), raw)
             np.save(os.path.join(case_dir, f"gates{j}.npy"), plan.gates)
             np.save(os.path.join(case_dir, f"mask{j}.npy"), plan.mask)
             inputs.append({"index": j, "shape": [b, t, e]})
-        manifest.append({"dir": name, "experts": e, "k": k, "dtype": dtype,
-                         "renormalize": renorm, "inputs": inputs})
+        manifest.append({"dir": name, "experts": e, "dtype": dtype, "mode": mode,
+                         "options": opts, "inputs": inputs})
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump({"cases": manifest, "bench_tokens": 16384}, f, indent=1)
     shutil.copy(os.path.join(ROOT, "build", "lib", "libusmoe_cuda_runtime.so"), args.out)

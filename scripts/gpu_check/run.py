@@ -9,6 +9,7 @@ tokens. Prints a short table last; exit code 1 on any mismatch.
 
 import ctypes
 import json
+import math
 import os
 import statistics
 import sys
@@ -57,19 +58,44 @@ def memref_params(ptr, shape):
            [ctypes.c_int64(d) for d in shape] + [ctypes.c_int64(d) for d in strides]
 
 
-def launch(function, meta, logits_dev, gates_dev, mask_dev, shape):
-    b, t, _ = shape
-    values = (memref_params(logits_dev.ptr, shape) + memref_params(gates_dev.ptr, shape)
-              + memref_params(mask_dev.ptr, shape))
+def launch_one(function, meta, values, grid):
     assert len(values) == len(meta["params"]), "parameter layout mismatch"
+    if grid == 0:
+        return
     params = (ctypes.c_void_p * len(values))(*[ctypes.cast(ctypes.byref(v), ctypes.c_void_p)
                                                for v in values])
-    rows = b * t
-    per_block = meta["rows_per_block"]
-    grid = (rows + per_block - 1) // per_block
     bx, by, bz = meta["block"]
     check(rt.usmoe_rt_launch(ctypes.c_void_p(function), grid, 1, 1, bx, by, bz, 0, params),
           "launch")
+
+
+def budget(case, t):
+    """N (Unified) or C (Expert Choice) exactly as the spec defines them."""
+    o, e = case["options"], case["experts"]
+    if case["mode"] == "unified":
+        return int(o["budget"]) if "budget" in o else int(math.floor(float(o["k"]) * t))
+    if "capacity" in o:
+        return int(o["capacity"])
+    return max(1, min(t, math.ceil(o["capacity_factor"] * t * o["k"] / e)))
+
+
+def launch(case, kernels, logits_dev, gates_dev, mask_dev, shape):
+    """The launch sequence the lowered host code performs for this route."""
+    b, t, e = shape
+    lp, gp, mp = (memref_params(d.ptr, shape) for d in (logits_dev, gates_dev, mask_dev))
+    for name, (function, meta) in kernels.items():
+        kind = meta["kind"]
+        if kind == "route_token":
+            launch_one(function, meta, lp + gp + mp, -(-(b * t) // 4))
+        elif kind.startswith("scores_"):
+            launch_one(function, meta, lp + gp, -(-(b * t) // 4))
+    for name, (function, meta) in kernels.items():
+        if meta["kind"] == "mix_softmax_tokens":
+            launch_one(function, meta, lp + gp, -(-(b * e) // 128))
+    for name, (function, meta) in kernels.items():
+        if meta["kind"].startswith("select_"):
+            sets = b if meta["kind"] == "select_sequence" else b * e
+            launch_one(function, meta, gp + mp + [ctypes.c_int64(budget(case, t))], sets)
     check(rt.usmoe_rt_synchronize(), "synchronize")
 
 
@@ -84,13 +110,16 @@ def main():
     for case in manifest["cases"]:
         d = os.path.join(HERE, case["dir"])
         meta = json.load(open(os.path.join(d, "usmoe_kernels.json")))
-        kernel_name, kernel_meta = next(iter(meta["kernels"].items()))
         image = open(os.path.join(d, "usmoe_kernels.cubin"), "rb").read()
-        module, function = ctypes.c_void_p(), ctypes.c_void_p()
+        module = ctypes.c_void_p()
         check(rt.usmoe_rt_module_load(image, ctypes.c_size_t(len(image)), ctypes.byref(module)),
               "module load")
-        check(rt.usmoe_rt_module_function(module, kernel_name.encode(), ctypes.byref(function)),
-              "function")
+        kernels = {}
+        for kernel_name, kernel_meta in sorted(meta["kernels"].items()):
+            function = ctypes.c_void_p()
+            check(rt.usmoe_rt_module_function(module, kernel_name.encode(),
+                                              ctypes.byref(function)), "function")
+            kernels[kernel_name] = (function.value, kernel_meta)
         item = ITEMSIZE[case["dtype"]]
         mism, worst = 0, 0.0
         for inp in case["inputs"]:
@@ -101,7 +130,7 @@ def main():
             n = int(np.prod(shape))
             dl, dg, dm = DeviceArray(n * item), DeviceArray(n * 4), DeviceArray(n)
             dl.upload(logits)
-            launch(function.value, kernel_meta, dl, dg, dm, shape)
+            launch(case, kernels, dl, dg, dm, shape)
             got_g = dg.download(shape, np.float32)
             got_m = dm.download(shape, np.uint8).astype(bool)
             mism += int((got_m != want_m).sum())
@@ -121,7 +150,7 @@ def main():
         times = []
         for _ in range(25):
             start = time.perf_counter()
-            launch(function.value, kernel_meta, dl, dg, dm, shape)
+            launch(case, kernels, dl, dg, dm, shape)
             times.append(time.perf_counter() - start)
         us = statistics.median(times[5:]) * 1e6
         ok = mism == 0 and worst <= 1e-6

@@ -1,5 +1,5 @@
-// Token Choice routers for the expert counts and k of real models, lowered to
-// PTX for sm_90 and, where the toolkit is present, assembled by ptxas.
+// Routers of every mode for the expert counts and k of real models, lowered
+// to PTX for sm_90 and, where the toolkit is present, assembled by ptxas.
 // RUN: rm -rf %t && usmoe-opt %s -usmoe-to-nvvm | usmoe-extract-binary -o %t
 // RUN: FileCheck %s --input-file %t/usmoe_kernels.ptx
 // RUN: FileCheck %s --check-prefix=META --input-file %t/usmoe_kernels.json
@@ -15,6 +15,14 @@
 // CHECK: shfl.sync.bfly.b32
 // CHECK: shfl.sync.idx.b32
 // CHECK: .entry route_token_6(
+// CHECK: .entry route_unified_7_scores(
+// CHECK: .entry route_unified_7_select(
+// CHECK: .shared .align 4 .b8 {{.*}}[1024]
+// CHECK: bar.sync
+// CHECK: atom.shared.add.u32
+// CHECK: shfl.sync.up.b32
+// CHECK: .entry route_unified_8_mix(
+// CHECK: .entry route_expert_9_select(
 
 // META: "kernels": {
 // META: "route_token_0": {
@@ -57,4 +65,16 @@ func.func @e384_k8(%l: tensor<?x?x384xbf16>) -> tensor<?x?x384xf32> {
 func.func @e512_k32(%l: tensor<?x?x512xf32>) -> tensor<?x?x512xf32> {
   %g, %m = moe.route token %l k = 32.0 : tensor<?x?x512xf32>
   return %g : tensor<?x?x512xf32>
+}
+func.func @unified_e64(%l: tensor<?x?x64xbf16>) -> tensor<?x?x64xf32> {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x64xbf16>
+  return %g : tensor<?x?x64xf32>
+}
+func.func @unified_e60_tokens(%l: tensor<?x?x60xf16>) -> tensor<?x?x60xf32> {
+  %g, %m = moe.route unified %l k = 2.75 alpha = 0.25 expert_score = softmax_tokens : tensor<?x?x60xf16>
+  return %g : tensor<?x?x60xf32>
+}
+func.func @expert_e256(%l: tensor<?x?x256xf32>) -> tensor<?x?x256xi1> {
+  %g, %m = moe.route expert %l capacity_factor = 1.25 k = 8.0 : tensor<?x?x256xf32>
+  return %m : tensor<?x?x256xi1>
 }

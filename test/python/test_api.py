@@ -143,3 +143,15 @@ def test_torch_tensors_in_f32_and_bf16():
     want = reference.route(xb.float().numpy(), mode="unified", k=1.5)
     np.testing.assert_array_equal(got.mask, want.mask)
     np.testing.assert_allclose(got.gates, want.gates, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("opts", [dict(mode="expert", capacity=3), dict(mode="token", k=2),
+                                  dict(mode="unified", k=2.0)])
+def test_bf16_every_mode(opts):
+    """bf16 logits in every mode (the JIT needs __truncsfbf2 for Expert Choice)."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 37, 8, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    got = usmoe.route(x, **opts)
+    want = reference.route(x.float().numpy(), **opts)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    np.testing.assert_allclose(got.gates, want.gates, rtol=1e-6, atol=1e-7)

@@ -26,21 +26,27 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
     manifest = json.loads((pack / "manifest.json").read_text())
     assert len(manifest["cases"]) >= 8
     assert (pack / "libusmoe_cuda_runtime.so").exists() and (pack / "run.py").exists()
-    experts = set()
+    experts, modes = set(), set()
     for case in manifest["cases"]:
         d = pack / case["dir"]
         assert (d / "usmoe_kernels.cubin").stat().st_size > 0
-        assert b".entry route_token_0" in (d / "usmoe_kernels.ptx").read_bytes()
+        ptx = (d / "usmoe_kernels.ptx").read_bytes()
         meta = json.loads((d / "usmoe_kernels.json").read_text())
-        kernel = meta["kernels"]["route_token_0"]
-        assert kernel["experts"] == case["experts"] and kernel["k"] == case["k"]
-        assert len(kernel["params"]) == 27  # three rank-3 memrefs
+        for name, kernel in meta["kernels"].items():
+            assert f".entry {name}(".encode() in ptx
+            assert kernel["experts"] == case["experts"]
+            # memref params: 3 + 2 * rank each (rank 3 here), plus the budget.
+            extra = 1 if kernel["kind"].startswith("select_") else 0
+            assert len(kernel["params"]) % 9 == extra
         for inp in case["inputs"]:
             mask = np.load(d / f"mask{inp['index']}.npy")
             assert mask.shape == tuple(inp["shape"])
-            assert (mask.sum(axis=-1) == case["k"]).all()
+            if case["mode"] == "token":
+                assert (mask.sum(axis=-1) == case["options"]["k"]).all()
         experts.add(case["experts"])
+        modes.add(case["mode"])
     assert {8, 60, 64, 128, 256, 384, 512} <= experts
+    assert modes == {"token", "expert", "unified"}
 
 
 def test_run_half_without_gpu_fails_cleanly(pack):

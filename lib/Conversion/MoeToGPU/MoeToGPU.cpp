@@ -65,10 +65,9 @@ struct ConvertMoeToGPUPass
     gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
     unsigned counter = 0;
     for (moe::RouteOp op : routes) {
-      LogicalResult lowered =
-          op.getMode() == moe::RoutingMode::token
-              ? lowerTokenChoice(op, kernels, counter++)
-              : lowerSelectingRoute(op, kernels, counter++);
+      LogicalResult lowered = op.getMode() == moe::RoutingMode::token
+                                  ? lowerTokenChoice(op, kernels, counter++)
+                                  : lowerSelectingRoute(op, kernels, counter++);
       if (failed(lowered))
         return signalPassFailure();
     }
@@ -112,11 +111,10 @@ struct ConvertMoeToGPUPass
     Value threadCount = indexConst(b, threads);
     ifThen(b, cmpi(b, arith::CmpIPredicate::ugt, blocks, indexConst(b, 0)),
            [&](LoopBuilder &b) {
-             gpu::LaunchFuncOp::create(b, kernel,
-                                       gpu::KernelDim3{blocks, one, one},
-                                       gpu::KernelDim3{threadCount, one, one},
-                                       /*dynamicSharedMemorySize=*/Value(),
-                                       args);
+             gpu::LaunchFuncOp::create(
+                 b, kernel, gpu::KernelDim3{blocks, one, one},
+                 gpu::KernelDim3{threadCount, one, one},
+                 /*dynamicSharedMemorySize=*/Value(), args);
            });
   }
 
@@ -127,10 +125,9 @@ struct ConvertMoeToGPUPass
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
     if (experts > gpu_kernels::kTokenChoiceMaxExperts)
-      return op.emitOpError()
-             << "routing on the GPU supports up to "
-             << gpu_kernels::kTokenChoiceMaxExperts << " experts, got "
-             << experts;
+      return op.emitOpError() << "routing on the GPU supports up to "
+                              << gpu_kernels::kTokenChoiceMaxExperts
+                              << " experts, got " << experts;
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
     bool unified = op.getMode() == moe::RoutingMode::unified;
@@ -141,8 +138,9 @@ struct ConvertMoeToGPUPass
       rowAlpha = op.getAlphaOrDefault();
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
-    std::string base = std::string(unified ? "route_unified_" : "route_expert_") +
-                       std::to_string(index);
+    std::string base =
+        std::string(unified ? "route_unified_" : "route_expert_") +
+        std::to_string(index);
     gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
         kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha);
     gpu::GPUFuncOp mixKernel;
@@ -167,11 +165,11 @@ struct ConvertMoeToGPUPass
                b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
            {logits, gates});
     if (mixKernel)
-      launch(b, mixKernel,
-             arith::CeilDivUIOp::create(
-                 b, muli(b, batch, indexConst(b, experts)),
-                 indexConst(b, gpu_kernels::kColumnBlock)),
-             {logits, gates});
+      launch(
+          b, mixKernel,
+          arith::CeilDivUIOp::create(b, muli(b, batch, indexConst(b, experts)),
+                                     indexConst(b, gpu_kernels::kColumnBlock)),
+          {logits, gates});
 
     std::optional<double> k;
     if (auto attr = op.getKAttr())
@@ -187,8 +185,8 @@ struct ConvertMoeToGPUPass
       std::optional<double> factor;
       if (auto attr = op.getCapacityFactorAttr())
         factor = attr.getValueAsDouble();
-      budget = loops::emitExpertCapacity(b, op.getCapacity(), factor, intK,
-                                         gates);
+      budget =
+          loops::emitExpertCapacity(b, op.getCapacity(), factor, intK, gates);
       sets = muli(b, batch, indexConst(b, experts));
     }
     launch(b, selectKernel, sets, {gates, mask, budget});
@@ -196,14 +194,14 @@ struct ConvertMoeToGPUPass
     Builder attrs(op.getContext());
     SmallVector<NamedAttribute> common = {
         {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)}};
-    auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind,
-                        StringRef grid) {
+    auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind, StringRef grid) {
       SmallVector<NamedAttribute> info(common);
       info.push_back({attrs.getStringAttr("kind"), attrs.getStringAttr(kind)});
       info.push_back({attrs.getStringAttr("grid"), attrs.getStringAttr(grid)});
       recordKernel(op->getParentOfType<ModuleOp>(), kernel, info);
     };
-    describe(scoreKernel, rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
+    describe(scoreKernel,
+             rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
              "ceildiv(B * T, 4)");
     if (mixKernel)
       describe(mixKernel, "mix_softmax_tokens", "ceildiv(B * E, 128)");

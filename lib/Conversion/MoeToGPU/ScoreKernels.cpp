@@ -59,33 +59,32 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
       int32_t(kRowsPerScoreBlock * kWarpSize),
       [&](LoopBuilder &b, ArrayRef<Value> args) {
         Value logits = args[0], scores = args[1];
-        forWarpRow(b, logits, kRowsPerScoreBlock, [&](LoopBuilder &b, Value bi,
-                                                      Value ti, Value lane) {
-          WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
-          for (int64_t v = 0; v < row.perLane; ++v) {
-            Value s = row.score[v];
-            if (alpha) // U = c1 * P + c2 * F, products and sum rounded apart
-              s = addf(b, mulf(b, f32Const(b, 1.0 - *alpha), s),
-                       mulf(b, f32Const(b, *alpha),
-                            sigmoidScore(b, row.logit[v], experts)));
-            auto write = [&](LoopBuilder &b) {
-              store(b, s, scores, {bi, ti, row.expert[v]});
-            };
-            if ((v + 1) * kWarpSize <= experts)
-              write(b);
-            else
-              ifThen(b, row.inBounds[v], write);
-          }
-        });
+        forWarpRow(b, logits, kRowsPerScoreBlock,
+                   [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+                     WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+                     for (int64_t v = 0; v < row.perLane; ++v) {
+                       Value s = row.score[v];
+                       if (alpha) // U = c1 * P + c2 * F, products and sum
+                                  // rounded apart
+                         s = addf(b, mulf(b, f32Const(b, 1.0 - *alpha), s),
+                                  mulf(b, f32Const(b, *alpha),
+                                       sigmoidScore(b, row.logit[v], experts)));
+                       auto write = [&](LoopBuilder &b) {
+                         store(b, s, scores, {bi, ti, row.expert[v]});
+                       };
+                       if ((v + 1) * kWarpSize <= experts)
+                         write(b);
+                       else
+                         ifThen(b, row.inBounds[v], write);
+                     }
+                   });
       });
 }
 
-gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder,
-                                                       Location loc,
-                                                       StringRef name,
-                                                       MemRefType logitsType,
-                                                       MemRefType scoresType,
-                                                       double alpha) {
+gpu::GPUFuncOp
+gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
+                                        StringRef name, MemRefType logitsType,
+                                        MemRefType scoresType, double alpha) {
   const int64_t experts = logitsType.getDimSize(2);
   return buildKernel(
       builder, loc, name, {logitsType, scoresType}, int32_t(kColumnBlock),
@@ -99,20 +98,19 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder,
         Value zero = indexConst(b, 0);
         ifThen(b, cmpi(b, CmpIPredicate::ult, column, columns),
                [&](LoopBuilder &b) {
-                 Value bi = arith::DivUIOp::create(b, column,
-                                                   indexConst(b, experts));
-                 Value ei = arith::RemUIOp::create(b, column,
-                                                   indexConst(b, experts));
+                 Value bi =
+                     arith::DivUIOp::create(b, column, indexConst(b, experts));
+                 Value ei =
+                     arith::RemUIOp::create(b, column, indexConst(b, experts));
                  auto x = [&](LoopBuilder &b, Value t) {
                    return sanitize(b, loadAsF32(b, logits, {bi, t, ei}));
                  };
-                 Value max =
-                     forRangeAcc(b, zero, tokens, {f32Const(b, kNegInf)},
-                                 [&](LoopBuilder &b, Value t, ValueRange acc) {
-                                   return SmallVector<Value>{
-                                       arith::MaximumFOp::create(b, acc[0],
-                                                                 x(b, t))};
-                                 })[0];
+                 Value max = forRangeAcc(
+                     b, zero, tokens, {f32Const(b, kNegInf)},
+                     [&](LoopBuilder &b, Value t, ValueRange acc) {
+                       return SmallVector<Value>{
+                           arith::MaximumFOp::create(b, acc[0], x(b, t))};
+                     })[0];
                  Value valid =
                      cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
                  auto expOf = [&](LoopBuilder &b, Value t) {
@@ -123,12 +121,11 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder,
                    return select(b, valid, math::ExpOp::create(b, shifted),
                                  f32Const(b, 0.0));
                  };
-                 Value sum =
-                     forRangeAcc(b, zero, tokens, {f32Const(b, 0.0)},
-                                 [&](LoopBuilder &b, Value t, ValueRange acc) {
-                                   return SmallVector<Value>{
-                                       addf(b, acc[0], expOf(b, t))};
-                                 })[0];
+                 Value sum = forRangeAcc(
+                     b, zero, tokens, {f32Const(b, 0.0)},
+                     [&](LoopBuilder &b, Value t, ValueRange acc) {
+                       return SmallVector<Value>{addf(b, acc[0], expOf(b, t))};
+                     })[0];
                  forRange(b, zero, tokens, [&](LoopBuilder &b, Value t) {
                    Value f = select(b, valid, divf(b, expOf(b, t), sum),
                                     f32Const(b, 0.0));

@@ -57,8 +57,8 @@ MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size) {
 
 } // namespace
 
-gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
-                                              Location loc, StringRef name,
+gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
+                                              StringRef name,
                                               MemRefType gatesType,
                                               MemRefType maskType,
                                               SelectionSet set) {
@@ -135,8 +135,9 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
       Value match =
           cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
       ifThen(b, match, [&](LoopBuilder &b) {
-        Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
-                           i32Const(b, 255));
+        Value digit =
+            andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
+                 i32Const(b, 255));
         memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
                                     i32Const(b, 1), hist,
                                     ValueRange{i32ToIndex(b, digit)});
@@ -163,7 +164,8 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
     gpu::BarrierOp::create(b);
     Value digit = load(b, shared, {indexConst(b, 0)});
     remaining = load(b, shared, {indexConst(b, 1)});
-    prefix = ori(b, prefix, arith::ShLIOp::create(b, digit, i32Const(b, shift)));
+    prefix =
+        ori(b, prefix, arith::ShLIOp::create(b, digit, i32Const(b, shift)));
     prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
   }
   Value threshold = prefix;
@@ -177,8 +179,9 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
         Value i = addi(b, muli(b, chunk, threads), tid);
         Value valid = cmpi(b, CmpIPredicate::ult, i, count);
         Value at = arith::MinUIOp::create(
-            b, i, subi(b, arith::MaxUIOp::create(b, count, indexConst(b, 1)),
-                       indexConst(b, 1)));
+            b, i,
+            subi(b, arith::MaxUIOp::create(b, count, indexConst(b, 1)),
+                 indexConst(b, 1)));
         SmallVector<Value> idx = element(b, at);
         Value gate = load(b, gates, idx);
         Value key = select(b, valid, scoreKey(b, gate), i32Const(b, 0));
@@ -187,9 +190,9 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
         Value tie = andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
         Value tieI32 = arith::ExtUIOp::create(b, b.getI32Type(), tie);
         Value inclusive = warpInclusiveScan(b, tieI32, lane);
-        ifThen(b,
-               cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
-               [&](LoopBuilder &b) { store(b, inclusive, warpTotals, {warp}); });
+        ifThen(
+            b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
+            [&](LoopBuilder &b) { store(b, inclusive, warpTotals, {warp}); });
         gpu::BarrierOp::create(b);
         ifThen(b, cmpi(b, CmpIPredicate::eq, warp, zero), [&](LoopBuilder &b) {
           Value total = load(b, warpTotals, {lane});
@@ -198,8 +201,7 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
           // (and none is allowed: only warp 0 takes this branch).
           store(b, subi(b, scanned, total), warpTotals, {lane});
           ifThen(b,
-                 cmpi(b, CmpIPredicate::eq, lane,
-                      indexConst(b, kWarpSize - 1)),
+                 cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
                  [&](LoopBuilder &b) {
                    store(b, scanned, shared, {indexConst(b, 2)});
                  });
@@ -207,9 +209,9 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder,
         gpu::BarrierOp::create(b);
         Value rank = addi(b, addi(b, takenBefore, load(b, warpTotals, {warp})),
                           subi(b, inclusive, tieI32));
-        Value on = ori(b, above,
-                       andi(b, tie, cmpi(b, CmpIPredicate::slt, rank,
-                                         remaining)));
+        Value on =
+            ori(b, above,
+                andi(b, tie, cmpi(b, CmpIPredicate::slt, rank, remaining)));
         ifThen(b, valid, [&](LoopBuilder &b) {
           store(b, on, mask, idx);
           store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);

@@ -53,8 +53,46 @@ func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
 
 // -----
 
-func.func @not_yet(%l: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
+func.func @not_yet(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>) -> tensor<9xi32> {
   // expected-error @+1 {{is not supported on the GPU path yet (usmoe-to-cpu supports every moe op)}}
-  %g, %m = moe.route unified %l k = 2.0 : tensor<1x?x8xf32>
-  return %g : tensor<1x?x8xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<1x?x8xf32>
+  return %o : tensor<9xi32>
+}
+
+// -----
+
+// Unified: row scores (U with the sigmoid expert score) into the gate
+// buffer, then one 1024-thread select block per sequence with the budget
+// floor(k * T) computed on the host.
+// CHECK-LABEL: func.func @unified
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores
+// CHECK: %[[N:.*]] = arith.fptosi
+// CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c1024, %{{.*}}, %{{.*}}) args(%{{.*}} : memref<2x?x64xf32>, %{{.*}} : memref<2x?x64xi1>, %[[BUDGET]] : index)
+// CHECK: gpu.func @route_unified_0_scores(
+// CHECK: math.exp
+// CHECK: gpu.func @route_unified_0_select(
+// CHECK-SAME: workgroup(%[[HIST:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[HIST]]
+// CHECK: gpu.shuffle  up
+func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<2x?x64xbf16>
+  return %g : tensor<2x?x64xf32>
+}
+
+// -----
+
+// softmax_tokens adds a column kernel (one thread per (sequence, expert));
+// Expert Choice selects per column, one block per (sequence, expert).
+// CHECK-LABEL: func.func @column_kernels
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_mix
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select
+// CHECK: gpu.launch_func @usmoe_kernels::@route_expert_1_scores
+// CHECK: gpu.launch_func @usmoe_kernels::@route_expert_1_select
+func.func @column_kernels(%l: tensor<1x?x8xf32>) -> (tensor<1x?x8xf32>, tensor<1x?x8xf32>) {
+  %g, %m = moe.route unified %l n = 4 expert_score = softmax_tokens : tensor<1x?x8xf32>
+  %g2, %m2 = moe.route expert %l capacity = 2 : tensor<1x?x8xf32>
+  return %g, %g2 : tensor<1x?x8xf32>, tensor<1x?x8xf32>
 }
