@@ -23,6 +23,10 @@
 // CHECK: shfl.sync.up.b32
 // CHECK: .entry route_unified_8_mix(
 // CHECK: .entry route_expert_9_select(
+// CHECK: .entry plan_11_count(
+// CHECK: .entry plan_11_fill(
+// CHECK: .entry dispatch_12(
+// CHECK: .entry combine_13(
 
 // META: "kernels": {
 // META: "route_token_0": {
@@ -77,4 +81,11 @@ func.func @unified_e60_tokens(%l: tensor<?x?x60xf16>) -> tensor<?x?x60xf32> {
 func.func @expert_e256(%l: tensor<?x?x256xf32>) -> tensor<?x?x256xi1> {
   %g, %m = moe.route expert %l capacity_factor = 1.25 k = 8.0 : tensor<?x?x256xf32>
   return %m : tensor<?x?x256xi1>
+}
+func.func @layer(%l: tensor<1x?x8xbf16>, %h: tensor<?x64xbf16>, %init: tensor<?x64xbf16>) -> tensor<?x64xbf16> {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<1x?x8xbf16>
+  %o, %i, %w = moe.plan %g, %m : tensor<1x?x8xf32>
+  %x = moe.dispatch %h, %i : tensor<?x64xbf16>, tensor<?xi32>
+  %y = moe.combine %x, %i, %w into %init offsets %o : tensor<?x64xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x64xbf16>, tensor<9xi32>
+  return %y : tensor<?x64xbf16>
 }

@@ -74,3 +74,23 @@ func.func @combine(%out: tensor<?x4xf16>, %ids: tensor<?xi32>, %w: tensor<?xf32>
     assert y1.dtype == np.float16
     np.testing.assert_allclose(y1[0].astype(np.float32), 2.048, rtol=1e-3)
     np.testing.assert_array_equal(y1[1], 0)
+
+
+def test_combine_with_offsets_gives_the_same_result():
+    ir = """
+func.func @both(%out: tensor<?x4xf32>, %ids: tensor<?xi32>, %w: tensor<?xf32>,
+                %off: tensor<4xi32>, %init: tensor<?x4xf32>) -> (tensor<?x4xf32>, tensor<?x4xf32>) {
+  %a = moe.combine %out, %ids, %w into %init
+      : tensor<?x4xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x4xf32>
+  %b = moe.combine %out, %ids, %w into %init offsets %off
+      : tensor<?x4xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x4xf32>, tensor<4xi32>
+  return %a, %b : tensor<?x4xf32>, tensor<?x4xf32>
+}
+"""
+    fn = usmoe.compile(ir, target="cpu", entry="both")
+    rng = np.random.default_rng(9)
+    plan = reference.route(rng.normal(size=(1, 6, 3)).astype(np.float32), mode="token", k=2)
+    out = rng.normal(size=(plan.token_ids.size, 4)).astype(np.float32)
+    init = rng.normal(size=(6, 4)).astype(np.float32)
+    a, b = fn([out, plan.token_ids, plan.weights, plan.expert_offsets, init])
+    np.testing.assert_array_equal(a, b)

@@ -34,6 +34,7 @@ using AccumulatingBody =
 inline Value indexConst(LoopBuilder &b, int64_t v) {
   return arith::ConstantIndexOp::create(b, v);
 }
+inline Value zero(LoopBuilder &b) { return indexConst(b, 0); }
 inline Value i32Const(LoopBuilder &b, int64_t v) {
   return arith::ConstantIntOp::create(b, b.getI32Type(), v);
 }

@@ -49,6 +49,9 @@ gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
                                           StringRef name, MemRefType logits,
                                           MemRefType scores, double alpha);
 
+/// A 1-D i32 buffer of `size` elements in workgroup (shared) memory.
+MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size);
+
 /// What one block of a select kernel selects over.
 enum class SelectionSet {
   Sequence, ///< the T * E pairs of sequence b (Unified); grid = B
@@ -61,6 +64,32 @@ enum class SelectionSet {
 gpu::GPUFuncOp buildSelectKernel(OpBuilder &builder, Location loc,
                                  StringRef name, MemRefType gates,
                                  MemRefType mask, SelectionSet set);
+
+/// Plan kernels: one 1024-thread block per expert.
+inline constexpr int64_t kPlanBlock = 1024;
+/// Dispatch and combine: one 256-thread block per row / token.
+inline constexpr int64_t kRowBlock = 256;
+
+/// The three kernels of moe.plan (see PlanKernels.cpp).
+struct PlanKernels {
+  gpu::GPUFuncOp count, scan, fill;
+};
+PlanKernels buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
+                             MemRefType gates, MemRefType mask,
+                             MemRefType offsets, MemRefType ids,
+                             MemRefType weights);
+
+/// `name(hidden, ids, out)`: out[m, :] = hidden[ids[m], :]; grid = M.
+gpu::GPUFuncOp buildDispatchKernel(OpBuilder &builder, Location loc,
+                                   StringRef name, MemRefType hidden,
+                                   MemRefType ids, MemRefType out);
+
+/// `name(out, ids, weights, offsets, init, result)`: one block per token.
+gpu::GPUFuncOp buildCombineKernel(OpBuilder &builder, Location loc,
+                                  StringRef name, MemRefType out,
+                                  MemRefType ids, MemRefType weights,
+                                  MemRefType offsets, MemRefType init,
+                                  MemRefType result);
 
 } // namespace mlir::usmoe::gpu_kernels
 

@@ -18,6 +18,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
+#include "llvm/ADT/TypeSwitch.h"
 
 namespace mlir::usmoe {
 #define GEN_PASS_DEF_CONVERTMOETOGPUPASS
@@ -44,10 +45,10 @@ struct ConvertMoeToGPUPass
     : usmoe::impl::ConvertMoeToGPUPassBase<ConvertMoeToGPUPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    SmallVector<moe::RouteOp> routes;
+    SmallVector<Operation *> routes;
     WalkResult unsupported = module.walk([&](Operation *op) {
-      if (auto route = dyn_cast<moe::RouteOp>(op)) {
-        routes.push_back(route);
+      if (isa<moe::RouteOp, moe::PlanOp, moe::DispatchOp, moe::CombineOp>(op)) {
+        routes.push_back(op);
         return WalkResult::advance();
       }
       if (isa<moe::MoeDialect>(op->getDialect())) {
@@ -64,10 +65,23 @@ struct ConvertMoeToGPUPass
 
     gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
     unsigned counter = 0;
-    for (moe::RouteOp op : routes) {
-      LogicalResult lowered = op.getMode() == moe::RoutingMode::token
-                                  ? lowerTokenChoice(op, kernels, counter++)
-                                  : lowerSelectingRoute(op, kernels, counter++);
+    for (Operation *op : routes) {
+      LogicalResult lowered =
+          TypeSwitch<Operation *, LogicalResult>(op)
+              .Case([&](moe::RouteOp route) {
+                return route.getMode() == moe::RoutingMode::token
+                           ? lowerTokenChoice(route, kernels, counter++)
+                           : lowerSelectingRoute(route, kernels, counter++);
+              })
+              .Case([&](moe::PlanOp plan) {
+                return lowerPlan(plan, kernels, counter++);
+              })
+              .Case([&](moe::DispatchOp dispatch) {
+                return lowerDispatch(dispatch, kernels, counter++);
+              })
+              .Case([&](moe::CombineOp combine) {
+                return lowerCombine(combine, kernels, counter++);
+              });
       if (failed(lowered))
         return signalPassFailure();
     }
@@ -211,6 +225,121 @@ struct ConvertMoeToGPUPass
     op.getGates().replaceAllUsesWith(
         toTensor(b, gates, op.getGates().getType()));
     op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));
+    op.erase();
+    return success();
+  }
+
+  /// plan -> count (block per expert), scan (one thread), read M on the
+  /// host, fill (block per expert).
+  LogicalResult lowerPlan(moe::PlanOp op, gpu::GPUModuleOp kernels,
+                          unsigned index) {
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    std::string name = "plan_" + std::to_string(index);
+    auto offsetsType = memrefOf(op.getExpertOffsets().getType());
+    auto idsType = memrefOf(op.getTokenIds().getType());
+    auto weightsType = memrefOf(op.getWeights().getType());
+    gpu_kernels::PlanKernels plan = gpu_kernels::buildPlanKernels(
+        kb, op.getLoc(), name, memrefOf(op.getGates().getType()),
+        memrefOf(op.getMask().getType()), offsetsType, idsType, weightsType);
+
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value gates = toBuffer(b, op.getGates());
+    Value mask = toBuffer(b, op.getMask());
+    int64_t experts = offsetsType.getDimSize(0) - 1;
+    Value offsets = alloc(b, offsetsType);
+    Value expertsV = indexConst(b, experts);
+    launch(b, plan.count, expertsV, {mask, offsets});
+    launch(b, plan.scan, indexConst(b, 1), {offsets});
+    Value rows = i32ToIndex(b, load(b, offsets, {expertsV}));
+    Value ids = alloc(b, idsType, {rows});
+    Value weights = alloc(b, weightsType, {rows});
+    launch(b, plan.fill, expertsV, {gates, mask, offsets, ids, weights});
+    Builder attrs(op.getContext());
+    ModuleOp module = op->getParentOfType<ModuleOp>();
+    auto info = [&](StringRef kind, StringRef grid) {
+      return SmallVector<NamedAttribute>{
+          {attrs.getStringAttr("kind"), attrs.getStringAttr(kind)},
+          {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
+          {attrs.getStringAttr("grid"), attrs.getStringAttr(grid)}};
+    };
+    recordKernel(module, plan.count, info("plan_count", "E"));
+    recordKernel(module, plan.scan, info("plan_scan", "1"));
+    recordKernel(module, plan.fill, info("plan_fill", "E"));
+    op.getExpertOffsets().replaceAllUsesWith(
+        toTensor(b, offsets, op.getExpertOffsets().getType()));
+    op.getTokenIds().replaceAllUsesWith(
+        toTensor(b, ids, op.getTokenIds().getType()));
+    op.getWeights().replaceAllUsesWith(
+        toTensor(b, weights, op.getWeights().getType()));
+    op.erase();
+    return success();
+  }
+
+  /// dispatch -> one block per plan row.
+  LogicalResult lowerDispatch(moe::DispatchOp op, gpu::GPUModuleOp kernels,
+                              unsigned index) {
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    auto outType = memrefOf(op.getType());
+    gpu::GPUFuncOp kernel = gpu_kernels::buildDispatchKernel(
+        kb, op.getLoc(), "dispatch_" + std::to_string(index),
+        memrefOf(op.getHidden().getType()),
+        memrefOf(op.getTokenIds().getType()), outType);
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value hidden = toBuffer(b, op.getHidden());
+    Value ids = toBuffer(b, op.getTokenIds());
+    SmallVector<Value> dynSizes;
+    if (outType.isDynamicDim(0))
+      dynSizes.push_back(dim(b, ids, 0));
+    if (outType.isDynamicDim(1))
+      dynSizes.push_back(dim(b, hidden, 1));
+    Value out = alloc(b, outType, dynSizes);
+    launch(b, kernel, dim(b, ids, 0), {hidden, ids, out});
+    Builder attrs(op.getContext());
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), kernel,
+        {{attrs.getStringAttr("kind"), attrs.getStringAttr("dispatch")},
+         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
+    op.getResult().replaceAllUsesWith(toTensor(b, out, op.getType()));
+    op.erase();
+    return success();
+  }
+
+  /// combine -> one block per token, rows found by binary search per expert.
+  LogicalResult lowerCombine(moe::CombineOp op, gpu::GPUModuleOp kernels,
+                             unsigned index) {
+    if (!op.getExpertOffsets())
+      return op.emitOpError(
+          "needs the expert_offsets operand on the GPU path (the first "
+          "result of moe.plan): it finds each token's rows without atomics");
+    auto offsetsType = memrefOf(op.getExpertOffsets().getType());
+    if (offsetsType.isDynamicDim(0))
+      return op.emitOpError("needs expert_offsets of a static size (E + 1) "
+                            "on the GPU path");
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    auto resultType = memrefOf(op.getType());
+    gpu::GPUFuncOp kernel = gpu_kernels::buildCombineKernel(
+        kb, op.getLoc(), "combine_" + std::to_string(index),
+        memrefOf(op.getExpertOut().getType()),
+        memrefOf(op.getTokenIds().getType()),
+        memrefOf(op.getWeights().getType()), offsetsType,
+        memrefOf(op.getInit().getType()), resultType);
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value out = toBuffer(b, op.getExpertOut());
+    Value ids = toBuffer(b, op.getTokenIds());
+    Value weights = toBuffer(b, op.getWeights());
+    Value offsets = toBuffer(b, op.getExpertOffsets());
+    Value init = toBuffer(b, op.getInit());
+    Value result = allocResult(b, op.getType(), init);
+    launch(b, kernel, dim(b, init, 0),
+           {out, ids, weights, offsets, init, result});
+    Builder attrs(op.getContext());
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel,
+                 {{attrs.getStringAttr("kind"), attrs.getStringAttr("combine")},
+                  {attrs.getStringAttr("grid"), attrs.getStringAttr("G")}});
+    op.getResult().replaceAllUsesWith(toTensor(b, result, op.getType()));
     op.erase();
     return success();
   }

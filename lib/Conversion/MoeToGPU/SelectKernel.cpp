@@ -34,28 +34,13 @@ namespace {
 constexpr int64_t kThreads = kSelectBlock;
 constexpr int64_t kWarps = kSelectBlock / kWarpSize;
 
-Value shuffleUp(LoopBuilder &b, Value v, int32_t offset) {
-  return gpu::ShuffleOp::create(b, v, offset, kWarpSize, gpu::ShuffleMode::UP)
-      .getShuffleResult();
-}
+} // namespace
 
-/// Inclusive prefix sum of an i32 over the lanes of a warp.
-Value warpInclusiveScan(LoopBuilder &b, Value v, Value lane) {
-  for (int32_t offset = 1; offset < kWarpSize; offset *= 2) {
-    Value up = shuffleUp(b, v, offset);
-    Value has = cmpi(b, CmpIPredicate::uge, lane, indexConst(b, offset));
-    v = addi(b, v, select(b, has, up, i32Const(b, 0)));
-  }
-  return v;
-}
-
-MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size) {
+MemRefType gpu_kernels::workgroupBuffer(MLIRContext *ctx, int64_t size) {
   return MemRefType::get(
       {size}, IntegerType::get(ctx, 32), MemRefLayoutAttrInterface(),
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
 }
-
-} // namespace
 
 gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
                                               StringRef name,
@@ -189,26 +174,9 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
             andi(b, valid, cmpi(b, CmpIPredicate::ugt, key, threshold));
         Value tie = andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
         Value tieI32 = arith::ExtUIOp::create(b, b.getI32Type(), tie);
-        Value inclusive = warpInclusiveScan(b, tieI32, lane);
-        ifThen(
-            b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
-            [&](LoopBuilder &b) { store(b, inclusive, warpTotals, {warp}); });
-        gpu::BarrierOp::create(b);
-        ifThen(b, cmpi(b, CmpIPredicate::eq, warp, zero), [&](LoopBuilder &b) {
-          Value total = load(b, warpTotals, {lane});
-          Value scanned = warpInclusiveScan(b, total, lane);
-          // Each lane rewrites only its own slot: no barrier needed here
-          // (and none is allowed: only warp 0 takes this branch).
-          store(b, subi(b, scanned, total), warpTotals, {lane});
-          ifThen(b,
-                 cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
-                 [&](LoopBuilder &b) {
-                   store(b, scanned, shared, {indexConst(b, 2)});
-                 });
-        });
-        gpu::BarrierOp::create(b);
-        Value rank = addi(b, addi(b, takenBefore, load(b, warpTotals, {warp})),
-                          subi(b, inclusive, tieI32));
+        auto [before, chunkTies] =
+            blockExclusiveScan(b, tieI32, lane, warp, warpTotals, shared, 2);
+        Value rank = addi(b, takenBefore, before);
         Value on =
             ori(b, above,
                 andi(b, tie, cmpi(b, CmpIPredicate::slt, rank, remaining)));
@@ -216,7 +184,6 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
           store(b, on, mask, idx);
           store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
         });
-        Value chunkTies = load(b, shared, {indexConst(b, 2)});
         gpu::BarrierOp::create(b);
         return {addi(b, takenBefore, chunkTies)};
       });

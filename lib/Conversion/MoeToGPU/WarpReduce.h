@@ -73,6 +73,54 @@ inline std::pair<Value, Value> warpArgMax(LoopBuilder &b, Value key,
   return {key, index};
 }
 
+/// Inclusive prefix sum of an i32 over the lanes of a warp (shuffle up).
+inline Value warpInclusiveScan(LoopBuilder &b, Value v, Value lane) {
+  for (int32_t offset = 1; offset < kWarpSize; offset *= 2) {
+    Value up =
+        gpu::ShuffleOp::create(b, v, offset, kWarpSize, gpu::ShuffleMode::UP)
+            .getShuffleResult();
+    Value has = loops::cmpi(b, arith::CmpIPredicate::uge, lane,
+                            loops::indexConst(b, offset));
+    v = loops::addi(b, v, loops::select(b, has, up, loops::i32Const(b, 0)));
+  }
+  return v;
+}
+
+/// Exclusive prefix sum of an i32 over all threads of a block, in thread
+/// order, and the block's total. `warpTotals` is workgroup memory with one
+/// slot per warp; the total goes through `scratch[slot]` (workgroup i32s).
+/// Every thread of
+/// the block must call it (it synchronizes twice); the caller synchronizes
+/// again before reusing the scratch memory.
+inline std::pair<Value, Value> blockExclusiveScan(LoopBuilder &b, Value v,
+                                                  Value lane, Value warp,
+                                                  Value warpTotals,
+                                                  Value scratch, int64_t slot) {
+  using namespace loops;
+  Value inclusive = warpInclusiveScan(b, v, lane);
+  ifThen(b,
+         cmpi(b, arith::CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
+         [&](LoopBuilder &b) { store(b, inclusive, warpTotals, {warp}); });
+  gpu::BarrierOp::create(b);
+  ifThen(b, cmpi(b, arith::CmpIPredicate::eq, warp, indexConst(b, 0)),
+         [&](LoopBuilder &b) {
+           Value total = load(b, warpTotals, {lane});
+           Value scanned = warpInclusiveScan(b, total, lane);
+           // Each lane rewrites only its own slot: no barrier needed here
+           // (and none is allowed: only warp 0 takes this branch).
+           store(b, subi(b, scanned, total), warpTotals, {lane});
+           ifThen(b,
+                  cmpi(b, arith::CmpIPredicate::eq, lane,
+                       indexConst(b, kWarpSize - 1)),
+                  [&](LoopBuilder &b) {
+                    store(b, scanned, scratch, {indexConst(b, slot)});
+                  });
+         });
+  gpu::BarrierOp::create(b);
+  Value exclusive = addi(b, load(b, warpTotals, {warp}), subi(b, inclusive, v));
+  return {exclusive, load(b, scratch, {indexConst(b, slot)})};
+}
+
 } // namespace mlir::usmoe::gpu_kernels
 
 #endif // USMOE_LIB_CONVERSION_MOETOGPU_WARPREDUCE_H

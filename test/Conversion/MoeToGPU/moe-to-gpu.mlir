@@ -53,10 +53,45 @@ func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
 
 // -----
 
-func.func @not_yet(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>) -> tensor<9xi32> {
+func.func @not_yet(%l: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
   // expected-error @+1 {{is not supported on the GPU path yet (usmoe-to-cpu supports every moe op)}}
+  %p = moe.token_softmax %l : tensor<1x?x8xf32>
+  return %p : tensor<1x?x8xf32>
+}
+
+// -----
+
+func.func @combine_without_offsets(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: tensor<?xf32>, %init: tensor<?x16xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{needs the expert_offsets operand on the GPU path}}
+  %y = moe.combine %x, %i, %w into %init : tensor<?x16xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// The plan: count (block per expert), scan (one thread), M read back on the
+// host, fill (block per expert); dispatch: block per row; combine: block per
+// token, a binary search per expert (no atomics).
+// CHECK-LABEL: func.func @layer
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_count blocks in (%c8
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_scan blocks in (%c1
+// CHECK: %[[M:.*]] = memref.load %{{.*}}[%c8] : memref<9xi32>
+// CHECK: %[[ROWS:.*]] = arith.index_cast %[[M]]
+// CHECK: memref.alloc(%[[ROWS]]) : memref<?xi32>
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_fill
+// CHECK: gpu.launch_func @usmoe_kernels::@dispatch_1
+// CHECK: gpu.launch_func @usmoe_kernels::@combine_2
+// CHECK: gpu.func @plan_0_fill(
+// CHECK: gpu.shuffle  up
+// CHECK: gpu.func @combine_2(
+// CHECK: scf.while
+// CHECK-NOT: atomic_rmw
+// CHECK: gpu.return
+func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf16>, %init: tensor<?x64xbf16>) -> tensor<?x64xbf16> {
   %o, %i, %w = moe.plan %g, %m : tensor<1x?x8xf32>
-  return %o : tensor<9xi32>
+  %x = moe.dispatch %h, %i : tensor<?x64xbf16>, tensor<?xi32>
+  %y = moe.combine %x, %i, %w into %init offsets %o : tensor<?x64xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x64xbf16>, tensor<9xi32>
+  return %y : tensor<?x64xbf16>
 }
 
 // -----

@@ -69,6 +69,9 @@ func.func @plan_dispatch_combine(%g: tensor<?x?x8xf32>, %m: tensor<?x?x8xi1>,
   // CHECK: %[[Y:.*]] = moe.combine %[[X]], %[[IDS]], %[[W]] into %[[I]] : tensor<?x32xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x32xbf16>
   %y = moe.combine %x, %ids, %w into %init
       : tensor<?x32xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x32xbf16>
+  // CHECK: moe.combine %[[X]], %[[IDS]], %[[W]] into %[[I]] offsets %[[OFF]] : tensor<?x32xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x32xbf16>, tensor<9xi32>
+  %y2 = moe.combine %x, %ids, %w into %init offsets %offsets
+      : tensor<?x32xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x32xbf16>, tensor<9xi32>
   // CHECK: return %[[Y]], %[[EIDS]], %[[EW]]
   return %y, %eids, %ew : tensor<?x32xbf16>, tensor<?x2xi32>, tensor<?x2xf32>
 }

@@ -341,20 +341,30 @@ def Moe_CombineOp : Moe_Op<"combine", [Pure, InferTypeOpAdaptor]> {
     `init` carries what is added unconditionally (zeros, or the output of
     shared experts); it also fixes the number of tokens.
 
+    The optional `expert_offsets` (the plan's CSR offsets) let a parallel
+    lowering find each token's rows without atomics or a sort: inside an
+    expert's rows the token ids ascend, so a binary search per expert finds
+    them, in ascending row order. The GPU lowering requires it; the result
+    is the same with or without it.
+
     Example:
     ```mlir
     %y = moe.combine %out, %ids, %weights into %init
         : tensor<?x512xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x512xf32>
+    %z = moe.combine %out, %ids, %weights into %init offsets %offsets
+        : tensor<?x512xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x512xf32>, tensor<9xi32>
     ```
   }];
   let arguments = (ins Moe_ActivationTensor:$expert_out,
                        Moe_IndexVector:$token_ids, Moe_WeightVector:$weights,
-                       Moe_ActivationTensor:$init);
+                       Moe_ActivationTensor:$init,
+                       Optional<Moe_IndexVector>:$expert_offsets);
   let results = (outs Moe_ActivationTensor:$result);
   let assemblyFormat = [{
-    $expert_out `,` $token_ids `,` $weights `into` $init attr-dict `:`
+    $expert_out `,` $token_ids `,` $weights `into` $init
+    (`offsets` $expert_offsets^)? attr-dict `:`
     type($expert_out) `,` type($token_ids) `,` type($weights) `into`
-    type($init)
+    type($init) (`,` type($expert_offsets)^)?
   }];
   let hasVerifier = 1;
 }
