@@ -67,6 +67,45 @@ def router_ir(e, dtype, mode, opts):
             f"  return %g, %m : tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>\n}}\n")
 
 
+LAYER_IR = """
+func.func @layer(%l: tensor<1x?x{E}xf32>, %h: tensor<?x{D}xf32>, %init: tensor<?x{D}xf32>)
+    -> (tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<?xi32>) {{
+  %g, %m = moe.route unified %l k = 1.5 : tensor<1x?x{E}xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<1x?x{E}xf32>
+  %x = moe.dispatch %h, %i : tensor<?x{D}xf32>, tensor<?xi32>
+  %y = moe.combine %x, %i, %w into %init offsets %o
+      : tensor<?x{D}xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x{D}xf32>, tensor<{E1}xi32>
+  return %y, %o, %i : tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<?xi32>
+}}
+"""
+
+
+def pack_layer(out, opt, extract, rng, e=16, d=64):
+    """route + plan + dispatch + combine (expert compute = identity), the
+    CPU path's results as expectations."""
+    name = f"layer_unified_e{e}_d{d}"
+    case_dir = os.path.join(out, name)
+    os.makedirs(case_dir, exist_ok=True)
+    ir = LAYER_IR.format(E=e, E1=e + 1, D=d)
+    for fmt in ("bin", "isa"):
+        lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
+                                 capture_output=True, text=True, check=True).stdout
+        subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
+    fn = usmoe.compile(ir, target="cpu", entry="layer")
+    inputs = []
+    for j, t in enumerate([1, 9, 300]):
+        logits = rng.normal(size=(1, t, e)).astype(np.float32)
+        hidden = rng.normal(size=(t, d)).astype(np.float32)
+        init = rng.normal(size=(t, d)).astype(np.float32)
+        y, offsets, ids = fn([logits, hidden, init])
+        for key, value in dict(logits=logits, hidden=hidden, init=init, y=y,
+                               offsets=offsets, ids=ids).items():
+            np.save(os.path.join(case_dir, f"{key}{j}.npy"), value)
+        inputs.append({"index": j, "tokens": t})
+    return {"dir": name, "experts": e, "hidden": d, "mode": "layer",
+            "options": {"k": 1.5}, "inputs": inputs}
+
+
 def make_logits(rng, b, t, e, dtype):
     x = rng.normal(0, 2, size=(b, t, e)).astype(np.float32)
     if t > 2:  # special rows: ties, a NaN, a dead row
@@ -113,6 +152,7 @@ def main():
             inputs.append({"index": j, "shape": [b, t, e]})
         manifest.append({"dir": name, "experts": e, "dtype": dtype, "mode": mode,
                          "options": opts, "inputs": inputs})
+    manifest.append(pack_layer(args.out, opt, extract, rng))
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump({"cases": manifest, "bench_tokens": 16384}, f, indent=1)
     shutil.copy(os.path.join(ROOT, "build", "lib", "libusmoe_cuda_runtime.so"), args.out)

@@ -79,6 +79,59 @@ def budget(case, t):
     return max(1, min(t, math.ceil(o["capacity_factor"] * t * o["k"] / e)))
 
 
+def memref_rank(type_text):
+    """Rank of a printed memref type: memref<?x64xf32> -> 2."""
+    return len(type_text[len("memref<"):-1].split("x")) - 1
+
+
+def kernel_by_kind(kernels, kind):
+    for function, meta in kernels.values():
+        if meta["kind"] == kind:
+            return function, meta
+    raise KeyError(kind)
+
+
+def run_layer(case, kernels, j, d):
+    """route (scores, select) -> plan (count, scan, read M, fill) -> dispatch
+    -> combine, as the lowered host code does; returns (y, offsets, ids)."""
+    logits = np.load(os.path.join(d, f"logits{j}.npy"))
+    hidden = np.load(os.path.join(d, f"hidden{j}.npy"))
+    init = np.load(os.path.join(d, f"init{j}.npy"))
+    _, t, e = logits.shape
+    width = hidden.shape[1]
+    dl, dg, dm = DeviceArray(logits.nbytes), DeviceArray(logits.size * 4), DeviceArray(logits.size)
+    dl.upload(logits)
+    case_like = {"mode": "unified", "options": case["options"], "experts": e}
+    route = {k: v for k, v in kernels.items() if v[1]["kind"].startswith(("scores_", "select_"))}
+    launch(case_like, route, dl, dg, dm, logits.shape)
+    doff = DeviceArray((e + 1) * 4)
+    gp, mp = memref_params(dg.ptr, logits.shape), memref_params(dm.ptr, logits.shape)
+    op = memref_params(doff.ptr, (e + 1,))
+    f, meta = kernel_by_kind(kernels, "plan_count")
+    launch_one(f, meta, mp + op, e)
+    f, meta = kernel_by_kind(kernels, "plan_scan")
+    launch_one(f, meta, op, 1)
+    check(rt.usmoe_rt_synchronize(), "synchronize")
+    offsets = doff.download((e + 1,), np.int32)
+    m = int(offsets[-1])
+    dids, dw = DeviceArray(max(m, 1) * 4), DeviceArray(max(m, 1) * 4)
+    ip, wp = memref_params(dids.ptr, (m,)), memref_params(dw.ptr, (m,))
+    f, meta = kernel_by_kind(kernels, "plan_fill")
+    launch_one(f, meta, gp + mp + op + ip + wp, e)
+    dh, dx = DeviceArray(hidden.nbytes), DeviceArray(max(m, 1) * width * 4)
+    dh.upload(hidden)
+    hp, xp = memref_params(dh.ptr, hidden.shape), memref_params(dx.ptr, (m, width))
+    f, meta = kernel_by_kind(kernels, "dispatch")
+    launch_one(f, meta, hp + ip + xp, m)
+    dinit, dy = DeviceArray(init.nbytes), DeviceArray(init.nbytes)
+    dinit.upload(init)
+    np_, yp = memref_params(dinit.ptr, init.shape), memref_params(dy.ptr, init.shape)
+    f, meta = kernel_by_kind(kernels, "combine")
+    launch_one(f, meta, xp + ip + wp + op + np_ + yp, t)
+    check(rt.usmoe_rt_synchronize(), "synchronize")
+    return dy.download(init.shape, np.float32), offsets, dids.download((m,), np.int32)
+
+
 def launch(case, kernels, logits_dev, gates_dev, mask_dev, shape):
     """The launch sequence the lowered host code performs for this route."""
     b, t, e = shape
@@ -120,6 +173,21 @@ def main():
             check(rt.usmoe_rt_module_function(module, kernel_name.encode(),
                                               ctypes.byref(function)), "function")
             kernels[kernel_name] = (function.value, kernel_meta)
+        if case["mode"] == "layer":
+            mism, worst = 0, 0.0
+            for inp in case["inputs"]:
+                j = inp["index"]
+                y, offsets, ids = run_layer(case, kernels, j, d)
+                mism += int((offsets != np.load(os.path.join(d, f"offsets{j}.npy"))).sum())
+                want_ids = np.load(os.path.join(d, f"ids{j}.npy"))
+                mism += int(ids.size != want_ids.size or (ids != want_ids).any())
+                want_y = np.load(os.path.join(d, f"y{j}.npy"))
+                worst = max(worst, float((np.abs(y - want_y) / np.maximum(np.abs(want_y), 1e-3)).max(initial=0)))
+            ok = mism == 0 and worst <= 1e-5
+            failures += 0 if ok else 1
+            rows.append((case["dir"], mism, worst, float("nan"), "ok" if ok else "FAIL"))
+            rt.usmoe_rt_module_unload(module)
+            continue
         item = ITEMSIZE[case["dtype"]]
         mism, worst = 0, 0.0
         for inp in case["inputs"]:

@@ -34,6 +34,11 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
         meta = json.loads((d / "usmoe_kernels.json").read_text())
         for name, kernel in meta["kernels"].items():
             assert f".entry {name}(".encode() in ptx
+        if case["mode"] == "layer":
+            kinds = {k["kind"] for k in meta["kernels"].values()}
+            assert {"plan_count", "plan_scan", "plan_fill", "dispatch", "combine"} <= kinds
+            continue
+        for name, kernel in meta["kernels"].items():
             assert kernel["experts"] == case["experts"]
             # memref params: 3 + 2 * rank each (rank 3 here), plus the budget.
             extra = 1 if kernel["kind"].startswith("select_") else 0
@@ -46,7 +51,7 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
         experts.add(case["experts"])
         modes.add(case["mode"])
     assert {8, 60, 64, 128, 256, 384, 512} <= experts
-    assert modes == {"token", "expert", "unified"}
+    assert modes == {"token", "expert", "unified", "layer"}
 
 
 def test_run_half_without_gpu_fails_cleanly(pack):
