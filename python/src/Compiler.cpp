@@ -23,6 +23,7 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "usmoe/InitAll.h"
 #include "usmoe/Pipelines/Pipelines.h"
+#include "usmoe/Target/GpuArtifacts.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
@@ -187,6 +188,36 @@ std::string usmoe_py::runPipeline(const std::string &source,
   llvm::raw_string_ostream os(out);
   module->print(os);
   return out;
+}
+
+GpuArtifacts usmoe_py::compileForGpu(const std::string &source,
+                                     const std::string &chip,
+                                     const std::string &features,
+                                     const std::string &format,
+                                     unsigned optLevel) {
+  auto ctx = makeContext();
+  DiagnosticCollector diags(*ctx);
+  auto module = parse(*ctx, source, diags);
+  PassManager pm(ctx.get());
+  mlir::usmoe::UsmoeToNVVMPipelineOptions options;
+  options.chip = chip;
+  options.features = features;
+  options.format = format;
+  options.optLevel = optLevel;
+  mlir::usmoe::buildUsmoeToNVVMPipeline(pm, options);
+  if (failed(pm.run(*module)))
+    diags.fail("lowering for the GPU failed");
+  GpuArtifacts artifacts;
+  std::vector<mlir::usmoe::GpuObject> objects =
+      mlir::usmoe::collectGpuObjects(*module);
+  if (objects.empty())
+    throw CompileError("the IR has no moe op to compile for the GPU");
+  for (const mlir::usmoe::GpuObject &o : objects)
+    artifacts.files.emplace_back(
+        mlir::usmoe::gpuObjectFileName(o, objects.size()), o.bytes);
+  artifacts.metadata =
+      mlir::usmoe::gpuMetadataJson(*module, objects.front().binary);
+  return artifacts;
 }
 
 struct JitFunction::Impl {

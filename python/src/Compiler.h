@@ -32,6 +32,19 @@ struct CompileError : std::runtime_error {
 /// "moe-fuse-routing,canonicalize") on `source` and prints the result.
 std::string runPipeline(const std::string &source, const std::string &pipeline);
 
+/// Kernels compiled by usmoe-to-nvvm: every serialized object (file name and
+/// bytes) and the JSON metadata of the kernels.
+struct GpuArtifacts {
+  std::vector<std::pair<std::string, std::string>> files;
+  std::string metadata;
+};
+
+/// Lowers `source` with usmoe-to-nvvm (chip, features, format = isa | bin
+/// | fatbin, optimization level) and collects the artifacts.
+GpuArtifacts compileForGpu(const std::string &source, const std::string &chip,
+                           const std::string &features,
+                           const std::string &format, unsigned optLevel);
+
 /// One tensor argument or result of a compiled function, as the host sees
 /// it: an element kind ("f32", "f16", "bf16", "i32", "i64", "i1") and the
 /// shape, -1 for a dynamic dimension.

@@ -87,6 +87,23 @@ PYBIND11_MODULE(_usmoe, m) {
   m.def("run_pipeline", &runPipeline, py::arg("source"), py::arg("pipeline"),
         "Run a textual pass pipeline on IR text and return the printed IR.");
 
+  m.def(
+      "compile_gpu",
+      [](const std::string &source, const std::string &chip,
+         const std::string &features, const std::string &format,
+         unsigned optLevel) {
+        GpuArtifacts a =
+            compileForGpu(source, chip, features, format, optLevel);
+        py::dict files;
+        for (auto &[name, bytes] : a.files)
+          files[py::str(name)] = py::bytes(bytes);
+        return py::make_tuple(files, a.metadata);
+      },
+      py::arg("source"), py::arg("chip") = "sm_90",
+      py::arg("features") = "+ptx80", py::arg("format") = "isa",
+      py::arg("opt_level") = 3,
+      "Lower IR with usmoe-to-nvvm; returns ({file: bytes}, metadata JSON).");
+
   py::class_<JitFunction>(m, "JitFunction")
       .def(py::init<const std::string &, const std::string &, int>(),
            py::arg("source"), py::arg("name"), py::arg("opt_level") = 3)

@@ -188,9 +188,10 @@ class Router:
         """The JIT-compiled router for logits of `element` and E experts."""
         if self.device == "cuda":
             raise RuntimeError(
-                "device='cuda' is not available in this build of usmoe: the GPU "
-                "path (convert-moe-to-gpu, the CUDA runtime library) is not built yet; "
-                "use device='cpu'")
+                "device='cuda' is not available in this build of usmoe: the GPU kernels "
+                "compile (usmoe.compile(..., target='cubin')) and run through "
+                "libusmoe_cuda_runtime.so (scripts/gpu-check.sh), but launching them from "
+                "usmoe.route is not wired yet; use device='cpu'")
         return _cache.get(self._key(element, num_experts),
                           lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
 
@@ -222,14 +223,39 @@ def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
     return router(logits)
 
 
+class GpuArtifacts:
+    """Kernels compiled for NVIDIA GPUs: `files` ({name: bytes}), `image`
+    (the first object's bytes), `ptx` (text, for target="ptx") and `kernels`
+    (name -> kind, launch shape, arguments, expanded parameter list)."""
+
+    def __init__(self, files, metadata):
+        import json
+        self.files = dict(files)
+        self.metadata = json.loads(metadata)
+        self.kernels = self.metadata["kernels"]
+        self.image = next(iter(self.files.values()))
+
+    @property
+    def ptx(self):
+        for name, data in self.files.items():
+            if name.endswith(".ptx"):
+                return data.decode()
+        return None
+
+
+_GPU_FORMATS = {"ptx": "isa", "cubin": "bin", "fatbin": "fatbin"}
+
+
 def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
-            entry: Optional[str] = None):
+            entry: Optional[str] = None, chip: str = "sm_90", features: str = "+ptx80"):
     """Compile moe IR text.
 
     target="mlir": return the IR after `pipeline` (default: moe-fuse-routing,
     canonicalize). target="llvm": the LLVM dialect after usmoe-to-cpu.
     target="cpu": a callable for the function `entry` that takes and returns
     NumPy arrays (JIT-compiled through usmoe-to-cpu).
+    target="ptx" | "cubin" | "fatbin": GpuArtifacts from usmoe-to-nvvm for
+    `chip` / `features` (needs the CUDA toolkit, not a GPU).
     """
     if not isinstance(source, str):
         raise ValueError("source must be MLIR text")
@@ -241,7 +267,8 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
         if entry is None:
             raise ValueError("target='cpu' needs the name of the function to call (entry=...)")
         return _native().JitFunction(source, entry)
-    if target in ("ptx", "cuda"):
-        raise RuntimeError(f"target={target!r} is not available in this build of usmoe: "
-                           "the GPU pipeline is not built yet")
-    raise ValueError(f"target must be 'mlir', 'llvm' or 'cpu', got {target!r}")
+    if target in _GPU_FORMATS:
+        files, metadata = _native().compile_gpu(source, chip, features, _GPU_FORMATS[target])
+        return GpuArtifacts(files, metadata)
+    raise ValueError("target must be 'mlir', 'llvm', 'cpu', 'ptx', 'cubin' or 'fatbin', "
+                     f"got {target!r}")
