@@ -79,6 +79,35 @@ def _as_logits(logits):
     return _check_shape(logits, element)
 
 
+def _device_pointer(logits):
+    """(pointer, [B, T, E], element) of logits already on a CUDA device
+    (PyTorch, CuPy, anything with __cuda_array_interface__), else None."""
+    if hasattr(logits, "is_cuda") and getattr(logits, "is_cuda"):
+        names = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16"}
+        if str(logits.dtype) not in names:
+            raise ValueError(f"logits must be float32, float16 or bfloat16, got {logits.dtype}")
+        if not logits.is_contiguous():
+            raise ValueError("logits must be contiguous (call .contiguous())")
+        shape = list(logits.shape)
+    elif hasattr(logits, "__cuda_array_interface__"):
+        cai = logits.__cuda_array_interface__
+        names = {"<f4": "f32", "<f2": "f16"}
+        if cai["typestr"] not in names:
+            raise ValueError(f"logits must be float32 or float16, got {cai['typestr']}")
+        if cai.get("strides") not in (None,):
+            raise ValueError("logits must be C-contiguous")
+        shape = list(cai["shape"])
+    else:
+        return None
+    if len(shape) == 2:
+        shape = [1] + shape
+    if len(shape) != 3:
+        raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {tuple(shape)}")
+    if hasattr(logits, "is_cuda"):
+        return logits.data_ptr(), shape, names[str(logits.dtype)]
+    return cai["data"][0], shape, names[cai["typestr"]]
+
+
 def _check_shape(array, element):
     if array.ndim not in (2, 3):
         raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {array.shape}")
@@ -168,11 +197,12 @@ class Router:
             if self.budget is not None and t > 0 and self.budget > t * e:
                 raise ValueError(f"budget must be <= T * E = {t * e}, got {self.budget}")
 
-    def _ir(self, element: str, e: int) -> str:
+    def _ir(self, element: str, e: int, topk: bool = True) -> str:
         common = dict(k=None, n=None, capacity=None, capacity_factor=None, alpha=None,
                       expert_score=None, renormalize=False, topk=None)
         if self.mode == "token":
-            common.update(k=self.k, renormalize=self.renormalize, topk=int(self.k))
+            common.update(k=self.k, renormalize=self.renormalize,
+                          topk=int(self.k) if topk else None)
         elif self.mode == "expert":
             common.update(capacity=self.capacity, capacity_factor=self.capacity_factor,
                           k=self.k if self.capacity_factor is not None else None)
@@ -185,20 +215,61 @@ class Router:
                 self.capacity, self.capacity_factor, self.budget, element, e, self.device)
 
     def compiled(self, element: str, num_experts: int):
-        """The JIT-compiled router for logits of `element` and E experts."""
+        """The compiled router for logits of `element` and E experts: a CPU
+        JIT function, or for device="cuda" the loaded GPU kernels."""
         if self.device == "cuda":
-            raise RuntimeError(
-                "device='cuda' is not available in this build of usmoe: the GPU kernels "
-                "compile (usmoe.compile(..., target='cubin')) and run through "
-                "libusmoe_cuda_runtime.so (scripts/gpu-check.sh), but launching them from "
-                "usmoe.route is not wired yet; use device='cpu'")
+            from . import cuda
+            cuda.runtime()  # a clear RuntimeError without driver or GPU
+
+            def build():
+                ir = self._ir(element, num_experts, topk=False)
+                files, metadata = _native().compile_gpu(ir, format="bin")
+                return cuda.KernelModule(next(iter(files.values())), metadata)
+            return _cache.get(self._key(element, num_experts), build)
         return _cache.get(self._key(element, num_experts),
                           lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
 
+    def _call_cuda(self, array, element, pointer) -> Plan:
+        """Route on the GPU: the logits stay where they are if they already
+        live on the device (`pointer`), the plan comes back as NumPy arrays."""
+        from . import cuda
+        b, t, e = array.shape if pointer is None else pointer[1]
+        mod = self.compiled(element, e)
+        n = b * t * e
+        item = 4 if element == "f32" else 2
+        if pointer is None:
+            logits = cuda.DeviceArray(n * item)
+            logits.upload(array)
+        else:
+            logits = cuda.DeviceArray(0, ptr=pointer[0])
+        gates, mask = cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
+        options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
+                       capacity_factor=self.capacity_factor)
+        cuda.launch_route(mod, self.mode, options, logits, gates, mask, (b, t, e))
+        offsets, ids, weights, m = cuda.launch_plan(mod, gates, mask, (b, t, e))
+        mod.synchronize()
+        plan = Plan(gates=gates.download((b, t, e), np.float32),
+                    mask=mask.download((b, t, e), np.uint8).astype(bool),
+                    expert_offsets=offsets.download((e + 1,), np.int32),
+                    token_ids=ids.download((m,), np.int32),
+                    weights=weights.download((m,), np.float32))
+        if self.mode == "token":
+            from .reference import topk_list
+            plan.topk_ids, plan.topk_weights = topk_list(plan.gates, plan.mask, int(self.k))
+        return plan
+
     def __call__(self, logits) -> Plan:
+        if self.device == "cuda":
+            pointer = _device_pointer(logits)
+            if pointer is not None:
+                ptr, shape, element = pointer
+                self._check_against(shape[1], shape[2])
+                return self._call_cuda(None, element, (ptr, shape))
         array, element, _ = _as_logits(logits)
         _, t, e = array.shape
         self._check_against(t, e)
+        if self.device == "cuda":
+            return self._call_cuda(array, element, None)
         fn = self.compiled(element, e)
         out = fn([array])
         plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],

@@ -157,6 +157,8 @@ def main():
         json.dump({"cases": manifest, "bench_tokens": 16384}, f, indent=1)
     shutil.copy(os.path.join(ROOT, "build", "lib", "libusmoe_cuda_runtime.so"), args.out)
     shutil.copy(os.path.join(ROOT, "scripts", "gpu_check", "run.py"), args.out)
+    shutil.copy(os.path.join(ROOT, "python", "usmoe", "cuda.py"),
+                os.path.join(args.out, "usmoe_cuda.py"))
     print(f"packed {len(manifest)} cases into {args.out}")
 
 

@@ -1,0 +1,168 @@
+"""Launching usmoe's GPU kernels through libusmoe_cuda_runtime.so (ctypes).
+
+Needs NumPy and the CUDA driver only (no MLIR), so the same file serves
+`usmoe.route(..., device="cuda")` and the run half of scripts/gpu-check.sh.
+The launch sequences mirror the host code that convert-moe-to-gpu emits;
+kernel parameters follow the metadata (a memref argument expands to
+allocated ptr, aligned ptr, offset, sizes, strides).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+from typing import Optional
+
+import numpy as np
+
+_runtime = None
+
+
+def _find_runtime() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.environ.get("USMOE_CUDA_RUNTIME", ""),
+                  os.path.join(here, "libusmoe_cuda_runtime.so"),
+                  os.path.join(here, "..", "..", "lib", "libusmoe_cuda_runtime.so")]
+    for path in candidates:
+        if path and os.path.exists(path):
+            return path
+    raise RuntimeError("libusmoe_cuda_runtime.so not found (set USMOE_CUDA_RUNTIME)")
+
+
+def runtime():
+    """The runtime library, initialized (RuntimeError with the driver's reason
+    when there is no driver or no GPU)."""
+    global _runtime
+    if _runtime is None:
+        lib = ctypes.CDLL(_find_runtime())
+        lib.usmoe_rt_last_error.restype = ctypes.c_char_p
+        _runtime = lib
+    check(_runtime.usmoe_rt_init(), "CUDA")
+    return _runtime
+
+
+def check(status, what):
+    if status != 0:
+        raise RuntimeError(f"{what}: {_runtime.usmoe_rt_last_error().decode()}")
+
+
+class DeviceArray:
+    """A device allocation (owned), or a view of someone else's (ptr given)."""
+
+    def __init__(self, nbytes: int, ptr: Optional[int] = None):
+        self.owned = ptr is None
+        self.ptr = ctypes.c_uint64(ptr or 0)
+        if self.owned:
+            check(runtime().usmoe_rt_malloc(ctypes.byref(self.ptr), ctypes.c_size_t(max(nbytes, 1))),
+                  "cuMemAlloc")
+
+    def upload(self, array):
+        a = np.ascontiguousarray(array)
+        check(runtime().usmoe_rt_copy_to_device(self.ptr, a.ctypes.data_as(ctypes.c_void_p),
+                                                ctypes.c_size_t(a.nbytes)), "copy to device")
+
+    def download(self, shape, dtype):
+        out = np.empty(shape, dtype)
+        check(runtime().usmoe_rt_copy_to_host(out.ctypes.data_as(ctypes.c_void_p), self.ptr,
+                                              ctypes.c_size_t(out.nbytes)), "copy to host")
+        return out
+
+    def __del__(self):
+        if self.owned and _runtime is not None:
+            _runtime.usmoe_rt_free(self.ptr)
+
+
+def memref_params(array: DeviceArray, shape):
+    """allocated, aligned, offset, sizes, strides (row-major) of a memref."""
+    strides, s = [], 1
+    for d in reversed(shape):
+        strides.insert(0, s)
+        s *= d
+    p = array.ptr.value
+    return ([ctypes.c_uint64(p), ctypes.c_uint64(p), ctypes.c_int64(0)]
+            + [ctypes.c_int64(d) for d in shape] + [ctypes.c_int64(d) for d in strides])
+
+
+class KernelModule:
+    """A loaded cubin/fatbin/PTX image and its kernels, by kind."""
+
+    def __init__(self, image: bytes, metadata):
+        rt = runtime()
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        self.module = ctypes.c_void_p()
+        check(rt.usmoe_rt_module_load(image, ctypes.c_size_t(len(image)), ctypes.byref(self.module)),
+              "cuModuleLoadData")
+        self.kernels = {}
+        for name, meta in sorted(metadata["kernels"].items()):
+            function = ctypes.c_void_p()
+            check(rt.usmoe_rt_module_function(self.module, name.encode(), ctypes.byref(function)),
+                  "cuModuleGetFunction")
+            self.kernels[name] = (function.value, meta)
+
+    def by_kind(self, kind):
+        return [(f, m) for f, m in self.kernels.values() if m["kind"] == kind or
+                m["kind"].startswith(kind + "_")]
+
+    def launch(self, function, meta, values, grid):
+        assert len(values) == len(meta["params"]), "kernel parameter layout mismatch"
+        if grid == 0:
+            return
+        params = (ctypes.c_void_p * len(values))(
+            *[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
+        bx, by, bz = meta["block"]
+        check(runtime().usmoe_rt_launch(ctypes.c_void_p(function), grid, 1, 1, bx, by, bz, 0,
+                                        params), "cuLaunchKernel")
+
+    def synchronize(self):
+        check(runtime().usmoe_rt_synchronize(), "synchronize")
+
+
+def budget(mode: str, options: dict, tokens: int, experts: int) -> int:
+    """N (Unified) or C (Expert Choice) as the spec defines them."""
+    if mode == "unified":
+        if options.get("budget") is not None:
+            return int(options["budget"])
+        return int(math.floor(float(options["k"]) * tokens))
+    if options.get("capacity") is not None:
+        return int(options["capacity"])
+    c = math.ceil(options["capacity_factor"] * tokens * options["k"] / experts)
+    return max(1, min(tokens, c))
+
+
+def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,
+                 gates: DeviceArray, mask: DeviceArray, shape):
+    """moe.route: the token kernel, or scores (+ column mix) then select."""
+    b, t, e = shape
+    lp, gp, mp = (memref_params(x, shape) for x in (logits, gates, mask))
+    for f, meta in mod.by_kind("route_token"):
+        mod.launch(f, meta, lp + gp + mp, -(-(b * t) // 4))
+    for f, meta in mod.by_kind("scores"):
+        mod.launch(f, meta, lp + gp, -(-(b * t) // 4))
+    for f, meta in mod.by_kind("mix_softmax_tokens"):
+        mod.launch(f, meta, lp + gp, -(-(b * e) // 128))
+    for f, meta in mod.by_kind("select"):
+        sets = b if meta["kind"] == "select_sequence" else b * e
+        n = ctypes.c_int64(budget(mode, options, t, e))
+        mod.launch(f, meta, gp + mp + [n], sets)
+
+
+def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape):
+    """moe.plan: count, scan, read M back, fill. Returns (offsets, ids,
+    weights) device arrays and M."""
+    e = shape[2]
+    offsets = DeviceArray((e + 1) * 4)
+    gp, mp = memref_params(gates, shape), memref_params(mask, shape)
+    op = memref_params(offsets, (e + 1,))
+    (fc, mc), = mod.by_kind("plan_count")
+    mod.launch(fc, mc, mp + op, e)
+    (fs, ms), = mod.by_kind("plan_scan")
+    mod.launch(fs, ms, op, 1)
+    mod.synchronize()
+    m = int(offsets.download((e + 1,), np.int32)[-1])
+    ids, weights = DeviceArray(m * 4), DeviceArray(m * 4)
+    (ff, mf), = mod.by_kind("plan_fill")
+    mod.launch(ff, mf, gp + mp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)), e)
+    return offsets, ids, weights, m
