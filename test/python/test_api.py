@@ -189,3 +189,18 @@ func.func @f(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
 """
     with pytest.raises(ValueError, match="not supported on the GPU path yet"):
         usmoe.compile(ir, target="ptx")
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is None, reason="needs a GPU")
+@pytest.mark.parametrize("opts", [dict(mode="token", k=2, renormalize=True),
+                                  dict(mode="expert", capacity_factor=1.25, k=2),
+                                  dict(mode="unified", k=1.5),
+                                  dict(mode="unified", budget=7, expert_score="softmax_tokens")])
+def test_cuda_matches_cpu(opts):
+    logits = np.random.default_rng(4).normal(size=(3, 33, 64)).astype(np.float32)
+    gpu = usmoe.route(logits, device="cuda", **opts)
+    cpu = usmoe.route(logits, device="cpu", **opts)
+    np.testing.assert_array_equal(gpu.mask, cpu.mask)
+    np.testing.assert_allclose(gpu.gates, cpu.gates, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(gpu.expert_offsets, cpu.expert_offsets)
+    np.testing.assert_array_equal(gpu.token_ids, cpu.token_ids)
