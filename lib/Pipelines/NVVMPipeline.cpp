@@ -5,23 +5,13 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "PipelineStages.h"
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
-#include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
-#include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
-#include "mlir/Conversion/FuncToLLVM/ConvertFuncToLLVMPass.h"
-#include "mlir/Conversion/GPUCommon/GPUCommonPass.h"
 #include "mlir/Conversion/GPUToNVVM/GPUToNVVMPass.h"
-#include "mlir/Conversion/IndexToLLVM/IndexToLLVM.h"
-#include "mlir/Conversion/MathToLLVM/MathToLLVM.h"
-#include "mlir/Conversion/MemRefToLLVM/MemRefToLLVM.h"
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
 #include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
-#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
-#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
-#include "mlir/Dialect/Linalg/Passes.h"
-#include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "usmoe/Conversion/Passes.h"
@@ -58,14 +48,9 @@ void mlir::usmoe::buildUsmoeToNVVMPipeline(
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertMoeToGPUPass());
 
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  bufferize.functionBoundaryTypeConversion =
-      bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
   // No deallocation pipeline: it rejects gpu.launch_func (unknown memory
   // effects), and the GPU lowering allocates nothing but its results.
-  pm.addPass(createConvertLinalgToLoopsPass());
+  addBufferizationStage(pm);
   pm.addPass(createCanonicalizerPass());
 
   // Kernels: NVVM target with libdevice linked in (exp -> __nv_expf).
@@ -84,16 +69,7 @@ void mlir::usmoe::buildUsmoeToNVVMPipeline(
   kernels.addPass(createReconcileUnrealizedCastsPass());
 
   // Host: memrefs and launches to LLVM (mgpu* runtime calls).
-  pm.addPass(memref::createExpandStridedMetadataPass());
-  pm.addPass(createLowerAffinePass());
-  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
-  pm.addPass(createConvertMathToLLVMPass());
-  pm.addPass(createArithToLLVMConversionPass());
-  pm.addPass(createConvertIndexToLLVMPass());
-  pm.addPass(createConvertControlFlowToLLVMPass());
-  pm.addPass(createConvertFuncToLLVMPass());
-  pm.addPass(createGpuToLLVMConversionPass());
-  pm.addPass(createReconcileUnrealizedCastsPass());
+  addHostToLLVMStage(pm, /*gpuLaunches=*/true);
 
   GpuModuleToBinaryPassOptions binary;
   binary.toolkitPath = cudaRoot;

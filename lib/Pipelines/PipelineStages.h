@@ -1,0 +1,27 @@
+//===- PipelineStages.h - stages shared by the usmoe pipelines --*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_PIPELINES_PIPELINESTAGES_H
+#define USMOE_LIB_PIPELINES_PIPELINESTAGES_H
+
+namespace mlir {
+class OpPassManager;
+namespace usmoe {
+
+/// One-shot bufferization across function boundaries with identity layouts
+/// (so exported functions take plain memrefs), then the tensor/linalg ops of
+/// the surrounding program lowered to loops.
+void addBufferizationStage(OpPassManager &pm);
+
+/// scf, memref, math, arith, index, cf and func (and with `gpuLaunches`,
+/// gpu.launch_func -> mgpu* calls) to the LLVM dialect.
+void addHostToLLVMStage(OpPassManager &pm, bool gpuLaunches);
+
+} // namespace usmoe
+} // namespace mlir
+
+#endif // USMOE_LIB_PIPELINES_PIPELINESTAGES_H
