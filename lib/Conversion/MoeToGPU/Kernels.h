@@ -15,6 +15,13 @@
 
 namespace mlir::usmoe::gpu_kernels {
 
+/// An empty kernel `name(args)` (marked `gpu.kernel`) with a known 1-D block
+/// of `threads` and the given workgroup (shared memory) buffers, at
+/// `builder`'s insertion point inside a gpu.module.
+gpu::GPUFuncOp createKernel(OpBuilder &builder, Location loc, StringRef name,
+                            ArrayRef<Type> args, int32_t threads,
+                            ArrayRef<Type> workgroup = {});
+
 /// Launch shape of the Token Choice kernel: one warp per token.
 inline constexpr int64_t kTokenChoiceWarpsPerBlock = 4;
 

@@ -28,18 +28,27 @@ using arith::CmpIPredicate;
 
 namespace {
 
-/// Creates kernel `name(types)` with `threads` threads and workgroup
-/// buffers; returns it with the builder inside its body.
+/// createKernel, with `b` moved into the new kernel's body.
 gpu::GPUFuncOp startKernel(OpBuilder &builder, LoopBuilder &b, Location loc,
                            StringRef name, ArrayRef<Type> types,
                            int32_t threads, ArrayRef<Type> workgroup = {}) {
-  auto func = gpu::GPUFuncOp::create(
-      builder, loc, name, builder.getFunctionType(types, {}), workgroup);
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
-                builder.getUnitAttr());
-  func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr({threads, 1, 1}));
+  auto func = createKernel(builder, loc, name, types, threads, workgroup);
   b.setInsertionPointToStart(&func.getBody().front());
   return func;
+}
+
+/// Row g of a chunked walk over `rows` rows: (g, g < rows, g clamped into
+/// range so that loads stay in bounds for the last partial chunk).
+struct ChunkRow {
+  Value index, inBounds, clamped;
+};
+ChunkRow chunkRow(LoopBuilder &b, Value chunk, Value tid, Value rows,
+                  int64_t threads) {
+  Value g = addi(b, muli(b, chunk, indexConst(b, threads)), tid);
+  Value last = subi(b, arith::MaxUIOp::create(b, rows, indexConst(b, 1)),
+                    indexConst(b, 1));
+  return {g, cmpi(b, CmpIPredicate::ult, g, rows),
+          arith::MinUIOp::create(b, g, last)};
 }
 
 Value threadId(LoopBuilder &b) {
@@ -94,12 +103,8 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
     partial = forRangeAcc(
         b, zero(b), arith::CeilDivUIOp::create(b, rows, indexConst(b, threads)),
         {partial}, [&](LoopBuilder &b, Value chunk, ValueRange acc) {
-          Value g = addi(b, muli(b, chunk, indexConst(b, threads)), tid);
-          Value in = cmpi(b, CmpIPredicate::ult, g, rows);
-          Value at = arith::MinUIOp::create(
-              b, g,
-              subi(b, arith::MaxUIOp::create(b, rows, indexConst(b, 1)),
-                   indexConst(b, 1)));
+          auto [g, in, at] = chunkRow(b, chunk, tid, rows, threads);
+          (void)g;
           Value on = load(b, mask,
                           {arith::DivUIOp::create(b, at, tokens),
                            arith::RemUIOp::create(b, at, tokens), e});
@@ -158,12 +163,8 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
     forRangeAcc(
         b, zero(b), arith::CeilDivUIOp::create(b, rows, indexConst(b, threads)),
         {start}, [&](LoopBuilder &b, Value chunk, ValueRange acc) {
-          Value g = addi(b, muli(b, chunk, indexConst(b, threads)), tid);
-          Value in = cmpi(b, CmpIPredicate::ult, g, rows);
-          Value at = arith::MinUIOp::create(
-              b, g,
-              subi(b, arith::MaxUIOp::create(b, rows, indexConst(b, 1)),
-                   indexConst(b, 1)));
+          auto [g, in, at] = chunkRow(b, chunk, tid, rows, threads);
+          (void)g;
           SmallVector<Value> idx = {arith::DivUIOp::create(b, at, tokens),
                                     arith::RemUIOp::create(b, at, tokens), e};
           Value on = andi(b, in, load(b, mask, idx));

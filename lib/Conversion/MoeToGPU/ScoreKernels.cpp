@@ -27,17 +27,24 @@ using namespace mlir::usmoe::gpu_kernels;
 using arith::CmpFPredicate;
 using arith::CmpIPredicate;
 
-/// A kernel `name(args...)` with a known block size; `body` fills it.
-static gpu::GPUFuncOp
-buildKernel(OpBuilder &builder, Location loc, StringRef name,
-            ArrayRef<Type> args, int32_t threads,
-            function_ref<void(LoopBuilder &, ArrayRef<Value>)> body,
-            ArrayRef<Type> workgroup = {}) {
+gpu::GPUFuncOp gpu_kernels::createKernel(OpBuilder &builder, Location loc,
+                                         StringRef name, ArrayRef<Type> args,
+                                         int32_t threads,
+                                         ArrayRef<Type> workgroup) {
   auto func = gpu::GPUFuncOp::create(
       builder, loc, name, builder.getFunctionType(args, {}), workgroup);
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
                 builder.getUnitAttr());
   func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr({threads, 1, 1}));
+  return func;
+}
+
+/// A kernel `name(args...)` whose body `body` fills.
+static gpu::GPUFuncOp
+buildKernel(OpBuilder &builder, Location loc, StringRef name,
+            ArrayRef<Type> args, int32_t threads,
+            function_ref<void(LoopBuilder &, ArrayRef<Value>)> body) {
+  auto func = createKernel(builder, loc, name, args, threads);
   Block &entry = func.getBody().front();
   LoopBuilder b(loc, builder);
   OpBuilder::InsertionGuard guard(b);

@@ -52,15 +52,9 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
   SmallVector<Type> workgroup = {workgroupBuffer(ctx, 256),
                                  workgroupBuffer(ctx, 4),
                                  workgroupBuffer(ctx, kWarps)};
-  auto func = gpu::GPUFuncOp::create(
-      builder, loc, name,
-      builder.getFunctionType({gatesType, maskType, builder.getIndexType()},
-                              {}),
-      workgroup);
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
-                builder.getUnitAttr());
-  func.setKnownBlockSizeAttr(
-      builder.getDenseI32ArrayAttr({int32_t(kThreads), 1, 1}));
+  auto func = createKernel(builder, loc, name,
+                           {gatesType, maskType, builder.getIndexType()},
+                           int32_t(kThreads), workgroup);
 
   Block &entry = func.getBody().front();
   LoopBuilder b(loc, builder);

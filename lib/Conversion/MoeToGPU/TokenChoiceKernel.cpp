@@ -34,13 +34,9 @@ using arith::CmpIPredicate;
 gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
     MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize) {
-  auto funcType =
-      builder.getFunctionType({logitsType, gatesType, maskType}, {});
-  auto func = gpu::GPUFuncOp::create(builder, loc, name, funcType);
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
-                builder.getUnitAttr());
-  int32_t threads = int32_t(kTokenChoiceWarpsPerBlock * kWarpSize);
-  func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr({threads, 1, 1}));
+  auto func =
+      createKernel(builder, loc, name, {logitsType, gatesType, maskType},
+                   int32_t(kTokenChoiceWarpsPerBlock * kWarpSize));
 
   Block &entry = func.getBody().front();
   LoopBuilder b(loc, builder);
