@@ -108,3 +108,15 @@ def test_single_token_unified_equals_token_choice():
         unified = usmoe.route(logits, mode="unified", k=3, alpha=alpha)
         token = usmoe.route(logits, mode="token", k=3)
         np.testing.assert_array_equal(unified.mask, token.mask)
+
+
+@pytest.mark.parametrize("k", [1, 16, 17, 40])
+def test_token_choice_both_topk_algorithms(k):
+    """k <= 16 keeps the best k in registers, larger k scans the row k times:
+    both must give the reference's selection, ties included."""
+    rng = np.random.default_rng(k)
+    logits = (rng.integers(-3, 4, size=(2, 9, 64)) * 0.5).astype(np.float32)
+    got = usmoe.route(logits, mode="token", k=k, renormalize=True)
+    want = reference.route(logits, mode="token", k=k, renormalize=True)
+    assert_same_plan(got, want)
+    np.testing.assert_array_equal(got.topk_ids, want.topk_ids)

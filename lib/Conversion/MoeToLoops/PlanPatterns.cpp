@@ -111,6 +111,22 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
     Value minusOne = i32Const(b, -1);
     forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
       Value g = addi(b, muli(b, bi, tokens), ti);
+      if (k <= kInsertionTopK) {
+        SmallVector<Value> best = emitBestKIndices(
+            b, indexConst(b, experts), k, [&](LoopBuilder &b, Value ei) {
+              return std::make_pair(scoreKeyOf(b, load(b, gates, {bi, ti, ei})),
+                                    load(b, mask, {bi, ti, ei}));
+            });
+        for (auto [j, idx] : llvm::enumerate(best)) {
+          Value found = cmpi(b, CmpIPredicate::sge, idx, i32Const(b, 0));
+          Value at = i32ToIndex(b, select(b, found, idx, i32Const(b, 0)));
+          Value gate = load(b, gates, {bi, ti, at});
+          store(b, idx, ids, {g, indexConst(b, j)});
+          store(b, select(b, found, gate, f32Const(b, 0.0)), weights,
+                {g, indexConst(b, j)});
+        }
+        return;
+      }
       SmallVector<Value> prev = {f32Const(b, 0.0), minusOne, i1Const(b, true)};
       forRangeAcc(
           b, zero, indexConst(b, k), prev,

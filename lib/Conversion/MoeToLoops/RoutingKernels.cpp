@@ -161,15 +161,64 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
 // Selection
 //===----------------------------------------------------------------------===//
 
-void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
-                        Value ti, int64_t k, bool renormalize) {
+Value loops::scoreKeyOf(LoopBuilder &b, Value score) {
+  return scoreKey(b, score);
+}
+
+SmallVector<Value> loops::emitBestKIndices(
+    LoopBuilder &b, Value count, int64_t k,
+    function_ref<std::pair<Value, Value>(LoopBuilder &, Value)> keyAt) {
+  // Key 0 is below every real key (the key of -inf is 0x007FFFFF).
+  SmallVector<Value> init;
+  for (int64_t j = 0; j < k; ++j)
+    init.push_back(i32Const(b, 0));
+  for (int64_t j = 0; j < k; ++j)
+    init.push_back(i32Const(b, -1));
+  SmallVector<Value> best = forRangeAcc(
+      b, indexConst(b, 0), count, init,
+      [&](LoopBuilder &b, Value i, ValueRange acc) {
+        auto [key, include] = keyAt(b, i);
+        Value idx = indexToI32(b, i);
+        SmallVector<Value> greater;
+        for (int64_t j = 0; j < k; ++j)
+          greater.push_back(
+              andi(b, include, cmpi(b, CmpIPredicate::ugt, key, acc[j])));
+        SmallVector<Value> next(2 * k);
+        for (int64_t j = 0; j < k; ++j) {
+          // Slot j takes the new element where it is the first smaller
+          // slot, the previous slot's pair where the insertion is above it.
+          Value key_j = select(b, greater[j], key, acc[j]);
+          Value id_j = select(b, greater[j], idx, acc[k + j]);
+          if (j > 0) {
+            key_j = select(b, greater[j - 1], acc[j - 1], key_j);
+            id_j = select(b, greater[j - 1], acc[k + j - 1], id_j);
+          }
+          next[j] = key_j;
+          next[k + j] = id_j;
+        }
+        return next;
+      });
+  return SmallVector<Value>(best.begin() + k, best.end());
+}
+
+/// Small k: the k best in registers, in one pass.
+static void emitTopKByInsertion(LoopBuilder &b, Value gates, Value mask,
+                                Value bi, Value ti, int64_t k) {
+  SmallVector<Value> best = emitBestKIndices(
+      b, indexConst(b, numExperts(gates)), k, [&](LoopBuilder &b, Value ei) {
+        return std::make_pair(scoreKey(b, load(b, gates, {bi, ti, ei})),
+                              i1Const(b, true));
+      });
+  for (Value idx : best)
+    store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
+}
+
+/// Large k: k scans of the row; the j-th pick is the best element ranked
+/// strictly after the previous pick (key descending, index ascending).
+static void emitTopKByScans(LoopBuilder &b, Value gates, Value mask, Value bi,
+                            Value ti, int64_t k) {
   Value zero = indexConst(b, 0);
   Value experts = indexConst(b, numExperts(gates));
-  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
-    store(b, i1Const(b, false), mask, {bi, ti, ei});
-  });
-  // The j-th pick is the best element ranked strictly after the previous
-  // pick in the order (key descending, index ascending); no scratch memory.
   Value minusOne = i32Const(b, -1);
   SmallVector<Value> prev = {i32Const(b, 0), minusOne, i1Const(b, true)};
   prev = forRangeAcc(
@@ -196,6 +245,19 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
         store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, best[1])});
         return SmallVector<Value>{best[0], best[1], i1Const(b, false)};
       });
+}
+
+void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
+                        Value ti, int64_t k, bool renormalize) {
+  Value zero = indexConst(b, 0);
+  Value experts = indexConst(b, numExperts(gates));
+  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
+    store(b, i1Const(b, false), mask, {bi, ti, ei});
+  });
+  if (k <= kInsertionTopK)
+    emitTopKByInsertion(b, gates, mask, bi, ti, k);
+  else
+    emitTopKByScans(b, gates, mask, bi, ti, k);
   Value sum = forRangeAcc(
       b, zero, experts, {f32Const(b, 0.0)},
       [&](LoopBuilder &b, Value ei, ValueRange acc) {
@@ -331,4 +393,3 @@ void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
                     });
   });
 }
-

@@ -49,6 +49,20 @@ void emitUnifiedScore(LoopBuilder &b, double alpha, moe::ExpertScoreKind kind,
 /// gates and renormalizes the selected ones if asked.
 void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
                  int64_t k, bool renormalize);
+/// Up to this k, the best k are kept sorted in registers in one pass.
+inline constexpr int64_t kInsertionTopK = 16;
+
+/// The indices of the k best of `count` elements, best first (key
+/// descending, lower index first among equals), -1 where fewer than k are
+/// included. `keyAt(i)` gives element i's unsigned score key and whether it
+/// takes part. One pass, 2k loop-carried registers: use for small k.
+SmallVector<Value> emitBestKIndices(
+    LoopBuilder &b, Value count, int64_t k,
+    function_ref<std::pair<Value, Value>(LoopBuilder &, Value)> keyAt);
+
+/// Order-preserving unsigned key of an f32 score (RoutingMath.h).
+Value scoreKeyOf(LoopBuilder &b, Value score);
+
 /// Expert Choice for every (sequence, expert): `capacity` (index) tokens.
 void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity);
 /// Unified: the best `budget` (index) pairs of every sequence.
