@@ -103,9 +103,13 @@ def _device_pointer(logits):
         shape = [1] + shape
     if len(shape) != 3:
         raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {tuple(shape)}")
-    if hasattr(logits, "is_cuda"):
-        return logits.data_ptr(), shape, names[str(logits.dtype)]
-    return cai["data"][0], shape, names[cai["typestr"]]
+    ptr = logits.data_ptr() if hasattr(logits, "is_cuda") else cai["data"][0]
+    if ptr % 16:
+        # The kernels read rows with 16-byte vector loads.
+        raise ValueError("logits on the GPU must start at a 16-byte aligned address "
+                         "(pass a fresh tensor, e.g. x.clone())")
+    element = names[str(logits.dtype)] if hasattr(logits, "is_cuda") else names[cai["typestr"]]
+    return ptr, shape, element
 
 
 def _check_shape(array, element):

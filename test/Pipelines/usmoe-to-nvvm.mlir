@@ -12,8 +12,12 @@
 // Registers only: no local memory for the row.
 // CHECK-NOT: .local
 // CHECK: .entry route_token_0(
+// Rows are read with 16-byte vector loads when E % 4 == 0.
+// CHECK: ld.global.v4.b32
 // CHECK: shfl.sync.bfly.b32
 // CHECK: shfl.sync.idx.b32
+// CHECK: .entry route_token_1(
+// CHECK: ld.global.v4.b16
 // CHECK: .entry route_token_6(
 // CHECK: .entry route_unified_7_scores(
 // CHECK: .entry route_unified_7_select(

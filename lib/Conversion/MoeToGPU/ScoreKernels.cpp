@@ -79,7 +79,7 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
                        auto write = [&](LoopBuilder &b) {
                          store(b, s, scores, {bi, ti, row.expert[v]});
                        };
-                       if ((v + 1) * kWarpSize <= experts)
+                       if (row.alwaysInBounds(v, experts))
                          write(b);
                        else
                          ifThen(b, row.inBounds[v], write);

@@ -90,9 +90,8 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
               }
               auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex);
               (void)winKey;
-              Value owner =
-                  arith::RemUIOp::create(b, winIndex, i32Const(b, 32));
-              Value slot = arith::DivUIOp::create(b, winIndex, i32Const(b, 32));
+              Value owner = row.ownerLane(b, winIndex);
+              Value slot = row.slotOf(b, winIndex);
               Value mine = cmpi(b, CmpIPredicate::eq, owner, laneI32);
               Value slotBit = arith::ShLIOp::create(
                   b, arith::ConstantIntOp::create(b, i64, 1),
@@ -123,7 +122,7 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
             store(b, isTaken, mask, {bi, ti, expert[v]});
           };
           // Only the last register can run past E.
-          if ((v + 1) * kWarpSize <= experts)
+          if (row.alwaysInBounds(v, experts))
             write(b);
           else
             ifThen(b, inBounds[v], write);

@@ -18,6 +18,8 @@ using loops::LoopBuilder;
 
 /// NVIDIA warps are 32 lanes wide; kept in one place for other targets.
 inline constexpr int32_t kWarpSize = 32;
+/// Elements per vector load of a row (16 bytes of f32).
+inline constexpr int64_t kVectorWidth = 4;
 
 inline Value shuffleXor(LoopBuilder &b, Value v, int32_t offset) {
   return gpu::ShuffleOp::create(b, v, offset, kWarpSize, gpu::ShuffleMode::XOR)

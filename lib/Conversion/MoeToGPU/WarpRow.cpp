@@ -8,6 +8,7 @@
 #include "WarpRow.h"
 #include "Conversion/Common/RoutingMath.h"
 #include "WarpReduce.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace mlir::usmoe;
@@ -33,21 +34,72 @@ void gpu_kernels::forWarpRow(
   });
 }
 
+Value WarpRow::ownerLane(LoopBuilder &b, Value e) const {
+  if (vectorWidth == 1)
+    return arith::RemUIOp::create(b, e, i32Const(b, kWarpSize));
+  Value inGroup =
+      arith::RemUIOp::create(b, e, i32Const(b, kWarpSize * vectorWidth));
+  return arith::DivUIOp::create(b, inGroup, i32Const(b, vectorWidth));
+}
+
+Value WarpRow::slotOf(LoopBuilder &b, Value e) const {
+  if (vectorWidth == 1)
+    return arith::DivUIOp::create(b, e, i32Const(b, kWarpSize));
+  Value group =
+      arith::DivUIOp::create(b, e, i32Const(b, kWarpSize * vectorWidth));
+  return addi(b, muli(b, group, i32Const(b, vectorWidth)),
+              arith::RemUIOp::create(b, e, i32Const(b, vectorWidth)));
+}
+
 WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
                                         Value ti, Value lane) {
-  const int64_t experts = cast<MemRefType>(logits.getType()).getDimSize(2);
+  auto logitsType = cast<MemRefType>(logits.getType());
+  const int64_t experts = logitsType.getDimSize(2);
   WarpRow row;
-  row.perLane = (experts + kWarpSize - 1) / kWarpSize;
-  Value last = indexConst(b, experts - 1);
-  for (int64_t v = 0; v < row.perLane; ++v) {
-    Value e = addi(b, lane, indexConst(b, v * kWarpSize));
-    Value in = cmpi(b, CmpIPredicate::ult, e, indexConst(b, experts));
-    // Clamped load, then masked: no divergent branch around the load.
-    Value at = arith::MinUIOp::create(b, e, last);
-    Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, at}));
-    row.expert.push_back(e);
-    row.inBounds.push_back(in);
-    row.logit.push_back(select(b, in, x, f32Const(b, kNegInf)));
+  row.vectorWidth = experts % kVectorWidth == 0 ? kVectorWidth : 1;
+  const int64_t span = kWarpSize * row.vectorWidth; // experts per group
+  row.perLane = (experts + span - 1) / span * row.vectorWidth;
+  Value numExperts = indexConst(b, experts);
+  if (row.vectorWidth == 1) {
+    Value last = indexConst(b, experts - 1);
+    for (int64_t v = 0; v < row.perLane; ++v) {
+      Value e = addi(b, lane, indexConst(b, v * kWarpSize));
+      Value in = cmpi(b, CmpIPredicate::ult, e, numExperts);
+      // Clamped load, then masked: no divergent branch around the load.
+      Value at = arith::MinUIOp::create(b, e, last);
+      Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, at}));
+      row.expert.push_back(e);
+      row.inBounds.push_back(in);
+      row.logit.push_back(select(b, in, x, f32Const(b, kNegInf)));
+    }
+  } else {
+    auto vectorType =
+        VectorType::get({kVectorWidth}, logitsType.getElementType());
+    Value lastGroup = indexConst(b, experts - kVectorWidth);
+    for (int64_t group = 0; group < row.perLane / kVectorWidth; ++group) {
+      Value base = addi(b, muli(b, lane, indexConst(b, kVectorWidth)),
+                        indexConst(b, group * span));
+      // One aligned vector load per group (clamped, then masked).
+      Value at = arith::MinUIOp::create(b, base, lastGroup);
+      // Aligned: E % 4 == 0 and `at` % 4 == 0, so with a 16-byte aligned
+      // base (any allocation) every group starts on a vector boundary.
+      int64_t bytes = kVectorWidth *
+                      logitsType.getElementType().getIntOrFloatBitWidth() / 8;
+      Value chunk = vector::LoadOp::create(
+          b, vectorType, logits, ValueRange{bi, ti, at},
+          /*nontemporal=*/false, llvm::MaybeAlign(bytes));
+      for (int64_t j = 0; j < kVectorWidth; ++j) {
+        Value e = addi(b, base, indexConst(b, j));
+        Value in = cmpi(b, CmpIPredicate::ult, e, numExperts);
+        Value x = vector::ExtractOp::create(b, chunk, j);
+        if (!x.getType().isF32())
+          x = arith::ExtFOp::create(b, b.getF32Type(), x);
+        x = sanitize(b, x);
+        row.expert.push_back(e);
+        row.inBounds.push_back(in);
+        row.logit.push_back(select(b, in, x, f32Const(b, kNegInf)));
+      }
+    }
   }
 
   Value localMax = row.logit[0];

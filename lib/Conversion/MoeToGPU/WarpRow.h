@@ -17,9 +17,26 @@ using loops::LoopBuilder;
 /// Lane l holds experts l, l + 32, ... of row (bi, ti): V = ceil(E / 32)
 /// registers, each with its expert index, an in-bounds flag, the sanitized
 /// logit (-inf past E) and the row-softmax score P (0 past E).
+///
+/// When E is a multiple of 4 the row is read with 4-wide vector loads: lane
+/// l holds experts 4l .. 4l+3 of each 128-expert group (register v is
+/// element v % 4 of group v / 4); otherwise one expert per register, lane l
+/// holding l, l + 32, ... `ownerLane` / `slotOf` invert the mapping.
 struct WarpRow {
   int64_t perLane = 0;
+  int64_t vectorWidth = 1;
   SmallVector<Value> expert, inBounds, logit, score;
+
+  /// The lane that holds expert `e` (i32).
+  Value ownerLane(LoopBuilder &b, Value e) const;
+  /// The register index that holds expert `e` in its owner lane (i32).
+  Value slotOf(LoopBuilder &b, Value e) const;
+  /// Whether register v is within the E experts in every lane (no guard
+  /// needed around its stores).
+  bool alwaysInBounds(int64_t v, int64_t experts) const {
+    int64_t group = vectorWidth == 1 ? v : v / vectorWidth;
+    return (group + 1) * 32 * vectorWidth <= experts;
+  }
 };
 
 /// Loads the row and computes P = softmax over experts with warp shuffles:

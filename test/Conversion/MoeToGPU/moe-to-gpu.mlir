@@ -30,17 +30,31 @@ func.func @router(%l: tensor<?x?x64xbf16>) -> (tensor<?x?x64xf32>, tensor<?x?x64
 
 // -----
 
-// E = 60 is not a multiple of the warp: the second register of each lane is
-// guarded, and so are its stores.
+// E = 60 (a multiple of 4, not of 128): one 4-wide vector load per lane,
+// clamped to the last group and masked; stores past E are guarded.
 // CHECK-LABEL: func.func @uneven
 // CHECK: gpu.func @route_token_0(
 // CHECK-SAME: memref<2x?x60xf32>
-// CHECK: arith.minui %{{.*}}, %c59
+// CHECK: %[[AT:.*]] = arith.minui %{{.*}}, %c56
+// CHECK: vector.load %{{.*}}[%{{.*}}, %{{.*}}, %[[AT]]] {alignment = 16 : i64} : memref<2x?x60xf32>, vector<4xf32>
 // CHECK: scf.if
 // CHECK: memref.store
 func.func @uneven(%l: tensor<2x?x60xf32>) -> tensor<2x?x60xf32> {
   %g, %m = moe.route token %l k = 2.0 : tensor<2x?x60xf32>
   return %g : tensor<2x?x60xf32>
+}
+
+// -----
+
+// E = 6 is not a multiple of 4: scalar loads, lane l holding l, l + 32, ...
+// CHECK-LABEL: func.func @odd
+// CHECK: gpu.func @route_token_0(
+// CHECK: arith.minui %{{.*}}, %c5
+// CHECK-NOT: vector.load
+// CHECK: gpu.return
+func.func @odd(%l: tensor<1x?x6xf16>) -> tensor<1x?x6xf32> {
+  %g, %m = moe.route token %l k = 2.0 : tensor<1x?x6xf16>
+  return %g : tensor<1x?x6xf32>
 }
 
 // -----
