@@ -1,5 +1,6 @@
 // Routers of every mode for the expert counts and k of real models, lowered
 // to PTX for sm_90 and, where the toolkit is present, assembled by ptxas.
+// REQUIRES: ptxas
 // RUN: rm -rf %t && usmoe-opt %s -usmoe-to-nvvm | usmoe-extract-binary -o %t
 // RUN: FileCheck %s --input-file %t/usmoe_kernels.ptx
 // RUN: FileCheck %s --check-prefix=META --input-file %t/usmoe_kernels.json
