@@ -25,8 +25,8 @@ gpu::GPUFuncOp createKernel(OpBuilder &builder, Location loc, StringRef name,
 /// Launch shape of the Token Choice kernel: one warp per token.
 inline constexpr int64_t kTokenChoiceWarpsPerBlock = 4;
 
-/// Experts a Token Choice kernel can hold in registers (64 per lane).
-inline constexpr int64_t kTokenChoiceMaxExperts = 2048;
+/// Experts a warp can hold in registers (64 per lane): the GPU limit on E.
+inline constexpr int64_t kMaxExperts = 2048;
 
 /// Builds, at `builder`'s insertion point inside a gpu.module, the kernel
 /// `name(logits, gates, mask)` for memrefs of the given types ([B, T, E]).

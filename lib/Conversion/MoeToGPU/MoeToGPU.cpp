@@ -139,9 +139,9 @@ struct ConvertMoeToGPUPass
                                     unsigned index) {
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
-    if (experts > gpu_kernels::kTokenChoiceMaxExperts)
+    if (experts > gpu_kernels::kMaxExperts)
       return op.emitOpError() << "routing on the GPU supports up to "
-                              << gpu_kernels::kTokenChoiceMaxExperts
+                              << gpu_kernels::kMaxExperts
                               << " experts, got " << experts;
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
@@ -350,9 +350,9 @@ struct ConvertMoeToGPUPass
                                  unsigned index) {
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
-    if (experts > gpu_kernels::kTokenChoiceMaxExperts)
+    if (experts > gpu_kernels::kMaxExperts)
       return op.emitOpError() << "token routing on the GPU supports up to "
-                              << gpu_kernels::kTokenChoiceMaxExperts
+                              << gpu_kernels::kMaxExperts
                               << " experts, got " << experts;
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
