@@ -50,15 +50,26 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     written with `gpu`, `arith`, `math`, `memref` and `scf` ops and lower
     through `convert-gpu-to-nvvm` (see the `usmoe-to-nvvm` pipeline).
 
-    Supported so far:
+    Supported so far (details and launch shapes in docs/Design.md):
 
-    - Token Choice (`moe.route token`), any E up to 2048 and any k <= E:
-      one warp per token, 4 tokens per 128-thread block. Lane `l` holds
-      experts `l, l + 32, ...` in registers; the row max and sum are warp
-      butterflies of `gpu.shuffle xor` (the sum is broadcast from lane 0 so
-      every lane divides by the same value); each of the k picks is a warp
-      arg-max over (score key, expert index) pairs, ties to the lower index.
-      Gates and mask are written once, coalesced.
+    - `moe.route token`, E <= 2048, any k: one warp per token, 4 tokens per
+      128-thread block; the row in registers (16-byte vector loads when
+      E % 4 == 0); max and sum by `gpu.shuffle xor` butterflies (the sum
+      broadcast from lane 0 so every lane divides by the same value); each of
+      the k picks a warp arg-max over (score key, expert index), ties to the
+      lower index; gates and mask written once.
+    - `moe.route unified` / `moe.route expert`: row scores into the gate
+      buffer (plus a column kernel for `softmax_tokens`), then one
+      1024-thread block per sequence (Unified) or per (sequence, expert)
+      (Expert Choice): 4-pass radix select with a shared-memory histogram,
+      ties ranked in index order by block prefix counts.
+    - `moe.plan`: per-expert count, scan, stable per-expert fill.
+    - `moe.dispatch`: a block per plan row.
+    - `moe.combine` with `expert_offsets`: a block per token, rows found by
+      binary search per expert, summed in row order (no atomics).
+
+    The module attribute `usmoe.kernels` describes every kernel (kind,
+    launch shape, argument types) for runtimes without MLIR.
 
     Any other moe op is an error ("not supported on the GPU path yet"), so
     that nothing silently runs on the host; the CPU path (`usmoe-to-cpu`)

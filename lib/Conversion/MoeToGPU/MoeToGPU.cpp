@@ -46,13 +46,13 @@ struct ConvertMoeToGPUPass
     : usmoe::impl::ConvertMoeToGPUPassBase<ConvertMoeToGPUPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    SmallVector<Operation *> routes;
+    SmallVector<Operation *> lowerable;
     WalkResult unsupported = module.walk([&](Operation *op) {
       if (isa<moe::RouteOp, moe::PlanOp, moe::DispatchOp, moe::CombineOp>(op)) {
-        routes.push_back(op);
+        lowerable.push_back(op);
         return WalkResult::advance();
       }
-      if (isa<moe::MoeDialect>(op->getDialect())) {
+      if (isa_and_nonnull<moe::MoeDialect>(op->getDialect())) {
         op->emitOpError("is not supported on the GPU path yet (usmoe-to-cpu "
                         "supports every moe op)");
         return WalkResult::interrupt();
@@ -61,12 +61,12 @@ struct ConvertMoeToGPUPass
     });
     if (unsupported.wasInterrupted())
       return signalPassFailure();
-    if (routes.empty())
+    if (lowerable.empty())
       return;
 
     gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
     unsigned counter = 0;
-    for (Operation *op : routes) {
+    for (Operation *op : lowerable) {
       LogicalResult lowered =
           TypeSwitch<Operation *, LogicalResult>(op)
               .Case([&](moe::RouteOp route) {
