@@ -469,3 +469,27 @@ func.func @combine_rows(%x: tensor<6x16xf32>, %i: tensor<5xi32>, %w: tensor<6xf3
   %y = moe.combine %x, %i, %w into %init : tensor<6x16xf32>, tensor<5xi32>, tensor<6xf32> into tensor<?x16xf32>
   return
 }
+
+// -----
+
+func.func @generic_plan_scalar(%g: f32) {
+  // expected-error @+1 {{operand #0 must be 3D tensor of 32-bit float values, but got 'f32'}}
+  %o, %i, %w = "moe.plan"(%g, %g) : (f32, f32) -> (tensor<9xi32>, tensor<?xi32>, tensor<?xf32>)
+  return
+}
+
+// -----
+
+func.func @generic_combine_arity(%g: tensor<?x8xf32>) {
+  // expected-error @+1 {{expected 4 or more operands, but found 1}}
+  %o = "moe.combine"(%g) : (tensor<?x8xf32>) -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @generic_select_without_k(%g: tensor<?x?x8xf32>) {
+  // expected-error @+1 {{requires attribute 'k'}}
+  %o, %i = "moe.select_topk"(%g) : (tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<?x?x8xi1>)
+  return
+}
