@@ -68,41 +68,51 @@ def router_ir(e, dtype, mode, opts):
 
 
 LAYER_IR = """
-func.func @layer(%l: tensor<1x?x{E}xf32>, %h: tensor<?x{D}xf32>, %init: tensor<?x{D}xf32>)
+func.func @layer(%l: tensor<1x?x{E}xf32>, %h: tensor<?x{D}xf32>, %init: tensor<?x{D}xf32>,
+                 %w1: tensor<{E}x{D}x{F}xf32>, %w3: tensor<{E}x{D}x{F}xf32>,
+                 %w2: tensor<{E}x{F}x{D}xf32>)
     -> (tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<?xi32>) {{
   %g, %m = moe.route unified %l k = 1.5 : tensor<1x?x{E}xf32>
   %o, %i, %w = moe.plan %g, %m : tensor<1x?x{E}xf32>
   %x = moe.dispatch %h, %i : tensor<?x{D}xf32>, tensor<?xi32>
-  %y = moe.combine %x, %i, %w into %init offsets %o
+  %f = moe.expert_ffn %x, %o, %w1, %w3, %w2
+      : tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<{E}x{D}x{F}xf32>,
+        tensor<{E}x{D}x{F}xf32>, tensor<{E}x{F}x{D}xf32>
+  %y = moe.combine %f, %i, %w into %init offsets %o
       : tensor<?x{D}xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x{D}xf32>, tensor<{E1}xi32>
   return %y, %o, %i : tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<?xi32>
 }}
 """
 
 
-def pack_layer(out, opt, extract, rng, e=16, d=64):
-    """route + plan + dispatch + combine (expert compute = identity), the
-    CPU path's results as expectations."""
+def pack_layer(out, opt, extract, rng, e=16, d=64, ffn=96):
+    """A whole MoE layer (route, plan, dispatch, SwiGLU experts, combine),
+    the CPU path's results as expectations."""
     name = f"layer_unified_e{e}_d{d}"
     case_dir = os.path.join(out, name)
     os.makedirs(case_dir, exist_ok=True)
-    ir = LAYER_IR.format(E=e, E1=e + 1, D=d)
+    ir = LAYER_IR.format(E=e, E1=e + 1, D=d, F=ffn)
     for fmt in ("bin", "isa"):
         lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
                                  capture_output=True, text=True, check=True).stdout
         subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
     fn = usmoe.compile(ir, target="cpu", entry="layer")
+    w1 = rng.normal(0, 0.2, size=(e, d, ffn)).astype(np.float32)
+    w3 = rng.normal(0, 0.2, size=(e, d, ffn)).astype(np.float32)
+    w2 = rng.normal(0, 0.2, size=(e, ffn, d)).astype(np.float32)
+    for key, value in dict(w1=w1, w3=w3, w2=w2).items():
+        np.save(os.path.join(case_dir, f"{key}.npy"), value)
     inputs = []
     for j, t in enumerate([1, 9, 300]):
         logits = rng.normal(size=(1, t, e)).astype(np.float32)
         hidden = rng.normal(size=(t, d)).astype(np.float32)
         init = rng.normal(size=(t, d)).astype(np.float32)
-        y, offsets, ids = fn([logits, hidden, init])
+        y, offsets, ids = fn([logits, hidden, init, w1, w3, w2])
         for key, value in dict(logits=logits, hidden=hidden, init=init, y=y,
                                offsets=offsets, ids=ids).items():
             np.save(os.path.join(case_dir, f"{key}{j}.npy"), value)
         inputs.append({"index": j, "tokens": t})
-    return {"dir": name, "experts": e, "hidden": d, "mode": "layer",
+    return {"dir": name, "experts": e, "hidden": d, "ffn": ffn, "mode": "layer",
             "options": {"k": 1.5}, "inputs": inputs}
 
 

@@ -30,7 +30,13 @@ def rel_err(got, want, floor):
 
 
 def check_layer(case, mod, d):
-    """route -> plan -> dispatch -> combine, as the lowered host code does."""
+    """route -> plan -> dispatch -> experts -> combine, as the lowered host
+    code does."""
+    weights_host = {k: np.load(os.path.join(d, f"{k}.npy")) for k in ("w1", "w3", "w2")}
+    dweights = {}
+    for k, v in weights_host.items():
+        dweights[k] = (cuda.DeviceArray(v.nbytes), v.shape)
+        dweights[k][0].upload(v)
     mism, worst = 0, 0.0
     for inp in case["inputs"]:
         j = inp["index"]
@@ -48,10 +54,18 @@ def check_layer(case, mod, d):
         xp = cuda.memref_params(dx, (m, width))
         (f, meta), = mod.by_kind("dispatch")
         mod.launch(f, meta, cuda.memref_params(dh, hidden.shape) + ip + xp, m)
+        ffn = case["ffn"]
+        dscratch, dh2 = cuda.DeviceArray(m * ffn * 4), cuda.DeviceArray(m * width * 4)
+        op = cuda.memref_params(offsets, (shape[2] + 1,))
+        hp2 = cuda.memref_params(dh2, (m, width))
+        (f, meta), = mod.by_kind("expert_ffn")
+        mod.launch(f, meta, xp + op
+                   + sum((cuda.memref_params(*dweights[k]) for k in ("w1", "w3", "w2")), [])
+                   + cuda.memref_params(dscratch, (m, ffn)) + hp2, m)
         dinit, dy = cuda.DeviceArray(init.nbytes), cuda.DeviceArray(init.nbytes)
         dinit.upload(init)
         (f, meta), = mod.by_kind("combine")
-        mod.launch(f, meta, xp + ip + wp + cuda.memref_params(offsets, (shape[2] + 1,))
+        mod.launch(f, meta, hp2 + ip + wp + cuda.memref_params(offsets, (shape[2] + 1,))
                    + cuda.memref_params(dinit, init.shape) + cuda.memref_params(dy, init.shape), t)
         mod.synchronize()
         mism += int((offsets.download((shape[2] + 1,), np.int32) != load("offsets")).sum())

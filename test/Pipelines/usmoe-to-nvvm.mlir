@@ -32,6 +32,7 @@
 // CHECK: .entry plan_11_fill(
 // CHECK: .entry dispatch_12(
 // CHECK: .entry combine_13(
+// CHECK: .entry expert_ffn_14(
 
 // META: "kernels": {
 // META: "route_token_0": {
@@ -92,5 +93,10 @@ func.func @layer(%l: tensor<1x?x8xbf16>, %h: tensor<?x64xbf16>, %init: tensor<?x
   %o, %i, %w = moe.plan %g, %m : tensor<1x?x8xf32>
   %x = moe.dispatch %h, %i : tensor<?x64xbf16>, tensor<?xi32>
   %y = moe.combine %x, %i, %w into %init offsets %o : tensor<?x64xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x64xbf16>, tensor<9xi32>
+  return %y : tensor<?x64xbf16>
+}
+func.func @ffn(%x: tensor<?x64xbf16>, %o: tensor<9xi32>, %w1: tensor<8x64x128xbf16>,
+               %w3: tensor<8x64x128xbf16>, %w2: tensor<8x128x64xbf16>) -> tensor<?x64xbf16> {
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x64x128xbf16>, tensor<8x64x128xbf16>, tensor<8x128x64xbf16>
   return %y : tensor<?x64xbf16>
 }

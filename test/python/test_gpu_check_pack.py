@@ -37,7 +37,8 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
         modes.add(case["mode"])
         if case["mode"] == "layer":
             kinds = {k["kind"] for k in meta["kernels"].values()}
-            assert {"plan_count", "plan_scan", "plan_fill", "dispatch", "combine"} <= kinds
+            assert {"plan_count", "plan_scan", "plan_fill", "dispatch", "expert_ffn",
+                    "combine"} <= kinds
             continue
         for name, kernel in meta["kernels"].items():
             assert kernel["experts"] == case["experts"]

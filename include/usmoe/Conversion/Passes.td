@@ -65,6 +65,8 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       ties ranked in index order by block prefix counts.
     - `moe.plan`: per-expert count, scan, stable per-expert fill.
     - `moe.dispatch`: a block per plan row.
+    - `moe.expert_ffn`: a block per plan row (expert by binary search in the
+      offsets), SwiGLU through an [M, F] f32 scratch buffer.
     - `moe.combine` with `expert_offsets`: a block per token, rows found by
       binary search per expert, summed in row order (no atomics).
 

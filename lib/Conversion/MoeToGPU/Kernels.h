@@ -8,6 +8,7 @@
 #ifndef USMOE_LIB_CONVERSION_MOETOGPU_KERNELS_H
 #define USMOE_LIB_CONVERSION_MOETOGPU_KERNELS_H
 
+#include "Conversion/Common/LoopBuilder.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinTypes.h"
 
@@ -97,6 +98,20 @@ gpu::GPUFuncOp buildCombineKernel(OpBuilder &builder, Location loc,
                                   MemRefType ids, MemRefType weights,
                                   MemRefType offsets, MemRefType init,
                                   MemRefType result);
+
+/// `name(x, offsets, w1, w3, w2, scratch, out)`: SwiGLU of plan row m with
+/// its expert's weights, one block per row (f32 accumulation); `scratch`
+/// ([M, F] f32) holds the row's hidden activations between the two halves.
+gpu::GPUFuncOp buildExpertFfnKernel(OpBuilder &builder, Location loc,
+                                    StringRef name, MemRefType x,
+                                    MemRefType offsets, MemRefType w1,
+                                    MemRefType w3, MemRefType w2,
+                                    MemRefType scratch, MemRefType out);
+
+/// The first index in [lo, hi) where `below` is false (binary search over a
+/// range on which `below` is true then false); hi if none.
+Value lowerBound(loops::LoopBuilder &b, Value lo, Value hi,
+                 function_ref<Value(loops::LoopBuilder &, Value)> below);
 
 } // namespace mlir::usmoe::gpu_kernels
 

@@ -48,7 +48,8 @@ struct ConvertMoeToGPUPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> lowerable;
     WalkResult unsupported = module.walk([&](Operation *op) {
-      if (isa<moe::RouteOp, moe::PlanOp, moe::DispatchOp, moe::CombineOp>(op)) {
+      if (isa<moe::RouteOp, moe::PlanOp, moe::DispatchOp, moe::CombineOp,
+              moe::ExpertFfnOp>(op)) {
         lowerable.push_back(op);
         return WalkResult::advance();
       }
@@ -82,6 +83,9 @@ struct ConvertMoeToGPUPass
               })
               .Case([&](moe::CombineOp combine) {
                 return lowerCombine(combine, kernels, counter++);
+              })
+              .Case([&](moe::ExpertFfnOp ffn) {
+                return lowerExpertFfn(ffn, kernels, counter++);
               });
       if (failed(lowered))
         return signalPassFailure();
@@ -140,9 +144,9 @@ struct ConvertMoeToGPUPass
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
     if (experts > gpu_kernels::kMaxExperts)
-      return op.emitOpError() << "routing on the GPU supports up to "
-                              << gpu_kernels::kMaxExperts
-                              << " experts, got " << experts;
+      return op.emitOpError()
+             << "routing on the GPU supports up to " << gpu_kernels::kMaxExperts
+             << " experts, got " << experts;
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
     bool unified = op.getMode() == moe::RoutingMode::unified;
@@ -345,15 +349,53 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
+  /// expert_ffn -> one block per plan row, with an [M, F] f32 scratch.
+  LogicalResult lowerExpertFfn(moe::ExpertFfnOp op, gpu::GPUModuleOp kernels,
+                               unsigned index) {
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    auto outType = memrefOf(op.getType());
+    auto w1Type = memrefOf(op.getW1().getType());
+    auto scratchType =
+        MemRefType::get({ShapedType::kDynamic, w1Type.getDimSize(2)},
+                        Float32Type::get(op.getContext()));
+    gpu::GPUFuncOp kernel = gpu_kernels::buildExpertFfnKernel(
+        kb, op.getLoc(), "expert_ffn_" + std::to_string(index),
+        memrefOf(op.getInput().getType()),
+        memrefOf(op.getExpertOffsets().getType()), w1Type,
+        memrefOf(op.getW3().getType()), memrefOf(op.getW2().getType()),
+        scratchType, outType);
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value x = toBuffer(b, op.getInput());
+    Value offsets = toBuffer(b, op.getExpertOffsets());
+    Value w1 = toBuffer(b, op.getW1()), w3 = toBuffer(b, op.getW3()),
+          w2 = toBuffer(b, op.getW2());
+    Value rows = dim(b, x, 0);
+    SmallVector<Value> scratchSizes = {rows};
+    if (scratchType.isDynamicDim(1))
+      scratchSizes.push_back(dim(b, w1, 2));
+    Value scratch = alloc(b, scratchType, scratchSizes);
+    Value out = allocResult(b, op.getType(), x);
+    launch(b, kernel, rows, {x, offsets, w1, w3, w2, scratch, out});
+    Builder attrs(op.getContext());
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), kernel,
+        {{attrs.getStringAttr("kind"), attrs.getStringAttr("expert_ffn")},
+         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
+    op.getResult().replaceAllUsesWith(toTensor(b, out, op.getType()));
+    op.erase();
+    return success();
+  }
+
   /// route token -> launch of a warp-per-token kernel over B*T rows.
   LogicalResult lowerTokenChoice(moe::RouteOp op, gpu::GPUModuleOp kernels,
                                  unsigned index) {
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
     if (experts > gpu_kernels::kMaxExperts)
-      return op.emitOpError() << "token routing on the GPU supports up to "
-                              << gpu_kernels::kMaxExperts
-                              << " experts, got " << experts;
+      return op.emitOpError()
+             << "token routing on the GPU supports up to "
+             << gpu_kernels::kMaxExperts << " experts, got " << experts;
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
     int64_t k = int64_t(op.getKAttr().getValueAsDouble());

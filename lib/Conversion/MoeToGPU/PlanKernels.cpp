@@ -71,6 +71,30 @@ void forStrided(LoopBuilder &b, Value tid, Value count, int64_t threads,
 
 } // namespace
 
+Value gpu_kernels::lowerBound(LoopBuilder &b, Value lo, Value hi,
+                              function_ref<Value(LoopBuilder &, Value)> below) {
+  auto search = scf::WhileOp::create(
+      b, TypeRange{b.getIndexType(), b.getIndexType()}, ValueRange{lo, hi},
+      [&](OpBuilder &nb, Location l, ValueRange range) {
+        LoopBuilder ib(l, nb);
+        Value more = cmpi(ib, CmpIPredicate::ult, range[0], range[1]);
+        scf::ConditionOp::create(ib, more, range);
+      },
+      [&](OpBuilder &nb, Location l, ValueRange range) {
+        LoopBuilder ib(l, nb);
+        Value mid =
+            addi(ib, range[0],
+                 arith::DivUIOp::create(ib, subi(ib, range[1], range[0]),
+                                        indexConst(ib, 2)));
+        Value isBelow = below(ib, mid);
+        scf::YieldOp::create(
+            ib, ValueRange{select(ib, isBelow, addi(ib, mid, indexConst(ib, 1)),
+                                  range[0]),
+                           select(ib, isBelow, range[1], mid)});
+      });
+  return search.getResult(0);
+}
+
 PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                                           StringRef name, MemRefType gatesType,
                                           MemRefType maskType,
@@ -232,30 +256,9 @@ gpu::GPUFuncOp gpu_kernels::buildCombineKernel(
               Value lo = i32ToIndex(b, load(b, offsets, {e}));
               Value hi = i32ToIndex(
                   b, load(b, offsets, {addi(b, e, indexConst(b, 1))}));
-              auto search = scf::WhileOp::create(
-                  b, TypeRange{b.getIndexType(), b.getIndexType()},
-                  ValueRange{lo, hi},
-                  [&](OpBuilder &nb, Location l, ValueRange range) {
-                    LoopBuilder ib(l, nb);
-                    Value more =
-                        cmpi(ib, CmpIPredicate::ult, range[0], range[1]);
-                    scf::ConditionOp::create(ib, more, range);
-                  },
-                  [&](OpBuilder &nb, Location l, ValueRange range) {
-                    LoopBuilder ib(l, nb);
-                    Value mid = addi(
-                        ib, range[0],
-                        arith::DivUIOp::create(ib, subi(ib, range[1], range[0]),
-                                               indexConst(ib, 2)));
-                    Value below = cmpi(ib, CmpIPredicate::slt,
-                                       load(ib, ids, {mid}), gI32);
-                    scf::YieldOp::create(
-                        ib, ValueRange{select(ib, below,
-                                              addi(ib, mid, indexConst(ib, 1)),
-                                              range[0]),
-                                       select(ib, below, range[1], mid)});
-                  });
-              Value m = search.getResult(0);
+              Value m = lowerBound(b, lo, hi, [&](LoopBuilder &b, Value mid) {
+                return cmpi(b, CmpIPredicate::slt, load(b, ids, {mid}), gI32);
+              });
               Value at = arith::MinUIOp::create(
                   b, m,
                   subi(b, arith::MaxUIOp::create(b, hi, indexConst(b, 1)),

@@ -68,6 +68,8 @@ func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
 // -----
 
 func.func @not_yet(%l: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
+  // Unfused score ops have no GPU kernel (moe-fuse-routing runs first in
+  // usmoe-to-nvvm, so only scores used on their own reach this).
   // expected-error @+1 {{is not supported on the GPU path yet (usmoe-to-cpu supports every moe op)}}
   %p = moe.token_softmax %l : tensor<1x?x8xf32>
   return %p : tensor<1x?x8xf32>
@@ -144,4 +146,23 @@ func.func @column_kernels(%l: tensor<1x?x8xf32>) -> (tensor<1x?x8xf32>, tensor<1
   %g, %m = moe.route unified %l n = 4 expert_score = softmax_tokens : tensor<1x?x8xf32>
   %g2, %m2 = moe.route expert %l capacity = 2 : tensor<1x?x8xf32>
   return %g, %g2 : tensor<1x?x8xf32>, tensor<1x?x8xf32>
+}
+
+// -----
+
+// expert_ffn: one block per plan row; the expert comes from a binary search
+// in the offsets; an [M, F] f32 scratch holds the hidden activations.
+// CHECK-LABEL: func.func @ffn
+// CHECK: %[[SCRATCH:.*]] = memref.alloc(%{{.*}}) : memref<?x32xf32>
+// CHECK: gpu.launch_func @usmoe_kernels::@expert_ffn_0 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c256
+// CHECK-SAME: %[[SCRATCH]] : memref<?x32xf32>
+// CHECK: gpu.func @expert_ffn_0(
+// CHECK: scf.while
+// CHECK: math.exp
+// CHECK: gpu.barrier
+func.func @ffn(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+               %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) -> tensor<?x16xf32> {
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2
+      : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return %y : tensor<?x16xf32>
 }
