@@ -14,9 +14,11 @@ def f64_literal(value: float) -> str:
 
 def router_function(mode: str, num_experts: int, element: str, *, k=None, n=None,
                     capacity=None, capacity_factor=None, alpha=None,
-                    expert_score=None, renormalize=False, topk=None) -> str:
-    """A function @router(logits [?, ?, E]) -> (gates, mask, expert_offsets,
-    token_ids, weights[, topk_ids, topk_weights]) built on moe.route."""
+                    expert_score=None, renormalize=False, topk=None,
+                    bias=False) -> str:
+    """A function @router(logits [?, ?, E][, bias [E]]) -> (gates, mask,
+    expert_offsets, token_ids, weights[, topk_ids, topk_weights]) built on
+    moe.route."""
     e = num_experts
     logits_t = f"tensor<?x?x{e}x{element}>"
     score_t = f"tensor<?x?x{e}xf32>"
@@ -38,8 +40,11 @@ def router_function(mode: str, num_experts: int, element: str, *, k=None, n=None
     results = [score_t, f"tensor<?x?x{e}xi1>", f"tensor<{e + 1}xi32>",
                "tensor<?xi32>", "tensor<?xf32>"]
     values = ["%gates", "%mask", "%offsets", "%ids", "%weights"]
+    bias_operand = " bias %bias" if bias else ""
+    bias_type = f", tensor<{e}xf32>" if bias else ""
     body = [
-        f"  %gates, %mask = moe.route {mode} %logits {' '.join(attrs)} : {logits_t}",
+        f"  %gates, %mask = moe.route {mode} %logits{bias_operand} {' '.join(attrs)}"
+        f" : {logits_t}{bias_type}",
         f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
     ]
     if topk is not None:
@@ -47,7 +52,9 @@ def router_function(mode: str, num_experts: int, element: str, *, k=None, n=None
         results += [f"tensor<?x{topk}xi32>", f"tensor<?x{topk}xf32>"]
         values += ["%tids", "%tw"]
     return "\n".join([
-        f"func.func @router(%logits: {logits_t}) -> ({', '.join(results)}) {{",
+        f"func.func @router(%logits: {logits_t}"
+        + (f", %bias: tensor<{e}xf32>" if bias else "")
+        + f") -> ({', '.join(results)}) {{",
         *body,
         f"  return {', '.join(values)} : {', '.join(results)}",
         "}",

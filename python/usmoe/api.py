@@ -142,7 +142,7 @@ class Router:
     def __init__(self, mode: str = "unified", k=None, alpha: float = 0.5,
                  expert_score: str = "sigmoid", renormalize: bool = False,
                  capacity: Optional[int] = None, capacity_factor: Optional[float] = None,
-                 budget: Optional[int] = None, device: str = "cpu"):
+                 budget: Optional[int] = None, device: str = "cpu", bias=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if device not in _DEVICES:
@@ -158,6 +158,18 @@ class Router:
         self.k = None if k is None else _finite_number("k", k)
         self.capacity, self.capacity_factor, self.budget = capacity, capacity_factor, budget
 
+        self.bias = None
+        if bias is not None:
+            if mode != "token":
+                raise ValueError("bias (sigmoid_bias scoring) applies to token routing only")
+            if hasattr(bias, "detach"):
+                bias = bias.detach().cpu().float().numpy()
+            self.bias = np.ascontiguousarray(np.asarray(bias, dtype=np.float32))
+            if self.bias.ndim != 1:
+                raise ValueError(f"bias must be a vector of one value per expert, got shape "
+                                 f"{self.bias.shape}")
+            if not np.isfinite(self.bias).all():
+                raise ValueError("bias must be finite")
         if mode == "token":
             if self.k is None or self.k != int(self.k) or self.k < 1:
                 raise ValueError(f"token routing needs an integer k >= 1, got {k!r}")
@@ -190,6 +202,8 @@ class Router:
     def _check_against(self, t: int, e: int) -> None:
         if self.mode == "token" and self.k > e:
             raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
+        if self.bias is not None and self.bias.shape[0] != e:
+            raise ValueError(f"bias must have one value per expert ({e}), got {self.bias.shape[0]}")
         if self.mode == "expert":
             if self.k is not None and self.k > e:
                 raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
@@ -203,10 +217,10 @@ class Router:
 
     def _ir(self, element: str, e: int, topk: bool = True) -> str:
         common = dict(k=None, n=None, capacity=None, capacity_factor=None, alpha=None,
-                      expert_score=None, renormalize=False, topk=None)
+                      expert_score=None, renormalize=False, topk=None, bias=False)
         if self.mode == "token":
             common.update(k=self.k, renormalize=self.renormalize,
-                          topk=int(self.k) if topk else None)
+                          topk=int(self.k) if topk else None, bias=self.bias is not None)
         elif self.mode == "expert":
             common.update(capacity=self.capacity, capacity_factor=self.capacity_factor,
                           k=self.k if self.capacity_factor is not None else None)
@@ -215,8 +229,11 @@ class Router:
         return _ir.router_function(self.mode, e, element, **common)
 
     def _key(self, element: str, e: int):
+        # The bias values are an argument of the compiled function: only their
+        # presence is part of the key.
         return (self.mode, self.k, self.alpha, self.expert_score, self.renormalize,
-                self.capacity, self.capacity_factor, self.budget, element, e, self.device)
+                self.capacity, self.capacity_factor, self.budget, self.bias is not None,
+                element, e, self.device)
 
     def compiled(self, element: str, num_experts: int):
         """The compiled router for logits of `element` and E experts: a CPU
@@ -249,7 +266,11 @@ class Router:
         gates, mask = cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
         options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
                        capacity_factor=self.capacity_factor)
-        cuda.launch_route(mod, self.mode, options, logits, gates, mask, (b, t, e))
+        bias = None
+        if self.bias is not None:
+            bias = cuda.DeviceArray(self.bias.nbytes)
+            bias.upload(self.bias)
+        cuda.launch_route(mod, self.mode, options, logits, gates, mask, (b, t, e), bias=bias)
         offsets, ids, weights, m = cuda.launch_plan(mod, gates, mask, (b, t, e))
         mod.synchronize()
         plan = Plan(gates=gates.download((b, t, e), np.float32),
@@ -275,7 +296,7 @@ class Router:
         if self.device == "cuda":
             return self._call_cuda(array, element, None)
         fn = self.compiled(element, e)
-        out = fn([array])
+        out = fn([array] if self.bias is None else [array, self.bias])
         plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
                     weights=out[4])
         if self.mode == "token":
@@ -285,8 +306,11 @@ class Router:
 
 def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
           expert_score: str = "sigmoid", renormalize: bool = False, capacity=None,
-          capacity_factor=None, budget=None, device: str = "cpu") -> Plan:
+          capacity_factor=None, budget=None, device: str = "cpu", bias=None) -> Plan:
     """Route [T, E] or [B, T, E] logits with one of the three routers.
+
+    `bias` ([E]) selects the DeepSeek-V3 Token Choice variant: experts ranked
+    by sigmoid(L) + bias, gates sigmoid(L).
 
     Returns a Plan with `gates` [B, T, E] f32, `mask`, the expert-major CSR
     (`expert_offsets` [E+1], `token_ids` [M], `weights` [M]) and, for
@@ -294,7 +318,8 @@ def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
     """
     router = Router(mode=mode, k=k, alpha=alpha, expert_score=expert_score,
                     renormalize=renormalize, capacity=capacity,
-                    capacity_factor=capacity_factor, budget=budget, device=device)
+                    capacity_factor=capacity_factor, budget=budget, device=device,
+                    bias=bias)
     return router(logits)
 
 

@@ -133,12 +133,13 @@ def budget(mode: str, options: dict, tokens: int, experts: int) -> int:
 
 
 def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,
-                 gates: DeviceArray, mask: DeviceArray, shape):
+                 gates: DeviceArray, mask: DeviceArray, shape, bias: Optional[DeviceArray] = None):
     """moe.route: the token kernel, or scores (+ column mix) then select."""
     b, t, e = shape
     lp, gp, mp = (memref_params(x, shape) for x in (logits, gates, mask))
     for f, meta in mod.by_kind("route_token"):
-        mod.launch(f, meta, lp + gp + mp, -(-(b * t) // 4))
+        extra = memref_params(bias, (e,)) if meta["kind"] == "route_token_bias" else []
+        mod.launch(f, meta, lp + gp + mp + extra, -(-(b * t) // 4))
     for f, meta in mod.by_kind("scores"):
         mod.launch(f, meta, lp + gp, -(-(b * t) // 4))
     for f, meta in mod.by_kind("mix_softmax_tokens"):

@@ -143,6 +143,31 @@ def select_topk(scores: np.ndarray, k: int, renormalize: bool = False):
     return gates, mask
 
 
+def select_topk_sigmoid_bias(logits: np.ndarray, bias: np.ndarray, k: int,
+                             renormalize: bool = False):
+    """DeepSeek-V3 Token Choice: rank experts by sigmoid(L) + bias[e], gate
+    with sigmoid(L) (the bias moves the selection only)."""
+    x = _sanitize(logits)
+    b, t, e = x.shape
+    if not 1 <= k <= e:
+        raise ValueError(f"k must be in [1, {e}], got {k}")
+    with np.errstate(over="ignore"):
+        s = (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
+    ranked = (s + np.asarray(bias, F32)).astype(F32)
+    mask = np.zeros(x.shape, bool)
+    for bi in range(b):
+        for ti in range(t):
+            mask[bi, ti, _rank_order(ranked[bi, ti])[:k]] = True
+    gates = np.where(mask, s, F32(0)).astype(F32)
+    if renormalize:
+        total = np.zeros((b, t), F32)
+        for ei in range(e):
+            total = (total + gates[..., ei]).astype(F32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gates = np.where(total[..., None] > 0, gates / total[..., None], gates).astype(F32)
+    return gates, mask
+
+
 def expert_capacity(num_tokens: int, num_experts: int, capacity=None,
                     capacity_factor=None, k=None) -> int:
     """C = capacity, or clamp(ceil(capacity_factor * T * k / E), 1, T)."""
@@ -181,14 +206,18 @@ def select_global(scores: np.ndarray, budget: int):
 
 def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
           expert_score_kind: str = "sigmoid", renormalize: bool = False,
-          capacity=None, capacity_factor=None, budget=None) -> Plan:
-    """The whole router of `mode` on [B, T, E] logits, as the spec defines it."""
+          capacity=None, capacity_factor=None, budget=None, bias=None) -> Plan:
+    """The whole router of `mode` on [B, T, E] logits, as the spec defines it
+    (`bias`: the sigmoid_bias Token Choice variant)."""
     logits = np.asarray(logits)
     if logits.ndim == 2:
         logits = logits[None]
     _, t, e = logits.shape
     if mode == "token":
-        gates, mask = select_topk(token_softmax(logits), int(k), renormalize)
+        if bias is not None:
+            gates, mask = select_topk_sigmoid_bias(logits, bias, int(k), renormalize)
+        else:
+            gates, mask = select_topk(token_softmax(logits), int(k), renormalize)
         plan = plan_from_selection(gates, mask)
         plan.topk_ids, plan.topk_weights = topk_list(gates, mask, int(k))
         return plan

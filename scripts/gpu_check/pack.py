@@ -36,6 +36,8 @@ OTHER_CASES = [
     (128, "f32", "unified", dict(budget=100, alpha=1.0)),
     (64, "f32", "expert", dict(capacity_factor=1.25, k=2)),
     (8, "bf16", "expert", dict(capacity=1)),
+    # DeepSeek-V3 scoring: the bias vector is packed as bias.npy.
+    (256, "bf16", "token", dict(k=8, renormalize=True, bias=True)),
 ]
 SHAPES = [(1, 1), (2, 7), (3, 129), (1, 1000)]
 MLIR_TYPE = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
@@ -62,8 +64,11 @@ def route_attrs(mode, opts):
 
 def router_ir(e, dtype, mode, opts):
     t = f"tensor<?x?x{e}x{MLIR_TYPE[dtype]}>"
-    return (f"func.func @router(%l: {t}) -> (tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>) {{\n"
-            f"  %g, %m = moe.route {mode} %l {route_attrs(mode, opts)} : {t}\n"
+    bias_arg = f", %b: tensor<{e}xf32>" if opts.get("bias") else ""
+    bias_use = " bias %b" if opts.get("bias") else ""
+    bias_type = f", tensor<{e}xf32>" if opts.get("bias") else ""
+    return (f"func.func @router(%l: {t}{bias_arg}) -> (tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>) {{\n"
+            f"  %g, %m = moe.route {mode} %l{bias_use} {route_attrs(mode, opts)} : {t}{bias_type}\n"
             f"  return %g, %m : tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>\n}}\n")
 
 
@@ -152,10 +157,14 @@ def main():
             lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
                                      capture_output=True, text=True, check=True).stdout
             subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
+        route_opts = dict(opts)
+        if opts.get("bias"):
+            route_opts["bias"] = rng.normal(0, 0.05, size=e).astype(np.float32)
+            np.save(os.path.join(case_dir, "bias.npy"), route_opts["bias"])
         inputs = []
         for j, (b, t) in enumerate(SHAPES):
             logits, raw = make_logits(rng, b, t, e, dtype)
-            plan = usmoe.route(logits, mode=mode, **opts)
+            plan = usmoe.route(logits, mode=mode, **route_opts)
             np.save(os.path.join(case_dir, f"in{j}.npy"), raw)
             np.save(os.path.join(case_dir, f"gates{j}.npy"), plan.gates)
             np.save(os.path.join(case_dir, f"mask{j}.npy"), plan.mask)

@@ -75,15 +75,26 @@ def check_layer(case, mod, d):
     return mism, worst, 1e-5
 
 
+def case_bias(case, d):
+    """The packed bias vector on the device, for the sigmoid_bias variant."""
+    if not case["options"].get("bias"):
+        return None
+    host = np.load(os.path.join(d, "bias.npy"))
+    dev = cuda.DeviceArray(host.nbytes)
+    dev.upload(host)
+    return dev
+
+
 def check_router(case, mod, d):
     item = ITEMSIZE[case["dtype"]]
+    bias = case_bias(case, d)
     mism, worst = 0, 0.0
     for inp in case["inputs"]:
         j, shape = inp["index"], tuple(inp["shape"])
         n = int(np.prod(shape))
         dl, dg, dm = cuda.DeviceArray(n * item), cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
         dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
-        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape)
+        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias)
         mod.synchronize()
         want_g = np.load(os.path.join(d, f"gates{j}.npy"))
         mism += int((dm.download(shape, np.uint8).astype(bool)
@@ -93,7 +104,7 @@ def check_router(case, mod, d):
     return mism, worst, 1e-6
 
 
-def time_router(case, mod, tokens):
+def time_router(case, mod, tokens, d):
     shape = (1, tokens, case["experts"])
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     if case["dtype"] == "f16":
@@ -103,10 +114,11 @@ def time_router(case, mod, tokens):
     n = x.size
     dl, dg, dm = cuda.DeviceArray(x.nbytes), cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
     dl.upload(x)
+    bias = case_bias(case, d)
     times = []
     for _ in range(25):
         start = time.perf_counter()
-        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape)
+        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias)
         mod.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times[5:]) * 1e6
@@ -132,7 +144,7 @@ def main():
             us = float("nan")
         else:
             mism, worst, tol = check_router(case, mod, d)
-            us = time_router(case, mod, tokens)
+            us = time_router(case, mod, tokens, d)
         ok = mism == 0 and worst <= tol
         failures += 0 if ok else 1
         rows.append((case["dir"], mism, worst, us, "ok" if ok else "FAIL"))

@@ -206,3 +206,29 @@ def test_cuda_matches_cpu(opts):
     np.testing.assert_allclose(gpu.gates, cpu.gates, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(gpu.expert_offsets, cpu.expert_offsets)
     np.testing.assert_array_equal(gpu.token_ids, cpu.token_ids)
+
+
+def test_bias_values_are_an_argument_not_a_recompile():
+    logits = np.random.default_rng(2).normal(size=(1, 6, 8)).astype(np.float32)
+    first = usmoe.route(logits, mode="token", k=2, bias=np.zeros(8, np.float32))
+    before = usmoe.cache_info()["compilations"]
+    # A large bias on expert 7 pulls it into every token's top-2.
+    bias = np.zeros(8, np.float32)
+    bias[7] = 10.0
+    second = usmoe.route(logits, mode="token", k=2, bias=bias)
+    assert usmoe.cache_info()["compilations"] == before
+    assert second.mask[..., 7].all() and not first.mask[..., 7].all()
+    # The gate is still sigmoid(L): the bias only moves the selection.
+    sig = 1 / (1 + np.exp(-logits[..., 7].astype(np.float64)))
+    np.testing.assert_allclose(second.gates[..., 7], sig, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="unified", k=2, bias=np.zeros(8)), "applies to token routing only"),
+    (dict(mode="token", k=2, bias=np.zeros(7)), r"one value per expert \(8\), got 7"),
+    (dict(mode="token", k=2, bias=np.zeros((2, 8))), "must be a vector"),
+    (dict(mode="token", k=2, bias=np.full(8, np.nan)), "bias must be finite"),
+])
+def test_bad_bias(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        usmoe.route(np.zeros((1, 4, 8), np.float32), **kwargs)

@@ -120,3 +120,20 @@ def test_token_choice_both_topk_algorithms(k):
     want = reference.route(logits, mode="token", k=k, renormalize=True)
     assert_same_plan(got, want)
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_token_choice_sigmoid_bias(seed):
+    """DeepSeek-V3 scoring: ranked by sigmoid(L) + bias, gated by sigmoid(L)."""
+    rng = np.random.default_rng(500 + seed)
+    e = int(rng.choice([8, 60, 64, 256]))
+    logits = random_logits(rng, 2, int(rng.integers(1, 40)), e, np.float32,
+                           rng.choice(["normal", "ties", "special"]))
+    bias = rng.normal(0, 0.05, size=e).astype(np.float32)
+    k = int(rng.choice([1, 2, 8, 20]))
+    k = min(k, e)
+    renorm = bool(seed % 2)
+    got = usmoe.route(logits, mode="token", k=k, renormalize=renorm, bias=bias)
+    want = reference.route(logits, mode="token", k=k, renormalize=renorm, bias=bias)
+    assert_same_plan(got, want)
+    np.testing.assert_array_equal(got.topk_ids, want.topk_ids)

@@ -42,14 +42,19 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
             continue
         for name, kernel in meta["kernels"].items():
             assert kernel["experts"] == case["experts"]
-            # memref params: 3 + 2 * rank each (rank 3 here), plus the budget.
-            extra = 1 if kernel["kind"].startswith("select_") else 0
+            # memref params: 3 + 2 * rank each (rank 3 here), plus the budget
+            # (select) or the [E] bias memref (5 params, sigmoid_bias).
+            extra = {"route_token_bias": 5}.get(kernel["kind"],
+                                                1 if kernel["kind"].startswith("select_") else 0)
             assert len(kernel["params"]) % 9 == extra
         for inp in case["inputs"]:
             mask = np.load(d / f"mask{inp['index']}.npy")
             assert mask.shape == tuple(inp["shape"])
             if case["mode"] == "token":
                 assert (mask.sum(axis=-1) == case["options"]["k"]).all()
+        if case["options"].get("bias"):
+            assert (d / "bias.npy").exists()
+            assert meta["kernels"]["route_token_0"]["kind"] == "route_token_bias"
         experts.add(case["experts"])
     assert {8, 60, 64, 128, 256, 384, 512} <= experts
     assert modes == {"token", "expert", "unified", "layer"}

@@ -30,11 +30,14 @@ inline constexpr int64_t kTokenChoiceWarpsPerBlock = 4;
 inline constexpr int64_t kMaxExperts = 2048;
 
 /// Builds, at `builder`'s insertion point inside a gpu.module, the kernel
-/// `name(logits, gates, mask)` for memrefs of the given types ([B, T, E]).
+/// `name(logits, gates, mask[, bias])` for memrefs of the given types
+/// ([B, T, E]). With a `bias` type it is the sigmoid_bias variant: gates are
+/// sigmoid(L), experts ranked by sigmoid(L) + bias.
 gpu::GPUFuncOp buildTokenChoiceKernel(OpBuilder &builder, Location loc,
                                       StringRef name, MemRefType logits,
                                       MemRefType gates, MemRefType mask,
-                                      int64_t k, bool renormalize);
+                                      int64_t k, bool renormalize,
+                                      MemRefType bias = nullptr);
 
 /// Row scores: 4 tokens (warps) per 128-thread block.
 inline constexpr int64_t kRowsPerScoreBlock = 4;

@@ -402,9 +402,11 @@ struct ConvertMoeToGPUPass
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "route_token_" + std::to_string(index);
+    MemRefType biasType =
+        op.getBias() ? memrefOf(op.getBias().getType()) : MemRefType();
     gpu::GPUFuncOp kernel = gpu_kernels::buildTokenChoiceKernel(
         kb, op.getLoc(), name, logitsType, gatesType, maskType, k,
-        op.getRenormalize());
+        op.getRenormalize(), biasType);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -412,23 +414,17 @@ struct ConvertMoeToGPUPass
     Value gates = allocResult(b, op.getGates().getType(), logits);
     Value mask = allocResult(b, op.getMask().getType(), logits);
     Value rows = muli(b, dim(b, logits, 0), dim(b, logits, 1));
-    Value perBlock = indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock);
-    Value blocks = arith::CeilDivUIOp::create(b, rows, perBlock);
-    Value one = indexConst(b, 1);
-    Value threads = indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock *
-                                      gpu_kernels::kWarpSize);
-    // An empty grid is a launch error in CUDA: skip empty inputs.
-    ifThen(b, cmpi(b, arith::CmpIPredicate::ugt, rows, indexConst(b, 0)),
-           [&](LoopBuilder &b) {
-             gpu::LaunchFuncOp::create(b, kernel,
-                                       gpu::KernelDim3{blocks, one, one},
-                                       gpu::KernelDim3{threads, one, one},
-                                       /*dynamicSharedMemorySize=*/Value(),
-                                       ValueRange{logits, gates, mask});
-           });
+    SmallVector<Value> args = {logits, gates, mask};
+    if (op.getBias())
+      args.push_back(toBuffer(b, op.getBias()));
+    launch(b, kernel,
+           arith::CeilDivUIOp::create(
+               b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
+           args);
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
-        {{"kind", rewriter.getStringAttr("route_token")},
+        {{"kind", rewriter.getStringAttr(op.getBias() ? "route_token_bias"
+                                                      : "route_token")},
          {"experts", rewriter.getI64IntegerAttr(experts)},
          {"k", rewriter.getI64IntegerAttr(k)},
          {"renormalize", rewriter.getBoolAttr(op.getRenormalize())},

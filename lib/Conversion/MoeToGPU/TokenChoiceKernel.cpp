@@ -23,6 +23,7 @@
 #include "Kernels.h"
 #include "WarpReduce.h"
 #include "WarpRow.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 
 using namespace mlir;
 using namespace mlir::usmoe;
@@ -33,10 +34,13 @@ using arith::CmpIPredicate;
 
 gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
-    MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize) {
-  auto func =
-      createKernel(builder, loc, name, {logitsType, gatesType, maskType},
-                   int32_t(kTokenChoiceWarpsPerBlock * kWarpSize));
+    MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize,
+    MemRefType biasType) {
+  SmallVector<Type> args = {logitsType, gatesType, maskType};
+  if (biasType)
+    args.push_back(biasType);
+  auto func = createKernel(builder, loc, name, args,
+                           int32_t(kTokenChoiceWarpsPerBlock * kWarpSize));
 
   Block &entry = func.getBody().front();
   LoopBuilder b(loc, builder);
@@ -44,21 +48,40 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
   b.setInsertionPointToStart(&entry);
   Value logits = entry.getArgument(0), gates = entry.getArgument(1),
         mask = entry.getArgument(2);
+  Value bias = biasType ? entry.getArgument(3) : Value();
 
   const int64_t experts = logitsType.getDimSize(2);
 
   forWarpRow(
       b, logits, kTokenChoiceWarpsPerBlock,
       [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
-        WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+        WarpRow row;
+        if (!bias) {
+          row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+        } else {
+          // sigmoid_bias: the gate is sigmoid(L) per expert, no row sum.
+          row = emitWarpRowLoad(b, logits, bi, ti, lane);
+          for (Value x : row.logit) {
+            Value one = f32Const(b, 1.0);
+            Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
+            row.score.push_back(divf(b, one, addf(b, one, e)));
+          }
+        }
         const int64_t perLane = row.perLane;
         SmallVector<Value> &expert = row.expert, &inBounds = row.inBounds,
                            &p = row.score;
         Value laneI32 = indexToI32(b, lane);
         SmallVector<Value> key(perLane);
-        for (int64_t v = 0; v < perLane; ++v)
-          // Key 0 is below every real key: padding never wins.
-          key[v] = select(b, inBounds[v], scoreKey(b, p[v]), i32Const(b, 0));
+        // Key 0 is below every real key: padding never wins.
+        for (int64_t v = 0; v < perLane; ++v) {
+          Value ranked = p[v];
+          if (bias) {
+            Value at = arith::MinUIOp::create(b, expert[v],
+                                              indexConst(b, experts - 1));
+            ranked = addf(b, ranked, load(b, bias, {at}));
+          }
+          key[v] = select(b, inBounds[v], scoreKey(b, ranked), i32Const(b, 0));
+        }
 
         // Bit v of `taken` marks register v; padding starts out taken.
         Type i64 = b.getI64Type();

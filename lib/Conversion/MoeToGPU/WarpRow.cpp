@@ -51,8 +51,8 @@ Value WarpRow::slotOf(LoopBuilder &b, Value e) const {
               arith::RemUIOp::create(b, e, i32Const(b, vectorWidth)));
 }
 
-WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
-                                        Value ti, Value lane) {
+WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
+                                     Value ti, Value lane) {
   auto logitsType = cast<MemRefType>(logits.getType());
   const int64_t experts = logitsType.getDimSize(2);
   WarpRow row;
@@ -102,6 +102,12 @@ WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
     }
   }
 
+  return row;
+}
+
+WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
+                                        Value ti, Value lane) {
+  WarpRow row = emitWarpRowLoad(b, logits, bi, ti, lane);
   Value localMax = row.logit[0];
   for (int64_t v = 1; v < row.perLane; ++v)
     localMax = arith::MaximumFOp::create(b, localMax, row.logit[v]);

@@ -39,6 +39,11 @@ struct WarpRow {
   }
 };
 
+/// Loads the row: expert indices, in-bounds flags and sanitized logits
+/// (`score` left empty).
+WarpRow emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi, Value ti,
+                        Value lane);
+
 /// Loads the row and computes P = softmax over experts with warp shuffles:
 /// max by butterfly, e = exp(x == m ? 0 : x - m), sum by butterfly
 /// broadcast from lane 0, P = e / sum (0 for a row of -inf).

@@ -203,11 +203,10 @@ SmallVector<Value> loops::emitBestKIndices(
 
 /// Small k: the k best in registers, in one pass.
 static void emitTopKByInsertion(LoopBuilder &b, Value gates, Value mask,
-                                Value bi, Value ti, int64_t k) {
+                                Value bi, Value ti, int64_t k, KeyFn keyOf) {
   SmallVector<Value> best = emitBestKIndices(
       b, indexConst(b, numExperts(gates)), k, [&](LoopBuilder &b, Value ei) {
-        return std::make_pair(scoreKey(b, load(b, gates, {bi, ti, ei})),
-                              i1Const(b, true));
+        return std::make_pair(keyOf(b, ei), i1Const(b, true));
       });
   for (Value idx : best)
     store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
@@ -216,7 +215,7 @@ static void emitTopKByInsertion(LoopBuilder &b, Value gates, Value mask,
 /// Large k: k scans of the row; the j-th pick is the best element ranked
 /// strictly after the previous pick (key descending, index ascending).
 static void emitTopKByScans(LoopBuilder &b, Value gates, Value mask, Value bi,
-                            Value ti, int64_t k) {
+                            Value ti, int64_t k, KeyFn keyOf) {
   Value zero = indexConst(b, 0);
   Value experts = indexConst(b, numExperts(gates));
   Value minusOne = i32Const(b, -1);
@@ -228,7 +227,7 @@ static void emitTopKByScans(LoopBuilder &b, Value gates, Value mask, Value bi,
         SmallVector<Value> best = forRangeAcc(
             b, zero, experts, {i32Const(b, 0), minusOne},
             [&](LoopBuilder &b, Value ei, ValueRange acc) {
-              Value key = scoreKey(b, load(b, gates, {bi, ti, ei}));
+              Value key = keyOf(b, ei);
               Value idx = indexToI32(b, ei);
               Value after =
                   ori(b, first,
@@ -247,17 +246,33 @@ static void emitTopKByScans(LoopBuilder &b, Value gates, Value mask, Value bi,
       });
 }
 
+void loops::emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
+                           Value ti) {
+  forRange(b, indexConst(b, 0), indexConst(b, numExperts(logits)),
+           [&](LoopBuilder &b, Value ei) {
+             Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, ei}));
+             Value one = f32Const(b, 1.0);
+             Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
+             store(b, divf(b, one, addf(b, one, e)), gates, {bi, ti, ei});
+           });
+}
+
 void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
-                        Value ti, int64_t k, bool renormalize) {
+                        Value ti, int64_t k, bool renormalize, KeyFn keyOf) {
   Value zero = indexConst(b, 0);
   Value experts = indexConst(b, numExperts(gates));
+  auto gateKey = [&](LoopBuilder &b, Value ei) {
+    return scoreKey(b, load(b, gates, {bi, ti, ei}));
+  };
+  if (!keyOf)
+    keyOf = gateKey;
   forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
     store(b, i1Const(b, false), mask, {bi, ti, ei});
   });
   if (k <= kInsertionTopK)
-    emitTopKByInsertion(b, gates, mask, bi, ti, k);
+    emitTopKByInsertion(b, gates, mask, bi, ti, k, keyOf);
   else
-    emitTopKByScans(b, gates, mask, bi, ti, k);
+    emitTopKByScans(b, gates, mask, bi, ti, k, keyOf);
   Value sum = forRangeAcc(
       b, zero, experts, {f32Const(b, 0.0)},
       [&](LoopBuilder &b, Value ei, ValueRange acc) {

@@ -45,10 +45,19 @@ void emitUnifiedScore(LoopBuilder &b, double alpha, moe::ExpertScoreKind kind,
 // Selection: in place on a gate buffer that holds the scores
 //===----------------------------------------------------------------------===//
 
+/// The selection key of expert `ei` of the current row.
+using KeyFn = function_ref<Value(LoopBuilder &, Value)>;
+
 /// Token Choice on row (bi, ti): sets mask[bi, ti, :], zeroes unselected
-/// gates and renormalizes the selected ones if asked.
+/// gates and renormalizes the selected ones if asked. Experts are ranked by
+/// `keyOf` when given (sigmoid_bias: the biased score), else by their gate.
 void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
-                 int64_t k, bool renormalize);
+                 int64_t k, bool renormalize, KeyFn keyOf = nullptr);
+
+/// gates[bi, ti, :] = sigmoid(logits[bi, ti, :]) (NaN as -inf), the gate of
+/// the sigmoid_bias Token Choice variant.
+void emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
+                    Value ti);
 /// Up to this k, the best k are kept sorted in registers in one pass.
 inline constexpr int64_t kInsertionTopK = 16;
 

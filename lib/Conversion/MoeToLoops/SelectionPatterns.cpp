@@ -111,14 +111,26 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     SelectionBuffers buffers = allocSelection(b, op, logits);
     std::optional<double> k = asDouble(op.getKAttr());
     switch (op.getMode()) {
-    case moe::RoutingMode::token:
+    case moe::RoutingMode::token: {
+      Value bias = op.getBias() ? toBuffer(b, op.getBias()) : Value();
       // Row by row: the row's scores are still in cache when selected.
       forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
-        emitSoftmaxRow(b, logits, buffers.gates, bi, ti);
+        if (!bias) {
+          emitSoftmaxRow(b, logits, buffers.gates, bi, ti);
+          emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, int64_t(*k),
+                      op.getRenormalize());
+          return;
+        }
+        // sigmoid_bias: gates are sigmoid(L), the ranking sigmoid(L) + bias.
+        emitSigmoidRow(b, logits, buffers.gates, bi, ti);
         emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, int64_t(*k),
-                    op.getRenormalize());
+                    op.getRenormalize(), [&](LoopBuilder &b, Value ei) {
+                      Value s = load(b, buffers.gates, {bi, ti, ei});
+                      return scoreKeyOf(b, addf(b, s, load(b, bias, {ei})));
+                    });
       });
       break;
+    }
     case moe::RoutingMode::expert: {
       emitTokenSoftmax(b, logits, buffers.gates);
       std::optional<int64_t> intK;

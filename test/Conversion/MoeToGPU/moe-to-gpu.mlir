@@ -166,3 +166,19 @@ func.func @ffn(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>
       : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
   return %y : tensor<?x16xf32>
 }
+
+// -----
+
+// sigmoid_bias Token Choice: the kernel takes the bias as a fourth argument,
+// gates are sigmoid(L) (no row sum), the ranking adds the bias.
+// CHECK-LABEL: func.func @sigmoid_bias
+// CHECK: gpu.launch_func @usmoe_kernels::@route_token_0 {{.*}} args({{.*}}, %{{.*}} : memref<64xf32>)
+// CHECK: gpu.func @route_token_0(
+// CHECK-SAME: memref<64xf32>
+// CHECK: math.exp
+// CHECK: memref.load %{{.*}} : memref<64xf32>
+// CHECK: arith.addf
+func.func @sigmoid_bias(%l: tensor<?x?x64xbf16>, %b: tensor<64xf32>) -> tensor<?x?x64xf32> {
+  %g, %m = moe.route token %l bias %b k = 8.0 renormalize : tensor<?x?x64xbf16>, tensor<64xf32>
+  return %g : tensor<?x?x64xf32>
+}

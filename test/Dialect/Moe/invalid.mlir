@@ -493,3 +493,27 @@ func.func @generic_select_without_k(%g: tensor<?x?x8xf32>) {
   %o, %i = "moe.select_topk"(%g) : (tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<?x?x8xi1>)
   return
 }
+
+// -----
+
+func.func @route_bias_unified(%l: tensor<1x4x8xf32>, %b: tensor<8xf32>) {
+  // expected-error @+1 {{'bias' does not apply to unified routing}}
+  %g, %m = moe.route unified %l bias %b n = 2 : tensor<1x4x8xf32>, tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @route_bias_expert(%l: tensor<1x4x8xf32>, %b: tensor<8xf32>) {
+  // expected-error @+1 {{'bias' does not apply to expert routing}}
+  %g, %m = moe.route expert %l bias %b capacity = 2 : tensor<1x4x8xf32>, tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @route_bias_size(%l: tensor<1x4x8xf32>, %b: tensor<6xf32>) {
+  // expected-error @+1 {{expects one bias per expert (8), got 6}}
+  %g, %m = moe.route token %l bias %b k = 2.0 : tensor<1x4x8xf32>, tensor<6xf32>
+  return
+}

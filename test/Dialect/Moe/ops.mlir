@@ -44,6 +44,9 @@ func.func @selections(%s: tensor<?x?x6xf32>)
 func.func @routes(%l: tensor<1x?x64xf16>, %l32: tensor<4x16x60xf32>) {
   // CHECK: moe.route token %[[L]] k = 2.000000e+00 renormalize : tensor<1x?x64xf16>
   %g0, %m0 = moe.route token %l k = 2.0 renormalize : tensor<1x?x64xf16>
+  // CHECK: moe.route token %[[L]] bias %{{.*}} k = 8.000000e+00 renormalize : tensor<1x?x64xf16>, tensor<64xf32>
+  %bias = arith.constant dense<0.0> : tensor<64xf32>
+  %gb, %mb = moe.route token %l bias %bias k = 8.0 renormalize : tensor<1x?x64xf16>, tensor<64xf32>
   // CHECK: moe.route expert %[[L]] capacity = 4 : tensor<1x?x64xf16>
   %g1, %m1 = moe.route expert %l capacity = 4 : tensor<1x?x64xf16>
   // CHECK: moe.route expert %[[L32]] k = 2.000000e+00 capacity_factor = 1.000000e+00 : tensor<4x16x60xf32>

@@ -138,7 +138,7 @@ struct SimplifyRoute : OpRewritePattern<RouteOp> {
       auto route = RouteOp::create(
           rewriter, op.getLoc(),
           RoutingModeAttr::get(op.getContext(), RoutingMode::token),
-          op.getLogits(),
+          op.getLogits(), /*bias=*/Value(),
           rewriter.getF64FloatAttr(static_cast<double>(*op.getN())),
           /*n=*/nullptr, /*capacity=*/nullptr, /*capacity_factor=*/nullptr,
           /*alpha=*/nullptr, /*expert_score=*/nullptr,

@@ -300,6 +300,12 @@ LogicalResult RouteOp::verify() {
 
   switch (getMode()) {
   case RoutingMode::token: {
+    if (Value bias = getBias()) {
+      int64_t size = cast<ShapedType>(bias.getType()).getDimSize(0);
+      if (!ShapedType::isDynamic(size) && size != numExperts)
+        return emitOpError() << "expects one bias per expert (" << numExperts
+                             << "), got " << size;
+    }
     if (failed(forbid(getN().has_value(), "n")) ||
         failed(forbid(getCapacity().has_value(), "capacity")) ||
         failed(forbid(getCapacityFactor().has_value(), "capacity_factor")) ||
@@ -314,7 +320,8 @@ LogicalResult RouteOp::verify() {
     return verifyTopK(*this, static_cast<int64_t>(*k), numExperts);
   }
   case RoutingMode::expert: {
-    if (failed(forbid(getN().has_value(), "n")) ||
+    if (failed(forbid(bool(getBias()), "bias")) ||
+        failed(forbid(getN().has_value(), "n")) ||
         failed(forbid(getAlpha().has_value(), "alpha")) ||
         failed(forbid(getExpertScore().has_value(), "expert_score")) ||
         failed(forbid(getRenormalize(), "renormalize")))
@@ -332,7 +339,8 @@ LogicalResult RouteOp::verify() {
     return verifyCapacity(*this, type, getCapacity(), factor, intK);
   }
   case RoutingMode::unified: {
-    if (failed(forbid(getCapacity().has_value(), "capacity")) ||
+    if (failed(forbid(bool(getBias()), "bias")) ||
+        failed(forbid(getCapacity().has_value(), "capacity")) ||
         failed(forbid(getCapacityFactor().has_value(), "capacity_factor")) ||
         failed(forbid(getRenormalize(), "renormalize")))
       return failure();

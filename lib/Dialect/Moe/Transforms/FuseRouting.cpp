@@ -34,8 +34,9 @@ RouteOp createRoute(PatternRewriter &rewriter, Operation *selection,
                     RoutingMode mode, Value logits, const RouteParams &p) {
   return RouteOp::create(rewriter, selection->getLoc(),
                          RoutingModeAttr::get(rewriter.getContext(), mode),
-                         logits, p.k, p.n, p.capacity, p.capacityFactor,
-                         p.alpha, p.expertScore, p.renormalize);
+                         logits, /*bias=*/Value(), p.k, p.n, p.capacity,
+                         p.capacityFactor, p.alpha, p.expertScore,
+                         p.renormalize);
 }
 
 FloatAttr asF64(PatternRewriter &rewriter, std::optional<int64_t> value) {

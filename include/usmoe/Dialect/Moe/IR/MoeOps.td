@@ -178,7 +178,10 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
     `mode` picks the router and decides which parameters apply:
 
     - `token`: `moe.token_softmax` + `moe.select_topk`; needs an integer
-      `k` in [1, E]; `renormalize` is allowed.
+      `k` in [1, E]; `renormalize` is allowed. With a `bias` operand ([E]
+      f32) it is the DeepSeek-V3 variant instead: experts are selected by
+      `sigmoid(L) + bias[e]`, the gates are `sigmoid(L)` (the bias moves the
+      selection only), renormalized if asked.
     - `expert`: `moe.token_softmax` + `moe.select_expert_choice`; needs
       `capacity`, or `capacity_factor` and `k`.
     - `unified`: `moe.unified_score` + `moe.select_global`; needs `n` or a
@@ -189,9 +192,12 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
     ```mlir
     %gates, %mask = moe.route unified %logits k = 1.500000e+00
         alpha = 5.000000e-01 expert_score = sigmoid : tensor<?x?x64xbf16>
+    %g2, %m2 = moe.route token %logits bias %b k = 8.000000e+00 renormalize
+        : tensor<?x?x64xbf16>, tensor<64xf32>
     ```
   }];
   let arguments = (ins Moe_RoutingModeAttr:$mode, Moe_LogitsTensor:$logits,
+                       Optional<Moe_WeightVector>:$bias,
                        OptionalAttr<F64Attr>:$k,
                        OptionalAttr<I64Attr>:$n,
                        OptionalAttr<I64Attr>:$capacity,
@@ -201,13 +207,13 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
                        UnitAttr:$renormalize);
   let results = (outs Moe_ScoreTensor:$gates, Moe_MaskTensor:$mask);
   let assemblyFormat = [{
-    `` $mode $logits oilist(`k` `=` $k
+    `` $mode $logits (`bias` $bias^)? oilist(`k` `=` $k
                         | `n` `=` $n
                         | `capacity` `=` $capacity
                         | `capacity_factor` `=` $capacity_factor
                         | `alpha` `=` $alpha)
     (`expert_score` `=` `` $expert_score^)? (`renormalize` $renormalize^)?
-    attr-dict `:` type($logits)
+    attr-dict `:` type($logits) (`,` type($bias)^)?
   }];
   let extraClassDeclaration = [{
     /// The mixing weight of the unified score (0.5 unless given).
