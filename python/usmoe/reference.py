@@ -2,7 +2,7 @@
 
 Written from the spec alone, independently of the MLIR lowering, so that it
 can serve as the oracle of the compiled CPU and GPU paths. All score math is
-float32 with the operation order the spec fixes ("Exact arithmetic"), so
+float32 with the operation order docs/Dialect.md fixes ("Semantics"), so
 gates agree to the last few ulps and selections agree exactly.
 """
 

@@ -29,8 +29,8 @@ extern "C" {
 /* Status codes. */
 enum {
   USMOE_RT_OK = 0,
-  USMOE_RT_NO_DRIVER = 1, /* libcuda.so.1 missing or a symbol absent */
-  USMOE_RT_NO_DEVICE = 2, /* cuInit failed or no device */
+  USMOE_RT_NO_DRIVER = 1,  /* libcuda.so.1 missing or a symbol absent */
+  USMOE_RT_NO_DEVICE = 2,  /* cuInit failed or no device */
   USMOE_RT_CUDA_ERROR = 3, /* a driver call failed */
   USMOE_RT_INVALID_ARGUMENT = 4
 };
@@ -58,7 +58,8 @@ int usmoe_rt_synchronize(void);
 
 int usmoe_rt_malloc(uint64_t *device_ptr, size_t bytes);
 int usmoe_rt_free(uint64_t device_ptr);
-int usmoe_rt_copy_to_device(uint64_t device_ptr, const void *host, size_t bytes);
+int usmoe_rt_copy_to_device(uint64_t device_ptr, const void *host,
+                            size_t bytes);
 int usmoe_rt_copy_to_host(void *host, uint64_t device_ptr, size_t bytes);
 
 #ifdef __cplusplus

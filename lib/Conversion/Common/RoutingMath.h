@@ -1,13 +1,12 @@
-//===- RoutingMath.h - scalar routing math shared by all backends -*- C++
-//-*-===//
+//===- RoutingMath.h - per-element routing math of all backends -*- C++ -*-===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.
 //
 //===----------------------------------------------------------------------===//
 //
-// The per-element pieces of the routing semantics (docs/Dialect.md, "Exact
-// arithmetic"). The CPU loops and the GPU kernels build their scores and
+// The per-element pieces of the routing semantics (docs/Dialect.md,
+// "Semantics"). The CPU loops and the GPU kernels build their scores and
 // keys from these functions only, so that both emit the same f32 operations.
 //
 //===----------------------------------------------------------------------===//

@@ -1,5 +1,4 @@
-//===- WarpReduce.h - warp-wide reductions with gpu.shuffle ------*- C++
-//-*-===//
+//===- WarpReduce.h - warp-wide reductions with gpu.shuffle ---*- C++ -*-===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.

@@ -7,7 +7,7 @@
 //
 // The routing algorithms on [B, T, E] memrefs, shared by the patterns of the
 // unfused ops and of the fused moe.route. Every float operation here is part
-// of the normative definition (docs/Dialect.md, "Exact arithmetic"): the
+// of the normative definition (docs/Dialect.md, "Semantics"): the
 // NumPy reference performs the same f32 operations in the same order.
 //
 //===----------------------------------------------------------------------===//

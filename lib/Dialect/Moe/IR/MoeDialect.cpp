@@ -1,5 +1,4 @@
-//===- MoeDialect.cpp - moe dialect registration
-//---------------------------===//
+//===- MoeDialect.cpp - moe dialect registration --------------------------===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.
