@@ -168,6 +168,18 @@ inline void forRange(LoopBuilder &b, Value lb, Value ub, LoopBody body) {
                      });
 }
 
+/// for iv = lb; iv < ub; iv += step (a GPU thread's share of a range:
+/// lb = thread id, step = block size).
+inline void forStrided(LoopBuilder &b, Value lb, Value ub, Value step,
+                       LoopBody body) {
+  scf::ForOp::create(b, lb, ub, step, ValueRange{},
+                     [&](OpBuilder &nb, Location loc, Value iv, ValueRange) {
+                       LoopBuilder ib(loc, nb);
+                       body(ib, iv);
+                       scf::YieldOp::create(ib);
+                     });
+}
+
 /// for iv in [lb, ub) carrying `init`: acc = body(iv, acc); returns acc.
 inline SmallVector<Value> forRangeAcc(LoopBuilder &b, Value lb, Value ub,
                                       ValueRange init, AccumulatingBody body) {

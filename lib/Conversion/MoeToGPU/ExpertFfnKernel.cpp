@@ -53,16 +53,7 @@ gpu::GPUFuncOp gpu_kernels::buildExpertFfnKernel(
   Value step = indexConst(b, kRowBlock), zero = indexConst(b, 0);
   Value one = f32Const(b, 1.0);
 
-  auto strided = [&](LoopBuilder &b, Value count,
-                     function_ref<void(LoopBuilder &, Value)> body) {
-    scf::ForOp::create(b, tid, count, step, ValueRange{},
-                       [&](OpBuilder &nb, Location l, Value i, ValueRange) {
-                         LoopBuilder ib(l, nb);
-                         body(ib, i);
-                         scf::YieldOp::create(ib);
-                       });
-  };
-  strided(b, ffn, [&](LoopBuilder &b, Value f) {
+  forStrided(b, tid, ffn, step, [&](LoopBuilder &b, Value f) {
     SmallVector<Value> acc = forRangeAcc(
         b, zero, width, {f32Const(b, 0.0), f32Const(b, 0.0)},
         [&](LoopBuilder &b, Value d, ValueRange a) {
@@ -78,7 +69,7 @@ gpu::GPUFuncOp gpu_kernels::buildExpertFfnKernel(
   });
   gpu::BarrierOp::create(b);
   Type element = outType.getElementType();
-  strided(b, width, [&](LoopBuilder &b, Value d) {
+  forStrided(b, tid, width, step, [&](LoopBuilder &b, Value d) {
     Value y =
         forRangeAcc(b, zero, ffn, {f32Const(b, 0.0)},
                     [&](LoopBuilder &b, Value f, ValueRange a) {

@@ -58,17 +58,6 @@ Value blockId(LoopBuilder &b) {
   return gpu::BlockIdOp::create(b, gpu::Dimension::x);
 }
 
-/// for i = tid; i < count; i += threads
-void forStrided(LoopBuilder &b, Value tid, Value count, int64_t threads,
-                function_ref<void(LoopBuilder &, Value)> body) {
-  scf::ForOp::create(b, tid, count, indexConst(b, threads), ValueRange{},
-                     [&](OpBuilder &nb, Location l, Value i, ValueRange) {
-                       LoopBuilder ib(l, nb);
-                       body(ib, i);
-                       scf::YieldOp::create(ib);
-                     });
-}
-
 } // namespace
 
 Value gpu_kernels::lowerBound(LoopBuilder &b, Value lo, Value hi,
@@ -221,7 +210,7 @@ gpu::GPUFuncOp gpu_kernels::buildDispatchKernel(OpBuilder &builder,
         out = func.getArgument(2);
   Value m = blockId(b);
   Value g = i32ToIndex(b, load(b, ids, {m}));
-  forStrided(b, threadId(b), dim(b, hidden, 1), kRowBlock,
+  forStrided(b, threadId(b), dim(b, hidden, 1), indexConst(b, kRowBlock),
              [&](LoopBuilder &b, Value d) {
                store(b, load(b, hidden, {g, d}), out, {m, d});
              });
@@ -247,7 +236,8 @@ gpu::GPUFuncOp gpu_kernels::buildCombineKernel(
   Value g = blockId(b);
   Value gI32 = indexToI32(b, g);
   forStrided(
-      b, threadId(b), dim(b, init, 1), kRowBlock, [&](LoopBuilder &b, Value d) {
+      b, threadId(b), dim(b, init, 1), indexConst(b, kRowBlock),
+      [&](LoopBuilder &b, Value d) {
         Value acc = loadAsF32(b, init, {g, d});
         acc = forRangeAcc(
             b, zero(b), indexConst(b, experts), {acc},

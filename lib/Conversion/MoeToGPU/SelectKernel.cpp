@@ -90,16 +90,6 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
               arith::RemUIOp::create(b, i, numExperts)};
     return {seq, i, fixedExpert};
   };
-  // for i = tid; i < count; i += threads
-  auto forOwnElements = [&](LoopBuilder &b,
-                            function_ref<void(LoopBuilder &, Value)> body) {
-    scf::ForOp::create(b, tid, count, threads, ValueRange{},
-                       [&](OpBuilder &nb, Location l, Value i, ValueRange) {
-                         LoopBuilder ib(l, nb);
-                         body(ib, i);
-                         scf::YieldOp::create(ib);
-                       });
-  };
 
   // --- 1. Radix select of the key K of the budget-th best element.
   Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
@@ -109,7 +99,7 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
     ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, 256)),
            [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
     gpu::BarrierOp::create(b);
-    forOwnElements(b, [&](LoopBuilder &b, Value i) {
+    forStrided(b, tid, count, threads, [&](LoopBuilder &b, Value i) {
       Value key = scoreKey(b, load(b, gates, element(b, i)));
       Value match =
           cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
