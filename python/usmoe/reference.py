@@ -124,41 +124,17 @@ def topk_list(gates: np.ndarray, mask: np.ndarray, k: int):
     return ids, wts
 
 
-def select_topk(scores: np.ndarray, k: int, renormalize: bool = False):
-    """Token Choice: each token keeps its k best experts."""
-    b, t, e = scores.shape
+def _token_choice(ranked: np.ndarray, gate_values: np.ndarray, k: int, renormalize: bool):
+    """Per token, the k best experts by `ranked`; their `gate_values` as gates,
+    divided by their f32 sum (in expert order) when renormalizing and > 0."""
+    b, t, e = ranked.shape
     if not 1 <= k <= e:
         raise ValueError(f"k must be in [1, {e}], got {k}")
-    mask = np.zeros(scores.shape, bool)
-    for bi in range(b):
-        for ti in range(t):
-            mask[bi, ti, _rank_order(scores[bi, ti])[:k]] = True
-    gates = np.where(mask, scores, F32(0)).astype(F32)
-    if renormalize:
-        s = np.zeros((b, t), F32)
-        for ei in range(e):
-            s = (s + gates[..., ei]).astype(F32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gates = np.where(s[..., None] > 0, gates / s[..., None], gates).astype(F32)
-    return gates, mask
-
-
-def select_topk_sigmoid_bias(logits: np.ndarray, bias: np.ndarray, k: int,
-                             renormalize: bool = False):
-    """DeepSeek-V3 Token Choice: rank experts by sigmoid(L) + bias[e], gate
-    with sigmoid(L) (the bias moves the selection only)."""
-    x = _sanitize(logits)
-    b, t, e = x.shape
-    if not 1 <= k <= e:
-        raise ValueError(f"k must be in [1, {e}], got {k}")
-    with np.errstate(over="ignore"):
-        s = (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
-    ranked = (s + np.asarray(bias, F32)).astype(F32)
-    mask = np.zeros(x.shape, bool)
+    mask = np.zeros(ranked.shape, bool)
     for bi in range(b):
         for ti in range(t):
             mask[bi, ti, _rank_order(ranked[bi, ti])[:k]] = True
-    gates = np.where(mask, s, F32(0)).astype(F32)
+    gates = np.where(mask, gate_values, F32(0)).astype(F32)
     if renormalize:
         total = np.zeros((b, t), F32)
         for ei in range(e):
@@ -166,6 +142,22 @@ def select_topk_sigmoid_bias(logits: np.ndarray, bias: np.ndarray, k: int,
         with np.errstate(invalid="ignore", divide="ignore"):
             gates = np.where(total[..., None] > 0, gates / total[..., None], gates).astype(F32)
     return gates, mask
+
+
+def select_topk(scores: np.ndarray, k: int, renormalize: bool = False):
+    """Token Choice: each token keeps its k best experts."""
+    return _token_choice(scores, scores, k, renormalize)
+
+
+def select_topk_sigmoid_bias(logits: np.ndarray, bias: np.ndarray, k: int,
+                             renormalize: bool = False):
+    """DeepSeek-V3 Token Choice: rank experts by sigmoid(L) + bias[e], gate
+    with sigmoid(L) (the bias moves the selection only)."""
+    x = _sanitize(logits)
+    with np.errstate(over="ignore"):
+        s = (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
+    ranked = (s + np.asarray(bias, F32)).astype(F32)
+    return _token_choice(ranked, s, k, renormalize)
 
 
 def expert_capacity(num_tokens: int, num_experts: int, capacity=None,

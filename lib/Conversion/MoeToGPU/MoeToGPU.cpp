@@ -121,6 +121,15 @@ struct ConvertMoeToGPUPass
     module->setAttr(kKernelInfo, all.getDictionary(module.getContext()));
   }
 
+  /// Replaces every result of `op` by the tensor of the matching buffer, in
+  /// order, and erases `op`.
+  static void replaceWithBuffers(LoopBuilder &b, Operation *op,
+                                 ArrayRef<Value> buffers) {
+    for (auto [result, buffer] : llvm::zip_equal(op->getResults(), buffers))
+      result.replaceAllUsesWith(toTensor(b, buffer, result.getType()));
+    op->erase();
+  }
+
   /// gpu.launch_func of `kernel` on a 1-D grid of `blocks`, skipped when the
   /// grid is empty (an empty grid is a launch error in CUDA).
   static void launch(LoopBuilder &b, gpu::GPUFuncOp kernel, Value blocks,
@@ -227,10 +236,7 @@ struct ConvertMoeToGPUPass
     describe(selectKernel, unified ? "select_sequence" : "select_column",
              unified ? "B" : "B * E");
 
-    op.getGates().replaceAllUsesWith(
-        toTensor(b, gates, op.getGates().getType()));
-    op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));
-    op.erase();
+    replaceWithBuffers(b, op, {gates, mask});
     return success();
   }
 
@@ -271,13 +277,7 @@ struct ConvertMoeToGPUPass
     recordKernel(module, plan.count, info("plan_count", "E"));
     recordKernel(module, plan.scan, info("plan_scan", "1"));
     recordKernel(module, plan.fill, info("plan_fill", "E"));
-    op.getExpertOffsets().replaceAllUsesWith(
-        toTensor(b, offsets, op.getExpertOffsets().getType()));
-    op.getTokenIds().replaceAllUsesWith(
-        toTensor(b, ids, op.getTokenIds().getType()));
-    op.getWeights().replaceAllUsesWith(
-        toTensor(b, weights, op.getWeights().getType()));
-    op.erase();
+    replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
   }
 
@@ -306,8 +306,7 @@ struct ConvertMoeToGPUPass
         op->getParentOfType<ModuleOp>(), kernel,
         {{attrs.getStringAttr("kind"), attrs.getStringAttr("dispatch")},
          {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
-    op.getResult().replaceAllUsesWith(toTensor(b, out, op.getType()));
-    op.erase();
+    replaceWithBuffers(b, op, {out});
     return success();
   }
 
@@ -344,8 +343,7 @@ struct ConvertMoeToGPUPass
     recordKernel(op->getParentOfType<ModuleOp>(), kernel,
                  {{attrs.getStringAttr("kind"), attrs.getStringAttr("combine")},
                   {attrs.getStringAttr("grid"), attrs.getStringAttr("G")}});
-    op.getResult().replaceAllUsesWith(toTensor(b, result, op.getType()));
-    op.erase();
+    replaceWithBuffers(b, op, {result});
     return success();
   }
 
@@ -382,8 +380,7 @@ struct ConvertMoeToGPUPass
         op->getParentOfType<ModuleOp>(), kernel,
         {{attrs.getStringAttr("kind"), attrs.getStringAttr("expert_ffn")},
          {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
-    op.getResult().replaceAllUsesWith(toTensor(b, out, op.getType()));
-    op.erase();
+    replaceWithBuffers(b, op, {out});
     return success();
   }
 
@@ -431,10 +428,7 @@ struct ConvertMoeToGPUPass
          {"rows_per_block",
           rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
          {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}});
-    op.getGates().replaceAllUsesWith(
-        toTensor(b, gates, op.getGates().getType()));
-    op.getMask().replaceAllUsesWith(toTensor(b, mask, op.getMask().getType()));
-    op.erase();
+    replaceWithBuffers(b, op, {gates, mask});
     return success();
   }
 };
