@@ -7,4 +7,4 @@
 // RUN: usmoe-opt %S/usmoe-to-nvvm.mlir -usmoe-to-nvvm=format=fatbin | usmoe-extract-binary -o %t/fat
 // RUN: test -s %t/fat/usmoe_kernels.fatbin
 
-// CHECK-COUNT-22: 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+// CHECK-COUNT-27: 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads

@@ -33,6 +33,9 @@
 // CHECK: .entry dispatch_12(
 // CHECK: .entry combine_13(
 // CHECK: .entry expert_ffn_14(
+// CHECK: .entry topk_list_16(
+// CHECK: shfl.sync.bfly.b32
+// CHECK: .entry topk_list_18(
 
 // META: "kernels": {
 // META: "route_token_0": {
@@ -99,4 +102,16 @@ func.func @ffn(%x: tensor<?x64xbf16>, %o: tensor<9xi32>, %w1: tensor<8x64x128xbf
                %w3: tensor<8x64x128xbf16>, %w2: tensor<8x128x64xbf16>) -> tensor<?x64xbf16> {
   %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x64x128xbf16>, tensor<8x64x128xbf16>, tensor<8x128x64xbf16>
   return %y : tensor<?x64xbf16>
+}
+// The [B*T, k] list of Token Choice (k = 32 of 512 experts) and of a
+// Unified selection (padded where a token got fewer than k).
+func.func @topk_e512_k32(%l: tensor<?x?x512xf32>) -> (tensor<?x32xi32>, tensor<?x32xf32>) {
+  %g, %m = moe.route token %l k = 32.0 : tensor<?x?x512xf32>
+  %i, %w = moe.topk_list %g, %m k = 32 : tensor<?x?x512xf32>
+  return %i, %w : tensor<?x32xi32>, tensor<?x32xf32>
+}
+func.func @topk_unified_e60(%l: tensor<?x?x60xbf16>) -> (tensor<?x4xi32>, tensor<?x4xf32>) {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x60xbf16>
+  %i, %w = moe.topk_list %g, %m k = 4 : tensor<?x?x60xf32>
+  return %i, %w : tensor<?x4xi32>, tensor<?x4xf32>
 }

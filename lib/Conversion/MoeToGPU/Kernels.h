@@ -39,6 +39,14 @@ gpu::GPUFuncOp buildTokenChoiceKernel(OpBuilder &builder, Location loc,
                                       int64_t k, bool renormalize,
                                       MemRefType bias = nullptr);
 
+/// `name(gates, mask, ids, weights)`: moe.topk_list, one warp per token
+/// (the Token Choice launch shape): ids / weights [B*T, k] by descending
+/// gate, ties to the lower expert, padded with (-1, 0).
+gpu::GPUFuncOp buildTopKListKernel(OpBuilder &builder, Location loc,
+                                   StringRef name, MemRefType gates,
+                                   MemRefType mask, MemRefType ids,
+                                   MemRefType weights);
+
 /// Row scores: 4 tokens (warps) per 128-thread block.
 inline constexpr int64_t kRowsPerScoreBlock = 4;
 /// Column kernels: one thread per (sequence, expert), 128 per block.

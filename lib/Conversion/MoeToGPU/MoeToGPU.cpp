@@ -48,8 +48,8 @@ struct ConvertMoeToGPUPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> lowerable;
     WalkResult unsupported = module.walk([&](Operation *op) {
-      if (isa<moe::RouteOp, moe::PlanOp, moe::DispatchOp, moe::CombineOp,
-              moe::ExpertFfnOp>(op)) {
+      if (isa<moe::RouteOp, moe::PlanOp, moe::TopKListOp, moe::DispatchOp,
+              moe::CombineOp, moe::ExpertFfnOp>(op)) {
         lowerable.push_back(op);
         return WalkResult::advance();
       }
@@ -77,6 +77,9 @@ struct ConvertMoeToGPUPass
               })
               .Case([&](moe::PlanOp plan) {
                 return lowerPlan(plan, kernels, counter++);
+              })
+              .Case([&](moe::TopKListOp list) {
+                return lowerTopKList(list, kernels, counter++);
               })
               .Case([&](moe::DispatchOp dispatch) {
                 return lowerDispatch(dispatch, kernels, counter++);
@@ -278,6 +281,48 @@ struct ConvertMoeToGPUPass
     recordKernel(module, plan.scan, info("plan_scan", "1"));
     recordKernel(module, plan.fill, info("plan_fill", "E"));
     replaceWithBuffers(b, op, {offsets, ids, weights});
+    return success();
+  }
+
+  /// topk_list -> one warp per token, Token Choice's launch shape.
+  LogicalResult lowerTopKList(moe::TopKListOp op, gpu::GPUModuleOp kernels,
+                              unsigned index) {
+    auto gatesType = memrefOf(op.getGates().getType());
+    int64_t experts = gatesType.getDimSize(2);
+    if (experts > gpu_kernels::kMaxExperts)
+      return op.emitOpError()
+             << "on the GPU supports up to " << gpu_kernels::kMaxExperts
+             << " experts, got " << experts;
+    auto idsType = memrefOf(op.getExpertIds().getType());
+    auto weightsType = memrefOf(op.getWeights().getType());
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    gpu::GPUFuncOp kernel = gpu_kernels::buildTopKListKernel(
+        kb, op.getLoc(), "topk_list_" + std::to_string(index), gatesType,
+        memrefOf(op.getMask().getType()), idsType, weightsType);
+
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value gates = toBuffer(b, op.getGates());
+    Value mask = toBuffer(b, op.getMask());
+    Value rows = muli(b, dim(b, gates, 0), dim(b, gates, 1));
+    SmallVector<Value> dynRows;
+    if (idsType.isDynamicDim(0))
+      dynRows.push_back(rows);
+    Value ids = alloc(b, idsType, dynRows);
+    Value weights = alloc(b, weightsType, dynRows);
+    launch(b, kernel,
+           arith::CeilDivUIOp::create(
+               b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
+           {gates, mask, ids, weights});
+    Builder attrs(op.getContext());
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), kernel,
+        {{attrs.getStringAttr("kind"), attrs.getStringAttr("topk_list")},
+         {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
+         {attrs.getStringAttr("k"), attrs.getI64IntegerAttr(op.getK())},
+         {attrs.getStringAttr("grid"),
+          attrs.getStringAttr("ceildiv(B * T, 4)")}});
+    replaceWithBuffers(b, op, {ids, weights});
     return success();
   }
 

@@ -13,8 +13,8 @@
 //   e_v   = exp(x_v == m ? 0 : x_v - m)             (0 if m == -inf)
 //   s     = warpSum(sum_v e_v)                      (lane 0's bits)
 //   P_v   = e_v / s
-//   k picks: per lane the best untaken (key, index), then warpArgMax;
-//            the owner lane marks the expert taken in a 64-bit mask
+//   k picks (emitWarpTopK): per lane the best untaken (key, index), then
+//            a warp arg-max; the owner lane marks the expert taken
 //   write  gates / mask for every e_v < E (renormalized if asked)
 //
 //===----------------------------------------------------------------------===//
@@ -30,7 +30,6 @@ using namespace mlir::usmoe;
 using namespace mlir::usmoe::loops;
 using namespace mlir::usmoe::gpu_kernels;
 using arith::CmpFPredicate;
-using arith::CmpIPredicate;
 
 gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
@@ -68,87 +67,44 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
           }
         }
         const int64_t perLane = row.perLane;
-        SmallVector<Value> &expert = row.expert, &inBounds = row.inBounds,
-                           &p = row.score;
-        Value laneI32 = indexToI32(b, lane);
         SmallVector<Value> key(perLane);
         // Key 0 is below every real key: padding never wins.
         for (int64_t v = 0; v < perLane; ++v) {
-          Value ranked = p[v];
+          Value ranked = row.score[v];
           if (bias) {
-            Value at = arith::MinUIOp::create(b, expert[v],
+            Value at = arith::MinUIOp::create(b, row.expert[v],
                                               indexConst(b, experts - 1));
             ranked = addf(b, ranked, load(b, bias, {at}));
           }
-          key[v] = select(b, inBounds[v], scoreKey(b, ranked), i32Const(b, 0));
+          key[v] =
+              select(b, row.inBounds[v], scoreKey(b, ranked), i32Const(b, 0));
         }
 
-        // Bit v of `taken` marks register v; padding starts out taken.
-        Type i64 = b.getI64Type();
-        auto bit = [&](LoopBuilder &b, int64_t v) {
-          return arith::ConstantIntOp::create(b, i64, int64_t(1) << v);
-        };
-        Value taken = arith::ConstantIntOp::create(b, i64, 0);
-        for (int64_t v = 0; v < perLane; ++v)
-          taken = select(b, inBounds[v], taken, ori(b, taken, bit(b, v)));
-
-        SmallVector<Value> picked = forRangeAcc(
-            b, indexConst(b, 0), indexConst(b, k), {taken, f32Const(b, 0.0)},
-            [&](LoopBuilder &b, Value, ValueRange acc) {
-              Value taken = acc[0];
-              Value bestKey = i32Const(b, 0);
-              Value bestIndex =
-                  i32Const(b, std::numeric_limits<int32_t>::max());
-              for (int64_t v = 0; v < perLane; ++v) {
-                Value free =
-                    cmpi(b, CmpIPredicate::eq, andi(b, taken, bit(b, v)),
-                         arith::ConstantIntOp::create(b, i64, 0));
-                // Strictly greater: the lower register (lower expert) wins
-                // ties.
-                Value better =
-                    andi(b, free, cmpi(b, CmpIPredicate::ugt, key[v], bestKey));
-                bestKey = select(b, better, key[v], bestKey);
-                bestIndex =
-                    select(b, better, indexToI32(b, expert[v]), bestIndex);
-              }
-              auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex);
-              (void)winKey;
-              Value owner = row.ownerLane(b, winIndex);
-              Value slot = row.slotOf(b, winIndex);
-              Value mine = cmpi(b, CmpIPredicate::eq, owner, laneI32);
-              Value slotBit = arith::ShLIOp::create(
-                  b, arith::ConstantIntOp::create(b, i64, 1),
-                  arith::ExtUIOp::create(b, i64, slot));
-              taken = select(b, mine, ori(b, taken, slotBit), taken);
-              // The winner's score, from its owner lane, for the renormalizer.
-              Value ownP = p[0];
-              for (int64_t v = 1; v < perLane; ++v)
-                ownP =
-                    select(b, cmpi(b, CmpIPredicate::eq, slot, i32Const(b, v)),
-                           p[v], ownP);
-              Value winP = shuffleIdx(b, ownP, owner);
-              return SmallVector<Value>{taken, addf(b, acc[1], winP)};
-            });
+        // The picks' score sum is the renormalizer.
+        SmallVector<Value> picked =
+            emitWarpTopK(b, row, key, lane, k, {f32Const(b, 0.0)},
+                         [&](LoopBuilder &b, Value, Value, Value,
+                             Value winScore, ValueRange acc) {
+                           return SmallVector<Value>{addf(b, acc[0], winScore)};
+                         });
         Value finalTaken = picked[0], pickedSum = picked[1];
         Value divide = cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
 
         for (int64_t v = 0; v < perLane; ++v) {
-          Value isTaken =
-              cmpi(b, CmpIPredicate::ne, andi(b, finalTaken, bit(b, v)),
-                   arith::ConstantIntOp::create(b, i64, 0));
-          Value gate = p[v];
+          Value isTaken = isTakenBit(b, finalTaken, v);
+          Value gate = row.score[v];
           if (renormalize)
             gate = select(b, divide, divf(b, gate, pickedSum), gate);
           gate = select(b, isTaken, gate, f32Const(b, 0.0));
           auto write = [&](LoopBuilder &b) {
-            store(b, gate, gates, {bi, ti, expert[v]});
-            store(b, isTaken, mask, {bi, ti, expert[v]});
+            store(b, gate, gates, {bi, ti, row.expert[v]});
+            store(b, isTaken, mask, {bi, ti, row.expert[v]});
           };
           // Only the last register can run past E.
           if (row.alwaysInBounds(v, experts))
             write(b);
           else
-            ifThen(b, inBounds[v], write);
+            ifThen(b, row.inBounds[v], write);
         }
       });
   gpu::ReturnOp::create(b);

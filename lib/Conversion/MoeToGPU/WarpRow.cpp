@@ -129,3 +129,67 @@ WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
     row.score.push_back(select(b, valid, divf(b, e[v], sum), f32Const(b, 0.0)));
   return row;
 }
+
+static Value registerBit(LoopBuilder &b, int64_t v) {
+  return arith::ConstantIntOp::create(b, b.getI64Type(), int64_t(1) << v);
+}
+
+Value gpu_kernels::isTakenBit(LoopBuilder &b, Value taken, int64_t v) {
+  return cmpi(b, CmpIPredicate::ne, andi(b, taken, registerBit(b, v)),
+              arith::ConstantIntOp::create(b, b.getI64Type(), 0));
+}
+
+SmallVector<Value> gpu_kernels::emitWarpTopK(LoopBuilder &b, const WarpRow &row,
+                                             ArrayRef<Value> key, Value lane,
+                                             int64_t k, ValueRange init,
+                                             WarpPickStep step) {
+  const int64_t perLane = row.perLane;
+  assert(perLane <= 64 && "a taken mask holds 64 registers");
+  Type i64 = b.getI64Type();
+  Value laneI32 = indexToI32(b, lane);
+  Value taken = arith::ConstantIntOp::create(b, i64, 0);
+  for (int64_t v = 0; v < perLane; ++v)
+    taken = select(b, row.inBounds[v], taken, ori(b, taken, registerBit(b, v)));
+
+  SmallVector<Value> acc0 = {taken};
+  llvm::append_range(acc0, init);
+  return forRangeAcc(
+      b, indexConst(b, 0), indexConst(b, k), acc0,
+      [&](LoopBuilder &b, Value round, ValueRange acc) {
+        Value taken = acc[0];
+        Value bestKey = i32Const(b, 0);
+        Value bestIndex = i32Const(b, std::numeric_limits<int32_t>::max());
+        for (int64_t v = 0; v < perLane; ++v) {
+          Value free = notI1(b, isTakenBit(b, taken, v));
+          // Strictly greater: the lower register (lower expert) wins ties.
+          Value better =
+              andi(b, free, cmpi(b, CmpIPredicate::ugt, key[v], bestKey));
+          bestKey = select(b, better, key[v], bestKey);
+          bestIndex =
+              select(b, better, indexToI32(b, row.expert[v]), bestIndex);
+        }
+        auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex);
+        // A round with nothing left (key 0) marks nothing: winIndex is then
+        // the sentinel, owned by no register.
+        Value owner = row.ownerLane(b, winIndex);
+        Value slot = row.slotOf(b, winIndex);
+        Value mine = andi(b, cmpi(b, CmpIPredicate::eq, owner, laneI32),
+                          cmpi(b, CmpIPredicate::ne, winKey, i32Const(b, 0)));
+        Value slotBit =
+            arith::ShLIOp::create(b, arith::ConstantIntOp::create(b, i64, 1),
+                                  arith::ExtUIOp::create(b, i64, slot));
+        taken = select(b, mine, ori(b, taken, slotBit), taken);
+        // The winner's score, read from its owner lane.
+        Value own = row.score[0];
+        for (int64_t v = 1; v < perLane; ++v)
+          own = select(b, cmpi(b, CmpIPredicate::eq, slot, i32Const(b, v)),
+                       row.score[v], own);
+        Value owner32 =
+            arith::MinUIOp::create(b, owner, i32Const(b, kWarpSize - 1));
+        Value winScore = shuffleIdx(b, own, owner32);
+        SmallVector<Value> next = {taken};
+        llvm::append_range(
+            next, step(b, round, winKey, winIndex, winScore, acc.drop_front()));
+        return next;
+      });
+}

@@ -56,6 +56,26 @@ WarpRow emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi, Value ti,
 void forWarpRow(LoopBuilder &b, Value logits, int64_t warpsPerBlock,
                 function_ref<void(LoopBuilder &, Value, Value, Value)> body);
 
+/// What the caller does with each pick of `emitWarpTopK`: called in every
+/// lane with the round (index), the winner's key and expert (i32, uniform
+/// across the warp), its `row.score` and the accumulators; returns the new
+/// accumulators.
+using WarpPickStep = function_ref<SmallVector<Value>(
+    LoopBuilder &, Value round, Value winKey, Value winExpert, Value winScore,
+    ValueRange acc)>;
+
+/// `k` rounds of warp arg-max over `key` (one unsigned i32 per register of
+/// `row`, 0 = never picked): each round takes the largest untaken key, ties
+/// to the lower expert, so picks come out in ranking order. Registers past
+/// E start out taken. Returns the final taken mask (i64, bit v = register
+/// v of this lane) followed by the accumulators.
+SmallVector<Value> emitWarpTopK(LoopBuilder &b, const WarpRow &row,
+                                ArrayRef<Value> key, Value lane, int64_t k,
+                                ValueRange init, WarpPickStep step);
+
+/// Whether bit `v` of a taken mask from `emitWarpTopK` is set (i1).
+Value isTakenBit(LoopBuilder &b, Value taken, int64_t v);
+
 } // namespace mlir::usmoe::gpu_kernels
 
 #endif // USMOE_LIB_CONVERSION_MOETOGPU_WARPROW_H

@@ -67,6 +67,29 @@ func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
 
 // -----
 
+// moe.topk_list: one warp per token like Token Choice; keys are 0 where the
+// mask is off, k arg-max rounds, lane 0 writes each pick or the (-1, 0) pad.
+// CHECK-LABEL: func.func @listed
+// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x3xi32>
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x3xf32>
+// CHECK: gpu.launch_func @usmoe_kernels::@topk_list_1 blocks in (%{{.*}}) threads in (%c128{{.*}}, %{{.*}}, %{{.*}}) args(%{{.*}} : memref<?x?x40xf32>, %{{.*}} : memref<?x?x40xi1>, %[[IDS]] : memref<?x3xi32>, %[[W]] : memref<?x3xf32>)
+// CHECK: gpu.func @topk_list_1(
+// CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
+// CHECK: memref.load %{{.*}} : memref<?x?x40xi1>
+// CHECK: scf.for
+// CHECK-COUNT-10: gpu.shuffle  xor %{{.*}} : i32
+// CHECK: gpu.shuffle  idx %{{.*}} : f32
+// CHECK: scf.if
+// CHECK: memref.store %{{.*}} : memref<?x3xi32>
+// CHECK: memref.store %{{.*}} : memref<?x3xf32>
+func.func @listed(%l: tensor<?x?x40xf32>) -> (tensor<?x3xi32>, tensor<?x3xf32>) {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x40xf32>
+  %i, %w = moe.topk_list %g, %m k = 3 : tensor<?x?x40xf32>
+  return %i, %w : tensor<?x3xi32>, tensor<?x3xf32>
+}
+
+// -----
+
 func.func @not_yet(%l: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
   // Unfused score ops have no GPU kernel (moe-fuse-routing runs first in
   // usmoe-to-nvvm, so only scores used on their own reach this).
