@@ -86,19 +86,34 @@ int usmoe_rt_module_function(void *module, const char *name, void **function) {
 int usmoe_rt_launch(void *function, unsigned gx, unsigned gy, unsigned gz,
                     unsigned bx, unsigned by, unsigned bz, unsigned shared,
                     void **params) {
+  return usmoe_rt_launch_on_stream(function, gx, gy, gz, bx, by, bz, shared,
+                                   nullptr, params);
+}
+
+int usmoe_rt_launch_on_stream(void *function, unsigned gx, unsigned gy,
+                              unsigned gz, unsigned bx, unsigned by,
+                              unsigned bz, unsigned shared, void *stream,
+                              void **params) {
   if (!function)
     return fail(USMOE_RT_INVALID_ARGUMENT, "null kernel");
   if (gx == 0 || gy == 0 || gz == 0)
     return USMOE_RT_OK; // an empty grid has nothing to do
   REQUIRE_DRIVER(d);
   return check(d->LaunchKernel(static_cast<CUfunction>(function), gx, gy, gz,
-                               bx, by, bz, shared, nullptr, params, nullptr),
+                               bx, by, bz, shared,
+                               static_cast<CUstream>(stream), params, nullptr),
                "cuLaunchKernel");
 }
 
 int usmoe_rt_synchronize(void) {
   REQUIRE_DRIVER(d);
   return check(d->CtxSynchronize(), "cuCtxSynchronize");
+}
+
+int usmoe_rt_stream_synchronize(void *stream) {
+  REQUIRE_DRIVER(d);
+  return check(d->StreamSynchronize(static_cast<CUstream>(stream)),
+               "cuStreamSynchronize");
 }
 
 int usmoe_rt_malloc(uint64_t *ptr, size_t bytes) {

@@ -6,12 +6,13 @@
 //===----------------------------------------------------------------------===//
 //
 // A narrow binding: run a pipeline on IR text, JIT-compile a tensor function
-// and call it on NumPy arrays. Everything else (routers, caching, argument
-// checks) is Python in usmoe/.
+// and call it on NumPy arrays, and make / read DLPack capsules. Everything else
+// (routers, caching, argument checks) is Python in usmoe/.
 //
 //===----------------------------------------------------------------------===//
 
 #include "Compiler.h"
+#include "DLPack.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -103,6 +104,29 @@ PYBIND11_MODULE(_usmoe, m) {
       py::arg("features") = "+ptx80", py::arg("format") = "isa",
       py::arg("opt_level") = 3,
       "Lower IR with usmoe-to-nvvm; returns ({file: bytes}, metadata JSON).");
+
+  m.def("dlpack_capsule", &makeDLPackCapsule, py::arg("owner"), py::arg("data"),
+        py::arg("shape"), py::arg("code"), py::arg("bits"),
+        py::arg("device_type"), py::arg("device_id"),
+        "A DLPack capsule over row-major memory at `data` that keeps `owner` "
+        "alive while a consumer uses it.");
+  m.def(
+      "dlpack_view",
+      [](const py::capsule &capsule) {
+        DLPackView v = readDLPackCapsule(capsule);
+        py::dict d;
+        d["data"] = v.data;
+        d["device"] = py::make_tuple(v.deviceType, v.deviceId);
+        d["dtype"] = py::make_tuple(v.code, v.bits, v.lanes);
+        d["shape"] = py::tuple(py::cast(v.shape));
+        d["strides"] = v.strides.empty()
+                           ? py::object(py::none())
+                           : py::object(py::tuple(py::cast(v.strides)));
+        return d;
+      },
+      py::arg("capsule"),
+      "Reads an unconsumed DLPack capsule (data, device, dtype, shape, "
+      "strides in elements or None) without taking ownership.");
 
   py::class_<JitFunction>(m, "JitFunction")
       .def(py::init<const std::string &, const std::string &, int>(),

@@ -79,37 +79,104 @@ def _as_logits(logits):
     return _check_shape(logits, element)
 
 
-def _device_pointer(logits):
-    """(pointer, [B, T, E], element) of logits already on a CUDA device
-    (PyTorch, CuPy, anything with __cuda_array_interface__), else None."""
-    if hasattr(logits, "is_cuda") and getattr(logits, "is_cuda"):
+class _DeviceInput:
+    """Logits that already live on CUDA device 0: where, what, and how to
+    hand results back in the caller's framework."""
+
+    def __init__(self, ptr, shape, element, framework=None, stream=0, keep_alive=None):
+        self.ptr, self.shape, self.element = ptr, shape, element
+        self.framework, self.stream, self.keep_alive = framework, stream, keep_alive
+
+
+_DLPACK_ELEMENTS = {(2, 32): "f32", (2, 16): "f16", (4, 16): "bf16"}
+
+
+def _compact_strides(shape):
+    strides, s = [], 1
+    for d in reversed(shape):
+        strides.insert(0, s)
+        s *= d
+    return strides
+
+
+def _device_input(logits):
+    """A _DeviceInput for logits on a CUDA device (PyTorch, CuPy, anything
+    with __cuda_array_interface__ or CUDA DLPack), else None (host data)."""
+    if hasattr(logits, "is_cuda") and hasattr(logits, "data_ptr"):  # torch.Tensor
+        if not logits.is_cuda:
+            return None
         names = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16"}
         if str(logits.dtype) not in names:
             raise ValueError(f"logits must be float32, float16 or bfloat16, got {logits.dtype}")
         if not logits.is_contiguous():
             raise ValueError("logits must be contiguous (call .contiguous())")
-        shape = list(logits.shape)
+        if logits.device.index not in (None, 0):
+            raise ValueError(f"usmoe runs on CUDA device 0, logits are on {logits.device}")
+        import torch
+        source = _DeviceInput(logits.data_ptr(), list(logits.shape), names[str(logits.dtype)],
+                              "torch", torch.cuda.current_stream().cuda_stream)
     elif hasattr(logits, "__cuda_array_interface__"):
         cai = logits.__cuda_array_interface__
         names = {"<f4": "f32", "<f2": "f16"}
         if cai["typestr"] not in names:
             raise ValueError(f"logits must be float32 or float16, got {cai['typestr']}")
-        if cai.get("strides") not in (None,):
-            raise ValueError("logits must be C-contiguous")
         shape = list(cai["shape"])
+        itemsize = int(cai["typestr"][2:])
+        if cai.get("strides") is not None and \
+                list(cai["strides"]) != [s * itemsize for s in _compact_strides(shape)]:
+            raise ValueError("logits must be C-contiguous")
+        framework = "cupy" if type(logits).__module__.startswith("cupy") else None
+        if framework == "cupy" and logits.device.id != 0:
+            raise ValueError(f"usmoe runs on CUDA device 0, logits are on device {logits.device.id}")
+        stream = 0
+        if framework == "cupy":
+            import cupy
+            stream = cupy.cuda.get_current_stream().ptr
+        source = _DeviceInput(cai["data"][0], shape, names[cai["typestr"]], framework, stream)
+    elif hasattr(logits, "__dlpack__") and hasattr(logits, "__dlpack_device__"):
+        device_type, device_id = logits.__dlpack_device__()
+        if int(device_type) != 2:  # not kDLCUDA: host data, read below
+            return None
+        if int(device_id) != 0:
+            raise ValueError(f"usmoe runs on CUDA device 0, logits are on device {device_id}")
+        # Held until the call returns: the producer keeps ownership.
+        capsule = logits.__dlpack__(stream=1)
+        view = _native().dlpack_view(capsule)
+        element = _DLPACK_ELEMENTS.get(tuple(view["dtype"][:2]))
+        if element is None or view["dtype"][2] != 1:
+            raise ValueError(f"logits must be float32, float16 or bfloat16, got DLPack "
+                             f"dtype {view['dtype']}")
+        shape = list(view["shape"])
+        if view["strides"] is not None and list(view["strides"]) != _compact_strides(shape):
+            raise ValueError("logits must be C-contiguous")
+        source = _DeviceInput(view["data"], shape, element, None, 0, capsule)
     else:
         return None
-    if len(shape) == 2:
-        shape = [1] + shape
-    if len(shape) != 3:
-        raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {tuple(shape)}")
-    ptr = logits.data_ptr() if hasattr(logits, "is_cuda") else cai["data"][0]
-    if ptr % 16:
+    if len(source.shape) == 2:
+        source.shape = [1] + source.shape
+    if len(source.shape) != 3:
+        raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {tuple(source.shape)}")
+    if source.shape[2] < 1:
+        raise ValueError("logits must have at least one expert (E >= 1)")
+    if source.ptr % 16:
         # The kernels read rows with 16-byte vector loads.
         raise ValueError("logits on the GPU must start at a 16-byte aligned address "
                          "(pass a fresh tensor, e.g. x.clone())")
-    element = names[str(logits.dtype)] if hasattr(logits, "is_cuda") else names[cai["typestr"]]
-    return ptr, shape, element
+    return source
+
+
+def _stream_handle(stream) -> Optional[int]:
+    """A CUstream handle from an int, a torch.cuda.Stream (.cuda_stream) or
+    a CuPy stream (.ptr); None stays None."""
+    if stream is None:
+        return None
+    for attribute in ("cuda_stream", "ptr"):
+        if hasattr(stream, attribute):
+            return int(getattr(stream, attribute))
+    if isinstance(stream, int) and stream >= 0:
+        return stream
+    raise ValueError(f"stream must be a CUDA stream handle (int), a torch.cuda.Stream or a "
+                     f"CuPy stream, got {stream!r}")
 
 
 def _check_shape(array, element):
@@ -215,12 +282,12 @@ class Router:
             if self.budget is not None and t > 0 and self.budget > t * e:
                 raise ValueError(f"budget must be <= T * E = {t * e}, got {self.budget}")
 
-    def _ir(self, element: str, e: int, topk: bool = True) -> str:
+    def _ir(self, element: str, e: int) -> str:
         common = dict(k=None, n=None, capacity=None, capacity_factor=None, alpha=None,
                       expert_score=None, renormalize=False, topk=None, bias=False)
         if self.mode == "token":
             common.update(k=self.k, renormalize=self.renormalize,
-                          topk=int(self.k) if topk else None, bias=self.bias is not None)
+                          topk=int(self.k), bias=self.bias is not None)
         elif self.mode == "expert":
             common.update(capacity=self.capacity, capacity_factor=self.capacity_factor,
                           k=self.k if self.capacity_factor is not None else None)
@@ -243,58 +310,90 @@ class Router:
             cuda.runtime()  # a clear RuntimeError without driver or GPU
 
             def build():
-                ir = self._ir(element, num_experts, topk=False)
+                ir = self._ir(element, num_experts)
                 files, metadata = _native().compile_gpu(ir, format="bin")
                 return cuda.KernelModule(next(iter(files.values())), metadata)
             return _cache.get(self._key(element, num_experts), build)
         return _cache.get(self._key(element, num_experts),
                           lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
 
-    def _call_cuda(self, array, element, pointer) -> Plan:
-        """Route on the GPU: the logits stay where they are if they already
-        live on the device (`pointer`), the plan comes back as NumPy arrays."""
+    def _device_bias(self):
+        """The bias vector on the GPU, uploaded once per Router."""
+        if self.bias is None:
+            return None
+        if getattr(self, "_bias_on_device", None) is None:
+            from . import cuda
+            self._bias_on_device = cuda.DeviceArray(self.bias.nbytes)
+            self._bias_on_device.upload(self.bias)
+        return self._bias_on_device
+
+    def _call_cuda(self, array, element, source: Optional[_DeviceInput], stream) -> Plan:
+        """Route on the GPU. Logits already on the device stay there and so
+        does the plan (in the caller's framework); host logits are uploaded
+        and the plan comes back as NumPy arrays. Nothing synchronizes in the
+        device case: M is known on the host."""
         from . import cuda
-        b, t, e = array.shape if pointer is None else pointer[1]
+        shape = tuple(array.shape) if source is None else tuple(source.shape)
+        b, t, e = shape
         mod = self.compiled(element, e)
+        if stream is None:
+            stream = 0 if source is None else source.stream
         n = b * t * e
-        item = 4 if element == "f32" else 2
-        if pointer is None:
-            logits = cuda.DeviceArray(n * item)
+        if source is None:
+            logits = cuda.DeviceArray(n * (4 if element == "f32" else 2))
             logits.upload(array)
         else:
-            logits = cuda.DeviceArray(0, ptr=pointer[0])
+            logits = cuda.DeviceArray(0, ptr=source.ptr)
         gates, mask = cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
         options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
                        capacity_factor=self.capacity_factor)
-        bias = None
-        if self.bias is not None:
-            bias = cuda.DeviceArray(self.bias.nbytes)
-            bias.upload(self.bias)
-        cuda.launch_route(mod, self.mode, options, logits, gates, mask, (b, t, e), bias=bias)
-        offsets, ids, weights, m = cuda.launch_plan(mod, gates, mask, (b, t, e))
-        mod.synchronize()
-        plan = Plan(gates=gates.download((b, t, e), np.float32),
-                    mask=mask.download((b, t, e), np.uint8).astype(bool),
-                    expert_offsets=offsets.download((e + 1,), np.int32),
-                    token_ids=ids.download((m,), np.int32),
-                    weights=weights.download((m,), np.float32))
+        cuda.launch_route(mod, self.mode, options, logits, gates, mask, shape,
+                          bias=self._device_bias(), stream=stream)
+        m = cuda.selected_pairs(self.mode, options, shape)
+        offsets, ids, weights, _ = cuda.launch_plan(mod, gates, mask, shape, rows=m,
+                                                    stream=stream)
+        outputs = dict(gates=(gates, shape, np.float32), mask=(mask, shape, np.bool_),
+                       expert_offsets=(offsets, (e + 1,), np.int32),
+                       token_ids=(ids, (m,), np.int32), weights=(weights, (m,), np.float32))
         if self.mode == "token":
-            from .reference import topk_list
-            plan.topk_ids, plan.topk_weights = topk_list(plan.gates, plan.mask, int(self.k))
-        return plan
+            k = int(self.k)
+            tids, tw = cuda.launch_topk_list(mod, gates, mask, shape, k, stream=stream)
+            outputs.update(topk_ids=(tids, (b * t, k), np.int32),
+                           topk_weights=(tw, (b * t, k), np.float32))
+        if source is None:
+            cuda.synchronize(stream)
+            return Plan(**{name: buffer.download(dims, dtype)
+                           for name, (buffer, dims, dtype) in outputs.items()})
+        from .cuda_array import CudaArray
+        wrap = lambda buffer, dims, dtype: CudaArray(buffer, dims, dtype, stream)  # noqa: E731
+        if source.framework == "torch":
+            import torch
+            wrap_native = lambda *a: torch.from_dlpack(wrap(*a))  # noqa: E731
+        elif source.framework == "cupy":
+            import cupy
+            wrap_native = lambda *a: cupy.from_dlpack(wrap(*a))  # noqa: E731
+        else:
+            wrap_native = wrap
+        return Plan(**{name: wrap_native(*value) for name, value in outputs.items()})
 
-    def __call__(self, logits) -> Plan:
+    def __call__(self, logits, stream=None) -> Plan:
+        """Routes `logits`. With device="cuda", `stream` (a handle, a
+        torch.cuda.Stream or a CuPy stream) is where the kernels run; by
+        default the current stream of the logits' framework, else the legacy
+        default stream."""
+        stream = _stream_handle(stream)
         if self.device == "cuda":
-            pointer = _device_pointer(logits)
-            if pointer is not None:
-                ptr, shape, element = pointer
-                self._check_against(shape[1], shape[2])
-                return self._call_cuda(None, element, (ptr, shape))
+            source = _device_input(logits)
+            if source is not None:
+                self._check_against(source.shape[1], source.shape[2])
+                return self._call_cuda(None, source.element, source, stream)
+        elif stream is not None:
+            raise ValueError("stream applies to device='cuda' only")
         array, element, _ = _as_logits(logits)
         _, t, e = array.shape
         self._check_against(t, e)
         if self.device == "cuda":
-            return self._call_cuda(array, element, None)
+            return self._call_cuda(array, element, None, stream)
         fn = self.compiled(element, e)
         out = fn([array] if self.bias is None else [array, self.bias])
         plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
@@ -306,7 +405,8 @@ class Router:
 
 def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
           expert_score: str = "sigmoid", renormalize: bool = False, capacity=None,
-          capacity_factor=None, budget=None, device: str = "cpu", bias=None) -> Plan:
+          capacity_factor=None, budget=None, device: str = "cpu", bias=None,
+          stream=None) -> Plan:
     """Route [T, E] or [B, T, E] logits with one of the three routers.
 
     `bias` ([E]) selects the DeepSeek-V3 Token Choice variant: experts ranked
@@ -315,12 +415,18 @@ def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
     Returns a Plan with `gates` [B, T, E] f32, `mask`, the expert-major CSR
     (`expert_offsets` [E+1], `token_ids` [M], `weights` [M]) and, for
     mode="token", `topk_ids` / `topk_weights` [B*T, k].
+
+    device="cuda": logits already on the GPU (PyTorch, CuPy, any
+    __cuda_array_interface__ or DLPack array) are read in place and the plan
+    stays on the GPU, as tensors of the same framework (CudaArray
+    otherwise), with no host round trip; host logits give a NumPy plan.
+    `stream` picks the CUDA stream (default: the framework's current one).
     """
     router = Router(mode=mode, k=k, alpha=alpha, expert_score=expert_score,
                     renormalize=renormalize, capacity=capacity,
                     capacity_factor=capacity_factor, budget=budget, device=device,
                     bias=bias)
-    return router(logits)
+    return router(logits, stream=stream)
 
 
 class GpuArtifacts:

@@ -106,17 +106,29 @@ class KernelModule:
         return [(f, m) for f, m in self.kernels.values() if m["kind"] == kind or
                 m["kind"].startswith(kind + "_")]
 
-    def launch(self, function, meta, values, grid):
+    def launch(self, function, meta, values, grid, stream: int = 0):
+        """Launches on `stream` (a CUstream handle; 0 = the legacy default
+        stream), asynchronously."""
         assert len(values) == len(meta["params"]), "kernel parameter layout mismatch"
         if grid == 0:
             return
         params = (ctypes.c_void_p * len(values))(
             *[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
         bx, by, bz = meta["block"]
-        check(runtime().usmoe_rt_launch(ctypes.c_void_p(function), grid, 1, 1, bx, by, bz, 0,
-                                        params), "cuLaunchKernel")
+        check(runtime().usmoe_rt_launch_on_stream(ctypes.c_void_p(function), grid, 1, 1, bx, by,
+                                                  bz, 0, ctypes.c_void_p(stream or None),
+                                                  params), "cuLaunchKernel")
 
-    def synchronize(self):
+    def synchronize(self, stream: int = 0):
+        synchronize(stream)
+
+
+def synchronize(stream: int = 0):
+    """Waits for `stream` (0: the whole context, as the legacy default
+    stream's users expect)."""
+    if stream:
+        check(runtime().usmoe_rt_stream_synchronize(ctypes.c_void_p(stream)), "synchronize")
+    else:
         check(runtime().usmoe_rt_synchronize(), "synchronize")
 
 
@@ -132,38 +144,73 @@ def budget(mode: str, options: dict, tokens: int, experts: int) -> int:
     return max(1, min(tokens, c))
 
 
+def selected_pairs(mode: str, options: dict, shape) -> int:
+    """M, the number of (token, expert) pairs a router selects: known on the
+    host before anything runs (k per token, C per expert or N per sequence),
+    so that the plan needs no device-to-host read of its row count."""
+    b, t, e = shape
+    if b * t == 0:
+        return 0
+    if mode == "token":
+        return b * t * int(options["k"])
+    if mode == "expert":
+        return b * e * min(budget(mode, options, t, e), t)
+    return b * min(budget(mode, options, t, e), t * e)
+
+
 def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,
-                 gates: DeviceArray, mask: DeviceArray, shape, bias: Optional[DeviceArray] = None):
+                 gates: DeviceArray, mask: DeviceArray, shape, bias: Optional[DeviceArray] = None,
+                 stream: int = 0):
     """moe.route: the token kernel, or scores (+ column mix) then select."""
     b, t, e = shape
+    if b * t == 0:
+        return  # nothing to score; the select kernels would scan empty sets
     lp, gp, mp = (memref_params(x, shape) for x in (logits, gates, mask))
     for f, meta in mod.by_kind("route_token"):
         extra = memref_params(bias, (e,)) if meta["kind"] == "route_token_bias" else []
-        mod.launch(f, meta, lp + gp + mp + extra, -(-(b * t) // 4))
+        mod.launch(f, meta, lp + gp + mp + extra, -(-(b * t) // 4), stream)
     for f, meta in mod.by_kind("scores"):
-        mod.launch(f, meta, lp + gp, -(-(b * t) // 4))
+        mod.launch(f, meta, lp + gp, -(-(b * t) // 4), stream)
     for f, meta in mod.by_kind("mix_softmax_tokens"):
-        mod.launch(f, meta, lp + gp, -(-(b * e) // 128))
+        mod.launch(f, meta, lp + gp, -(-(b * e) // 128), stream)
     for f, meta in mod.by_kind("select"):
         sets = b if meta["kind"] == "select_sequence" else b * e
         n = ctypes.c_int64(budget(mode, options, t, e))
-        mod.launch(f, meta, gp + mp + [n], sets)
+        mod.launch(f, meta, gp + mp + [n], sets, stream)
 
 
-def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape):
-    """moe.plan: count, scan, read M back, fill. Returns (offsets, ids,
-    weights) device arrays and M."""
+def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
+                rows: Optional[int] = None, stream: int = 0):
+    """moe.plan: count, scan, fill. `rows` is M if the caller knows it
+    (selected_pairs); otherwise M is read back from the device (a
+    synchronization). Returns (offsets, ids, weights) device arrays and M."""
     e = shape[2]
     offsets = DeviceArray((e + 1) * 4)
     gp, mp = memref_params(gates, shape), memref_params(mask, shape)
     op = memref_params(offsets, (e + 1,))
     (fc, mc), = mod.by_kind("plan_count")
-    mod.launch(fc, mc, mp + op, e)
+    mod.launch(fc, mc, mp + op, e, stream)
     (fs, ms), = mod.by_kind("plan_scan")
-    mod.launch(fs, ms, op, 1)
-    mod.synchronize()
-    m = int(offsets.download((e + 1,), np.int32)[-1])
+    mod.launch(fs, ms, op, 1, stream)
+    m = rows
+    if m is None:
+        synchronize(stream)
+        m = int(offsets.download((e + 1,), np.int32)[-1])
     ids, weights = DeviceArray(m * 4), DeviceArray(m * 4)
     (ff, mf), = mod.by_kind("plan_fill")
-    mod.launch(ff, mf, gp + mp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)), e)
+    mod.launch(ff, mf, gp + mp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)), e,
+               stream)
     return offsets, ids, weights, m
+
+
+def launch_topk_list(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape, k: int,
+                     stream: int = 0):
+    """moe.topk_list: [B*T, k] expert ids and weights, one warp per token.
+    Returns the two device arrays."""
+    b, t, _ = shape
+    ids, weights = DeviceArray(b * t * k * 4), DeviceArray(b * t * k * 4)
+    (f, meta), = mod.by_kind("topk_list")
+    mod.launch(f, meta, memref_params(gates, shape) + memref_params(mask, shape)
+               + memref_params(ids, (b * t, k)) + memref_params(weights, (b * t, k)),
+               -(-(b * t) // 4), stream)
+    return ids, weights

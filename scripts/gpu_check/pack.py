@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Pack half of scripts/gpu-check.sh (runs where LLVM/MLIR is, no GPU needed).
 
-For every case: compile a router (Token Choice, Expert Choice or Unified)
-with usmoe-to-nvvm to a cubin (and PTX) plus its JSON metadata, make random
-logits of several shapes, and compute the expected gates and mask with the
-CPU path (the oracle). Writes everything, the runtime library and run.py
+For every case: compile a router (Token Choice, Expert Choice or Unified:
+route, plan and for Token Choice topk_list) with usmoe-to-nvvm to a cubin
+(and PTX) plus its JSON metadata, make random logits of several shapes, and
+compute the expected gates, mask, plan and top-k lists with the CPU path
+(the oracle). Writes everything, the runtime library and run.py
 into the pack directory.
 """
 
@@ -63,13 +64,24 @@ def route_attrs(mode, opts):
 
 
 def router_ir(e, dtype, mode, opts):
+    """route + plan (+ topk_list for Token Choice), as usmoe.Router builds it."""
     t = f"tensor<?x?x{e}x{MLIR_TYPE[dtype]}>"
+    s = f"tensor<?x?x{e}xf32>"
     bias_arg = f", %b: tensor<{e}xf32>" if opts.get("bias") else ""
     bias_use = " bias %b" if opts.get("bias") else ""
     bias_type = f", tensor<{e}xf32>" if opts.get("bias") else ""
-    return (f"func.func @router(%l: {t}{bias_arg}) -> (tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>) {{\n"
-            f"  %g, %m = moe.route {mode} %l{bias_use} {route_attrs(mode, opts)} : {t}{bias_type}\n"
-            f"  return %g, %m : tensor<?x?x{e}xf32>, tensor<?x?x{e}xi1>\n}}\n")
+    results = [s, f"tensor<?x?x{e}xi1>", f"tensor<{e + 1}xi32>", "tensor<?xi32>", "tensor<?xf32>"]
+    values = ["%g", "%m", "%o", "%i", "%w"]
+    body = [f"  %g, %m = moe.route {mode} %l{bias_use} {route_attrs(mode, opts)} : {t}{bias_type}",
+            f"  %o, %i, %w = moe.plan %g, %m : {s}"]
+    if mode == "token":
+        k = int(opts["k"])
+        body.append(f"  %ti, %tw = moe.topk_list %g, %m k = {k} : {s}")
+        results += [f"tensor<?x{k}xi32>", f"tensor<?x{k}xf32>"]
+        values += ["%ti", "%tw"]
+    return (f"func.func @router(%l: {t}{bias_arg}) -> ({', '.join(results)}) {{\n"
+            + "\n".join(body) + "\n"
+            + f"  return {', '.join(values)} : {', '.join(results)}\n}}\n")
 
 
 LAYER_IR = """
@@ -166,8 +178,12 @@ def main():
             logits, raw = make_logits(rng, b, t, e, dtype)
             plan = usmoe.route(logits, mode=mode, **route_opts)
             np.save(os.path.join(case_dir, f"in{j}.npy"), raw)
-            np.save(os.path.join(case_dir, f"gates{j}.npy"), plan.gates)
-            np.save(os.path.join(case_dir, f"mask{j}.npy"), plan.mask)
+            expected = dict(gates=plan.gates, mask=plan.mask, offsets=plan.expert_offsets,
+                            ids=plan.token_ids, weights=plan.weights)
+            if mode == "token":
+                expected.update(topk_ids=plan.topk_ids, topk_weights=plan.topk_weights)
+            for key, value in expected.items():
+                np.save(os.path.join(case_dir, f"{key}{j}.npy"), value)
             inputs.append({"index": j, "shape": [b, t, e]})
         manifest.append({"dir": name, "experts": e, "dtype": dtype, "mode": mode,
                          "options": opts, "inputs": inputs})

@@ -3,8 +3,8 @@
 
 Loads each packed cubin through libusmoe_cuda_runtime.so with usmoe's own
 launcher (usmoe/cuda.py, packed as usmoe_cuda.py), runs every packed input,
-compares with the CPU path's results (masks and plans exactly, gates to
-1e-6 relative, layer outputs to 1e-5) and times each router at B*T = 16384
+compares with the CPU path's results (masks, plans and top-k ids exactly,
+gates and weights to 1e-6 relative, layer outputs to 1e-5) and times each router at B*T = 16384
 tokens. Prints a short table last; exit code 1 on any mismatch, 2 when
 there is no GPU.
 """
@@ -86,21 +86,41 @@ def case_bias(case, d):
 
 
 def check_router(case, mod, d):
+    """route, plan (M from the host-side formula, as usmoe.route does) and
+    for Token Choice topk_list, against the CPU path."""
     item = ITEMSIZE[case["dtype"]]
     bias = case_bias(case, d)
     mism, worst = 0, 0.0
     for inp in case["inputs"]:
         j, shape = inp["index"], tuple(inp["shape"])
+        want = lambda key: np.load(os.path.join(d, f"{key}{j}.npy"))  # noqa: E731
         n = int(np.prod(shape))
         dl, dg, dm = cuda.DeviceArray(n * item), cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
         dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
         cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias)
+        m = cuda.selected_pairs(case["mode"], case["options"], shape)
+        offsets, ids, weights, _ = cuda.launch_plan(mod, dg, dm, shape, rows=m)
+        topk = None
+        if case["mode"] == "token":
+            topk = cuda.launch_topk_list(mod, dg, dm, shape, int(case["options"]["k"]))
         mod.synchronize()
-        want_g = np.load(os.path.join(d, f"gates{j}.npy"))
-        mism += int((dm.download(shape, np.uint8).astype(bool)
-                     != np.load(os.path.join(d, f"mask{j}.npy"))).sum())
+        want_g = want("gates")
+        mism += int((dm.download(shape, np.uint8).astype(bool) != want("mask")).sum())
         got_g = dg.download(shape, np.float32)
         worst = max(worst, rel_err(got_g[want_g != 0], want_g[want_g != 0], 1e-30))
+        e = shape[2]
+        mism += int((offsets.download((e + 1,), np.int32) != want("offsets")).sum())
+        mism += int(m != want("ids").size)
+        if m == want("ids").size:
+            mism += int((ids.download((m,), np.int32) != want("ids")).sum())
+            worst = max(worst, rel_err(weights.download((m,), np.float32), want("weights"),
+                                       1e-30))
+        if topk is not None:
+            k = int(case["options"]["k"])
+            rows = shape[0] * shape[1]
+            mism += int((topk[0].download((rows, k), np.int32) != want("topk_ids")).sum())
+            worst = max(worst, rel_err(topk[1].download((rows, k), np.float32),
+                                       want("topk_weights"), 1e-30))
     return mism, worst, 1e-6
 
 

@@ -206,6 +206,39 @@ def test_cuda_matches_cpu(opts):
     np.testing.assert_allclose(gpu.gates, cpu.gates, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(gpu.expert_offsets, cpu.expert_offsets)
     np.testing.assert_array_equal(gpu.token_ids, cpu.token_ids)
+    np.testing.assert_allclose(gpu.weights, cpu.weights, rtol=1e-6, atol=1e-7)
+    if opts["mode"] == "token":
+        np.testing.assert_array_equal(gpu.topk_ids, cpu.topk_ids)
+        np.testing.assert_allclose(gpu.topk_weights, cpu.topk_weights, rtol=1e-6, atol=1e-7)
+
+
+def _torch_cuda():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+@pytest.mark.skipif(_torch_cuda() is None, reason="needs PyTorch with a GPU")
+@pytest.mark.parametrize("opts", [dict(mode="token", k=8, renormalize=True),
+                                  dict(mode="unified", k=1.5)])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_torch_cuda_tensors_stay_on_the_gpu(opts, dtype):
+    torch = _torch_cuda()
+    logits = torch.randn(2, 300, 64, device="cuda").to(getattr(torch, dtype))
+    gpu = usmoe.route(logits, device="cuda", **opts)
+    cpu = usmoe.route(logits.cpu(), device="cpu", **opts)
+    for name in ("gates", "mask", "expert_offsets", "token_ids", "weights"):
+        value = getattr(gpu, name)
+        assert isinstance(value, torch.Tensor) and value.is_cuda, name
+        host = value.cpu().numpy()
+        if name in ("gates", "weights"):
+            np.testing.assert_allclose(host, getattr(cpu, name), rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(host, getattr(cpu, name))
+    if opts["mode"] == "token":
+        np.testing.assert_array_equal(gpu.topk_ids.cpu().numpy(), cpu.topk_ids)
 
 
 def test_bias_values_are_an_argument_not_a_recompile():

@@ -40,18 +40,28 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
             assert {"plan_count", "plan_scan", "plan_fill", "dispatch", "expert_ffn",
                     "combine"} <= kinds
             continue
+        kinds = {k["kind"] for k in meta["kernels"].values()}
+        assert {"plan_count", "plan_scan", "plan_fill"} <= kinds
+        assert ("topk_list" in kinds) == (case["mode"] == "token")
         for name, kernel in meta["kernels"].items():
-            assert kernel["experts"] == case["experts"]
-            # memref params: 3 + 2 * rank each (rank 3 here), plus the budget
-            # (select) or the [E] bias memref (5 params, sigmoid_bias).
-            extra = {"route_token_bias": 5}.get(kernel["kind"],
-                                                1 if kernel["kind"].startswith("select_") else 0)
+            assert kernel.get("experts", case["experts"]) == case["experts"]
+            if kernel["kind"].startswith("plan_"):
+                continue
+            # memref params: 3 + 2 * rank each: [B, T, E] ones have 9, the
+            # [B*T, k] lists 7 each (topk_list: 9 + 9 + 7 + 7 = 32); plus the
+            # budget (select) or the [E] bias memref (5, sigmoid_bias).
+            extra = {"route_token_bias": 5, "topk_list": 5}.get(
+                kernel["kind"], 1 if kernel["kind"].startswith("select_") else 0)
             assert len(kernel["params"]) % 9 == extra
         for inp in case["inputs"]:
             mask = np.load(d / f"mask{inp['index']}.npy")
             assert mask.shape == tuple(inp["shape"])
+            ids = np.load(d / f"ids{inp['index']}.npy")
+            assert ids.size == mask.sum()
             if case["mode"] == "token":
                 assert (mask.sum(axis=-1) == case["options"]["k"]).all()
+                topk = np.load(d / f"topk_ids{inp['index']}.npy")
+                assert topk.shape == (mask.shape[0] * mask.shape[1], case["options"]["k"])
         if case["options"].get("bias"):
             assert (d / "bias.npy").exists()
             assert meta["kernels"]["route_token_0"]["kind"] == "route_token_bias"
@@ -68,3 +78,22 @@ def test_run_half_without_gpu_fails_cleanly(pack):
     assert run.returncode == 2
     assert "CUDA driver not available" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_run_half_drives_every_kernel_through_the_fake_driver(pack):
+    """With the fake libcuda.so.1 (no GPU, launches run nothing) run.py goes
+    through every case: every launch matches its kernel's parameter layout,
+    and since nothing is computed the comparisons fail (exit 1)."""
+    fake = os.path.join(ROOT, "build", "test", "fake-cuda")
+    if not os.path.exists(os.path.join(fake, "libcuda.so.1")):
+        pytest.skip("the fake driver is not built")
+    run = subprocess.run(["/usr/bin/python3", str(pack / "run.py")], capture_output=True,
+                         text=True, env={**os.environ, "LD_LIBRARY_PATH": fake}, timeout=600)
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.returncode == 1
+    lines = run.stdout.splitlines()
+    assert lines[0] == "device: usmoe fake CUDA driver (sm_90)"
+    manifest = json.loads((pack / "manifest.json").read_text())
+    rows = [line for line in lines if line.endswith(("| ok |", "| FAIL |"))]
+    assert [row.split(" | ")[0][2:] for row in rows] == [c["dir"] for c in manifest["cases"]]
+    assert all(row.endswith("| FAIL |") for row in rows)

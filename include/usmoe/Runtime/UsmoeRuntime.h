@@ -54,7 +54,16 @@ int usmoe_rt_module_function(void *module, const char *name, void **function);
 int usmoe_rt_launch(void *function, unsigned grid_x, unsigned grid_y,
                     unsigned grid_z, unsigned block_x, unsigned block_y,
                     unsigned block_z, unsigned shared_bytes, void **params);
+/* The same on `stream` (a CUstream; NULL is the legacy default stream), so
+ * that callers can order usmoe's kernels with their own work (a PyTorch or
+ * CuPy stream) without synchronizing the device. */
+int usmoe_rt_launch_on_stream(void *function, unsigned grid_x, unsigned grid_y,
+                              unsigned grid_z, unsigned block_x,
+                              unsigned block_y, unsigned block_z,
+                              unsigned shared_bytes, void *stream,
+                              void **params);
 int usmoe_rt_synchronize(void);
+int usmoe_rt_stream_synchronize(void *stream);
 
 int usmoe_rt_malloc(uint64_t *device_ptr, size_t bytes);
 int usmoe_rt_free(uint64_t device_ptr);

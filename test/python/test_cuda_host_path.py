@@ -1,0 +1,286 @@
+"""The host side of device="cuda" against a fake CUDA driver (no GPU).
+
+build/test/fake-cuda/libcuda.so.1 (test/lib/FakeCudaDriver) stands in for the
+driver: device memory is host memory and launches are recorded, not run. So
+these tests check what usmoe launches, in which order, with which grids and
+on which stream, how results are handed over (CudaArray,
+__cuda_array_interface__, DLPack) and that a plan for device-resident
+logits is made without a copy or a synchronization. Kernel results are
+checked on a real GPU (test_cuda_matches_cpu, scripts/gpu-check.sh).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("USMOE_BUILD_DIR", os.path.join(ROOT, "build"))
+FAKE_DRIVER_DIR = os.path.join(BUILD, "test", "fake-cuda")
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(os.path.join(FAKE_DRIVER_DIR, "libcuda.so.1")),
+                       reason="the fake driver is not built"),
+    pytest.mark.skipif(not os.path.exists("/usr/local/cuda/bin/ptxas")
+                       and not os.environ.get("CUDA_ROOT"),
+                       reason="compiling kernels needs the CUDA toolkit"),
+]
+
+PRELUDE = textwrap.dedent("""
+    import ctypes, json, sys
+    import numpy as np
+    import usmoe
+    from usmoe import _usmoe
+
+    drv = ctypes.CDLL("libcuda.so.1")
+    drv.fake_cuda_launch_kernel.restype = ctypes.c_char_p
+    drv.fake_cuda_launch_stream.restype = ctypes.c_size_t
+
+    class OnDevice:
+        # Logits 'on the GPU': the fake driver's device memory is host memory.
+        def __init__(self, a, strides=None):
+            self.a = a
+            self.strides = strides or (None if a.flags.c_contiguous else a.strides)
+        @property
+        def __cuda_array_interface__(self):
+            return {"shape": self.a.shape, "typestr": self.a.dtype.str, "version": 3,
+                    "data": (self.a.ctypes.data, False), "strides": self.strides}
+
+    class DLPackOnDevice:
+        def __init__(self, a, code, bits, device=(2, 0)):
+            self.a, self.code, self.bits, self.device = a, code, bits, device
+        def __dlpack_device__(self):
+            return self.device
+        def __dlpack__(self, stream=None):
+            return _usmoe.dlpack_capsule(self, self.a.ctypes.data, list(self.a.shape),
+                                         self.code, self.bits, *self.device)
+
+    def counters():
+        return {c: drv.fake_cuda_counter(c.encode())
+                for c in ("htod", "dtoh", "ctx_sync", "stream_sync", "launch")}
+
+    def launches():
+        return [(drv.fake_cuda_launch_kernel(i).decode(), drv.fake_cuda_launch_grid(i),
+                 drv.fake_cuda_launch_block(i), drv.fake_cuda_launch_stream(i))
+                for i in range(drv.fake_cuda_counter(b"launch"))]
+
+    def describe(plan):
+        out = {}
+        for name in ("gates", "mask", "expert_offsets", "token_ids", "weights",
+                     "topk_ids", "topk_weights"):
+            x = getattr(plan, name)
+            if x is None:
+                continue
+            cai = getattr(x, "__cuda_array_interface__", None)
+            out[name] = {"type": type(x).__name__, "shape": list(x.shape),
+                         "typestr": cai and cai["typestr"], "stream": cai and cai["stream"],
+                         "version": cai and cai["version"],
+                         "dlpack_device": list(x.__dlpack_device__())
+                                          if hasattr(x, "__dlpack_device__") else None}
+        return out
+
+    def reset():
+        drv.fake_cuda_reset()
+
+    rng = np.random.default_rng(0)
+    result = {}
+""")
+
+
+def run_fake(body: str) -> dict:
+    """Runs `body` after PRELUDE in a Python whose libcuda.so.1 is the fake;
+    returns the JSON of its `result` dict."""
+    script = PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = FAKE_DRIVER_DIR + os.pathsep + env.get("LD_LIBRARY_PATH", "")
+    env["PYTHONPATH"] = os.path.join(BUILD, "python_packages")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_device_logits_give_a_device_plan_without_copies_or_syncs():
+    r = run_fake("""
+        x = rng.normal(size=(2, 5, 8)).astype(np.float32)
+        router = usmoe.Router(mode="token", k=2, device="cuda")
+        router(OnDevice(x))          # compiles and loads the module
+        reset()
+        plan = router(OnDevice(x))
+        result["counters"] = counters()
+        result["launches"] = launches()
+        result["plan"] = describe(plan)
+        reset()
+        host = plan.token_ids.numpy()
+        result["after_numpy"] = counters()
+        result["numpy"] = [str(host.dtype), list(host.shape)]
+    """)
+    assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
+                             "launch": 5}
+    # route, plan (count per expert, one scan, fill per expert), topk_list;
+    # the legacy default stream (0).
+    assert [(name.rsplit("_", 1)[0] if name.startswith(("route", "topk")) else name, grid, block,
+             stream) for name, grid, block, stream in r["launches"]] == [
+        ("route_token", 3, 128, 0), ("plan_1_count", 8, 1024, 0), ("plan_1_scan", 1, 1, 0),
+        ("plan_1_fill", 8, 1024, 0), ("topk_list", 3, 128, 0)]
+    plan = r["plan"]
+    assert {k: v["shape"] for k, v in plan.items()} == {
+        "gates": [2, 5, 8], "mask": [2, 5, 8], "expert_offsets": [9], "token_ids": [20],
+        "weights": [20], "topk_ids": [10, 2], "topk_weights": [10, 2]}
+    assert {k: v["typestr"] for k, v in plan.items()} == {
+        "gates": "<f4", "mask": "|b1", "expert_offsets": "<i4", "token_ids": "<i4",
+        "weights": "<f4", "topk_ids": "<i4", "topk_weights": "<f4"}
+    for value in plan.values():
+        assert value["type"] == "CudaArray" and value["version"] == 3
+        assert value["stream"] == 1 and value["dlpack_device"] == [2, 0]
+    # .numpy() waits for the work and copies once.
+    assert r["after_numpy"]["dtoh"] == 1 and r["after_numpy"]["ctx_sync"] == 1
+    assert r["numpy"] == ["int32", [20]]
+
+
+@pytest.mark.parametrize("options, rows, kernels", [
+    # Unified: N = floor(1.5 * 5) = 7 pairs per sequence; one select block per sequence.
+    (dict(mode="unified", k=1.5), 2 * 7,
+     [("scores_unified_sigmoid", 3), ("select_sequence", 2)]),
+    (dict(mode="unified", budget=3, expert_score="softmax_tokens"), 2 * 3,
+     [("scores_softmax", 3), ("mix_softmax_tokens", 1), ("select_sequence", 2)]),
+    # Expert Choice: C = ceil(1.25 * 5 * 2 / 8) = 2 per (sequence, expert).
+    (dict(mode="expert", capacity_factor=1.25, k=2), 2 * 8 * 2,
+     [("scores_softmax", 3), ("select_column", 16)]),
+])
+def test_plan_size_is_known_on_the_host(options, rows, kernels):
+    r = run_fake(f"""
+        x = rng.normal(size=(2, 5, 8)).astype(np.float32)
+        router = usmoe.Router(device="cuda", **{options!r})
+        router(OnDevice(x))
+        reset()
+        plan = router(OnDevice(x))
+        result["counters"] = counters()
+        result["launches"] = launches()
+        result["plan"] = describe(plan)
+        mod = router.compiled("f32", 8)
+        result["kinds"] = {{name: meta["kind"] for name, (f, meta) in mod.kernels.items()}}
+    """)
+    assert r["counters"]["dtoh"] == 0 and r["counters"]["ctx_sync"] == 0
+    assert r["plan"]["token_ids"]["shape"] == [rows]
+    assert r["plan"]["weights"]["shape"] == [rows]
+    assert "topk_ids" not in r["plan"]
+    routed = [(r["kinds"][name], grid) for name, grid, _, _ in r["launches"]
+              if not r["kinds"][name].startswith("plan")]
+    assert routed == kernels
+
+
+def test_host_logits_on_cuda_come_back_as_numpy():
+    r = run_fake("""
+        x = rng.normal(size=(1, 4, 8)).astype(np.float16)
+        plan = usmoe.route(x, mode="token", k=2, renormalize=True, device="cuda")
+        result["types"] = sorted({type(getattr(plan, n)).__name__ for n in
+                                  ("gates", "mask", "expert_offsets", "token_ids", "weights",
+                                   "topk_ids", "topk_weights")})
+        result["shapes"] = [list(plan.gates.shape), list(plan.topk_ids.shape)]
+        result["counters"] = counters()
+    """)
+    assert r["types"] == ["ndarray"]
+    assert r["shapes"] == [[1, 4, 8], [4, 2]]
+    # Logits up, one synchronization, the seven outputs down.
+    assert r["counters"]["htod"] == 1 and r["counters"]["ctx_sync"] == 1
+    assert r["counters"]["dtoh"] == 7
+
+
+def test_kernels_run_on_the_given_stream():
+    r = run_fake("""
+        x = rng.normal(size=(1, 6, 16)).astype(np.float32)
+        plan = usmoe.route(OnDevice(x), mode="unified", k=1.0, device="cuda", stream=0x5150)
+        result["streams"] = sorted({s for _, _, _, s in launches()})
+        result["cai_stream"] = plan.gates.__cuda_array_interface__["stream"]
+        reset()
+        plan.gates.__dlpack__(stream=0x5150)   # the producing stream: no wait
+        result["same_stream"] = counters()["stream_sync"]
+        plan.gates.__dlpack__(stream=7)        # another stream: wait for ours
+        result["other_stream"] = counters()["stream_sync"]
+        plan.weights.numpy()
+        result["numpy"] = counters()["stream_sync"]
+    """)
+    assert r["streams"] == [0x5150] and r["cai_stream"] == 0x5150
+    assert r["same_stream"] == 0 and r["other_stream"] == 1 and r["numpy"] == 2
+
+
+def test_dlpack_logits_are_read_in_place():
+    r = run_fake("""
+        x = rng.normal(size=(3, 16)).astype(np.float32)
+        plan = usmoe.route(DLPackOnDevice(x, 2, 32), mode="token", k=4, device="cuda")
+        result["counters"] = counters()
+        result["shape"] = list(plan.gates.shape)
+        # bf16 logits through DLPack select the bf16 kernels.
+        bits = (x.view(np.uint32) >> 16).astype(np.uint16)
+        usmoe.route(DLPackOnDevice(bits, 4, 16), mode="token", k=4, device="cuda")
+        result["bf16"] = usmoe.Router(mode="token", k=4, device="cuda").compiled("bf16", 16) \\
+            is not None
+    """)
+    assert r["counters"]["htod"] == 0 and r["counters"]["dtoh"] == 0
+    assert r["shape"] == [1, 3, 16] and r["bf16"]
+
+
+def test_bias_is_uploaded_once_per_router():
+    r = run_fake("""
+        x = rng.normal(size=(1, 4, 8)).astype(np.float32)
+        router = usmoe.Router(mode="token", k=2, bias=np.linspace(0, 1, 8), device="cuda")
+        for _ in range(3):
+            router(OnDevice(x))
+        result["htod"] = counters()["htod"]
+        result["kinds"] = sorted(meta["kind"] for f, meta in
+                                 router.compiled("f32", 8).kernels.values())
+    """)
+    assert r["htod"] == 1
+    assert "route_token_bias" in r["kinds"]
+
+
+def test_empty_input_launches_nothing():
+    r = run_fake("""
+        plan = usmoe.route(OnDevice(np.zeros((2, 0, 8), np.float32)), mode="expert",
+                           capacity=1, device="cuda")
+        result["kernels"] = [name for name, *_ in launches()
+                             if not name.startswith("plan")]
+        result["rows"] = plan.token_ids.shape[0]
+    """)
+    assert r["kernels"] == [] and r["rows"] == 0
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ("usmoe.route(OnDevice(np.zeros((2, 3, 4, 8), np.float32)), mode='token', k=2, "
+     "device='cuda')", r"\[T, E\] or \[B, T, E\]"),
+    ("usmoe.route(OnDevice(np.zeros((4, 8), np.int32)), mode='token', k=2, device='cuda')",
+     "float32 or float16"),
+    ("usmoe.route(OnDevice(np.zeros((8, 4), np.float32).T), mode='token', k=2, device='cuda')",
+     "C-contiguous"),
+    ("usmoe.route(OnDevice(np.zeros((4, 8), np.float32), strides=(4, 16)), mode='token', k=2, "
+     "device='cuda')", "C-contiguous"),
+    ("usmoe.route(OnDevice(np.zeros(40, np.float32)[1:33].reshape(4, 8)), mode='token', k=2, "
+     "device='cuda')", "16-byte aligned"),
+    ("usmoe.route(DLPackOnDevice(np.zeros((4, 8), np.float32), 2, 32, device=(2, 1)), "
+     "mode='token', k=2, device='cuda')", "device 0"),
+    ("usmoe.route(DLPackOnDevice(np.zeros((4, 8), np.int32), 0, 32), mode='token', k=2, "
+     "device='cuda')", "DLPack dtype"),
+    ("usmoe.route(OnDevice(np.zeros((4, 8), np.float32)), mode='token', k=9, device='cuda')",
+     "k must be <= the number of experts 8"),
+    ("usmoe.route(OnDevice(np.zeros((4, 8), np.float32)), mode='token', k=2, device='cuda', "
+     "stream='fast')", "stream must be"),
+    ("usmoe.route(np.zeros((4, 8), np.float32), mode='token', k=2, stream=3)",
+     "device='cuda' only"),
+])
+def test_bad_device_input_is_a_value_error(snippet, message):
+    r = run_fake(f"""
+        try:
+            {snippet}
+            result["error"] = None
+        except ValueError as e:
+            result["error"] = str(e)
+        result["launches"] = counters()["launch"]
+    """)
+    assert r["error"] is not None, "no ValueError"
+    import re
+    assert re.search(message, r["error"]), r["error"]
+    assert r["launches"] == 0
