@@ -148,4 +148,16 @@ int usmoe_rt_copy_to_host(void *host, uint64_t ptr, size_t bytes) {
   return check(d->MemcpyDtoH(host, ptr, bytes), "cuMemcpyDtoH");
 }
 
+int usmoe_rt_zero_async(uint64_t ptr, size_t bytes, void *stream) {
+  if (bytes % 4)
+    return fail(USMOE_RT_INVALID_ARGUMENT,
+                "usmoe_rt_zero_async needs a multiple of 4 bytes");
+  if (bytes == 0)
+    return USMOE_RT_OK;
+  REQUIRE_DRIVER(d);
+  return check(
+      d->MemsetD32Async(ptr, 0, bytes / 4, static_cast<CUstream>(stream)),
+      "cuMemsetD32Async");
+}
+
 } // extern "C"

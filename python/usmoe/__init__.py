@@ -9,6 +9,7 @@ Choice and USMoE's unified router), built on MLIR.
 from . import reference
 from .cuda_array import CudaArray
 from .api import GpuArtifacts, Router, cache_info, clear_cache, compile, route
+from .layer import MoeLayer
 from .reference import Plan
 
-__all__ = ["CudaArray", "GpuArtifacts", "Plan", "Router", "cache_info", "clear_cache", "compile", "reference", "route"]
+__all__ = ["CudaArray", "GpuArtifacts", "MoeLayer", "Plan", "Router", "cache_info", "clear_cache", "compile", "reference", "route"]

@@ -12,16 +12,9 @@ def f64_literal(value: float) -> str:
     return "0x%016X" % struct.unpack("<Q", struct.pack("<d", float(value)))[0]
 
 
-def router_function(mode: str, num_experts: int, element: str, *, k=None, n=None,
-                    capacity=None, capacity_factor=None, alpha=None,
-                    expert_score=None, renormalize=False, topk=None,
-                    bias=False) -> str:
-    """A function @router(logits [?, ?, E][, bias [E]]) -> (gates, mask,
-    expert_offsets, token_ids, weights[, topk_ids, topk_weights]) built on
-    moe.route."""
-    e = num_experts
-    logits_t = f"tensor<?x?x{e}x{element}>"
-    score_t = f"tensor<?x?x{e}xf32>"
+def _route_line(mode: str, logits_t: str, *, k=None, n=None, capacity=None,
+                capacity_factor=None, alpha=None, expert_score=None, renormalize=False,
+                bias=False, e: int) -> str:
     attrs = []
     if k is not None:
         attrs.append(f"k = {f64_literal(k)}")
@@ -37,14 +30,25 @@ def router_function(mode: str, num_experts: int, element: str, *, k=None, n=None
         attrs.append(f"expert_score = {expert_score}")
     if renormalize:
         attrs.append("renormalize")
+    bias_operand = " bias %bias" if bias else ""
+    bias_type = f", tensor<{e}xf32>" if bias else ""
+    return (f"  %gates, %mask = moe.route {mode} %logits{bias_operand} {' '.join(attrs)}"
+            f" : {logits_t}{bias_type}")
+
+
+def router_function(mode: str, num_experts: int, element: str, *, topk=None, bias=False,
+                    **route) -> str:
+    """A function @router(logits [?, ?, E][, bias [E]]) -> (gates, mask,
+    expert_offsets, token_ids, weights[, topk_ids, topk_weights]) built on
+    moe.route; `route` holds moe.route's attributes (k, n, capacity, ...)."""
+    e = num_experts
+    logits_t = f"tensor<?x?x{e}x{element}>"
+    score_t = f"tensor<?x?x{e}xf32>"
     results = [score_t, f"tensor<?x?x{e}xi1>", f"tensor<{e + 1}xi32>",
                "tensor<?xi32>", "tensor<?xf32>"]
     values = ["%gates", "%mask", "%offsets", "%ids", "%weights"]
-    bias_operand = " bias %bias" if bias else ""
-    bias_type = f", tensor<{e}xf32>" if bias else ""
     body = [
-        f"  %gates, %mask = moe.route {mode} %logits{bias_operand} {' '.join(attrs)}"
-        f" : {logits_t}{bias_type}",
+        _route_line(mode, logits_t, bias=bias, e=e, **route),
         f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
     ]
     if topk is not None:
@@ -57,5 +61,35 @@ def router_function(mode: str, num_experts: int, element: str, *, k=None, n=None
         + f") -> ({', '.join(results)}) {{",
         *body,
         f"  return {', '.join(values)} : {', '.join(results)}",
+        "}",
+    ]) + "\n"
+
+
+def layer_function(mode: str, num_experts: int, hidden_size: int, ffn_size: int,
+                   logits_element: str, element: str, *, bias=False, topk=None,
+                   **route) -> str:
+    """A function @layer(logits [?, ?, E], hidden [G, D], init [G, D], w1
+    [E, D, F], w3 [E, D, F], w2 [E, F, D][, bias [E]]) -> y [G, D]: route,
+    plan, dispatch, SwiGLU experts and combine (y = init + the routed sum)."""
+    e, d, f = num_experts, hidden_size, ffn_size
+    logits_t = f"tensor<?x?x{e}x{logits_element}>"
+    score_t = f"tensor<?x?x{e}xf32>"
+    rows_t = f"tensor<?x{d}x{element}>"
+    offsets_t = f"tensor<{e + 1}xi32>"
+    up_t, down_t = f"tensor<{e}x{d}x{f}x{element}>", f"tensor<{e}x{f}x{d}x{element}>"
+    args = [f"%logits: {logits_t}", f"%hidden: {rows_t}", f"%init: {rows_t}",
+            f"%w1: {up_t}", f"%w3: {up_t}", f"%w2: {down_t}"]
+    if bias:
+        args.append(f"%bias: tensor<{e}xf32>")
+    return "\n".join([
+        f"func.func @layer({', '.join(args)}) -> {rows_t} {{",
+        _route_line(mode, logits_t, bias=bias, e=e, **route),
+        f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
+        f"  %x = moe.dispatch %hidden, %ids : {rows_t}, tensor<?xi32>",
+        f"  %h = moe.expert_ffn %x, %offsets, %w1, %w3, %w2 : {rows_t}, {offsets_t}, {up_t},"
+        f" {up_t}, {down_t}",
+        f"  %y = moe.combine %h, %ids, %weights into %init offsets %offsets : {rows_t},"
+        f" tensor<?xi32>, tensor<?xf32> into {rows_t}, {offsets_t}",
+        f"  return %y : {rows_t}",
         "}",
     ]) + "\n"

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _ir
+from . import _arrays, _ir
 from .reference import Plan
 
 _MODES = ("unified", "token", "expert")
@@ -56,140 +56,18 @@ def clear_cache() -> None:
     _cache.clear()
 
 
-def _as_logits(logits):
-    """[T, E] or [B, T, E] host array of f32/f16/bf16 -> (array, mlir element, was_2d)."""
-    if hasattr(logits, "detach") and hasattr(logits, "cpu"):  # torch.Tensor
-        t = logits.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":
-            import torch
-            raw = t.contiguous().view(torch.int16).numpy().view(np.uint16)
-            return _check_shape(raw, "bf16")
-        logits = t.numpy()
-    if isinstance(logits, (list, tuple)):
-        logits = np.asarray(logits, dtype=np.float32)
-    if not isinstance(logits, np.ndarray):
-        raise ValueError(f"logits must be an array or a nested list, got {type(logits).__name__}")
-    name = logits.dtype.name
-    if name not in _ir.MLIR_ELEMENT:
-        raise ValueError(f"logits must be float32, float16 or bfloat16, got {name} "
-                         "(cast with .astype(np.float32))")
-    element = _ir.MLIR_ELEMENT[name]
-    if element == "bf16":
-        logits = logits.view(np.uint16)
-    return _check_shape(logits, element)
+def _as_logits(logits) -> _arrays.HostArray:
+    """[T, E] or [B, T, E] host logits -> a HostArray of [B, T, E]."""
+    host = _arrays.host_array(logits, "logits")
+    host.data = host.data.reshape(_arrays.logits_shape(host.data.shape))
+    return host
 
 
-class _DeviceInput:
-    """Logits that already live on CUDA device 0: where, what, and how to
-    hand results back in the caller's framework."""
-
-    def __init__(self, ptr, shape, element, framework=None, stream=0, keep_alive=None):
-        self.ptr, self.shape, self.element = ptr, shape, element
-        self.framework, self.stream, self.keep_alive = framework, stream, keep_alive
-
-
-_DLPACK_ELEMENTS = {(2, 32): "f32", (2, 16): "f16", (4, 16): "bf16"}
-
-
-def _compact_strides(shape):
-    strides, s = [], 1
-    for d in reversed(shape):
-        strides.insert(0, s)
-        s *= d
-    return strides
-
-
-def _device_input(logits):
-    """A _DeviceInput for logits on a CUDA device (PyTorch, CuPy, anything
-    with __cuda_array_interface__ or CUDA DLPack), else None (host data)."""
-    if hasattr(logits, "is_cuda") and hasattr(logits, "data_ptr"):  # torch.Tensor
-        if not logits.is_cuda:
-            return None
-        names = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16"}
-        if str(logits.dtype) not in names:
-            raise ValueError(f"logits must be float32, float16 or bfloat16, got {logits.dtype}")
-        if not logits.is_contiguous():
-            raise ValueError("logits must be contiguous (call .contiguous())")
-        if logits.device.index not in (None, 0):
-            raise ValueError(f"usmoe runs on CUDA device 0, logits are on {logits.device}")
-        import torch
-        source = _DeviceInput(logits.data_ptr(), list(logits.shape), names[str(logits.dtype)],
-                              "torch", torch.cuda.current_stream().cuda_stream)
-    elif hasattr(logits, "__cuda_array_interface__"):
-        cai = logits.__cuda_array_interface__
-        names = {"<f4": "f32", "<f2": "f16"}
-        if cai["typestr"] not in names:
-            raise ValueError(f"logits must be float32 or float16, got {cai['typestr']}")
-        shape = list(cai["shape"])
-        itemsize = int(cai["typestr"][2:])
-        if cai.get("strides") is not None and \
-                list(cai["strides"]) != [s * itemsize for s in _compact_strides(shape)]:
-            raise ValueError("logits must be C-contiguous")
-        framework = "cupy" if type(logits).__module__.startswith("cupy") else None
-        if framework == "cupy" and logits.device.id != 0:
-            raise ValueError(f"usmoe runs on CUDA device 0, logits are on device {logits.device.id}")
-        stream = 0
-        if framework == "cupy":
-            import cupy
-            stream = cupy.cuda.get_current_stream().ptr
-        source = _DeviceInput(cai["data"][0], shape, names[cai["typestr"]], framework, stream)
-    elif hasattr(logits, "__dlpack__") and hasattr(logits, "__dlpack_device__"):
-        device_type, device_id = logits.__dlpack_device__()
-        if int(device_type) != 2:  # not kDLCUDA: host data, read below
-            return None
-        if int(device_id) != 0:
-            raise ValueError(f"usmoe runs on CUDA device 0, logits are on device {device_id}")
-        # Held until the call returns: the producer keeps ownership.
-        capsule = logits.__dlpack__(stream=1)
-        view = _native().dlpack_view(capsule)
-        element = _DLPACK_ELEMENTS.get(tuple(view["dtype"][:2]))
-        if element is None or view["dtype"][2] != 1:
-            raise ValueError(f"logits must be float32, float16 or bfloat16, got DLPack "
-                             f"dtype {view['dtype']}")
-        shape = list(view["shape"])
-        if view["strides"] is not None and list(view["strides"]) != _compact_strides(shape):
-            raise ValueError("logits must be C-contiguous")
-        source = _DeviceInput(view["data"], shape, element, None, 0, capsule)
-    else:
-        return None
-    if len(source.shape) == 2:
-        source.shape = [1] + source.shape
-    if len(source.shape) != 3:
-        raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {tuple(source.shape)}")
-    if source.shape[2] < 1:
-        raise ValueError("logits must have at least one expert (E >= 1)")
-    if source.ptr % 16:
-        # The kernels read rows with 16-byte vector loads.
-        raise ValueError("logits on the GPU must start at a 16-byte aligned address "
-                         "(pass a fresh tensor, e.g. x.clone())")
-    return source
-
-
-def _stream_handle(stream) -> Optional[int]:
-    """A CUstream handle from an int, a torch.cuda.Stream (.cuda_stream) or
-    a CuPy stream (.ptr); None stays None."""
-    if stream is None:
-        return None
-    for attribute in ("cuda_stream", "ptr"):
-        if hasattr(stream, attribute):
-            return int(getattr(stream, attribute))
-    if isinstance(stream, int) and stream >= 0:
-        return stream
-    raise ValueError(f"stream must be a CUDA stream handle (int), a torch.cuda.Stream or a "
-                     f"CuPy stream, got {stream!r}")
-
-
-def _check_shape(array, element):
-    if array.ndim not in (2, 3):
-        raise ValueError(f"logits must be [T, E] or [B, T, E], got shape {array.shape}")
-    if not array.flags["C_CONTIGUOUS"]:
-        raise ValueError("logits must be C-contiguous (use np.ascontiguousarray)")
-    was_2d = array.ndim == 2
-    if was_2d:
-        array = array[None]
-    if array.shape[2] < 1:
-        raise ValueError("logits must have at least one expert (E >= 1)")
-    return array, element, was_2d
+def _device_logits(logits) -> Optional[_arrays.DeviceView]:
+    view = _arrays.device_view(logits, "logits")
+    if view is not None:
+        view.shape = _arrays.logits_shape(view.shape)
+    return view
 
 
 def _finite_number(name, value):
@@ -282,18 +160,18 @@ class Router:
             if self.budget is not None and t > 0 and self.budget > t * e:
                 raise ValueError(f"budget must be <= T * E = {t * e}, got {self.budget}")
 
-    def _ir(self, element: str, e: int) -> str:
-        common = dict(k=None, n=None, capacity=None, capacity_factor=None, alpha=None,
-                      expert_score=None, renormalize=False, topk=None, bias=False)
+    def _route_options(self) -> dict:
+        """moe.route's attributes (and whether it takes a bias operand)."""
         if self.mode == "token":
-            common.update(k=self.k, renormalize=self.renormalize,
-                          topk=int(self.k), bias=self.bias is not None)
-        elif self.mode == "expert":
-            common.update(capacity=self.capacity, capacity_factor=self.capacity_factor,
-                          k=self.k if self.capacity_factor is not None else None)
-        else:
-            common.update(k=self.k, n=self.budget, alpha=self.alpha, expert_score=self.expert_score)
-        return _ir.router_function(self.mode, e, element, **common)
+            return dict(k=self.k, renormalize=self.renormalize, bias=self.bias is not None)
+        if self.mode == "expert":
+            return dict(capacity=self.capacity, capacity_factor=self.capacity_factor,
+                        k=self.k if self.capacity_factor is not None else None)
+        return dict(k=self.k, n=self.budget, alpha=self.alpha, expert_score=self.expert_score)
+
+    def _ir(self, element: str, e: int) -> str:
+        topk = int(self.k) if self.mode == "token" else None
+        return _ir.router_function(self.mode, e, element, topk=topk, **self._route_options())
 
     def _key(self, element: str, e: int):
         # The bias values are an argument of the compiled function: only their
@@ -327,7 +205,7 @@ class Router:
             self._bias_on_device.upload(self.bias)
         return self._bias_on_device
 
-    def _call_cuda(self, array, element, source: Optional[_DeviceInput], stream) -> Plan:
+    def _call_cuda(self, array, element, source: Optional[_arrays.DeviceView], stream) -> Plan:
         """Route on the GPU. Logits already on the device stay there and so
         does the plan (in the caller's framework); host logits are uploaded
         and the plan comes back as NumPy arrays. Nothing synchronizes in the
@@ -364,32 +242,23 @@ class Router:
             cuda.synchronize(stream)
             return Plan(**{name: buffer.download(dims, dtype)
                            for name, (buffer, dims, dtype) in outputs.items()})
-        from .cuda_array import CudaArray
-        wrap = lambda buffer, dims, dtype: CudaArray(buffer, dims, dtype, stream)  # noqa: E731
-        if source.framework == "torch":
-            import torch
-            wrap_native = lambda *a: torch.from_dlpack(wrap(*a))  # noqa: E731
-        elif source.framework == "cupy":
-            import cupy
-            wrap_native = lambda *a: cupy.from_dlpack(wrap(*a))  # noqa: E731
-        else:
-            wrap_native = wrap
-        return Plan(**{name: wrap_native(*value) for name, value in outputs.items()})
+        return Plan(**_arrays.wrap_device_results(outputs, source.framework, stream))
 
     def __call__(self, logits, stream=None) -> Plan:
         """Routes `logits`. With device="cuda", `stream` (a handle, a
         torch.cuda.Stream or a CuPy stream) is where the kernels run; by
         default the current stream of the logits' framework, else the legacy
         default stream."""
-        stream = _stream_handle(stream)
+        stream = _arrays.stream_handle(stream)
         if self.device == "cuda":
-            source = _device_input(logits)
+            source = _device_logits(logits)
             if source is not None:
                 self._check_against(source.shape[1], source.shape[2])
                 return self._call_cuda(None, source.element, source, stream)
         elif stream is not None:
             raise ValueError("stream applies to device='cuda' only")
-        array, element, _ = _as_logits(logits)
+        host = _as_logits(logits)
+        array, element = host.data, host.element
         _, t, e = array.shape
         self._check_against(t, e)
         if self.device == "cuda":

@@ -63,6 +63,11 @@ class DeviceArray:
         check(runtime().usmoe_rt_copy_to_device(self.ptr, a.ctypes.data_as(ctypes.c_void_p),
                                                 ctypes.c_size_t(a.nbytes)), "copy to device")
 
+    def zero(self, nbytes: int, stream: int = 0):
+        """Zeroes the first `nbytes` (a multiple of 4) on `stream`."""
+        check(runtime().usmoe_rt_zero_async(self.ptr, ctypes.c_size_t(nbytes),
+                                            ctypes.c_void_p(stream or None)), "memset")
+
     def download(self, shape, dtype):
         out = np.empty(shape, dtype)
         check(runtime().usmoe_rt_copy_to_host(out.ctypes.data_as(ctypes.c_void_p), self.ptr,
@@ -214,3 +219,33 @@ def launch_topk_list(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, s
                + memref_params(ids, (b * t, k)) + memref_params(weights, (b * t, k)),
                -(-(b * t) // 4), stream)
     return ids, weights
+
+
+def launch_moe_layer(mod: KernelModule, mode: str, options: dict, logits: DeviceArray, shape,
+                     hidden: DeviceArray, init: DeviceArray, w1: DeviceArray, w3: DeviceArray,
+                     w2: DeviceArray, hidden_size: int, ffn_size: int, itemsize: int,
+                     bias: Optional[DeviceArray] = None, stream: int = 0):
+    """A whole MoE layer: route, plan, dispatch, SwiGLU experts, combine.
+    Returns (y, temporaries): y [B*T, D] and the device buffers the kernels
+    use, which must outlive the launches (all asynchronous on `stream`)."""
+    b, t, e = shape
+    g, d, f = b * t, hidden_size, ffn_size
+    gates, mask = DeviceArray(g * e * 4), DeviceArray(g * e)
+    launch_route(mod, mode, options, logits, gates, mask, shape, bias=bias, stream=stream)
+    m = selected_pairs(mode, options, shape)
+    offsets, ids, weights, _ = launch_plan(mod, gates, mask, shape, rows=m, stream=stream)
+    rows, experts = DeviceArray(m * d * itemsize), DeviceArray(m * d * itemsize)
+    scratch = DeviceArray(m * f * 4)
+    y = DeviceArray(g * d * itemsize)
+    ip, wp = memref_params(ids, (m,)), memref_params(weights, (m,))
+    op = memref_params(offsets, (e + 1,))
+    xp, hp = memref_params(rows, (m, d)), memref_params(experts, (m, d))
+    (fd, md), = mod.by_kind("dispatch")
+    mod.launch(fd, md, memref_params(hidden, (g, d)) + ip + xp, m, stream)
+    (ff, mf), = mod.by_kind("expert_ffn")
+    mod.launch(ff, mf, xp + op + memref_params(w1, (e, d, f)) + memref_params(w3, (e, d, f))
+               + memref_params(w2, (e, f, d)) + memref_params(scratch, (m, f)) + hp, m, stream)
+    (fc, mc), = mod.by_kind("combine")
+    mod.launch(fc, mc, hp + ip + wp + op + memref_params(init, (g, d)) + memref_params(y, (g, d)),
+               g, stream)
+    return y, (gates, mask, offsets, ids, weights, rows, experts, scratch)

@@ -19,19 +19,32 @@ import numpy as np
 from . import cuda
 
 _DLPACK_CUDA = 2
-# numpy dtype -> (DLPack type code, bits)
-_DLPACK_TYPES = {np.dtype(np.float32): (2, 32), np.dtype(np.int32): (0, 32),
-                 np.dtype(np.bool_): (6, 8)}
+# dtype name -> (DLPack type code, bits)
+_DLPACK_TYPES = {"float32": (2, 32), "float16": (2, 16), "bfloat16": (4, 16),
+                 "int32": (0, 32), "bool": (6, 8)}
 
 
 class CudaArray:
-    """A C-contiguous array in the memory of CUDA device 0."""
+    """A C-contiguous array in the memory of CUDA device 0. `dtype` is a
+    NumPy dtype, or the string "bfloat16" (NumPy has none; DLPack carries
+    it, the CUDA array interface cannot)."""
 
-    def __init__(self, buffer: "cuda.DeviceArray", shape, dtype, stream: int = 0):
+    def __init__(self, buffer: "cuda.DeviceArray", shape, dtype, stream: int = 0,
+                 keep_alive=()):
         self._buffer = buffer
+        # Device buffers the producing kernels may still read (freed with this).
+        self._keep_alive = tuple(keep_alive)
         self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
+        self.dtype = "bfloat16" if str(dtype) == "bfloat16" else np.dtype(dtype)
         self.stream = int(stream)
+
+    @property
+    def _itemsize(self) -> int:
+        return 2 if self.dtype == "bfloat16" else self.dtype.itemsize
+
+    @property
+    def _dtype_name(self) -> str:
+        return "bfloat16" if self.dtype == "bfloat16" else self.dtype.name
 
     @property
     def ptr(self) -> int:
@@ -43,7 +56,7 @@ class CudaArray:
 
     @property
     def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
+        return self.size * self._itemsize
 
     @property
     def ndim(self) -> int:
@@ -55,6 +68,8 @@ class CudaArray:
 
     @property
     def __cuda_array_interface__(self) -> dict:
+        if self.dtype == "bfloat16":
+            raise AttributeError("bfloat16 has no CUDA array interface type; use DLPack")
         return {"shape": self.shape, "typestr": self.dtype.str, "strides": None,
                 "data": (self.ptr, False), "version": 3,
                 "stream": self._interface_stream()}
@@ -70,7 +85,7 @@ class CudaArray:
         # A consumer on another stream may read only once our work is done.
         if stream not in (None, -1, self._interface_stream()):
             cuda.synchronize(self.stream)
-        code, bits = _DLPACK_TYPES[self.dtype]
+        code, bits = _DLPACK_TYPES[self._dtype_name]
         from . import _usmoe
         return _usmoe.dlpack_capsule(self, self.ptr, list(self.shape), code, bits,
                                      _DLPACK_CUDA, 0)
@@ -78,6 +93,13 @@ class CudaArray:
     def numpy(self) -> np.ndarray:
         """A host copy (waits for the producing stream)."""
         cuda.synchronize(self.stream)
+        if self.dtype == "bfloat16":
+            raw = self._buffer.download(self.shape, np.uint16)
+            try:
+                import ml_dtypes
+            except ImportError:
+                return raw  # the raw bf16 bits
+            return raw.view(ml_dtypes.bfloat16)
         return self._buffer.download(self.shape, self.dtype)
 
     def __len__(self) -> int:
@@ -86,4 +108,4 @@ class CudaArray:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        return f"CudaArray(shape={self.shape}, dtype={self.dtype.name}, device='cuda:0')"
+        return f"CudaArray(shape={self.shape}, dtype={self._dtype_name}, device='cuda:0')"

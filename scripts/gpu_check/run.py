@@ -30,48 +30,33 @@ def rel_err(got, want, floor):
 
 
 def check_layer(case, mod, d):
-    """route -> plan -> dispatch -> experts -> combine, as the lowered host
-    code does."""
+    """route -> plan -> dispatch -> experts -> combine, as usmoe.MoeLayer
+    launches them."""
     weights_host = {k: np.load(os.path.join(d, f"{k}.npy")) for k in ("w1", "w3", "w2")}
     dweights = {}
     for k, v in weights_host.items():
-        dweights[k] = (cuda.DeviceArray(v.nbytes), v.shape)
-        dweights[k][0].upload(v)
+        dweights[k] = cuda.DeviceArray(v.nbytes)
+        dweights[k].upload(v)
     mism, worst = 0, 0.0
     for inp in case["inputs"]:
         j = inp["index"]
         load = lambda key: np.load(os.path.join(d, f"{key}{j}.npy"))  # noqa: E731
         logits, hidden, init = load("logits"), load("hidden"), load("init")
-        shape = logits.shape
-        t, width = shape[1], hidden.shape[1]
-        dl, dg, dm = (cuda.DeviceArray(n) for n in (logits.nbytes, logits.size * 4, logits.size))
-        dl.upload(logits)
-        cuda.launch_route(mod, "unified", case["options"], dl, dg, dm, shape)
-        offsets, ids, weights, m = cuda.launch_plan(mod, dg, dm, shape)
-        dh, dx = cuda.DeviceArray(hidden.nbytes), cuda.DeviceArray(m * width * 4)
-        dh.upload(hidden)
-        ip, wp = cuda.memref_params(ids, (m,)), cuda.memref_params(weights, (m,))
-        xp = cuda.memref_params(dx, (m, width))
-        (f, meta), = mod.by_kind("dispatch")
-        mod.launch(f, meta, cuda.memref_params(dh, hidden.shape) + ip + xp, m)
-        ffn = case["ffn"]
-        dscratch, dh2 = cuda.DeviceArray(m * ffn * 4), cuda.DeviceArray(m * width * 4)
-        op = cuda.memref_params(offsets, (shape[2] + 1,))
-        hp2 = cuda.memref_params(dh2, (m, width))
-        (f, meta), = mod.by_kind("expert_ffn")
-        mod.launch(f, meta, xp + op
-                   + sum((cuda.memref_params(*dweights[k]) for k in ("w1", "w3", "w2")), [])
-                   + cuda.memref_params(dscratch, (m, ffn)) + hp2, m)
-        dinit, dy = cuda.DeviceArray(init.nbytes), cuda.DeviceArray(init.nbytes)
-        dinit.upload(init)
-        (f, meta), = mod.by_kind("combine")
-        mod.launch(f, meta, hp2 + ip + wp + cuda.memref_params(offsets, (shape[2] + 1,))
-                   + cuda.memref_params(dinit, init.shape) + cuda.memref_params(dy, init.shape), t)
+        device = {}
+        for key, value in dict(logits=logits, hidden=hidden, init=init).items():
+            device[key] = cuda.DeviceArray(value.nbytes)
+            device[key].upload(value)
+        y, (_, _, offsets, ids, _, _, _, _) = cuda.launch_moe_layer(
+            mod, "unified", case["options"], device["logits"], logits.shape, device["hidden"],
+            device["init"], dweights["w1"], dweights["w3"], dweights["w2"], hidden.shape[1],
+            case["ffn"], 4)
         mod.synchronize()
-        mism += int((offsets.download((shape[2] + 1,), np.int32) != load("offsets")).sum())
+        e = logits.shape[2]
+        m = cuda.selected_pairs("unified", case["options"], logits.shape)
+        mism += int((offsets.download((e + 1,), np.int32) != load("offsets")).sum())
         got_ids = ids.download((m,), np.int32)
         mism += int(got_ids.size != load("ids").size or (got_ids != load("ids")).any())
-        worst = max(worst, rel_err(dy.download(init.shape, np.float32), load("y"), 1e-3))
+        worst = max(worst, rel_err(y.download(init.shape, np.float32), load("y"), 1e-3))
     return mism, worst, 1e-5
 
 

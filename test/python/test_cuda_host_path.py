@@ -60,7 +60,7 @@ PRELUDE = textwrap.dedent("""
 
     def counters():
         return {c: drv.fake_cuda_counter(c.encode())
-                for c in ("htod", "dtoh", "ctx_sync", "stream_sync", "launch")}
+                for c in ("htod", "dtoh", "ctx_sync", "stream_sync", "memset", "launch")}
 
     def launches():
         return [(drv.fake_cuda_launch_kernel(i).decode(), drv.fake_cuda_launch_grid(i),
@@ -119,7 +119,7 @@ def test_device_logits_give_a_device_plan_without_copies_or_syncs():
         result["numpy"] = [str(host.dtype), list(host.shape)]
     """)
     assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
-                             "launch": 5}
+                             "memset": 0, "launch": 5}
     # route, plan (count per expert, one scan, fill per expert), topk_list;
     # the legacy default stream (0).
     assert [(name.rsplit("_", 1)[0] if name.startswith(("route", "topk")) else name, grid, block,
@@ -283,4 +283,59 @@ def test_bad_device_input_is_a_value_error(snippet, message):
     assert r["error"] is not None, "no ValueError"
     import re
     assert re.search(message, r["error"]), r["error"]
+    assert r["launches"] == 0
+
+
+def test_device_layer_runs_without_copies_or_syncs():
+    r = run_fake("""
+        e, d, f, t = 8, 16, 32, 12
+        w = [rng.normal(size=s).astype(np.float32) for s in ((e, d, f), (e, d, f), (e, f, d))]
+        layer = usmoe.MoeLayer(*w, mode="unified", k=1.5, device="cuda")
+        h = rng.normal(size=(t, d)).astype(np.float32)
+        lg = rng.normal(size=(t, e)).astype(np.float32)
+        layer(OnDevice(h), OnDevice(lg))     # compiles, uploads the weights
+        result["first"] = counters()
+        reset()
+        y = layer(OnDevice(h), OnDevice(lg))
+        result["second"] = counters()
+        mod = layer.compiled("f32")
+        kinds = {name: meta["kind"] for name, (fn, meta) in mod.kernels.items()}
+        result["launches"] = [(kinds[name], grid) for name, grid, _, _ in launches()]
+        result["y"] = [type(y).__name__, list(y.shape), y.__cuda_array_interface__["typestr"]]
+        reset()
+        layer(OnDevice(h), OnDevice(lg), init=OnDevice(h))
+        result["with_init"] = counters()
+    """)
+    assert r["first"]["htod"] == 3  # the three weight tensors, once
+    assert r["second"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
+                           "memset": 1, "launch": 8}
+    # N = floor(1.5 * 12) = 18 rows for dispatch and the experts, a block per
+    # token for combine.
+    assert [tuple(x) for x in r["launches"]] == [
+        ("scores_unified_sigmoid", 3), ("select_sequence", 1), ("plan_count", 8),
+        ("plan_scan", 1), ("plan_fill", 8), ("dispatch", 18), ("expert_ffn", 18),
+        ("combine", 12)]
+    assert r["y"] == ["CudaArray", [12, 16], "<f4"]
+    assert r["with_init"]["memset"] == 0 and r["with_init"]["htod"] == 0
+
+
+def test_device_layer_bad_input():
+    r = run_fake("""
+        w = [np.zeros(s, np.float32) for s in ((4, 8, 8), (4, 8, 8), (4, 8, 8))]
+        layer = usmoe.MoeLayer(*w, mode="token", k=2, device="cuda")
+        errors = []
+        for call in (lambda: layer(OnDevice(np.zeros((3, 8), np.float32)), np.zeros((3, 4), np.float32)),
+                     lambda: layer(OnDevice(np.zeros((3, 8), np.float16)), OnDevice(np.zeros((3, 4), np.float32))),
+                     lambda: layer(OnDevice(np.zeros((2, 8), np.float32)), OnDevice(np.zeros((3, 4), np.float32)))):
+            try:
+                call()
+                errors.append(None)
+            except ValueError as e:
+                errors.append(str(e))
+        result["errors"] = errors
+        result["launches"] = counters()["launch"]
+    """)
+    assert "both be on the GPU or both on the host" in r["errors"][0]
+    assert "weights' dtype" in r["errors"][1]
+    assert "hidden must be [B*T, D]" in r["errors"][2]
     assert r["launches"] == 0

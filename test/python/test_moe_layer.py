@@ -94,3 +94,117 @@ func.func @both(%out: tensor<?x4xf32>, %ids: tensor<?xi32>, %w: tensor<?xf32>,
     init = rng.normal(size=(6, 4)).astype(np.float32)
     a, b = fn([out, plan.token_ids, plan.weights, plan.expert_offsets, init])
     np.testing.assert_array_equal(a, b)
+
+
+def _weights(rng, e, d, f, dtype=np.float32):
+    return (rng.normal(0, 0.3, size=(e, d, f)).astype(dtype),
+            rng.normal(0, 0.3, size=(e, d, f)).astype(dtype),
+            rng.normal(0, 0.3, size=(e, f, d)).astype(dtype))
+
+
+@pytest.mark.parametrize("options", [
+    dict(mode="unified", k=1.5),
+    dict(mode="unified", budget=5, alpha=0.25, expert_score="softmax_tokens"),
+    dict(mode="token", k=2, renormalize=True),
+    dict(mode="token", k=2, bias=np.linspace(-0.2, 0.2, 6).astype(np.float32)),
+    dict(mode="expert", capacity_factor=1.25, k=2),
+])
+def test_moe_layer_api_matches_reference(options):
+    rng = np.random.default_rng(11)
+    e, d, f, b, t = 6, 8, 12, 2, 9
+    w1, w3, w2 = _weights(rng, e, d, f)
+    layer = usmoe.MoeLayer(w1, w3, w2, **options)
+    logits = rng.normal(size=(b, t, e)).astype(np.float32)
+    hidden = rng.normal(size=(b * t, d)).astype(np.float32)
+    init = rng.normal(size=(b * t, d)).astype(np.float32)
+    ref_options = dict(options)
+    if "expert_score" in ref_options:
+        ref_options["expert_score_kind"] = ref_options.pop("expert_score")
+    plan = reference.route(logits, **ref_options)
+    want = reference.moe_layer(hidden, plan, w1, w3, w2, init=init)
+    np.testing.assert_allclose(layer(hidden, logits, init=init), want, rtol=1e-5, atol=1e-5)
+    # Without init the routed sum alone.
+    want0 = reference.moe_layer(hidden, plan, w1, w3, w2)
+    np.testing.assert_allclose(layer(hidden, logits), want0, rtol=1e-5, atol=1e-5)
+
+
+def test_moe_layer_compiles_once_per_shape_class():
+    rng = np.random.default_rng(12)
+    layer = usmoe.MoeLayer(*_weights(rng, 4, 8, 16), mode="unified", k=1.0)
+    layer(rng.normal(size=(3, 8)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32))
+    before = usmoe.cache_info()["compilations"]
+    for t in (1, 5, 40):
+        y = layer(rng.normal(size=(t, 8)).astype(np.float32),
+                  rng.normal(size=(t, 4)).astype(np.float32))
+        assert y.shape == (t, 8)
+    assert usmoe.cache_info()["compilations"] == before
+
+
+def test_moe_layer_half_precision_and_torch():
+    rng = np.random.default_rng(13)
+    e, d, f, t = 4, 8, 8, 6
+    w32 = _weights(rng, e, d, f)
+    logits = rng.normal(size=(t, e)).astype(np.float32)
+    hidden = rng.normal(size=(t, d)).astype(np.float32)
+    want = reference.moe_layer(hidden, reference.route(logits, mode="token", k=2), *w32)
+    y16 = usmoe.MoeLayer(*(w.astype(np.float16) for w in w32), mode="token", k=2)(
+        hidden.astype(np.float16), logits)
+    assert y16.dtype == np.float16
+    np.testing.assert_allclose(y16.astype(np.float32), want, rtol=2e-2, atol=2e-2)
+    torch = pytest.importorskip("torch")
+    tw = [torch.from_numpy(w).to(torch.bfloat16) for w in w32]
+    layer = usmoe.MoeLayer(*tw, mode="token", k=2)
+    y = layer(torch.from_numpy(hidden).to(torch.bfloat16), torch.from_numpy(logits))
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.bfloat16 and tuple(y.shape) == (t, d)
+    np.testing.assert_allclose(y.float().numpy(), want, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("build, call, message", [
+    (lambda w1, w3, w2: (w1, np.ascontiguousarray(w3[:, :, :-1]), w2), None, "w1 and w3 must both be"),
+    (lambda w1, w3, w2: (w1, w3, np.ascontiguousarray(w2[:, :-1])), None, r"w2 must be \[E, F, D\]"),
+    (lambda w1, w3, w2: (w1, w3.astype(np.float16), w2), None, "same dtype"),
+    (lambda w1, w3, w2: (w1[0], w3[0], w2[0]), None, "w1 and w3 must both be"),
+    (None, lambda layer, h, lg: layer(h[:-1], lg), r"hidden must be \[B\*T, D\]"),
+    (None, lambda layer, h, lg: layer(h, np.ascontiguousarray(lg[:, :3])),
+     "logits have 3 experts"),
+    (None, lambda layer, h, lg: layer(h.astype(np.float16), lg), "weights' dtype"),
+    (None, lambda layer, h, lg: layer(h, lg, init=h[:2]), "init must have the shape"),
+    (None, lambda layer, h, lg: layer(h, lg, stream=1), "device='cuda' only"),
+    (None, lambda layer, h, lg: layer(h[:, ::2], lg), "hidden must be C-contiguous"),
+])
+def test_moe_layer_bad_input(build, call, message):
+    rng = np.random.default_rng(14)
+    w = _weights(rng, 4, 8, 16)
+    h = rng.normal(size=(5, 8)).astype(np.float32)
+    lg = rng.normal(size=(5, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match=message):
+        layer = usmoe.MoeLayer(*(build(*w) if build else w), mode="token", k=2)
+        call(layer, h, lg)
+
+
+def _torch_cuda():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+@pytest.mark.skipif(_torch_cuda() is None, reason="needs PyTorch with a GPU")
+@pytest.mark.parametrize("options", [dict(mode="unified", k=1.5),
+                                     dict(mode="token", k=2, renormalize=True),
+                                     dict(mode="expert", capacity_factor=1.0, k=2)])
+def test_moe_layer_on_the_gpu_matches_the_cpu(options):
+    torch = _torch_cuda()
+    rng = np.random.default_rng(15)
+    e, d, f, b, t = 16, 64, 96, 2, 100
+    w = _weights(rng, e, d, f)
+    logits = rng.normal(size=(b, t, e)).astype(np.float32)
+    hidden = rng.normal(size=(b * t, d)).astype(np.float32)
+    want = usmoe.MoeLayer(*w, **options)(hidden, logits)
+    gpu_layer = usmoe.MoeLayer(*w, device="cuda", **options)
+    # Host arrays in, NumPy out; torch CUDA tensors in, a torch CUDA tensor out.
+    np.testing.assert_allclose(gpu_layer(hidden, logits), want, rtol=1e-5, atol=1e-5)
+    y = gpu_layer(torch.from_numpy(hidden).cuda(), torch.from_numpy(logits).cuda())
+    assert y.is_cuda
+    np.testing.assert_allclose(y.cpu().numpy(), want, rtol=1e-5, atol=1e-5)

@@ -70,6 +70,8 @@ int usmoe_rt_free(uint64_t device_ptr);
 int usmoe_rt_copy_to_device(uint64_t device_ptr, const void *host,
                             size_t bytes);
 int usmoe_rt_copy_to_host(void *host, uint64_t device_ptr, size_t bytes);
+/* Zeroes `bytes` (a multiple of 4) at device_ptr, ordered on `stream`. */
+int usmoe_rt_zero_async(uint64_t device_ptr, size_t bytes, void *stream);
 
 #ifdef __cplusplus
 }

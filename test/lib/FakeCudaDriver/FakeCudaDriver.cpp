@@ -36,7 +36,7 @@ struct Launch {
 struct Record {
   std::vector<Launch> launches;
   long hostToDevice = 0, deviceToHost = 0, contextSyncs = 0, streamSyncs = 0,
-       allocations = 0, frees = 0;
+       allocations = 0, frees = 0, memsets = 0;
 };
 
 Record &record() {
@@ -143,6 +143,7 @@ CUresult cuMemcpyAsync(uint64_t dst, uint64_t src, size_t bytes, void *) {
   return kSuccess;
 }
 CUresult cuMemsetD32Async(uint64_t dst, unsigned value, size_t count, void *) {
+  ++record().memsets;
   auto *p = reinterpret_cast<unsigned *>(dst);
   for (size_t i = 0; i < count; ++i)
     p[i] = value;
@@ -162,7 +163,7 @@ CUresult cuStreamDestroy_v2(void *) { return kSuccess; }
 // --- what tests read back ---------------------------------------------------
 
 /// Counters: "htod", "dtoh", "ctx_sync", "stream_sync", "alloc", "free",
-/// "launch"; -1 for an unknown name.
+/// "memset", "launch"; -1 for an unknown name.
 long fake_cuda_counter(const char *name) {
   const Record &r = record();
   std::string n = name;
@@ -178,6 +179,8 @@ long fake_cuda_counter(const char *name) {
     return r.allocations;
   if (n == "free")
     return r.frees;
+  if (n == "memset")
+    return r.memsets;
   if (n == "launch")
     return long(r.launches.size());
   return -1;

@@ -1,0 +1,191 @@
+"""MoeLayer: a whole routed MoE layer (route, plan, dispatch, SwiGLU
+experts, combine) compiled once per shape class and run on CPU or GPU."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import _arrays, _ir
+from .api import Router, _cache, _native
+
+
+class MoeLayer:
+    """y = init + sum over the selected (g, e) of gate * FFN_e(hidden[g]),
+    FFN_e(x) = W2_e (silu(W1_e x) * (W3_e x)), with any of the three
+    routers: the spec's MoE layer. The residual and shared experts stay
+    outside; pass their sum as `init` to have it added.
+
+    w1, w3: [E, D, F]; w2: [E, F, D]; all of one dtype (f32, f16, bf16),
+    which is also the dtype of hidden states and outputs. Router options are
+    those of usmoe.Router. The weights are bound once (and for device="cuda"
+    uploaded once); a new number of tokens compiles nothing.
+    """
+
+    def __init__(self, w1, w3, w2, mode: str = "unified", device: str = "cpu", **router_options):
+        self.router = Router(mode=mode, device=device, **router_options)
+        self.device = device
+        weights = [_arrays.host_array(w, name) for w, name in ((w1, "w1"), (w3, "w3"),
+                                                                (w2, "w2"))]
+        if len({w.element for w in weights}) != 1:
+            raise ValueError("w1, w3 and w2 must have the same dtype, got "
+                             + ", ".join(w.element for w in weights))
+        self.element = weights[0].element
+        self.w1, self.w3, self.w2 = (w.data for w in weights)
+        if self.w1.ndim != 3 or self.w1.shape != self.w3.shape:
+            raise ValueError(f"w1 and w3 must both be [E, D, F], got {self.w1.shape} and "
+                             f"{self.w3.shape}")
+        e, d, f = self.w1.shape
+        if self.w2.shape != (e, f, d):
+            raise ValueError(f"w2 must be [E, F, D] = {(e, f, d)}, got {self.w2.shape}")
+        if min(e, d, f) < 1:
+            raise ValueError(f"expert weights must be non-empty, got [E, D, F] = {(e, d, f)}")
+        self.num_experts, self.hidden_size, self.ffn_size = e, d, f
+        self._device_weights = None
+
+    def _ir(self, logits_element: str) -> str:
+        return _ir.layer_function(self.router.mode, self.num_experts, self.hidden_size,
+                                  self.ffn_size, logits_element, self.element,
+                                  **self.router._route_options())
+
+    def compiled(self, logits_element: str):
+        """The compiled layer for logits of `logits_element`: a CPU JIT
+        function or, for device="cuda", the loaded kernels (cached like
+        routers, by options, dtypes, shapes and device)."""
+        key = ("layer", self.router._key(logits_element, self.num_experts), self.element,
+               self.hidden_size, self.ffn_size)
+        if self.device == "cuda":
+            from . import cuda
+            cuda.runtime()
+
+            def build():
+                files, metadata = _native().compile_gpu(self._ir(logits_element), format="bin")
+                return cuda.KernelModule(next(iter(files.values())), metadata)
+            return _cache.get(key, build)
+        return _cache.get(key, lambda: _native().JitFunction(self._ir(logits_element), "layer"))
+
+    def _check(self, logits_shape, hidden_shape, init_shape):
+        b, t, e = logits_shape
+        if e != self.num_experts:
+            raise ValueError(f"logits have {e} experts, the weights {self.num_experts}")
+        if len(hidden_shape) != 2 or tuple(hidden_shape) != (b * t, self.hidden_size):
+            raise ValueError(f"hidden must be [B*T, D] = {(b * t, self.hidden_size)}, got "
+                             f"{tuple(hidden_shape)}")
+        if init_shape is not None and tuple(init_shape) != tuple(hidden_shape):
+            raise ValueError(f"init must have the shape of hidden {tuple(hidden_shape)}, got "
+                             f"{tuple(init_shape)}")
+        self.router._check_against(t, e)
+
+    def _check_dtype(self, name, element):
+        if element != self.element:
+            raise ValueError(f"{name} must have the weights' dtype ({self.element}), got "
+                             f"{element}")
+
+    def __call__(self, hidden, logits, init=None, stream=None):
+        """hidden [B*T, D] (token g = b*T + t), logits [T, E] or [B, T, E],
+        optional init [B*T, D] (default zeros) -> y [B*T, D] in the dtype of
+        the weights: on the GPU in the caller's framework when hidden and
+        logits live there, else on the host."""
+        stream = _arrays.stream_handle(stream)
+        if self.device == "cuda":
+            on_device = self._call_device(hidden, logits, init, stream)
+            if on_device is not None:
+                return on_device
+        elif stream is not None:
+            raise ValueError("stream applies to device='cuda' only")
+        h = _arrays.host_array(hidden, "hidden")
+        self._check_dtype("hidden", h.element)
+        lg = _arrays.host_array(logits, "logits")
+        lg.data = lg.data.reshape(_arrays.logits_shape(lg.data.shape))
+        start = None
+        if init is not None:
+            start = _arrays.host_array(init, "init")
+            self._check_dtype("init", start.element)
+        self._check(lg.data.shape, h.data.shape, None if start is None else start.data.shape)
+        init_data = np.zeros_like(h.data) if start is None else start.data
+        if self.device == "cuda":
+            y = self._run_cuda(lg.data, lg.element, h.data, init_data, stream or 0)
+        else:
+            args = [lg.data, h.data, init_data, self.w1, self.w3, self.w2]
+            if self.router.bias is not None:
+                args.append(self.router.bias)
+            (y,) = self.compiled(lg.element)(args)
+        return _arrays.from_host_result(y, self.element, h.framework)
+
+    # -- the GPU -------------------------------------------------------------
+    def _weights_on_device(self):
+        from . import cuda
+        if self._device_weights is None:
+            uploaded = []
+            for w in (self.w1, self.w3, self.w2):
+                buffer = cuda.DeviceArray(w.nbytes)
+                buffer.upload(w)
+                uploaded.append(buffer)
+            self._device_weights = uploaded
+        return self._device_weights
+
+    def _launch(self, logits_element, logits, shape, hidden, init, stream):
+        from . import cuda
+        mod = self.compiled(logits_element)
+        options = dict(k=self.router.k, budget=self.router.budget,
+                       capacity=self.router.capacity,
+                       capacity_factor=self.router.capacity_factor)
+        w1, w3, w2 = self._weights_on_device()
+        itemsize = 4 if self.element == "f32" else 2
+        return cuda.launch_moe_layer(mod, self.router.mode, options, logits, shape, hidden, init,
+                                     w1, w3, w2, self.hidden_size, self.ffn_size, itemsize,
+                                     bias=self.router._device_bias(), stream=stream)
+
+    def _run_cuda(self, logits, logits_element, hidden, init, stream):
+        from . import cuda
+        device = {}
+        for name, value in dict(logits=logits, hidden=hidden, init=init).items():
+            device[name] = cuda.DeviceArray(value.nbytes)
+            device[name].upload(value)
+        y, _ = self._launch(logits_element, device["logits"], logits.shape, device["hidden"],
+                            device["init"], stream)
+        cuda.synchronize(stream)
+        return y.download(hidden.shape, hidden.dtype)
+
+    def _call_device(self, hidden, logits, init, stream) -> Optional[object]:
+        """The layer on GPU-resident hidden states and logits (None if they
+        are on the host). `init` may be on the GPU or the host."""
+        from . import cuda
+        h = _arrays.device_view(hidden, "hidden")
+        lg = _arrays.device_view(logits, "logits")
+        if h is None and lg is None:
+            return None
+        if h is None or lg is None:
+            raise ValueError("hidden and logits must both be on the GPU or both on the host")
+        self._check_dtype("hidden", h.element)
+        lg.shape = _arrays.logits_shape(lg.shape)
+        start = _arrays.device_view(init, "init") if init is not None else None
+        if start is not None:
+            self._check_dtype("init", start.element)
+        host_init = None
+        if init is not None and start is None:
+            host_init = _arrays.host_array(init, "init")
+            self._check_dtype("init", host_init.element)
+        init_shape = (start.shape if start is not None else
+                      host_init.data.shape if host_init is not None else None)
+        self._check(lg.shape, h.shape, init_shape)
+        if stream is None:
+            stream = h.stream
+        itemsize = 4 if self.element == "f32" else 2
+        g = h.shape[0]
+        if start is not None:
+            init_buffer = cuda.DeviceArray(0, ptr=start.ptr)
+        elif host_init is not None:
+            init_buffer = cuda.DeviceArray(host_init.data.nbytes)
+            init_buffer.upload(host_init.data)
+        else:  # zeros, set on the device
+            nbytes = -(-g * self.hidden_size * itemsize // 4) * 4
+            init_buffer = cuda.DeviceArray(nbytes)
+            init_buffer.zero(nbytes, stream)
+        y, temporaries = self._launch(lg.element, cuda.DeviceArray(0, ptr=lg.ptr), lg.shape,
+                                      cuda.DeviceArray(0, ptr=h.ptr), init_buffer, stream)
+        dtype = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16"}[self.element]
+        out = _arrays.wrap_device_results({"y": (y, (g, self.hidden_size), dtype)}, h.framework,
+                                          stream, keep_alive=temporaries + (init_buffer,))
+        return out["y"]
