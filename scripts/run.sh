@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds usmoe, then shows the
 # compiler at work: the fused routing IR of examples/unified-router.mlir, and
-# a batch routed on the CPU by all three routers through the Python API.
+# a batch routed on the CPU by all three routers through the Python API, and
+# a whole MoE layer run with each of them.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -14,3 +15,6 @@ echo "== examples/unified-router.mlir after -moe-fuse-routing -canonicalize"
   -moe-fuse-routing -canonicalize
 echo
 PYTHONPATH="$build_dir/python_packages" /usr/bin/python3 examples/route_batch.py
+echo
+echo "== examples/moe_layer.py: a whole MoE layer with each router"
+PYTHONPATH="$build_dir/python_packages" /usr/bin/python3 examples/moe_layer.py
