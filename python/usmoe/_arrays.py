@@ -89,8 +89,10 @@ def compact_strides(shape):
     return strides
 
 
-def device_view(value, name: str) -> Optional[DeviceView]:
-    """A DeviceView of `value` if it lives on a CUDA device, else None."""
+def device_view(value, name: str, stream: Optional[int] = None) -> Optional[DeviceView]:
+    """A DeviceView of `value` if it lives on a CUDA device, else None.
+    `stream`: where usmoe will read it (a DLPack producer orders its pending
+    writes before that stream; None: the legacy default stream)."""
     if hasattr(value, "is_cuda") and hasattr(value, "data_ptr"):  # torch.Tensor
         if not value.is_cuda:
             return None
@@ -128,7 +130,7 @@ def device_view(value, name: str) -> Optional[DeviceView]:
         if int(device_id) != 0:
             raise ValueError(f"usmoe runs on CUDA device 0, {name} is on device {device_id}")
         # Held until the call returns: the producer keeps ownership.
-        capsule = value.__dlpack__(stream=1)
+        capsule = value.__dlpack__(stream=stream or 1)
         info = _native().dlpack_view(capsule)
         element = _DLPACK_ELEMENTS.get(tuple(info["dtype"][:2]))
         if element is None or info["dtype"][2] != 1:

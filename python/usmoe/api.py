@@ -63,8 +63,8 @@ def _as_logits(logits) -> _arrays.HostArray:
     return host
 
 
-def _device_logits(logits) -> Optional[_arrays.DeviceView]:
-    view = _arrays.device_view(logits, "logits")
+def _device_logits(logits, stream) -> Optional[_arrays.DeviceView]:
+    view = _arrays.device_view(logits, "logits", stream)
     if view is not None:
         view.shape = _arrays.logits_shape(view.shape)
     return view
@@ -187,11 +187,13 @@ class Router:
             from . import cuda
             cuda.runtime()  # a clear RuntimeError without driver or GPU
 
+            chip, features = cuda.target_for_device()
+
             def build():
                 ir = self._ir(element, num_experts)
-                files, metadata = _native().compile_gpu(ir, format="bin")
+                files, metadata = _native().compile_gpu(ir, chip, features, format="bin")
                 return cuda.KernelModule(next(iter(files.values())), metadata)
-            return _cache.get(self._key(element, num_experts), build)
+            return _cache.get(self._key(element, num_experts) + (chip,), build)
         return _cache.get(self._key(element, num_experts),
                           lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
 
@@ -251,7 +253,7 @@ class Router:
         default stream."""
         stream = _arrays.stream_handle(stream)
         if self.device == "cuda":
-            source = _device_logits(logits)
+            source = _device_logits(logits, stream)
             if source is not None:
                 self._check_against(source.shape[1], source.shape[2])
                 return self._call_cuda(None, source.element, source, stream)

@@ -48,6 +48,36 @@ def check(status, what):
         raise RuntimeError(f"{what}: {_runtime.usmoe_rt_last_error().decode()}")
 
 
+def compute_capability():
+    """(major, minor) of device 0."""
+    name = ctypes.create_string_buffer(256)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    check(runtime().usmoe_rt_device_info(name, 256, ctypes.byref(major), ctypes.byref(minor)),
+          "device info")
+    return major.value, minor.value
+
+
+def target_for(major: int, minor: int):
+    """usmoe-to-nvvm's (chip, features) for a compute capability: the
+    device's own sm_XY, with a PTX ISA version that the architecture needs
+    and CUDA 13's ptxas accepts."""
+    if major < 7 or (major == 7 and minor < 5):
+        raise RuntimeError(f"compute capability {major}.{minor} is not supported "
+                           "(CUDA 13 needs sm_75 or newer)")
+    if major < 10:
+        features = "+ptx80"
+    elif major in (10, 12):  # sm_100/101/103, sm_120/121: PTX 8.6 to 8.8
+        features = "+ptx88"
+    else:  # sm_110 and newer: PTX 9.0
+        features = "+ptx90"
+    return f"sm_{major}{minor}", features
+
+
+def target_for_device():
+    """(chip, features) for device 0."""
+    return target_for(*compute_capability())
+
+
 class DeviceArray:
     """A device allocation (owned), or a view of someone else's (ptr given)."""
 

@@ -57,12 +57,13 @@ class MoeLayer:
                self.hidden_size, self.ffn_size)
         if self.device == "cuda":
             from . import cuda
-            cuda.runtime()
+            chip, features = cuda.target_for_device()
 
             def build():
-                files, metadata = _native().compile_gpu(self._ir(logits_element), format="bin")
+                files, metadata = _native().compile_gpu(self._ir(logits_element), chip,
+                                                        features, format="bin")
                 return cuda.KernelModule(next(iter(files.values())), metadata)
-            return _cache.get(key, build)
+            return _cache.get(key + (chip,), build)
         return _cache.get(key, lambda: _native().JitFunction(self._ir(logits_element), "layer"))
 
     def _check(self, logits_shape, hidden_shape, init_shape):
@@ -152,15 +153,15 @@ class MoeLayer:
         """The layer on GPU-resident hidden states and logits (None if they
         are on the host). `init` may be on the GPU or the host."""
         from . import cuda
-        h = _arrays.device_view(hidden, "hidden")
-        lg = _arrays.device_view(logits, "logits")
+        h = _arrays.device_view(hidden, "hidden", stream)
+        lg = _arrays.device_view(logits, "logits", stream)
         if h is None and lg is None:
             return None
         if h is None or lg is None:
             raise ValueError("hidden and logits must both be on the GPU or both on the host")
         self._check_dtype("hidden", h.element)
         lg.shape = _arrays.logits_shape(lg.shape)
-        start = _arrays.device_view(init, "init") if init is not None else None
+        start = _arrays.device_view(init, "init", stream) if init is not None else None
         if start is not None:
             self._check_dtype("init", start.element)
         host_init = None

@@ -55,6 +55,7 @@ PRELUDE = textwrap.dedent("""
         def __dlpack_device__(self):
             return self.device
         def __dlpack__(self, stream=None):
+            result.setdefault("dlpack_streams", []).append(stream)
             return _usmoe.dlpack_capsule(self, self.a.ctypes.data, list(self.a.shape),
                                          self.code, self.bits, *self.device)
 
@@ -90,11 +91,11 @@ PRELUDE = textwrap.dedent("""
 """)
 
 
-def run_fake(body: str) -> dict:
+def run_fake(body: str, **env_vars) -> dict:
     """Runs `body` after PRELUDE in a Python whose libcuda.so.1 is the fake;
     returns the JSON of its `result` dict."""
     script = PRELUDE + textwrap.dedent(body) + "\nprint(json.dumps(result))\n"
-    env = dict(os.environ)
+    env = dict(os.environ, **env_vars)
     env["LD_LIBRARY_PATH"] = FAKE_DRIVER_DIR + os.pathsep + env.get("LD_LIBRARY_PATH", "")
     env["PYTHONPATH"] = os.path.join(BUILD, "python_packages")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
@@ -219,9 +220,13 @@ def test_dlpack_logits_are_read_in_place():
         usmoe.route(DLPackOnDevice(bits, 4, 16), mode="token", k=4, device="cuda")
         result["bf16"] = usmoe.Router(mode="token", k=4, device="cuda").compiled("bf16", 16) \\
             is not None
+        usmoe.route(DLPackOnDevice(x, 2, 32), mode="token", k=4, device="cuda", stream=99)
     """)
     assert r["counters"]["htod"] == 0 and r["counters"]["dtoh"] == 0
     assert r["shape"] == [1, 3, 16] and r["bf16"]
+    # The producer is asked to have the data ready on the stream usmoe reads
+    # it on (1: the legacy default stream).
+    assert r["dlpack_streams"] == [1, 1, 99]
 
 
 def test_bias_is_uploaded_once_per_router():
@@ -339,3 +344,28 @@ def test_device_layer_bad_input():
     assert "weights' dtype" in r["errors"][1]
     assert "hidden must be [B*T, D]" in r["errors"][2]
     assert r["launches"] == 0
+
+
+@pytest.mark.parametrize("cc, target", [("9.0", ["sm_90", "+ptx80"]),
+                                        ("8.6", ["sm_86", "+ptx80"]),
+                                        ("12.0", ["sm_120", "+ptx88"])])
+def test_kernels_are_compiled_for_the_device_at_hand(cc, target):
+    r = run_fake("""
+        from usmoe import cuda
+        result["target"] = list(cuda.target_for_device())
+        plan = usmoe.route(OnDevice(rng.normal(size=(4, 64)).astype(np.float32)), mode="token",
+                           k=2, device="cuda")
+        result["rows"] = plan.token_ids.shape[0]
+    """, FAKE_CUDA_CC=cc)
+    assert r["target"] == target and r["rows"] == 8
+
+
+def test_too_old_a_gpu_is_a_clear_runtime_error():
+    r = run_fake("""
+        try:
+            usmoe.route(OnDevice(np.zeros((4, 8), np.float32)), mode="token", k=2, device="cuda")
+            result["error"] = None
+        except RuntimeError as e:
+            result["error"] = str(e)
+    """, FAKE_CUDA_CC="7.0")
+    assert "compute capability 7.0 is not supported" in r["error"]

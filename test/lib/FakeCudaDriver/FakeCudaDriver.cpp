@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -74,8 +75,12 @@ CUresult cuDeviceGetName(char *name, int size, int) {
   name[size - 1] = 0;
   return kSuccess;
 }
+/// Compute capability 9.0, or $FAKE_CUDA_CC ("8.6", "12.0", ...).
 CUresult cuDeviceGetAttribute(int *value, int attribute, int) {
-  *value = attribute == 75 ? 9 : 0; // compute capability 9.0
+  int major = 9, minor = 0;
+  if (const char *cc = std::getenv("FAKE_CUDA_CC"))
+    std::sscanf(cc, "%d.%d", &major, &minor);
+  *value = attribute == 75 ? major : attribute == 76 ? minor : 0;
   return kSuccess;
 }
 CUresult cuDevicePrimaryCtxRetain(void **context, int) {
