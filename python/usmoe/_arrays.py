@@ -175,17 +175,54 @@ def logits_shape(shape, name: str = "logits"):
     return shape
 
 
-def wrap_device_results(outputs: dict, framework, stream: int, keep_alive=()):
-    """{name: (DeviceArray, shape, dtype)} -> {name: array on the GPU} in the
-    caller's framework (CudaArray when it has none)."""
-    from .cuda_array import CudaArray
-
-    def wrap(buffer, dims, dtype):
-        return CudaArray(buffer, dims, dtype, stream, keep_alive=keep_alive)
+def allocator(framework, stream: int):
+    """`alloc(nbytes) -> cuda.DeviceArray` for results on the GPU: from the
+    framework's caching allocator when the caller uses PyTorch or CuPy
+    (stream-ordered, no cuMemAlloc/cuMemFree and their implicit
+    synchronizations per call), else plain device allocations."""
+    from . import cuda
     if framework == "torch":
         import torch
-        return {k: torch.from_dlpack(wrap(*v)) for k, v in outputs.items()}
+        current = torch.cuda.current_stream().cuda_stream
+
+        def alloc(nbytes):
+            t = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+            if stream and stream != current:
+                # Launched on another stream: keep the block until that work is done.
+                t.record_stream(torch.cuda.ExternalStream(stream))
+            return cuda.DeviceArray(0, ptr=t.data_ptr(), owner=t)
+        return alloc
     if framework == "cupy":
         import cupy
-        return {k: cupy.from_dlpack(wrap(*v)) for k, v in outputs.items()}
-    return {k: wrap(*v) for k, v in outputs.items()}
+
+        def alloc(nbytes):
+            a = cupy.empty(nbytes, dtype=cupy.uint8)
+            return cuda.DeviceArray(0, ptr=a.data.ptr, owner=a)
+        return alloc
+    return cuda.DeviceArray
+
+
+def wrap_device_results(outputs: dict, framework, stream: int, keep_alive=()):
+    """{name: (DeviceArray from `allocator`, shape, dtype)} -> {name: array on
+    the GPU} in the caller's framework (CudaArray when it has none)."""
+    if framework == "torch":
+        import torch
+        names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+                 "int32": torch.int32, "bool": torch.bool}
+        return {k: buffer.owner[:_nbytes(dims, dtype)].view(names[_dtype_name(dtype)]).view(dims)
+                for k, (buffer, dims, dtype) in outputs.items()}
+    if framework == "cupy":
+        return {k: buffer.owner[:_nbytes(dims, dtype)].view(np.dtype(dtype)).reshape(dims)
+                for k, (buffer, dims, dtype) in outputs.items()}
+    from .cuda_array import CudaArray
+    return {k: CudaArray(buffer, dims, dtype, stream, keep_alive=keep_alive)
+            for k, (buffer, dims, dtype) in outputs.items()}
+
+
+def _dtype_name(dtype) -> str:
+    return "bfloat16" if str(dtype) == "bfloat16" else np.dtype(dtype).name
+
+
+def _nbytes(dims, dtype) -> int:
+    itemsize = 2 if _dtype_name(dtype) == "bfloat16" else np.dtype(dtype).itemsize
+    return int(np.prod(dims, dtype=np.int64)) * itemsize

@@ -224,20 +224,22 @@ class Router:
             logits.upload(array)
         else:
             logits = cuda.DeviceArray(0, ptr=source.ptr)
-        gates, mask = cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
+        alloc = _arrays.allocator(None if source is None else source.framework, stream)
+        gates, mask = alloc(n * 4), alloc(n)
         options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
                        capacity_factor=self.capacity_factor)
         cuda.launch_route(mod, self.mode, options, logits, gates, mask, shape,
                           bias=self._device_bias(), stream=stream)
         m = cuda.selected_pairs(self.mode, options, shape)
         offsets, ids, weights, _ = cuda.launch_plan(mod, gates, mask, shape, rows=m,
-                                                    stream=stream)
+                                                    stream=stream, alloc=alloc)
         outputs = dict(gates=(gates, shape, np.float32), mask=(mask, shape, np.bool_),
                        expert_offsets=(offsets, (e + 1,), np.int32),
                        token_ids=(ids, (m,), np.int32), weights=(weights, (m,), np.float32))
         if self.mode == "token":
             k = int(self.k)
-            tids, tw = cuda.launch_topk_list(mod, gates, mask, shape, k, stream=stream)
+            tids, tw = cuda.launch_topk_list(mod, gates, mask, shape, k, stream=stream,
+                                             alloc=alloc)
             outputs.update(topk_ids=(tids, (b * t, k), np.int32),
                            topk_weights=(tw, (b * t, k), np.float32))
         if source is None:

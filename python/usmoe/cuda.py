@@ -79,10 +79,12 @@ def target_for_device():
 
 
 class DeviceArray:
-    """A device allocation (owned), or a view of someone else's (ptr given)."""
+    """A device allocation (owned), or a view of someone else's memory (ptr
+    given; `owner`, e.g. the framework tensor holding it, is kept alive)."""
 
-    def __init__(self, nbytes: int, ptr: Optional[int] = None):
+    def __init__(self, nbytes: int, ptr: Optional[int] = None, owner=None):
         self.owned = ptr is None
+        self.owner = owner
         self.ptr = ctypes.c_uint64(ptr or 0)
         if self.owned:
             check(runtime().usmoe_rt_malloc(ctypes.byref(self.ptr), ctypes.c_size_t(max(nbytes, 1))),
@@ -147,8 +149,8 @@ class KernelModule:
         assert len(values) == len(meta["params"]), "kernel parameter layout mismatch"
         if grid == 0:
             return
-        params = (ctypes.c_void_p * len(values))(
-            *[ctypes.cast(ctypes.byref(v), ctypes.c_void_p) for v in values])
+        # cuLaunchKernel takes the address of each parameter's value.
+        params = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
         bx, by, bz = meta["block"]
         check(runtime().usmoe_rt_launch_on_stream(ctypes.c_void_p(function), grid, 1, 1, bx, by,
                                                   bz, 0, ctypes.c_void_p(stream or None),
@@ -215,12 +217,13 @@ def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArra
 
 
 def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
-                rows: Optional[int] = None, stream: int = 0):
+                rows: Optional[int] = None, stream: int = 0, alloc=DeviceArray):
     """moe.plan: count, scan, fill. `rows` is M if the caller knows it
     (selected_pairs); otherwise M is read back from the device (a
-    synchronization). Returns (offsets, ids, weights) device arrays and M."""
+    synchronization). `alloc(nbytes)` makes the result buffers. Returns
+    (offsets, ids, weights) device arrays and M."""
     e = shape[2]
-    offsets = DeviceArray((e + 1) * 4)
+    offsets = alloc((e + 1) * 4)
     gp, mp = memref_params(gates, shape), memref_params(mask, shape)
     op = memref_params(offsets, (e + 1,))
     (fc, mc), = mod.by_kind("plan_count")
@@ -231,7 +234,7 @@ def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
     if m is None:
         synchronize(stream)
         m = int(offsets.download((e + 1,), np.int32)[-1])
-    ids, weights = DeviceArray(m * 4), DeviceArray(m * 4)
+    ids, weights = alloc(m * 4), alloc(m * 4)
     (ff, mf), = mod.by_kind("plan_fill")
     mod.launch(ff, mf, gp + mp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)), e,
                stream)
@@ -239,11 +242,11 @@ def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
 
 
 def launch_topk_list(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape, k: int,
-                     stream: int = 0):
+                     stream: int = 0, alloc=DeviceArray):
     """moe.topk_list: [B*T, k] expert ids and weights, one warp per token.
     Returns the two device arrays."""
     b, t, _ = shape
-    ids, weights = DeviceArray(b * t * k * 4), DeviceArray(b * t * k * 4)
+    ids, weights = alloc(b * t * k * 4), alloc(b * t * k * 4)
     (f, meta), = mod.by_kind("topk_list")
     mod.launch(f, meta, memref_params(gates, shape) + memref_params(mask, shape)
                + memref_params(ids, (b * t, k)) + memref_params(weights, (b * t, k)),
@@ -254,19 +257,22 @@ def launch_topk_list(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, s
 def launch_moe_layer(mod: KernelModule, mode: str, options: dict, logits: DeviceArray, shape,
                      hidden: DeviceArray, init: DeviceArray, w1: DeviceArray, w3: DeviceArray,
                      w2: DeviceArray, hidden_size: int, ffn_size: int, itemsize: int,
-                     bias: Optional[DeviceArray] = None, stream: int = 0):
+                     bias: Optional[DeviceArray] = None, stream: int = 0, alloc=DeviceArray):
     """A whole MoE layer: route, plan, dispatch, SwiGLU experts, combine.
     Returns (y, temporaries): y [B*T, D] and the device buffers the kernels
-    use, which must outlive the launches (all asynchronous on `stream`)."""
+    use, which must outlive the launches (all asynchronous on `stream`)
+    unless `alloc` hands out stream-ordered memory (a framework's caching
+    allocator on `stream`)."""
     b, t, e = shape
     g, d, f = b * t, hidden_size, ffn_size
-    gates, mask = DeviceArray(g * e * 4), DeviceArray(g * e)
+    gates, mask = alloc(g * e * 4), alloc(g * e)
     launch_route(mod, mode, options, logits, gates, mask, shape, bias=bias, stream=stream)
     m = selected_pairs(mode, options, shape)
-    offsets, ids, weights, _ = launch_plan(mod, gates, mask, shape, rows=m, stream=stream)
-    rows, experts = DeviceArray(m * d * itemsize), DeviceArray(m * d * itemsize)
-    scratch = DeviceArray(m * f * 4)
-    y = DeviceArray(g * d * itemsize)
+    offsets, ids, weights, _ = launch_plan(mod, gates, mask, shape, rows=m, stream=stream,
+                                           alloc=alloc)
+    rows, experts = alloc(m * d * itemsize), alloc(m * d * itemsize)
+    scratch = alloc(m * f * 4)
+    y = alloc(g * d * itemsize)
     ip, wp = memref_params(ids, (m,)), memref_params(weights, (m,))
     op = memref_params(offsets, (e + 1,))
     xp, hp = memref_params(rows, (m, d)), memref_params(experts, (m, d))

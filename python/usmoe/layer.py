@@ -126,7 +126,7 @@ class MoeLayer:
             self._device_weights = uploaded
         return self._device_weights
 
-    def _launch(self, logits_element, logits, shape, hidden, init, stream):
+    def _launch(self, logits_element, logits, shape, hidden, init, stream, alloc=None):
         from . import cuda
         mod = self.compiled(logits_element)
         options = dict(k=self.router.k, budget=self.router.budget,
@@ -136,7 +136,8 @@ class MoeLayer:
         itemsize = 4 if self.element == "f32" else 2
         return cuda.launch_moe_layer(mod, self.router.mode, options, logits, shape, hidden, init,
                                      w1, w3, w2, self.hidden_size, self.ffn_size, itemsize,
-                                     bias=self.router._device_bias(), stream=stream)
+                                     bias=self.router._device_bias(), stream=stream,
+                                     alloc=alloc or cuda.DeviceArray)
 
     def _run_cuda(self, logits, logits_element, hidden, init, stream):
         from . import cuda
@@ -175,18 +176,20 @@ class MoeLayer:
             stream = h.stream
         itemsize = 4 if self.element == "f32" else 2
         g = h.shape[0]
+        alloc = _arrays.allocator(h.framework, stream)
         if start is not None:
             init_buffer = cuda.DeviceArray(0, ptr=start.ptr)
         elif host_init is not None:
-            init_buffer = cuda.DeviceArray(host_init.data.nbytes)
+            init_buffer = alloc(host_init.data.nbytes)
             init_buffer.upload(host_init.data)
         else:  # zeros, set on the device
             nbytes = -(-g * self.hidden_size * itemsize // 4) * 4
-            init_buffer = cuda.DeviceArray(nbytes)
+            init_buffer = alloc(nbytes)
             init_buffer.zero(nbytes, stream)
         y, temporaries = self._launch(lg.element, cuda.DeviceArray(0, ptr=lg.ptr), lg.shape,
-                                      cuda.DeviceArray(0, ptr=h.ptr), init_buffer, stream)
+                                      cuda.DeviceArray(0, ptr=h.ptr), init_buffer, stream, alloc)
         dtype = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16"}[self.element]
+        # Without a framework allocator the temporaries live as long as y.
         out = _arrays.wrap_device_results({"y": (y, (g, self.hidden_size), dtype)}, h.framework,
                                           stream, keep_alive=temporaries + (init_buffer,))
         return out["y"]

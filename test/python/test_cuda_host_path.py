@@ -369,3 +369,61 @@ def test_too_old_a_gpu_is_a_clear_runtime_error():
             result["error"] = str(e)
     """, FAKE_CUDA_CC="7.0")
     assert "compute capability 7.0 is not supported" in r["error"]
+
+
+TORCH_STANDIN = """
+    import torch
+    # PyTorch without a GPU: torch.empty(device="cuda") gives host memory,
+    # which is what the fake driver's "device" memory is anyway.
+    _empty = torch.empty
+    torch.empty = lambda *a, device=None, **k: _empty(*a, **k)
+    class _Stream:
+        cuda_stream = 0
+    torch.cuda.current_stream = lambda *a: _Stream()
+
+    class TorchOnDevice:
+        # Duck-types a CUDA torch.Tensor over a CPU one.
+        is_cuda = True
+        def __init__(self, t):
+            self.t, self.dtype, self.shape = t, t.dtype, t.shape
+            self.device = type("D", (), {"index": 0})()
+        def data_ptr(self):
+            return self.t.data_ptr()
+        def is_contiguous(self):
+            return self.t.is_contiguous()
+"""
+
+
+def test_torch_results_come_from_the_torch_allocator():
+    torch = pytest.importorskip("torch")
+    del torch
+    r = run_fake(textwrap.dedent(TORCH_STANDIN) + textwrap.dedent("""
+        x = torch.randn(2, 5, 8)
+        router = usmoe.Router(mode="token", k=2, device="cuda")
+        router(TorchOnDevice(x))
+        reset()
+        plan = router(TorchOnDevice(x))
+        result["alloc"] = drv.fake_cuda_counter(b"alloc")
+        result["counters"] = counters()
+        result["plan"] = {n: [type(v).__name__, str(v.dtype), list(v.shape)]
+                          for n, v in vars(plan).items()}
+        w = [torch.randn(*s) for s in ((8, 16, 32), (8, 16, 32), (8, 32, 16))]
+        layer = usmoe.MoeLayer(*w, mode="unified", k=1.5, device="cuda")
+        layer(TorchOnDevice(torch.randn(10, 16)), TorchOnDevice(torch.randn(10, 8)))
+        reset()
+        y = layer(TorchOnDevice(torch.randn(10, 16)), TorchOnDevice(torch.randn(10, 8)))
+        result["layer_alloc"] = drv.fake_cuda_counter(b"alloc")
+        result["y"] = [type(y).__name__, str(y.dtype), list(y.shape)]
+    """))
+    # No cuMemAlloc: every result and temporary comes from torch.
+    assert r["alloc"] == 0 and r["layer_alloc"] == 0
+    assert r["counters"]["dtoh"] == 0 and r["counters"]["ctx_sync"] == 0
+    assert r["plan"] == {
+        "gates": ["Tensor", "torch.float32", [2, 5, 8]],
+        "mask": ["Tensor", "torch.bool", [2, 5, 8]],
+        "expert_offsets": ["Tensor", "torch.int32", [9]],
+        "token_ids": ["Tensor", "torch.int32", [20]],
+        "weights": ["Tensor", "torch.float32", [20]],
+        "topk_ids": ["Tensor", "torch.int32", [10, 2]],
+        "topk_weights": ["Tensor", "torch.float32", [10, 2]]}
+    assert r["y"] == ["Tensor", "torch.float32", [10, 16]]

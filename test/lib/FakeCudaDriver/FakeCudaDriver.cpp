@@ -16,10 +16,12 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -114,13 +116,21 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
                                reinterpret_cast<uintptr_t>(stream)});
   return kSuccess;
 }
+/// Allocation base -> what calloc returned (the base is aligned up from it).
+std::map<uint64_t, void *> &allocationsByBase() {
+  static std::map<uint64_t, void *> bases;
+  return bases;
+}
+
 CUresult cuMemAlloc_v2(uint64_t *ptr, size_t bytes) {
-  // 256-byte aligned like cuMemAlloc; zeroed so that reads are defined.
-  void *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-  if (!p)
+  // 256-byte aligned like cuMemAlloc; zeroed so that reads are defined
+  // (calloc maps large blocks lazily: no cost for pages nobody touches).
+  void *raw = std::calloc(bytes + 256, 1);
+  if (!raw)
     return kInvalidValue;
-  std::memset(p, 0, bytes);
-  *ptr = reinterpret_cast<uint64_t>(p);
+  uint64_t base = (reinterpret_cast<uint64_t>(raw) + 255) / 256 * 256;
+  allocationsByBase()[base] = raw;
+  *ptr = base;
   ++record().allocations;
   return kSuccess;
 }
@@ -128,7 +138,11 @@ CUresult cuMemAllocManaged(uint64_t *ptr, size_t bytes, unsigned) {
   return cuMemAlloc_v2(ptr, bytes);
 }
 CUresult cuMemFree_v2(uint64_t ptr) {
-  std::free(reinterpret_cast<void *>(ptr));
+  auto it = allocationsByBase().find(ptr);
+  if (it == allocationsByBase().end())
+    return kInvalidValue;
+  std::free(it->second);
+  allocationsByBase().erase(it);
   ++record().frees;
   return kSuccess;
 }
@@ -150,8 +164,10 @@ CUresult cuMemcpyAsync(uint64_t dst, uint64_t src, size_t bytes, void *) {
 CUresult cuMemsetD32Async(uint64_t dst, unsigned value, size_t count, void *) {
   ++record().memsets;
   auto *p = reinterpret_cast<unsigned *>(dst);
-  for (size_t i = 0; i < count; ++i)
-    p[i] = value;
+  if (value == 0)
+    std::memset(p, 0, count * sizeof(unsigned));
+  else
+    std::fill(p, p + count, value);
   return kSuccess;
 }
 CUresult cuStreamCreate(void **stream, unsigned) {
