@@ -19,3 +19,12 @@ WORKED_LOGITS = np.array([[3.0, 1.0, 2.5, -1.0],
 @pytest.fixture
 def worked_logits():
     return WORKED_LOGITS.copy()
+
+
+def torch_with_gpu():
+    """PyTorch if it is installed and sees a GPU, else None (for skipif)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import usmoe
+from conftest import torch_with_gpu
 from usmoe import reference
 
 
@@ -212,20 +213,12 @@ def test_cuda_matches_cpu(opts):
         np.testing.assert_allclose(gpu.topk_weights, cpu.topk_weights, rtol=1e-6, atol=1e-7)
 
 
-def _torch_cuda():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch if torch.cuda.is_available() else None
-
-
-@pytest.mark.skipif(_torch_cuda() is None, reason="needs PyTorch with a GPU")
+@pytest.mark.skipif(torch_with_gpu() is None, reason="needs PyTorch with a GPU")
 @pytest.mark.parametrize("opts", [dict(mode="token", k=8, renormalize=True),
                                   dict(mode="unified", k=1.5)])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_torch_cuda_tensors_stay_on_the_gpu(opts, dtype):
-    torch = _torch_cuda()
+    torch = torch_with_gpu()
     logits = torch.randn(2, 300, 64, device="cuda").to(getattr(torch, dtype))
     gpu = usmoe.route(logits, device="cuda", **opts)
     cpu = usmoe.route(logits.cpu(), device="cpu", **opts)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import usmoe
+from conftest import torch_with_gpu
 from usmoe import reference
 
 LAYER = """
@@ -182,20 +183,12 @@ def test_moe_layer_bad_input(build, call, message):
         call(layer, h, lg)
 
 
-def _torch_cuda():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch if torch.cuda.is_available() else None
-
-
-@pytest.mark.skipif(_torch_cuda() is None, reason="needs PyTorch with a GPU")
+@pytest.mark.skipif(torch_with_gpu() is None, reason="needs PyTorch with a GPU")
 @pytest.mark.parametrize("options", [dict(mode="unified", k=1.5),
                                      dict(mode="token", k=2, renormalize=True),
                                      dict(mode="expert", capacity_factor=1.0, k=2)])
 def test_moe_layer_on_the_gpu_matches_the_cpu(options):
-    torch = _torch_cuda()
+    torch = torch_with_gpu()
     rng = np.random.default_rng(15)
     e, d, f, b, t = 16, 64, 96, 2, 100
     w = _weights(rng, e, d, f)
