@@ -52,6 +52,8 @@ void mlir::usmoe::buildUsmoeToNVVMPipeline(
   // effects), and the GPU lowering allocates nothing but its results.
   addBufferizationStage(pm);
   pm.addPass(createCanonicalizerPass());
+  // The host code's buffers in managed memory, so kernels can write them.
+  pm.addPass(createUsmoeHostSharedAllocsPass());
 
   // Kernels: NVVM target with libdevice linked in (exp -> __nv_expf).
   GpuNVVMAttachTargetOptions target;

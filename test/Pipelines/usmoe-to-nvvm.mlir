@@ -48,7 +48,11 @@
 
 // The host launches the kernels through the mgpu* runtime ABI.
 // HOST: llvm.func @e8_k1
+// Results in managed memory (usmoe-host-shared-allocs), never malloc'ed.
+// HOST-NOT: @malloc
+// HOST: llvm.call @mgpuMemAlloc
 // HOST: gpu.launch_func @usmoe_kernels::@route_token_0
+// HOST-NOT: @malloc
 // HOST: gpu.binary @usmoe_kernels
 
 func.func @e8_k1(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {

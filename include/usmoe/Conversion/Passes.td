@@ -106,4 +106,24 @@ def UsmoeRequireCudaToolkitPass
   ];
 }
 
+def UsmoeHostSharedAllocsPass
+    : Pass<"usmoe-host-shared-allocs", "::mlir::ModuleOp"> {
+  let summary = "Make the host code's buffers GPU-accessible (managed memory)";
+  let description = [{
+    After `convert-moe-to-gpu` and bufferization, the host functions
+    allocate the buffers that kernels write (gates, plans, layer outputs)
+    with `memref.alloc`, i.e. `malloc`: memory a GPU cannot touch. This pass
+    turns every such `memref.alloc` outside `gpu.module`s into
+    `gpu.alloc host_shared` (CUDA managed memory through `mgpuMemAlloc`) and
+    the matching `memref.dealloc` into `gpu.dealloc`, so that the lowered
+    host code works as it is: kernels and host code (which reads a plan's
+    row count) see the same buffers. A buffer allocated in a function's
+    entry block that does not reach its return (directly or through a view)
+    is freed with `gpu.dealloc` just before the return (the launches are
+    synchronous). Callers then pass device or managed memory and free
+    results with `mgpuMemFree`.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
 #endif // USMOE_CONVERSION_PASSES_TD

@@ -14,6 +14,7 @@ namespace mlir::usmoe {
 
 #define GEN_PASS_DECL_CONVERTMOETOGPUPASS
 #define GEN_PASS_DECL_USMOEREQUIRECUDATOOLKITPASS
+#define GEN_PASS_DECL_USMOEHOSTSHAREDALLOCSPASS
 #include "usmoe/Conversion/Passes.h.inc"
 
 } // namespace mlir::usmoe
