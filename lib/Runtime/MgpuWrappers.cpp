@@ -13,29 +13,56 @@
 //===----------------------------------------------------------------------===//
 
 #include "CudaDriver.h"
+#include "usmoe/Runtime/UsmoeRuntime.h"
 
+#include <atomic>
 #include <cstdio>
+#include <mutex>
+#include <string>
 
 using namespace usmoe_rt;
 
 namespace {
-/// Reports a failed driver call on stderr; returns true if `r` succeeded.
+/// The mgpu* ABI has no error returns: failures are printed, counted and
+/// remembered, so that a caller (the Python JIT) can tell a call failed.
+std::atomic<uint64_t> failureCount{0};
+std::mutex failureMutex;
+std::string lastFailure;
+
+void report(const char *message) {
+  std::fprintf(stderr, "usmoe runtime: %s\n", message);
+  std::lock_guard<std::mutex> lock(failureMutex);
+  lastFailure = message;
+  ++failureCount;
+}
+
+/// Reports a failed driver call; returns true if `r` succeeded.
 bool ok(CUresult r, const char *call) {
   if (check(r, call) == 0)
     return true;
-  std::fprintf(stderr, "usmoe runtime: %s\n", lastError());
+  report(lastError());
   return false;
 }
 
 const Driver *driverOrReport() {
   const Driver *d = driver();
   if (!d)
-    std::fprintf(stderr, "usmoe runtime: %s\n", lastError());
+    report(lastError());
   return d;
 }
 } // namespace
 
 extern "C" {
+
+uint64_t usmoe_rt_mgpu_failure_count(void) { return failureCount.load(); }
+
+int usmoe_rt_mgpu_last_failure(char *message, size_t size) {
+  if (!message || size == 0)
+    return USMOE_RT_INVALID_ARGUMENT;
+  std::lock_guard<std::mutex> lock(failureMutex);
+  std::snprintf(message, size, "%s", lastFailure.c_str());
+  return USMOE_RT_OK;
+}
 
 CUmodule mgpuModuleLoad(void *data, size_t /*gpuBlobSize*/) {
   const Driver *d = driverOrReport();

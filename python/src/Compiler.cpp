@@ -28,9 +28,12 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <mutex>
+#include <optional>
 
 using namespace mlir;
 using namespace usmoe_py;
@@ -220,15 +223,61 @@ GpuArtifacts usmoe_py::compileForGpu(const std::string &source,
   return artifacts;
 }
 
+/// The runtime library functions a GPU JitFunction stages memory with.
+struct GpuRuntime {
+  void *(*memAlloc)(uint64_t bytes, void *stream, bool hostShared) = nullptr;
+  void (*memFree)(void *ptr, void *stream) = nullptr;
+  uint64_t (*failureCount)() = nullptr;
+  int (*lastFailure)(char *message, size_t size) = nullptr;
+
+  /// Loads the runtime (the same instance the JIT'ed code links against)
+  /// and checks that a GPU is there.
+  static GpuRuntime load(const std::string &path) {
+    void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!handle)
+      throw DeviceError("cannot load the usmoe CUDA runtime '" + path +
+                        "': " + dlerror());
+    auto symbol = [&](const char *name) {
+      void *f = dlsym(handle, name);
+      if (!f)
+        throw DeviceError(std::string("the usmoe CUDA runtime lacks ") + name);
+      return f;
+    };
+    auto init = reinterpret_cast<int (*)()>(symbol("usmoe_rt_init"));
+    auto lastError =
+        reinterpret_cast<const char *(*)()>(symbol("usmoe_rt_last_error"));
+    if (init() != 0)
+      throw DeviceError(lastError());
+    GpuRuntime rt;
+    rt.memAlloc =
+        reinterpret_cast<decltype(rt.memAlloc)>(symbol("mgpuMemAlloc"));
+    rt.memFree = reinterpret_cast<decltype(rt.memFree)>(symbol("mgpuMemFree"));
+    rt.failureCount = reinterpret_cast<decltype(rt.failureCount)>(
+        symbol("usmoe_rt_mgpu_failure_count"));
+    rt.lastFailure = reinterpret_cast<decltype(rt.lastFailure)>(
+        symbol("usmoe_rt_mgpu_last_failure"));
+    return rt;
+  }
+
+  std::string lastFailureMessage() const {
+    char message[512] = {0};
+    lastFailure(message, sizeof(message));
+    return message;
+  }
+};
+
 struct JitFunction::Impl {
   std::unique_ptr<MLIRContext> ctx;
   std::unique_ptr<ExecutionEngine> engine;
   std::string symbol;
+  std::optional<GpuRuntime> gpu;
 };
 
 JitFunction::JitFunction(const std::string &source, const std::string &name,
-                         int optLevel)
+                         int optLevel, const GpuTarget *gpu)
     : impl(std::make_unique<Impl>()) {
+  if (gpu)
+    impl->gpu = GpuRuntime::load(gpu->runtimePath);
   impl->ctx = makeContext();
   DiagnosticCollector diags(*impl->ctx);
   auto module = parse(*impl->ctx, source, diags);
@@ -243,15 +292,28 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
                 UnitAttr::get(impl->ctx.get()));
 
   PassManager pm(impl->ctx.get());
-  mlir::usmoe::UsmoeToCPUPipelineOptions options;
-  mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
+  if (gpu) {
+    mlir::usmoe::UsmoeToNVVMPipelineOptions options;
+    options.chip = gpu->chip;
+    options.features = gpu->features;
+    options.format = "bin";
+    mlir::usmoe::buildUsmoeToNVVMPipeline(pm, options);
+  } else {
+    mlir::usmoe::UsmoeToCPUPipelineOptions options;
+    mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
+  }
   if (failed(pm.run(*module)))
-    diags.fail("lowering '" + name + "' for the CPU failed");
+    diags.fail("lowering '" + name + "' for the " +
+               (gpu ? std::string("GPU") : std::string("CPU")) + " failed");
 
   auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
                                                /*targetMachine=*/nullptr);
   ExecutionEngineOptions engineOptions;
   engineOptions.transformer = transformer;
+  SmallVector<StringRef> sharedLibs;
+  if (gpu)
+    sharedLibs.push_back(gpu->runtimePath);
+  engineOptions.sharedLibPaths = sharedLibs;
   auto engine = ExecutionEngine::create(*module, engineOptions);
   if (!engine) {
     std::string message = llvm::toString(engine.takeError());
@@ -270,30 +332,66 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
 
 JitFunction::~JitFunction() = default;
 
+namespace {
+int64_t elementCount(const std::vector<int64_t> &shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+} // namespace
+
 std::vector<OwnedResult>
 JitFunction::call(const std::vector<HostArray> &inputs) const {
   if (inputs.size() != args.size())
     throw CompileError("expected " + std::to_string(args.size()) +
                        " arguments, got " + std::to_string(inputs.size()));
+  const std::optional<GpuRuntime> &gpu = impl->gpu;
+  // On the GPU, arguments live in managed memory for the call.
+  std::vector<void *> staged;
+  auto releaseStaged = [&] {
+    for (void *p : staged)
+      gpu->memFree(p, nullptr);
+  };
+
   // Argument descriptors: contiguous row-major views of the host arrays.
   std::vector<std::vector<int64_t>> argDescs;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const HostArray &a = inputs[i];
     const TensorSignature &sig = args[i];
-    if (a.shape.size() != sig.shape.size())
+    if (a.shape.size() != sig.shape.size()) {
+      if (gpu)
+        releaseStaged();
       throw CompileError("argument " + std::to_string(i) + " has rank " +
                          std::to_string(a.shape.size()) + ", expected " +
                          std::to_string(sig.shape.size()));
+    }
     size_t rank = a.shape.size();
     std::vector<int64_t> desc(descriptorWords(rank));
-    desc[0] = desc[1] = reinterpret_cast<int64_t>(a.data);
+    void *data = a.data;
+    if (gpu) {
+      size_t bytes = size_t(elementCount(a.shape) * sig.elementBytes());
+      data = gpu->memAlloc(std::max<size_t>(bytes, 1), nullptr,
+                           /*hostShared=*/true);
+      if (!data) {
+        releaseStaged();
+        throw DeviceError("cannot allocate managed memory for argument " +
+                          std::to_string(i) + ": " + gpu->lastFailureMessage());
+      }
+      staged.push_back(data);
+      std::memcpy(data, a.data, bytes);
+    }
+    desc[0] = desc[1] = reinterpret_cast<int64_t>(data);
     desc[2] = 0;
     int64_t stride = 1;
     for (size_t d = rank; d-- > 0;) {
-      if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d])
+      if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d]) {
+        if (gpu)
+          releaseStaged();
         throw CompileError("argument " + std::to_string(i) + " dimension " +
                            std::to_string(d) + " must be " +
                            std::to_string(sig.shape[d]));
+      }
       desc[3 + d] = a.shape[d];
       desc[3 + rank + d] = stride;
       stride *= a.shape[d];
@@ -318,8 +416,12 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
     packed.push_back(&resultPtr);
   for (void *&p : argPtrs)
     packed.push_back(&p);
-  if (llvm::Error err = impl->engine->invokePacked(impl->symbol, packed))
+  uint64_t failuresBefore = gpu ? gpu->failureCount() : 0;
+  if (llvm::Error err = impl->engine->invokePacked(impl->symbol, packed)) {
+    if (gpu)
+      releaseStaged();
     throw CompileError("call failed: " + llvm::toString(std::move(err)));
+  }
 
   std::vector<OwnedResult> out;
   int64_t *word = resultStorage.data();
@@ -330,25 +432,45 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
     void *allocated = reinterpret_cast<void *>(word[0]);
     auto *aligned = reinterpret_cast<char *>(word[1]);
     int64_t offset = word[2];
-    int64_t elements = 1;
-    for (size_t d = 0; d < rank; ++d) {
+    for (size_t d = 0; d < rank; ++d)
       r.shape.push_back(word[3 + d]);
-      elements *= word[3 + d];
-    }
+    int64_t elements = elementCount(r.shape);
     // Results come back row-major (fresh allocations); keep the offset.
     r.data = aligned + offset * sig.elementBytes();
     // Two results never share an allocation here, but guard double frees.
     bool seen = false;
     for (void *p : freed)
       seen |= p == allocated;
-    r.allocation = seen ? nullptr : allocated;
     freed.push_back(allocated);
-    if (elements == 0 && r.allocation) {
-      std::free(r.allocation);
-      r.allocation = nullptr;
+    if (gpu) {
+      // Copy out of managed memory into a host block the caller frees.
+      size_t bytes = size_t(elements * sig.elementBytes());
+      r.allocation = bytes ? std::malloc(bytes) : nullptr;
+      if (bytes)
+        std::memcpy(r.allocation, r.data, bytes);
+      r.data = r.allocation;
+      bool isArgument =
+          std::find(staged.begin(), staged.end(), allocated) != staged.end();
+      if (!seen && !isArgument && allocated)
+        gpu->memFree(allocated, nullptr);
+    } else {
+      r.allocation = seen ? nullptr : allocated;
+      if (elements == 0 && r.allocation) {
+        std::free(r.allocation);
+        r.allocation = nullptr;
+      }
     }
     out.push_back(std::move(r));
     word += descriptorWords(rank);
+  }
+  if (gpu) {
+    releaseStaged();
+    if (gpu->failureCount() != failuresBefore) {
+      for (OwnedResult &r : out)
+        std::free(r.allocation);
+      throw DeviceError("the GPU function failed: " +
+                        gpu->lastFailureMessage());
+    }
   }
   return out;
 }

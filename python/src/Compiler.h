@@ -28,6 +28,11 @@ struct CompileError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// No GPU, no driver, or a failed launch: bound to Python's RuntimeError.
+struct DeviceError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// Runs `pipeline` (textual pass pipeline, e.g. "usmoe-to-cpu" or
 /// "moe-fuse-routing,canonicalize") on `source` and prints the result.
 std::string runPipeline(const std::string &source, const std::string &pipeline);
@@ -69,12 +74,21 @@ struct OwnedResult {
   std::vector<int64_t> shape;
 };
 
-/// A function of tensors JIT-compiled for the CPU through usmoe-to-cpu.
+/// Where a JitFunction runs: the CPU (usmoe-to-cpu), or the GPU through
+/// usmoe-to-nvvm: host code JIT-compiled for the CPU, kernels as a cubin for
+/// `chip`, launched through the mgpu* functions of the runtime library at
+/// `runtimePath`.
+struct GpuTarget {
+  std::string chip, features, runtimePath;
+};
+
+/// A function of tensors, JIT-compiled.
 class JitFunction {
 public:
   /// Compiles the public function `name` of `source`, which takes and
-  /// returns ranked tensors only.
-  JitFunction(const std::string &source, const std::string &name, int optLevel);
+  /// returns ranked tensors only, for the CPU or, with `gpu`, the GPU.
+  JitFunction(const std::string &source, const std::string &name, int optLevel,
+              const GpuTarget *gpu = nullptr);
   ~JitFunction();
   JitFunction(const JitFunction &) = delete;
   JitFunction &operator=(const JitFunction &) = delete;
@@ -83,7 +97,8 @@ public:
   const std::vector<TensorSignature> &results() const { return res; }
 
   /// Calls the function; arguments must match `arguments()` (checked by
-  /// the Python layer, re-checked here for rank and static sizes).
+  /// the Python layer, re-checked here for rank and static sizes). On the
+  /// GPU, arguments are staged in managed memory and results copied back.
   std::vector<OwnedResult> call(const std::vector<HostArray> &inputs) const;
 
 private:

@@ -84,6 +84,7 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
 PYBIND11_MODULE(_usmoe, m) {
   m.doc() = "usmoe native module: MLIR pipelines and the CPU JIT";
   py::register_exception<CompileError>(m, "CompileError", PyExc_ValueError);
+  py::register_exception<DeviceError>(m, "DeviceError", PyExc_RuntimeError);
 
   m.def("run_pipeline", &runPipeline, py::arg("source"), py::arg("pipeline"),
         "Run a textual pass pipeline on IR text and return the printed IR.");
@@ -129,8 +130,25 @@ PYBIND11_MODULE(_usmoe, m) {
       "strides in elements or None) without taking ownership.");
 
   py::class_<JitFunction>(m, "JitFunction")
-      .def(py::init<const std::string &, const std::string &, int>(),
+      .def(py::init([](const std::string &source, const std::string &name,
+                       int optLevel) {
+             return std::make_unique<JitFunction>(source, name, optLevel);
+           }),
            py::arg("source"), py::arg("name"), py::arg("opt_level") = 3)
+      .def_static(
+          "for_gpu",
+          [](const std::string &source, const std::string &name,
+             const std::string &chip, const std::string &features,
+             const std::string &runtimePath, int optLevel) {
+            GpuTarget target{chip, features, runtimePath};
+            return std::make_unique<JitFunction>(source, name, optLevel,
+                                                 &target);
+          },
+          py::arg("source"), py::arg("name"), py::arg("chip"),
+          py::arg("features"), py::arg("runtime_path"),
+          py::arg("opt_level") = 3,
+          "Compiles `name` with usmoe-to-nvvm; calls run its kernels on the "
+          "GPU through the runtime library at `runtime_path`.")
       .def_property_readonly("arguments",
                              [](const JitFunction &f) {
                                py::list out;

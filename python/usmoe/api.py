@@ -333,6 +333,9 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     canonicalize). target="llvm": the LLVM dialect after usmoe-to-cpu.
     target="cpu": a callable for the function `entry` that takes and returns
     NumPy arrays (JIT-compiled through usmoe-to-cpu).
+    target="cuda": the same callable with the function's kernels on the GPU
+    (usmoe-to-nvvm for the device at hand; the host code JIT-compiled and
+    linked to libusmoe_cuda_runtime.so; arguments staged in managed memory).
     target="ptx" | "cubin" | "fatbin": GpuArtifacts from usmoe-to-nvvm for
     `chip` / `features` (needs the CUDA toolkit, not a GPU).
     """
@@ -346,8 +349,15 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
         if entry is None:
             raise ValueError("target='cpu' needs the name of the function to call (entry=...)")
         return _native().JitFunction(source, entry)
+    if target == "cuda":
+        if entry is None:
+            raise ValueError("target='cuda' needs the name of the function to call (entry=...)")
+        from . import cuda
+        chip, features = cuda.target_for_device()  # RuntimeError without a GPU
+        return _native().JitFunction.for_gpu(source, entry, chip, features,
+                                             cuda.runtime_path())
     if target in _GPU_FORMATS:
         files, metadata = _native().compile_gpu(source, chip, features, _GPU_FORMATS[target])
         return GpuArtifacts(files, metadata)
-    raise ValueError("target must be 'mlir', 'llvm', 'cpu', 'ptx', 'cubin' or 'fatbin', "
+    raise ValueError("target must be 'mlir', 'llvm', 'cpu', 'cuda', 'ptx', 'cubin' or 'fatbin', "
                      f"got {target!r}")

@@ -31,6 +31,11 @@ def _find_runtime() -> str:
     raise RuntimeError("libusmoe_cuda_runtime.so not found (set USMOE_CUDA_RUNTIME)")
 
 
+def runtime_path() -> str:
+    """Where libusmoe_cuda_runtime.so is (RuntimeError if nowhere)."""
+    return os.path.abspath(_find_runtime())
+
+
 def runtime():
     """The runtime library, initialized (RuntimeError with the driver's reason
     when there is no driver or no GPU)."""

@@ -52,6 +52,9 @@
 // HOST-NOT: @malloc
 // HOST: llvm.call @mgpuMemAlloc
 // HOST: gpu.launch_func @usmoe_kernels::@route_token_0
+// The mask is not returned: freed before the return.
+// HOST: llvm.call @mgpuMemFree
+// HOST: llvm.return
 // HOST-NOT: @malloc
 // HOST: gpu.binary @usmoe_kernels
 

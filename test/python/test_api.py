@@ -96,6 +96,36 @@ def test_cuda_without_gpu_is_a_clear_runtime_error(monkeypatch):
         usmoe.route(np.zeros((1, 4, 8), np.float32), mode="token", k=2, device="cuda")
 
 
+@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is not None,
+                    reason="a GPU may be present")
+def test_compile_for_cuda_without_gpu_is_a_clear_runtime_error():
+    with pytest.raises(RuntimeError, match="CUDA driver not available"):
+        usmoe.compile("func.func @f() { return }", target="cuda", entry="f")
+
+
+@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is None, reason="needs a GPU")
+def test_compile_for_cuda_matches_cpu():
+    ir = """
+func.func @layer(%l: tensor<?x?x16xf32>, %h: tensor<?x32xf32>, %init: tensor<?x32xf32>)
+    -> (tensor<?x32xf32>, tensor<17xi32>, tensor<?xi32>) {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x16xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<?x?x16xf32>
+  %x = moe.dispatch %h, %i : tensor<?x32xf32>, tensor<?xi32>
+  %y = moe.combine %x, %i, %w into %init offsets %o : tensor<?x32xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x32xf32>, tensor<17xi32>
+  return %y, %o, %i : tensor<?x32xf32>, tensor<17xi32>, tensor<?xi32>
+}
+"""
+    rng = np.random.default_rng(8)
+    args = [rng.normal(size=(2, 50, 16)).astype(np.float32),
+            rng.normal(size=(100, 32)).astype(np.float32),
+            rng.normal(size=(100, 32)).astype(np.float32)]
+    gpu = usmoe.compile(ir, target="cuda", entry="layer")(args)
+    cpu = usmoe.compile(ir, target="cpu", entry="layer")(args)
+    np.testing.assert_array_equal(gpu[1], cpu[1])
+    np.testing.assert_array_equal(gpu[2], cpu[2])
+    np.testing.assert_allclose(gpu[0], cpu[0], rtol=1e-5, atol=1e-5)
+
+
 IR = """
 func.func @scores(%l: tensor<?x?x4xf32>) -> tensor<?x?x4xf32> {
   %u = moe.unified_score %l alpha = 0.5 expert_score = sigmoid : tensor<?x?x4xf32>

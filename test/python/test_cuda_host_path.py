@@ -427,3 +427,46 @@ def test_torch_results_come_from_the_torch_allocator():
         "topk_ids": ["Tensor", "torch.int32", [10, 2]],
         "topk_weights": ["Tensor", "torch.float32", [10, 2]]}
     assert r["y"] == ["Tensor", "torch.float32", [10, 16]]
+
+
+GPU_FUNCTION = """
+func.func @router(%l: tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<9xi32>, tensor<?xi32>) {
+  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x8xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
+  return %g, %o, %i : tensor<?x?x8xf32>, tensor<9xi32>, tensor<?xi32>
+}
+"""
+
+
+def test_compile_for_cuda_runs_the_lowered_host_code():
+    r = run_fake(f"""
+        fn = usmoe.compile({GPU_FUNCTION!r}, target="cuda", entry="router")
+        out = fn([rng.normal(size=(2, 6, 8)).astype(np.float32)])
+        result["shapes"] = [list(o.shape) for o in out]
+        result["types"] = [str(o.dtype) for o in out]
+        result["kernels"] = [name for name, *_ in launches()]
+        for _ in range(3):
+            fn([rng.normal(size=(1, 5, 8)).astype(np.float32)])
+        # Staged arguments, temporaries and results are all freed.
+        result["alloc"] = drv.fake_cuda_counter(b"alloc")
+        result["free"] = drv.fake_cuda_counter(b"free")
+    """)
+    # The fake runs no kernel, so the plan is empty; shapes and dtypes are real.
+    assert r["shapes"] == [[2, 6, 8], [9], [0]]
+    assert r["types"] == ["float32", "int32", "int32"]
+    assert r["kernels"] == ["route_unified_0_scores", "route_unified_0_select", "plan_1_count",
+                            "plan_1_scan", "plan_1_fill"]
+    assert r["alloc"] == r["free"] > 0
+
+
+def test_compile_for_cuda_reports_a_failed_launch():
+    r = run_fake(f"""
+        fn = usmoe.compile({GPU_FUNCTION!r}, target="cuda", entry="router")
+        try:
+            fn([np.zeros((1, 4, 8), np.float32)])
+            result["error"] = None
+        except RuntimeError as e:
+            result["error"] = str(e)
+    """, FAKE_CUDA_FAIL_KERNEL="select")
+    assert "the GPU function failed" in r["error"]
+    assert "CUDA_ERROR_LAUNCH_FAILED" in r["error"]

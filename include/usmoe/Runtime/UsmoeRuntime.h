@@ -73,6 +73,12 @@ int usmoe_rt_copy_to_host(void *host, uint64_t device_ptr, size_t bytes);
 /* Zeroes `bytes` (a multiple of 4) at device_ptr, ordered on `stream`. */
 int usmoe_rt_zero_async(uint64_t device_ptr, size_t bytes, void *stream);
 
+/* The mgpu* functions (for lowered host code) cannot return errors: they
+ * print them and count them. The number of failures so far, and the last
+ * one's message. */
+uint64_t usmoe_rt_mgpu_failure_count(void);
+int usmoe_rt_mgpu_last_failure(char *message, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,18 @@ namespace mlir::usmoe {
 using namespace mlir;
 
 namespace {
+/// Frees `memref` (gpu.alloc'ed) at `b`'s insertion point. gpu-to-llvm only
+/// lowers the asynchronous form of gpu.dealloc, so it goes on a stream of
+/// its own that is waited for right away.
+void emitFree(OpBuilder &b, Location loc, Value memref) {
+  Type token = gpu::AsyncTokenType::get(b.getContext());
+  Value start =
+      gpu::WaitOp::create(b, loc, token, ValueRange()).getAsyncToken();
+  Value done = gpu::DeallocOp::create(b, loc, token, ValueRange{start}, memref)
+                   .getAsyncToken();
+  gpu::WaitOp::create(b, loc, Type(), ValueRange{done});
+}
+
 /// Whether `value` or a view of it reaches a func.return.
 bool escapes(Value value) {
   for (Operation *user : value.getUsers()) {
@@ -50,9 +62,7 @@ struct UsmoeHostSharedAllocsPass
     if (!ret || !func.getBody().hasOneBlock())
       return;
     OpBuilder b(ret);
-    gpu::DeallocOp::create(b, alloc.getLoc(), /*asyncToken=*/Type(),
-                           /*asyncDependencies=*/ValueRange(),
-                           alloc.getMemref());
+    emitFree(b, alloc.getLoc(), alloc.getMemref());
   }
 
   void runOnOperation() override {
@@ -81,9 +91,7 @@ struct UsmoeHostSharedAllocsPass
     }
     for (memref::DeallocOp dealloc : deallocs) {
       OpBuilder b(dealloc);
-      gpu::DeallocOp::create(b, dealloc.getLoc(), /*asyncToken=*/Type(),
-                             /*asyncDependencies=*/ValueRange(),
-                             dealloc.getMemref());
+      emitFree(b, dealloc.getLoc(), dealloc.getMemref());
       dealloc.erase();
     }
     for (gpu::AllocOp alloc : shared)

@@ -12,11 +12,15 @@
 // CHECK: %[[FREED:.*]] = gpu.alloc host_shared () : memref<2xf32>
 // CHECK: scf.if
 // CHECK-NEXT: %[[INNER:.*]] = gpu.alloc host_shared () : memref<3xf32>
-// CHECK-NEXT: gpu.dealloc %[[INNER]]
-// CHECK: gpu.dealloc %[[FREED]]
+// gpu-to-llvm lowers only the asynchronous dealloc: on a stream of its own,
+// waited for at once.
+// CHECK-NEXT: %[[T0:.*]] = gpu.wait async
+// CHECK-NEXT: %[[T1:.*]] = gpu.dealloc async [%[[T0]]] %[[INNER]]
+// CHECK-NEXT: gpu.wait [%[[T1]]]
+// CHECK: gpu.dealloc async [%{{.*}}] %[[FREED]]
 // CHECK-NOT: memref.alloc
 // CHECK-NOT: memref.dealloc
-// CHECK: gpu.dealloc %[[TMP]] : memref<?xf32>
+// CHECK: gpu.dealloc async [%{{.*}}] %[[TMP]] : memref<?xf32>
 // CHECK-NOT: gpu.dealloc
 // CHECK: return %[[OUT]], %{{.*}} : memref<8xi32>, memref<?xf32>
 // CHECK: gpu.module @kernels

@@ -28,7 +28,8 @@
 namespace {
 
 using CUresult = int;
-constexpr CUresult kSuccess = 0, kInvalidValue = 1, kNotFound = 500;
+constexpr CUresult kSuccess = 0, kInvalidValue = 1, kNotFound = 500,
+                   kLaunchFailed = 719;
 
 struct Launch {
   std::string kernel;
@@ -60,8 +61,9 @@ extern "C" {
 
 CUresult cuInit(unsigned) { return kSuccess; }
 CUresult cuGetErrorString(CUresult r, const char **text) {
-  *text = r == kNotFound ? "CUDA_ERROR_NOT_FOUND (fake driver)"
-                         : "fake driver error";
+  *text = r == kNotFound       ? "CUDA_ERROR_NOT_FOUND (fake driver)"
+          : r == kLaunchFailed ? "CUDA_ERROR_LAUNCH_FAILED (fake driver)"
+                               : "fake driver error";
   return kSuccess;
 }
 CUresult cuDeviceGetCount(int *count) {
@@ -110,6 +112,11 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
                         void *stream, void **params, void **) {
   if (!function || !params)
     return kInvalidValue;
+  // $FAKE_CUDA_FAIL_KERNEL: launches of kernels whose name contains it fail.
+  const std::string &name = static_cast<Function *>(function)->name;
+  if (const char *fail = std::getenv("FAKE_CUDA_FAIL_KERNEL");
+      fail && *fail && name.find(fail) != std::string::npos)
+    return kLaunchFailed;
   record().launches.push_back({static_cast<Function *>(function)->name,
                                {gx, gy, gz},
                                {bx, by, bz},
