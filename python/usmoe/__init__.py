@@ -6,6 +6,12 @@ Choice and USMoE's unified router), built on MLIR.
     plan.gates, plan.expert_offsets, plan.token_ids, plan.weights
 """
 
+try:
+    import numpy  # noqa: F401
+except ImportError as error:  # e.g. a pyenv or venv python instead of Debian's
+    from ._native_loader import wrong_interpreter_message
+    raise ImportError(wrong_interpreter_message("NumPy is missing")) from error
+
 from . import reference
 from .cuda_array import CudaArray
 from .api import GpuArtifacts, Router, cache_info, clear_cache, compile, route

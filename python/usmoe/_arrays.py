@@ -17,8 +17,8 @@ _TORCH_ELEMENTS = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat
 
 
 def _native():
-    from . import _usmoe
-    return _usmoe
+    from ._native_loader import native
+    return native()
 
 
 class HostArray:

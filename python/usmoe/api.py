@@ -17,8 +17,8 @@ _DEVICES = ("cpu", "cuda")
 
 
 def _native():
-    from . import _usmoe  # imported lazily so reference.py works without it
-    return _usmoe
+    from ._native_loader import native
+    return native()
 
 
 class _CompileCache:

@@ -288,3 +288,12 @@ def test_bias_values_are_an_argument_not_a_recompile():
 def test_bad_bias(kwargs, message):
     with pytest.raises(ValueError, match=message):
         usmoe.route(np.zeros((1, 4, 8), np.float32), **kwargs)
+
+
+def test_another_interpreter_is_told_which_one_to_use():
+    from usmoe import _build_info
+    from usmoe._native_loader import wrong_interpreter_message
+    message = wrong_interpreter_message("NumPy is missing")
+    assert "NumPy is missing" in message
+    assert f"PYTHONPATH=build/python_packages {_build_info.PYTHON}" in message
+    assert __import__("os").path.exists(_build_info.PYTHON)
