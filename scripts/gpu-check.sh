@@ -8,7 +8,9 @@
 #                                     library and run.py
 #   scripts/gpu-check.sh run [DIR]    on a GPU machine (no MLIR needed: NumPy
 #                                     and the CUDA driver): launch, compare,
-#                                     time; prints a table last
+#                                     time; prints a table; then the Python
+#                                     API on torch.cuda tensors (needs
+#                                     PyTorch; kernels from the packed cache)
 #   scripts/gpu-check.sh [DIR]        pack, then run if a GPU is present
 #
 # Record every run on a GPU in docs/gpu-validation.md.
@@ -23,10 +25,23 @@ pack() {
   bash scripts/build.sh >/dev/null
   rm -rf "$dir" && mkdir -p "$dir"
   /usr/bin/python3 scripts/gpu_check/pack.py "$dir"
+  # The Python API's GPU path too: the package (its native module cannot
+  # load there, and need not) and its kernels for sm_90, compiled here
+  # against the fake driver into the pack's kernel cache.
+  mkdir -p "$dir/python"
+  cp -r build/python_packages/usmoe "$dir/python/"
+  rm -rf "$dir/python/usmoe/__pycache__"
+  cp scripts/gpu_check/api_check.py "$dir/"
+  LD_LIBRARY_PATH="$root/build/test/fake-cuda" PYTHONPATH=build/python_packages \
+    /usr/bin/python3 "$dir/api_check.py" prefill "$dir"
 }
 
 run() {
-  PYTHONUNBUFFERED=1 python3 "$dir/run.py"
+  local status=0
+  PYTHONUNBUFFERED=1 python3 "$dir/run.py" || status=$?
+  PYTHONUNBUFFERED=1 PYTHONPATH="$dir/python" python3 "$dir/api_check.py" run "$dir" \
+    || status=$((status ? status : $?))
+  return "$status"
 }
 
 case "$mode" in

@@ -47,9 +47,26 @@ class _CompileCache:
 _cache = _CompileCache()
 
 
+def _load_gpu_kernels(ir: str, chip: str, features: str):
+    """The loaded kernels of `ir` for (chip, features), compiled or from the
+    on-disk kernel cache."""
+    from . import _kernel_cache, cuda
+
+    def compile_now():
+        files, metadata = _native().compile_gpu(ir, chip, features, format="bin")
+        return next(iter(files.values())), metadata
+    image, metadata = _kernel_cache.cubin(ir, chip, features, compile_now)
+    return cuda.KernelModule(image, metadata)
+
+
 def cache_info() -> dict:
-    """How many routers were compiled so far and how many are cached."""
-    return {"compilations": _cache.compilations, "entries": len(_cache._entries)}
+    """How many routers/layers were built in this process (`compilations`)
+    and are held (`entries`), and the on-disk GPU kernel cache: where, how
+    many kernels it supplied (`hits`) and how many were compiled (`misses`)."""
+    from . import _kernel_cache
+    return {"compilations": _cache.compilations, "entries": len(_cache._entries),
+            "kernel_cache": {"dir": _kernel_cache.cache_dir(), "hits": _kernel_cache.hits,
+                             "misses": _kernel_cache.misses}}
 
 
 def clear_cache() -> None:
@@ -189,11 +206,9 @@ class Router:
 
             chip, features = cuda.target_for_device()
 
-            def build():
-                ir = self._ir(element, num_experts)
-                files, metadata = _native().compile_gpu(ir, chip, features, format="bin")
-                return cuda.KernelModule(next(iter(files.values())), metadata)
-            return _cache.get(self._key(element, num_experts) + (chip,), build)
+            return _cache.get(self._key(element, num_experts) + (chip,),
+                              lambda: _load_gpu_kernels(self._ir(element, num_experts), chip,
+                                                        features))
         return _cache.get(self._key(element, num_experts),
                           lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
 

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from . import _arrays, _ir
-from .api import Router, _cache, _native
+from .api import Router, _cache, _load_gpu_kernels, _native
 
 
 class MoeLayer:
@@ -59,11 +59,8 @@ class MoeLayer:
             from . import cuda
             chip, features = cuda.target_for_device()
 
-            def build():
-                files, metadata = _native().compile_gpu(self._ir(logits_element), chip,
-                                                        features, format="bin")
-                return cuda.KernelModule(next(iter(files.values())), metadata)
-            return _cache.get(key + (chip,), build)
+            return _cache.get(key + (chip,),
+                              lambda: _load_gpu_kernels(self._ir(logits_element), chip, features))
         return _cache.get(key, lambda: _native().JitFunction(self._ir(logits_element), "layer"))
 
     def _check(self, logits_shape, hidden_shape, init_shape):

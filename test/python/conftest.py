@@ -28,3 +28,9 @@ def torch_with_gpu():
     except ImportError:
         return None
     return torch if torch.cuda.is_available() else None
+
+
+# Tests compile into a throwaway kernel cache, never the user's.
+if "USMOE_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["USMOE_CACHE_DIR"] = tempfile.mkdtemp(prefix="usmoe-test-cache-")

@@ -470,3 +470,48 @@ def test_compile_for_cuda_reports_a_failed_launch():
     """, FAKE_CUDA_FAIL_KERNEL="select")
     assert "the GPU function failed" in r["error"]
     assert "CUDA_ERROR_LAUNCH_FAILED" in r["error"]
+
+
+ROUTE_ONCE = """
+    x = rng.normal(size=(4, 64)).astype(np.float32)
+    plan = usmoe.route(OnDevice(x), mode="token", k=2, device="cuda")
+    result["rows"] = plan.token_ids.shape[0]
+    result["cache"] = usmoe.cache_info()["kernel_cache"]
+"""
+
+
+def test_gpu_kernels_are_cached_on_disk_across_processes(tmp_path):
+    cache = str(tmp_path / "kernels")
+    first = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR=cache)
+    assert (first["cache"]["hits"], first["cache"]["misses"]) == (0, 1)
+    assert sorted(p.suffix for p in (tmp_path / "kernels").iterdir()) == [".cubin", ".json"]
+    # A second process loads the kernels without compiling: it works even
+    # with the compiler taken away (a GPU machine without LLVM/MLIR).
+    second = run_fake(textwrap.dedent("""
+        import usmoe.api
+        def no_compiler():
+            raise AssertionError("compiled although the kernels are cached")
+        usmoe.api._native = no_compiler
+    """) + textwrap.dedent(ROUTE_ONCE), USMOE_CACHE_DIR=cache)
+    assert (second["cache"]["hits"], second["cache"]["misses"]) == (1, 0)
+    assert second["rows"] == first["rows"] == 8
+    # Another architecture is another entry.
+    other = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR=cache, FAKE_CUDA_CC="8.0")
+    assert other["cache"]["misses"] == 1
+    assert len(list((tmp_path / "kernels").iterdir())) == 4
+
+
+def test_a_broken_cache_entry_is_recompiled(tmp_path):
+    cache = tmp_path / "kernels"
+    run_fake(ROUTE_ONCE, USMOE_CACHE_DIR=str(cache))
+    (metadata,) = cache.glob("*.json")
+    metadata.write_text("{ torn")
+    again = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR=str(cache))
+    assert again["cache"]["misses"] == 1 and again["rows"] == 8
+    json.loads(metadata.read_text())  # rewritten whole
+
+
+def test_the_kernel_cache_can_be_turned_off(tmp_path):
+    r = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR="", HOME=str(tmp_path))
+    assert r["cache"]["dir"] is None and r["cache"]["misses"] == 1
+    assert not any(tmp_path.rglob("*.cubin"))

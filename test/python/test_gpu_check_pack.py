@@ -68,6 +68,10 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
         experts.add(case["experts"])
     assert {8, 60, 64, 128, 256, 384, 512} <= experts
     assert modes == {"token", "expert", "unified", "layer"}
+    # The Python API's half: the package and its sm_90 kernels, precompiled.
+    assert (pack / "python" / "usmoe" / "api.py").exists() and (pack / "api_check.py").exists()
+    cached = sorted(p.suffix for p in (pack / "kernel-cache").iterdir())
+    assert len(cached) >= 12 and set(cached) == {".cubin", ".json"}
 
 
 def test_run_half_without_gpu_fails_cleanly(pack):
@@ -97,3 +101,12 @@ def test_run_half_drives_every_kernel_through_the_fake_driver(pack):
     rows = [line for line in lines if line.endswith(("| ok |", "| FAIL |"))]
     assert [row.split(" | ")[0][2:] for row in rows] == [c["dir"] for c in manifest["cases"]]
     assert all(row.endswith("| FAIL |") for row in rows)
+
+
+def test_api_check_without_torch_gpu_says_so(pack):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("a GPU may be present")
+    run = subprocess.run(["/usr/bin/python3", str(pack / "api_check.py"), "run", str(pack)],
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(pack / "python")})
+    assert run.returncode == 2 and "no PyTorch with a GPU" in run.stderr
