@@ -32,5 +32,8 @@ def torch_with_gpu():
 
 # Tests compile into a throwaway kernel cache, never the user's.
 if "USMOE_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
     os.environ["USMOE_CACHE_DIR"] = tempfile.mkdtemp(prefix="usmoe-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["USMOE_CACHE_DIR"], True)
