@@ -202,10 +202,7 @@ class Router:
         JIT function, or for device="cuda" the loaded GPU kernels."""
         if self.device == "cuda":
             from . import cuda
-            cuda.runtime()  # a clear RuntimeError without driver or GPU
-
-            chip, features = cuda.target_for_device()
-
+            chip, features = cuda.target_for_device()  # RuntimeError without a GPU
             return _cache.get(self._key(element, num_experts) + (chip,),
                               lambda: _load_gpu_kernels(self._ir(element, num_experts), chip,
                                                         features))

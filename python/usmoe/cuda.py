@@ -78,9 +78,15 @@ def target_for(major: int, minor: int):
     return f"sm_{major}{minor}", features
 
 
+_device_target = None
+
+
 def target_for_device():
-    """(chip, features) for device 0."""
-    return target_for(*compute_capability())
+    """(chip, features) for device 0 (asked once per process)."""
+    global _device_target
+    if _device_target is None:
+        _device_target = target_for(*compute_capability())
+    return _device_target
 
 
 class DeviceArray:
