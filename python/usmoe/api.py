@@ -339,7 +339,7 @@ _GPU_FORMATS = {"ptx": "isa", "cubin": "bin", "fatbin": "fatbin"}
 
 def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
             entry: Optional[str] = None, chip: str = "sm_90", features: str = "+ptx80"):
-    """Compile moe IR text.
+    """Compile moe IR (text, or a module of MLIR's Python bindings).
 
     target="mlir": return the IR after `pipeline` (default: moe-fuse-routing,
     canonicalize). target="llvm": the LLVM dialect after usmoe-to-cpu.
@@ -351,8 +351,11 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     target="ptx" | "cubin" | "fatbin": GpuArtifacts from usmoe-to-nvvm for
     `chip` / `features` (needs the CUDA toolkit, not a GPU).
     """
+    if not isinstance(source, str) and hasattr(source, "operation"):
+        source = str(source)  # an mlir.ir.Module of the upstream bindings prints as text
     if not isinstance(source, str):
-        raise ValueError("source must be MLIR text")
+        raise ValueError(f"source must be MLIR text or an MLIR module, got "
+                         f"{type(source).__name__}")
     if target == "mlir":
         return _native().run_pipeline(source, pipeline or "moe-fuse-routing,canonicalize")
     if target == "llvm":

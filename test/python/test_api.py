@@ -297,3 +297,17 @@ def test_another_interpreter_is_told_which_one_to_use():
     assert "NumPy is missing" in message
     assert f"PYTHONPATH=build/python_packages {_build_info.PYTHON}" in message
     assert __import__("os").path.exists(_build_info.PYTHON)
+
+
+def test_compile_takes_a_module_object_or_text_only():
+    class Module:
+        """Stands in for mlir.ir.Module: it has .operation and prints as IR."""
+        operation = None
+
+        def __str__(self):
+            return IR
+
+    text = usmoe.compile(Module(), target="mlir")
+    assert "moe.route unified" in text
+    with pytest.raises(ValueError, match="MLIR text or an MLIR module, got int"):
+        usmoe.compile(42, target="mlir")
