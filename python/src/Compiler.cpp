@@ -24,7 +24,9 @@
 #include "usmoe/InitAll.h"
 #include "usmoe/Pipelines/Pipelines.h"
 #include "usmoe/Target/GpuArtifacts.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/Target/TargetMachine.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -306,8 +308,19 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     diags.fail("lowering '" + name + "' for the " +
                (gpu ? std::string("GPU") : std::string("CPU")) + " failed");
 
+  // Optimize for this host's CPU: without a target machine LLVM's cost
+  // model knows no vector registers and vectorizes nothing.
+  std::unique_ptr<llvm::TargetMachine> hostMachine;
+  if (auto builder = llvm::orc::JITTargetMachineBuilder::detectHost()) {
+    if (auto machine = builder->createTargetMachine())
+      hostMachine = std::move(*machine);
+    else
+      llvm::consumeError(machine.takeError());
+  } else {
+    llvm::consumeError(builder.takeError());
+  }
   auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
-                                               /*targetMachine=*/nullptr);
+                                               hostMachine.get());
   ExecutionEngineOptions engineOptions;
   engineOptions.transformer = transformer;
   SmallVector<StringRef> sharedLibs;

@@ -201,3 +201,20 @@ def test_moe_layer_on_the_gpu_matches_the_cpu(options):
     y = gpu_layer(torch.from_numpy(hidden).cuda(), torch.from_numpy(logits).cuda())
     assert y.is_cuda
     np.testing.assert_allclose(y.cpu().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_moe_layer_with_many_rows_per_expert():
+    # 2 experts, 37 tokens, k=1: about 18 rows each, so the CPU expert MLP's
+    # row tiles (16 rows) come full and partial, and an expert may get 0.
+    rng = np.random.default_rng(16)
+    e, d, f, t = 3, 24, 40, 37
+    w = _weights(rng, e, d, f)
+    logits = rng.normal(size=(t, e)).astype(np.float32)
+    logits[:, 2] = -np.inf  # expert 2 gets nothing
+    hidden = rng.normal(size=(t, d)).astype(np.float32)
+    layer = usmoe.MoeLayer(*w, mode="token", k=1)
+    plan = reference.route(logits, mode="token", k=1)
+    assert np.diff(plan.expert_offsets).tolist()[2] == 0
+    assert max(np.diff(plan.expert_offsets)) > 16
+    np.testing.assert_allclose(layer(hidden, logits), reference.moe_layer(hidden, plan, *w),
+                               rtol=1e-5, atol=1e-5)

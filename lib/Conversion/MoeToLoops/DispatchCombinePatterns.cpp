@@ -106,7 +106,14 @@ struct CombineLowering : OpRewritePattern<moe::CombineOp> {
 
 /// For each expert e and each of its rows x:
 ///   h = silu(x W1[e]) * (x W3[e]);  y = h W2[e]
-/// Loops are ordered so that the innermost one walks weights contiguously.
+/// Rows are taken in tiles of kFfnRowTile: each weight row (W1[e][d, :],
+/// W3[e][d, :], W2[e][f, :]) is read from memory once per tile and reused
+/// from cache for every row of it, instead of once per row (a GEMV per row
+/// streams all of the expert's weights each time). The innermost loops walk
+/// weights and accumulators contiguously, and every output element still
+/// sums over d (or f) in order, so results do not depend on the tiling.
+constexpr int64_t kFfnRowTile = 16;
+
 struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::ExpertFfnOp op,
@@ -119,51 +126,64 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
     auto type = cast<RankedTensorType>(op.getType());
     Type element = type.getElementType();
     Value zero = indexConst(b, 0), one = indexConst(b, 1);
+    Value tile = indexConst(b, kFfnRowTile);
     Value width = dim(b, w1, 1), ffn = dim(b, w1, 2);
 
     Value out = allocResult(b, type, x);
-    auto vec = MemRefType::get({ShapedType::kDynamic}, b.getF32Type());
-    Value gate = alloc(b, vec, {ffn}), up = alloc(b, vec, {ffn});
-    Value y = alloc(b, vec, {width});
+    auto tileType =
+        MemRefType::get({kFfnRowTile, ShapedType::kDynamic}, b.getF32Type());
+    Value gate = alloc(b, tileType, {ffn}), up = alloc(b, tileType, {ffn});
+    Value y = alloc(b, tileType, {width});
     Value fzero = f32Const(b, 0.0), fone = f32Const(b, 1.0);
 
     forRange(b, zero, dim(b, w1, 0), [&](LoopBuilder &b, Value e) {
       Value lo = i32ToIndex(b, load(b, offsets, {e}));
       Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, one)}));
-      forRange(b, lo, hi, [&](LoopBuilder &b, Value m) {
-        forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
-          store(b, fzero, gate, {f});
-          store(b, fzero, up, {f});
-        });
-        forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-          Value xv = loadAsF32(b, x, {m, d});
+      forStrided(b, lo, hi, tile, [&](LoopBuilder &b, Value m0) {
+        Value rows = arith::MinUIOp::create(b, tile, subi(b, hi, m0));
+        forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
           forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
-            Value g = addf(b, load(b, gate, {f}),
-                           mulf(b, xv, loadAsF32(b, w1, {e, d, f})));
-            Value u = addf(b, load(b, up, {f}),
-                           mulf(b, xv, loadAsF32(b, w3, {e, d, f})));
-            store(b, g, gate, {f});
-            store(b, u, up, {f});
+            store(b, fzero, gate, {r, f});
+            store(b, fzero, up, {r, f});
           });
-        });
-        forRange(b, zero, width,
-                 [&](LoopBuilder &b, Value d) { store(b, fzero, y, {d}); });
-        forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
-          // silu(g) = g / (1 + exp(-g))
-          Value g = load(b, gate, {f});
-          Value silu =
-              divf(b, g,
-                   addf(b, fone,
-                        math::ExpOp::create(b, arith::NegFOp::create(b, g))));
-          Value h = mulf(b, silu, load(b, up, {f}));
           forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-            Value v = addf(b, load(b, y, {d}),
-                           mulf(b, h, loadAsF32(b, w2, {e, f, d})));
-            store(b, v, y, {d});
+            store(b, fzero, y, {r, d});
           });
         });
         forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-          store(b, fromF32(b, load(b, y, {d}), element), out, {m, d});
+          forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+            Value xv = loadAsF32(b, x, {addi(b, m0, r), d});
+            forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+              Value g = addf(b, load(b, gate, {r, f}),
+                             mulf(b, xv, loadAsF32(b, w1, {e, d, f})));
+              Value u = addf(b, load(b, up, {r, f}),
+                             mulf(b, xv, loadAsF32(b, w3, {e, d, f})));
+              store(b, g, gate, {r, f});
+              store(b, u, up, {r, f});
+            });
+          });
+        });
+        forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+          forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+            // silu(g) = g / (1 + exp(-g))
+            Value g = load(b, gate, {r, f});
+            Value silu =
+                divf(b, g,
+                     addf(b, fone,
+                          math::ExpOp::create(b, arith::NegFOp::create(b, g))));
+            Value h = mulf(b, silu, load(b, up, {r, f}));
+            forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+              Value v = addf(b, load(b, y, {r, d}),
+                             mulf(b, h, loadAsF32(b, w2, {e, f, d})));
+              store(b, v, y, {r, d});
+            });
+          });
+        });
+        forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+          forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+            store(b, fromF32(b, load(b, y, {r, d}), element), out,
+                  {addi(b, m0, r), d});
+          });
         });
       });
     });
