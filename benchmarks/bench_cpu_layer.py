@@ -6,24 +6,17 @@ scatter-add per expert), all given the same plan.
     PYTHONPATH=build/python_packages /usr/bin/python3 benchmarks/bench_cpu_layer.py
 """
 
-import statistics
-import time
-
 import numpy as np
 
 import usmoe
+
+from timing import median_seconds
 
 E, D, F, T = 16, 512, 1024, 2048
 
 
 def median_ms(fn, repeats=3):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, repeats) * 1e3
 
 
 def main():

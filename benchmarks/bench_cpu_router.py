@@ -11,13 +11,13 @@ one warm-up call (which also compiles the router).
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 import usmoe
 from usmoe import reference
+
+from timing import median_seconds
 
 
 def vectorized_numpy(logits, mode, k=None, capacity_factor=None, alpha=0.5):
@@ -45,16 +45,6 @@ def vectorized_numpy(logits, mode, k=None, capacity_factor=None, alpha=0.5):
     mask = np.zeros_like(flat, bool)
     np.put_along_axis(mask, idx, True, axis=-1)
     return np.where(mask, flat, 0).reshape(u.shape), mask.reshape(u.shape)
-
-
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -23,6 +23,16 @@ gpu::GPUFuncOp createKernel(OpBuilder &builder, Location loc, StringRef name,
                             ArrayRef<Type> args, int32_t threads,
                             ArrayRef<Type> workgroup = {});
 
+/// What builds a kernel's body: a builder at its start, the kernel's
+/// arguments and its workgroup (shared memory) buffers.
+using KernelBody = function_ref<void(loops::LoopBuilder &, ArrayRef<Value> args,
+                                     ArrayRef<Value> workgroup)>;
+
+/// createKernel, with the body made by `body` and closed by gpu.return.
+gpu::GPUFuncOp buildKernel(OpBuilder &builder, Location loc, StringRef name,
+                           ArrayRef<Type> args, int32_t threads,
+                           KernelBody body, ArrayRef<Type> workgroup = {});
+
 /// Launch shape of the Token Choice kernel: one warp per token.
 inline constexpr int64_t kTokenChoiceWarpsPerBlock = 4;
 

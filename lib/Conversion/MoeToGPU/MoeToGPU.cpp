@@ -133,6 +133,16 @@ struct ConvertMoeToGPUPass
     op->erase();
   }
 
+  /// The warp-per-row kernels hold a row in registers: E is bounded.
+  static LogicalResult checkExpertLimit(Operation *op, int64_t experts,
+                                        StringRef what) {
+    if (experts <= gpu_kernels::kMaxExperts)
+      return success();
+    return op->emitOpError()
+           << what << " on the GPU supports up to " << gpu_kernels::kMaxExperts
+           << " experts, got " << experts;
+  }
+
   /// gpu.launch_func of `kernel` on a 1-D grid of `blocks`, skipped when the
   /// grid is empty (an empty grid is a launch error in CUDA).
   static void launch(LoopBuilder &b, gpu::GPUFuncOp kernel, Value blocks,
@@ -155,10 +165,8 @@ struct ConvertMoeToGPUPass
                                     unsigned index) {
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
-    if (experts > gpu_kernels::kMaxExperts)
-      return op.emitOpError()
-             << "routing on the GPU supports up to " << gpu_kernels::kMaxExperts
-             << " experts, got " << experts;
+    if (failed(checkExpertLimit(op, experts, "routing")))
+      return failure();
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
     bool unified = op.getMode() == moe::RoutingMode::unified;
@@ -289,10 +297,8 @@ struct ConvertMoeToGPUPass
                               unsigned index) {
     auto gatesType = memrefOf(op.getGates().getType());
     int64_t experts = gatesType.getDimSize(2);
-    if (experts > gpu_kernels::kMaxExperts)
-      return op.emitOpError()
-             << "on the GPU supports up to " << gpu_kernels::kMaxExperts
-             << " experts, got " << experts;
+    if (failed(checkExpertLimit(op, experts, "listing top-k experts")))
+      return failure();
     auto idsType = memrefOf(op.getExpertIds().getType());
     auto weightsType = memrefOf(op.getWeights().getType());
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
@@ -434,10 +440,8 @@ struct ConvertMoeToGPUPass
                                  unsigned index) {
     auto logitsType = memrefOf(op.getLogits().getType());
     int64_t experts = logitsType.getDimSize(2);
-    if (experts > gpu_kernels::kMaxExperts)
-      return op.emitOpError()
-             << "token routing on the GPU supports up to "
-             << gpu_kernels::kMaxExperts << " experts, got " << experts;
+    if (failed(checkExpertLimit(op, experts, "token routing")))
+      return failure();
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
     int64_t k = int64_t(op.getKAttr().getValueAsDouble());

@@ -39,18 +39,18 @@ gpu::GPUFuncOp gpu_kernels::createKernel(OpBuilder &builder, Location loc,
   return func;
 }
 
-/// A kernel `name(args...)` whose body `body` fills.
-static gpu::GPUFuncOp
-buildKernel(OpBuilder &builder, Location loc, StringRef name,
-            ArrayRef<Type> args, int32_t threads,
-            function_ref<void(LoopBuilder &, ArrayRef<Value>)> body) {
-  auto func = createKernel(builder, loc, name, args, threads);
+gpu::GPUFuncOp gpu_kernels::buildKernel(OpBuilder &builder, Location loc,
+                                        StringRef name, ArrayRef<Type> args,
+                                        int32_t threads, KernelBody body,
+                                        ArrayRef<Type> workgroup) {
+  auto func = createKernel(builder, loc, name, args, threads, workgroup);
   Block &entry = func.getBody().front();
   LoopBuilder b(loc, builder);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
   SmallVector<Value> values(entry.getArguments());
-  body(b, values);
+  SmallVector<Value> shared(func.getWorkgroupAttributions());
+  body(b, values, shared);
   gpu::ReturnOp::create(b);
   return func;
 }
@@ -64,7 +64,7 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
   return buildKernel(
       builder, loc, name, {logitsType, scoresType},
       int32_t(kRowsPerScoreBlock * kWarpSize),
-      [&](LoopBuilder &b, ArrayRef<Value> args) {
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], scores = args[1];
         forWarpRow(b, logits, kRowsPerScoreBlock,
                    [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
@@ -95,7 +95,7 @@ gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
   const int64_t experts = logitsType.getDimSize(2);
   return buildKernel(
       builder, loc, name, {logitsType, scoresType}, int32_t(kColumnBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args) {
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], scores = args[1];
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);

@@ -52,125 +52,124 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
   SmallVector<Type> workgroup = {workgroupBuffer(ctx, 256),
                                  workgroupBuffer(ctx, 4),
                                  workgroupBuffer(ctx, kWarps)};
-  auto func = createKernel(builder, loc, name,
-                           {gatesType, maskType, builder.getIndexType()},
-                           int32_t(kThreads), workgroup);
+  return buildKernel(
+      builder, loc, name, {gatesType, maskType, builder.getIndexType()},
+      int32_t(kThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> buffers) {
+        Value gates = args[0], mask = args[1], budget = args[2];
+        Value hist = buffers[0], shared = buffers[1], warpTotals = buffers[2];
 
-  Block &entry = func.getBody().front();
-  LoopBuilder b(loc, builder);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&entry);
-  Value gates = entry.getArgument(0), mask = entry.getArgument(1),
-        budget = entry.getArgument(2);
-  Value hist = func.getWorkgroupAttributions()[0];
-  Value shared = func.getWorkgroupAttributions()[1];
-  Value warpTotals = func.getWorkgroupAttributions()[2];
+        Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+        Value setId = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+        Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
+        Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
+        Value tokens = dim(b, gates, 1);
+        Value numExperts = indexConst(b, experts);
+        Value zero = indexConst(b, 0), threads = indexConst(b, kThreads);
 
-  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  Value setId = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
-  Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-  Value tokens = dim(b, gates, 1);
-  Value numExperts = indexConst(b, experts);
-  Value zero = indexConst(b, 0), threads = indexConst(b, kThreads);
+        // Element i of this block's set, as [b, t, e] indices, and the set
+        // size.
+        Value count, seq, fixedExpert;
+        if (set == SelectionSet::Sequence) {
+          seq = setId;
+          count = muli(b, tokens, numExperts);
+        } else {
+          seq = arith::DivUIOp::create(b, setId, numExperts);
+          fixedExpert = arith::RemUIOp::create(b, setId, numExperts);
+          count = tokens;
+        }
+        auto element = [&](LoopBuilder &b, Value i) -> SmallVector<Value> {
+          if (set == SelectionSet::Sequence)
+            return {seq, arith::DivUIOp::create(b, i, numExperts),
+                    arith::RemUIOp::create(b, i, numExperts)};
+          return {seq, i, fixedExpert};
+        };
 
-  // Element i of this block's set, as [b, t, e] indices, and the set size.
-  Value count, seq, fixedExpert;
-  if (set == SelectionSet::Sequence) {
-    seq = setId;
-    count = muli(b, tokens, numExperts);
-  } else {
-    seq = arith::DivUIOp::create(b, setId, numExperts);
-    fixedExpert = arith::RemUIOp::create(b, setId, numExperts);
-    count = tokens;
-  }
-  auto element = [&](LoopBuilder &b, Value i) -> SmallVector<Value> {
-    if (set == SelectionSet::Sequence)
-      return {seq, arith::DivUIOp::create(b, i, numExperts),
-              arith::RemUIOp::create(b, i, numExperts)};
-    return {seq, i, fixedExpert};
-  };
-
-  // --- 1. Radix select of the key K of the budget-th best element.
-  Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
-  Value remaining = indexToI32(b, budget);
-  Value isFirst = cmpi(b, CmpIPredicate::eq, tid, zero);
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, 256)),
-           [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
-    gpu::BarrierOp::create(b);
-    forStrided(b, tid, count, threads, [&](LoopBuilder &b, Value i) {
-      Value key = scoreKey(b, load(b, gates, element(b, i)));
-      Value match =
-          cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
-      ifThen(b, match, [&](LoopBuilder &b) {
-        Value digit =
-            andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
-                 i32Const(b, 255));
-        memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
-                                    i32Const(b, 1), hist,
-                                    ValueRange{i32ToIndex(b, digit)});
-      });
-    });
-    gpu::BarrierOp::create(b);
-    ifThen(b, isFirst, [&](LoopBuilder &b) {
-      SmallVector<Value> scan = forRangeAcc(
-          b, zero, indexConst(b, 256),
-          {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining},
-          [&](LoopBuilder &b, Value i, ValueRange acc) {
-            Value d = subi(b, indexConst(b, 255), i);
-            Value newCum = addi(b, acc[0], load(b, hist, {d}));
-            Value hit = andi(b, notI1(b, acc[1]),
-                             cmpi(b, CmpIPredicate::sge, newCum, remaining));
-            return SmallVector<Value>{
-                newCum, ori(b, acc[1], hit),
-                select(b, hit, indexToI32(b, d), acc[2]),
-                select(b, hit, subi(b, remaining, acc[0]), acc[3])};
+        // --- 1. Radix select of the key K of the budget-th best element.
+        Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
+        Value remaining = indexToI32(b, budget);
+        Value isFirst = cmpi(b, CmpIPredicate::eq, tid, zero);
+        for (int shift = 24; shift >= 0; shift -= 8) {
+          ifThen(
+              b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, 256)),
+              [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
+          gpu::BarrierOp::create(b);
+          forStrided(b, tid, count, threads, [&](LoopBuilder &b, Value i) {
+            Value key = scoreKey(b, load(b, gates, element(b, i)));
+            Value match =
+                cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+            ifThen(b, match, [&](LoopBuilder &b) {
+              Value digit =
+                  andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
+                       i32Const(b, 255));
+              memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
+                                          i32Const(b, 1), hist,
+                                          ValueRange{i32ToIndex(b, digit)});
+            });
           });
-      store(b, scan[2], shared, {indexConst(b, 0)});
-      store(b, scan[3], shared, {indexConst(b, 1)});
-    });
-    gpu::BarrierOp::create(b);
-    Value digit = load(b, shared, {indexConst(b, 0)});
-    remaining = load(b, shared, {indexConst(b, 1)});
-    prefix =
-        ori(b, prefix, arith::ShLIOp::create(b, digit, i32Const(b, shift)));
-    prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
-  }
-  Value threshold = prefix;
+          gpu::BarrierOp::create(b);
+          ifThen(b, isFirst, [&](LoopBuilder &b) {
+            SmallVector<Value> scan = forRangeAcc(
+                b, zero, indexConst(b, 256),
+                {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining},
+                [&](LoopBuilder &b, Value i, ValueRange acc) {
+                  Value d = subi(b, indexConst(b, 255), i);
+                  Value newCum = addi(b, acc[0], load(b, hist, {d}));
+                  Value hit =
+                      andi(b, notI1(b, acc[1]),
+                           cmpi(b, CmpIPredicate::sge, newCum, remaining));
+                  return SmallVector<Value>{
+                      newCum, ori(b, acc[1], hit),
+                      select(b, hit, indexToI32(b, d), acc[2]),
+                      select(b, hit, subi(b, remaining, acc[0]), acc[3])};
+                });
+            store(b, scan[2], shared, {indexConst(b, 0)});
+            store(b, scan[3], shared, {indexConst(b, 1)});
+          });
+          gpu::BarrierOp::create(b);
+          Value digit = load(b, shared, {indexConst(b, 0)});
+          remaining = load(b, shared, {indexConst(b, 1)});
+          prefix = ori(b, prefix,
+                       arith::ShLIOp::create(b, digit, i32Const(b, shift)));
+          prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
+        }
+        Value threshold = prefix;
 
-  // --- 2. Select in index order; ties ranked by a block-wide prefix count.
-  Value chunks = arith::CeilDivUIOp::create(b, count, threads);
-  forRangeAcc(
-      b, zero, chunks, {i32Const(b, 0)},
-      [&](LoopBuilder &b, Value chunk, ValueRange acc) -> SmallVector<Value> {
-        Value takenBefore = acc[0];
-        Value i = addi(b, muli(b, chunk, threads), tid);
-        Value valid = cmpi(b, CmpIPredicate::ult, i, count);
-        Value at = arith::MinUIOp::create(
-            b, i,
-            subi(b, arith::MaxUIOp::create(b, count, indexConst(b, 1)),
-                 indexConst(b, 1)));
-        SmallVector<Value> idx = element(b, at);
-        Value gate = load(b, gates, idx);
-        Value key = select(b, valid, scoreKey(b, gate), i32Const(b, 0));
-        Value above =
-            andi(b, valid, cmpi(b, CmpIPredicate::ugt, key, threshold));
-        Value tie = andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
-        Value tieI32 = arith::ExtUIOp::create(b, b.getI32Type(), tie);
-        auto [before, chunkTies] =
-            blockExclusiveScan(b, tieI32, lane, warp, warpTotals, shared, 2);
-        Value rank = addi(b, takenBefore, before);
-        Value on =
-            ori(b, above,
-                andi(b, tie, cmpi(b, CmpIPredicate::slt, rank, remaining)));
-        ifThen(b, valid, [&](LoopBuilder &b) {
-          store(b, on, mask, idx);
-          store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
-        });
-        gpu::BarrierOp::create(b);
-        return {addi(b, takenBefore, chunkTies)};
-      });
-  gpu::ReturnOp::create(b);
-  return func;
+        // --- 2. Select in index order; ties ranked by a block-wide prefix
+        // count.
+        Value chunks = arith::CeilDivUIOp::create(b, count, threads);
+        forRangeAcc(
+            b, zero, chunks, {i32Const(b, 0)},
+            [&](LoopBuilder &b, Value chunk,
+                ValueRange acc) -> SmallVector<Value> {
+              Value takenBefore = acc[0];
+              Value i = addi(b, muli(b, chunk, threads), tid);
+              Value valid = cmpi(b, CmpIPredicate::ult, i, count);
+              Value at = arith::MinUIOp::create(
+                  b, i,
+                  subi(b, arith::MaxUIOp::create(b, count, indexConst(b, 1)),
+                       indexConst(b, 1)));
+              SmallVector<Value> idx = element(b, at);
+              Value gate = load(b, gates, idx);
+              Value key = select(b, valid, scoreKey(b, gate), i32Const(b, 0));
+              Value above =
+                  andi(b, valid, cmpi(b, CmpIPredicate::ugt, key, threshold));
+              Value tie =
+                  andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
+              Value tieI32 = arith::ExtUIOp::create(b, b.getI32Type(), tie);
+              auto [before, chunkTies] = blockExclusiveScan(
+                  b, tieI32, lane, warp, warpTotals, shared, 2);
+              Value rank = addi(b, takenBefore, before);
+              Value on = ori(
+                  b, above,
+                  andi(b, tie, cmpi(b, CmpIPredicate::slt, rank, remaining)));
+              ifThen(b, valid, [&](LoopBuilder &b) {
+                store(b, on, mask, idx);
+                store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
+              });
+              gpu::BarrierOp::create(b);
+              return {addi(b, takenBefore, chunkTies)};
+            });
+      },
+      workgroup);
 }

@@ -35,78 +35,74 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
     MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize,
     MemRefType biasType) {
-  SmallVector<Type> args = {logitsType, gatesType, maskType};
+  SmallVector<Type> argTypes = {logitsType, gatesType, maskType};
   if (biasType)
-    args.push_back(biasType);
-  auto func = createKernel(builder, loc, name, args,
-                           int32_t(kTokenChoiceWarpsPerBlock * kWarpSize));
+    argTypes.push_back(biasType);
+  return buildKernel(
+      builder, loc, name, argTypes,
+      int32_t(kTokenChoiceWarpsPerBlock * kWarpSize),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value logits = args[0], gates = args[1], mask = args[2];
+        Value bias = biasType ? args[3] : Value();
 
-  Block &entry = func.getBody().front();
-  LoopBuilder b(loc, builder);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&entry);
-  Value logits = entry.getArgument(0), gates = entry.getArgument(1),
-        mask = entry.getArgument(2);
-  Value bias = biasType ? entry.getArgument(3) : Value();
+        const int64_t experts = logitsType.getDimSize(2);
 
-  const int64_t experts = logitsType.getDimSize(2);
+        forWarpRow(
+            b, logits, kTokenChoiceWarpsPerBlock,
+            [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+              WarpRow row;
+              if (!bias) {
+                row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+              } else {
+                // sigmoid_bias: the gate is sigmoid(L) per expert, no row sum.
+                row = emitWarpRowLoad(b, logits, bi, ti, lane);
+                for (Value x : row.logit) {
+                  Value one = f32Const(b, 1.0);
+                  Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
+                  row.score.push_back(divf(b, one, addf(b, one, e)));
+                }
+              }
+              const int64_t perLane = row.perLane;
+              SmallVector<Value> key(perLane);
+              // Key 0 is below every real key: padding never wins.
+              for (int64_t v = 0; v < perLane; ++v) {
+                Value ranked = row.score[v];
+                if (bias) {
+                  Value at = arith::MinUIOp::create(b, row.expert[v],
+                                                    indexConst(b, experts - 1));
+                  ranked = addf(b, ranked, load(b, bias, {at}));
+                }
+                key[v] = select(b, row.inBounds[v], scoreKey(b, ranked),
+                                i32Const(b, 0));
+              }
 
-  forWarpRow(
-      b, logits, kTokenChoiceWarpsPerBlock,
-      [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
-        WarpRow row;
-        if (!bias) {
-          row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
-        } else {
-          // sigmoid_bias: the gate is sigmoid(L) per expert, no row sum.
-          row = emitWarpRowLoad(b, logits, bi, ti, lane);
-          for (Value x : row.logit) {
-            Value one = f32Const(b, 1.0);
-            Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
-            row.score.push_back(divf(b, one, addf(b, one, e)));
-          }
-        }
-        const int64_t perLane = row.perLane;
-        SmallVector<Value> key(perLane);
-        // Key 0 is below every real key: padding never wins.
-        for (int64_t v = 0; v < perLane; ++v) {
-          Value ranked = row.score[v];
-          if (bias) {
-            Value at = arith::MinUIOp::create(b, row.expert[v],
-                                              indexConst(b, experts - 1));
-            ranked = addf(b, ranked, load(b, bias, {at}));
-          }
-          key[v] =
-              select(b, row.inBounds[v], scoreKey(b, ranked), i32Const(b, 0));
-        }
+              // The picks' score sum is the renormalizer.
+              SmallVector<Value> picked = emitWarpTopK(
+                  b, row, key, lane, k, {f32Const(b, 0.0)},
+                  [&](LoopBuilder &b, Value, Value, Value, Value winScore,
+                      ValueRange acc) {
+                    return SmallVector<Value>{addf(b, acc[0], winScore)};
+                  });
+              Value finalTaken = picked[0], pickedSum = picked[1];
+              Value divide =
+                  cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
 
-        // The picks' score sum is the renormalizer.
-        SmallVector<Value> picked =
-            emitWarpTopK(b, row, key, lane, k, {f32Const(b, 0.0)},
-                         [&](LoopBuilder &b, Value, Value, Value,
-                             Value winScore, ValueRange acc) {
-                           return SmallVector<Value>{addf(b, acc[0], winScore)};
-                         });
-        Value finalTaken = picked[0], pickedSum = picked[1];
-        Value divide = cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
-
-        for (int64_t v = 0; v < perLane; ++v) {
-          Value isTaken = isTakenBit(b, finalTaken, v);
-          Value gate = row.score[v];
-          if (renormalize)
-            gate = select(b, divide, divf(b, gate, pickedSum), gate);
-          gate = select(b, isTaken, gate, f32Const(b, 0.0));
-          auto write = [&](LoopBuilder &b) {
-            store(b, gate, gates, {bi, ti, row.expert[v]});
-            store(b, isTaken, mask, {bi, ti, row.expert[v]});
-          };
-          // Only the last register can run past E.
-          if (row.alwaysInBounds(v, experts))
-            write(b);
-          else
-            ifThen(b, row.inBounds[v], write);
-        }
+              for (int64_t v = 0; v < perLane; ++v) {
+                Value isTaken = isTakenBit(b, finalTaken, v);
+                Value gate = row.score[v];
+                if (renormalize)
+                  gate = select(b, divide, divf(b, gate, pickedSum), gate);
+                gate = select(b, isTaken, gate, f32Const(b, 0.0));
+                auto write = [&](LoopBuilder &b) {
+                  store(b, gate, gates, {bi, ti, row.expert[v]});
+                  store(b, isTaken, mask, {bi, ti, row.expert[v]});
+                };
+                // Only the last register can run past E.
+                if (row.alwaysInBounds(v, experts))
+                  write(b);
+                else
+                  ifThen(b, row.inBounds[v], write);
+              }
+            });
       });
-  gpu::ReturnOp::create(b);
-  return func;
 }

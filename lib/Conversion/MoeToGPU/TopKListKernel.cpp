@@ -27,53 +27,50 @@ using arith::CmpIPredicate;
 gpu::GPUFuncOp gpu_kernels::buildTopKListKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType gatesType,
     MemRefType maskType, MemRefType idsType, MemRefType weightsType) {
-  auto func = createKernel(builder, loc, name,
-                           {gatesType, maskType, idsType, weightsType},
-                           int32_t(kTokenChoiceWarpsPerBlock * kWarpSize));
-  Block &entry = func.getBody().front();
-  LoopBuilder b(loc, builder);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&entry);
-  Value gates = entry.getArgument(0), mask = entry.getArgument(1),
-        ids = entry.getArgument(2), weights = entry.getArgument(3);
-  const int64_t experts = gatesType.getDimSize(2);
-  const int64_t k = idsType.getDimSize(1);
+  return buildKernel(
+      builder, loc, name, {gatesType, maskType, idsType, weightsType},
+      int32_t(kTokenChoiceWarpsPerBlock * kWarpSize),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value gates = args[0], mask = args[1], ids = args[2], weights = args[3];
+        const int64_t experts = gatesType.getDimSize(2);
+        const int64_t k = idsType.getDimSize(1);
 
-  forWarpRow(
-      b, gates, kTokenChoiceWarpsPerBlock,
-      [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
-        WarpRow row;
-        row.perLane = (experts + kWarpSize - 1) / kWarpSize;
-        SmallVector<Value> key;
-        Value last = indexConst(b, experts - 1);
-        for (int64_t v = 0; v < row.perLane; ++v) {
-          Value e = addi(b, lane, indexConst(b, v * kWarpSize));
-          Value in = cmpi(b, CmpIPredicate::ult, e, indexConst(b, experts));
-          // Clamped loads, then masked: no divergent branch around them.
-          Value at = arith::MinUIOp::create(b, e, last);
-          Value gate = load(b, gates, {bi, ti, at});
-          Value on = andi(b, in, load(b, mask, {bi, ti, at}));
-          row.expert.push_back(e);
-          row.inBounds.push_back(in);
-          row.score.push_back(gate);
-          key.push_back(select(b, on, scoreKey(b, gate), i32Const(b, 0)));
-        }
-        Value g = addi(b, muli(b, bi, dim(b, gates, 1)), ti);
-        Value leader = cmpi(b, CmpIPredicate::eq, lane, indexConst(b, 0));
-        emitWarpTopK(b, row, key, lane, k, {},
-                     [&](LoopBuilder &b, Value round, Value winKey,
-                         Value winExpert, Value winGate, ValueRange) {
-                       Value found =
-                           cmpi(b, CmpIPredicate::ne, winKey, i32Const(b, 0));
-                       ifThen(b, leader, [&](LoopBuilder &b) {
-                         store(b, select(b, found, winExpert, i32Const(b, -1)),
-                               ids, {g, round});
-                         store(b, select(b, found, winGate, f32Const(b, 0.0)),
-                               weights, {g, round});
-                       });
-                       return SmallVector<Value>{};
-                     });
+        forWarpRow(
+            b, gates, kTokenChoiceWarpsPerBlock,
+            [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+              WarpRow row;
+              row.perLane = (experts + kWarpSize - 1) / kWarpSize;
+              SmallVector<Value> key;
+              Value last = indexConst(b, experts - 1);
+              for (int64_t v = 0; v < row.perLane; ++v) {
+                Value e = addi(b, lane, indexConst(b, v * kWarpSize));
+                Value in =
+                    cmpi(b, CmpIPredicate::ult, e, indexConst(b, experts));
+                // Clamped loads, then masked: no divergent branch around them.
+                Value at = arith::MinUIOp::create(b, e, last);
+                Value gate = load(b, gates, {bi, ti, at});
+                Value on = andi(b, in, load(b, mask, {bi, ti, at}));
+                row.expert.push_back(e);
+                row.inBounds.push_back(in);
+                row.score.push_back(gate);
+                key.push_back(select(b, on, scoreKey(b, gate), i32Const(b, 0)));
+              }
+              Value g = addi(b, muli(b, bi, dim(b, gates, 1)), ti);
+              Value leader = cmpi(b, CmpIPredicate::eq, lane, indexConst(b, 0));
+              emitWarpTopK(
+                  b, row, key, lane, k, {},
+                  [&](LoopBuilder &b, Value round, Value winKey,
+                      Value winExpert, Value winGate, ValueRange) {
+                    Value found =
+                        cmpi(b, CmpIPredicate::ne, winKey, i32Const(b, 0));
+                    ifThen(b, leader, [&](LoopBuilder &b) {
+                      store(b, select(b, found, winExpert, i32Const(b, -1)),
+                            ids, {g, round});
+                      store(b, select(b, found, winGate, f32Const(b, 0.0)),
+                            weights, {g, round});
+                    });
+                    return SmallVector<Value>{};
+                  });
+            });
       });
-  gpu::ReturnOp::create(b);
-  return func;
 }

@@ -90,6 +90,22 @@ func.func @listed(%l: tensor<?x?x40xf32>) -> (tensor<?x3xi32>, tensor<?x3xf32>) 
 
 // -----
 
+func.func @too_many_experts_unified(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
+  // expected-error @+1 {{routing on the GPU supports up to 2048 experts, got 4096}}
+  %g, %m = moe.route unified %l k = 1.0 : tensor<1x?x4096xf32>
+  return %g : tensor<1x?x4096xf32>
+}
+
+// -----
+
+func.func @too_many_experts_to_list(%g: tensor<1x?x4096xf32>, %m: tensor<1x?x4096xi1>) -> tensor<?x2xi32> {
+  // expected-error @+1 {{listing top-k experts on the GPU supports up to 2048 experts, got 4096}}
+  %i, %w = moe.topk_list %g, %m k = 2 : tensor<1x?x4096xf32>
+  return %i : tensor<?x2xi32>
+}
+
+// -----
+
 func.func @not_yet(%l: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
   // Unfused score ops have no GPU kernel (moe-fuse-routing runs first in
   // usmoe-to-nvvm, so only scores used on their own reach this).
