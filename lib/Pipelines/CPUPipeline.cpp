@@ -43,4 +43,11 @@ void mlir::usmoe::registerUsmoePipelines() {
       "Lower moe routing to NVVM kernels serialized as PTX, cubin or fatbin "
       "plus LLVM host code that launches them through the mgpu* runtime",
       buildUsmoeToNVVMPipeline);
+  PassPipelineRegistration<>(
+      "usmoe-to-gpu-emu",
+      "Lower moe routing to the GPU path's kernels and launches (as "
+      "usmoe-to-nvvm does), then run them on the CPU GPU emulator: kernels "
+      "become fiber code with race, barrier and bounds checks, launches "
+      "become calls of libusmoe_gpu_emulator.so",
+      buildUsmoeToGPUEmulatorPipeline);
 }

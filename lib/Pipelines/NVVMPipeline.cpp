@@ -15,7 +15,6 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "usmoe/Conversion/Passes.h"
-#include "usmoe/Dialect/Moe/Transforms/Passes.h"
 #include "usmoe/Pipelines/Pipelines.h"
 
 #include <cstdlib>
@@ -44,16 +43,7 @@ void mlir::usmoe::buildUsmoeToNVVMPipeline(
   toolkit.needPtxas = needPtxas;
   pm.addPass(createUsmoeRequireCudaToolkitPass(toolkit));
 
-  pm.addPass(moe::createMoeFuseRoutingPass());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createConvertMoeToGPUPass());
-
-  // No deallocation pipeline: it rejects gpu.launch_func (unknown memory
-  // effects), and the GPU lowering allocates nothing but its results.
-  addBufferizationStage(pm);
-  pm.addPass(createCanonicalizerPass());
-  // The host code's buffers in managed memory, so kernels can write them.
-  pm.addPass(createUsmoeHostSharedAllocsPass());
+  addMoeToGPUStage(pm);
 
   // Kernels: NVVM target with libdevice linked in (exp -> __nv_expf).
   GpuNVVMAttachTargetOptions target;

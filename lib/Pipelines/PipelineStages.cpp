@@ -21,6 +21,8 @@
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
+#include "usmoe/Conversion/Passes.h"
+#include "usmoe/Dialect/Moe/Transforms/Passes.h"
 
 using namespace mlir;
 
@@ -30,6 +32,18 @@ void mlir::usmoe::addBufferizationStage(OpPassManager &pm) {
   bufferize.functionBoundaryTypeConversion =
       bufferization::LayoutMapOption::IdentityLayoutMap;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+}
+
+void mlir::usmoe::addMoeToGPUStage(OpPassManager &pm) {
+  pm.addPass(moe::createMoeFuseRoutingPass());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createConvertMoeToGPUPass());
+  // No deallocation pipeline: it rejects gpu.launch_func (unknown memory
+  // effects), and the GPU lowering allocates nothing but its results.
+  addBufferizationStage(pm);
+  pm.addPass(createCanonicalizerPass());
+  // The host code's buffers in managed memory, so kernels can write them.
+  pm.addPass(createUsmoeHostSharedAllocsPass());
 }
 
 void mlir::usmoe::addHostToLLVMStage(OpPassManager &pm, bool gpuLaunches) {

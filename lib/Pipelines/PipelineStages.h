@@ -17,6 +17,12 @@ namespace usmoe {
 /// the surrounding program lowered to loops.
 void addBufferizationStage(OpPassManager &pm);
 
+/// moe (tensors) -> host code on memrefs that launches GPU kernels: fuse
+/// routing, canonicalize, convert-moe-to-gpu, bufferize, and the host's
+/// buffers in managed memory. What the NVVM and the emulator pipelines share,
+/// so the emulator runs exactly the kernels and launches of the GPU path.
+void addMoeToGPUStage(OpPassManager &pm);
+
 /// scf, memref, math, arith, index, cf and func (and with `gpuLaunches`,
 /// gpu.launch_func -> mgpu* calls) to the LLVM dialect.
 void addHostToLLVMStage(OpPassManager &pm, bool gpuLaunches);

@@ -126,4 +126,40 @@ def UsmoeHostSharedAllocsPass
   let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
+def ConvertGpuToEmulatorPass
+    : Pass<"convert-gpu-to-emulator", "::mlir::ModuleOp"> {
+  let summary = "Run the module's GPU kernels on the CPU GPU emulator";
+  let description = [{
+    Turns every kernel of every `gpu.module` into a host function
+    `void(UsmoeEmuThread *, void *args)` that each emulated GPU thread runs
+    as a fiber of libusmoe_gpu_emulator.so, and every `gpu.launch_func` into
+    a call of `usmoe_emu_launch` with the kernel operands packed into one
+    struct (the ABI is include/usmoe/Runtime/GpuEmulator.h).
+
+    Inside kernels: `gpu.thread_id`, `block_id`, `block_dim`, `grid_dim`,
+    `lane_id` and `global_id` read the emulated thread; `gpu.barrier` and
+    `gpu.shuffle` (i32/f32, every mode and width) become runtime calls that
+    switch fibers; workgroup buffers become views of the block's shared
+    memory; every `memref.load`, `memref.store`, `memref.atomic_rmw`,
+    `vector.load` and `vector.store` gets a bounds check against the
+    memref's sizes and reports its address to the race and
+    uninitialized-read checker. Every report names the IR location of the
+    offending op.
+
+    On the host, `gpu.alloc` / `gpu.dealloc` become `memref.alloc` /
+    `memref.dealloc` and `gpu.wait` disappears (launches are synchronous).
+
+    Any other `gpu`, `nvvm`, `nvgpu`, `rocdl` or `amdgpu` op, and any op
+    that touches memory in a way the checker cannot see, is an error that
+    names the op: nothing runs unchecked or silently differently.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 #endif // USMOE_CONVERSION_PASSES_TD

@@ -63,10 +63,16 @@ struct UsmoeToNVVMPipelineOptions
 void buildUsmoeToNVVMPipeline(OpPassManager &pm,
                               const UsmoeToNVVMPipelineOptions &options);
 
+/// moe (tensors) -> LLVM dialect host code that runs the GPU path's kernels
+/// (the same convert-moe-to-gpu output as usmoe-to-nvvm) on the GPU
+/// emulator: link or load libusmoe_gpu_emulator.so to run it.
+void buildUsmoeToGPUEmulatorPipeline(OpPassManager &pm);
+
 /// The CUDA toolkit root the NVVM pipeline uses when none is given.
 std::string defaultCudaRoot();
 
-/// Registers `usmoe-to-cpu` and `usmoe-to-nvvm` with the pass registry.
+/// Registers `usmoe-to-cpu`, `usmoe-to-nvvm` and `usmoe-to-gpu-emu` with the
+/// pass registry.
 void registerUsmoePipelines();
 
 } // namespace usmoe
