@@ -42,6 +42,11 @@ runner_libs = ",".join(
     for name in ("mlir_c_runner_utils", "mlir_runner_utils"))
 config.substitutions.append(
     ("%run_cpu", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs))
+# Runs it with the GPU emulator too (code lowered by usmoe-to-gpu-emu).
+emulator = os.path.join(config.usmoe_obj_root, "lib", "libusmoe_gpu_emulator" + config.llvm_shlib_ext)
+config.substitutions.append(
+    ("%run_emu", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs
+     + "," + emulator))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(("%usmoe_src_root", config.usmoe_src_root))
 config.substitutions.append(("%usmoe_obj_root", config.usmoe_obj_root))

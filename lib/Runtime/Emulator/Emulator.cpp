@@ -130,6 +130,13 @@ void describeThread(char *buf, size_t size, const UsmoeEmuThread &t) {
          t.tid[0], t.tid[1], t.tid[2], b.id[0], b.id[1], b.id[2]);
 }
 
+/// The (x, y, z) of a linear index in a grid or block of shape `dims`.
+void setCoordinates(int64_t out[3], int64_t linear, const int64_t dims[3]) {
+  out[0] = linear % dims[0];
+  out[1] = linear / dims[0] % dims[1];
+  out[2] = linear / (dims[0] * dims[1]);
+}
+
 /// Reports a failure of the kernel at `site` and stops the launch.
 void failLaunch(const Launch &launch, const char *what, const char *site,
                 const char *detail) {
@@ -452,15 +459,11 @@ void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
     UsmoeEmuThread &t = block.threads[i];
     t.block = &block;
     t.linear = i;
-    t.tid[0] = i % blockX;
-    t.tid[1] = i / blockX % blockY;
-    t.tid[2] = i / (blockX * blockY);
+    setCoordinates(t.tid, i, launch.blockDim);
   }
   for (int64_t linear : blockOrder) {
     block.linear = uint32_t(linear);
-    block.id[0] = linear % gridX;
-    block.id[1] = linear / gridX % gridY;
-    block.id[2] = linear / (gridX * gridY);
+    setCoordinates(block.id, linear, launch.grid);
     ++s.blocks;
     if (!runBlock(block))
       return;
@@ -530,17 +533,26 @@ void usmoe_emu_access(UsmoeEmuThread *t, int64_t address, int64_t bytes,
   const char *mine = (kind & USMOE_EMU_ATOMIC)  ? "atomic"
                      : (kind & USMOE_EMU_WRITE) ? "write"
                                                 : "read";
-  const char *theirs = !h.otherWasWrite   ? "read"
-                       : h.otherWasAtomic ? "atomic"
-                                          : "write";
-  uint32_t other = h.other.thread - 1;
-  uint32_t otherBlock = other / l.blockThreads;
+  const char *theirs = !h.otherWasWrite   ? "a read"
+                       : h.otherWasAtomic ? "an atomic"
+                                          : "a write";
+  // The other thread and block, as coordinates.
+  UsmoeEmuThread other;
+  Block otherBlock;
+  uint32_t otherLinear = h.other.thread - 1;
+  otherBlock.launch = b.launch;
+  otherBlock.linear = otherLinear / l.blockThreads;
+  other.block = &otherBlock;
+  other.linear = otherLinear % l.blockThreads;
+  setCoordinates(other.tid, other.linear, l.blockDim);
+  setCoordinates(otherBlock.id, otherBlock.linear, l.grid);
+  char who[160];
+  describeThread(who, sizeof(who), other);
   format(what, sizeof(what), "data race on %s memory", space);
   format(detail, sizeof(detail),
-         "this %s conflicts with a %s by thread %u of block %u at %s, with no "
-         "barrier between them",
-         mine, theirs, other % l.blockThreads, otherBlock,
-         orUnknown(h.other.site));
+         "this %s conflicts with %s by %s at %s, with no barrier between "
+         "them",
+         mine, theirs, who, orUnknown(h.other.site));
   failThread(t, what, site, detail);
 }
 

@@ -10,8 +10,8 @@
 // site). A stamp numbers one barrier interval of one block; launches are
 // told apart by the first stamp they used, so stale cells need no clearing.
 //
-// Two accesses race when they come from different threads, at least one is
-// a plain (non-atomic) write, and nothing orders them: in global memory,
+// Two accesses race when they come from different threads, at least one
+// writes, they are not both atomic, and nothing orders them: in global memory,
 // threads of different blocks are never ordered within a launch, threads of
 // one block are ordered by a barrier between them; workgroup memory is per
 // block. Atomics do not race with each other; shuffles order nothing.
