@@ -2,7 +2,7 @@
 // block (no report), nothing orders two blocks (a race), and a schedule seed
 // changes the order of atomics, so order-dependent results show up.
 // RUN: usmoe-opt %s -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s
-// RUN: sed -e 's|%slot = gpu.block_id x|%slot = arith.constant 0 : index|' %s | usmoe-opt -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s --check-prefix=RACE
+// RUN: sed -e 's|%which = gpu.block_id x|%which = arith.constant 0 : index|' %s | usmoe-opt -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s --check-prefix=RACE
 // RUN: usmoe-opt %s -usmoe-to-gpu-emu -o %t.mlir
 // RUN: %run_emu %t.mlir > %t.in-order
 // RUN: env USMOE_EMU_SEED=1 %run_emu %t.mlir > %t.seed1
@@ -21,19 +21,19 @@
 
 module attributes {gpu.container_module} {
   gpu.module @kernels {
-    gpu.func @publish(%slots: memref<2xi32>, %seen: memref<16xi32>, %cells: memref<2xi32>, %previous: memref<16xi32>) kernel {
+    gpu.func @publish(%flags: memref<2xi32>, %seen: memref<16xi32>, %cells: memref<2xi32>, %previous: memref<16xi32>) kernel {
       %c0 = arith.constant 0 : index
       %c8 = arith.constant 8 : index
       %t = gpu.thread_id x
       %b = gpu.block_id x
-      %slot = gpu.block_id x
+      %which = gpu.block_id x
       %first = arith.cmpi eq, %t, %c0 : index
       scf.if %first {
         %bi = arith.index_cast %b : index to i32
-        memref.store %bi, %slots[%slot] : memref<2xi32>
+        memref.store %bi, %flags[%which] : memref<2xi32>
       }
       gpu.barrier
-      %v = memref.load %slots[%slot] : memref<2xi32>
+      %v = memref.load %flags[%which] : memref<2xi32>
       %row = arith.muli %b, %c8 : index
       %i = arith.addi %row, %t : index
       memref.store %v, %seen[%i] : memref<16xi32>
@@ -52,19 +52,19 @@ module attributes {gpu.container_module} {
     %c2 = arith.constant 2 : index
     %c8 = arith.constant 8 : index
     %minus1 = arith.constant -1 : i32
-    %slots = memref.alloc() : memref<2xi32>
+    %flags = memref.alloc() : memref<2xi32>
     %seen = memref.alloc() : memref<16xi32>
     %cells = memref.alloc() : memref<2xi32>
     %previous = memref.alloc() : memref<16xi32>
     memref.store %minus1, %cells[%c0] : memref<2xi32>
     memref.store %minus1, %cells[%c1] : memref<2xi32>
     gpu.launch_func @kernels::@publish blocks in (%c2, %c1, %c1) threads in (%c8, %c1, %c1)
-        args(%slots : memref<2xi32>, %seen : memref<16xi32>, %cells : memref<2xi32>, %previous : memref<16xi32>)
+        args(%flags : memref<2xi32>, %seen : memref<16xi32>, %cells : memref<2xi32>, %previous : memref<16xi32>)
     %s = memref.cast %seen : memref<16xi32> to memref<*xi32>
     call @printMemrefI32(%s) : (memref<*xi32>) -> ()
     %p = memref.cast %previous : memref<16xi32> to memref<*xi32>
     call @printMemrefI32(%p) : (memref<*xi32>) -> ()
-    memref.dealloc %slots : memref<2xi32>
+    memref.dealloc %flags : memref<2xi32>
     memref.dealloc %seen : memref<16xi32>
     memref.dealloc %cells : memref<2xi32>
     memref.dealloc %previous : memref<16xi32>
