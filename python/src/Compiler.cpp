@@ -268,18 +268,52 @@ struct GpuRuntime {
   }
 };
 
+/// The GPU emulator's error interface (usmoe/Runtime/GpuEmulator.h).
+struct EmulatorRuntime {
+  int (*failed)() = nullptr;
+  const char *(*lastError)() = nullptr;
+  void (*clearError)() = nullptr;
+
+  /// Loads the runtime (the instance the JIT'ed code links against) and
+  /// makes it leave error reports to us instead of printing them.
+  static EmulatorRuntime load(const std::string &path) {
+    void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!handle)
+      throw DeviceError("cannot load the usmoe GPU emulator '" + path +
+                        "': " + dlerror());
+    auto symbol = [&](const char *name) {
+      void *f = dlsym(handle, name);
+      if (!f)
+        throw DeviceError(std::string("the usmoe GPU emulator lacks ") + name);
+      return f;
+    };
+    EmulatorRuntime rt;
+    rt.failed = reinterpret_cast<int (*)()>(symbol("usmoe_emu_failed"));
+    rt.lastError =
+        reinterpret_cast<const char *(*)()>(symbol("usmoe_emu_last_error"));
+    rt.clearError =
+        reinterpret_cast<void (*)()>(symbol("usmoe_emu_clear_error"));
+    reinterpret_cast<void (*)(int)>(symbol("usmoe_emu_set_print_errors"))(0);
+    return rt;
+  }
+};
+
 struct JitFunction::Impl {
   std::unique_ptr<MLIRContext> ctx;
   std::unique_ptr<ExecutionEngine> engine;
   std::string symbol;
   std::optional<GpuRuntime> gpu;
+  std::optional<EmulatorRuntime> emulator;
 };
 
 JitFunction::JitFunction(const std::string &source, const std::string &name,
-                         int optLevel, const GpuTarget *gpu)
+                         int optLevel, const GpuTarget *gpu,
+                         const EmulatorTarget *emulator)
     : impl(std::make_unique<Impl>()) {
   if (gpu)
     impl->gpu = GpuRuntime::load(gpu->runtimePath);
+  if (emulator)
+    impl->emulator = EmulatorRuntime::load(emulator->runtimePath);
   impl->ctx = makeContext();
   DiagnosticCollector diags(*impl->ctx);
   auto module = parse(*impl->ctx, source, diags);
@@ -300,13 +334,18 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     options.features = gpu->features;
     options.format = "bin";
     mlir::usmoe::buildUsmoeToNVVMPipeline(pm, options);
+  } else if (emulator) {
+    mlir::usmoe::buildUsmoeToGPUEmulatorPipeline(pm);
   } else {
     mlir::usmoe::UsmoeToCPUPipelineOptions options;
     mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
   }
   if (failed(pm.run(*module)))
     diags.fail("lowering '" + name + "' for the " +
-               (gpu ? std::string("GPU") : std::string("CPU")) + " failed");
+               std::string(gpu        ? "GPU"
+                           : emulator ? "GPU emulator"
+                                      : "CPU") +
+               " failed");
 
   // Optimize for this host's CPU: without a target machine LLVM's cost
   // model knows no vector registers and vectorizes nothing.
@@ -326,6 +365,8 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
   SmallVector<StringRef> sharedLibs;
   if (gpu)
     sharedLibs.push_back(gpu->runtimePath);
+  if (emulator)
+    sharedLibs.push_back(emulator->runtimePath);
   engineOptions.sharedLibPaths = sharedLibs;
   auto engine = ExecutionEngine::create(*module, engineOptions);
   if (!engine) {
@@ -430,6 +471,9 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
   for (void *&p : argPtrs)
     packed.push_back(&p);
   uint64_t failuresBefore = gpu ? gpu->failureCount() : 0;
+  const std::optional<EmulatorRuntime> &emulator = impl->emulator;
+  if (emulator)
+    emulator->clearError();
   if (llvm::Error err = impl->engine->invokePacked(impl->symbol, packed)) {
     if (gpu)
       releaseStaged();
@@ -475,6 +519,13 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
     }
     out.push_back(std::move(r));
     word += descriptorWords(rank);
+  }
+  if (emulator && emulator->failed()) {
+    std::string report = emulator->lastError();
+    emulator->clearError();
+    for (OwnedResult &r : out)
+      std::free(r.allocation);
+    throw DeviceError("the emulated GPU function failed: " + report);
   }
   if (gpu) {
     releaseStaged();

@@ -82,13 +82,22 @@ struct GpuTarget {
   std::string chip, features, runtimePath;
 };
 
+/// Where a JitFunction runs on the GPU emulator: host code and kernels from
+/// usmoe-to-gpu-emu, JIT-compiled for the CPU and linked to the emulator
+/// runtime at `runtimePath`. Arguments and results stay in host memory.
+struct EmulatorTarget {
+  std::string runtimePath;
+};
+
 /// A function of tensors, JIT-compiled.
 class JitFunction {
 public:
   /// Compiles the public function `name` of `source`, which takes and
-  /// returns ranked tensors only, for the CPU or, with `gpu`, the GPU.
+  /// returns ranked tensors only, for the CPU or, with `gpu`, the GPU, or
+  /// with `emulator`, the GPU path on the GPU emulator.
   JitFunction(const std::string &source, const std::string &name, int optLevel,
-              const GpuTarget *gpu = nullptr);
+              const GpuTarget *gpu = nullptr,
+              const EmulatorTarget *emulator = nullptr);
   ~JitFunction();
   JitFunction(const JitFunction &) = delete;
   JitFunction &operator=(const JitFunction &) = delete;
@@ -98,7 +107,8 @@ public:
 
   /// Calls the function; arguments must match `arguments()` (checked by
   /// the Python layer, re-checked here for rank and static sizes). On the
-  /// GPU, arguments are staged in managed memory and results copied back.
+  /// GPU, arguments are staged in managed memory and results copied back. A
+  /// failed check of the emulator throws DeviceError with its report.
   std::vector<OwnedResult> call(const std::vector<HostArray> &inputs) const;
 
 private:

@@ -149,6 +149,18 @@ PYBIND11_MODULE(_usmoe, m) {
           py::arg("opt_level") = 3,
           "Compiles `name` with usmoe-to-nvvm; calls run its kernels on the "
           "GPU through the runtime library at `runtime_path`.")
+      .def_static(
+          "for_emulator",
+          [](const std::string &source, const std::string &name,
+             const std::string &runtimePath, int optLevel) {
+            EmulatorTarget target{runtimePath};
+            return std::make_unique<JitFunction>(source, name, optLevel,
+                                                 nullptr, &target);
+          },
+          py::arg("source"), py::arg("name"), py::arg("runtime_path"),
+          py::arg("opt_level") = 3,
+          "Compiles `name` with usmoe-to-gpu-emu; calls run its GPU kernels "
+          "on the GPU emulator at `runtime_path` (host arrays in and out).")
       .def_property_readonly("arguments",
                              [](const JitFunction &f) {
                                py::list out;

@@ -12,10 +12,10 @@ except ImportError as error:  # e.g. a pyenv or venv python instead of Debian's
     from ._native_loader import wrong_interpreter_message
     raise ImportError(wrong_interpreter_message("NumPy is missing")) from error
 
-from . import reference
+from . import emulator, reference
 from .cuda_array import CudaArray
 from .api import GpuArtifacts, Router, cache_info, clear_cache, compile, route
 from .layer import MoeLayer
 from .reference import Plan
 
-__all__ = ["CudaArray", "GpuArtifacts", "MoeLayer", "Plan", "Router", "cache_info", "clear_cache", "compile", "reference", "route"]
+__all__ = ["CudaArray", "GpuArtifacts", "MoeLayer", "Plan", "Router", "cache_info", "clear_cache", "compile", "emulator", "reference", "route"]

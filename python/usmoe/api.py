@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _arrays, _ir
+from . import _arrays, _ir, emulator
 from .reference import Plan
 
 _MODES = ("unified", "token", "expert")
@@ -61,10 +61,13 @@ def _load_gpu_kernels(ir: str, chip: str, features: str):
 
 def cache_info() -> dict:
     """How many routers/layers were built in this process (`compilations`)
-    and are held (`entries`), and the on-disk GPU kernel cache: where, how
-    many kernels it supplied (`hits`) and how many were compiled (`misses`)."""
+    and are held (`entries`), where device="cuda" runs now (`gpu`: "cuda",
+    or "emulator" under USMOE_GPU_EMULATOR=1), and the on-disk GPU kernel
+    cache: where, how many kernels it supplied (`hits`) and how many were
+    compiled (`misses`)."""
     from . import _kernel_cache
     return {"compilations": _cache.compilations, "entries": len(_cache._entries),
+            "gpu": "emulator" if emulator.enabled() else "cuda",
             "kernel_cache": {"dir": _kernel_cache.cache_dir(), "hits": _kernel_cache.hits,
                              "misses": _kernel_cache.misses}}
 
@@ -199,7 +202,11 @@ class Router:
 
     def compiled(self, element: str, num_experts: int):
         """The compiled router for logits of `element` and E experts: a CPU
-        JIT function, or for device="cuda" the loaded GPU kernels."""
+        JIT function, or for device="cuda" the loaded GPU kernels (on the
+        GPU emulator: the GPU path's host code and kernels, JIT-compiled)."""
+        if self.device == "cuda" and emulator.enabled():
+            return _cache.get(self._key(element, num_experts) + ("emulator",),
+                              lambda: emulator.jit(self._ir(element, num_experts), "router"))
         if self.device == "cuda":
             from . import cuda
             chip, features = cuda.target_for_device()  # RuntimeError without a GPU
@@ -266,18 +273,19 @@ class Router:
         default the current stream of the logits' framework, else the legacy
         default stream."""
         stream = _arrays.stream_handle(stream)
-        if self.device == "cuda":
+        emulated = self.device == "cuda" and emulator.enabled()
+        if self.device == "cuda" and not emulated:
             source = _device_logits(logits, stream)
             if source is not None:
                 self._check_against(source.shape[1], source.shape[2])
                 return self._call_cuda(None, source.element, source, stream)
-        elif stream is not None:
+        elif stream is not None and not emulated:
             raise ValueError("stream applies to device='cuda' only")
         host = _as_logits(logits)
         array, element = host.data, host.element
         _, t, e = array.shape
         self._check_against(t, e)
-        if self.device == "cuda":
+        if self.device == "cuda" and not emulated:
             return self._call_cuda(array, element, None, stream)
         fn = self.compiled(element, e)
         out = fn([array] if self.bias is None else [array, self.bias])
@@ -306,6 +314,8 @@ def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
     stays on the GPU, as tensors of the same framework (CudaArray
     otherwise), with no host round trip; host logits give a NumPy plan.
     `stream` picks the CUDA stream (default: the framework's current one).
+    With USMOE_GPU_EMULATOR=1, device="cuda" runs the same GPU kernels on
+    the CPU emulator (usmoe.emulator), host arrays in and out.
     """
     router = Router(mode=mode, k=k, alpha=alpha, expert_score=expert_score,
                     renormalize=renormalize, capacity=capacity,
@@ -348,6 +358,8 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     target="cuda": the same callable with the function's kernels on the GPU
     (usmoe-to-nvvm for the device at hand; the host code JIT-compiled and
     linked to libusmoe_cuda_runtime.so; arguments staged in managed memory).
+    With USMOE_GPU_EMULATOR=1, target="cuda" compiles with usmoe-to-gpu-emu
+    instead and the kernels run on the CPU emulator (no GPU needed).
     target="ptx" | "cubin" | "fatbin": GpuArtifacts from usmoe-to-nvvm for
     `chip` / `features` (needs the CUDA toolkit, not a GPU).
     """
@@ -367,6 +379,8 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     if target == "cuda":
         if entry is None:
             raise ValueError("target='cuda' needs the name of the function to call (entry=...)")
+        if emulator.enabled():
+            return emulator.jit(source, entry)
         from . import cuda
         chip, features = cuda.target_for_device()  # RuntimeError without a GPU
         return _native().JitFunction.for_gpu(source, entry, chip, features,

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _arrays, _ir
+from . import _arrays, _ir, emulator
 from .api import Router, _cache, _load_gpu_kernels, _native
 
 
@@ -55,6 +55,9 @@ class MoeLayer:
         routers, by options, dtypes, shapes and device)."""
         key = ("layer", self.router._key(logits_element, self.num_experts), self.element,
                self.hidden_size, self.ffn_size)
+        if self.device == "cuda" and emulator.enabled():
+            return _cache.get(key + ("emulator",),
+                              lambda: emulator.jit(self._ir(logits_element), "layer"))
         if self.device == "cuda":
             from . import cuda
             chip, features = cuda.target_for_device()
@@ -86,11 +89,12 @@ class MoeLayer:
         the weights: on the GPU in the caller's framework when hidden and
         logits live there, else on the host."""
         stream = _arrays.stream_handle(stream)
-        if self.device == "cuda":
+        emulated = self.device == "cuda" and emulator.enabled()
+        if self.device == "cuda" and not emulated:
             on_device = self._call_device(hidden, logits, init, stream)
             if on_device is not None:
                 return on_device
-        elif stream is not None:
+        elif stream is not None and not emulated:
             raise ValueError("stream applies to device='cuda' only")
         h = _arrays.host_array(hidden, "hidden")
         self._check_dtype("hidden", h.element)
@@ -102,7 +106,7 @@ class MoeLayer:
             self._check_dtype("init", start.element)
         self._check(lg.data.shape, h.data.shape, None if start is None else start.data.shape)
         init_data = np.zeros_like(h.data) if start is None else start.data
-        if self.device == "cuda":
+        if self.device == "cuda" and not emulated:
             y = self._run_cuda(lg.data, lg.element, h.data, init_data, stream or 0)
         else:
             args = [lg.data, h.data, init_data, self.w1, self.w3, self.w2]
