@@ -37,3 +37,47 @@ if "USMOE_CACHE_DIR" not in os.environ:
     import tempfile
     os.environ["USMOE_CACHE_DIR"] = tempfile.mkdtemp(prefix="usmoe-test-cache-")
     atexit.register(shutil.rmtree, os.environ["USMOE_CACHE_DIR"], True)
+
+
+def has_gpu():
+    import shutil
+    return shutil.which("nvidia-smi") is not None
+
+
+# Where device="cuda" runs in the GPU-path tests: the GPU emulator in order
+# and under two schedule seeds (always, so CI runs every GPU kernel), and a
+# real GPU where there is one.
+GPU_PATHS = ["emulator", "emulator-seed-1", "emulator-seed-2", "cuda"]
+
+
+@pytest.fixture(params=GPU_PATHS)
+def gpu_path(request, monkeypatch):
+    """Sets up where device="cuda" runs and returns the path's name."""
+    if request.param == "cuda":
+        if not has_gpu():
+            pytest.skip("needs a GPU (the emulator variants cover this test here)")
+        monkeypatch.delenv("USMOE_GPU_EMULATOR", raising=False)
+    else:
+        monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+        if request.param.startswith("emulator-seed-"):
+            monkeypatch.setenv("USMOE_EMU_SEED", request.param.rsplit("-", 1)[1])
+        else:
+            monkeypatch.delenv("USMOE_EMU_SEED", raising=False)
+    return request.param
+
+
+@pytest.fixture(params=["cpu", "emulator", "emulator-seed-1"] + (["cuda"] if has_gpu() else []))
+def route_device(request, monkeypatch):
+    """The device= of the differential tests: the CPU, and the GPU path on
+    the emulator (in order and seeded) or on a real GPU."""
+    if request.param == "cpu":
+        return "cpu"
+    if request.param == "cuda":
+        monkeypatch.delenv("USMOE_GPU_EMULATOR", raising=False)
+        return "cuda"
+    monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+    if request.param == "emulator-seed-1":
+        monkeypatch.setenv("USMOE_EMU_SEED", "1")
+    else:
+        monkeypatch.delenv("USMOE_EMU_SEED", raising=False)
+    return "cuda"

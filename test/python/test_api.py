@@ -92,19 +92,20 @@ def test_bad_logits_raise_value_error(logits, message):
                     reason="a GPU may be present")
 def test_cuda_without_gpu_is_a_clear_runtime_error(monkeypatch):
     monkeypatch.setenv("LD_LIBRARY_PATH", "")
+    monkeypatch.delenv("USMOE_GPU_EMULATOR", raising=False)
     with pytest.raises(RuntimeError, match="CUDA driver not available"):
         usmoe.route(np.zeros((1, 4, 8), np.float32), mode="token", k=2, device="cuda")
 
 
 @pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is not None,
                     reason="a GPU may be present")
-def test_compile_for_cuda_without_gpu_is_a_clear_runtime_error():
+def test_compile_for_cuda_without_gpu_is_a_clear_runtime_error(monkeypatch):
+    monkeypatch.delenv("USMOE_GPU_EMULATOR", raising=False)
     with pytest.raises(RuntimeError, match="CUDA driver not available"):
         usmoe.compile("func.func @f() { return }", target="cuda", entry="f")
 
 
-@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is None, reason="needs a GPU")
-def test_compile_for_cuda_matches_cpu():
+def test_compile_for_cuda_matches_cpu(gpu_path):
     ir = """
 func.func @layer(%l: tensor<?x?x16xf32>, %h: tensor<?x32xf32>, %init: tensor<?x32xf32>)
     -> (tensor<?x32xf32>, tensor<17xi32>, tensor<?xi32>) {
@@ -224,12 +225,11 @@ func.func @f(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
         usmoe.compile(ir, target="ptx")
 
 
-@pytest.mark.skipif(__import__("shutil").which("nvidia-smi") is None, reason="needs a GPU")
 @pytest.mark.parametrize("opts", [dict(mode="token", k=2, renormalize=True),
                                   dict(mode="expert", capacity_factor=1.25, k=2),
                                   dict(mode="unified", k=1.5),
                                   dict(mode="unified", budget=7, expert_score="softmax_tokens")])
-def test_cuda_matches_cpu(opts):
+def test_cuda_matches_cpu(opts, gpu_path):
     logits = np.random.default_rng(4).normal(size=(3, 33, 64)).astype(np.float32)
     gpu = usmoe.route(logits, device="cuda", **opts)
     cpu = usmoe.route(logits, device="cpu", **opts)

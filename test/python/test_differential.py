@@ -1,7 +1,10 @@
-"""Randomized differential test: the compiled CPU routers against the NumPy
-reference, on many shapes, seeds, alphas, budgets and element types.
+"""Randomized differential test: the compiled routers against the NumPy
+reference, on many shapes, seeds, alphas, budgets and element types, on the
+CPU and on the GPU path (the GPU emulator in order and under a schedule
+seed, and a real GPU where there is one: the `route_device` fixture).
 
-Selections (mask, CSR) must agree exactly, gates to 1e-6 relative.
+Selections (mask, CSR, top-k lists) must agree exactly, gates to 1e-6
+relative (about 8 ulp: the GPU sums a row in butterfly order).
 """
 
 import numpy as np
@@ -47,12 +50,12 @@ def assert_same_plan(got, want):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_token_choice(seed):
+def test_token_choice(seed, route_device):
     rng, logits = case(seed)
     e = logits.shape[-1]
     k = int(rng.integers(1, min(e, 8) + 1))
     renorm = bool(rng.integers(0, 2))
-    got = usmoe.route(logits, mode="token", k=k, renormalize=renorm)
+    got = usmoe.route(logits, mode="token", k=k, renormalize=renorm, device=route_device)
     want = reference.route(logits, mode="token", k=k, renormalize=renorm)
     assert_same_plan(got, want)
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
@@ -61,7 +64,7 @@ def test_token_choice(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_expert_choice(seed):
+def test_expert_choice(seed, route_device):
     rng, logits = case(seed)
     _, t, e = logits.shape
     if rng.integers(0, 2):
@@ -69,7 +72,7 @@ def test_expert_choice(seed):
     else:
         opts = dict(capacity_factor=float(rng.choice([0.5, 1.0, 1.25, 2.0])),
                     k=int(rng.integers(1, e + 1)))
-    got = usmoe.route(logits, mode="expert", **opts)
+    got = usmoe.route(logits, mode="expert", device=route_device, **opts)
     want = reference.route(logits, mode="expert", **opts)
     assert_same_plan(got, want)
     c = reference.expert_capacity(t, e, opts.get("capacity"), opts.get("capacity_factor"),
@@ -78,7 +81,7 @@ def test_expert_choice(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_unified(seed):
+def test_unified(seed, route_device):
     rng, logits = case(seed)
     b, t, e = logits.shape
     alpha = float(rng.choice([0.0, 0.25, 0.5, 0.9, 1.0]))
@@ -88,7 +91,8 @@ def test_unified(seed):
                     else float(rng.choice([0.0, 0.5, 1.0])))
     else:
         opts = dict(budget=int(rng.integers(0, t * e + 1)))
-    got = usmoe.route(logits, mode="unified", alpha=alpha, expert_score=kind, **opts)
+    got = usmoe.route(logits, mode="unified", alpha=alpha, expert_score=kind,
+                      device=route_device, **opts)
     want = reference.route(logits, mode="unified", alpha=alpha, expert_score_kind=kind, **opts)
     assert_same_plan(got, want)
     n = reference.unified_budget(t, opts.get("budget"), opts.get("k"))
@@ -101,29 +105,29 @@ def test_unified(seed):
             assert sel.min() >= rest.max()
 
 
-def test_single_token_unified_equals_token_choice():
+def test_single_token_unified_equals_token_choice(route_device):
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(4, 1, 16)).astype(np.float32)
     for alpha in (0.0, 0.3, 1.0):
-        unified = usmoe.route(logits, mode="unified", k=3, alpha=alpha)
-        token = usmoe.route(logits, mode="token", k=3)
+        unified = usmoe.route(logits, mode="unified", k=3, alpha=alpha, device=route_device)
+        token = usmoe.route(logits, mode="token", k=3, device=route_device)
         np.testing.assert_array_equal(unified.mask, token.mask)
 
 
 @pytest.mark.parametrize("k", [1, 16, 17, 40])
-def test_token_choice_both_topk_algorithms(k):
+def test_token_choice_both_topk_algorithms(k, route_device):
     """k <= 16 keeps the best k in registers, larger k scans the row k times:
     both must give the reference's selection, ties included."""
     rng = np.random.default_rng(k)
     logits = (rng.integers(-3, 4, size=(2, 9, 64)) * 0.5).astype(np.float32)
-    got = usmoe.route(logits, mode="token", k=k, renormalize=True)
+    got = usmoe.route(logits, mode="token", k=k, renormalize=True, device=route_device)
     want = reference.route(logits, mode="token", k=k, renormalize=True)
     assert_same_plan(got, want)
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_token_choice_sigmoid_bias(seed):
+def test_token_choice_sigmoid_bias(seed, route_device):
     """DeepSeek-V3 scoring: ranked by sigmoid(L) + bias, gated by sigmoid(L)."""
     rng = np.random.default_rng(500 + seed)
     e = int(rng.choice([8, 60, 64, 256]))
@@ -133,7 +137,8 @@ def test_token_choice_sigmoid_bias(seed):
     k = int(rng.choice([1, 2, 8, 20]))
     k = min(k, e)
     renorm = bool(seed % 2)
-    got = usmoe.route(logits, mode="token", k=k, renormalize=renorm, bias=bias)
+    got = usmoe.route(logits, mode="token", k=k, renormalize=renorm, bias=bias,
+                      device=route_device)
     want = reference.route(logits, mode="token", k=k, renormalize=renorm, bias=bias)
     assert_same_plan(got, want)
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)

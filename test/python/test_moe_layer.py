@@ -183,12 +183,10 @@ def test_moe_layer_bad_input(build, call, message):
         call(layer, h, lg)
 
 
-@pytest.mark.skipif(torch_with_gpu() is None, reason="needs PyTorch with a GPU")
 @pytest.mark.parametrize("options", [dict(mode="unified", k=1.5),
                                      dict(mode="token", k=2, renormalize=True),
                                      dict(mode="expert", capacity_factor=1.0, k=2)])
-def test_moe_layer_on_the_gpu_matches_the_cpu(options):
-    torch = torch_with_gpu()
+def test_moe_layer_on_the_gpu_matches_the_cpu(options, gpu_path):
     rng = np.random.default_rng(15)
     e, d, f, b, t = 16, 64, 96, 2, 100
     w = _weights(rng, e, d, f)
@@ -196,11 +194,30 @@ def test_moe_layer_on_the_gpu_matches_the_cpu(options):
     hidden = rng.normal(size=(b * t, d)).astype(np.float32)
     want = usmoe.MoeLayer(*w, **options)(hidden, logits)
     gpu_layer = usmoe.MoeLayer(*w, device="cuda", **options)
-    # Host arrays in, NumPy out; torch CUDA tensors in, a torch CUDA tensor out.
+    # Host arrays in, NumPy out; the GPU sums in another order: 1e-5.
     np.testing.assert_allclose(gpu_layer(hidden, logits), want, rtol=1e-5, atol=1e-5)
-    y = gpu_layer(torch.from_numpy(hidden).cuda(), torch.from_numpy(logits).cuda())
-    assert y.is_cuda
-    np.testing.assert_allclose(y.cpu().numpy(), want, rtol=1e-5, atol=1e-5)
+    if gpu_path == "cuda" and torch_with_gpu() is not None:
+        # torch CUDA tensors in, a torch CUDA tensor out.
+        torch = torch_with_gpu()
+        y = gpu_layer(torch.from_numpy(hidden).cuda(), torch.from_numpy(logits).cuda())
+        assert y.is_cuda
+        np.testing.assert_allclose(y.cpu().numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_moe_layer_on_the_gpu_in_half_precision(dtype, gpu_path):
+    """f16/bf16 weights and activations, f32 accumulation, on the GPU path:
+    within one rounding of the half type of the CPU path."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(21)
+    e, d, f, t = 8, 32, 48, 40
+    w = [torch.from_numpy(x).to(getattr(torch, dtype)) for x in _weights(rng, e, d, f)]
+    logits = torch.from_numpy(rng.normal(size=(t, e)).astype(np.float32))
+    hidden = torch.from_numpy(rng.normal(size=(t, d)).astype(np.float32)).to(getattr(torch, dtype))
+    want = usmoe.MoeLayer(*w, mode="token", k=2)(hidden, logits)
+    got = usmoe.MoeLayer(*w, mode="token", k=2, device="cuda")(hidden, logits)
+    assert got.dtype == getattr(torch, dtype)
+    np.testing.assert_allclose(got.float().numpy(), want.float().numpy(), rtol=1e-2, atol=1e-2)
 
 
 def test_moe_layer_with_many_rows_per_expert():
