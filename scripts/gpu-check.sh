@@ -11,6 +11,8 @@
 #                                     time; prints a table; then the Python
 #                                     API on torch.cuda tensors (needs
 #                                     PyTorch; kernels from the packed cache)
+#   scripts/gpu-check.sh emulate [DIR] the packed cases on the GPU emulator
+#                                     (here, no GPU; CI runs this)
 #   scripts/gpu-check.sh [DIR]        pack, then run if a GPU is present
 #
 # Record every run on a GPU in docs/gpu-validation.md.
@@ -19,7 +21,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 mode="${1:-all}"
-case "$mode" in pack|run) dir="${2:-.gpu/pack}" ;; *) dir="${1:-.gpu/pack}"; mode=all ;; esac
+case "$mode" in pack|run|emulate) dir="${2:-.gpu/pack}" ;; *) dir="${1:-.gpu/pack}"; mode=all ;; esac
 
 pack() {
   bash scripts/build.sh >/dev/null
@@ -46,6 +48,7 @@ run() {
 
 case "$mode" in
   pack) pack ;;
+  emulate) /usr/bin/python3 scripts/gpu_check/emulate.py "$dir" ;;
   run) run ;;
   all)
     pack

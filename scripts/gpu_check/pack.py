@@ -191,7 +191,8 @@ def main():
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump({"cases": manifest, "bench_tokens": 16384}, f, indent=1)
     shutil.copy(os.path.join(ROOT, "build", "lib", "libusmoe_cuda_runtime.so"), args.out)
-    shutil.copy(os.path.join(ROOT, "scripts", "gpu_check", "run.py"), args.out)
+    for script in ("run.py", "tolerances.py"):
+        shutil.copy(os.path.join(ROOT, "scripts", "gpu_check", script), args.out)
     shutil.copy(os.path.join(ROOT, "python", "usmoe", "cuda.py"),
                 os.path.join(args.out, "usmoe_cuda.py"))
     print(f"packed {len(manifest)} cases into {args.out}")

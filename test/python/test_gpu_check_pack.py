@@ -110,3 +110,17 @@ def test_api_check_without_torch_gpu_says_so(pack):
                          capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(pack / "python")})
     assert run.returncode == 2 and "no PyTorch with a GPU" in run.stderr
+
+
+def test_packed_cases_pass_on_the_gpu_emulator(pack):
+    """Every packed case (routers and the layer, in order and under a
+    schedule seed) on the GPU emulator, with run.py's tolerances: a GPU run
+    only confirms what CI already checked."""
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu-check.sh"), "emulate",
+                          str(pack)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| case")
+            or line.startswith("| layer")]
+    manifest = json.loads((pack / "manifest.json").read_text())
+    assert len(rows) == 2 * len(manifest["cases"])
+    assert all(row.endswith("| ok |") for row in rows)
