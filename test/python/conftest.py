@@ -66,18 +66,17 @@ def gpu_path(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["cpu", "emulator", "emulator-seed-1"] + (["cuda"] if has_gpu() else []))
+@pytest.fixture(params=["cpu", "emulator-seed-1", "emulator-seed-2"]
+                + (["cuda"] if has_gpu() else []))
 def route_device(request, monkeypatch):
     """The device= of the differential tests: the CPU, and the GPU path on
-    the emulator (in order and seeded) or on a real GPU."""
+    the emulator under two schedule seeds (in-order runs are covered by the
+    `gpu_path` tests, gpu-check's emulate and lit) or on a real GPU."""
     if request.param == "cpu":
         return "cpu"
     if request.param == "cuda":
         monkeypatch.delenv("USMOE_GPU_EMULATOR", raising=False)
         return "cuda"
     monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
-    if request.param == "emulator-seed-1":
-        monkeypatch.setenv("USMOE_EMU_SEED", "1")
-    else:
-        monkeypatch.delenv("USMOE_EMU_SEED", raising=False)
+    monkeypatch.setenv("USMOE_EMU_SEED", request.param.rsplit("-", 1)[1])
     return "cuda"
