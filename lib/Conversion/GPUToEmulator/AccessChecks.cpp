@@ -102,17 +102,18 @@ void mlir::usmoe::emulator::instrumentAccess(OpBuilder &b, Operation *op,
 
   Value linear = metadata.getOffset();
   for (int64_t d = 0; d < rank; ++d)
-    linear = arith::AddIOp::create(
-        b, loc, linear,
-        arith::MulIOp::create(b, loc, access.indices[d],
-                              metadata.getStrides()[d]));
+    linear =
+        arith::AddIOp::create(b, loc, linear,
+                              arith::MulIOp::create(b, loc, access.indices[d],
+                                                    metadata.getStrides()[d]));
   int64_t elementBytes = storageBytes(type.getElementType());
   Value base =
       memref::ExtractAlignedPointerAsIndexOp::create(b, loc, access.memref);
   Value address = arith::AddIOp::create(
       b, loc, base,
       arith::MulIOp::create(
-          b, loc, linear, arith::ConstantIndexOp::create(b, loc, elementBytes)));
+          b, loc, linear,
+          arith::ConstantIndexOp::create(b, loc, elementBytes)));
   calls.call(b, loc, "usmoe_emu_access",
              {thread, calls.toI64(b, loc, address),
               calls.i64(b, loc, storageBytes(access.accessed)),

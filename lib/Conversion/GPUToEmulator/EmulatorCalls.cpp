@@ -42,10 +42,10 @@ Value EmulatorCalls::string(OpBuilder &b, Location loc, StringRef text) {
     value.push_back('\0');
     auto type = LLVM::LLVMArrayType::get(b.getIntegerType(8), value.size());
     std::string name = "__usmoe_emu_str_" + std::to_string(strings.size());
-    global = LLVM::GlobalOp::create(b, module.getLoc(), type,
-                                    /*isConstant=*/true,
-                                    LLVM::Linkage::Internal, name,
-                                    b.getStringAttr(value));
+    global =
+        LLVM::GlobalOp::create(b, module.getLoc(), type,
+                               /*isConstant=*/true, LLVM::Linkage::Internal,
+                               name, b.getStringAttr(value));
   }
   return LLVM::AddressOfOp::create(b, loc, global);
 }

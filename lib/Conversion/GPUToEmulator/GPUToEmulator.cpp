@@ -33,8 +33,7 @@ struct ConvertGpuToEmulatorPass
     SmallVector<gpu::GPUModuleOp> kernelModules(
         module.getOps<gpu::GPUModuleOp>());
     for (gpu::GPUModuleOp kernels : kernelModules) {
-      SmallVector<gpu::GPUFuncOp> kernelFuncs(
-          kernels.getOps<gpu::GPUFuncOp>());
+      SmallVector<gpu::GPUFuncOp> kernelFuncs(kernels.getOps<gpu::GPUFuncOp>());
       for (gpu::GPUFuncOp kernel : kernelFuncs) {
         if (!kernel.isKernel()) {
           kernel.emitOpError("is a device function, which the GPU emulator "

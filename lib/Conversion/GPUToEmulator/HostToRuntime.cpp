@@ -67,9 +67,10 @@ LogicalResult convertLaunch(gpu::LaunchFuncOp launch, EmulatorCalls &calls) {
   Value shared = calls.i64(b, loc, staticShared);
   if (Value dynamic = launch.getDynamicSharedMemorySize())
     shared = arith::AddIOp::create(
-        b, loc, shared, arith::ExtSIOp::create(b, loc, b.getI64Type(), dynamic));
-  std::string name = emulatedKernelName(launch.getKernelModuleName(),
-                                        launch.getKernelName());
+        b, loc, shared,
+        arith::ExtSIOp::create(b, loc, b.getI64Type(), dynamic));
+  std::string name =
+      emulatedKernelName(launch.getKernelModuleName(), launch.getKernelName());
   Value function = func::ConstantOp::create(b, loc, calls.kernelType(), name);
   calls.call(b, loc, "usmoe_emu_launch",
              {function, slot,

@@ -149,14 +149,14 @@ void emulate(Operation *op, Value thread, EmulatorCalls &calls) {
         o.erase();
       })
       .Case([&](gpu::LaneIdOp o) {
-        o.replaceAllUsesWith(
-            emulatedId(b, loc, calls, thread, USMOE_EMU_LANE));
+        o.replaceAllUsesWith(emulatedId(b, loc, calls, thread, USMOE_EMU_LANE));
         o.erase();
       })
       .Case([&](gpu::GlobalIdOp o) {
         Value global = arith::AddIOp::create(
             b, loc,
-            arith::MulIOp::create(b, loc, id(USMOE_EMU_BLOCK_X, o.getDimension()),
+            arith::MulIOp::create(b, loc,
+                                  id(USMOE_EMU_BLOCK_X, o.getDimension()),
                                   id(USMOE_EMU_BLOCK_DIM_X, o.getDimension())),
             id(USMOE_EMU_THREAD_X, o.getDimension()));
         o.replaceAllUsesWith(global);
@@ -172,11 +172,11 @@ void emulate(Operation *op, Value thread, EmulatorCalls &calls) {
         bool isFloat = value.getType().isF32();
         if (isFloat)
           value = arith::BitcastOp::create(b, loc, i32, value);
-        Value packed = calls.call(
-            b, loc, "usmoe_emu_shuffle",
-            {thread, value, o.getOffset(), o.getWidth(),
-             calls.i32(b, loc, shuffleMode(o.getMode())), calls.site(b, o)},
-            calls.i64Type());
+        Value packed = calls.call(b, loc, "usmoe_emu_shuffle",
+                                  {thread, value, o.getOffset(), o.getWidth(),
+                                   calls.i32(b, loc, shuffleMode(o.getMode())),
+                                   calls.site(b, o)},
+                                  calls.i64Type());
         Value result = arith::TruncIOp::create(b, loc, i32, packed);
         if (isFloat)
           result = arith::BitcastOp::create(b, loc, b.getF32Type(), result);
@@ -221,8 +221,8 @@ LogicalResult mlir::usmoe::emulator::convertKernel(gpu::GPUFuncOp kernel,
     Value field = LLVM::ExtractValueOp::create(b, loc, packed,
                                                ArrayRef<int64_t>{int64_t(i)});
     if (isa<MemRefType>(type))
-      field = UnrealizedConversionCastOp::create(b, loc, type, field)
-                  .getResult(0);
+      field =
+          UnrealizedConversionCastOp::create(b, loc, type, field).getResult(0);
     else if (type.isIndex())
       field = arith::IndexCastOp::create(b, loc, type, field);
     replacements.push_back(field);
@@ -230,8 +230,8 @@ LogicalResult mlir::usmoe::emulator::convertKernel(gpu::GPUFuncOp kernel,
   // Workgroup buffers at 16-byte aligned offsets of the shared memory.
   // They keep their memory space until the accesses are instrumented (it
   // tells shared from global accesses).
-  Value shared = calls.call(b, loc, "usmoe_emu_shared_memory", {thread},
-                            calls.ptrType());
+  Value shared =
+      calls.call(b, loc, "usmoe_emu_shared_memory", {thread}, calls.ptrType());
   int64_t sharedBytes = 0;
   SmallVector<int64_t> offsets = workgroupOffsets(kernel, sharedBytes);
   for (auto [buffer, offset] :

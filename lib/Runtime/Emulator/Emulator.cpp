@@ -122,12 +122,16 @@ void format(char *buf, size_t size, const char *fmt, ...) {
 const char *orUnknown(const char *site) { return site ? site : "<unknown>"; }
 
 /// "thread (x,y,z) of block (x,y,z)".
-void describeThread(char *buf, size_t size, const UsmoeEmuThread &t) {
-  const Block &b = *t.block;
+void describeThread(char *buf, size_t size, const int64_t tid[3],
+                    const int64_t bid[3]) {
   format(buf, size,
          "thread (%" PRId64 ",%" PRId64 ",%" PRId64 ") of block (%" PRId64
          ",%" PRId64 ",%" PRId64 ")",
-         t.tid[0], t.tid[1], t.tid[2], b.id[0], b.id[1], b.id[2]);
+         tid[0], tid[1], tid[2], bid[0], bid[1], bid[2]);
+}
+
+void describeThread(char *buf, size_t size, const UsmoeEmuThread &t) {
+  describeThread(buf, size, t.tid, t.block->id);
 }
 
 /// The (x, y, z) of a linear index in a grid or block of shape `dims`.
@@ -148,9 +152,10 @@ void failLaunch(const Launch &launch, const char *what, const char *site,
   recordError(message);
 }
 
-/// Fails the calling GPU thread: reports, then leaves the fiber for good.
-[[noreturn]] void failThread(UsmoeEmuThread *t, const char *what,
-                             const char *site, const char *detail) {
+/// Reports a failure of GPU thread `t` and stops its launch (callable from
+/// the scheduler, which then abandons the block).
+void reportThreadFailure(UsmoeEmuThread *t, const char *what, const char *site,
+                         const char *detail) {
   char who[160], full[1400];
   describeThread(who, sizeof(who), *t);
   format(full, sizeof(full), "%s%s%s", who, detail && *detail ? "; " : "",
@@ -158,6 +163,13 @@ void failLaunch(const Launch &launch, const char *what, const char *site,
   failLaunch(*t->block->launch, what, site, full);
   t->block->launch->aborted = true;
   t->status = UsmoeEmuThread::Aborted;
+}
+
+/// Fails the calling GPU thread from inside its fiber: reports, then leaves
+/// the fiber for good (nothing on its stack needs unwinding).
+[[noreturn]] void failThread(UsmoeEmuThread *t, const char *what,
+                             const char *site, const char *detail) {
+  reportThreadFailure(t, what, site, detail);
   t->fiber->suspend();
   std::abort(); // an aborted fiber is never resumed
 }
@@ -183,10 +195,10 @@ const char *statusName(const UsmoeEmuThread &t) {
   }
 }
 
-/// Completes the shuffle of `t`'s warp if all its participating lanes wait
-/// at it, with the semantics of PTX shfl.sync as convert-gpu-to-nvvm emits
-/// it (clamp 32 - width for up, width - 1 otherwise; an out-of-range source
-/// lane yields the lane's own value and valid = 0).
+/// Scheduler side: completes the shuffle of `t`'s warp if all its
+/// participating lanes wait at it, with the semantics of PTX shfl.sync as
+/// convert-gpu-to-nvvm emits it (clamp 32 - width for up, width - 1 otherwise;
+/// an out-of-range source lane yields the lane's own value and valid = 0).
 void tryShuffle(Block &block, UsmoeEmuThread &t) {
   uint32_t first = t.linear / kWarpSize * kWarpSize;
   uint32_t end = std::min<uint32_t>(first + kWarpSize, block.threads.size());
@@ -194,29 +206,31 @@ void tryShuffle(Block &block, UsmoeEmuThread &t) {
   if (width < 1 || width > kWarpSize) {
     char detail[64];
     format(detail, sizeof(detail), "width %d is not in [1, 32]", width);
-    failThread(&t, "invalid shuffle", t.waitSite, detail);
+    return reportThreadFailure(&t, "invalid shuffle", t.waitSite, detail);
   }
   uint32_t last = std::min<uint32_t>(end, first + width);
   if (t.linear >= last) {
     char detail[96];
     format(detail, sizeof(detail), "lane %u executes a shuffle of width %d",
            t.linear - first, width);
-    failThread(&t, "shuffle outside its width", t.waitSite, detail);
+    return reportThreadFailure(&t, "shuffle outside its width", t.waitSite,
+                               detail);
   }
   for (uint32_t i = first; i < last; ++i) {
     const UsmoeEmuThread &lane = block.threads[i];
     if (lane.status != UsmoeEmuThread::AtShuffle || lane.waitSite != t.waitSite)
       return; // not everyone is there yet (deadlocks are found later)
     if (lane.shflWidth != width || lane.shflMode != t.shflMode)
-      failThread(&t, "shuffle with a non-uniform width or mode", t.waitSite,
-                 "every lane of a shuffle must pass the same width and mode");
+      return reportThreadFailure(
+          &t, "shuffle with a non-uniform width or mode", t.waitSite,
+          "every lane of a shuffle must pass the same width and mode");
   }
   for (uint32_t i = first; i < last; ++i) {
     UsmoeEmuThread &lane = block.threads[i];
     int32_t laneId = int32_t(i - first);
     int32_t b = lane.shflOffset & 31;
-    int32_t clamp = lane.shflMode == USMOE_EMU_SHFL_UP ? kWarpSize - width
-                                                       : width - 1;
+    int32_t clamp =
+        lane.shflMode == USMOE_EMU_SHFL_UP ? kWarpSize - width : width - 1;
     int32_t j = 0;
     bool valid = false;
     switch (lane.shflMode) {
@@ -242,8 +256,8 @@ void tryShuffle(Block &block, UsmoeEmuThread &t) {
     uint32_t source = first + uint32_t(j);
     // A lane outside the shuffle gives an undefined value on hardware:
     // poison it so that a kernel that uses it shows it.
-    uint32_t bits = source < last ? uint32_t(block.threads[source].shflValue)
-                                  : 0x7fc0dead;
+    uint32_t bits =
+        source < last ? uint32_t(block.threads[source].shflValue) : 0x7fc0dead;
     lane.shflResult = int64_t(bits) | (int64_t(valid) << 32);
   }
   for (uint32_t i = first; i < last; ++i)
@@ -259,9 +273,9 @@ bool checkStuckBlock(Block &block) {
     if (t.status == UsmoeEmuThread::AtShuffle) {
       // Whoever of its warp is not at this shuffle.
       uint32_t first = t.linear / kWarpSize * kWarpSize;
-      uint32_t last = std::min<uint32_t>(
-          {first + kWarpSize, uint32_t(block.threads.size()),
-           first + uint32_t(std::max(t.shflWidth, 1))});
+      uint32_t last =
+          std::min<uint32_t>({first + kWarpSize, uint32_t(block.threads.size()),
+                              first + uint32_t(std::max(t.shflWidth, 1))});
       for (uint32_t i = first; i < last; ++i) {
         const UsmoeEmuThread &other = block.threads[i];
         if (other.status == UsmoeEmuThread::AtShuffle &&
@@ -269,9 +283,8 @@ bool checkStuckBlock(Block &block) {
           continue;
         char who[160], detail[512];
         describeThread(who, sizeof(who), t);
-        format(detail, sizeof(detail),
-               "%s waits for lane %u, which %s%s%s", who, i - first,
-               statusName(other), other.waitSite ? " at " : "",
+        format(detail, sizeof(detail), "%s waits for lane %u, which %s%s%s",
+               who, i - first, statusName(other), other.waitSite ? " at " : "",
                other.waitSite ? other.waitSite : "");
         failLaunch(launch, "shuffle reached by part of a warp (deadlock)",
                    t.waitSite, detail);
@@ -283,8 +296,8 @@ bool checkStuckBlock(Block &block) {
         char a[160], b[160], detail[800];
         describeThread(a, sizeof(a), *atBarrier);
         describeThread(b, sizeof(b), t);
-        format(detail, sizeof(detail), "%s waits there while %s waits at %s",
-               a, b, orUnknown(t.waitSite));
+        format(detail, sizeof(detail), "%s waits there while %s waits at %s", a,
+               b, orUnknown(t.waitSite));
         failLaunch(launch, "threads of a block wait at different barriers",
                    atBarrier->waitSite, detail);
         return false;
@@ -349,9 +362,10 @@ bool runBlock(Block &block) {
     }
     if (ran)
       continue;
-    bool allDone = std::all_of(
-        block.threads.begin(), block.threads.end(),
-        [](const UsmoeEmuThread &t) { return t.status == UsmoeEmuThread::Done; });
+    bool allDone = std::all_of(block.threads.begin(), block.threads.end(),
+                               [](const UsmoeEmuThread &t) {
+                                 return t.status == UsmoeEmuThread::Done;
+                               });
     if (allDone)
       return true;
     if (!checkStuckBlock(block))
@@ -371,8 +385,9 @@ bool checkShape(const Launch &launch, int64_t sharedBytes) {
   char detail[256];
   for (int d = 0; d < 3; ++d) {
     if (launch.blockDim[d] < 1 || launch.blockDim[d] > kMaxBlockDim[d]) {
-      format(detail, sizeof(detail), "block.%s = %" PRId64 " (limit %" PRId64 ")",
-             axis[d], launch.blockDim[d], kMaxBlockDim[d]);
+      format(detail, sizeof(detail),
+             "block.%s = %" PRId64 " (limit %" PRId64 ")", axis[d],
+             launch.blockDim[d], kMaxBlockDim[d]);
       failLaunch(launch, "launch beyond hardware limits", launch.site, detail);
       return false;
     }
@@ -517,8 +532,8 @@ void usmoe_emu_access(UsmoeEmuThread *t, int64_t address, int64_t bytes,
                     l.launchStamp,
                     b.blockStamp,
                     site};
-  Hazard h = state().shadow.access(uint64_t(address), uint64_t(bytes), kind,
-                                   ctx);
+  Hazard h =
+      state().shadow.access(uint64_t(address), uint64_t(bytes), kind, ctx);
   if (h.kind == Hazard::None)
     return;
   const char *space = (kind & USMOE_EMU_SHARED) ? "shared" : "global";
@@ -537,17 +552,12 @@ void usmoe_emu_access(UsmoeEmuThread *t, int64_t address, int64_t bytes,
                        : h.otherWasAtomic ? "an atomic"
                                           : "a write";
   // The other thread and block, as coordinates.
-  UsmoeEmuThread other;
-  Block otherBlock;
   uint32_t otherLinear = h.other.thread - 1;
-  otherBlock.launch = b.launch;
-  otherBlock.linear = otherLinear / l.blockThreads;
-  other.block = &otherBlock;
-  other.linear = otherLinear % l.blockThreads;
-  setCoordinates(other.tid, other.linear, l.blockDim);
-  setCoordinates(otherBlock.id, otherBlock.linear, l.grid);
+  int64_t otherTid[3], otherBid[3];
+  setCoordinates(otherTid, otherLinear % l.blockThreads, l.blockDim);
+  setCoordinates(otherBid, otherLinear / l.blockThreads, l.grid);
   char who[160];
-  describeThread(who, sizeof(who), other);
+  describeThread(who, sizeof(who), otherTid, otherBid);
   format(what, sizeof(what), "data race on %s memory", space);
   format(detail, sizeof(detail),
          "this %s conflicts with %s by %s at %s, with no barrier between "

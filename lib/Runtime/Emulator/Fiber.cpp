@@ -8,9 +8,9 @@
 #include "Fiber.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -108,8 +108,8 @@ void Fiber::start(Entry entry, void *arg) {
   char *top = static_cast<char *>(stackBase) + mappingBytes;
   if (usePortable) {
     getcontext(&fiberContext);
-    fiberContext.uc_stack.ss_sp = static_cast<char *>(stackBase) +
-                                  (mappingBytes - kStackBytes);
+    fiberContext.uc_stack.ss_sp =
+        static_cast<char *>(stackBase) + (mappingBytes - kStackBytes);
     fiberContext.uc_stack.ss_size = kStackBytes;
     fiberContext.uc_link = nullptr;
     // makecontext passes ints only: the entry goes through a thread_local
@@ -129,12 +129,12 @@ void Fiber::start(Entry entry, void *arg) {
   asm volatile("stmxcsr %0" : "=m"(mxcsr));
   asm volatile("fnstcw %0" : "=m"(fpucw));
   slots[0] = uint64_t(mxcsr) | (uint64_t(fpucw) << 32);
-  slots[1] = 0;                                   // r15
-  slots[2] = 0;                                   // r14
-  slots[3] = reinterpret_cast<uint64_t>(arg);     // r13
-  slots[4] = reinterpret_cast<uint64_t>(entry);   // r12
-  slots[5] = 0;                                   // rbx
-  slots[6] = 0;                                   // rbp
+  slots[1] = 0;                                 // r15
+  slots[2] = 0;                                 // r14
+  slots[3] = reinterpret_cast<uint64_t>(arg);   // r13
+  slots[4] = reinterpret_cast<uint64_t>(entry); // r12
+  slots[5] = 0;                                 // rbx
+  slots[6] = 0;                                 // rbp
   slots[7] = reinterpret_cast<uint64_t>(&usmoe_emu_fiber_trampoline);
   fiberSp = slots;
 #else

@@ -52,14 +52,16 @@ Hazard Shadow::access(uint64_t address, uint64_t bytes, int kind,
       // A conflict needs a write on one side and not atomics on both.
       bool otherWrite = unordered(c.write.thread, c.write.stamp, ctx, shared);
       bool otherRead = unordered(c.read.thread, c.read.stamp, ctx, shared);
-      bool olderRead = unordered(c.otherReader, c.otherReaderStamp, ctx,
-                                 shared);
+      bool olderRead =
+          unordered(c.otherReader, c.otherReaderStamp, ctx, shared);
       if (otherWrite && !(atomic && c.writeAtomic)) {
         hazard = {Hazard::Race, true, c.writeAtomic, c.write};
       } else if ((plainWrite || atomic) && otherRead) {
         hazard = {Hazard::Race, false, false, c.read};
       } else if ((plainWrite || atomic) && olderRead) {
-        hazard = {Hazard::Race, false, false,
+        hazard = {Hazard::Race,
+                  false,
+                  false,
                   {c.otherReader, c.otherReaderStamp, nullptr}};
       } else if (shared && !plainWrite &&
                  !(c.write.thread != 0 && c.write.stamp >= ctx.blockStamp)) {

@@ -37,8 +37,8 @@ struct AccessRecord {
 
 /// Where the current access happens, for the checks.
 struct AccessContext {
-  uint32_t thread;      ///< global thread index + 1
-  uint32_t block;       ///< linear block index
+  uint32_t thread; ///< global thread index + 1
+  uint32_t block;  ///< linear block index
   uint32_t blockThreads;
   uint32_t stamp;       ///< current barrier interval of the block
   uint32_t launchStamp; ///< first stamp of the launch
@@ -68,7 +68,7 @@ private:
   struct Cell {
     AccessRecord write;
     bool writeAtomic = false;
-    AccessRecord read;      ///< the last reader
+    AccessRecord read;                              ///< the last reader
     uint32_t otherReader = 0, otherReaderStamp = 0; ///< the one before
   };
   static constexpr uint64_t kPageBits = 12;

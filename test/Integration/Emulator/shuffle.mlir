@@ -4,6 +4,7 @@
 // half of a warp reaches.
 // RUN: usmoe-opt %s -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s
 // RUN: sed -e 's|%half = arith.constant 32|%half = arith.constant 16|' %s | usmoe-opt -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s --check-prefix=PARTIAL
+// RUN: sed -e 's|gpu.shuffle idx %v, %c7i, %w |gpu.shuffle idx %v, %c7i, %w16 |' %s | usmoe-opt -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s --check-prefix=WIDTH
 
 // Each row: the value lane i got (100 + source lane), then 1 if valid.
 // xor 5, width 32
@@ -20,6 +21,7 @@
 // CHECK: [1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1,   1]
 // CHECK-NOT: usmoe-emu
 
+// WIDTH: usmoe-emu: error: kernel 'shuffles' {{.*}}: shuffle outside its width at <stdin>:[[#]]:[[#]]: gpu.shuffle; thread (16,0,0) of block (0,0,0); lane 16 executes a shuffle of width 16
 // PARTIAL: usmoe-emu: error: kernel 'shuffles' {{.*}}: shuffle reached by part of a warp (deadlock) at <stdin>:[[#]]:[[#]]: gpu.shuffle; thread (0,0,0) of block (0,0,0) waits for lane 16, which has exited
 
 module attributes {gpu.container_module} {
@@ -33,6 +35,7 @@ module attributes {gpu.container_module} {
       %c5i = arith.constant 5 : i32
       %c7i = arith.constant 7 : i32
       %w = arith.constant 32 : i32
+      %w16 = arith.constant 16 : i32
       %base = arith.constant 100 : i32
       %half = arith.constant 32 : index
       %t = gpu.thread_id x
