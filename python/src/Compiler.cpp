@@ -225,6 +225,29 @@ GpuArtifacts usmoe_py::compileForGpu(const std::string &source,
   return artifacts;
 }
 
+/// A runtime library, loaded RTLD_GLOBAL so that JIT'ed code resolves its
+/// calls to this very instance, and its functions by name.
+class RuntimeLibrary {
+public:
+  RuntimeLibrary(const std::string &path, std::string what)
+      : what(std::move(what)) {
+    handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!handle)
+      throw DeviceError("cannot load " + this->what + " '" + path +
+                        "': " + dlerror());
+  }
+  void *symbol(const char *name) const {
+    void *f = dlsym(handle, name);
+    if (!f)
+      throw DeviceError(what + " lacks " + name);
+    return f;
+  }
+
+private:
+  void *handle = nullptr;
+  std::string what;
+};
+
 /// The runtime library functions a GPU JitFunction stages memory with.
 struct GpuRuntime {
   void *(*memAlloc)(uint64_t bytes, void *stream, bool hostShared) = nullptr;
@@ -235,16 +258,8 @@ struct GpuRuntime {
   /// Loads the runtime (the same instance the JIT'ed code links against)
   /// and checks that a GPU is there.
   static GpuRuntime load(const std::string &path) {
-    void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (!handle)
-      throw DeviceError("cannot load the usmoe CUDA runtime '" + path +
-                        "': " + dlerror());
-    auto symbol = [&](const char *name) {
-      void *f = dlsym(handle, name);
-      if (!f)
-        throw DeviceError(std::string("the usmoe CUDA runtime lacks ") + name);
-      return f;
-    };
+    RuntimeLibrary library(path, "the usmoe CUDA runtime");
+    auto symbol = [&](const char *name) { return library.symbol(name); };
     auto init = reinterpret_cast<int (*)()>(symbol("usmoe_rt_init"));
     auto lastError =
         reinterpret_cast<const char *(*)()>(symbol("usmoe_rt_last_error"));
@@ -277,16 +292,8 @@ struct EmulatorRuntime {
   /// Loads the runtime (the instance the JIT'ed code links against) and
   /// makes it leave error reports to us instead of printing them.
   static EmulatorRuntime load(const std::string &path) {
-    void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (!handle)
-      throw DeviceError("cannot load the usmoe GPU emulator '" + path +
-                        "': " + dlerror());
-    auto symbol = [&](const char *name) {
-      void *f = dlsym(handle, name);
-      if (!f)
-        throw DeviceError(std::string("the usmoe GPU emulator lacks ") + name);
-      return f;
-    };
+    RuntimeLibrary library(path, "the usmoe GPU emulator");
+    auto symbol = [&](const char *name) { return library.symbol(name); };
     EmulatorRuntime rt;
     rt.failed = reinterpret_cast<int (*)()>(symbol("usmoe_emu_failed"));
     rt.lastError =

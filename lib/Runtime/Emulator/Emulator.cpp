@@ -383,39 +383,31 @@ bool runBlock(Block &block) {
 bool checkShape(const Launch &launch, int64_t sharedBytes) {
   static const char *axis[3] = {"x", "y", "z"};
   char detail[256];
-  for (int d = 0; d < 3; ++d) {
-    if (launch.blockDim[d] < 1 || launch.blockDim[d] > kMaxBlockDim[d]) {
+  detail[0] = 0;
+  for (int d = 0; d < 3 && !detail[0]; ++d) {
+    if (launch.blockDim[d] < 1 || launch.blockDim[d] > kMaxBlockDim[d])
       format(detail, sizeof(detail),
              "block.%s = %" PRId64 " (limit %" PRId64 ")", axis[d],
              launch.blockDim[d], kMaxBlockDim[d]);
-      failLaunch(launch, "launch beyond hardware limits", launch.site, detail);
-      return false;
-    }
-    if (launch.grid[d] < 1 || launch.grid[d] > kMaxGridDim[d]) {
+    else if (launch.grid[d] < 1 || launch.grid[d] > kMaxGridDim[d])
       format(detail, sizeof(detail),
              "grid.%s = %" PRId64 " (must be in [1, %" PRId64 "])", axis[d],
              launch.grid[d], kMaxGridDim[d]);
-      failLaunch(launch, "launch beyond hardware limits", launch.site, detail);
-      return false;
-    }
   }
   int64_t threads =
       launch.blockDim[0] * launch.blockDim[1] * launch.blockDim[2];
-  if (threads > kMaxThreadsPerBlock) {
+  if (!detail[0] && threads > kMaxThreadsPerBlock)
     format(detail, sizeof(detail),
            "%" PRId64 " threads per block (limit %" PRId64 ")", threads,
            kMaxThreadsPerBlock);
-    failLaunch(launch, "launch beyond hardware limits", launch.site, detail);
-    return false;
-  }
-  if (sharedBytes < 0 || sharedBytes > kMaxStaticSharedBytes) {
+  if (!detail[0] && (sharedBytes < 0 || sharedBytes > kMaxStaticSharedBytes))
     format(detail, sizeof(detail),
            "%" PRId64 " bytes of static shared memory (limit %" PRId64 ")",
            sharedBytes, kMaxStaticSharedBytes);
-    failLaunch(launch, "launch beyond hardware limits", launch.site, detail);
-    return false;
-  }
-  return true;
+  if (!detail[0])
+    return true;
+  failLaunch(launch, "launch beyond hardware limits", launch.site, detail);
+  return false;
 }
 
 /// The schedule seed: USMOE_EMU_SEED, unset or empty for in-order runs.
