@@ -57,6 +57,8 @@ struct UsmoeEmuThread {
   const char *waitSite = nullptr;
   int32_t shflValue = 0, shflOffset = 0, shflWidth = 0, shflMode = 0;
   int64_t shflResult = 0;
+  /// Memory accesses since the thread last waited (barrier or shuffle).
+  int64_t accessesSinceWait = 0;
 };
 
 namespace {
@@ -71,6 +73,9 @@ struct Launch {
   std::mt19937_64 rng;
   bool randomize = false;
   bool aborted = false;
+  /// Accesses a thread may make without waiting before it counts as
+  /// spinning on something no other thread will do (see usmoe_emu_access).
+  int64_t spinLimit = int64_t(1) << 28;
 };
 
 struct Block {
@@ -336,6 +341,7 @@ bool runBlock(Block &block) {
     t.fiber = s.fibers[i].get();
     t.status = UsmoeEmuThread::Ready;
     t.waitSite = nullptr;
+    t.accessesSinceWait = 0;
     t.fiber->start(threadMain, &t);
   }
   std::vector<uint32_t> order(n);
@@ -442,6 +448,8 @@ void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
   ++s.launches;
   uint64_t seed = 0;
   launch.randomize = scheduleSeed(seed);
+  if (const char *limit = std::getenv("USMOE_EMU_SPIN_LIMIT"); limit && *limit)
+    launch.spinLimit = std::max<int64_t>(1, std::strtoll(limit, nullptr, 0));
   launch.rng.seed(seed ^ uint64_t(s.launches) * 0x9e3779b97f4a7c15ull);
   launch.blockThreads = uint32_t(blockX * blockY * blockZ);
   s.shadow.trim();
@@ -498,6 +506,7 @@ void usmoe_emu_barrier(UsmoeEmuThread *t, const char *site) {
   t->waitSite = site;
   t->fiber->suspend();
   t->waitSite = nullptr;
+  t->accessesSinceWait = 0;
 }
 
 int64_t usmoe_emu_shuffle(UsmoeEmuThread *t, int32_t value, int32_t offset,
@@ -510,6 +519,7 @@ int64_t usmoe_emu_shuffle(UsmoeEmuThread *t, int32_t value, int32_t offset,
   t->shflMode = mode;
   t->fiber->suspend();
   t->waitSite = nullptr;
+  t->accessesSinceWait = 0;
   return t->shflResult;
 }
 
@@ -517,6 +527,17 @@ void usmoe_emu_access(UsmoeEmuThread *t, int64_t address, int64_t bytes,
                       int32_t kind, const char *site) {
   const Block &b = *t->block;
   const Launch &l = *b.launch;
+  // Blocks run one after another: a thread waiting for another block (or
+  // for a thread that only runs once it yields) would spin forever.
+  if (++t->accessesSinceWait > l.spinLimit) {
+    char detail[200];
+    format(detail, sizeof(detail),
+           "%" PRId64 " memory accesses without reaching a barrier or a "
+           "shuffle: a wait for another block never ends on the emulator "
+           "(USMOE_EMU_SPIN_LIMIT raises the limit)",
+           l.spinLimit);
+    failThread(t, "thread spins without progress", site, detail);
+  }
   AccessContext ctx{b.linear * l.blockThreads + t->linear + 1,
                     b.linear,
                     l.blockThreads,
