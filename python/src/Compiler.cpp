@@ -285,6 +285,7 @@ struct GpuRuntime {
 
 /// The GPU emulator's error interface (usmoe/Runtime/GpuEmulator.h).
 struct EmulatorRuntime {
+  int (*guardedCall)(void (*)(void **), void **) = nullptr;
   int (*failed)() = nullptr;
   const char *(*lastError)() = nullptr;
   void (*clearError)() = nullptr;
@@ -295,6 +296,8 @@ struct EmulatorRuntime {
     RuntimeLibrary library(path, "the usmoe GPU emulator");
     auto symbol = [&](const char *name) { return library.symbol(name); };
     EmulatorRuntime rt;
+    rt.guardedCall = reinterpret_cast<decltype(rt.guardedCall)>(
+        symbol("usmoe_emu_guarded_call"));
     rt.failed = reinterpret_cast<int (*)()>(symbol("usmoe_emu_failed"));
     rt.lastError =
         reinterpret_cast<const char *(*)()>(symbol("usmoe_emu_last_error"));
@@ -481,7 +484,23 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
   const std::optional<EmulatorRuntime> &emulator = impl->emulator;
   if (emulator)
     emulator->clearError();
-  if (llvm::Error err = impl->engine->invokePacked(impl->symbol, packed)) {
+  if (emulator) {
+    // A failed check ends the call at the failing launch: the host code
+    // after it (which may read what the kernel should have written) never
+    // runs. What the call allocated until then is not freed.
+    impl->engine->initialize(); // as invokePacked does (runs once)
+    auto function = impl->engine->lookupPacked(impl->symbol);
+    if (!function)
+      throw CompileError("call failed: " +
+                         llvm::toString(function.takeError()));
+    if (emulator->guardedCall(*function, packed.data()) != 0 ||
+        emulator->failed()) {
+      std::string report = emulator->lastError();
+      emulator->clearError();
+      throw DeviceError("the emulated GPU function failed: " + report);
+    }
+  } else if (llvm::Error err =
+                 impl->engine->invokePacked(impl->symbol, packed)) {
     if (gpu)
       releaseStaged();
     throw CompileError("call failed: " + llvm::toString(std::move(err)));
@@ -526,13 +545,6 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
     }
     out.push_back(std::move(r));
     word += descriptorWords(rank);
-  }
-  if (emulator && emulator->failed()) {
-    std::string report = emulator->lastError();
-    emulator->clearError();
-    for (OwnedResult &r : out)
-      std::free(r.allocation);
-    throw DeviceError("the emulated GPU function failed: " + report);
   }
   if (gpu) {
     releaseStaged();

@@ -3,6 +3,8 @@ failed checks are RuntimeErrors naming the kernel, the check and the IR
 location, IR the emulator cannot run is a ValueError at compile time, and
 empty inputs launch nothing."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,34 @@ def test_a_race_is_a_runtime_error_naming_kernel_check_and_location(emulated):
     # The emulator is usable again afterwards.
     ok = usmoe.route(np.zeros((1, 3, 4), np.float32), mode="token", k=1, device="cuda")
     assert ok.mask.sum() == 3
+
+
+@pytest.mark.parametrize("body, launch, check", [
+    # An index one past the end (no clamp).
+    ("""%v = arith.index_cast %t : index to i32
+      memref.store %v, %out[%t] : memref<1xi32>""", "threads in (%c32, %c1, %c1)",
+     r"out-of-bounds access at <usmoe>:8:7: memref.store; thread \(1,0,0\) of block "
+     r"\(0,0,0\); index 1 of dimension 0 is outside \[0, 1\)"),
+    # A barrier only thread 0 reaches.
+    ("""%first = arith.cmpi eq, %t, %c0 : index
+      scf.if %first {
+        gpu.barrier
+      }""", "threads in (%c32, %c1, %c1)", "barrier reached by part of the block at "
+     r"<usmoe>:9:9: gpu.barrier"),
+    # More threads than a block can have.
+    ("", "threads in (%c2048, %c1, %c1)", r"launch beyond hardware limits at "
+     r"<usmoe>:\d+:5: gpu.launch_func; block.x = 2048 \(limit 1024\)"),
+])
+def test_failed_checks_end_the_call_with_a_runtime_error(emulated, body, launch, check):
+    ir = RACY.replace("""%v = arith.index_cast %t : index to i32
+      memref.store %v, %out[%c0] : memref<1xi32>""", body)
+    ir = ir.replace("threads in (%c32, %c1, %c1)", launch)
+    ir = ir.replace("%c32 = arith.constant 32 : index",
+                    "%c32 = arith.constant 32 : index\n    %c2048 = arith.constant 2048 : index")
+    fn = usmoe.compile(ir, target="cuda", entry="run")
+    with pytest.raises(RuntimeError, match="the emulated GPU function failed") as error:
+        fn([np.zeros(1, np.int32)])
+    assert re.search(check, str(error.value)), str(error.value)
 
 
 def test_ops_the_emulator_cannot_run_are_compile_errors(emulated):

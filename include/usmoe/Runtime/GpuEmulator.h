@@ -87,6 +87,12 @@ int usmoe_emu_failed(void);
 /* The first failure's report ("" if none). */
 const char *usmoe_emu_last_error(void);
 void usmoe_emu_clear_error(void);
+/* Calls `function(args)` (an MLIR packed-interface function) so that a
+ * failed launch inside it ends the call right there: 0 when it returned,
+ * non-zero when a launch failed (the report is in usmoe_emu_last_error;
+ * what the call allocated before is not freed). Without it, a failed
+ * launch returns and later launches of the call do nothing. */
+int usmoe_emu_guarded_call(void (*function)(void **), void **args);
 /* Launches, blocks and context switches on this OS thread so far. */
 void usmoe_emu_counters(int64_t *launches, int64_t *blocks, int64_t *switches);
 

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <csetjmp>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -97,6 +98,8 @@ struct State {
   bool failed = false;
   std::string error;
   int64_t launches = 0, blocks = 0, switches = 0;
+  /// Where a failed launch goes inside usmoe_emu_guarded_call.
+  std::jmp_buf *guard = nullptr;
 };
 
 State &state() {
@@ -428,13 +431,13 @@ bool scheduleSeed(uint64_t &seed) {
 
 extern "C" {
 
-void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
-                      const char *site, int64_t gridX, int64_t gridY,
-                      int64_t gridZ, int64_t blockX, int64_t blockY,
-                      int64_t blockZ, int64_t sharedBytes) {
+namespace {
+/// The launch itself; false when it failed.
+bool runLaunch(UsmoeEmuKernel kernel, void *args, const char *name,
+               const char *site, int64_t gridX, int64_t gridY, int64_t gridZ,
+               int64_t blockX, int64_t blockY, int64_t blockZ,
+               int64_t sharedBytes) {
   State &s = state();
-  if (s.failed)
-    return; // a failed launch leaves its outputs unspecified: stop here
   Launch launch;
   launch.kernel = kernel;
   launch.args = args;
@@ -444,7 +447,7 @@ void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
   std::copy(grid, grid + 3, launch.grid);
   std::copy(dims, dims + 3, launch.blockDim);
   if (!checkShape(launch, sharedBytes))
-    return;
+    return false;
   ++s.launches;
   uint64_t seed = 0;
   launch.randomize = scheduleSeed(seed);
@@ -481,8 +484,38 @@ void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
     setCoordinates(block.id, linear, launch.grid);
     ++s.blocks;
     if (!runBlock(block))
-      return;
+      return false;
   }
+  return true;
+}
+} // namespace
+
+void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
+                      const char *site, int64_t gridX, int64_t gridY,
+                      int64_t gridZ, int64_t blockX, int64_t blockY,
+                      int64_t blockZ, int64_t sharedBytes) {
+  State &s = state();
+  if (s.failed)
+    return; // a failed launch leaves its outputs unspecified: stop here
+  bool ok = runLaunch(kernel, args, name, site, gridX, gridY, gridZ, blockX,
+                      blockY, blockZ, sharedBytes);
+  // Everything of the launch is destroyed by now: nothing to unwind.
+  if (!ok && s.guard)
+    std::longjmp(*s.guard, 1);
+}
+
+int usmoe_emu_guarded_call(void (*function)(void **), void **args) {
+  State &s = state();
+  std::jmp_buf here;
+  std::jmp_buf *outer = s.guard;
+  s.guard = &here;
+  if (setjmp(here) != 0) {
+    s.guard = outer;
+    return 1;
+  }
+  function(args);
+  s.guard = outer;
+  return 0;
 }
 
 int64_t usmoe_emu_id(UsmoeEmuThread *t, int32_t kind) {
