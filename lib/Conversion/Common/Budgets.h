@@ -22,11 +22,12 @@ namespace mlir::usmoe::loops {
 
 /// The Unified budget N per sequence of `gates` ([B, T, E]): `n`, checked
 /// against T * E at run time, or floor(k * T) in f64 arithmetic (as
-/// moe::unifiedBudget).
+/// usmoe::routing::unifiedBudget, its IR form).
 Value emitUnifiedBudget(LoopBuilder &b, std::optional<int64_t> n,
                         std::optional<double> k, Value gates);
 /// The Expert Choice capacity C: `capacity`, checked against T at run time,
-/// or clamp(ceil(factor * T * k / E), 1, T) (as moe::expertChoiceCapacity).
+/// or clamp(ceil(factor * T * k / E), 1, T) (as
+/// usmoe::routing::expertCapacity, its IR form).
 Value emitExpertCapacity(LoopBuilder &b, std::optional<int64_t> capacity,
                          std::optional<double> factor, std::optional<int64_t> k,
                          Value gates);

@@ -62,8 +62,8 @@ struct MaterializeExpertCapacity : OpRewritePattern<SelectExpertChoiceOp> {
     if (!tokens || !factor || !op.getK())
       return rewriter.notifyMatchFailure(op, "no derived capacity to fold");
     int64_t numExperts = op.getScores().getType().getDimSize(2);
-    int64_t capacity = expertChoiceCapacity(factor.getValueAsDouble(),
-                                            *op.getK(), *tokens, numExperts);
+    int64_t capacity = routing::expertCapacity(factor.getValueAsDouble(),
+                                               *op.getK(), *tokens, numExperts);
     rewriter.modifyOpInPlace(op, [&] {
       op.setCapacity(capacity);
       op.removeCapacityFactorAttr();
@@ -83,7 +83,7 @@ struct SimplifyGlobalSelection : OpRewritePattern<SelectGlobalOp> {
     if (!tokens)
       return rewriter.notifyMatchFailure(op, "dynamic number of tokens");
     if (auto k = op.getKAttr()) {
-      int64_t n = unifiedBudget(k.getValueAsDouble(), *tokens);
+      int64_t n = routing::unifiedBudget(k.getValueAsDouble(), *tokens);
       rewriter.modifyOpInPlace(op, [&] {
         op.setN(n);
         op.removeKAttr();
@@ -112,7 +112,7 @@ struct SimplifyRoute : OpRewritePattern<RouteOp> {
     int64_t numExperts = op.getLogits().getType().getDimSize(2);
 
     if (op.getMode() == RoutingMode::expert && op.getCapacityFactorAttr()) {
-      int64_t capacity = expertChoiceCapacity(
+      int64_t capacity = routing::expertCapacity(
           op.getCapacityFactorAttr().getValueAsDouble(),
           static_cast<int64_t>(op.getKAttr().getValueAsDouble()), *tokens,
           numExperts);
@@ -126,7 +126,7 @@ struct SimplifyRoute : OpRewritePattern<RouteOp> {
     if (op.getMode() != RoutingMode::unified)
       return rewriter.notifyMatchFailure(op, "nothing to simplify");
     if (auto k = op.getKAttr()) {
-      int64_t n = unifiedBudget(k.getValueAsDouble(), *tokens);
+      int64_t n = routing::unifiedBudget(k.getValueAsDouble(), *tokens);
       rewriter.modifyOpInPlace(op, [&] {
         op.setN(n);
         op.removeKAttr();

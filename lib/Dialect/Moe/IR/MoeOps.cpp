@@ -17,9 +17,6 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/OpImplementation.h"
 
-#include <cmath>
-#include <cstdio>
-
 using namespace mlir;
 using namespace mlir::moe;
 
@@ -79,102 +76,12 @@ static LogicalResult inferSelection(std::optional<Location> loc, Value scores,
                             /*count=*/2);
 }
 
-/// Prints a parameter the way users wrote it ("1.5", "-0.25", "inf", "nan"):
-/// the diagnostic stream's own double formatting is not stable across values.
-static std::string formatParam(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%g", value);
-  return buffer;
-}
-
-//===----------------------------------------------------------------------===//
-// Budget rules shared with the canonicalizer and the lowerings
-//===----------------------------------------------------------------------===//
-
-int64_t mlir::moe::unifiedBudget(double expertsPerToken, int64_t numTokens) {
-  return static_cast<int64_t>(
-      std::floor(expertsPerToken * static_cast<double>(numTokens)));
-}
-
-int64_t mlir::moe::expertChoiceCapacity(double capacityFactor,
-                                        int64_t expertsPerToken,
-                                        int64_t numTokens, int64_t numExperts) {
-  double c = std::ceil(capacityFactor * static_cast<double>(numTokens) *
-                       static_cast<double>(expertsPerToken) /
-                       static_cast<double>(numExperts));
-  int64_t capacity = static_cast<int64_t>(c);
-  return std::max<int64_t>(1, std::min<int64_t>(capacity, numTokens));
-}
-
-//===----------------------------------------------------------------------===//
-// Parameter checks shared by the selection ops and moe.route
-//===----------------------------------------------------------------------===//
-
-static LogicalResult verifyTopK(Operation *op, int64_t k, int64_t numExperts) {
-  if (k < 1 || k > numExperts)
-    return op->emitOpError() << "expects k in [1, " << numExperts
-                             << "] (the number of experts), got " << k;
-  return success();
-}
-
-static LogicalResult verifyAlpha(Operation *op, double alpha) {
-  if (!(alpha >= 0.0 && alpha <= 1.0))
-    return op->emitOpError()
-           << "expects alpha in [0, 1], got " << formatParam(alpha);
-  return success();
-}
-
-/// Expert Choice: `capacity` alone, or `capacity_factor` with `k`.
-static LogicalResult verifyCapacity(Operation *op, ShapedType scores,
-                                    std::optional<int64_t> capacity,
-                                    std::optional<double> factor,
-                                    std::optional<int64_t> k) {
-  int64_t numExperts = scores.getDimSize(2);
-  if (capacity.has_value() == factor.has_value())
-    return op->emitOpError(
-        "expects exactly one of 'capacity' and 'capacity_factor'");
-  if (capacity) {
-    if (k)
-      return op->emitOpError("expects 'k' only together with "
-                             "'capacity_factor'");
-    if (*capacity < 1)
-      return op->emitOpError() << "expects capacity >= 1, got " << *capacity;
-    if (auto tokens = staticTokens(scores); tokens && *capacity > *tokens)
-      return op->emitOpError()
-             << "expects capacity <= " << *tokens
-             << " (the number of tokens per sequence), got " << *capacity;
+/// Emits `rule` (a message of usmoe::routing, "" when the rule holds) as an
+/// error of `op`: the words are the same in usmoe-opt and in Python.
+static LogicalResult check(Operation *op, const std::string &rule) {
+  if (rule.empty())
     return success();
-  }
-  if (!(std::isfinite(*factor) && *factor > 0.0))
-    return op->emitOpError() << "expects a finite capacity_factor > 0, got "
-                             << formatParam(*factor);
-  if (!k)
-    return op->emitOpError("expects 'k' (experts per token) with "
-                           "'capacity_factor'");
-  return verifyTopK(op, *k, numExperts);
-}
-
-/// Unified: a budget `n`, or `k` experts per token on average.
-static LogicalResult verifyBudget(Operation *op, ShapedType scores,
-                                  std::optional<int64_t> n,
-                                  std::optional<double> k) {
-  int64_t numExperts = scores.getDimSize(2);
-  if (n.has_value() == k.has_value())
-    return op->emitOpError("expects exactly one of 'n' and 'k'");
-  if (n) {
-    if (*n < 0)
-      return op->emitOpError() << "expects n >= 0, got " << *n;
-    if (auto tokens = staticTokens(scores); tokens && *n > *tokens * numExperts)
-      return op->emitOpError()
-             << "expects n <= T * E = " << *tokens * numExperts << ", got "
-             << *n;
-    return success();
-  }
-  if (!(std::isfinite(*k) && *k >= 0.0 && *k <= double(numExperts)))
-    return op->emitOpError()
-           << "expects k in [0, " << numExperts << "] (experts per token), got "
-           << formatParam(*k);
-  return success();
+  return op->emitOpError() << rule;
 }
 
 //===----------------------------------------------------------------------===//
@@ -213,7 +120,7 @@ UnifiedScoreOp::inferReturnTypes(MLIRContext *, std::optional<Location> loc,
 LogicalResult UnifiedScoreOp::verify() {
   if (failed(verifyExpertDim(*this, getLogits().getType(), "logits")))
     return failure();
-  return verifyAlpha(*this, getAlpha().convertToDouble());
+  return check(*this, routing::checkAlpha(getAlpha().convertToDouble()));
 }
 
 //===----------------------------------------------------------------------===//
@@ -231,7 +138,7 @@ LogicalResult SelectTopKOp::verify() {
   ShapedType type = getScores().getType();
   if (failed(verifyExpertDim(*this, type, "scores")))
     return failure();
-  return verifyTopK(*this, getK(), type.getDimSize(2));
+  return check(*this, routing::checkTopK(getK(), type.getDimSize(2)));
 }
 
 LogicalResult SelectExpertChoiceOp::inferReturnTypes(
@@ -247,7 +154,9 @@ LogicalResult SelectExpertChoiceOp::verify() {
   std::optional<double> factor;
   if (auto attr = getCapacityFactorAttr())
     factor = attr.getValueAsDouble();
-  return verifyCapacity(*this, type, getCapacity(), factor, getK());
+  return check(*this,
+               routing::checkCapacity(getCapacity(), factor, getK(),
+                                      type.getDimSize(2), staticTokens(type)));
 }
 
 LogicalResult
@@ -264,7 +173,8 @@ LogicalResult SelectGlobalOp::verify() {
   std::optional<double> k;
   if (auto attr = getKAttr())
     k = attr.getValueAsDouble();
-  return verifyBudget(*this, type, getN(), k);
+  return check(*this, routing::checkBudget(getN(), k, type.getDimSize(2),
+                                           staticTokens(type)));
 }
 
 //===----------------------------------------------------------------------===//
@@ -278,78 +188,47 @@ LogicalResult RouteOp::inferReturnTypes(MLIRContext *,
   return inferSelection(loc, adaptor.getLogits(), inferred);
 }
 
+routing::RouterOptions RouteOp::getRouterOptions() {
+  routing::RouterOptions options;
+  switch (getMode()) {
+  case RoutingMode::token:
+    options.mode = routing::Mode::Token;
+    break;
+  case RoutingMode::expert:
+    options.mode = routing::Mode::Expert;
+    break;
+  case RoutingMode::unified:
+    options.mode = routing::Mode::Unified;
+    break;
+  }
+  if (auto k = getKAttr())
+    options.k = k.getValueAsDouble();
+  options.n = getN();
+  options.capacity = getCapacity();
+  if (auto factor = getCapacityFactorAttr())
+    options.capacityFactor = factor.getValueAsDouble();
+  if (auto alpha = getAlphaAttr())
+    options.alpha = alpha.getValueAsDouble();
+  options.expertScore = getExpertScore().has_value();
+  options.renormalize = getRenormalize();
+  options.bias = bool(getBias());
+  return options;
+}
+
 LogicalResult RouteOp::verify() {
   ShapedType type = getLogits().getType();
   if (failed(verifyExpertDim(*this, type, "logits")))
     return failure();
   int64_t numExperts = type.getDimSize(2);
-  StringRef mode = stringifyRoutingMode(getMode());
-
-  // Names the parameters a mode does not take, so that a typo in a pipeline
-  // (say, alpha on a Token Choice router) is an error, not a silent no-op.
-  auto forbid = [&](bool present, StringRef name) -> LogicalResult {
-    if (present)
-      return emitOpError() << "'" << name << "' does not apply to " << mode
-                           << " routing";
-    return success();
-  };
-
-  std::optional<double> k;
-  if (auto attr = getKAttr())
-    k = attr.getValueAsDouble();
-
-  switch (getMode()) {
-  case RoutingMode::token: {
-    if (Value bias = getBias()) {
-      int64_t size = cast<ShapedType>(bias.getType()).getDimSize(0);
-      if (!ShapedType::isDynamic(size) && size != numExperts)
-        return emitOpError() << "expects one bias per expert (" << numExperts
-                             << "), got " << size;
-    }
-    if (failed(forbid(getN().has_value(), "n")) ||
-        failed(forbid(getCapacity().has_value(), "capacity")) ||
-        failed(forbid(getCapacityFactor().has_value(), "capacity_factor")) ||
-        failed(forbid(getAlpha().has_value(), "alpha")) ||
-        failed(forbid(getExpertScore().has_value(), "expert_score")))
-      return failure();
-    if (!k)
-      return emitOpError("token routing expects 'k'");
-    if (*k != std::floor(*k))
-      return emitOpError() << "token routing expects an integer k, got "
-                           << formatParam(*k);
-    return verifyTopK(*this, static_cast<int64_t>(*k), numExperts);
+  if (Value bias = getBias()) {
+    int64_t size = cast<ShapedType>(bias.getType()).getDimSize(0);
+    if (getMode() == RoutingMode::token && !ShapedType::isDynamic(size) &&
+        size != numExperts)
+      return emitOpError() << "expects one bias per expert (" << numExperts
+                           << "), got " << size;
   }
-  case RoutingMode::expert: {
-    if (failed(forbid(bool(getBias()), "bias")) ||
-        failed(forbid(getN().has_value(), "n")) ||
-        failed(forbid(getAlpha().has_value(), "alpha")) ||
-        failed(forbid(getExpertScore().has_value(), "expert_score")) ||
-        failed(forbid(getRenormalize(), "renormalize")))
-      return failure();
-    std::optional<int64_t> intK;
-    if (k) {
-      if (*k != std::floor(*k))
-        return emitOpError() << "expert routing expects an integer k, got "
-                             << formatParam(*k);
-      intK = static_cast<int64_t>(*k);
-    }
-    std::optional<double> factor;
-    if (auto attr = getCapacityFactorAttr())
-      factor = attr.getValueAsDouble();
-    return verifyCapacity(*this, type, getCapacity(), factor, intK);
-  }
-  case RoutingMode::unified: {
-    if (failed(forbid(bool(getBias()), "bias")) ||
-        failed(forbid(getCapacity().has_value(), "capacity")) ||
-        failed(forbid(getCapacityFactor().has_value(), "capacity_factor")) ||
-        failed(forbid(getRenormalize(), "renormalize")))
-      return failure();
-    if (failed(verifyAlpha(*this, getAlphaOrDefault())))
-      return failure();
-    return verifyBudget(*this, type, getN(), k);
-  }
-  }
-  llvm_unreachable("unknown routing mode");
+  return check(*this, routing::checkRouter(getRouterOptions(), numExperts,
+                                           staticTokens(type)));
 }
 
 //===----------------------------------------------------------------------===//
@@ -398,7 +277,7 @@ LogicalResult TopKListOp::verify() {
   ShapedType gates = getGates().getType();
   if (failed(verifyExpertDim(*this, gates, "gates")))
     return failure();
-  return verifyTopK(*this, getK(), gates.getDimSize(2));
+  return check(*this, routing::checkTopK(getK(), gates.getDimSize(2)));
 }
 
 //===----------------------------------------------------------------------===//

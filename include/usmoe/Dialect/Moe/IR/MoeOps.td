@@ -226,6 +226,8 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
     ExpertScoreKind getExpertScoreOrDefault() {
       return getExpertScore().value_or(ExpertScoreKind::sigmoid);
     }
+    /// The options as given, for the shared router rules (RouterRules.h).
+    ::mlir::usmoe::routing::RouterOptions getRouterOptions();
   }];
   let hasCanonicalizer = 1;
 }

@@ -1,0 +1,78 @@
+//===- RouterRules.h - the one definition of a router's rules ---*- C++ -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// Which options each router takes, their ranges, and the budgets they imply
+// (N for Unified, C for Expert Choice, M pairs per batch), in plain C++ with
+// no MLIR: the op verifiers and the canonicalizer use it, the Python
+// extension binds it (so Python rejects exactly what the verifier rejects,
+// with the verifier's words), and libusmoe_cuda_runtime.so exports the
+// budgets for launchers without MLIR. Budget arithmetic saturates instead of
+// overflowing.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_ROUTING_ROUTERRULES_H
+#define USMOE_ROUTING_ROUTERRULES_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace mlir::usmoe::routing {
+
+enum class Mode { Token, Expert, Unified };
+
+/// A router's options as an op or a caller gives them: only those given are
+/// set, so that an option that does not belong to the mode is an error.
+struct RouterOptions {
+  Mode mode = Mode::Unified;
+  std::optional<double> k;
+  std::optional<int64_t> n;
+  std::optional<int64_t> capacity;
+  std::optional<double> capacityFactor;
+  std::optional<double> alpha;
+  bool expertScore = false; ///< an expert_score was given
+  bool renormalize = false;
+  bool bias = false; ///< a bias vector was given
+};
+
+/// The mode's name in IR and Python ("token", "expert", "unified").
+const char *modeName(Mode mode);
+
+/// The first rule `options` breaks, worded as the verifier reports it
+/// ("expects k in [1, 8] (the number of experts), got 9"), or "" when none.
+/// Rules that need E or T are checked only when they are given.
+std::string checkRouter(const RouterOptions &options,
+                        std::optional<int64_t> numExperts,
+                        std::optional<int64_t> numTokens);
+
+/// The rules of the separate selection and scoring ops (and of moe.route).
+std::string checkTopK(int64_t k, std::optional<int64_t> numExperts);
+std::string checkAlpha(double alpha);
+std::string checkCapacity(std::optional<int64_t> capacity,
+                          std::optional<double> factor,
+                          std::optional<int64_t> k,
+                          std::optional<int64_t> numExperts,
+                          std::optional<int64_t> numTokens);
+std::string checkBudget(std::optional<int64_t> n, std::optional<double> k,
+                        std::optional<int64_t> numExperts,
+                        std::optional<int64_t> numTokens);
+
+/// N = floor(k * T), the Unified budget per sequence (0 <= k <= E).
+int64_t unifiedBudget(double expertsPerToken, int64_t numTokens);
+/// C = clamp(ceil(factor * T * k / E), 1, T), the Expert Choice capacity;
+/// a product beyond int64 clamps to T.
+int64_t expertCapacity(double capacityFactor, int64_t expertsPerToken,
+                       int64_t numTokens, int64_t numExperts);
+/// M, the (token, expert) pairs a valid router selects in a [B, T, E] batch:
+/// B*T*k, B*E*C or B*N (saturating at INT64_MAX).
+int64_t selectedPairs(const RouterOptions &options, int64_t batch,
+                      int64_t numTokens, int64_t numExperts);
+
+} // namespace mlir::usmoe::routing
+
+#endif // USMOE_ROUTING_ROUTERRULES_H
