@@ -219,29 +219,41 @@ int64_t mlir::usmoe::routing::expertCapacity(double capacityFactor,
   return std::max<int64_t>(1, static_cast<int64_t>(c));
 }
 
+int64_t mlir::usmoe::routing::setBudget(const RouterOptions &o,
+                                        int64_t numTokens,
+                                        int64_t numExperts) {
+  switch (o.mode) {
+  case Mode::Token:
+    return saturatingCast(o.k.value_or(0));
+  case Mode::Expert:
+    if (o.capacity)
+      return *o.capacity;
+    return expertCapacity(o.capacityFactor.value_or(1.0),
+                          saturatingCast(o.k.value_or(1)), numTokens,
+                          numExperts);
+  case Mode::Unified:
+    return o.n ? *o.n : unifiedBudget(o.k.value_or(0), numTokens);
+  }
+  return 0;
+}
+
 int64_t mlir::usmoe::routing::selectedPairs(const RouterOptions &o,
                                             int64_t batch, int64_t numTokens,
                                             int64_t numExperts) {
   if (batch <= 0 || numTokens <= 0)
     return 0;
+  int64_t budget = setBudget(o, numTokens, numExperts);
   int64_t perSequence = 0;
   switch (o.mode) {
   case Mode::Token:
-    perSequence = saturatingMul(numTokens, saturatingCast(o.k.value_or(0)));
+    perSequence = saturatingMul(numTokens, budget);
     break;
-  case Mode::Expert: {
-    int64_t c = o.capacity ? *o.capacity
-                           : expertCapacity(o.capacityFactor.value_or(1.0),
-                                            saturatingCast(o.k.value_or(1)),
-                                            numTokens, numExperts);
-    perSequence = saturatingMul(numExperts, std::min(c, numTokens));
+  case Mode::Expert:
+    perSequence = saturatingMul(numExperts, std::min(budget, numTokens));
     break;
-  }
-  case Mode::Unified: {
-    int64_t n = o.n ? *o.n : unifiedBudget(o.k.value_or(0), numTokens);
-    perSequence = std::min(n, saturatingMul(numTokens, numExperts));
+  case Mode::Unified:
+    perSequence = std::min(budget, saturatingMul(numTokens, numExperts));
     break;
-  }
   }
   return saturatingMul(batch, perSequence);
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Optional
 
@@ -90,95 +89,80 @@ def _device_logits(logits, stream) -> Optional[_arrays.DeviceView]:
     return view
 
 
-def _finite_number(name, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
+def _number(name, value):
+    """A router parameter as a float (None stays None); range and
+    finiteness are the compiler's rules to check."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _integer(name, value):
+    """A router parameter that counts something, as an int (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    return int(value)
 
 
 class Router:
     """A router with its options bound once; compiled on first use per
     (dtype, E, device) and reused for every sequence length."""
 
-    def __init__(self, mode: str = "unified", k=None, alpha: float = 0.5,
-                 expert_score: str = "sigmoid", renormalize: bool = False,
-                 capacity: Optional[int] = None, capacity_factor: Optional[float] = None,
-                 budget: Optional[int] = None, device: str = "cpu", bias=None):
+    def __init__(self, mode: str = "unified", k=None, alpha=None, expert_score=None,
+                 renormalize: bool = False, capacity=None, capacity_factor=None,
+                 budget=None, device: str = "cpu", bias=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if device not in _DEVICES:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if expert_score not in _EXPERT_SCORES:
+        if expert_score is not None and expert_score not in _EXPERT_SCORES:
             raise ValueError(f"expert_score must be one of {_EXPERT_SCORES}, got {expert_score!r}")
+        if not isinstance(renormalize, (bool, np.bool_)):
+            raise TypeError(f"renormalize must be a bool, got {type(renormalize).__name__}")
         self.mode, self.device = mode, device
-        self.alpha = _finite_number("alpha", alpha)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        self.expert_score = expert_score
+        self.k = _number("k", k)
+        self.capacity = _integer("capacity", capacity)
+        self.budget = _integer("budget", budget)
+        self.capacity_factor = _number("capacity_factor", capacity_factor)
+        given_alpha = _number("alpha", alpha)
+        self.alpha = 0.5 if given_alpha is None else given_alpha
+        self.expert_score = expert_score or "sigmoid"
         self.renormalize = bool(renormalize)
-        self.k = None if k is None else _finite_number("k", k)
-        self.capacity, self.capacity_factor, self.budget = capacity, capacity_factor, budget
 
         self.bias = None
         if bias is not None:
-            if mode != "token":
-                raise ValueError("bias (sigmoid_bias scoring) applies to token routing only")
             if hasattr(bias, "detach"):
                 bias = bias.detach().cpu().float().numpy()
             self.bias = np.ascontiguousarray(np.asarray(bias, dtype=np.float32))
+        # The compiler's own rules (the verifier's, in its words): every
+        # option that does not belong to the mode, every out-of-range value.
+        from . import cuda
+        self._rules = cuda.RouterOptions.of(
+            mode, k=self.k, budget=self.budget, capacity=self.capacity,
+            capacity_factor=self.capacity_factor, alpha=given_alpha,
+            expert_score=expert_score, renormalize=self.renormalize,
+            bias=self.bias is not None)
+        self._rules.check()
+        if self.bias is not None:
             if self.bias.ndim != 1:
                 raise ValueError(f"bias must be a vector of one value per expert, got shape "
                                  f"{self.bias.shape}")
             if not np.isfinite(self.bias).all():
                 raise ValueError("bias must be finite")
-        if mode == "token":
-            if self.k is None or self.k != int(self.k) or self.k < 1:
-                raise ValueError(f"token routing needs an integer k >= 1, got {k!r}")
-            if capacity is not None or capacity_factor is not None or budget is not None:
-                raise ValueError("token routing takes k (and renormalize) only")
-        elif mode == "expert":
-            if renormalize or budget is not None:
-                raise ValueError("expert routing takes capacity, or capacity_factor and k")
-            if (capacity is None) == (capacity_factor is None):
-                raise ValueError("expert routing needs exactly one of capacity and capacity_factor")
-            if capacity is not None and (int(capacity) != capacity or capacity < 1):
-                raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
-            if capacity_factor is not None:
-                cf = _finite_number("capacity_factor", capacity_factor)
-                if cf <= 0:
-                    raise ValueError(f"capacity_factor must be > 0, got {capacity_factor!r}")
-                if self.k is None or self.k != int(self.k) or self.k < 1:
-                    raise ValueError("capacity_factor needs an integer k >= 1 (experts per token)")
-        else:
-            if renormalize or capacity is not None or capacity_factor is not None:
-                raise ValueError("unified routing takes k or budget, alpha and expert_score")
-            if (self.k is None) == (budget is None):
-                raise ValueError("unified routing needs exactly one of k (experts per token) and budget (N)")
-            if budget is not None and (int(budget) != budget or budget < 0):
-                raise ValueError(f"budget must be an integer >= 0, got {budget!r}")
-            if self.k is not None and self.k < 0:
-                raise ValueError(f"k must be >= 0, got {k!r}")
 
     # -- per-call checks that need the shape ---------------------------------
     def _check_against(self, t: int, e: int) -> None:
-        if self.mode == "token" and self.k > e:
-            raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
         if self.bias is not None and self.bias.shape[0] != e:
             raise ValueError(f"bias must have one value per expert ({e}), got {self.bias.shape[0]}")
-        if self.mode == "expert":
-            if self.k is not None and self.k > e:
-                raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
-            if self.capacity is not None and t > 0 and self.capacity > t:
-                raise ValueError(f"capacity must be <= T = {t}, got {self.capacity}")
-        if self.mode == "unified":
-            if self.k is not None and self.k > e:
-                raise ValueError(f"k must be <= the number of experts {e}, got {self.k:g}")
-            if self.budget is not None and t > 0 and self.budget > t * e:
-                raise ValueError(f"budget must be <= T * E = {t * e}, got {self.budget}")
+        # An empty sequence selects nothing: only E-dependent rules apply.
+        self._rules.check(experts=e, tokens=t if t > 0 else None)
 
     def _route_options(self) -> dict:
         """moe.route's attributes (and whether it takes a bias operand)."""
@@ -296,8 +280,8 @@ class Router:
         return plan
 
 
-def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
-          expert_score: str = "sigmoid", renormalize: bool = False, capacity=None,
+def route(logits, mode: str = "unified", k=None, alpha=None,
+          expert_score=None, renormalize: bool = False, capacity=None,
           capacity_factor=None, budget=None, device: str = "cpu", bias=None,
           stream=None) -> Plan:
     """Route [T, E] or [B, T, E] logits with one of the three routers.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import math
 import os
 from typing import Optional
 
@@ -36,15 +35,23 @@ def runtime_path() -> str:
     return os.path.abspath(_find_runtime())
 
 
-def runtime():
-    """The runtime library, initialized (RuntimeError with the driver's reason
-    when there is no driver or no GPU)."""
+def library():
+    """The runtime library, loaded but not initialized (its router rules
+    need no driver)."""
     global _runtime
     if _runtime is None:
         lib = ctypes.CDLL(_find_runtime())
         lib.usmoe_rt_last_error.restype = ctypes.c_char_p
+        lib.usmoe_rt_router_pairs.restype = ctypes.c_int64
+        lib.usmoe_rt_router_budget.restype = ctypes.c_int64
         _runtime = lib
-    check(_runtime.usmoe_rt_init(), "CUDA")
+    return _runtime
+
+
+def runtime():
+    """The runtime library, initialized (RuntimeError with the driver's reason
+    when there is no driver or no GPU)."""
+    check(library().usmoe_rt_init(), "CUDA")
     return _runtime
 
 
@@ -180,30 +187,71 @@ def synchronize(stream: int = 0):
         check(runtime().usmoe_rt_synchronize(), "synchronize")
 
 
+class RouterOptions(ctypes.Structure):
+    """UsmoeRouterOptions: a router's options as given (the has_* flags say
+    which), for the compiler's router rules in the runtime library."""
+    _fields_ = [("mode", ctypes.c_int32), ("has_k", ctypes.c_int32), ("has_n", ctypes.c_int32),
+                ("has_capacity", ctypes.c_int32), ("has_capacity_factor", ctypes.c_int32),
+                ("has_alpha", ctypes.c_int32), ("expert_score", ctypes.c_int32),
+                ("renormalize", ctypes.c_int32), ("bias", ctypes.c_int32),
+                ("k", ctypes.c_double), ("n", ctypes.c_int64), ("capacity", ctypes.c_int64),
+                ("capacity_factor", ctypes.c_double), ("alpha", ctypes.c_double)]
+
+    MODES = {"token": 0, "expert": 1, "unified": 2}
+
+    @classmethod
+    def of(cls, mode: str, k=None, budget=None, capacity=None, capacity_factor=None,
+           alpha=None, expert_score=None, renormalize=False, bias=False):
+        """From usmoe.route-style options (None: not given; `budget` is N).
+        Integers must fit in int64 (ValueError)."""
+        o = cls(mode=cls.MODES[mode], expert_score=expert_score is not None,
+                renormalize=bool(renormalize), bias=bool(bias))
+        for name, value in (("k", k), ("capacity_factor", capacity_factor), ("alpha", alpha)):
+            if value is not None:
+                setattr(o, "has_" + name, 1)
+                setattr(o, name, float(value))
+        for name, field, value in (("budget", "n", budget), ("capacity", "capacity", capacity)):
+            if value is not None:
+                if not -2**63 <= int(value) < 2**63:
+                    raise ValueError(f"{name} must fit in a 64-bit integer, got {value}")
+                setattr(o, "has_" + field, 1)
+                setattr(o, field, int(value))
+        return o
+
+    def check(self, experts=None, tokens=None):
+        """ValueError with the verifier's words unless the options are valid
+        for E experts and T tokens (None: not known yet)."""
+        message = ctypes.create_string_buffer(512)
+        if library().usmoe_rt_router_check(ctypes.byref(self), -1 if experts is None else experts,
+                                           -1 if tokens is None else tokens, message, 512):
+            raise ValueError(message.value.decode())
+
+    def set_budget(self, tokens: int, experts: int) -> int:
+        """What each select set gets: N per sequence, C per expert."""
+        return library().usmoe_rt_router_budget(ctypes.byref(self), tokens, experts)
+
+    def pairs(self, shape) -> int:
+        """M, the (token, expert) pairs selected in a [B, T, E] batch: known
+        on the host before anything runs, so that the plan needs no
+        device-to-host read of its row count."""
+        b, t, e = shape
+        return library().usmoe_rt_router_pairs(ctypes.byref(self), b, t, e)
+
+
+def _options(mode: str, options: dict) -> RouterOptions:
+    return RouterOptions.of(mode, k=options.get("k"), budget=options.get("budget"),
+                            capacity=options.get("capacity"),
+                            capacity_factor=options.get("capacity_factor"))
+
+
 def budget(mode: str, options: dict, tokens: int, experts: int) -> int:
-    """N (Unified) or C (Expert Choice) as the spec defines them."""
-    if mode == "unified":
-        if options.get("budget") is not None:
-            return int(options["budget"])
-        return int(math.floor(float(options["k"]) * tokens))
-    if options.get("capacity") is not None:
-        return int(options["capacity"])
-    c = math.ceil(options["capacity_factor"] * tokens * options["k"] / experts)
-    return max(1, min(tokens, c))
+    """N (Unified) or C (Expert Choice), by the compiler's rules."""
+    return _options(mode, options).set_budget(tokens, experts)
 
 
 def selected_pairs(mode: str, options: dict, shape) -> int:
-    """M, the number of (token, expert) pairs a router selects: known on the
-    host before anything runs (k per token, C per expert or N per sequence),
-    so that the plan needs no device-to-host read of its row count."""
-    b, t, e = shape
-    if b * t == 0:
-        return 0
-    if mode == "token":
-        return b * t * int(options["k"])
-    if mode == "expert":
-        return b * e * min(budget(mode, options, t, e), t)
-    return b * min(budget(mode, options, t, e), t * e)
+    """M, the number of (token, expert) pairs a router selects."""
+    return _options(mode, options).pairs(shape)
 
 
 def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,

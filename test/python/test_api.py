@@ -52,19 +52,26 @@ def test_empty_inputs_give_empty_plans():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(mode="token", k=9), "k must be <= the number of experts 8"),
-    (dict(mode="token", k=1.5), "integer k"),
-    (dict(mode="token"), "integer k"),
-    (dict(mode="unified", k=2, alpha=float("nan")), "alpha must be finite"),
-    (dict(mode="unified", k=2, alpha=1.5), r"alpha must be in \[0, 1\]"),
-    (dict(mode="unified", budget=33), r"budget must be <= T \* E = 32"),
-    (dict(mode="unified", budget=-1), "budget must be an integer >= 0"),
-    (dict(mode="unified"), "exactly one of k"),
-    (dict(mode="unified", k=2, budget=3), "exactly one of k"),
-    (dict(mode="expert", capacity=5), "capacity must be <= T = 4"),
-    (dict(mode="expert"), "exactly one of capacity"),
-    (dict(mode="expert", capacity_factor=1.0), "needs an integer k"),
-    (dict(mode="expert", capacity=2, renormalize=True), "capacity, or capacity_factor"),
+    (dict(mode="token", k=9), r"expects k in \[1, 8\] \(the number of experts\), got 9"),
+    (dict(mode="token", k=1.5), "token routing expects an integer k, got 1.5"),
+    (dict(mode="token"), "token routing expects 'k'"),
+    (dict(mode="token", k=2, alpha=0.9), "'alpha' does not apply to token routing"),
+    (dict(mode="token", k=2, budget=3), "'n' does not apply to token routing"),
+    (dict(mode="unified", k=2, alpha=float("nan")), r"expects alpha in \[0, 1\], got nan"),
+    (dict(mode="unified", k=2, alpha=1.5), r"expects alpha in \[0, 1\], got 1.5"),
+    (dict(mode="unified", k=float("inf")), r"expects a finite k >= 0 \(experts per token\), got inf"),
+    (dict(mode="unified", k=1e300), r"expects k in \[0, 8\] \(experts per token\), got 1e\+300"),
+    (dict(mode="unified", budget=33), r"expects n <= T \* E = 32, got 33"),
+    (dict(mode="unified", budget=-1), "expects n >= 0, got -1"),
+    (dict(mode="unified", budget=2**70), "budget must fit in a 64-bit integer"),
+    (dict(mode="unified"), "expects exactly one of 'n' and 'k'"),
+    (dict(mode="unified", k=2, budget=3), "expects exactly one of 'n' and 'k'"),
+    (dict(mode="expert", capacity=5), r"expects capacity <= 4 \(the number of tokens per sequence\)"),
+    (dict(mode="expert", capacity=2, k=3), "expects 'k' only together with 'capacity_factor'"),
+    (dict(mode="expert"), "expects exactly one of 'capacity' and 'capacity_factor'"),
+    (dict(mode="expert", capacity_factor=1.0), r"expects 'k' \(experts per token\) with 'capacity_factor'"),
+    (dict(mode="expert", capacity_factor=float("nan"), k=2), "expects a finite capacity_factor > 0, got nan"),
+    (dict(mode="expert", capacity=2, renormalize=True), "'renormalize' does not apply to expert routing"),
     (dict(mode="shared", k=2), "mode must be one of"),
     (dict(mode="unified", k=2, expert_score="tanh"), "expert_score must be one of"),
     (dict(mode="unified", k=2, device="tpu"), "device must be"),
@@ -72,6 +79,45 @@ def test_empty_inputs_give_empty_plans():
 def test_bad_options_raise_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         usmoe.route(np.zeros((1, 4, 8), np.float32), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(k="2"), "k must be a number, got str"),
+    (dict(k=2, budget=2.5), "budget must be an integer, got float"),
+    (dict(k=2, alpha=True), "alpha must be a number, got bool"),
+    (dict(k=2, renormalize="yes"), "renormalize must be a bool, got str"),
+])
+def test_wrong_types_raise_type_error(kwargs, error):
+    with pytest.raises(TypeError, match=error):
+        usmoe.Router(mode="unified", **kwargs)
+
+
+# (usmoe.route options, the same router as moe.route attributes)
+SAME_RULES = [
+    (dict(mode="token", k=9), "token %l k = 9.0"),
+    (dict(mode="token", k=2, alpha=0.9), "token %l k = 2.0 alpha = 0.9"),
+    (dict(mode="expert", capacity=2, k=3), "expert %l k = 3.0 capacity = 2"),
+    (dict(mode="expert", capacity_factor=-1.0, k=2), "expert %l k = 2.0 capacity_factor = -1.0"),
+    (dict(mode="unified", budget=33), "unified %l n = 33"),
+    (dict(mode="unified", k=2, alpha=1.5), "unified %l k = 2.0 alpha = 1.5"),
+    (dict(mode="unified", k=9.5), "unified %l k = 9.5"),
+    (dict(mode="expert", capacity=2, renormalize=True), "expert %l capacity = 2 renormalize"),
+]
+
+
+@pytest.mark.parametrize("kwargs, attributes", SAME_RULES)
+def test_python_and_the_verifier_reject_with_the_same_words(kwargs, attributes):
+    """One definition of the router rules: usmoe.route and moe.route's
+    verifier (what usmoe-opt runs) refuse the same configurations with the
+    same message."""
+    with pytest.raises(ValueError) as python_error:
+        usmoe.route(np.zeros((1, 4, 8), np.float32), **kwargs)
+    ir = (f"func.func @f(%l: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {{\n"
+          f"  %g, %m = moe.route {attributes} : tensor<1x4x8xf32>\n"
+          f"  return %g : tensor<1x4x8xf32>\n}}\n")
+    with pytest.raises(ValueError) as verifier_error:
+        usmoe.compile(ir, target="mlir")
+    assert f"'moe.route' op {python_error.value}" in str(verifier_error.value)
 
 
 @pytest.mark.parametrize("logits, message", [
@@ -280,7 +326,7 @@ def test_bias_values_are_an_argument_not_a_recompile():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(mode="unified", k=2, bias=np.zeros(8)), "applies to token routing only"),
+    (dict(mode="unified", k=2, bias=np.zeros(8)), "'bias' does not apply to unified routing"),
     (dict(mode="token", k=2, bias=np.zeros(7)), r"one value per expert \(8\), got 7"),
     (dict(mode="token", k=2, bias=np.zeros((2, 8))), "must be a vector"),
     (dict(mode="token", k=2, bias=np.full(8, np.nan)), "bias must be finite"),
@@ -311,3 +357,17 @@ def test_compile_takes_a_module_object_or_text_only():
     assert "moe.route unified" in text
     with pytest.raises(ValueError, match="MLIR text or an MLIR module, got int"):
         usmoe.compile(42, target="mlir")
+
+
+@pytest.mark.parametrize("device_setup", ["cpu", "emulator"])
+def test_capacity_factor_overflow_clamps_to_t(device_setup, monkeypatch):
+    """C = clamp(ceil(factor * T * k / E), 1, T): a product beyond int64 is
+    T, at run time (dynamic T) and when folded."""
+    device = "cpu"
+    if device_setup == "emulator":
+        monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+        device = "cuda"
+    logits = np.random.default_rng(3).normal(size=(2, 5, 8)).astype(np.float32)
+    plan = usmoe.route(logits, mode="expert", capacity_factor=1e300, k=2, device=device)
+    assert plan.mask.all()
+    assert plan.token_ids.size == 2 * 5 * 8

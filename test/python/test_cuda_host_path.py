@@ -270,7 +270,7 @@ def test_empty_input_launches_nothing():
     ("usmoe.route(DLPackOnDevice(np.zeros((4, 8), np.int32), 0, 32), mode='token', k=2, "
      "device='cuda')", "DLPack dtype"),
     ("usmoe.route(OnDevice(np.zeros((4, 8), np.float32)), mode='token', k=9, device='cuda')",
-     "k must be <= the number of experts 8"),
+     r"expects k in \[1, 8\] \(the number of experts\), got 9"),
     ("usmoe.route(OnDevice(np.zeros((4, 8), np.float32)), mode='token', k=2, device='cuda', "
      "stream='fast')", "stream must be"),
     ("usmoe.route(np.zeros((4, 8), np.float32), mode='token', k=2, stream=3)",

@@ -68,6 +68,10 @@ int64_t unifiedBudget(double expertsPerToken, int64_t numTokens);
 /// a product beyond int64 clamps to T.
 int64_t expertCapacity(double capacityFactor, int64_t expertsPerToken,
                        int64_t numTokens, int64_t numExperts);
+/// What one select set gets: N per sequence (unified), C per expert
+/// (expert), k per token (token).
+int64_t setBudget(const RouterOptions &options, int64_t numTokens,
+                  int64_t numExperts);
 /// M, the (token, expert) pairs a valid router selects in a [B, T, E] batch:
 /// B*T*k, B*E*C or B*N (saturating at INT64_MAX).
 int64_t selectedPairs(const RouterOptions &options, int64_t batch,

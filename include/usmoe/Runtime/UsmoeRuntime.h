@@ -79,6 +79,29 @@ int usmoe_rt_zero_async(uint64_t device_ptr, size_t bytes, void *stream);
 uint64_t usmoe_rt_mgpu_failure_count(void);
 int usmoe_rt_mgpu_last_failure(char *message, size_t size);
 
+/* Router rules (usmoe/Routing/RouterRules.h), for callers without MLIR
+ * (the Python API, GPU launchers); no driver needed. Options not given
+ * have their has_* flag at 0. mode: 0 token, 1 expert, 2 unified. */
+typedef struct {
+  int32_t mode;
+  int32_t has_k, has_n, has_capacity, has_capacity_factor, has_alpha;
+  int32_t expert_score, renormalize, bias; /* given / set */
+  double k;
+  int64_t n, capacity;
+  double capacity_factor, alpha;
+} UsmoeRouterOptions;
+
+/* 0 when `options` are valid for `experts` and `tokens` (-1: unknown), else
+ * 1 with the verifier's message in `message`. */
+int usmoe_rt_router_check(const UsmoeRouterOptions *options, int64_t experts,
+                          int64_t tokens, char *message, size_t size);
+/* M, the pairs a valid router selects in a [batch, tokens, experts] batch. */
+int64_t usmoe_rt_router_pairs(const UsmoeRouterOptions *options,
+                              int64_t batch, int64_t tokens, int64_t experts);
+/* The per-set budget a select kernel takes: N (unified) or C (expert). */
+int64_t usmoe_rt_router_budget(const UsmoeRouterOptions *options,
+                               int64_t tokens, int64_t experts);
+
 #ifdef __cplusplus
 }
 #endif

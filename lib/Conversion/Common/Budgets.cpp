@@ -64,7 +64,9 @@ Value loops::emitExpertCapacity(LoopBuilder &b, std::optional<int64_t> capacity,
   Value c = mulf(b, f64Const(b, *factor), indexToF64(b, tokens));
   c = mulf(b, c, f64Const(b, double(*k)));
   c = divf(b, c, f64Const(b, double(numExperts(gates))));
-  Value result = f64ToIndex(b, math::CeilOp::create(b, c));
-  result = arith::MinSIOp::create(b, result, tokens);
+  // Clamp to T in f64: a product beyond int64 does not convert to an index.
+  Value ceiled = math::CeilOp::create(b, c);
+  Value result = f64ToIndex(
+      b, arith::MinimumFOp::create(b, ceiled, indexToF64(b, tokens)));
   return arith::MaxSIOp::create(b, result, indexConst(b, 1));
 }
