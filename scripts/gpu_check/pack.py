@@ -41,65 +41,18 @@ OTHER_CASES = [
     (256, "bf16", "token", dict(k=8, renormalize=True, bias=True)),
 ]
 SHAPES = [(1, 1), (2, 7), (3, 129), (1, 1000)]
-MLIR_TYPE = {"f32": "f32", "f16": "f16", "bf16": "bf16"}
-
-
-def route_attrs(mode, opts):
-    """moe.route attributes for usmoe.route-style options."""
-    parts = []
-    if "k" in opts:
-        parts.append(f"k = {float(opts['k'])}")
-    if "budget" in opts:
-        parts.append(f"n = {int(opts['budget'])}")
-    if "capacity" in opts:
-        parts.append(f"capacity = {int(opts['capacity'])}")
-    if "capacity_factor" in opts:
-        parts.append(f"capacity_factor = {float(opts['capacity_factor'])}")
-    if mode == "unified":
-        parts.append(f"alpha = {float(opts.get('alpha', 0.5))}")
-        parts.append(f"expert_score = {opts.get('expert_score', 'sigmoid')}")
-    if opts.get("renormalize"):
-        parts.append("renormalize")
-    return " ".join(parts)
 
 
 def router_ir(e, dtype, mode, opts):
-    """route + plan (+ topk_list for Token Choice), as usmoe.Router builds it."""
-    t = f"tensor<?x?x{e}x{MLIR_TYPE[dtype]}>"
-    s = f"tensor<?x?x{e}xf32>"
-    bias_arg = f", %b: tensor<{e}xf32>" if opts.get("bias") else ""
-    bias_use = " bias %b" if opts.get("bias") else ""
-    bias_type = f", tensor<{e}xf32>" if opts.get("bias") else ""
-    results = [s, f"tensor<?x?x{e}xi1>", f"tensor<{e + 1}xi32>", "tensor<?xi32>", "tensor<?xf32>"]
-    values = ["%g", "%m", "%o", "%i", "%w"]
-    body = [f"  %g, %m = moe.route {mode} %l{bias_use} {route_attrs(mode, opts)} : {t}{bias_type}",
-            f"  %o, %i, %w = moe.plan %g, %m : {s}"]
-    if mode == "token":
-        k = int(opts["k"])
-        body.append(f"  %ti, %tw = moe.topk_list %g, %m k = {k} : {s}")
-        results += [f"tensor<?x{k}xi32>", f"tensor<?x{k}xf32>"]
-        values += ["%ti", "%tw"]
-    return (f"func.func @router(%l: {t}{bias_arg}) -> ({', '.join(results)}) {{\n"
-            + "\n".join(body) + "\n"
-            + f"  return {', '.join(values)} : {', '.join(results)}\n}}\n")
+    """route + plan (+ topk_list for Token Choice): the IR usmoe.Router
+    itself compiles (one writer of router IR)."""
+    route_opts = dict(opts)
+    if route_opts.pop("bias", False):
+        route_opts["bias"] = np.zeros(e, np.float32)
+    return usmoe.Router(mode=mode, **route_opts)._ir(dtype, e)
 
 
-LAYER_IR = """
-func.func @layer(%l: tensor<1x?x{E}xf32>, %h: tensor<?x{D}xf32>, %init: tensor<?x{D}xf32>,
-                 %w1: tensor<{E}x{D}x{F}xf32>, %w3: tensor<{E}x{D}x{F}xf32>,
-                 %w2: tensor<{E}x{F}x{D}xf32>)
-    -> (tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<?xi32>) {{
-  %g, %m = moe.route unified %l k = 1.5 : tensor<1x?x{E}xf32>
-  %o, %i, %w = moe.plan %g, %m : tensor<1x?x{E}xf32>
-  %x = moe.dispatch %h, %i : tensor<?x{D}xf32>, tensor<?xi32>
-  %f = moe.expert_ffn %x, %o, %w1, %w3, %w2
-      : tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<{E}x{D}x{F}xf32>,
-        tensor<{E}x{D}x{F}xf32>, tensor<{E}x{F}x{D}xf32>
-  %y = moe.combine %f, %i, %w into %init offsets %o
-      : tensor<?x{D}xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x{D}xf32>, tensor<{E1}xi32>
-  return %y, %o, %i : tensor<?x{D}xf32>, tensor<{E1}xi32>, tensor<?xi32>
-}}
-"""
+LAYER_OPTIONS = dict(mode="unified", k=1.5)
 
 
 def pack_layer(out, opt, extract, rng, e=16, d=64, ffn=96):
@@ -108,15 +61,15 @@ def pack_layer(out, opt, extract, rng, e=16, d=64, ffn=96):
     name = f"layer_unified_e{e}_d{d}"
     case_dir = os.path.join(out, name)
     os.makedirs(case_dir, exist_ok=True)
-    ir = LAYER_IR.format(E=e, E1=e + 1, D=d, F=ffn)
+    w1 = rng.normal(0, 0.2, size=(e, d, ffn)).astype(np.float32)
+    w3 = rng.normal(0, 0.2, size=(e, d, ffn)).astype(np.float32)
+    w2 = rng.normal(0, 0.2, size=(e, ffn, d)).astype(np.float32)
+    layer = usmoe.MoeLayer(w1, w3, w2, **LAYER_OPTIONS)
+    ir = layer._ir("f32")  # the IR MoeLayer itself compiles
     for fmt in ("bin", "isa"):
         lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
                                  capture_output=True, text=True, check=True).stdout
         subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
-    fn = usmoe.compile(ir, target="cpu", entry="layer")
-    w1 = rng.normal(0, 0.2, size=(e, d, ffn)).astype(np.float32)
-    w3 = rng.normal(0, 0.2, size=(e, d, ffn)).astype(np.float32)
-    w2 = rng.normal(0, 0.2, size=(e, ffn, d)).astype(np.float32)
     for key, value in dict(w1=w1, w3=w3, w2=w2).items():
         np.save(os.path.join(case_dir, f"{key}.npy"), value)
     inputs = []
@@ -124,13 +77,14 @@ def pack_layer(out, opt, extract, rng, e=16, d=64, ffn=96):
         logits = rng.normal(size=(1, t, e)).astype(np.float32)
         hidden = rng.normal(size=(t, d)).astype(np.float32)
         init = rng.normal(size=(t, d)).astype(np.float32)
-        y, offsets, ids = fn([logits, hidden, init, w1, w3, w2])
+        y = layer(hidden, logits, init=init)
+        plan = usmoe.route(logits, **LAYER_OPTIONS)
         for key, value in dict(logits=logits, hidden=hidden, init=init, y=y,
-                               offsets=offsets, ids=ids).items():
+                               offsets=plan.expert_offsets, ids=plan.token_ids).items():
             np.save(os.path.join(case_dir, f"{key}{j}.npy"), value)
         inputs.append({"index": j, "tokens": t})
     return {"dir": name, "experts": e, "hidden": d, "ffn": ffn, "mode": "layer",
-            "options": {"k": 1.5}, "inputs": inputs}
+            "options": {"k": LAYER_OPTIONS["k"]}, "inputs": inputs}
 
 
 def make_logits(rng, b, t, e, dtype):
