@@ -50,7 +50,7 @@ Value EmulatorCalls::string(OpBuilder &b, Location loc, StringRef text) {
   return LLVM::AddressOfOp::create(b, loc, global);
 }
 
-Value EmulatorCalls::site(OpBuilder &b, Operation *op) {
+std::string EmulatorCalls::siteText(Operation *op) {
   std::string text;
   llvm::raw_string_ostream os(text);
   // The first file location inside (fused and call-site locations wrap it).
@@ -68,6 +68,25 @@ Value EmulatorCalls::site(OpBuilder &b, Operation *op) {
   else
     op->getLoc().print(os);
   os << ": " << op->getName().getStringRef();
+  return text;
+}
+
+void EmulatorCalls::numberSharedSites(Operation *root, StringRef kernel) {
+  llvm::StringMap<SmallVector<Operation *>> byText;
+  root->walk([&](Operation *op) { byText[siteText(op)].push_back(op); });
+  for (auto &entry : byText) {
+    if (entry.second.size() < 2)
+      continue;
+    for (auto [i, op] : llvm::enumerate(entry.second))
+      siteSuffix[op] = (" #" + Twine(i + 1) + " in " + kernel).str();
+  }
+}
+
+Value EmulatorCalls::site(OpBuilder &b, Operation *op) {
+  std::string text = siteText(op);
+  auto suffix = siteSuffix.find(op);
+  if (suffix != siteSuffix.end())
+    text += suffix->second;
   return string(b, op->getLoc(), text);
 }
 

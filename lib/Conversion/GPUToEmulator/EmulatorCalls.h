@@ -18,6 +18,7 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 
 namespace mlir::usmoe::emulator {
@@ -33,8 +34,12 @@ public:
              Type result = {});
   /// The address of a constant string.
   Value string(OpBuilder &b, Location loc, StringRef text);
-  /// "file:line:col: op-name", the site that reports name for `op`.
+  /// "file:line:col: op-name", the site that reports name for `op` (with
+  /// "#i in kernel" when ops of that kind share the location, as generated
+  /// kernels' ops do).
   Value site(OpBuilder &b, Operation *op);
+  /// Numbers the ops under `root` whose site text would not be unique.
+  void numberSharedSites(Operation *root, StringRef kernel);
 
   Type ptrType() { return LLVM::LLVMPointerType::get(module.getContext()); }
   Type i64Type() { return IntegerType::get(module.getContext(), 64); }
@@ -47,8 +52,11 @@ public:
   FunctionType kernelType();
 
 private:
+  std::string siteText(Operation *op);
+
   ModuleOp module;
   llvm::StringMap<LLVM::GlobalOp> strings;
+  llvm::DenseMap<Operation *, std::string> siteSuffix;
 };
 
 /// The LLVM type one kernel operand is packed as: a memref as its

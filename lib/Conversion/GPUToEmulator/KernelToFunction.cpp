@@ -254,6 +254,7 @@ LogicalResult mlir::usmoe::emulator::convertKernel(gpu::GPUFuncOp kernel,
   old->erase();
   func.getBody().getBlocks().splice(func.getBody().end(), body.getBlocks());
 
+  calls.numberSharedSites(func, kernel.getName());
   SmallVector<Operation *> toEmulate;
   func.walk([&](Operation *op) {
     if (isModeledGpuOp(op) || isAccess(op))
