@@ -38,6 +38,13 @@ void mlir::usmoe::buildUsmoeToNVVMPipeline(
                                                   : options.cudaRoot.getValue();
   bool needPtxas = options.format != "isa" && options.format != "llvm";
 
+  UsmoeCheckGpuTargetPassOptions targetCheck;
+  targetCheck.chip = options.chip;
+  targetCheck.features = options.features;
+  targetCheck.format = options.format;
+  targetCheck.optLevel = options.optLevel;
+  pm.addPass(createUsmoeCheckGpuTargetPass(targetCheck));
+
   UsmoeRequireCudaToolkitPassOptions toolkit;
   toolkit.cudaRoot = cudaRoot;
   toolkit.needPtxas = needPtxas;

@@ -371,3 +371,18 @@ def test_capacity_factor_overflow_clamps_to_t(device_setup, monkeypatch):
     plan = usmoe.route(logits, mode="expert", capacity_factor=1e300, k=2, device=device)
     assert plan.mask.all()
     assert plan.token_ids.size == 2 * 5 * 8
+
+
+@pytest.mark.parametrize("chip, features, message", [
+    ("", "+ptx80", "chip must be sm_XY"),
+    ("sm_xyz", "+ptx80", "chip must be sm_XY"),
+    ("sm_50", "+ptx80", "older than sm_75"),
+    ("sm_90", "ptx80", r"features must be \+ptxNN"),
+])
+def test_bad_gpu_targets_are_value_errors(chip, features, message):
+    """Caught before LLVM's NVPTX backend (which crashed or aborted on these)."""
+    ir = ("func.func @f(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {\n"
+          "  %g, %m = moe.route token %l k = 2.0 : tensor<?x?x8xf32>\n"
+          "  return %g : tensor<?x?x8xf32>\n}\n")
+    with pytest.raises(ValueError, match=message):
+        usmoe.compile(ir, target="ptx", chip=chip, features=features)

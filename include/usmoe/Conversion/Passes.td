@@ -106,6 +106,28 @@ def UsmoeRequireCudaToolkitPass
   ];
 }
 
+def UsmoeCheckGpuTargetPass
+    : Pass<"usmoe-check-gpu-target", "::mlir::ModuleOp"> {
+  let summary = "Fail with a clear message on an unsupported GPU target";
+  let description = [{
+    The first pass of `usmoe-to-nvvm`: rejects, before anything reaches
+    LLVM's NVPTX backend (which crashes or aborts on some of them), a chip
+    that is not `sm_XY[a|f]` with XY >= 75 (CUDA 13's floor), PTX features
+    that are not `+ptxNN`, an output format other than `isa`, `bin`,
+    `fatbin` or `llvm`, and an optimization level outside 0-3.
+  }];
+  let options = [
+    Option<"chip", "chip", "std::string", /*default=*/"\"sm_90\"",
+           "GPU architecture (sm_XY)">,
+    Option<"features", "features", "std::string", /*default=*/"\"+ptx80\"",
+           "PTX features (ISA version)">,
+    Option<"format", "format", "std::string", /*default=*/"\"isa\"",
+           "Artifact: isa, bin, fatbin or llvm">,
+    Option<"optLevel", "opt-level", "unsigned", /*default=*/"3",
+           "NVPTX optimization level (0-3)">,
+  ];
+}
+
 def UsmoeHostSharedAllocsPass
     : Pass<"usmoe-host-shared-allocs", "::mlir::ModuleOp"> {
   let summary = "Make the host code's buffers GPU-accessible (managed memory)";
