@@ -31,6 +31,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <csetjmp>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
@@ -169,6 +170,41 @@ extern "C" __bf16 usmoeTruncSfBf2(float value) {
   __bf16 result;
   std::memcpy(&result, &half, sizeof(result));
   return result;
+}
+
+/// Run-time checks of compiled code (cf.assert, e.g. a budget larger than
+/// T * E with a dynamic T) print their message with `puts` and call `abort`.
+/// In the JIT both resolve to these, so that a failed check ends the call
+/// with an exception instead of killing the caller's process.
+thread_local std::string failedCheckMessage;
+thread_local std::jmp_buf *failedCheckGuard = nullptr;
+
+extern "C" int usmoeJitPuts(const char *message) {
+  failedCheckMessage = message;
+  return 0;
+}
+
+extern "C" void usmoeJitAbort() {
+  if (failedCheckGuard)
+    std::longjmp(*failedCheckGuard, 1);
+  std::abort();
+}
+
+/// Runs `call` (JIT'ed code) so that a failed run-time check returns false
+/// with its message. What the code allocated before the check is not freed.
+bool runCatchingFailedChecks(llvm::function_ref<void()> call,
+                             std::string &message) {
+  std::jmp_buf here;
+  std::jmp_buf *outer = failedCheckGuard;
+  failedCheckGuard = &here;
+  if (setjmp(here) != 0) {
+    failedCheckGuard = outer;
+    message = failedCheckMessage;
+    return false;
+  }
+  call();
+  failedCheckGuard = outer;
+  return true;
 }
 
 } // namespace
@@ -389,6 +425,12 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     symbols[interner("__truncsfbf2")] = {
         llvm::orc::ExecutorAddr::fromPtr(&usmoeTruncSfBf2),
         llvm::JITSymbolFlags::Exported};
+    symbols[interner("puts")] = {
+        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitPuts),
+        llvm::JITSymbolFlags::Exported};
+    symbols[interner("abort")] = {
+        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitAbort),
+        llvm::JITSymbolFlags::Exported};
     return symbols;
   });
   impl->symbol = "_mlir_ciface_" + name;
@@ -484,26 +526,40 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
   const std::optional<EmulatorRuntime> &emulator = impl->emulator;
   if (emulator)
     emulator->clearError();
-  if (emulator) {
-    // A failed check ends the call at the failing launch: the host code
-    // after it (which may read what the kernel should have written) never
-    // runs. What the call allocated until then is not freed.
-    impl->engine->initialize(); // as invokePacked does (runs once)
-    auto function = impl->engine->lookupPacked(impl->symbol);
-    if (!function)
-      throw CompileError("call failed: " +
-                         llvm::toString(function.takeError()));
-    if (emulator->guardedCall(*function, packed.data()) != 0 ||
-        emulator->failed()) {
-      std::string report = emulator->lastError();
-      emulator->clearError();
-      throw DeviceError("the emulated GPU function failed: " + report);
-    }
-  } else if (llvm::Error err =
-                 impl->engine->invokePacked(impl->symbol, packed)) {
+  impl->engine->initialize(); // as invokePacked does (runs once)
+  auto function = impl->engine->lookupPacked(impl->symbol);
+  if (!function) {
     if (gpu)
       releaseStaged();
-    throw CompileError("call failed: " + llvm::toString(std::move(err)));
+    throw CompileError("call failed: " + llvm::toString(function.takeError()));
+  }
+  bool emulationFailed = false;
+  std::string failedCheck;
+  bool checksPassed = runCatchingFailedChecks(
+      [&] {
+        // On the emulator a failed kernel check ends the call at the failing
+        // launch: the host code after it (which may read what the kernel
+        // should have written) never runs.
+        if (emulator)
+          emulationFailed =
+              emulator->guardedCall(*function, packed.data()) != 0 ||
+              emulator->failed();
+        else
+          (*function)(packed.data());
+      },
+      failedCheck);
+  if (!checksPassed) {
+    if (gpu)
+      releaseStaged();
+    if (emulator)
+      emulator->clearError();
+    throw CompileError("a run-time check of the compiled code failed: " +
+                       failedCheck);
+  }
+  if (emulationFailed) {
+    std::string report = emulator->lastError();
+    emulator->clearError();
+    throw DeviceError("the emulated GPU function failed: " + report);
   }
 
   std::vector<OwnedResult> out;

@@ -40,6 +40,57 @@ py::dtype dtypeOf(const TensorSignature &sig) {
   return py::dtype("bool");
 }
 
+/// The NumPy (kind, itemsize) an argument of element `element` must have:
+/// bf16 travels as its raw bits (uint16 or a 2-byte void/ml_dtypes type).
+bool dtypeMatches(const std::string &element, const std::string &kind,
+                  int64_t itemsize) {
+  if (element == "f32")
+    return kind == "f" && itemsize == 4;
+  if (element == "f16")
+    return kind == "f" && itemsize == 2;
+  if (element == "bf16")
+    return (kind == "u" || kind == "V") && itemsize == 2;
+  if (element == "i32")
+    return kind == "i" && itemsize == 4;
+  if (element == "i64")
+    return kind == "i" && itemsize == 8;
+  return kind == "b" && itemsize == 1;
+}
+
+/// Checks argument `i` by its dtype (read through Python attributes, which
+/// mean the same under NumPy 1 and 2) and returns it as a host array.
+HostArray hostArgument(const py::handle &value, size_t i,
+                       const TensorSignature &sig,
+                       std::vector<py::array> &keepAlive) {
+  std::string which = "argument " + std::to_string(i);
+  if (!py::isinstance<py::array>(value))
+    throw py::type_error(
+        which + " must be a NumPy array, got " +
+        std::string(py::str(value.get_type().attr("__name__"))));
+  py::array a = py::reinterpret_borrow<py::array>(value);
+  py::object dtype = a.attr("dtype");
+  std::string kind = py::str(dtype.attr("kind"));
+  auto itemsize = dtype.attr("itemsize").cast<int64_t>();
+  if (!dtypeMatches(sig.element, kind, itemsize))
+    throw py::type_error(which + " must hold " + sig.element +
+                         " elements, got " + std::string(py::str(dtype)));
+  // '=' native, '|' not applicable, '<' / '>' explicit.
+  std::string order = py::str(dtype.attr("byteorder"));
+  bool littleEndianHost = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  if ((order == ">" && littleEndianHost) || (order == "<" && !littleEndianHost))
+    throw py::value_error(which + " is not in the machine's byte order "
+                                  "(convert it with .astype(dtype.newbyteorder"
+                                  "('=')))");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(which + " must be C-contiguous");
+  HostArray h;
+  h.data = const_cast<void *>(a.data());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d)
+    h.shape.push_back(a.shape(d));
+  keepAlive.push_back(a);
+  return h;
+}
+
 py::list callFunction(const JitFunction &fn, const py::list &arrays) {
   std::vector<HostArray> inputs;
   std::vector<py::array> keepAlive;
@@ -47,22 +98,8 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
   if (arrays.size() != sigs.size())
     throw py::value_error("expected " + std::to_string(sigs.size()) +
                           " arrays, got " + std::to_string(arrays.size()));
-  for (size_t i = 0; i < sigs.size(); ++i) {
-    py::array a = py::reinterpret_borrow<py::array>(arrays[i]);
-    if (!(a.flags() & py::array::c_style))
-      throw py::value_error("argument " + std::to_string(i) +
-                            " must be C-contiguous");
-    if (a.itemsize() != sigs[i].elementBytes())
-      throw py::value_error("argument " + std::to_string(i) +
-                            " has the wrong element size for " +
-                            sigs[i].element);
-    HostArray h;
-    h.data = const_cast<void *>(a.data());
-    for (py::ssize_t d = 0; d < a.ndim(); ++d)
-      h.shape.push_back(a.shape(d));
-    inputs.push_back(std::move(h));
-    keepAlive.push_back(a);
-  }
+  for (size_t i = 0; i < sigs.size(); ++i)
+    inputs.push_back(hostArgument(arrays[i], i, sigs[i], keepAlive));
   std::vector<OwnedResult> results;
   {
     py::gil_scoped_release release;
@@ -71,8 +108,15 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
   py::list out;
   for (size_t i = 0; i < results.size(); ++i) {
     OwnedResult &r = results[i];
-    py::array array(dtypeOf(fn.results()[i]), r.shape);
-    std::memcpy(array.mutable_data(), r.data, array.nbytes());
+    const TensorSignature &sig = fn.results()[i];
+    py::array array(dtypeOf(sig), r.shape);
+    // Bytes from the signature: py::array::nbytes() reads the NumPy 1
+    // descriptor layout, wrong under NumPy 2.
+    size_t bytes = size_t(sig.elementBytes());
+    for (int64_t d : r.shape)
+      bytes *= size_t(d);
+    if (bytes)
+      std::memcpy(array.mutable_data(), r.data, bytes);
     std::free(r.allocation);
     out.append(array);
   }

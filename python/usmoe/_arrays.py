@@ -51,6 +51,8 @@ def host_array(value, name: str) -> HostArray:
                          "(cast with .astype(np.float32))")
     if not value.flags["C_CONTIGUOUS"]:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    if not value.dtype.isnative:  # e.g. big-endian data: read it by value
+        value = value.astype(value.dtype.newbyteorder("="))
     element = _ir.MLIR_ELEMENT[dtype]
     if element == "bf16":
         return HostArray(value.view(np.uint16), element, "ml_dtypes")

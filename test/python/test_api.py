@@ -386,3 +386,52 @@ def test_bad_gpu_targets_are_value_errors(chip, features, message):
           "  return %g : tensor<?x?x8xf32>\n}\n")
     with pytest.raises(ValueError, match=message):
         usmoe.compile(ir, target="ptx", chip=chip, features=features)
+
+
+TOP1_IR = """
+func.func @f(%l: tensor<?x?x4xf32>) -> tensor<?x?x4xi1> {
+  %g, %m = moe.route token %l k = 1.0 : tensor<?x?x4xf32>
+  return %m : tensor<?x?x4xi1>
+}
+"""
+
+
+@pytest.mark.parametrize("argument, error, message", [
+    (None, TypeError, "argument 0 must be a NumPy array, got NoneType"),
+    (1.5, TypeError, "argument 0 must be a NumPy array, got float"),
+    (np.ones((1, 2, 4), np.int32), TypeError, "argument 0 must hold f32 elements, got int32"),
+    (np.ones((1, 2, 4)), TypeError, "argument 0 must hold f32 elements, got float64"),
+    (np.ones((1, 2, 4), ">f4"), ValueError, "not in the machine's byte order"),
+])
+def test_compiled_functions_check_their_arguments(argument, error, message):
+    """Wrong arguments of a compiled function are exceptions (None and
+    floats crashed the interpreter; int32 bits were read as floats)."""
+    fn = usmoe.compile(TOP1_IR, target="cpu", entry="f")
+    with pytest.raises(error, match=message):
+        fn([argument])
+    logits = np.array([[[0, 3, 1, 2], [5, 1, 1, 1]]], np.float32)
+    np.testing.assert_array_equal(fn([logits])[0], logits == logits.max(-1, keepdims=True))
+
+
+def test_big_endian_logits_are_read_by_value():
+    logits = np.random.default_rng(5).normal(size=(2, 6, 8)).astype(np.float32)
+    want = usmoe.route(logits, mode="token", k=2)
+    got = usmoe.route(logits.astype(">f4"), mode="token", k=2)
+    np.testing.assert_array_equal(got.mask, want.mask)
+    np.testing.assert_array_equal(got.gates, want.gates)
+
+
+@pytest.mark.parametrize("device_setup", ["cpu", "emulator"])
+def test_failed_run_time_checks_are_value_errors(device_setup, monkeypatch):
+    """A budget only the run time can check (dynamic T) used to abort the
+    interpreter; now the call raises and the process goes on."""
+    if device_setup == "emulator":
+        monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+    ir = ("func.func @f(%l: tensor<?x?x4xf32>) -> tensor<?x?x4xi1> {\n"
+          "  %g, %m = moe.route unified %l n = 9 : tensor<?x?x4xf32>\n"
+          "  return %m : tensor<?x?x4xi1>\n}\n")
+    fn = usmoe.compile(ir, target="cpu" if device_setup == "cpu" else "cuda", entry="f")
+    with pytest.raises(ValueError, match="a run-time check of the compiled code failed: "
+                                         r"moe: unified budget n exceeds T \* E of the input"):
+        fn([np.ones((1, 2, 4), np.float32)])
+    assert fn([np.ones((1, 3, 4), np.float32)])[0].sum() == 9
