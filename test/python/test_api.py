@@ -435,3 +435,11 @@ def test_failed_run_time_checks_are_value_errors(device_setup, monkeypatch):
                                          r"moe: unified budget n exceeds T \* E of the input"):
         fn([np.ones((1, 2, 4), np.float32)])
     assert fn([np.ones((1, 3, 4), np.float32)])[0].sum() == 9
+
+
+def test_deeply_nested_ir_is_a_value_error_not_a_stack_overflow():
+    deep = "func.func @f() attributes {a = " + "[" * 20000 + "]" * 20000 + "} { return }"
+    with pytest.raises(ValueError, match="nests brackets more than 1000 levels deep"):
+        usmoe.compile(deep, target="mlir")
+    fine = "func.func @f() attributes {a = " + "[" * 200 + "]" * 200 + "} { return }"
+    assert "func.func @f()" in usmoe.compile(fine, target="mlir")
