@@ -26,18 +26,31 @@ using namespace usmoe_py;
 
 namespace {
 
-py::dtype dtypeOf(const TensorSignature &sig) {
-  if (sig.element == "f32")
-    return py::dtype("float32");
-  if (sig.element == "f16")
-    return py::dtype("float16");
-  if (sig.element == "bf16")
-    return py::dtype("uint16"); // raw bf16 bits; usmoe/ reinterprets them
-  if (sig.element == "i32")
-    return py::dtype("int32");
-  if (sig.element == "i64")
-    return py::dtype("int64");
-  return py::dtype("bool");
+/// The NumPy dtype name of a result of element `element`.
+const char *dtypeName(const std::string &element) {
+  if (element == "f32")
+    return "float32";
+  if (element == "f16")
+    return "float16";
+  if (element == "bf16")
+    return "uint16"; // raw bf16 bits; usmoe/ reinterprets them
+  if (element == "i32")
+    return "int32";
+  if (element == "i64")
+    return "int64";
+  return "bool";
+}
+
+/// A new C-contiguous array made by NumPy itself: pybind11 2.10's
+/// py::array(dtype, shape) computes strides from the NumPy 1 descriptor
+/// layout, which is wrong under NumPy 2.
+py::array emptyArray(const std::string &element,
+                     const std::vector<int64_t> &shape) {
+  py::object empty = py::module_::import("numpy").attr("empty");
+  py::tuple dims(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d)
+    dims[d] = py::int_(shape[d]);
+  return py::reinterpret_borrow<py::array>(empty(dims, dtypeName(element)));
 }
 
 /// The NumPy (kind, itemsize) an argument of element `element` must have:
@@ -109,7 +122,7 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
   for (size_t i = 0; i < results.size(); ++i) {
     OwnedResult &r = results[i];
     const TensorSignature &sig = fn.results()[i];
-    py::array array(dtypeOf(sig), r.shape);
+    py::array array = emptyArray(sig.element, r.shape);
     // Bytes from the signature: py::array::nbytes() reads the NumPy 1
     // descriptor layout, wrong under NumPy 2.
     size_t bytes = size_t(sig.elementBytes());
