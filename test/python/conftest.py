@@ -4,10 +4,12 @@ import sys
 import numpy as np
 import pytest
 
-# The package is built into build/python_packages (or $USMOE_PYTHON_PACKAGES).
+# The package is built into build/python_packages (or $USMOE_PYTHON_PACKAGES);
+# with USMOE_TEST_INSTALLED=1 the tests use the one pip installed instead.
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INSTALLED = os.environ.get("USMOE_TEST_INSTALLED") == "1"
 _PKG = os.environ.get("USMOE_PYTHON_PACKAGES", os.path.join(_ROOT, "build", "python_packages"))
-if _PKG not in sys.path:
+if not INSTALLED and _PKG not in sys.path:
     sys.path.insert(0, _PKG)
 
 WORKED_LOGITS = np.array([[3.0, 1.0, 2.5, -1.0],
