@@ -75,6 +75,7 @@ def layer_function(mode: str, num_experts: int, hidden_size: int, ffn_size: int,
     logits_t = f"tensor<?x?x{e}x{logits_element}>"
     score_t = f"tensor<?x?x{e}xf32>"
     rows_t = f"tensor<?x{d}x{element}>"
+    expert_rows_t = f"tensor<?x{d}xf32>"  # moe.expert_ffn returns f32 rows
     offsets_t = f"tensor<{e + 1}xi32>"
     up_t, down_t = f"tensor<{e}x{d}x{f}x{element}>", f"tensor<{e}x{f}x{d}x{element}>"
     args = [f"%logits: {logits_t}", f"%hidden: {rows_t}", f"%init: {rows_t}",
@@ -88,7 +89,7 @@ def layer_function(mode: str, num_experts: int, hidden_size: int, ffn_size: int,
         f"  %x = moe.dispatch %hidden, %ids : {rows_t}, tensor<?xi32>",
         f"  %h = moe.expert_ffn %x, %offsets, %w1, %w3, %w2 : {rows_t}, {offsets_t}, {up_t},"
         f" {up_t}, {down_t}",
-        f"  %y = moe.combine %h, %ids, %weights into %init offsets %offsets : {rows_t},"
+        f"  %y = moe.combine %h, %ids, %weights into %init offsets %offsets : {expert_rows_t},"
         f" tensor<?xi32>, tensor<?xf32> into {rows_t}, {offsets_t}",
         f"  return %y : {rows_t}",
         "}",

@@ -329,7 +329,7 @@ def launch_moe_layer(mod: KernelModule, mode: str, options: dict, logits: Device
     m = selected_pairs(mode, options, shape)
     offsets, ids, weights, _ = launch_plan(mod, gates, mask, shape, rows=m, stream=stream,
                                            alloc=alloc)
-    rows, experts = alloc(m * d * itemsize), alloc(m * d * itemsize)
+    rows, experts = alloc(m * d * itemsize), alloc(m * d * 4)  # expert rows are f32
     scratch = alloc(m * f * 4)
     y = alloc(g * d * itemsize)
     ip, wp = memref_params(ids, (m,)), memref_params(weights, (m,))

@@ -105,9 +105,9 @@ func.func @layer(%l: tensor<1x?x8xbf16>, %h: tensor<?x64xbf16>, %init: tensor<?x
   return %y : tensor<?x64xbf16>
 }
 func.func @ffn(%x: tensor<?x64xbf16>, %o: tensor<9xi32>, %w1: tensor<8x64x128xbf16>,
-               %w3: tensor<8x64x128xbf16>, %w2: tensor<8x128x64xbf16>) -> tensor<?x64xbf16> {
+               %w3: tensor<8x64x128xbf16>, %w2: tensor<8x128x64xbf16>) -> tensor<?x64xf32> {
   %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x64x128xbf16>, tensor<8x64x128xbf16>, tensor<8x128x64xbf16>
-  return %y : tensor<?x64xbf16>
+  return %y : tensor<?x64xf32>
 }
 // The [B*T, k] list of Token Choice (k = 32 of 512 experts) and of a
 // Unified selection (padded where a token got fewer than k).

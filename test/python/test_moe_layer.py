@@ -235,3 +235,24 @@ def test_moe_layer_with_many_rows_per_expert():
     assert max(np.diff(plan.expert_offsets)) > 16
     np.testing.assert_allclose(layer(hidden, logits), reference.moe_layer(hidden, plan, *w),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device_setup", ["cpu", "emulator"])
+def test_f16_layer_rounds_once_at_the_end(device_setup, monkeypatch):
+    """Each expert's output (+-125000) overflows f16 but their gated sum
+    (0) does not: the spec's single rounding gives a number, rounding each
+    expert's output first gave inf - inf = NaN."""
+    device = "cpu"
+    if device_setup == "emulator":
+        monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+        device = "cuda"
+    w1 = np.array([[[50.0], [0.0]], [[50.0], [0.0]]], np.float16)  # [E=2, D=2, F=1]
+    w3 = w1.copy()
+    w2 = np.array([[[50.0, 1.0]], [[-50.0, 1.0]]], np.float16)     # [E, F, D]
+    hidden = np.array([[1.0, 0.0]], np.float16)
+    logits = np.zeros((1, 2), np.float32)                            # gates 0.5 and 0.5
+    y = usmoe.MoeLayer(w1, w3, w2, mode="token", k=2, device=device)(hidden, logits)
+    assert np.isfinite(y).all(), y
+    want = reference.moe_layer(hidden.astype(np.float64), reference.route(logits, mode="token",
+                                                                          k=2), w1, w3, w2)
+    np.testing.assert_allclose(y.astype(np.float32), want, atol=0.5)

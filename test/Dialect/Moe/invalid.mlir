@@ -449,7 +449,7 @@ func.func @ffn_offsets(%x: tensor<?x16xf32>, %o: tensor<4xi32>, %w1: tensor<4x16
 // -----
 
 func.func @combine_element_type(%x: tensor<?x16xf16>, %i: tensor<?xi32>, %w: tensor<?xf32>, %init: tensor<?x16xf32>) {
-  // expected-error @+1 {{expects expert outputs and init of the same element type}}
+  // expected-error @+1 {{expects f32 expert outputs (or init's element type), got 'tensor<?x16xf16>' and 'tensor<?x16xf32>'}}
   %y = moe.combine %x, %i, %w into %init : tensor<?x16xf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x16xf32>
   return
 }

@@ -298,11 +298,14 @@ LogicalResult DispatchOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
-LogicalResult ExpertFfnOp::inferReturnTypes(MLIRContext *,
+LogicalResult ExpertFfnOp::inferReturnTypes(MLIRContext *ctx,
                                             std::optional<Location> loc,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &inferred) {
-  inferred.push_back(adaptor.getInput().getType());
+  // f32 rows whatever the input type: the layer rounds once, at the end.
+  auto input = cast<ShapedType>(adaptor.getInput().getType());
+  inferred.push_back(
+      RankedTensorType::get(input.getShape(), Float32Type::get(ctx)));
   return success();
 }
 
@@ -345,9 +348,10 @@ LogicalResult CombineOp::inferReturnTypes(MLIRContext *,
 LogicalResult CombineOp::verify() {
   ShapedType out = getExpertOut().getType(), init = getInit().getType();
   int64_t rows = out.getDimSize(0);
-  if (out.getElementType() != init.getElementType())
-    return emitOpError() << "expects expert outputs and init of the same "
-                         << "element type, got " << out << " and " << init;
+  if (!out.getElementType().isF32() &&
+      out.getElementType() != init.getElementType())
+    return emitOpError() << "expects f32 expert outputs (or init's element "
+                         << "type), got " << out << " and " << init;
   if (!dimsCompatible(out.getDimSize(1), init.getDimSize(1)))
     return emitOpError() << "expects expert outputs and init with the same "
                          << "hidden size, got " << out << " and " << init;

@@ -318,13 +318,16 @@ def Moe_ExpertFfnOp : Moe_Op<"expert_ffn", [Pure, InferTypeOpAdaptor]> {
     For the rows of expert `e` (`expert_offsets[e] .. expert_offsets[e+1]`),
     `y = (silu(x W1[e]) * (x W3[e])) W2[e]` with `W1, W3 : [E, D, F]` and
     `W2 : [E, F, D]` (Mixtral / OLMoE / Qwen-MoE experts). Accumulates in
-    f32. Routed FLOPs are `M * 6 * D * F`.
+    f32 and returns f32 rows whatever the input type, so that the layer
+    rounds once, after `moe.combine` (an f16 overflow of one expert's output
+    never becomes inf + -inf = NaN in the sum). Routed FLOPs are
+    `M * 6 * D * F`.
 
     Example:
     ```mlir
     %y = moe.expert_ffn %x, %offsets, %w1, %w3, %w2
-        : tensor<?x64xf32>, tensor<9xi32>, tensor<8x64x128xf32>,
-          tensor<8x64x128xf32>, tensor<8x128x64xf32>
+        : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x64x128xbf16>,
+          tensor<8x64x128xbf16>, tensor<8x128x64xbf16>   // -> tensor<?x64xf32>
     ```
   }];
   let arguments = (ins Moe_ActivationTensor:$input,
@@ -347,7 +350,9 @@ def Moe_CombineOp : Moe_Op<"combine", [Pure, InferTypeOpAdaptor]> {
     for `m` in increasing order, so every token sums its experts in ascending
     expert order: the result is bitwise reproducible, with no float atomics.
     `init` carries what is added unconditionally (zeros, or the output of
-    shared experts); it also fixes the number of tokens.
+    shared experts); it also fixes the number of tokens. The sum is in f32
+    and rounded to `init`'s element type once; `expert_out` is f32 (as
+    `moe.expert_ffn` returns it) or of `init`'s element type.
 
     The optional `expert_offsets` (the plan's CSR offsets) let a parallel
     lowering find each token's rows without atomics or a sort: inside an
