@@ -52,49 +52,56 @@ def test_layer_matches_reference(route, opts, ref_opts):
     np.testing.assert_array_equal(y[untouched], shared[untouched])
 
 
-def test_combine_is_deterministic_and_f16_accumulates_in_f32():
-    ir = """
-func.func @combine(%out: tensor<?x4xf16>, %ids: tensor<?xi32>, %w: tensor<?xf32>,
-                   %init: tensor<?x4xf16>) -> tensor<?x4xf16> {
-  %y = moe.combine %out, %ids, %w into %init
-      : tensor<?x4xf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x4xf16>
-  return %y : tensor<?x4xf16>
-}
+COMBINE_IR = """
+func.func @combine(%out: tensor<?x4x{t}>, %ids: tensor<?xi32>, %w: tensor<?xf32>,
+                   %off: tensor<{e1}xi32>, %init: tensor<?x4x{t}>) -> tensor<?x4x{t}> {{
+  %y = moe.combine %out, %ids, %w into %init offsets %off
+      : tensor<?x4x{t}>, tensor<?xi32>, tensor<?xf32> into tensor<?x4x{t}>, tensor<{e1}xi32>
+  return %y : tensor<?x4x{t}>
+}}
 """
-    fn = usmoe.compile(ir, target="cpu", entry="combine")
-    # 2048 small contributions to token 0: an f16 running sum would stall at
-    # 0.5 + ... (f16 has 11 bits); an f32 accumulator rounds once at the end.
+
+
+def test_combine_is_deterministic_and_f16_accumulates_in_f32(monkeypatch):
+    """The GPU combine (a block per token, rows found by binary search, no
+    atomics) gives the CPU's bits under any schedule, and sums in f32."""
+    # 2048 small contributions to token 0, one from each of 2048 experts (a
+    # plan has at most one row per token and expert): an f16 running sum
+    # would stall at 0.5 + ... (f16 has 11 bits); an f32 accumulator rounds
+    # once at the end.
     m = 2048
-    out = np.full((m, 4), 1.0, np.float16)
-    ids = np.zeros(m, np.int32)
-    w = np.full(m, 1e-3, np.float32)
-    init = np.zeros((2, 4), np.float16)
-    (y1,) = fn([out, ids, w, init])
-    (y2,) = fn([out, ids, w, init])
-    np.testing.assert_array_equal(y1, y2)
-    assert y1.dtype == np.float16
-    np.testing.assert_allclose(y1[0].astype(np.float32), 2.048, rtol=1e-3)
-    np.testing.assert_array_equal(y1[1], 0)
+    ir = COMBINE_IR.format(t="f16", e1=m + 1)
+    args = [np.full((m, 4), 1.0, np.float16), np.zeros(m, np.int32),
+            np.full(m, 1e-3, np.float32), np.arange(m + 1, dtype=np.int32),
+            np.zeros((2, 4), np.float16)]
+    (cpu,) = usmoe.compile(ir, target="cpu", entry="combine")(args)
+    assert cpu.dtype == np.float16
+    np.testing.assert_allclose(cpu[0].astype(np.float32), 2.048, rtol=1e-3)
+    np.testing.assert_array_equal(cpu[1], 0)
+    monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+    gpu = usmoe.compile(ir, target="cuda", entry="combine")
+    for seed in ("", "1", "2", "3"):
+        monkeypatch.setenv("USMOE_EMU_SEED", seed)
+        np.testing.assert_array_equal(gpu(args)[0], cpu)
 
 
-def test_combine_with_offsets_gives_the_same_result():
-    ir = """
-func.func @both(%out: tensor<?x4xf32>, %ids: tensor<?xi32>, %w: tensor<?xf32>,
-                %off: tensor<4xi32>, %init: tensor<?x4xf32>) -> (tensor<?x4xf32>, tensor<?x4xf32>) {
-  %a = moe.combine %out, %ids, %w into %init
-      : tensor<?x4xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x4xf32>
-  %b = moe.combine %out, %ids, %w into %init offsets %off
-      : tensor<?x4xf32>, tensor<?xi32>, tensor<?xf32> into tensor<?x4xf32>, tensor<4xi32>
-  return %a, %b : tensor<?x4xf32>, tensor<?x4xf32>
-}
-"""
-    fn = usmoe.compile(ir, target="cpu", entry="both")
+def test_combine_with_offsets_matches_an_independent_sum(monkeypatch):
+    """The CPU combine (rows in order) and the GPU one (offsets, binary
+    search) against NumPy: the same bits, since both add each token's rows
+    in ascending row order."""
     rng = np.random.default_rng(9)
     plan = reference.route(rng.normal(size=(1, 6, 3)).astype(np.float32), mode="token", k=2)
     out = rng.normal(size=(plan.token_ids.size, 4)).astype(np.float32)
     init = rng.normal(size=(6, 4)).astype(np.float32)
-    a, b = fn([out, plan.token_ids, plan.weights, plan.expert_offsets, init])
-    np.testing.assert_array_equal(a, b)
+    args = [out, plan.token_ids, plan.weights, plan.expert_offsets, init]
+    want = init.astype(np.float64).copy()
+    np.add.at(want, plan.token_ids, plan.weights[:, None].astype(np.float64) * out)
+    ir = COMBINE_IR.format(t="f32", e1=4)
+    (cpu,) = usmoe.compile(ir, target="cpu", entry="combine")(args)
+    np.testing.assert_allclose(cpu, want, rtol=1e-6, atol=1e-6)
+    monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+    (gpu,) = usmoe.compile(ir, target="cuda", entry="combine")(args)
+    np.testing.assert_array_equal(gpu, cpu)
 
 
 def _weights(rng, e, d, f, dtype=np.float32):
