@@ -95,16 +95,69 @@ Fiber::Fiber() : usePortable(portable()) {
 
 Fiber::~Fiber() { munmap(stackBase, mappingBytes); }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define USMOE_EMU_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define USMOE_EMU_ASAN 1
+#endif
+#ifdef USMOE_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace {
-struct PortableStart {
-  Fiber::Entry entry;
-  void *arg;
-};
-thread_local PortableStart portableStart;
-void portableTrampoline() { portableStart.entry(portableStart.arg); }
+/// makecontext passes ints only: the fiber to start goes through here, set
+/// just before the first switch into it.
+thread_local Fiber *portableStarting = nullptr;
+void portableTrampoline() {
+  Fiber *fiber = portableStarting;
+  portableStarting = nullptr;
+  Fiber::runMain(fiber);
+}
 } // namespace
 
-void Fiber::start(Entry entry, void *arg) {
+void Fiber::runMain(Fiber *fiber) { main(fiber); }
+
+void Fiber::main(void *self) {
+  auto *fiber = static_cast<Fiber *>(self);
+  fiber->enteredFiber();
+  fiber->entry(fiber->entryArg);
+}
+
+void Fiber::enteredFiber() {
+#ifdef USMOE_EMU_ASAN
+  __sanitizer_finish_switch_fiber(asanFakeStack, &schedulerStackBottom,
+                                  &schedulerStackSize);
+#endif
+}
+
+void Fiber::leavingFiber() {
+#ifdef USMOE_EMU_ASAN
+  __sanitizer_start_switch_fiber(&asanFakeStack, schedulerStackBottom,
+                                 schedulerStackSize);
+#endif
+}
+
+void Fiber::enteringFiber() {
+#ifdef USMOE_EMU_ASAN
+  __sanitizer_start_switch_fiber(&asanFakeStack,
+                                 static_cast<char *>(stackBase) +
+                                     (mappingBytes - kStackBytes),
+                                 kStackBytes);
+#endif
+}
+
+void Fiber::backInScheduler() {
+#ifdef USMOE_EMU_ASAN
+  __sanitizer_finish_switch_fiber(asanFakeStack, nullptr, nullptr);
+#endif
+}
+
+void Fiber::start(Entry entryFn, void *arg) {
+  entry = entryFn;
+  entryArg = arg;
   char *top = static_cast<char *>(stackBase) + mappingBytes;
   if (usePortable) {
     getcontext(&fiberContext);
@@ -112,10 +165,7 @@ void Fiber::start(Entry entry, void *arg) {
         static_cast<char *>(stackBase) + (mappingBytes - kStackBytes);
     fiberContext.uc_stack.ss_size = kStackBytes;
     fiberContext.uc_link = nullptr;
-    // makecontext passes ints only: the entry goes through a thread_local
-    // set just before the first switch into the context.
-    pendingEntry = entry;
-    pendingArg = arg;
+    pendingStart = true;
     makecontext(&fiberContext, portableTrampoline, 0);
     return;
   }
@@ -143,25 +193,29 @@ void Fiber::start(Entry entry, void *arg) {
 }
 
 void Fiber::resume() {
+  enteringFiber();
   if (usePortable) {
-    if (pendingEntry) { // first switch into a fresh context
-      portableStart = {pendingEntry, pendingArg};
-      pendingEntry = nullptr;
+    if (pendingStart) { // first switch into a fresh context
+      portableStarting = this;
+      pendingStart = false;
     }
     swapcontext(&schedulerContext, &fiberContext);
-    return;
-  }
+  } else {
 #if defined(__x86_64__)
-  usmoe_emu_switch_stack(&schedulerSp, fiberSp);
+    usmoe_emu_switch_stack(&schedulerSp, fiberSp);
 #endif
+  }
+  backInScheduler();
 }
 
 void Fiber::suspend() {
+  leavingFiber();
   if (usePortable) {
     swapcontext(&fiberContext, &schedulerContext);
-    return;
-  }
+  } else {
 #if defined(__x86_64__)
-  usmoe_emu_switch_stack(&fiberSp, schedulerSp);
+    usmoe_emu_switch_stack(&fiberSp, schedulerSp);
 #endif
+  }
+  enteredFiber();
 }

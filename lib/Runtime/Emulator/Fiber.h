@@ -42,15 +42,30 @@ public:
 
   /// Whether the portable (ucontext) switch is in use.
   static bool portable();
+  /// The portable switch's first entry into `fiber` (internal).
+  static void runMain(Fiber *fiber);
 
 private:
+  /// Where every fiber starts: tells AddressSanitizer about the new stack
+  /// (builds with -fsanitize=address), then runs the entry.
+  static void main(void *self);
+  void enteredFiber();  ///< ASan: now on the fiber's stack
+  void leavingFiber();  ///< ASan: about to switch to the scheduler
+  void enteringFiber(); ///< ASan: about to switch to the fiber
+  void backInScheduler();
+
+  Entry entry = nullptr;
+  void *entryArg = nullptr;
+  // Used in -fsanitize=address builds only.
+  [[maybe_unused]] void *asanFakeStack = nullptr;
+  [[maybe_unused]] const void *schedulerStackBottom = nullptr;
+  [[maybe_unused]] size_t schedulerStackSize = 0;
   void *stackBase = nullptr; // mapping, guard page first
   size_t mappingBytes = 0;
   void *fiberSp = nullptr;     // fast switch: the fiber's saved stack pointer
   void *schedulerSp = nullptr; // fast switch: the scheduler's
   ucontext_t fiberContext, schedulerContext;
-  Entry pendingEntry = nullptr; // portable switch: started at the next resume
-  void *pendingArg = nullptr;
+  bool pendingStart = false; // portable switch: started at the next resume
   bool usePortable;
 };
 
