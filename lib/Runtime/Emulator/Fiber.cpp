@@ -128,21 +128,21 @@ void Fiber::main(void *self) {
 
 void Fiber::enteredFiber() {
 #ifdef USMOE_EMU_ASAN
-  __sanitizer_finish_switch_fiber(asanFakeStack, &schedulerStackBottom,
+  __sanitizer_finish_switch_fiber(fiberFakeStack, &schedulerStackBottom,
                                   &schedulerStackSize);
 #endif
 }
 
 void Fiber::leavingFiber() {
 #ifdef USMOE_EMU_ASAN
-  __sanitizer_start_switch_fiber(&asanFakeStack, schedulerStackBottom,
+  __sanitizer_start_switch_fiber(&fiberFakeStack, schedulerStackBottom,
                                  schedulerStackSize);
 #endif
 }
 
 void Fiber::enteringFiber() {
 #ifdef USMOE_EMU_ASAN
-  __sanitizer_start_switch_fiber(&asanFakeStack,
+  __sanitizer_start_switch_fiber(&schedulerFakeStack,
                                  static_cast<char *>(stackBase) +
                                      (mappingBytes - kStackBytes),
                                  kStackBytes);
@@ -151,13 +151,14 @@ void Fiber::enteringFiber() {
 
 void Fiber::backInScheduler() {
 #ifdef USMOE_EMU_ASAN
-  __sanitizer_finish_switch_fiber(asanFakeStack, nullptr, nullptr);
+  __sanitizer_finish_switch_fiber(schedulerFakeStack, nullptr, nullptr);
 #endif
 }
 
 void Fiber::start(Entry entryFn, void *arg) {
   entry = entryFn;
   entryArg = arg;
+  fiberFakeStack = nullptr; // a fresh stack has no fake frames yet
   char *top = static_cast<char *>(stackBase) + mappingBytes;
   if (usePortable) {
     getcontext(&fiberContext);

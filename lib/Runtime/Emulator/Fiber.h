@@ -57,7 +57,8 @@ private:
   Entry entry = nullptr;
   void *entryArg = nullptr;
   // Used in -fsanitize=address builds only.
-  [[maybe_unused]] void *asanFakeStack = nullptr;
+  [[maybe_unused]] void *fiberFakeStack = nullptr;
+  [[maybe_unused]] void *schedulerFakeStack = nullptr;
   [[maybe_unused]] const void *schedulerStackBottom = nullptr;
   [[maybe_unused]] size_t schedulerStackSize = 0;
   void *stackBase = nullptr; // mapping, guard page first
