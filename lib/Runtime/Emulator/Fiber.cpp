@@ -180,12 +180,12 @@ void Fiber::start(Entry entryFn, void *arg) {
   asm volatile("stmxcsr %0" : "=m"(mxcsr));
   asm volatile("fnstcw %0" : "=m"(fpucw));
   slots[0] = uint64_t(mxcsr) | (uint64_t(fpucw) << 32);
-  slots[1] = 0;                                 // r15
-  slots[2] = 0;                                 // r14
-  slots[3] = reinterpret_cast<uint64_t>(arg);   // r13
-  slots[4] = reinterpret_cast<uint64_t>(entry); // r12
-  slots[5] = 0;                                 // rbx
-  slots[6] = 0;                                 // rbp
+  slots[1] = 0;                                        // r15
+  slots[2] = 0;                                        // r14
+  slots[3] = reinterpret_cast<uint64_t>(this);         // r13
+  slots[4] = reinterpret_cast<uint64_t>(&Fiber::main); // r12
+  slots[5] = 0;                                        // rbx
+  slots[6] = 0;                                        // rbp
   slots[7] = reinterpret_cast<uint64_t>(&usmoe_emu_fiber_trampoline);
   fiberSp = slots;
 #else
