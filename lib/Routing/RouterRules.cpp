@@ -10,11 +10,29 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 
 using namespace mlir::usmoe::routing;
 
 namespace {
+/// A double as the MLIR parser reads it back bit for bit: the shortest
+/// %g form that round-trips, always with a '.' (MLIR's float literal).
+std::string formatExact(double value) {
+  char buffer[40];
+  for (int digits = 15; digits <= 17; ++digits) {
+    std::snprintf(buffer, sizeof(buffer), "%.*g", digits, value);
+    if (std::strtod(buffer, nullptr) == value)
+      break;
+  }
+  std::string text = buffer;
+  if (text.find_first_of(".ni") == std::string::npos) {
+    size_t exponent = text.find('e');
+    text.insert(exponent == std::string::npos ? text.size() : exponent, ".0");
+  }
+  return text;
+}
+
 constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
 
 /// A parameter as users write it ("1.5", "-0.25", "inf", "nan").
@@ -55,6 +73,10 @@ std::string integerK(double k, Mode mode, int64_t &out) {
   return "";
 }
 } // namespace
+
+const char *mlir::usmoe::routing::expertScoreName(ExpertScore score) {
+  return score == ExpertScore::Sigmoid ? "sigmoid" : "softmax_tokens";
+}
 
 const char *mlir::usmoe::routing::modeName(Mode mode) {
   switch (mode) {
@@ -154,7 +176,7 @@ mlir::usmoe::routing::checkRouter(const RouterOptions &o,
                 {o.capacity.has_value(), "capacity"},
                 {o.capacityFactor.has_value(), "capacity_factor"},
                 {o.alpha.has_value(), "alpha"},
-                {o.expertScore, "expert_score"}});
+                {o.expertScore.has_value(), "expert_score"}});
     if (!error.empty())
       return error;
     if (!o.k)
@@ -168,7 +190,7 @@ mlir::usmoe::routing::checkRouter(const RouterOptions &o,
     std::string error = forbid({{o.bias, "bias"},
                                 {o.n.has_value(), "n"},
                                 {o.alpha.has_value(), "alpha"},
-                                {o.expertScore, "expert_score"},
+                                {o.expertScore.has_value(), "expert_score"},
                                 {o.renormalize, "renormalize"}});
     if (!error.empty())
       return error;
@@ -220,8 +242,7 @@ int64_t mlir::usmoe::routing::expertCapacity(double capacityFactor,
 }
 
 int64_t mlir::usmoe::routing::setBudget(const RouterOptions &o,
-                                        int64_t numTokens,
-                                        int64_t numExperts) {
+                                        int64_t numTokens, int64_t numExperts) {
   switch (o.mode) {
   case Mode::Token:
     return saturatingCast(o.k.value_or(0));
@@ -256,4 +277,35 @@ int64_t mlir::usmoe::routing::selectedPairs(const RouterOptions &o,
     break;
   }
   return saturatingMul(batch, perSequence);
+}
+
+std::string
+mlir::usmoe::routing::formatRouterParameters(const RouterOptions &o) {
+  std::string text;
+  auto add = [&](const std::string &item) {
+    text += text.empty() ? item : ", " + item;
+  };
+  bool countsK = o.mode != Mode::Unified; // k counts experts per token
+  if (o.k)
+    add("k = " +
+        (countsK ? format(static_cast<int64_t>(*o.k)) : formatExact(*o.k)));
+  if (o.n)
+    add("n = " + format(*o.n));
+  if (o.capacity)
+    add("capacity = " + format(*o.capacity));
+  if (o.capacityFactor)
+    add("capacity_factor = " + formatExact(*o.capacityFactor));
+  if (o.alpha)
+    add("alpha = " + formatExact(*o.alpha));
+  if (o.expertScore)
+    add(std::string("expert_score = ") + expertScoreName(*o.expertScore));
+  if (o.renormalize)
+    add("renormalize");
+  return text;
+}
+
+std::string
+mlir::usmoe::routing::formatRouterAttribute(const RouterOptions &o) {
+  return std::string("#moe.") + modeName(o.mode) + "<" +
+         formatRouterParameters(o) + ">";
 }

@@ -15,8 +15,9 @@ using namespace mlir::usmoe::routing;
 namespace {
 RouterOptions fromC(const UsmoeRouterOptions &c) {
   RouterOptions o;
-  o.mode = c.mode == 0 ? Mode::Token : c.mode == 1 ? Mode::Expert
-                                                   : Mode::Unified;
+  o.mode = c.mode == 0   ? Mode::Token
+           : c.mode == 1 ? Mode::Expert
+                         : Mode::Unified;
   if (c.has_k)
     o.k = c.k;
   if (c.has_n)
@@ -27,7 +28,9 @@ RouterOptions fromC(const UsmoeRouterOptions &c) {
     o.capacityFactor = c.capacity_factor;
   if (c.has_alpha)
     o.alpha = c.alpha;
-  o.expertScore = c.expert_score;
+  if (c.expert_score)
+    o.expertScore =
+        c.expert_score == 1 ? ExpertScore::Sigmoid : ExpertScore::SoftmaxTokens;
   o.renormalize = c.renormalize;
   o.bias = c.bias;
   return o;
@@ -53,8 +56,18 @@ int usmoe_rt_router_check(const UsmoeRouterOptions *options, int64_t experts,
   return error.empty() ? 0 : 1;
 }
 
-int64_t usmoe_rt_router_pairs(const UsmoeRouterOptions *options,
-                              int64_t batch, int64_t tokens, int64_t experts) {
+size_t usmoe_rt_router_format(const UsmoeRouterOptions *options, char *text,
+                              size_t size) {
+  std::string attribute = formatRouterAttribute(fromC(*options));
+  if (text && size) {
+    std::strncpy(text, attribute.c_str(), size - 1);
+    text[size - 1] = 0;
+  }
+  return attribute.size();
+}
+
+int64_t usmoe_rt_router_pairs(const UsmoeRouterOptions *options, int64_t batch,
+                              int64_t tokens, int64_t experts) {
   return selectedPairs(fromC(*options), batch, tokens, experts);
 }
 

@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import struct
-
 MLIR_ELEMENT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
-def f64_literal(value: float) -> str:
-    """An exact f64 attribute literal (hex bit pattern: no decimal rounding)."""
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", float(value)))[0]
-
-
-def _route_line(mode: str, logits_t: str, *, k=None, n=None, capacity=None,
-                capacity_factor=None, alpha=None, expert_score=None, renormalize=False,
-                bias=False, e: int) -> str:
-    attrs = []
-    if k is not None:
-        attrs.append(f"k = {f64_literal(k)}")
-    if n is not None:
-        attrs.append(f"n = {int(n)}")
-    if capacity is not None:
-        attrs.append(f"capacity = {int(capacity)}")
-    if capacity_factor is not None:
-        attrs.append(f"capacity_factor = {f64_literal(capacity_factor)}")
-    if alpha is not None:
-        attrs.append(f"alpha = {f64_literal(alpha)}")
-    if expert_score is not None:
-        attrs.append(f"expert_score = {expert_score}")
-    if renormalize:
-        attrs.append("renormalize")
+def _route_line(router: str, logits_t: str, *, bias: bool, e: int) -> str:
+    """moe.route with `router`, the attribute text the compiler's router
+    rules print (usmoe.cuda.RouterOptions.attribute())."""
     bias_operand = " bias %bias" if bias else ""
     bias_type = f", tensor<{e}xf32>" if bias else ""
-    return (f"  %gates, %mask = moe.route {mode} %logits{bias_operand} {' '.join(attrs)}"
+    return (f"  %gates, %mask = moe.route {router} %logits{bias_operand}"
             f" : {logits_t}{bias_type}")
 
 
-def router_function(mode: str, num_experts: int, element: str, *, topk=None, bias=False,
-                    **route) -> str:
+def router_function(router: str, num_experts: int, element: str, *, topk=None,
+                    bias=False) -> str:
     """A function @router(logits [?, ?, E][, bias [E]]) -> (gates, mask,
     expert_offsets, token_ids, weights[, topk_ids, topk_weights]) built on
-    moe.route; `route` holds moe.route's attributes (k, n, capacity, ...)."""
+    moe.route with the router attribute `router`."""
     e = num_experts
     logits_t = f"tensor<?x?x{e}x{element}>"
     score_t = f"tensor<?x?x{e}xf32>"
@@ -48,7 +26,7 @@ def router_function(mode: str, num_experts: int, element: str, *, topk=None, bia
                "tensor<?xi32>", "tensor<?xf32>"]
     values = ["%gates", "%mask", "%offsets", "%ids", "%weights"]
     body = [
-        _route_line(mode, logits_t, bias=bias, e=e, **route),
+        _route_line(router, logits_t, bias=bias, e=e),
         f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
     ]
     if topk is not None:
@@ -65,9 +43,8 @@ def router_function(mode: str, num_experts: int, element: str, *, topk=None, bia
     ]) + "\n"
 
 
-def layer_function(mode: str, num_experts: int, hidden_size: int, ffn_size: int,
-                   logits_element: str, element: str, *, bias=False, topk=None,
-                   **route) -> str:
+def layer_function(router: str, num_experts: int, hidden_size: int, ffn_size: int,
+                   logits_element: str, element: str, *, bias=False) -> str:
     """A function @layer(logits [?, ?, E], hidden [G, D], init [G, D], w1
     [E, D, F], w3 [E, D, F], w2 [E, F, D][, bias [E]]) -> y [G, D]: route,
     plan, dispatch, SwiGLU experts and combine (y = init + the routed sum)."""
@@ -84,7 +61,7 @@ def layer_function(mode: str, num_experts: int, hidden_size: int, ffn_size: int,
         args.append(f"%bias: tensor<{e}xf32>")
     return "\n".join([
         f"func.func @layer({', '.join(args)}) -> {rows_t} {{",
-        _route_line(mode, logits_t, bias=bias, e=e, **route),
+        _route_line(router, logits_t, bias=bias, e=e),
         f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
         f"  %x = moe.dispatch %hidden, %ids : {rows_t}, tensor<?xi32>",
         f"  %h = moe.expert_ffn %x, %offsets, %w1, %w3, %w2 : {rows_t}, {offsets_t}, {up_t},"

@@ -164,18 +164,16 @@ class Router:
         # An empty sequence selects nothing: only E-dependent rules apply.
         self._rules.check(experts=e, tokens=t if t > 0 else None)
 
-    def _route_options(self) -> dict:
-        """moe.route's attributes (and whether it takes a bias operand)."""
-        if self.mode == "token":
-            return dict(k=self.k, renormalize=self.renormalize, bias=self.bias is not None)
-        if self.mode == "expert":
-            return dict(capacity=self.capacity, capacity_factor=self.capacity_factor,
-                        k=self.k if self.capacity_factor is not None else None)
-        return dict(k=self.k, n=self.budget, alpha=self.alpha, expert_score=self.expert_score)
+    @property
+    def attribute(self) -> str:
+        """The router as the compiler writes it (`#moe.token<k = 2>`), printed
+        by the compiler's router rules: the one writer of router IR."""
+        return self._rules.attribute()
 
     def _ir(self, element: str, e: int) -> str:
         topk = int(self.k) if self.mode == "token" else None
-        return _ir.router_function(self.mode, e, element, topk=topk, **self._route_options())
+        return _ir.router_function(self.attribute, e, element, topk=topk,
+                                   bias=self.bias is not None)
 
     def _key(self, element: str, e: int):
         # The bias values are an argument of the compiled function: only their

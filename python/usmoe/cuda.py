@@ -44,6 +44,7 @@ def library():
         lib.usmoe_rt_last_error.restype = ctypes.c_char_p
         lib.usmoe_rt_router_pairs.restype = ctypes.c_int64
         lib.usmoe_rt_router_budget.restype = ctypes.c_int64
+        lib.usmoe_rt_router_format.restype = ctypes.c_size_t
         _runtime = lib
     return _runtime
 
@@ -204,7 +205,8 @@ class RouterOptions(ctypes.Structure):
            alpha=None, expert_score=None, renormalize=False, bias=False):
         """From usmoe.route-style options (None: not given; `budget` is N).
         Integers must fit in int64 (ValueError)."""
-        o = cls(mode=cls.MODES[mode], expert_score=expert_score is not None,
+        scores = {None: 0, "sigmoid": 1, "softmax_tokens": 2}
+        o = cls(mode=cls.MODES[mode], expert_score=scores[expert_score],
                 renormalize=bool(renormalize), bias=bool(bias))
         for name, value in (("k", k), ("capacity_factor", capacity_factor), ("alpha", alpha)):
             if value is not None:
@@ -225,6 +227,13 @@ class RouterOptions(ctypes.Structure):
         if library().usmoe_rt_router_check(ctypes.byref(self), -1 if experts is None else experts,
                                            -1 if tokens is None else tokens, message, 512):
             raise ValueError(message.value.decode())
+
+    def attribute(self) -> str:
+        """The router attribute as the compiler prints it, for IR text."""
+        size = library().usmoe_rt_router_format(ctypes.byref(self), None, 0) + 1
+        text = ctypes.create_string_buffer(size)
+        library().usmoe_rt_router_format(ctypes.byref(self), text, size)
+        return text.value.decode()
 
     def set_budget(self, tokens: int, experts: int) -> int:
         """What each select set gets: N per sequence, C per expert."""

@@ -45,9 +45,9 @@ class MoeLayer:
         self._device_weights = None
 
     def _ir(self, logits_element: str) -> str:
-        return _ir.layer_function(self.router.mode, self.num_experts, self.hidden_size,
+        return _ir.layer_function(self.router.attribute, self.num_experts, self.hidden_size,
                                   self.ffn_size, logits_element, self.element,
-                                  **self.router._route_options())
+                                  bias=self.router.bias is not None)
 
     def compiled(self, logits_element: str):
         """The compiled layer for logits of `logits_element`: a CPU JIT

@@ -3,5 +3,5 @@
 
 // CHECK-LABEL: func.func @router
 // CHECK-NOT: moe.unified_score
-// CHECK: %[[G:.*]], %[[M:.*]] = moe.route unified %{{.*}} k = 1.500000e+00 alpha = 5.000000e-01 expert_score = sigmoid
+// CHECK: %[[G:.*]], %[[M:.*]] = moe.route #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid> %{{.*}}
 // CHECK: moe.plan %[[G]], %[[M]]

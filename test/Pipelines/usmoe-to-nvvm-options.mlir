@@ -17,6 +17,6 @@
 // OLD-NOT: gpu.binary
 
 func.func @router(%l: tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<?x?x8xi1>) {
-  %g, %m = moe.route token %l k = 2.0 : tensor<?x?x8xf32>
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<?x?x8xf32>
   return %g, %m : tensor<?x?x8xf32>, tensor<?x?x8xi1>
 }

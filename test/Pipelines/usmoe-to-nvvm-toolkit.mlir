@@ -7,6 +7,6 @@
 // CHECK: error: the CUDA toolkit is not usable: libdevice not found at '{{.*}}none/nvvm/libdevice/libdevice.10.bc'
 // PTXAS: error: the CUDA toolkit is not usable: ptxas not found at '{{.*}}half/bin/ptxas'
 func.func @f(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
-  %g, %m = moe.route token %l k = 1.0 : tensor<?x?x8xf32>
+  %g, %m = moe.route #moe.token<k = 1> %l : tensor<?x?x8xf32>
   return %g : tensor<?x?x8xf32>
 }

@@ -58,47 +58,47 @@
 // HOST: gpu.binary @usmoe_kernels
 
 func.func @e8_k1(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
-  %g, %m = moe.route token %l k = 1.0 : tensor<?x?x8xf32>
+  %g, %m = moe.route #moe.token<k = 1> %l : tensor<?x?x8xf32>
   return %g : tensor<?x?x8xf32>
 }
 func.func @e60_k2(%l: tensor<?x?x60xbf16>) -> tensor<?x?x60xi1> {
-  %g, %m = moe.route token %l k = 2.0 renormalize : tensor<?x?x60xbf16>
+  %g, %m = moe.route #moe.token<k = 2, renormalize> %l : tensor<?x?x60xbf16>
   return %m : tensor<?x?x60xi1>
 }
 func.func @e64_k6(%l: tensor<?x?x64xf16>) -> tensor<?x?x64xf32> {
-  %g, %m = moe.route token %l k = 6.0 : tensor<?x?x64xf16>
+  %g, %m = moe.route #moe.token<k = 6> %l : tensor<?x?x64xf16>
   return %g : tensor<?x?x64xf32>
 }
 func.func @e128_k8(%l: tensor<?x?x128xbf16>) -> tensor<?x?x128xf32> {
-  %g, %m = moe.route token %l k = 8.0 renormalize : tensor<?x?x128xbf16>
+  %g, %m = moe.route #moe.token<k = 8, renormalize> %l : tensor<?x?x128xbf16>
   return %g : tensor<?x?x128xf32>
 }
 func.func @e256_k8(%l: tensor<?x?x256xf32>) -> tensor<?x?x256xf32> {
-  %g, %m = moe.route token %l k = 8.0 : tensor<?x?x256xf32>
+  %g, %m = moe.route #moe.token<k = 8> %l : tensor<?x?x256xf32>
   return %g : tensor<?x?x256xf32>
 }
 func.func @e384_k8(%l: tensor<?x?x384xbf16>) -> tensor<?x?x384xf32> {
-  %g, %m = moe.route token %l k = 8.0 : tensor<?x?x384xbf16>
+  %g, %m = moe.route #moe.token<k = 8> %l : tensor<?x?x384xbf16>
   return %g : tensor<?x?x384xf32>
 }
 func.func @e512_k32(%l: tensor<?x?x512xf32>) -> tensor<?x?x512xf32> {
-  %g, %m = moe.route token %l k = 32.0 : tensor<?x?x512xf32>
+  %g, %m = moe.route #moe.token<k = 32> %l : tensor<?x?x512xf32>
   return %g : tensor<?x?x512xf32>
 }
 func.func @unified_e64(%l: tensor<?x?x64xbf16>) -> tensor<?x?x64xf32> {
-  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x64xbf16>
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x64xbf16>
   return %g : tensor<?x?x64xf32>
 }
 func.func @unified_e60_tokens(%l: tensor<?x?x60xf16>) -> tensor<?x?x60xf32> {
-  %g, %m = moe.route unified %l k = 2.75 alpha = 0.25 expert_score = softmax_tokens : tensor<?x?x60xf16>
+  %g, %m = moe.route #moe.unified<k = 2.75, alpha = 0.25, expert_score = softmax_tokens> %l : tensor<?x?x60xf16>
   return %g : tensor<?x?x60xf32>
 }
 func.func @expert_e256(%l: tensor<?x?x256xf32>) -> tensor<?x?x256xi1> {
-  %g, %m = moe.route expert %l capacity_factor = 1.25 k = 8.0 : tensor<?x?x256xf32>
+  %g, %m = moe.route #moe.expert<capacity_factor = 1.25, k = 8> %l : tensor<?x?x256xf32>
   return %m : tensor<?x?x256xi1>
 }
 func.func @layer(%l: tensor<1x?x8xbf16>, %h: tensor<?x64xbf16>, %init: tensor<?x64xbf16>) -> tensor<?x64xbf16> {
-  %g, %m = moe.route unified %l k = 1.5 : tensor<1x?x8xbf16>
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<1x?x8xbf16>
   %o, %i, %w = moe.plan %g, %m : tensor<1x?x8xf32>
   %x = moe.dispatch %h, %i : tensor<?x64xbf16>, tensor<?xi32>
   %y = moe.combine %x, %i, %w into %init offsets %o : tensor<?x64xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x64xbf16>, tensor<9xi32>
@@ -112,12 +112,12 @@ func.func @ffn(%x: tensor<?x64xbf16>, %o: tensor<9xi32>, %w1: tensor<8x64x128xbf
 // The [B*T, k] list of Token Choice (k = 32 of 512 experts) and of a
 // Unified selection (padded where a token got fewer than k).
 func.func @topk_e512_k32(%l: tensor<?x?x512xf32>) -> (tensor<?x32xi32>, tensor<?x32xf32>) {
-  %g, %m = moe.route token %l k = 32.0 : tensor<?x?x512xf32>
+  %g, %m = moe.route #moe.token<k = 32> %l : tensor<?x?x512xf32>
   %i, %w = moe.topk_list %g, %m k = 32 : tensor<?x?x512xf32>
   return %i, %w : tensor<?x32xi32>, tensor<?x32xf32>
 }
 func.func @topk_unified_e60(%l: tensor<?x?x60xbf16>) -> (tensor<?x4xi32>, tensor<?x4xf32>) {
-  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x60xbf16>
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x60xbf16>
   %i, %w = moe.topk_list %g, %m k = 4 : tensor<?x?x60xf32>
   return %i, %w : tensor<?x4xi32>, tensor<?x4xf32>
 }

@@ -431,7 +431,7 @@ def test_torch_results_come_from_the_torch_allocator():
 
 GPU_FUNCTION = """
 func.func @router(%l: tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<9xi32>, tensor<?xi32>) {
-  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x8xf32>
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x8xf32>
   %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
   return %g, %o, %i : tensor<?x?x8xf32>, tensor<9xi32>, tensor<?xi32>
 }

@@ -13,7 +13,7 @@ func.func @layer(%hidden: tensor<?x{D}xf32>, %logits: tensor<1x?x{E}xf32>,
                  %w1: tensor<{E}x{D}x{F}xf32>, %w3: tensor<{E}x{D}x{F}xf32>,
                  %w2: tensor<{E}x{F}x{D}xf32>, %init: tensor<?x{D}xf32>)
     -> (tensor<?x{D}xf32>, tensor<?xi32>) {{
-  %g, %m = moe.route {ROUTE} %logits {OPTS} : tensor<1x?x{E}xf32>
+  %g, %m = moe.route {ROUTER} %logits : tensor<1x?x{E}xf32>
   %offsets, %ids, %w = moe.plan %g, %m : tensor<1x?x{E}xf32>
   %x = moe.dispatch %hidden, %ids : tensor<?x{D}xf32>, tensor<?xi32>
   %h = moe.expert_ffn %x, %offsets, %w1, %w3, %w2
@@ -26,12 +26,12 @@ func.func @layer(%hidden: tensor<?x{D}xf32>, %logits: tensor<1x?x{E}xf32>,
 """
 
 
-@pytest.mark.parametrize("route, opts, ref_opts", [
-    ("unified", "k = 1.5", dict(mode="unified", k=1.5)),
-    ("token", "k = 2.0 renormalize", dict(mode="token", k=2, renormalize=True)),
-    ("expert", "capacity = 3", dict(mode="expert", capacity=3)),
+@pytest.mark.parametrize("router, ref_opts", [
+    ("#moe.unified<k = 1.5>", dict(mode="unified", k=1.5)),
+    ("#moe.token<k = 2, renormalize>", dict(mode="token", k=2, renormalize=True)),
+    ("#moe.expert<capacity = 3>", dict(mode="expert", capacity=3)),
 ])
-def test_layer_matches_reference(route, opts, ref_opts):
+def test_layer_matches_reference(router, ref_opts):
     d, f, e, t = 8, 12, 6, 10
     rng = np.random.default_rng(5)
     hidden = rng.normal(size=(t, d)).astype(np.float32)
@@ -40,7 +40,7 @@ def test_layer_matches_reference(route, opts, ref_opts):
     w3 = rng.normal(0, 0.3, size=(e, d, f)).astype(np.float32)
     w2 = rng.normal(0, 0.3, size=(e, f, d)).astype(np.float32)
     shared = rng.normal(size=(t, d)).astype(np.float32)  # e.g. a shared expert's output
-    ir = LAYER.format(D=d, F=f, E=e, E1=e + 1, ROUTE=route, OPTS=opts)
+    ir = LAYER.format(D=d, F=f, E=e, E1=e + 1, ROUTER=router)
     layer = usmoe.compile(ir, target="cpu", entry="layer")
     y, ids = layer([hidden, logits, w1, w3, w2, shared])
     plan = reference.route(logits, **ref_opts)

@@ -25,6 +25,8 @@
 namespace mlir::usmoe::routing {
 
 enum class Mode { Token, Expert, Unified };
+/// The expert-side score F of the unified router.
+enum class ExpertScore { Sigmoid, SoftmaxTokens };
 
 /// A router's options as an op or a caller gives them: only those given are
 /// set, so that an option that does not belong to the mode is an error.
@@ -35,13 +37,24 @@ struct RouterOptions {
   std::optional<int64_t> capacity;
   std::optional<double> capacityFactor;
   std::optional<double> alpha;
-  bool expertScore = false; ///< an expert_score was given
+  std::optional<ExpertScore> expertScore;
   bool renormalize = false;
   bool bias = false; ///< a bias vector was given
 };
 
 /// The mode's name in IR and Python ("token", "expert", "unified").
 const char *modeName(Mode mode);
+/// The expert score's name in IR and Python ("sigmoid", "softmax_tokens").
+const char *expertScoreName(ExpertScore score);
+
+/// The router as the `moe` dialect writes it, `#moe.token<k = 2,
+/// renormalize>`: the router attribute's printer prints the part between
+/// the brackets, and callers without MLIR (Python) embed the whole text in
+/// the IR they compile, so that there is one writer of router IR. Numbers
+/// are written so that they parse back to the same bits. A bias operand is
+/// not part of the attribute.
+std::string formatRouterParameters(const RouterOptions &options);
+std::string formatRouterAttribute(const RouterOptions &options);
 
 /// The first rule `options` breaks, worded as the verifier reports it
 /// ("expects k in [1, 8] (the number of experts), got 9"), or "" when none.

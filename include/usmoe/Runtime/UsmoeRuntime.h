@@ -85,7 +85,8 @@ int usmoe_rt_mgpu_last_failure(char *message, size_t size);
 typedef struct {
   int32_t mode;
   int32_t has_k, has_n, has_capacity, has_capacity_factor, has_alpha;
-  int32_t expert_score, renormalize, bias; /* given / set */
+  int32_t expert_score; /* 0 not given, 1 sigmoid, 2 softmax_tokens */
+  int32_t renormalize, bias; /* set */
   double k;
   int64_t n, capacity;
   double capacity_factor, alpha;
@@ -95,6 +96,11 @@ typedef struct {
  * 1 with the verifier's message in `message`. */
 int usmoe_rt_router_check(const UsmoeRouterOptions *options, int64_t experts,
                           int64_t tokens, char *message, size_t size);
+/* The router attribute of valid `options` as the compiler prints it
+ * ("#moe.token<k = 2, renormalize>"), NUL-terminated into `text`; returns
+ * its length (call again with a larger buffer if it did not fit). */
+size_t usmoe_rt_router_format(const UsmoeRouterOptions *options, char *text,
+                              size_t size);
 /* M, the pairs a valid router selects in a [batch, tokens, experts] batch. */
 int64_t usmoe_rt_router_pairs(const UsmoeRouterOptions *options,
                               int64_t batch, int64_t tokens, int64_t experts);

@@ -6,7 +6,6 @@
 //===----------------------------------------------------------------------===//
 
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
-#include "Conversion/Common/Budgets.h"
 #include "Conversion/Common/LoopBuilder.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
@@ -71,7 +70,7 @@ struct ConvertMoeToGPUPass
       LogicalResult lowered =
           TypeSwitch<Operation *, LogicalResult>(op)
               .Case([&](moe::RouteOp route) {
-                return route.getMode() == moe::RoutingMode::token
+                return route.getMode() == routing::Mode::Token
                            ? lowerTokenChoice(route, kernels, counter++)
                            : lowerSelectingRoute(route, kernels, counter++);
               })
@@ -169,12 +168,13 @@ struct ConvertMoeToGPUPass
       return failure();
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
-    bool unified = op.getMode() == moe::RoutingMode::unified;
-    bool columnMix = unified && op.getExpertScoreOrDefault() ==
-                                    moe::ExpertScoreKind::softmax_tokens;
+    routing::RouterOptions options = op.getRouterOptions();
+    bool unified = options.mode == routing::Mode::Unified;
+    bool columnMix =
+        unified && options.expertScore == routing::ExpertScore::SoftmaxTokens;
     std::optional<double> rowAlpha;
     if (unified && !columnMix)
-      rowAlpha = op.getAlphaOrDefault();
+      rowAlpha = *options.alpha;
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string base =
@@ -186,7 +186,7 @@ struct ConvertMoeToGPUPass
     if (columnMix)
       mixKernel = gpu_kernels::buildTokenSoftmaxMixKernel(
           kb, op.getLoc(), base + "_mix", logitsType, gatesType,
-          op.getAlphaOrDefault());
+          *options.alpha);
     gpu::GPUFuncOp selectKernel = gpu_kernels::buildSelectKernel(
         kb, op.getLoc(), base + "_select", gatesType, maskType,
         unified ? gpu_kernels::SelectionSet::Sequence
@@ -210,24 +210,9 @@ struct ConvertMoeToGPUPass
                                      indexConst(b, gpu_kernels::kColumnBlock)),
           {logits, gates});
 
-    std::optional<double> k;
-    if (auto attr = op.getKAttr())
-      k = attr.getValueAsDouble();
-    Value budget, sets;
-    if (unified) {
-      budget = loops::emitUnifiedBudget(b, op.getN(), k, gates);
-      sets = batch;
-    } else {
-      std::optional<int64_t> intK;
-      if (k)
-        intK = int64_t(*k);
-      std::optional<double> factor;
-      if (auto attr = op.getCapacityFactorAttr())
-        factor = attr.getValueAsDouble();
-      budget =
-          loops::emitExpertCapacity(b, op.getCapacity(), factor, intK, gates);
-      sets = muli(b, batch, indexConst(b, experts));
-    }
+    Value budget = op.getRouter().buildSetBudget(b, op.getLoc(),
+                                                 dim(b, logits, 1), experts);
+    Value sets = unified ? batch : muli(b, batch, indexConst(b, experts));
     launch(b, selectKernel, sets, {gates, mask, budget});
 
     Builder attrs(op.getContext());
@@ -444,7 +429,8 @@ struct ConvertMoeToGPUPass
       return failure();
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
-    int64_t k = int64_t(op.getKAttr().getValueAsDouble());
+    routing::RouterOptions options = op.getRouterOptions();
+    int64_t k = static_cast<int64_t>(*options.k);
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "route_token_" + std::to_string(index);
@@ -452,7 +438,7 @@ struct ConvertMoeToGPUPass
         op.getBias() ? memrefOf(op.getBias().getType()) : MemRefType();
     gpu::GPUFuncOp kernel = gpu_kernels::buildTokenChoiceKernel(
         kb, op.getLoc(), name, logitsType, gatesType, maskType, k,
-        op.getRenormalize(), biasType);
+        options.renormalize, biasType);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -473,7 +459,7 @@ struct ConvertMoeToGPUPass
                                                       : "route_token")},
          {"experts", rewriter.getI64IntegerAttr(experts)},
          {"k", rewriter.getI64IntegerAttr(k)},
-         {"renormalize", rewriter.getBoolAttr(op.getRenormalize())},
+         {"renormalize", rewriter.getBoolAttr(options.renormalize)},
          {"rows_per_block",
           rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
          {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}});

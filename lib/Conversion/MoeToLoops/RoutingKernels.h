@@ -15,7 +15,6 @@
 #ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 #define USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 
-#include "Conversion/Common/Budgets.h"
 #include "Conversion/Common/LoopBuilder.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
 

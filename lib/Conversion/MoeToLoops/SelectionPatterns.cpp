@@ -18,6 +18,7 @@
 
 using namespace mlir;
 using namespace mlir::usmoe::loops;
+namespace routing = mlir::usmoe::routing;
 
 namespace {
 
@@ -54,10 +55,12 @@ void emitTokenChoice(LoopBuilder &b, SelectionBuffers buffers, int64_t k,
   });
 }
 
-std::optional<double> asDouble(FloatAttr attr) {
-  if (!attr)
-    return std::nullopt;
-  return attr.getValueAsDouble();
+/// The budget of one select set of `options` for the gates' T.
+Value emitSetBudget(LoopBuilder &b, const routing::RouterOptions &options,
+                    Value gates) {
+  int64_t numExperts = cast<MemRefType>(gates.getType()).getDimSize(2);
+  return moe::buildSetBudget(b, b.getLoc(), options, dim(b, gates, 1),
+                             numExperts);
 }
 
 struct SelectTopKLowering : OpRewritePattern<moe::SelectTopKOp> {
@@ -79,9 +82,7 @@ struct SelectExpertChoiceLowering
                                 PatternRewriter &rewriter) const override {
     LoopBuilder b(op.getLoc(), rewriter);
     SelectionBuffers buffers = copyScores(b, op, op.getScores());
-    Value capacity = emitExpertCapacity(b, op.getCapacity(),
-                                        asDouble(op.getCapacityFactorAttr()),
-                                        op.getK(), buffers.gates);
+    Value capacity = emitSetBudget(b, op.getRouterOptions(), buffers.gates);
     emitExpertChoice(b, buffers.gates, buffers.mask, capacity);
     replaceSelection(rewriter, b, op, buffers);
     return success();
@@ -94,8 +95,7 @@ struct SelectGlobalLowering : OpRewritePattern<moe::SelectGlobalOp> {
                                 PatternRewriter &rewriter) const override {
     LoopBuilder b(op.getLoc(), rewriter);
     SelectionBuffers buffers = copyScores(b, op, op.getScores());
-    Value budget =
-        emitUnifiedBudget(b, op.getN(), asDouble(op.getKAttr()), buffers.gates);
+    Value budget = emitSetBudget(b, op.getRouterOptions(), buffers.gates);
     emitGlobalTopN(b, buffers.gates, buffers.mask, budget);
     replaceSelection(rewriter, b, op, buffers);
     return success();
@@ -109,43 +109,40 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     LoopBuilder b(op.getLoc(), rewriter);
     Value logits = toBuffer(b, op.getLogits());
     SelectionBuffers buffers = allocSelection(b, op, logits);
-    std::optional<double> k = asDouble(op.getKAttr());
-    switch (op.getMode()) {
-    case moe::RoutingMode::token: {
+    routing::RouterOptions options = op.getRouterOptions();
+    switch (options.mode) {
+    case routing::Mode::Token: {
+      int64_t k = static_cast<int64_t>(*options.k);
       Value bias = op.getBias() ? toBuffer(b, op.getBias()) : Value();
       // Row by row: the row's scores are still in cache when selected.
       forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
         if (!bias) {
           emitSoftmaxRow(b, logits, buffers.gates, bi, ti);
-          emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, int64_t(*k),
-                      op.getRenormalize());
+          emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
+                      options.renormalize);
           return;
         }
         // sigmoid_bias: gates are sigmoid(L), the ranking sigmoid(L) + bias.
         emitSigmoidRow(b, logits, buffers.gates, bi, ti);
-        emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, int64_t(*k),
-                    op.getRenormalize(), [&](LoopBuilder &b, Value ei) {
+        emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
+                    options.renormalize, [&](LoopBuilder &b, Value ei) {
                       Value s = load(b, buffers.gates, {bi, ti, ei});
                       return scoreKeyOf(b, addf(b, s, load(b, bias, {ei})));
                     });
       });
       break;
     }
-    case moe::RoutingMode::expert: {
+    case routing::Mode::Expert: {
       emitTokenSoftmax(b, logits, buffers.gates);
-      std::optional<int64_t> intK;
-      if (k)
-        intK = int64_t(*k);
-      Value capacity = emitExpertCapacity(b, op.getCapacity(),
-                                          asDouble(op.getCapacityFactorAttr()),
-                                          intK, buffers.gates);
+      Value capacity = emitSetBudget(b, options, buffers.gates);
       emitExpertChoice(b, buffers.gates, buffers.mask, capacity);
       break;
     }
-    case moe::RoutingMode::unified: {
-      emitUnifiedScore(b, op.getAlphaOrDefault(), op.getExpertScoreOrDefault(),
-                       logits, buffers.gates);
-      Value budget = emitUnifiedBudget(b, op.getN(), k, buffers.gates);
+    case routing::Mode::Unified: {
+      emitUnifiedScore(b, *options.alpha,
+                       moe::toScoreKind(*options.expertScore), logits,
+                       buffers.gates);
+      Value budget = emitSetBudget(b, options, buffers.gates);
       emitGlobalTopN(b, buffers.gates, buffers.mask, budget);
       break;
     }

@@ -8,6 +8,6 @@
 // The launch is the only op at its site: no number.
 // CHECK-DAG: llvm.mlir.global internal constant @{{.*}}("{{.*}}generated-kernel-sites.mlir:[[#@LINE+2]]:12: gpu.launch_func\00")
 func.func @router(%l: tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<?x?x8xi1>) {
-  %g, %m = moe.route token %l k = 2.0 : tensor<?x?x8xf32>
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<?x?x8xf32>
   return %g, %m : tensor<?x?x8xf32>, tensor<?x?x8xi1>
 }

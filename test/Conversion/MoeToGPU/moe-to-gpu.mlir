@@ -24,7 +24,7 @@
 // CHECK-COUNT-10: gpu.shuffle  xor %{{.*}} : i32
 // CHECK: gpu.return
 func.func @router(%l: tensor<?x?x64xbf16>) -> (tensor<?x?x64xf32>, tensor<?x?x64xi1>) {
-  %g, %m = moe.route token %l k = 8.0 renormalize : tensor<?x?x64xbf16>
+  %g, %m = moe.route #moe.token<k = 8, renormalize> %l : tensor<?x?x64xbf16>
   return %g, %m : tensor<?x?x64xf32>, tensor<?x?x64xi1>
 }
 
@@ -40,7 +40,7 @@ func.func @router(%l: tensor<?x?x64xbf16>) -> (tensor<?x?x64xf32>, tensor<?x?x64
 // CHECK: scf.if
 // CHECK: memref.store
 func.func @uneven(%l: tensor<2x?x60xf32>) -> tensor<2x?x60xf32> {
-  %g, %m = moe.route token %l k = 2.0 : tensor<2x?x60xf32>
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<2x?x60xf32>
   return %g : tensor<2x?x60xf32>
 }
 
@@ -53,7 +53,7 @@ func.func @uneven(%l: tensor<2x?x60xf32>) -> tensor<2x?x60xf32> {
 // CHECK-NOT: vector.load
 // CHECK: gpu.return
 func.func @odd(%l: tensor<1x?x6xf16>) -> tensor<1x?x6xf32> {
-  %g, %m = moe.route token %l k = 2.0 : tensor<1x?x6xf16>
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<1x?x6xf16>
   return %g : tensor<1x?x6xf32>
 }
 
@@ -61,7 +61,7 @@ func.func @odd(%l: tensor<1x?x6xf16>) -> tensor<1x?x6xf32> {
 
 func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
   // expected-error @+1 {{token routing on the GPU supports up to 2048 experts, got 4096}}
-  %g, %m = moe.route token %l k = 2.0 : tensor<1x?x4096xf32>
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<1x?x4096xf32>
   return %g : tensor<1x?x4096xf32>
 }
 
@@ -83,7 +83,7 @@ func.func @too_many_experts(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
 // CHECK: memref.store %{{.*}} : memref<?x3xi32>
 // CHECK: memref.store %{{.*}} : memref<?x3xf32>
 func.func @listed(%l: tensor<?x?x40xf32>) -> (tensor<?x3xi32>, tensor<?x3xf32>) {
-  %g, %m = moe.route unified %l k = 1.5 : tensor<?x?x40xf32>
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x40xf32>
   %i, %w = moe.topk_list %g, %m k = 3 : tensor<?x?x40xf32>
   return %i, %w : tensor<?x3xi32>, tensor<?x3xf32>
 }
@@ -92,7 +92,7 @@ func.func @listed(%l: tensor<?x?x40xf32>) -> (tensor<?x3xi32>, tensor<?x3xf32>) 
 
 func.func @too_many_experts_unified(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096xf32> {
   // expected-error @+1 {{routing on the GPU supports up to 2048 experts, got 4096}}
-  %g, %m = moe.route unified %l k = 1.0 : tensor<1x?x4096xf32>
+  %g, %m = moe.route #moe.unified<k = 1.0> %l : tensor<1x?x4096xf32>
   return %g : tensor<1x?x4096xf32>
 }
 
@@ -167,7 +167,7 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[HIST]]
 // CHECK: gpu.shuffle  up
 func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
-  %g, %m = moe.route unified %l k = 1.5 : tensor<2x?x64xbf16>
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<2x?x64xbf16>
   return %g : tensor<2x?x64xf32>
 }
 
@@ -182,8 +182,8 @@ func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
 // CHECK: gpu.launch_func @usmoe_kernels::@route_expert_1_scores
 // CHECK: gpu.launch_func @usmoe_kernels::@route_expert_1_select
 func.func @column_kernels(%l: tensor<1x?x8xf32>) -> (tensor<1x?x8xf32>, tensor<1x?x8xf32>) {
-  %g, %m = moe.route unified %l n = 4 expert_score = softmax_tokens : tensor<1x?x8xf32>
-  %g2, %m2 = moe.route expert %l capacity = 2 : tensor<1x?x8xf32>
+  %g, %m = moe.route #moe.unified<n = 4, expert_score = softmax_tokens> %l : tensor<1x?x8xf32>
+  %g2, %m2 = moe.route #moe.expert<capacity = 2> %l : tensor<1x?x8xf32>
   return %g, %g2 : tensor<1x?x8xf32>, tensor<1x?x8xf32>
 }
 
@@ -218,6 +218,6 @@ func.func @ffn(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>
 // CHECK: memref.load %{{.*}} : memref<64xf32>
 // CHECK: arith.addf
 func.func @sigmoid_bias(%l: tensor<?x?x64xbf16>, %b: tensor<64xf32>) -> tensor<?x?x64xf32> {
-  %g, %m = moe.route token %l bias %b k = 8.0 renormalize : tensor<?x?x64xbf16>, tensor<64xf32>
+  %g, %m = moe.route #moe.token<k = 8, renormalize> %l bias %b : tensor<?x?x64xbf16>, tensor<64xf32>
   return %g : tensor<?x?x64xf32>
 }

@@ -29,7 +29,7 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // CHECK-NOT: arith.shrui
 // CHECK: arith.cmpi ugt
 func.func @global_top_n(%l: tensor<1x?x64xf32>) -> tensor<1x?x64xi1> {
-  %g, %m = moe.route unified %l n = 24 : tensor<1x?x64xf32>
+  %g, %m = moe.route #moe.unified<n = 24> %l : tensor<1x?x64xf32>
   return %m : tensor<1x?x64xi1>
 }
 

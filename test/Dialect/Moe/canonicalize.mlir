@@ -100,9 +100,9 @@ func.func @global_single_token_empty(%s: tensor<?x1x8xf32>) -> tensor<?x1x8xi1> 
 // Unified routing with T = 1 and alpha = 0 is Token Choice (same selection,
 // gates = P in both).
 // CHECK-LABEL: func.func @route_decode_alpha_zero
-// CHECK: moe.route token %{{.*}} k = 2.000000e+00 : tensor<4x1x8xbf16>
+// CHECK: moe.route #moe.token<k = 2> %{{.*}} : tensor<4x1x8xbf16>
 func.func @route_decode_alpha_zero(%l: tensor<4x1x8xbf16>) -> tensor<4x1x8xf32> {
-  %g, %m = moe.route unified %l n = 2 alpha = 0.0 : tensor<4x1x8xbf16>
+  %g, %m = moe.route #moe.unified<n = 2, alpha = 0.0> %l : tensor<4x1x8xbf16>
   return %g : tensor<4x1x8xf32>
 }
 
@@ -110,18 +110,18 @@ func.func @route_decode_alpha_zero(%l: tensor<4x1x8xbf16>) -> tensor<4x1x8xf32> 
 
 // With alpha > 0 the gates differ from Token Choice: only the budget folds.
 // CHECK-LABEL: func.func @route_decode_mixed
-// CHECK: moe.route unified %{{.*}} n = 2 alpha = 5.000000e-01 : tensor<4x1x8xf32>
+// CHECK: moe.route #moe.unified<n = 2, alpha = 0.5, expert_score = sigmoid> %{{.*}} : tensor<4x1x8xf32>
 func.func @route_decode_mixed(%l: tensor<4x1x8xf32>) -> tensor<4x1x8xf32> {
-  %g, %m = moe.route unified %l k = 2.0 alpha = 0.5 : tensor<4x1x8xf32>
+  %g, %m = moe.route #moe.unified<k = 2.0, alpha = 0.5> %l : tensor<4x1x8xf32>
   return %g : tensor<4x1x8xf32>
 }
 
 // -----
 
 // CHECK-LABEL: func.func @route_expert_capacity
-// CHECK: moe.route expert %{{.*}} capacity = 2 : tensor<1x4x4xf32>
+// CHECK: moe.route #moe.expert<capacity = 2> %{{.*}} : tensor<1x4x4xf32>
 func.func @route_expert_capacity(%l: tensor<1x4x4xf32>) -> tensor<1x4x4xf32> {
-  %g, %m = moe.route expert %l capacity_factor = 1.0 k = 2.0 : tensor<1x4x4xf32>
+  %g, %m = moe.route #moe.expert<capacity_factor = 1.0, k = 2> %l : tensor<1x4x4xf32>
   return %g : tensor<1x4x4xf32>
 }
 

@@ -203,9 +203,65 @@ func.func @global_k_infinite(%s: tensor<?x?x8xf32>) {
 
 // -----
 
+func.func @router_option_twice(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{router option 'k' is given twice}}
+  %g, %m = moe.route #moe.token<k = 2, k = 3> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_option_unknown(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{unknown router option 'topk'}}
+  %g, %m = moe.route #moe.token<topk = 2> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_expert_score_unknown(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects expert_score sigmoid or softmax_tokens, got 'tanh'}}
+  %g, %m = moe.route #moe.unified<k = 1.0, expert_score = tanh> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_k_not_a_number(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects a number for 'k', got "two"}}
+  %g, %m = moe.route #moe.token<k = "two"> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_capacity_not_an_integer(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expected integer value}}
+  %g, %m = moe.route #moe.expert<capacity = 1.5> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_huge_k(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects k in [0, 8] (experts per token), got 1e+300}}
+  %g, %m = moe.route #moe.unified<k = 1.0e300> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_negative_capacity_factor(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects a finite capacity_factor > 0, got -1}}
+  %g, %m = moe.route #moe.expert<k = 2, capacity_factor = -1> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
 func.func @route_token_without_k(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{token routing expects 'k'}}
-  %g, %m = moe.route token %l : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -213,7 +269,7 @@ func.func @route_token_without_k(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_fractional_k(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{token routing expects an integer k, got 1.5}}
-  %g, %m = moe.route token %l k = 1.5 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 1.5> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -221,7 +277,7 @@ func.func @route_token_fractional_k(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_k_above_experts(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects k in [1, 8] (the number of experts), got 12}}
-  %g, %m = moe.route token %l k = 12.0 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 12> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -229,7 +285,7 @@ func.func @route_token_k_above_experts(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_with_alpha(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'alpha' does not apply to token routing}}
-  %g, %m = moe.route token %l k = 2.0 alpha = 0.5 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 2, alpha = 0.5> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -237,7 +293,7 @@ func.func @route_token_with_alpha(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_with_n(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'n' does not apply to token routing}}
-  %g, %m = moe.route token %l k = 2.0 n = 3 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 2, n = 3> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -245,7 +301,7 @@ func.func @route_token_with_n(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_with_capacity(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'capacity' does not apply to token routing}}
-  %g, %m = moe.route token %l k = 2.0 capacity = 3 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 2, capacity = 3> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -253,7 +309,7 @@ func.func @route_token_with_capacity(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_with_factor(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'capacity_factor' does not apply to token routing}}
-  %g, %m = moe.route token %l k = 2.0 capacity_factor = 1.0 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 2, capacity_factor = 1.0> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -261,7 +317,7 @@ func.func @route_token_with_factor(%l: tensor<1x4x8xf32>) {
 
 func.func @route_token_with_expert_score(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'expert_score' does not apply to token routing}}
-  %g, %m = moe.route token %l k = 2.0 expert_score = sigmoid : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.token<k = 2, expert_score = sigmoid> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -269,7 +325,7 @@ func.func @route_token_with_expert_score(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_renormalize(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'renormalize' does not apply to expert routing}}
-  %g, %m = moe.route expert %l capacity = 2 renormalize : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 2, renormalize> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -277,7 +333,7 @@ func.func @route_expert_renormalize(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_with_n(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'n' does not apply to expert routing}}
-  %g, %m = moe.route expert %l capacity = 2 n = 2 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 2, n = 2> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -285,7 +341,7 @@ func.func @route_expert_with_n(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_with_alpha(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'alpha' does not apply to expert routing}}
-  %g, %m = moe.route expert %l capacity = 2 alpha = 0.5 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 2, alpha = 0.5> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -293,7 +349,7 @@ func.func @route_expert_with_alpha(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_with_expert_score(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'expert_score' does not apply to expert routing}}
-  %g, %m = moe.route expert %l capacity = 2 expert_score = sigmoid : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 2, expert_score = sigmoid> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -301,7 +357,7 @@ func.func @route_expert_with_expert_score(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_fractional_k(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expert routing expects an integer k, got 2.5}}
-  %g, %m = moe.route expert %l capacity_factor = 1.0 k = 2.5 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<capacity_factor = 1.0, k = 2.5> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -309,7 +365,7 @@ func.func @route_expert_fractional_k(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_no_capacity(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects exactly one of 'capacity' and 'capacity_factor'}}
-  %g, %m = moe.route expert %l : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -317,7 +373,7 @@ func.func @route_expert_no_capacity(%l: tensor<1x4x8xf32>) {
 
 func.func @route_expert_capacity_above_tokens(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects capacity <= 4 (the number of tokens per sequence), got 7}}
-  %g, %m = moe.route expert %l capacity = 7 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 7> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -325,7 +381,7 @@ func.func @route_expert_capacity_above_tokens(%l: tensor<1x4x8xf32>) {
 
 func.func @route_unified_with_capacity(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'capacity' does not apply to unified routing}}
-  %g, %m = moe.route unified %l n = 2 capacity = 2 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<n = 2, capacity = 2> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -333,7 +389,7 @@ func.func @route_unified_with_capacity(%l: tensor<1x4x8xf32>) {
 
 func.func @route_unified_with_factor(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'capacity_factor' does not apply to unified routing}}
-  %g, %m = moe.route unified %l n = 2 capacity_factor = 1.0 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<n = 2, capacity_factor = 1.0> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -341,7 +397,7 @@ func.func @route_unified_with_factor(%l: tensor<1x4x8xf32>) {
 
 func.func @route_unified_renormalize(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{'renormalize' does not apply to unified routing}}
-  %g, %m = moe.route unified %l n = 2 renormalize : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<n = 2, renormalize> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -349,7 +405,7 @@ func.func @route_unified_renormalize(%l: tensor<1x4x8xf32>) {
 
 func.func @route_unified_alpha(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects alpha in [0, 1], got -0.25}}
-  %g, %m = moe.route unified %l n = 2 alpha = -0.25 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<n = 2, alpha = -0.25> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -357,7 +413,7 @@ func.func @route_unified_alpha(%l: tensor<1x4x8xf32>) {
 
 func.func @route_unified_no_budget(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects exactly one of 'n' and 'k'}}
-  %g, %m = moe.route unified %l : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -365,7 +421,7 @@ func.func @route_unified_no_budget(%l: tensor<1x4x8xf32>) {
 
 func.func @route_unified_n_above_pairs(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects n <= T * E = 32, got 40}}
-  %g, %m = moe.route unified %l n = 40 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<n = 40> %l : tensor<1x4x8xf32>
   return
 }
 
@@ -498,7 +554,7 @@ func.func @generic_select_without_k(%g: tensor<?x?x8xf32>) {
 
 func.func @route_bias_unified(%l: tensor<1x4x8xf32>, %b: tensor<8xf32>) {
   // expected-error @+1 {{'bias' does not apply to unified routing}}
-  %g, %m = moe.route unified %l bias %b n = 2 : tensor<1x4x8xf32>, tensor<8xf32>
+  %g, %m = moe.route #moe.unified<n = 2> %l bias %b : tensor<1x4x8xf32>, tensor<8xf32>
   return
 }
 
@@ -506,7 +562,7 @@ func.func @route_bias_unified(%l: tensor<1x4x8xf32>, %b: tensor<8xf32>) {
 
 func.func @route_bias_expert(%l: tensor<1x4x8xf32>, %b: tensor<8xf32>) {
   // expected-error @+1 {{'bias' does not apply to expert routing}}
-  %g, %m = moe.route expert %l bias %b capacity = 2 : tensor<1x4x8xf32>, tensor<8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 2> %l bias %b : tensor<1x4x8xf32>, tensor<8xf32>
   return
 }
 
@@ -514,6 +570,6 @@ func.func @route_bias_expert(%l: tensor<1x4x8xf32>, %b: tensor<8xf32>) {
 
 func.func @route_bias_size(%l: tensor<1x4x8xf32>, %b: tensor<6xf32>) {
   // expected-error @+1 {{expects one bias per expert (8), got 6}}
-  %g, %m = moe.route token %l bias %b k = 2.0 : tensor<1x4x8xf32>, tensor<6xf32>
+  %g, %m = moe.route #moe.token<k = 2> %l bias %b : tensor<1x4x8xf32>, tensor<6xf32>
   return
 }

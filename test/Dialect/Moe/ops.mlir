@@ -42,19 +42,34 @@ func.func @selections(%s: tensor<?x?x6xf32>)
 // CHECK-LABEL: func.func @routes
 // CHECK-SAME: (%[[L:.*]]: tensor<1x?x64xf16>, %[[L32:.*]]: tensor<4x16x60xf32>)
 func.func @routes(%l: tensor<1x?x64xf16>, %l32: tensor<4x16x60xf32>) {
-  // CHECK: moe.route token %[[L]] k = 2.000000e+00 renormalize : tensor<1x?x64xf16>
-  %g0, %m0 = moe.route token %l k = 2.0 renormalize : tensor<1x?x64xf16>
-  // CHECK: moe.route token %[[L]] bias %{{.*}} k = 8.000000e+00 renormalize : tensor<1x?x64xf16>, tensor<64xf32>
+  // CHECK: moe.route #moe.token<k = 2, renormalize> %[[L]] : tensor<1x?x64xf16>
+  %g0, %m0 = moe.route #moe.token<k = 2, renormalize> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.token<k = 8, renormalize> %[[L]] bias %{{.*}} : tensor<1x?x64xf16>, tensor<64xf32>
   %bias = arith.constant dense<0.0> : tensor<64xf32>
-  %gb, %mb = moe.route token %l bias %bias k = 8.0 renormalize : tensor<1x?x64xf16>, tensor<64xf32>
-  // CHECK: moe.route expert %[[L]] capacity = 4 : tensor<1x?x64xf16>
-  %g1, %m1 = moe.route expert %l capacity = 4 : tensor<1x?x64xf16>
-  // CHECK: moe.route expert %[[L32]] k = 2.000000e+00 capacity_factor = 1.000000e+00 : tensor<4x16x60xf32>
-  %g2, %m2 = moe.route expert %l32 capacity_factor = 1.0 k = 2.0 : tensor<4x16x60xf32>
-  // CHECK: moe.route unified %[[L]] k = 1.500000e+00 : tensor<1x?x64xf16>
-  %g3, %m3 = moe.route unified %l k = 1.5 : tensor<1x?x64xf16>
-  // CHECK: moe.route unified %[[L32]] n = 64 alpha = 0.000000e+00 expert_score = softmax_tokens : tensor<4x16x60xf32>
-  %g4, %m4 = moe.route unified %l32 n = 64 alpha = 0.0 expert_score = softmax_tokens : tensor<4x16x60xf32>
+  %gb, %mb = moe.route #moe.token<k = 8, renormalize> %l bias %bias : tensor<1x?x64xf16>, tensor<64xf32>
+  // CHECK: moe.route #moe.expert<capacity = 4> %[[L]] : tensor<1x?x64xf16>
+  %g1, %m1 = moe.route #moe.expert<capacity = 4> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.expert<k = 2, capacity_factor = 1.0> %[[L32]] : tensor<4x16x60xf32>
+  %g2, %m2 = moe.route #moe.expert<capacity_factor = 1.0, k = 2> %l32 : tensor<4x16x60xf32>
+  // CHECK: moe.route #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid> %[[L]] : tensor<1x?x64xf16>
+  %g3, %m3 = moe.route #moe.unified<k = 1.5> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.unified<n = 64, alpha = 0.0, expert_score = softmax_tokens> %[[L32]] : tensor<4x16x60xf32>
+  %g4, %m4 = moe.route #moe.unified<n = 64, alpha = 0.0, expert_score = softmax_tokens> %l32 : tensor<4x16x60xf32>
+  return
+}
+
+// Router parameters print so that they parse back to the same bits, and
+// integer literals are accepted where a float is expected.
+// CHECK-LABEL: func.func @router_numbers
+func.func @router_numbers(%l: tensor<1x?x64xf16>) {
+  // CHECK: moe.route #moe.unified<k = 0.1, alpha = 0.3333333333333333, expert_score = sigmoid>
+  %g0, %m0 = moe.route #moe.unified<k = 0.1, alpha = 0.33333333333333331> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.unified<k = 2.0, alpha = 1.0, expert_score = softmax_tokens>
+  %g1, %m1 = moe.route #moe.unified<expert_score = softmax_tokens, alpha = 1, k = 2> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.expert<k = 2, capacity_factor = 1.0e-300>
+  %g2, %m2 = moe.route #moe.expert<capacity_factor = 1.0e-300, k = 2.0> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.unified<n = 9223372036854775807, alpha = 0.5, expert_score = sigmoid>
+  %g3, %m3 = moe.route #moe.unified<n = 9223372036854775807> %l : tensor<1x?x64xf16>
   return
 }
 

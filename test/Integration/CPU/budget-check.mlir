@@ -7,7 +7,7 @@
 func.func @main() {
   %cst = arith.constant dense<1.0> : tensor<1x2x4xf32>
   %l = tensor.cast %cst : tensor<1x2x4xf32> to tensor<?x?x4xf32>
-  %g, %m = moe.route unified %l n = 9 : tensor<?x?x4xf32>
+  %g, %m = moe.route #moe.unified<n = 9> %l : tensor<?x?x4xf32>
   %o, %i, %w = moe.plan %g, %m : tensor<?x?x4xf32>
   %ob = bufferization.to_buffer %o : tensor<5xi32> to memref<5xi32>
   %ou = memref.cast %ob : memref<5xi32> to memref<*xi32>

@@ -36,11 +36,11 @@ func.func @main() {
   // CHECK: sizes = [5]
   // CHECK-NEXT: [0,  0,  0,  0,  0]
   // CHECK: sizes = [0]
-  %g0, %m0 = moe.route unified %al n = 0 : tensor<?x?x4xf32>
+  %g0, %m0 = moe.route #moe.unified<n = 0> %al : tensor<?x?x4xf32>
   call @print_plan(%g0, %m0) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   // CHECK: [0,  2,  4,  6,  8]
   // CHECK: [0,  1,  0,  1,  0,  1,  0,  1]
-  %g1, %m1 = moe.route unified %al n = 8 : tensor<?x?x4xf32>
+  %g1, %m1 = moe.route #moe.unified<n = 8> %al : tensor<?x?x4xf32>
   call @print_plan(%g1, %m1) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
 
   // --- All-equal logits: every tie goes to the lower index.
@@ -49,17 +49,17 @@ func.func @main() {
   // Token Choice k=2: experts {0, 1} for both tokens, gates 0.25.
   // CHECK: {{\[\[\[}}0.25, 0.25, 0, 0],
   // CHECK-NEXT: [0.25, 0.25, 0, 0]]]
-  %tg, %tm = moe.route token %el k = 2.0 : tensor<?x?x4xf32>
+  %tg, %tm = moe.route #moe.token<k = 2> %el : tensor<?x?x4xf32>
   call @print_gates(%tg) : (tensor<?x?x4xf32>) -> ()
   // Unified N=3: flat indices 0, 1, 2, all of token 0.
   // CHECK: [0,  1,  2,  3,  3]
   // CHECK: [0,  0,  0]
-  %ug, %um = moe.route unified %el n = 3 : tensor<?x?x4xf32>
+  %ug, %um = moe.route #moe.unified<n = 3> %el : tensor<?x?x4xf32>
   call @print_plan(%ug, %um) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   // Expert Choice C=1: every expert takes token 0.
   // CHECK: [0,  1,  2,  3,  4]
   // CHECK: [0,  0,  0,  0]
-  %xg, %xm = moe.route expert %el capacity = 1 : tensor<?x?x4xf32>
+  %xg, %xm = moe.route #moe.expert<capacity = 1> %el : tensor<?x?x4xf32>
   call @print_plan(%xg, %xm) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
 
   // --- NaN counts as -inf; rows of only NaN / -inf give P = 0, never NaN.
@@ -75,14 +75,14 @@ func.func @main() {
   // Token Choice k=2 still selects two experts per token (ties: 0 and 1).
   // CHECK: [0,  2,  5,  5,  6]
   // CHECK: [1,  2,  0,  1,  2,  0]
-  %sg, %sm = moe.route token %sl k = 2.0 renormalize : tensor<?x?x4xf32>
+  %sg, %sm = moe.route #moe.token<k = 2, renormalize> %sl : tensor<?x?x4xf32>
   call @print_plan(%sg, %sm) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   // Unified with sigmoid: F(-inf) = 0, so the dead rows score 0 everywhere;
   // U = 0.5 * P + 0.5 * (2/4) * sigmoid(L) elsewhere.
   // CHECK: {{\[\[\[}}0, 0.317235, 0, 0.585729],
   // CHECK-NEXT: [0, 0, 0, 0],
   // CHECK-NEXT: [0, 0, 0, 0]]]
-  %vg, %vm = moe.route unified %sl n = 2 : tensor<?x?x4xf32>
+  %vg, %vm = moe.route #moe.unified<n = 2> %sl : tensor<?x?x4xf32>
   call @print_gates(%vg) : (tensor<?x?x4xf32>) -> ()
 
   // --- An empty sequence (T = 0) routes to an empty plan.
@@ -90,11 +90,11 @@ func.func @main() {
   %zl = tensor.cast %z : tensor<1x0x4xf32> to tensor<?x?x4xf32>
   // CHECK: [0,  0,  0,  0,  0]
   // CHECK: sizes = [0]
-  %zg, %zm = moe.route unified %zl n = 5 : tensor<?x?x4xf32>
+  %zg, %zm = moe.route #moe.unified<n = 5> %zl : tensor<?x?x4xf32>
   call @print_plan(%zg, %zm) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   // CHECK: [0,  0,  0,  0,  0]
   // CHECK: sizes = [0]
-  %zxg, %zxm = moe.route expert %zl capacity_factor = 1.0 k = 2.0 : tensor<?x?x4xf32>
+  %zxg, %zxm = moe.route #moe.expert<capacity_factor = 1.0, k = 2> %zl : tensor<?x?x4xf32>
   call @print_plan(%zxg, %zxm) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   return
 }

@@ -18,14 +18,14 @@ func.func @main() {
   %al = tensor.cast %a : tensor<1x2x6xf32> to tensor<?x?x6xf32>
   // CHECK: {{\[\[}}1,   3,   5],
   // CHECK-NEXT: [3,   0,   4]]
-  %tg, %tm = moe.route token %al k = 3.0 : tensor<?x?x6xf32>
+  %tg, %tm = moe.route #moe.token<k = 3> %al : tensor<?x?x6xf32>
   %ti, %tw = moe.topk_list %tg, %tm k = 3 : tensor<?x?x6xf32>
   %tic = tensor.cast %ti : tensor<?x3xi32> to tensor<?x?xi32>
   call @print_ids(%tic) : (tensor<?x?xi32>) -> ()
   // Unified n = 4 (alpha = 0.5): token 1 takes 3 and 0, token 0 takes 1 and 3.
   // CHECK: {{\[\[}}1,   3,   -1,   -1],
   // CHECK-NEXT: [3,   0,   -1,   -1]]
-  %ug, %um = moe.route unified %al n = 4 : tensor<?x?x6xf32>
+  %ug, %um = moe.route #moe.unified<n = 4> %al : tensor<?x?x6xf32>
   %ui, %uw = moe.topk_list %ug, %um k = 4 : tensor<?x?x6xf32>
   %uic = tensor.cast %ui : tensor<?x4xi32> to tensor<?x?xi32>
   call @print_ids(%uic) : (tensor<?x?xi32>) -> ()
@@ -33,7 +33,7 @@ func.func @main() {
   // --- E = 1: every token takes the only expert with gate 1.
   %one = arith.constant dense<[[[-3.0], [0.0], [7.0]]]> : tensor<1x3x1xf32>
   %ol = tensor.cast %one : tensor<1x3x1xf32> to tensor<?x?x1xf32>
-  %og, %om = moe.route token %ol k = 1.0 : tensor<?x?x1xf32>
+  %og, %om = moe.route #moe.token<k = 1> %ol : tensor<?x?x1xf32>
   %ogb = bufferization.to_buffer %og : tensor<?x?x1xf32> to memref<?x?x1xf32>
   %ogu = memref.cast %ogb : memref<?x?x1xf32> to memref<*xf32>
   // CHECK: {{\[\[\[}}1],
@@ -58,14 +58,14 @@ func.func @main() {
     %neg = arith.negf %rf : f32
     tensor.yield %neg : f32
   } : tensor<1x?x384xf32>
-  %bg, %bm = moe.route token %big k = 8.0 : tensor<1x?x384xf32>
+  %bg, %bm = moe.route #moe.token<k = 8> %big : tensor<1x?x384xf32>
   %bi, %bw = moe.topk_list %bg, %bm k = 8 : tensor<1x?x384xf32>
   %bic = tensor.cast %bi : tensor<?x8xi32> to tensor<?x?xi32>
   // CHECK: {{\[\[}}0,   301,   218,   135,   52,   353,   270,   187],
   // CHECK-NEXT: [145,   62,   363,   280,   197,   114,   31,   332]]
   call @print_ids(%bic) : (tensor<?x?xi32>) -> ()
   // The unified router over the same logits keeps 16 pairs per sequence.
-  %vg, %vm = moe.route unified %big k = 8.0 : tensor<1x?x384xf32>
+  %vg, %vm = moe.route #moe.unified<k = 8.0> %big : tensor<1x?x384xf32>
   %vo, %vi, %vw = moe.plan %vg, %vm : tensor<1x?x384xf32>
   %vib = bufferization.to_buffer %vi : tensor<?xi32> to memref<?xi32>
   %viu = memref.cast %vib : memref<?xi32> to memref<*xi32>

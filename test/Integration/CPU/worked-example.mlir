@@ -77,7 +77,7 @@ func.func @main() {
   // CHECK-NEXT: [0, 0, 0.298793, 0.535597]]]
   // CHECK: [0,  3,  4,  7,  8]
   // CHECK: [0,  1,  2,  2,  0,  2,  3,  3]
-  %ug, %um = moe.route unified %l n = 8 alpha = 0.5 expert_score = sigmoid : tensor<?x?x4xf32>
+  %ug, %um = moe.route #moe.unified<n = 8, alpha = 0.5, expert_score = sigmoid> %l : tensor<?x?x4xf32>
   call @print_f32(%ug) : (tensor<?x?x4xf32>) -> ()
   call @print_plan(%ug, %um) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
 
@@ -94,12 +94,12 @@ func.func @main() {
   // CHECK: [0,  0,  1,  1,  2]
   // CHECK-NEXT: Unranked
   // CHECK-NEXT: [0,  0]
-  %dg, %dm = moe.route token %dl k = 2.0 : tensor<?x?x4xf32>
+  %dg, %dm = moe.route #moe.token<k = 2> %dl : tensor<?x?x4xf32>
   call @print_plan(%dg, %dm) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   // CHECK: sizes = [1, 1, 4]
   // CHECK-NEXT: {{\[\[\[}}0, 0.524929, 0, 0.294869]]]
   // CHECK: [0,  0,  1,  1,  2]
-  %vg, %vm = moe.route unified %dl k = 2.0 : tensor<?x?x4xf32>
+  %vg, %vm = moe.route #moe.unified<k = 2.0> %dl : tensor<?x?x4xf32>
   call @print_f32(%vg) : (tensor<?x?x4xf32>) -> ()
   call @print_plan(%vg, %vm) : (tensor<?x?x4xf32>, tensor<?x?x4xi1>) -> ()
   return

@@ -60,9 +60,9 @@ func.func @main() {
                                 [ 0.0, 0.0, 2.2,  1.9,  0.0],
                                 [-1.0, 1.2, 0.4,  0.5,  1.6]]]> : tensor<1x6x5xf32>
   %l = tensor.cast %cst : tensor<1x6x5xf32> to tensor<?x?x5xf32>
-  %g, %m = moe.route unified %l k = 1.5 alpha = 0.5 expert_score = sigmoid : tensor<?x?x5xf32>
+  %g, %m = moe.route #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid> %l : tensor<?x?x5xf32>
   call @print_mask(%m) : (tensor<?x?x5xi1>) -> ()
-  %g2, %m2 = moe.route expert %l capacity = 2 : tensor<?x?x5xf32>
+  %g2, %m2 = moe.route #moe.expert<capacity = 2> %l : tensor<?x?x5xf32>
   call @print_mask(%m2) : (tensor<?x?x5xi1>) -> ()
   return
 }

@@ -10,9 +10,9 @@
 
 // TRUNC: truncated.mlir:3:{{[0-9]+}}: error:
 // TYPE: wrong-type.mlir:2:{{[0-9]+}}: error: 'moe.select_topk' op operand #0 must be 3D tensor of 32-bit float values
-// MODE: unknown-mode.mlir:2:{{[0-9]+}}: error: custom op 'moe.route' expected ::mlir::moe::RoutingMode to be one of: token, expert, unified
+// MODE: unknown-mode.mlir:2:{{[0-9]+}}: error: unknown attribute `shared` in dialect `moe`
 // NOTYPE: missing-type.mlir:2:{{[0-9]+}}: error: expected ':'
-// HUGE: huge-n.mlir:2:{{[0-9]+}}: error: integer constant out of range for attribute
+// HUGE: huge-n.mlir:2:{{[0-9]+}}: error: integer value too large
 // NEG: negative-n.mlir:3:{{[0-9]+}}: error: 'moe.select_global' op expects n >= 0, got -1
 
 //--- truncated.mlir
@@ -26,7 +26,7 @@ func.func @f(%l: tensor<1x4x8xf16>) {
 }
 //--- unknown-mode.mlir
 func.func @f(%l: tensor<1x4x8xf32>) {
-  %g, %m = moe.route shared %l k = 2.0 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.shared<k = 2> %l : tensor<1x4x8xf32>
   return
 }
 //--- missing-type.mlir
@@ -36,7 +36,7 @@ func.func @f(%l: tensor<1x4x8xf32>) {
 }
 //--- huge-n.mlir
 func.func @f(%l: tensor<1x4x8xf32>) {
-  %g, %m = moe.route unified %l n = 123456789012345678901234567890 : tensor<1x4x8xf32>
+  %g, %m = moe.route #moe.unified<n = 123456789012345678901234567890> %l : tensor<1x4x8xf32>
   return
 }
 //--- negative-n.mlir

@@ -110,43 +110,26 @@ struct SimplifyRoute : OpRewritePattern<RouteOp> {
     if (!tokens)
       return rewriter.notifyMatchFailure(op, "dynamic number of tokens");
     int64_t numExperts = op.getLogits().getType().getDimSize(2);
-
-    if (op.getMode() == RoutingMode::expert && op.getCapacityFactorAttr()) {
-      int64_t capacity = routing::expertCapacity(
-          op.getCapacityFactorAttr().getValueAsDouble(),
-          static_cast<int64_t>(op.getKAttr().getValueAsDouble()), *tokens,
-          numExperts);
-      rewriter.modifyOpInPlace(op, [&] {
-        op.setCapacity(capacity);
-        op.removeCapacityFactorAttr();
-        op.removeKAttr();
-      });
+    if (RouterAttrInterface router =
+            op.getRouter().withExplicitBudget(*tokens, numExperts)) {
+      rewriter.modifyOpInPlace(op, [&] { op.setRouterAttr(router); });
       return success();
     }
-    if (op.getMode() != RoutingMode::unified)
+    routing::RouterOptions options = op.getRouterOptions();
+    if (options.mode != routing::Mode::Unified || *tokens != 1 ||
+        options.alpha != 0.0 || !options.n || *options.n < 1)
       return rewriter.notifyMatchFailure(op, "nothing to simplify");
-    if (auto k = op.getKAttr()) {
-      int64_t n = routing::unifiedBudget(k.getValueAsDouble(), *tokens);
-      rewriter.modifyOpInPlace(op, [&] {
-        op.setN(n);
-        op.removeKAttr();
-      });
-      return success();
-    }
-    if (*tokens == 1 && op.getAlphaOrDefault() == 0.0 && op.getN() &&
-        *op.getN() >= 1) {
-      auto route = RouteOp::create(
-          rewriter, op.getLoc(),
-          RoutingModeAttr::get(op.getContext(), RoutingMode::token),
-          op.getLogits(), /*bias=*/Value(),
-          rewriter.getF64FloatAttr(static_cast<double>(*op.getN())),
-          /*n=*/nullptr, /*capacity=*/nullptr, /*capacity_factor=*/nullptr,
-          /*alpha=*/nullptr, /*expert_score=*/nullptr,
-          /*renormalize=*/nullptr);
-      rewriter.replaceOp(op, route.getResults());
-      return success();
-    }
-    return rewriter.notifyMatchFailure(op, "nothing to simplify");
+    routing::RouterOptions tokenChoice;
+    tokenChoice.mode = routing::Mode::Token;
+    tokenChoice.k = static_cast<double>(*options.n);
+    auto router = RouterAttrInterface::get(op.getContext(), tokenChoice,
+                                           [&] { return op.emitOpError(); });
+    if (!router)
+      return failure();
+    auto route = RouteOp::create(rewriter, op.getLoc(), op.getLogits(),
+                                 /*bias=*/Value(), router);
+    rewriter.replaceOp(op, route.getResults());
+    return success();
   }
 };
 

@@ -76,6 +76,12 @@ static LogicalResult inferSelection(std::optional<Location> loc, Value scores,
                             /*count=*/2);
 }
 
+static std::optional<int64_t> countOf(std::optional<double> value) {
+  if (!value)
+    return std::nullopt;
+  return static_cast<int64_t>(*value);
+}
+
 /// Emits `rule` (a message of usmoe::routing, "" when the rule holds) as an
 /// error of `op`: the words are the same in usmoe-opt and in Python.
 static LogicalResult check(Operation *op, const std::string &rule) {
@@ -151,12 +157,22 @@ LogicalResult SelectExpertChoiceOp::verify() {
   ShapedType type = getScores().getType();
   if (failed(verifyExpertDim(*this, type, "scores")))
     return failure();
-  std::optional<double> factor;
-  if (auto attr = getCapacityFactorAttr())
-    factor = attr.getValueAsDouble();
+  routing::RouterOptions options = getRouterOptions();
   return check(*this,
-               routing::checkCapacity(getCapacity(), factor, getK(),
-                                      type.getDimSize(2), staticTokens(type)));
+               routing::checkCapacity(options.capacity, options.capacityFactor,
+                                      countOf(options.k), type.getDimSize(2),
+                                      staticTokens(type)));
+}
+
+routing::RouterOptions SelectExpertChoiceOp::getRouterOptions() {
+  routing::RouterOptions options;
+  options.mode = routing::Mode::Expert;
+  options.capacity = getCapacity();
+  if (auto factor = getCapacityFactorAttr())
+    options.capacityFactor = factor.getValueAsDouble();
+  if (std::optional<int64_t> k = getK())
+    options.k = static_cast<double>(*k);
+  return options;
 }
 
 LogicalResult
@@ -170,11 +186,19 @@ LogicalResult SelectGlobalOp::verify() {
   ShapedType type = getScores().getType();
   if (failed(verifyExpertDim(*this, type, "scores")))
     return failure();
-  std::optional<double> k;
-  if (auto attr = getKAttr())
-    k = attr.getValueAsDouble();
-  return check(*this, routing::checkBudget(getN(), k, type.getDimSize(2),
-                                           staticTokens(type)));
+  routing::RouterOptions options = getRouterOptions();
+  return check(*this,
+               routing::checkBudget(options.n, options.k, type.getDimSize(2),
+                                    staticTokens(type)));
+}
+
+routing::RouterOptions SelectGlobalOp::getRouterOptions() {
+  routing::RouterOptions options;
+  options.mode = routing::Mode::Unified;
+  options.n = getN();
+  if (auto k = getKAttr())
+    options.k = k.getValueAsDouble();
+  return options;
 }
 
 //===----------------------------------------------------------------------===//
@@ -188,33 +212,6 @@ LogicalResult RouteOp::inferReturnTypes(MLIRContext *,
   return inferSelection(loc, adaptor.getLogits(), inferred);
 }
 
-routing::RouterOptions RouteOp::getRouterOptions() {
-  routing::RouterOptions options;
-  switch (getMode()) {
-  case RoutingMode::token:
-    options.mode = routing::Mode::Token;
-    break;
-  case RoutingMode::expert:
-    options.mode = routing::Mode::Expert;
-    break;
-  case RoutingMode::unified:
-    options.mode = routing::Mode::Unified;
-    break;
-  }
-  if (auto k = getKAttr())
-    options.k = k.getValueAsDouble();
-  options.n = getN();
-  options.capacity = getCapacity();
-  if (auto factor = getCapacityFactorAttr())
-    options.capacityFactor = factor.getValueAsDouble();
-  if (auto alpha = getAlphaAttr())
-    options.alpha = alpha.getValueAsDouble();
-  options.expertScore = getExpertScore().has_value();
-  options.renormalize = getRenormalize();
-  options.bias = bool(getBias());
-  return options;
-}
-
 LogicalResult RouteOp::verify() {
   ShapedType type = getLogits().getType();
   if (failed(verifyExpertDim(*this, type, "logits")))
@@ -222,13 +219,13 @@ LogicalResult RouteOp::verify() {
   int64_t numExperts = type.getDimSize(2);
   if (Value bias = getBias()) {
     int64_t size = cast<ShapedType>(bias.getType()).getDimSize(0);
-    if (getMode() == RoutingMode::token && !ShapedType::isDynamic(size) &&
+    if (getMode() == routing::Mode::Token && !ShapedType::isDynamic(size) &&
         size != numExperts)
       return emitOpError() << "expects one bias per expert (" << numExperts
                            << "), got " << size;
   }
-  return check(*this, routing::checkRouter(getRouterOptions(), numExperts,
-                                           staticTokens(type)));
+  return check(*this, getRouter().check(numExperts, staticTokens(type),
+                                        static_cast<bool>(getBias())));
 }
 
 //===----------------------------------------------------------------------===//

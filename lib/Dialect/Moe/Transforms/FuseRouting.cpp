@@ -20,32 +20,21 @@ using namespace mlir::moe;
 
 namespace {
 
-/// The parameters of moe.route that a selection op contributes; the score op
-/// contributes the mode-specific scoring attributes.
-struct RouteParams {
-  FloatAttr k;
-  IntegerAttr n, capacity;
-  FloatAttr capacityFactor, alpha;
-  ExpertScoreKindAttr expertScore;
-  UnitAttr renormalize;
-};
-
-RouteOp createRoute(PatternRewriter &rewriter, Operation *selection,
-                    RoutingMode mode, Value logits, const RouteParams &p) {
-  return RouteOp::create(rewriter, selection->getLoc(),
-                         RoutingModeAttr::get(rewriter.getContext(), mode),
-                         logits, /*bias=*/Value(), p.k, p.n, p.capacity,
-                         p.capacityFactor, p.alpha, p.expertScore,
-                         p.renormalize);
+/// moe.route with the router of `options` in place of `selection`.
+LogicalResult replaceWithRoute(PatternRewriter &rewriter, Operation *selection,
+                               Value logits,
+                               const routing::RouterOptions &options) {
+  auto router = RouterAttrInterface::get(
+      rewriter.getContext(), options, [&] { return selection->emitOpError(); });
+  if (!router)
+    return failure();
+  auto route = RouteOp::create(rewriter, selection->getLoc(), logits,
+                               /*bias=*/Value(), router);
+  rewriter.replaceOp(selection, route.getResults());
+  return success();
 }
 
-FloatAttr asF64(PatternRewriter &rewriter, std::optional<int64_t> value) {
-  if (!value)
-    return nullptr;
-  return rewriter.getF64FloatAttr(static_cast<double>(*value));
-}
-
-/// select_topk(token_softmax(L)) -> route token.
+/// select_topk(token_softmax(L)) -> route with #moe.token.
 struct FuseTokenChoice : OpRewritePattern<SelectTopKOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SelectTopKOp op,
@@ -53,17 +42,15 @@ struct FuseTokenChoice : OpRewritePattern<SelectTopKOp> {
     auto softmax = op.getScores().getDefiningOp<TokenSoftmaxOp>();
     if (!softmax)
       return rewriter.notifyMatchFailure(op, "scores are not a row softmax");
-    RouteParams p;
-    p.k = asF64(rewriter, op.getK());
-    p.renormalize = op.getRenormalizeAttr();
-    auto route =
-        createRoute(rewriter, op, RoutingMode::token, softmax.getLogits(), p);
-    rewriter.replaceOp(op, route.getResults());
-    return success();
+    routing::RouterOptions options;
+    options.mode = routing::Mode::Token;
+    options.k = static_cast<double>(op.getK());
+    options.renormalize = op.getRenormalize();
+    return replaceWithRoute(rewriter, op, softmax.getLogits(), options);
   }
 };
 
-/// select_expert_choice(token_softmax(L)) -> route expert.
+/// select_expert_choice(token_softmax(L)) -> route with #moe.expert.
 struct FuseExpertChoice : OpRewritePattern<SelectExpertChoiceOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SelectExpertChoiceOp op,
@@ -71,45 +58,36 @@ struct FuseExpertChoice : OpRewritePattern<SelectExpertChoiceOp> {
     auto softmax = op.getScores().getDefiningOp<TokenSoftmaxOp>();
     if (!softmax)
       return rewriter.notifyMatchFailure(op, "scores are not a row softmax");
-    RouteParams p;
-    p.k = asF64(rewriter, op.getK());
-    p.capacity = op.getCapacityAttr();
-    p.capacityFactor = op.getCapacityFactorAttr();
-    auto route =
-        createRoute(rewriter, op, RoutingMode::expert, softmax.getLogits(), p);
-    rewriter.replaceOp(op, route.getResults());
-    return success();
+    return replaceWithRoute(rewriter, op, softmax.getLogits(),
+                            op.getRouterOptions());
   }
 };
 
-/// select_global over any of the three score ops -> route unified, with the
-/// alpha that makes the unified score equal to that score.
+/// select_global over any of the three score ops -> route with
+/// #moe.unified, with the alpha that makes the unified score equal to that
+/// score.
 struct FuseUnified : OpRewritePattern<SelectGlobalOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SelectGlobalOp op,
                                 PatternRewriter &rewriter) const override {
     Operation *producer = op.getScores().getDefiningOp();
-    RouteParams p;
-    p.k = op.getKAttr();
-    p.n = op.getNAttr();
+    routing::RouterOptions options = op.getRouterOptions();
     Value logits;
     if (auto unified = dyn_cast_or_null<UnifiedScoreOp>(producer)) {
       logits = unified.getLogits();
-      p.alpha = unified.getAlphaAttr();
-      p.expertScore = unified.getExpertScoreAttr();
+      options.alpha = unified.getAlpha().convertToDouble();
+      options.expertScore = toRoutingScore(unified.getExpertScore());
     } else if (auto softmax = dyn_cast_or_null<TokenSoftmaxOp>(producer)) {
       logits = softmax.getLogits();
-      p.alpha = rewriter.getF64FloatAttr(0.0);
+      options.alpha = 0.0;
     } else if (auto expert = dyn_cast_or_null<ExpertScoreOp>(producer)) {
       logits = expert.getLogits();
-      p.alpha = rewriter.getF64FloatAttr(1.0);
-      p.expertScore = expert.getKindAttr();
+      options.alpha = 1.0;
+      options.expertScore = toRoutingScore(expert.getKind());
     } else {
       return rewriter.notifyMatchFailure(op, "scores are not a moe score op");
     }
-    auto route = createRoute(rewriter, op, RoutingMode::unified, logits, p);
-    rewriter.replaceOp(op, route.getResults());
-    return success();
+    return replaceWithRoute(rewriter, op, logits, options);
   }
 };
 

@@ -53,18 +53,6 @@ def Moe_ExpertScoreKind : I32EnumAttr<"ExpertScoreKind",
 def Moe_ExpertScoreKindAttr
     : EnumAttr<Moe_Dialect, Moe_ExpertScoreKind, "expert_score">;
 
-def Moe_RoutingMode : I32EnumAttr<"RoutingMode",
-    "which router a fused routing op implements", [
-      I32EnumAttrCase<"token", 0>,
-      I32EnumAttrCase<"expert", 1>,
-      I32EnumAttrCase<"unified", 2>
-    ]> {
-  let cppNamespace = "::mlir::moe";
-  let genSpecializedAttr = 0;
-}
-
-def Moe_RoutingModeAttr : EnumAttr<Moe_Dialect, Moe_RoutingMode, "mode">;
-
 //===----------------------------------------------------------------------===//
 // Type constraints
 //===----------------------------------------------------------------------===//

@@ -8,7 +8,7 @@
 #ifndef USMOE_DIALECT_MOE_IR_MOEOPS_TD
 #define USMOE_DIALECT_MOE_IR_MOEOPS_TD
 
-include "usmoe/Dialect/Moe/IR/MoeBase.td"
+include "usmoe/Dialect/Moe/IR/MoeAttrs.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
@@ -140,6 +140,10 @@ def Moe_SelectExpertChoiceOp : Moe_SelectionOp<"select_expert_choice"> {
                   | `capacity_factor` `=` $capacity_factor
                   | `k` `=` $k) attr-dict `:` type($scores)
   }];
+  let extraClassDeclaration = [{
+    /// The budget options in the form of the shared router rules.
+    ::mlir::usmoe::routing::RouterOptions getRouterOptions();
+  }];
   let hasCanonicalizer = 1;
 }
 
@@ -163,6 +167,10 @@ def Moe_SelectGlobalOp : Moe_SelectionOp<"select_global"> {
   let assemblyFormat = [{
     $scores oilist(`n` `=` $n | `k` `=` $k) attr-dict `:` type($scores)
   }];
+  let extraClassDeclaration = [{
+    /// The budget options in the form of the shared router rules.
+    ::mlir::usmoe::routing::RouterOptions getRouterOptions();
+  }];
   let hasCanonicalizer = 1;
 }
 
@@ -175,59 +183,41 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
   let description = [{
     One op for the whole router, produced by `moe-fuse-routing` from a score
     op feeding a selection op, so that scores never round-trip through memory.
-    `mode` picks the router and decides which parameters apply:
+    The router attribute picks the router and carries its options:
 
-    - `token`: `moe.token_softmax` + `moe.select_topk`; needs an integer
-      `k` in [1, E]; `renormalize` is allowed. With a `bias` operand ([E]
-      f32) it is the DeepSeek-V3 variant instead: experts are selected by
+    - `#moe.token<k = K[, renormalize]>`: `moe.token_softmax` +
+      `moe.select_topk`. With a `bias` operand ([E] f32) it is the
+      DeepSeek-V3 variant instead: experts are selected by
       `sigmoid(L) + bias[e]`, the gates are `sigmoid(L)` (the bias moves the
       selection only), renormalized if asked.
-    - `expert`: `moe.token_softmax` + `moe.select_expert_choice`; needs
-      `capacity`, or `capacity_factor` and `k`.
-    - `unified`: `moe.unified_score` + `moe.select_global`; needs `n` or a
-      fractional `k` (`N = floor(k * T)`); `alpha` (default 0.5) and
-      `expert_score` (default `sigmoid`) apply.
+    - `#moe.expert<capacity = C>` or `#moe.expert<capacity_factor = F,
+      k = K>`: `moe.token_softmax` + `moe.select_expert_choice`.
+    - `#moe.unified<n = N | k = K[, alpha = A][, expert_score = S]>`:
+      `moe.unified_score` + `moe.select_global`, `N = floor(k * T)`.
 
     Example:
     ```mlir
-    %gates, %mask = moe.route unified %logits k = 1.500000e+00
-        alpha = 5.000000e-01 expert_score = sigmoid : tensor<?x?x64xbf16>
-    %g2, %m2 = moe.route token %logits bias %b k = 8.000000e+00 renormalize
+    %gates, %mask = moe.route %logits
+        with #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid>
+        : tensor<?x?x64xbf16>
+    %g2, %m2 = moe.route #moe.token<k = 8, renormalize> %logits bias %b
         : tensor<?x?x64xbf16>, tensor<64xf32>
     ```
   }];
-  let arguments = (ins Moe_RoutingModeAttr:$mode, Moe_LogitsTensor:$logits,
+  let arguments = (ins Moe_LogitsTensor:$logits,
                        Optional<Moe_WeightVector>:$bias,
-                       OptionalAttr<F64Attr>:$k,
-                       OptionalAttr<I64Attr>:$n,
-                       OptionalAttr<I64Attr>:$capacity,
-                       OptionalAttr<F64Attr>:$capacity_factor,
-                       OptionalAttr<F64Attr>:$alpha,
-                       OptionalAttr<Moe_ExpertScoreKindAttr>:$expert_score,
-                       UnitAttr:$renormalize);
+                       Moe_RouterAttrInterface:$router);
   let results = (outs Moe_ScoreTensor:$gates, Moe_MaskTensor:$mask);
   let assemblyFormat = [{
-    `` $mode $logits (`bias` $bias^)? oilist(`k` `=` $k
-                        | `n` `=` $n
-                        | `capacity` `=` $capacity
-                        | `capacity_factor` `=` $capacity_factor
-                        | `alpha` `=` $alpha)
-    (`expert_score` `=` `` $expert_score^)? (`renormalize` $renormalize^)?
-    attr-dict `:` type($logits) (`,` type($bias)^)?
+    $router $logits (`bias` $bias^)? attr-dict `:` type($logits)
+    (`,` type($bias)^)?
   }];
   let extraClassDeclaration = [{
-    /// The mixing weight of the unified score (0.5 unless given).
-    double getAlphaOrDefault() {
-      if (auto alpha = getAlphaAttr())
-        return alpha.getValueAsDouble();
-      return 0.5;
+    /// The router's options, for the shared router rules (RouterRules.h).
+    ::mlir::usmoe::routing::RouterOptions getRouterOptions() {
+      return getRouter().getRouterOptions();
     }
-    /// The expert-side score of the unified router (sigmoid unless given).
-    ExpertScoreKind getExpertScoreOrDefault() {
-      return getExpertScore().value_or(ExpertScoreKind::sigmoid);
-    }
-    /// The options as given, for the shared router rules (RouterRules.h).
-    ::mlir::usmoe::routing::RouterOptions getRouterOptions();
+    ::mlir::usmoe::routing::Mode getMode() { return getRouter().getMode(); }
   }];
   let hasCanonicalizer = 1;
 }

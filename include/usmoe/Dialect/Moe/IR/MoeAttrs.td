@@ -1,0 +1,122 @@
+//===- MoeAttrs.td - router attributes of the moe dialect ---*- tablegen -*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_DIALECT_MOE_IR_MOEATTRS_TD
+#define USMOE_DIALECT_MOE_IR_MOEATTRS_TD
+
+include "usmoe/Dialect/Moe/IR/MoeBase.td"
+
+//===----------------------------------------------------------------------===//
+// RouterAttrInterface
+//===----------------------------------------------------------------------===//
+
+def Moe_RouterAttrInterface : AttrInterface<"RouterAttrInterface"> {
+  let cppNamespace = "::mlir::moe";
+  let description = [{
+    A router: its mode and the options of that mode, one attribute per mode
+    (`#moe.token`, `#moe.expert`, `#moe.unified`). The `moe.route` verifier,
+    the canonicalizer and the CPU and GPU lowerings read a router only
+    through this interface; its rules (ranges, budgets, the options each
+    mode takes) are the plain C++ of `usmoe/Routing/RouterRules.h`, which
+    the Python package and the CUDA runtime call too.
+  }];
+  let methods = [
+    InterfaceMethod<[{
+        The router's options, in the form the shared router rules take.
+      }],
+      "::mlir::usmoe::routing::RouterOptions", "getRouterOptions">,
+  ];
+  let extraClassDeclaration = [{
+    /// Which router this is.
+    ::mlir::usmoe::routing::Mode getMode() { return getRouterOptions().mode; }
+
+    /// The first rule the router breaks for E experts and T tokens per
+    /// sequence (either may be unknown) with or without a bias operand, in
+    /// the words every caller reports; "" when it breaks none.
+    std::string check(std::optional<int64_t> numExperts,
+                      std::optional<int64_t> numTokens, bool hasBias);
+
+    /// The same router with its derived budget made explicit for a known T
+    /// (`k` -> `n` for Unified, `capacity_factor` -> `capacity` for Expert
+    /// Choice), or null when the budget is explicit already.
+    RouterAttrInterface withExplicitBudget(int64_t numTokens,
+                                           int64_t numExperts);
+
+    /// Emits the budget of one select set as an index value: k per token,
+    /// C per expert or N per sequence, for `numTokens` (index) tokens per
+    /// sequence. An explicit budget that the verifier could not check
+    /// against a dynamic T gets a run-time check.
+    ::mlir::Value buildSetBudget(::mlir::OpBuilder &builder,
+                                 ::mlir::Location loc, ::mlir::Value numTokens,
+                                 int64_t numExperts);
+
+    /// The router attribute of `options`; null after reporting the broken
+    /// rule through `emitError` when there is one.
+    static RouterAttrInterface
+    get(::mlir::MLIRContext *context,
+        const ::mlir::usmoe::routing::RouterOptions &options,
+        ::llvm::function_ref<::mlir::InFlightDiagnostic()> emitError);
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Router attributes
+//===----------------------------------------------------------------------===//
+
+/// A router of one mode. The parameters are typed (integers where they
+/// count), and the parser reads any option name so that one that belongs to
+/// another mode gets the rule's words ("'alpha' does not apply to token
+/// routing"), not a syntax error.
+class Moe_RouterAttr<string name, string attrMnemonic>
+    : AttrDef<Moe_Dialect, name,
+              [DeclareAttrInterfaceMethods<Moe_RouterAttrInterface>]> {
+  let mnemonic = attrMnemonic;
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+}
+
+def Moe_TokenRouterAttr : Moe_RouterAttr<"TokenRouter", "token"> {
+  let summary = "Token Choice: each token takes its k best experts";
+  let description = [{
+    `k` in [1, E]; `renormalize` divides the k gates by their sum. With a
+    bias operand on `moe.route`, the DeepSeek-V3 variant: selection by
+    `sigmoid(L) + bias`, gates `sigmoid(L)`.
+
+    Example: `#moe.token<k = 2, renormalize>`
+  }];
+  let parameters = (ins "int64_t":$k, "bool":$renormalize);
+}
+
+def Moe_ExpertRouterAttr : Moe_RouterAttr<"ExpertRouter", "expert"> {
+  let summary = "Expert Choice: each expert takes its C best tokens";
+  let description = [{
+    Either `capacity` (C in [1, T]) or `capacity_factor` and `k`
+    (C = clamp(ceil(capacity_factor * T * k / E), 1, T)).
+
+    Example: `#moe.expert<k = 2, capacity_factor = 1.25>`
+  }];
+  let parameters = (ins OptionalParameter<"std::optional<int64_t>">:$capacity,
+                        OptionalParameter<"::mlir::FloatAttr">:$capacityFactor,
+                        OptionalParameter<"std::optional<int64_t>">:$k);
+}
+
+def Moe_UnifiedRouterAttr : Moe_RouterAttr<"UnifiedRouter", "unified"> {
+  let summary = "USMoE: a global top-N of the unified score per sequence";
+  let description = [{
+    Either `n` (N in [0, T * E]) or a possibly fractional `k` in [0, E]
+    (N = floor(k * T)); `alpha` in [0, 1] (0.5 unless given) mixes the row
+    softmax with the expert score `expert_score` (`sigmoid` unless given).
+
+    Example: `#moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid>`
+  }];
+  let parameters = (ins OptionalParameter<"std::optional<int64_t>">:$n,
+                        OptionalParameter<"::mlir::FloatAttr">:$k,
+                        "::mlir::FloatAttr":$alpha,
+                        "::mlir::moe::ExpertScoreKind":$expertScore);
+}
+
+#endif // USMOE_DIALECT_MOE_IR_MOEATTRS_TD

@@ -1,0 +1,294 @@
+//===- MoeAttrs.cpp - router attributes: syntax, rules, conversions -------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// The router attributes are views of usmoe::routing::RouterOptions: the
+// parser reads options into that struct and the printer writes it with
+// routing::formatRouterParameters (the same text the Python package
+// embeds), so a router reads, prints and verifies the same way everywhere.
+//
+//===----------------------------------------------------------------------===//
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/DialectImplementation.h"
+#include "usmoe/Dialect/Moe/IR/MoeOps.h"
+#include "llvm/ADT/StringSet.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using routing::Mode;
+using routing::RouterOptions;
+
+//===----------------------------------------------------------------------===//
+// Conversions between the attributes and RouterOptions
+//===----------------------------------------------------------------------===//
+
+static std::optional<double> valueOf(FloatAttr attr) {
+  if (!attr)
+    return std::nullopt;
+  return attr.getValueAsDouble();
+}
+
+static FloatAttr f64Attr(MLIRContext *context, std::optional<double> value) {
+  if (!value)
+    return nullptr;
+  return FloatAttr::get(Float64Type::get(context), *value);
+}
+
+static std::optional<int64_t> countOf(std::optional<double> value) {
+  if (!value)
+    return std::nullopt;
+  return static_cast<int64_t>(*value);
+}
+
+ExpertScoreKind mlir::moe::toScoreKind(routing::ExpertScore score) {
+  return score == routing::ExpertScore::Sigmoid
+             ? ExpertScoreKind::sigmoid
+             : ExpertScoreKind::softmax_tokens;
+}
+
+routing::ExpertScore mlir::moe::toRoutingScore(ExpertScoreKind kind) {
+  return kind == ExpertScoreKind::sigmoid ? routing::ExpertScore::Sigmoid
+                                          : routing::ExpertScore::SoftmaxTokens;
+}
+
+RouterOptions TokenRouterAttr::getRouterOptions() const {
+  RouterOptions options;
+  options.mode = Mode::Token;
+  options.k = static_cast<double>(getK());
+  options.renormalize = getRenormalize();
+  return options;
+}
+
+RouterOptions ExpertRouterAttr::getRouterOptions() const {
+  RouterOptions options;
+  options.mode = Mode::Expert;
+  options.capacity = getCapacity();
+  options.capacityFactor = valueOf(getCapacityFactor());
+  if (std::optional<int64_t> k = getK())
+    options.k = static_cast<double>(*k);
+  return options;
+}
+
+RouterOptions UnifiedRouterAttr::getRouterOptions() const {
+  RouterOptions options;
+  options.mode = Mode::Unified;
+  options.n = getN();
+  options.k = valueOf(getK());
+  options.alpha = getAlpha().getValueAsDouble();
+  options.expertScore = toRoutingScore(getExpertScore());
+  return options;
+}
+
+RouterAttrInterface
+RouterAttrInterface::get(MLIRContext *context, const RouterOptions &options,
+                         function_ref<InFlightDiagnostic()> emitError) {
+  std::string rule = routing::checkRouter(options, std::nullopt, std::nullopt);
+  if (!rule.empty()) {
+    emitError() << rule;
+    return nullptr;
+  }
+  switch (options.mode) {
+  case Mode::Token:
+    return TokenRouterAttr::get(context, static_cast<int64_t>(*options.k),
+                                options.renormalize);
+  case Mode::Expert:
+    return ExpertRouterAttr::get(context, options.capacity,
+                                 f64Attr(context, options.capacityFactor),
+                                 countOf(options.k));
+  case Mode::Unified:
+    return UnifiedRouterAttr::get(context, options.n,
+                                  f64Attr(context, options.k),
+                                  f64Attr(context, options.alpha.value_or(0.5)),
+                                  toScoreKind(options.expertScore.value_or(
+                                      routing::ExpertScore::Sigmoid)));
+  }
+  return nullptr;
+}
+
+//===----------------------------------------------------------------------===//
+// Verification and the interface's shared methods
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyOptions(function_ref<InFlightDiagnostic()> emitError,
+                                   const RouterOptions &options) {
+  std::string rule = routing::checkRouter(options, std::nullopt, std::nullopt);
+  if (rule.empty())
+    return success();
+  return emitError() << rule;
+}
+
+LogicalResult
+TokenRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t k,
+                        bool renormalize) {
+  RouterOptions options;
+  options.mode = Mode::Token;
+  options.k = static_cast<double>(k);
+  options.renormalize = renormalize;
+  return verifyOptions(emitError, options);
+}
+
+LogicalResult
+ExpertRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         std::optional<int64_t> capacity,
+                         FloatAttr capacityFactor, std::optional<int64_t> k) {
+  RouterOptions options;
+  options.mode = Mode::Expert;
+  options.capacity = capacity;
+  options.capacityFactor = valueOf(capacityFactor);
+  if (k)
+    options.k = static_cast<double>(*k);
+  return verifyOptions(emitError, options);
+}
+
+LogicalResult
+UnifiedRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                          std::optional<int64_t> n, FloatAttr k,
+                          FloatAttr alpha, ExpertScoreKind expertScore) {
+  if (!alpha)
+    return emitError() << "expects alpha";
+  RouterOptions options;
+  options.mode = Mode::Unified;
+  options.n = n;
+  options.k = valueOf(k);
+  options.alpha = alpha.getValueAsDouble();
+  options.expertScore = toRoutingScore(expertScore);
+  return verifyOptions(emitError, options);
+}
+
+std::string RouterAttrInterface::check(std::optional<int64_t> numExperts,
+                                       std::optional<int64_t> numTokens,
+                                       bool hasBias) {
+  RouterOptions options = getRouterOptions();
+  options.bias = hasBias;
+  return routing::checkRouter(options, numExperts, numTokens);
+}
+
+RouterAttrInterface
+RouterAttrInterface::withExplicitBudget(int64_t numTokens, int64_t numExperts) {
+  RouterOptions options = getRouterOptions();
+  if (options.mode == Mode::Expert && options.capacityFactor && numTokens > 0) {
+    options.capacity = routing::setBudget(options, numTokens, numExperts);
+    options.capacityFactor.reset();
+    options.k.reset();
+  } else if (options.mode == Mode::Unified && options.k) {
+    options.n = routing::setBudget(options, numTokens, numExperts);
+    options.k.reset();
+  } else {
+    return nullptr;
+  }
+  MLIRContext *context = getContext();
+  return get(context, options, [context] {
+    return emitError(UnknownLoc::get(context), "moe: ");
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Syntax: `<key = value, ...>`
+//===----------------------------------------------------------------------===//
+
+/// Reads the options of a router of `mode`. Every option name of every mode
+/// parses, so that the rules (not the parser) say which ones the mode takes.
+static std::optional<RouterOptions> parseRouterOptions(AsmParser &parser,
+                                                       Mode mode) {
+  RouterOptions options;
+  options.mode = mode;
+  llvm::StringSet<> seen;
+  auto parseOption = [&]() -> ParseResult {
+    SMLoc loc = parser.getCurrentLocation();
+    StringRef key;
+    if (parser.parseKeyword(&key))
+      return failure();
+    if (!seen.insert(key).second)
+      return parser.emitError(loc)
+             << "router option '" << key << "' is given twice";
+    if (key == "renormalize") {
+      options.renormalize = true;
+      return success();
+    }
+    if (parser.parseEqual())
+      return failure();
+    if (key == "n" || key == "capacity") {
+      int64_t value;
+      if (parser.parseInteger(value))
+        return failure();
+      (key == "n" ? options.n : options.capacity) = value;
+      return success();
+    }
+    if (key == "k" || key == "capacity_factor" || key == "alpha") {
+      // Integer or float literal: `k = 2` for Token Choice, `k = 1.5`.
+      SMLoc valueLoc = parser.getCurrentLocation();
+      Attribute number;
+      if (parser.parseAttribute(number))
+        return failure();
+      std::optional<double> value;
+      if (auto integer = dyn_cast<IntegerAttr>(number))
+        value = static_cast<double>(integer.getValue().getSExtValue());
+      else if (auto real = dyn_cast<FloatAttr>(number))
+        value = real.getValueAsDouble();
+      if (!value)
+        return parser.emitError(valueLoc)
+               << "expects a number for '" << key << "', got " << number;
+      (key == "k"                 ? options.k
+       : key == "capacity_factor" ? options.capacityFactor
+                                  : options.alpha) = *value;
+      return success();
+    }
+    if (key == "expert_score") {
+      StringRef name;
+      if (parser.parseKeyword(&name))
+        return failure();
+      std::optional<ExpertScoreKind> kind = symbolizeExpertScoreKind(name);
+      if (!kind)
+        return parser.emitError(loc)
+               << "expects expert_score sigmoid or softmax_tokens, got '"
+               << name << "'";
+      options.expertScore = toRoutingScore(*kind);
+      return success();
+    }
+    return parser.emitError(loc) << "unknown router option '" << key << "'";
+  };
+  if (parser.parseLess())
+    return std::nullopt;
+  if (failed(parser.parseOptionalGreater()) &&
+      (parser.parseCommaSeparatedList(parseOption) || parser.parseGreater()))
+    return std::nullopt;
+  return options;
+}
+
+static Attribute parseRouter(AsmParser &parser, Mode mode) {
+  SMLoc loc = parser.getCurrentLocation();
+  std::optional<RouterOptions> options = parseRouterOptions(parser, mode);
+  if (!options)
+    return {};
+  return RouterAttrInterface::get(parser.getContext(), *options,
+                                  [&] { return parser.emitError(loc); });
+}
+
+static void printRouter(AsmPrinter &printer, const RouterOptions &options) {
+  printer << "<" << routing::formatRouterParameters(options) << ">";
+}
+
+Attribute TokenRouterAttr::parse(AsmParser &parser, Type) {
+  return parseRouter(parser, Mode::Token);
+}
+Attribute ExpertRouterAttr::parse(AsmParser &parser, Type) {
+  return parseRouter(parser, Mode::Expert);
+}
+Attribute UnifiedRouterAttr::parse(AsmParser &parser, Type) {
+  return parseRouter(parser, Mode::Unified);
+}
+void TokenRouterAttr::print(AsmPrinter &printer) const {
+  printRouter(printer, getRouterOptions());
+}
+void ExpertRouterAttr::print(AsmPrinter &printer) const {
+  printRouter(printer, getRouterOptions());
+}
+void UnifiedRouterAttr::print(AsmPrinter &printer) const {
+  printRouter(printer, getRouterOptions());
+}
+
+#include "usmoe/Dialect/Moe/IR/MoeAttrInterfaces.cpp.inc"
