@@ -153,10 +153,48 @@ std::string mlir::usmoe::routing::checkBudget(
   return "";
 }
 
+/// DeepSeek-V3 group-limited selection: both options or neither, groups
+/// that split E evenly, enough experts in the kept groups for k.
+static std::string checkGroups(const RouterOptions &o, int64_t k,
+                               std::optional<int64_t> numExperts) {
+  if (o.nGroup.has_value() != o.topkGroup.has_value())
+    return "expects 'n_group' and 'topk_group' together";
+  if (!o.nGroup)
+    return "";
+  if (*o.nGroup < 1)
+    return "expects n_group >= 1, got " + format(*o.nGroup);
+  if (*o.topkGroup < 1 || *o.topkGroup > *o.nGroup)
+    return "expects topk_group in [1, " + format(*o.nGroup) +
+           "] (n_group), got " + format(*o.topkGroup);
+  if (!numExperts)
+    return "";
+  if (*numExperts % *o.nGroup != 0)
+    return "expects the number of experts (" + format(*numExperts) +
+           ") to be a multiple of n_group (" + format(*o.nGroup) + ")";
+  int64_t kept = *o.topkGroup * (*numExperts / *o.nGroup);
+  if (k > kept)
+    return "expects k <= topk_group * E / n_group = " + format(kept) +
+           ", got " + format(k);
+  return "";
+}
+
+/// The options every mode takes: finite and positive when given.
+static std::string checkModelOptions(const RouterOptions &o) {
+  if (o.routedScalingFactor &&
+      !(std::isfinite(*o.routedScalingFactor) && *o.routedScalingFactor > 0))
+    return "expects a finite routed_scaling_factor > 0, got " +
+           format(*o.routedScalingFactor);
+  if (o.softcap && !(std::isfinite(*o.softcap) && *o.softcap > 0))
+    return "expects a finite softcap > 0, got " + format(*o.softcap);
+  return "";
+}
+
 std::string
 mlir::usmoe::routing::checkRouter(const RouterOptions &o,
                                   std::optional<int64_t> numExperts,
                                   std::optional<int64_t> numTokens) {
+  if (std::string error = checkModelOptions(o); !error.empty())
+    return error;
   // Names the options a mode does not take, so that a typo (alpha on a
   // Token Choice router) is an error, not a silent no-op.
   struct Present {
@@ -184,10 +222,14 @@ mlir::usmoe::routing::checkRouter(const RouterOptions &o,
     int64_t k;
     if (error = integerK(*o.k, o.mode, k); !error.empty())
       return error;
-    return checkTopK(k, numExperts);
+    if (error = checkTopK(k, numExperts); !error.empty())
+      return error;
+    return checkGroups(o, k, numExperts);
   }
   case Mode::Expert: {
     std::string error = forbid({{o.bias, "bias"},
+                                {o.nGroup.has_value(), "n_group"},
+                                {o.topkGroup.has_value(), "topk_group"},
                                 {o.n.has_value(), "n"},
                                 {o.alpha.has_value(), "alpha"},
                                 {o.expertScore.has_value(), "expert_score"},
@@ -207,6 +249,8 @@ mlir::usmoe::routing::checkRouter(const RouterOptions &o,
   case Mode::Unified: {
     std::string error =
         forbid({{o.bias, "bias"},
+                {o.nGroup.has_value(), "n_group"},
+                {o.topkGroup.has_value(), "topk_group"},
                 {o.capacity.has_value(), "capacity"},
                 {o.capacityFactor.has_value(), "capacity_factor"},
                 {o.renormalize, "renormalize"}});
@@ -289,6 +333,10 @@ mlir::usmoe::routing::formatRouterParameters(const RouterOptions &o) {
   if (o.k)
     add("k = " +
         (countsK ? format(static_cast<int64_t>(*o.k)) : formatExact(*o.k)));
+  if (o.nGroup)
+    add("n_group = " + format(*o.nGroup));
+  if (o.topkGroup)
+    add("topk_group = " + format(*o.topkGroup));
   if (o.n)
     add("n = " + format(*o.n));
   if (o.capacity)
@@ -301,6 +349,10 @@ mlir::usmoe::routing::formatRouterParameters(const RouterOptions &o) {
     add(std::string("expert_score = ") + expertScoreName(*o.expertScore));
   if (o.renormalize)
     add("renormalize");
+  if (o.routedScalingFactor)
+    add("routed_scaling_factor = " + formatExact(*o.routedScalingFactor));
+  if (o.softcap)
+    add("softcap = " + formatExact(*o.softcap));
   return text;
 }
 

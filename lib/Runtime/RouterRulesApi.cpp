@@ -32,6 +32,14 @@ RouterOptions fromC(const UsmoeRouterOptions &c) {
     o.expertScore =
         c.expert_score == 1 ? ExpertScore::Sigmoid : ExpertScore::SoftmaxTokens;
   o.renormalize = c.renormalize;
+  if (c.has_routed_scaling_factor)
+    o.routedScalingFactor = c.routed_scaling_factor;
+  if (c.has_softcap)
+    o.softcap = c.softcap;
+  if (c.has_n_group)
+    o.nGroup = c.n_group;
+  if (c.has_topk_group)
+    o.topkGroup = c.topk_group;
   o.bias = c.bias;
   return o;
 }

@@ -117,7 +117,8 @@ class Router:
 
     def __init__(self, mode: str = "unified", k=None, alpha=None, expert_score=None,
                  renormalize: bool = False, capacity=None, capacity_factor=None,
-                 budget=None, device: str = "cpu", bias=None):
+                 budget=None, device: str = "cpu", bias=None, routed_scaling_factor=None,
+                 softcap=None, n_group=None, topk_group=None):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if device not in _DEVICES:
@@ -135,6 +136,10 @@ class Router:
         self.alpha = 0.5 if given_alpha is None else given_alpha
         self.expert_score = expert_score or "sigmoid"
         self.renormalize = bool(renormalize)
+        self.routed_scaling_factor = _number("routed_scaling_factor", routed_scaling_factor)
+        self.softcap = _number("softcap", softcap)
+        self.n_group = _integer("n_group", n_group)
+        self.topk_group = _integer("topk_group", topk_group)
 
         self.bias = None
         if bias is not None:
@@ -148,7 +153,8 @@ class Router:
             mode, k=self.k, budget=self.budget, capacity=self.capacity,
             capacity_factor=self.capacity_factor, alpha=given_alpha,
             expert_score=expert_score, renormalize=self.renormalize,
-            bias=self.bias is not None)
+            bias=self.bias is not None, routed_scaling_factor=self.routed_scaling_factor,
+            softcap=self.softcap, n_group=self.n_group, topk_group=self.topk_group)
         self._rules.check()
         if self.bias is not None:
             if self.bias.ndim != 1:
@@ -180,6 +186,7 @@ class Router:
         # presence is part of the key.
         return (self.mode, self.k, self.alpha, self.expert_score, self.renormalize,
                 self.capacity, self.capacity_factor, self.budget, self.bias is not None,
+                self.routed_scaling_factor, self.softcap, self.n_group, self.topk_group,
                 element, e, self.device)
 
     def compiled(self, element: str, num_experts: int):
@@ -281,11 +288,17 @@ class Router:
 def route(logits, mode: str = "unified", k=None, alpha=None,
           expert_score=None, renormalize: bool = False, capacity=None,
           capacity_factor=None, budget=None, device: str = "cpu", bias=None,
-          stream=None) -> Plan:
+          stream=None, routed_scaling_factor=None, softcap=None, n_group=None,
+          topk_group=None) -> Plan:
     """Route [T, E] or [B, T, E] logits with one of the three routers.
 
     `bias` ([E]) selects the DeepSeek-V3 Token Choice variant: experts ranked
-    by sigmoid(L) + bias, gates sigmoid(L).
+    by sigmoid(L) + bias, gates sigmoid(L). Options of real models, every
+    mode: `routed_scaling_factor` multiplies the selected gates (after
+    renormalization; DeepSeek-V3), `softcap` caps every logit to
+    softcap * tanh(L / softcap) before any score. Token Choice only:
+    `n_group` / `topk_group` (DeepSeek-V3) pick the k experts inside the
+    topk_group best of n_group expert groups.
 
     Returns a Plan with `gates` [B, T, E] f32, `mask`, the expert-major CSR
     (`expert_offsets` [E+1], `token_ids` [M], `weights` [M]) and, for
@@ -302,7 +315,8 @@ def route(logits, mode: str = "unified", k=None, alpha=None,
     router = Router(mode=mode, k=k, alpha=alpha, expert_score=expert_score,
                     renormalize=renormalize, capacity=capacity,
                     capacity_factor=capacity_factor, budget=budget, device=device,
-                    bias=bias)
+                    bias=bias, routed_scaling_factor=routed_scaling_factor,
+                    softcap=softcap, n_group=n_group, topk_group=topk_group)
     return router(logits, stream=stream)
 
 

@@ -196,23 +196,32 @@ class RouterOptions(ctypes.Structure):
                 ("has_alpha", ctypes.c_int32), ("expert_score", ctypes.c_int32),
                 ("renormalize", ctypes.c_int32), ("bias", ctypes.c_int32),
                 ("k", ctypes.c_double), ("n", ctypes.c_int64), ("capacity", ctypes.c_int64),
-                ("capacity_factor", ctypes.c_double), ("alpha", ctypes.c_double)]
+                ("capacity_factor", ctypes.c_double), ("alpha", ctypes.c_double),
+                ("has_routed_scaling_factor", ctypes.c_int32), ("has_softcap", ctypes.c_int32),
+                ("routed_scaling_factor", ctypes.c_double), ("softcap", ctypes.c_double),
+                ("has_n_group", ctypes.c_int32), ("has_topk_group", ctypes.c_int32),
+                ("n_group", ctypes.c_int64), ("topk_group", ctypes.c_int64)]
 
     MODES = {"token": 0, "expert": 1, "unified": 2}
 
     @classmethod
     def of(cls, mode: str, k=None, budget=None, capacity=None, capacity_factor=None,
-           alpha=None, expert_score=None, renormalize=False, bias=False):
+           alpha=None, expert_score=None, renormalize=False, bias=False,
+           routed_scaling_factor=None, softcap=None, n_group=None, topk_group=None):
         """From usmoe.route-style options (None: not given; `budget` is N).
         Integers must fit in int64 (ValueError)."""
         scores = {None: 0, "sigmoid": 1, "softmax_tokens": 2}
         o = cls(mode=cls.MODES[mode], expert_score=scores[expert_score],
                 renormalize=bool(renormalize), bias=bool(bias))
-        for name, value in (("k", k), ("capacity_factor", capacity_factor), ("alpha", alpha)):
+        for name, value in (("k", k), ("capacity_factor", capacity_factor), ("alpha", alpha),
+                            ("routed_scaling_factor", routed_scaling_factor),
+                            ("softcap", softcap)):
             if value is not None:
                 setattr(o, "has_" + name, 1)
                 setattr(o, name, float(value))
-        for name, field, value in (("budget", "n", budget), ("capacity", "capacity", capacity)):
+        for name, field, value in (("budget", "n", budget), ("capacity", "capacity", capacity),
+                                   ("n_group", "n_group", n_group),
+                                   ("topk_group", "topk_group", topk_group)):
             if value is not None:
                 if not -2**63 <= int(value) < 2**63:
                     raise ValueError(f"{name} must fit in a 64-bit integer, got {value}")

@@ -124,12 +124,39 @@ def topk_list(gates: np.ndarray, mask: np.ndarray, k: int):
     return ids, wts
 
 
-def _token_choice(ranked: np.ndarray, gate_values: np.ndarray, k: int, renormalize: bool):
-    """Per token, the k best experts by `ranked`; their `gate_values` as gates,
-    divided by their f32 sum (in expert order) when renormalizing and > 0."""
+def limit_groups(ranked: np.ndarray, n_group: int, topk_group: int) -> np.ndarray:
+    """DeepSeek-V3 group-limited selection: `ranked` with the experts of all
+    but each token's `topk_group` best groups set to -inf. A group (E /
+    n_group consecutive experts) scores the f32 sum of its two largest
+    ranking scores (the largest alone with one expert per group); ties go to
+    the lower group."""
+    b, t, e = ranked.shape
+    if e % n_group or not 1 <= topk_group <= n_group:
+        raise ValueError(f"bad groups: E={e}, n_group={n_group}, topk_group={topk_group}")
+    size = e // n_group
+    out = ranked.astype(F32).copy()
+    for bi in range(b):
+        for ti in range(t):
+            groups = ranked[bi, ti].reshape(n_group, size)
+            top = -np.sort(-groups, axis=1)
+            scores = top[:, 0] if size == 1 else (top[:, 0] + top[:, 1]).astype(F32)
+            keep = _rank_order(scores)[:topk_group]
+            dropped = np.setdiff1d(np.arange(n_group), keep)
+            for j in dropped:
+                out[bi, ti, j * size:(j + 1) * size] = -np.inf
+    return out
+
+
+def _token_choice(ranked: np.ndarray, gate_values: np.ndarray, k: int, renormalize: bool,
+                  groups=None):
+    """Per token, the k best experts by `ranked` (inside the kept groups when
+    `groups` = (n_group, topk_group)); their `gate_values` as gates, divided
+    by their f32 sum (in expert order) when renormalizing and > 0."""
     b, t, e = ranked.shape
     if not 1 <= k <= e:
         raise ValueError(f"k must be in [1, {e}], got {k}")
+    if groups is not None:
+        ranked = limit_groups(ranked, *groups)
     mask = np.zeros(ranked.shape, bool)
     for bi in range(b):
         for ti in range(t):
@@ -144,20 +171,20 @@ def _token_choice(ranked: np.ndarray, gate_values: np.ndarray, k: int, renormali
     return gates, mask
 
 
-def select_topk(scores: np.ndarray, k: int, renormalize: bool = False):
+def select_topk(scores: np.ndarray, k: int, renormalize: bool = False, groups=None):
     """Token Choice: each token keeps its k best experts."""
-    return _token_choice(scores, scores, k, renormalize)
+    return _token_choice(scores, scores, k, renormalize, groups)
 
 
 def select_topk_sigmoid_bias(logits: np.ndarray, bias: np.ndarray, k: int,
-                             renormalize: bool = False):
+                             renormalize: bool = False, groups=None):
     """DeepSeek-V3 Token Choice: rank experts by sigmoid(L) + bias[e], gate
     with sigmoid(L) (the bias moves the selection only)."""
     x = _sanitize(logits)
     with np.errstate(over="ignore"):
         s = (F32(1) / (F32(1) + np.exp(-x))).astype(F32)
     ranked = (s + np.asarray(bias, F32)).astype(F32)
-    return _token_choice(ranked, s, k, renormalize)
+    return _token_choice(ranked, s, k, renormalize, groups)
 
 
 def expert_capacity(num_tokens: int, num_experts: int, capacity=None,
@@ -196,32 +223,46 @@ def select_global(scores: np.ndarray, budget: int):
     return np.where(mask, scores, F32(0)).astype(F32), mask
 
 
+def soft_cap(logits: np.ndarray, cap: float) -> np.ndarray:
+    """cap * tanh(L / cap) of the f32 logits, in f64 rounded once to f32
+    (NaN stays NaN, +-inf becomes +-cap)."""
+    x = np.asarray(logits).astype(F32).astype(np.float64)
+    return (np.float64(cap) * np.tanh(x / np.float64(cap))).astype(F32)
+
+
 def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
           expert_score_kind: str = "sigmoid", renormalize: bool = False,
-          capacity=None, capacity_factor=None, budget=None, bias=None) -> Plan:
+          capacity=None, capacity_factor=None, budget=None, bias=None,
+          routed_scaling_factor=None, softcap=None, n_group=None, topk_group=None) -> Plan:
     """The whole router of `mode` on [B, T, E] logits, as the spec defines it
-    (`bias`: the sigmoid_bias Token Choice variant)."""
+    (`bias`: the sigmoid_bias Token Choice variant), in the spec's order:
+    soft-cap the logits, score, select, gate, renormalize, scale."""
     logits = np.asarray(logits)
     if logits.ndim == 2:
         logits = logits[None]
+    if softcap is not None:
+        logits = soft_cap(logits, softcap)
     _, t, e = logits.shape
     if mode == "token":
+        groups = None if n_group is None else (int(n_group), int(topk_group))
         if bias is not None:
-            gates, mask = select_topk_sigmoid_bias(logits, bias, int(k), renormalize)
+            gates, mask = select_topk_sigmoid_bias(logits, bias, int(k), renormalize, groups)
         else:
-            gates, mask = select_topk(token_softmax(logits), int(k), renormalize)
-        plan = plan_from_selection(gates, mask)
-        plan.topk_ids, plan.topk_weights = topk_list(gates, mask, int(k))
-        return plan
-    if mode == "expert":
+            gates, mask = select_topk(token_softmax(logits), int(k), renormalize, groups)
+    elif mode == "expert":
         c = expert_capacity(t, e, capacity, capacity_factor, k)
         gates, mask = select_expert_choice(token_softmax(logits), c)
-        return plan_from_selection(gates, mask)
-    if mode == "unified":
+    elif mode == "unified":
         n = unified_budget(t, budget, k)
         gates, mask = select_global(unified_score(logits, alpha, expert_score_kind), n)
-        return plan_from_selection(gates, mask)
-    raise ValueError(f"unknown mode '{mode}'")
+    else:
+        raise ValueError(f"unknown mode '{mode}'")
+    if routed_scaling_factor is not None:
+        gates = (gates * F32(routed_scaling_factor)).astype(F32)
+    plan = plan_from_selection(gates, mask)
+    if mode == "token":
+        plan.topk_ids, plan.topk_weights = topk_list(gates, mask, int(k))
+    return plan
 
 
 def silu(x: np.ndarray) -> np.ndarray:

@@ -72,6 +72,9 @@ def test_empty_inputs_give_empty_plans():
     (dict(mode="expert", capacity_factor=1.0), r"expects 'k' \(experts per token\) with 'capacity_factor'"),
     (dict(mode="expert", capacity_factor=float("nan"), k=2), "expects a finite capacity_factor > 0, got nan"),
     (dict(mode="expert", capacity=2, renormalize=True), "'renormalize' does not apply to expert routing"),
+    (dict(mode="token", k=2, softcap=float("inf")), "expects a finite softcap > 0, got inf"),
+    (dict(mode="unified", k=2, routed_scaling_factor=float("nan")),
+     "expects a finite routed_scaling_factor > 0, got nan"),
     (dict(mode="shared", k=2), "mode must be one of"),
     (dict(mode="unified", k=2, expert_score="tanh"), "expert_score must be one of"),
     (dict(mode="unified", k=2, device="tpu"), "device must be"),
@@ -86,6 +89,9 @@ def test_bad_options_raise_value_error(kwargs, message):
     (dict(k=2, budget=2.5), "budget must be an integer, got float"),
     (dict(k=2, alpha=True), "alpha must be a number, got bool"),
     (dict(k=2, renormalize="yes"), "renormalize must be a bool, got str"),
+    (dict(k=2, softcap="30"), "softcap must be a number, got str"),
+    (dict(k=2, n_group=4.5), "n_group must be an integer, got float"),
+    (dict(k=2, routed_scaling_factor=[2.5]), "routed_scaling_factor must be a number, got list"),
 ])
 def test_wrong_types_raise_type_error(kwargs, error):
     with pytest.raises(TypeError, match=error):
@@ -107,6 +113,16 @@ SAME_RULES = [
     (dict(mode="unified", k=1e300), "#moe.unified<k = 1.0e300>"),
     (dict(mode="unified", k=2, budget=3), "#moe.unified<k = 2, n = 3>"),
     (dict(mode="expert", capacity=2, renormalize=True), "#moe.expert<capacity = 2, renormalize>"),
+    (dict(mode="token", k=2, softcap=0.0), "#moe.token<k = 2, softcap = 0.0>"),
+    (dict(mode="unified", k=2, softcap=-1.0), "#moe.unified<k = 2, softcap = -1.0>"),
+    (dict(mode="expert", capacity=2, routed_scaling_factor=-2.5),
+     "#moe.expert<capacity = 2, routed_scaling_factor = -2.5>"),
+    (dict(mode="token", k=2, routed_scaling_factor=0.0),
+     "#moe.token<k = 2, routed_scaling_factor = 0.0>"),
+    (dict(mode="token", k=2, n_group=4), "#moe.token<k = 2, n_group = 4>"),
+    (dict(mode="token", k=2, n_group=3, topk_group=1), "#moe.token<k = 2, n_group = 3, topk_group = 1>"),
+    (dict(mode="token", k=5, n_group=4, topk_group=2), "#moe.token<k = 5, n_group = 4, topk_group = 2>"),
+    (dict(mode="unified", k=1, n_group=4, topk_group=2), "#moe.unified<k = 1, n_group = 4, topk_group = 2>"),
 ]
 
 

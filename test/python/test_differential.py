@@ -142,3 +142,74 @@ def test_token_choice_sigmoid_bias(seed, route_device):
     want = reference.route(logits, mode="token", k=k, renormalize=renorm, bias=bias)
     assert_same_plan(got, want)
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+
+
+def model_router(rng, e, t):
+    """A random router of a random mode, with the options of real models."""
+    mode = str(rng.choice(["token", "token_bias", "expert", "unified"]))
+    opts = {}
+    if mode.startswith("token"):
+        opts = dict(mode="token", k=int(rng.integers(1, min(e, 8) + 1)),
+                    renormalize=bool(rng.integers(0, 2)))
+        if mode == "token_bias":
+            opts["bias"] = rng.normal(0, 0.05, size=e).astype(np.float32)
+    elif mode == "expert":
+        opts = dict(mode="expert", capacity=int(rng.integers(1, t + 1)))
+    else:
+        opts = dict(mode="unified", k=float(rng.choice([0.5, 1.0, 1.5])),
+                    alpha=float(rng.choice([0.0, 0.5, 1.0])),
+                    expert_score=str(rng.choice(["sigmoid", "softmax_tokens"])))
+    if rng.integers(0, 4):
+        opts["softcap"] = float(rng.choice([0.5, 1.0, 5.0, 30.0]))
+    if rng.integers(0, 4):
+        opts["routed_scaling_factor"] = float(rng.choice([0.25, 1.0, 2.5, 16.0]))
+    return opts
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_softcap_and_routed_scaling_factor(seed, route_device):
+    """Soft-capped logits (saturation makes exact ties) and scaled gates, in
+    every mode: the selection of the reference, gates times the factor."""
+    rng, logits = case(1000 + seed)
+    logits = (logits.astype(np.float32) * 4).astype(logits.dtype)
+    opts = model_router(rng, logits.shape[-1], logits.shape[1])
+    got = usmoe.route(logits, device=route_device, **opts)
+    ref = dict(opts)
+    if "expert_score" in ref:
+        ref["expert_score_kind"] = ref.pop("expert_score")
+    want = reference.route(logits, **ref)
+    assert_same_plan(got, want)
+    if opts["mode"] == "token":
+        np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+    # The factor scales the gates and leaves the selection alone.
+    plain = usmoe.route(logits, device=route_device,
+                        **{k: v for k, v in opts.items() if k != "routed_scaling_factor"})
+    np.testing.assert_array_equal(got.mask, plain.mask)
+    scale = np.float32(opts.get("routed_scaling_factor", 1.0))
+    np.testing.assert_array_equal(got.gates, (plain.gates * scale).astype(np.float32))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_group_limited_token_choice(seed, route_device):
+    """DeepSeek-V3 group-limited selection (n_group, topk_group), with and
+    without the correction bias: the reference's selection, and no expert
+    outside the kept groups."""
+    rng = np.random.default_rng(2000 + seed)
+    e = int(rng.choice([8, 16, 60, 64, 256]))
+    n_group = int(rng.choice([g for g in (1, 2, 4, 5, 8) if e % g == 0]))
+    topk_group = int(rng.integers(1, n_group + 1))
+    k = int(rng.integers(1, min(8, topk_group * e // n_group) + 1))
+    logits = random_logits(rng, 2, int(rng.integers(1, 24)), e, np.float32,
+                           rng.choice(["normal", "ties", "special"]))
+    opts = dict(mode="token", k=k, n_group=n_group, topk_group=topk_group,
+                renormalize=bool(seed % 2))
+    if seed % 4 < 2:
+        opts["bias"] = rng.normal(0, 0.1, size=e).astype(np.float32)
+    if seed % 3 == 0:
+        opts["routed_scaling_factor"] = 2.5
+    got = usmoe.route(logits, device=route_device, **opts)
+    want = reference.route(logits, **opts)
+    assert_same_plan(got, want)
+    np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+    groups_used = got.mask.reshape(*got.mask.shape[:2], n_group, -1).any(-1).sum(-1)
+    assert (groups_used <= topk_group).all()

@@ -30,6 +30,10 @@ func.func @layer(%hidden: tensor<?x{D}xf32>, %logits: tensor<1x?x{E}xf32>,
     ("#moe.unified<k = 1.5>", dict(mode="unified", k=1.5)),
     ("#moe.token<k = 2, renormalize>", dict(mode="token", k=2, renormalize=True)),
     ("#moe.expert<capacity = 3>", dict(mode="expert", capacity=3)),
+    ("#moe.token<k = 2, renormalize, routed_scaling_factor = 2.5, softcap = 1.0>",
+     dict(mode="token", k=2, renormalize=True, routed_scaling_factor=2.5, softcap=1.0)),
+    ("#moe.unified<k = 1.5, routed_scaling_factor = 0.5, softcap = 2.0>",
+     dict(mode="unified", k=1.5, routed_scaling_factor=0.5, softcap=2.0)),
 ])
 def test_layer_matches_reference(router, ref_opts):
     d, f, e, t = 8, 12, 6, 10

@@ -67,3 +67,25 @@ def test_issue_example_list_input():
     gates = usmoe.route([[3.0, 1.0, 2.5, -1.0], [0.2, 0.1, 0.0, -0.1]], mode="unified", k=2).gates
     assert gates.shape == (1, 2, 4) and gates.dtype == np.float32
     assert (gates != 0).sum() == 4
+
+
+@pytest.mark.parametrize("impl", ["compiled", "reference"])
+def test_model_options_example(impl):
+    """docs/Dialect.md, "Logit soft-capping" and "Routed scaling factor"."""
+    route = usmoe.route if impl == "compiled" else reference.route
+    row = np.array([[3.0, 1.0, 2.5, -1.0]], np.float32)
+    capped = route(row, mode="token", k=2, softcap=1.0)
+    assert experts_per_token(capped.mask) == [[0, 2]]
+    np.testing.assert_allclose(capped.gates[0, 0, [0, 2]], [0.338294, 0.335451], atol=1e-6)
+    scaled = route(row, mode="token", k=2, renormalize=True, routed_scaling_factor=2.5)
+    np.testing.assert_allclose(scaled.gates[0, 0, [0, 2]], [1.556148, 0.943852], atol=1e-6)
+
+
+def test_group_limited_example():
+    """docs/Dialect.md, "Group-limited selection": groups 0 and 1 are kept,
+    so expert 4 (0.8, group 2) loses to expert 2 (0.5, group 1)."""
+    ranked = np.array([[[0.9, 0.1, 0.5, 0.45, 0.8, 0.0, 0.3, 0.3]]], np.float32)
+    _, mask = reference.select_topk(ranked, 2, groups=(4, 2))
+    assert experts_per_token(mask) == [[0, 2]]
+    _, ungrouped = reference.select_topk(ranked, 2)
+    assert experts_per_token(ungrouped) == [[0, 4]]

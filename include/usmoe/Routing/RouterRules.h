@@ -40,6 +40,15 @@ struct RouterOptions {
   std::optional<ExpertScore> expertScore;
   bool renormalize = false;
   bool bias = false; ///< a bias vector was given
+  /// Options of real models, all modes (spec "Options of real models"):
+  /// selected gates times `routedScalingFactor` (DeepSeek-V3), logits
+  /// soft-capped to `softcap * tanh(L / softcap)` before any score.
+  std::optional<double> routedScalingFactor;
+  std::optional<double> softcap;
+  /// DeepSeek-V3 group-limited Token Choice: E experts in `nGroup` groups
+  /// of E / nGroup, top-k only inside the `topkGroup` best groups.
+  std::optional<int64_t> nGroup;
+  std::optional<int64_t> topkGroup;
 };
 
 /// The mode's name in IR and Python ("token", "expert", "unified").

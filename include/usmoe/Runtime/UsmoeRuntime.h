@@ -85,11 +85,15 @@ int usmoe_rt_mgpu_last_failure(char *message, size_t size);
 typedef struct {
   int32_t mode;
   int32_t has_k, has_n, has_capacity, has_capacity_factor, has_alpha;
-  int32_t expert_score; /* 0 not given, 1 sigmoid, 2 softmax_tokens */
+  int32_t expert_score;      /* 0 not given, 1 sigmoid, 2 softmax_tokens */
   int32_t renormalize, bias; /* set */
   double k;
   int64_t n, capacity;
   double capacity_factor, alpha;
+  int32_t has_routed_scaling_factor, has_softcap;
+  double routed_scaling_factor, softcap;
+  int32_t has_n_group, has_topk_group;
+  int64_t n_group, topk_group;
 } UsmoeRouterOptions;
 
 /* 0 when `options` are valid for `experts` and `tokens` (-1: unknown), else
@@ -102,8 +106,8 @@ int usmoe_rt_router_check(const UsmoeRouterOptions *options, int64_t experts,
 size_t usmoe_rt_router_format(const UsmoeRouterOptions *options, char *text,
                               size_t size);
 /* M, the pairs a valid router selects in a [batch, tokens, experts] batch. */
-int64_t usmoe_rt_router_pairs(const UsmoeRouterOptions *options,
-                              int64_t batch, int64_t tokens, int64_t experts);
+int64_t usmoe_rt_router_pairs(const UsmoeRouterOptions *options, int64_t batch,
+                              int64_t tokens, int64_t experts);
 /* The per-set budget a select kernel takes: N (unified) or C (expert). */
 int64_t usmoe_rt_router_budget(const UsmoeRouterOptions *options,
                                int64_t tokens, int64_t experts);

@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 
 #include <limits>
+#include <optional>
 
 namespace mlir::usmoe::loops {
 
@@ -28,6 +29,36 @@ inline Value sanitize(LoopBuilder &b, Value x) {
   Value isNan = cmpf(b, arith::CmpFPredicate::UNO, x, x);
   return select(b, isNan, f32Const(b, kNegInf), x);
 }
+
+/// The options of real models that act around a router's scores (spec,
+/// "Options of real models"), as the kernels apply them: every logit read
+/// goes through `logit`, every selected gate written through `gate`.
+struct ModelOptions {
+  /// cap * tanh(L / cap) on each logit before any score.
+  std::optional<double> softcap;
+  /// The factor on each selected gate, after renormalization.
+  std::optional<double> gateScale;
+
+  /// A logit loaded as f32, soft-capped, then NaN as -inf (a NaN stays NaN
+  /// through tanh; +-inf become +-cap). The cap is computed in f64 and
+  /// rounded once to f32: f32 tanh implementations (glibc, libdevice,
+  /// NumPy) disagree in the last bits on a third of all inputs, which would
+  /// flip near-ties between the CPU, the GPU and the reference, while their
+  /// f64 results round to the same f32.
+  Value logit(LoopBuilder &b, Value x) const {
+    if (softcap) {
+      Value cap = f64Const(b, *softcap);
+      Value wide = arith::ExtFOp::create(b, b.getF64Type(), x);
+      wide = mulf(b, cap, math::TanhOp::create(b, divf(b, wide, cap)));
+      x = arith::TruncFOp::create(b, b.getF32Type(), wide);
+    }
+    return sanitize(b, x);
+  }
+  /// A selected gate as the plan reports it (0 stays 0).
+  Value gate(LoopBuilder &b, Value g) const {
+    return gateScale ? mulf(b, g, f32Const(b, *gateScale)) : g;
+  }
+};
 
 /// F = (2/E) * (1 / (1 + exp(-x))), with (2/E) rounded once to f32.
 inline Value sigmoidScore(LoopBuilder &b, Value x, int64_t experts) {

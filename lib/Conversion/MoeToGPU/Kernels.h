@@ -9,6 +9,7 @@
 #define USMOE_LIB_CONVERSION_MOETOGPU_KERNELS_H
 
 #include "Conversion/Common/LoopBuilder.h"
+#include "Conversion/Common/RoutingMath.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinTypes.h"
 
@@ -39,15 +40,27 @@ inline constexpr int64_t kTokenChoiceWarpsPerBlock = 4;
 /// Experts a warp can hold in registers (64 per lane): the GPU limit on E.
 inline constexpr int64_t kMaxExperts = 2048;
 
+/// DeepSeek-V3 group-limited selection: the k experts come from the `kept`
+/// best of `groups` groups of consecutive experts.
+struct GroupLimit {
+  int64_t groups = 0, kept = 0;
+};
+/// Groups a Token Choice kernel can limit to (a bit per group in a lane).
+inline constexpr int64_t kMaxGroups = 64;
+
 /// Builds, at `builder`'s insertion point inside a gpu.module, the kernel
 /// `name(logits, gates, mask[, bias])` for memrefs of the given types
 /// ([B, T, E]). With a `bias` type it is the sigmoid_bias variant: gates are
-/// sigmoid(L), experts ranked by sigmoid(L) + bias.
+/// sigmoid(L), experts ranked by sigmoid(L) + bias. With `groupLimit`, the
+/// group-limited selection (group scores by warp all-reduce of per-lane
+/// top-2 pairs).
 gpu::GPUFuncOp buildTokenChoiceKernel(OpBuilder &builder, Location loc,
                                       StringRef name, MemRefType logits,
                                       MemRefType gates, MemRefType mask,
                                       int64_t k, bool renormalize,
-                                      MemRefType bias = nullptr);
+                                      MemRefType bias,
+                                      std::optional<GroupLimit> groupLimit,
+                                      const loops::ModelOptions &model);
 
 /// `name(gates, mask, ids, weights)`: moe.topk_list, one warp per token
 /// (the Token Choice launch shape): ids / weights [B*T, k] by descending
@@ -69,14 +82,16 @@ inline constexpr int64_t kSelectBlock = 1024;
 gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
                                    StringRef name, MemRefType logits,
                                    MemRefType scores,
-                                   std::optional<double> alpha);
+                                   std::optional<double> alpha,
+                                   const loops::ModelOptions &model);
 
 /// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
 /// the softmax of each (sequence, expert) column over the tokens; one thread
 /// per column, tokens in order (the CPU path's order).
 gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
                                           StringRef name, MemRefType logits,
-                                          MemRefType scores, double alpha);
+                                          MemRefType scores, double alpha,
+                                          const loops::ModelOptions &model);
 
 /// A 1-D i32 buffer of `size` elements in workgroup (shared) memory.
 MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size);
@@ -89,10 +104,11 @@ enum class SelectionSet {
 
 /// `name(gates, mask, budget: index)`: in place, keeps the `budget` best
 /// scores of each set (ties to the lower flat / token index), zeroes the
-/// rest and writes the mask.
+/// rest, writes the mask and scales the kept gates by `model.gate`.
 gpu::GPUFuncOp buildSelectKernel(OpBuilder &builder, Location loc,
                                  StringRef name, MemRefType gates,
-                                 MemRefType mask, SelectionSet set);
+                                 MemRefType mask, SelectionSet set,
+                                 const loops::ModelOptions &model);
 
 /// Plan kernels: one 1024-thread block per expert.
 inline constexpr int64_t kPlanBlock = 1024;

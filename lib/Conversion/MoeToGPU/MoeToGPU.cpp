@@ -175,22 +175,25 @@ struct ConvertMoeToGPUPass
     std::optional<double> rowAlpha;
     if (unified && !columnMix)
       rowAlpha = *options.alpha;
+    loops::ModelOptions model{options.softcap, options.routedScalingFactor};
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string base =
         std::string(unified ? "route_unified_" : "route_expert_") +
         std::to_string(index);
     gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
-        kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha);
+        kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha,
+        model);
     gpu::GPUFuncOp mixKernel;
     if (columnMix)
       mixKernel = gpu_kernels::buildTokenSoftmaxMixKernel(
-          kb, op.getLoc(), base + "_mix", logitsType, gatesType,
-          *options.alpha);
+          kb, op.getLoc(), base + "_mix", logitsType, gatesType, *options.alpha,
+          model);
     gpu::GPUFuncOp selectKernel = gpu_kernels::buildSelectKernel(
         kb, op.getLoc(), base + "_select", gatesType, maskType,
         unified ? gpu_kernels::SelectionSet::Sequence
-                : gpu_kernels::SelectionSet::Column);
+                : gpu_kernels::SelectionSet::Column,
+        model);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -431,6 +434,14 @@ struct ConvertMoeToGPUPass
     auto maskType = memrefOf(op.getMask().getType());
     routing::RouterOptions options = op.getRouterOptions();
     int64_t k = static_cast<int64_t>(*options.k);
+    std::optional<gpu_kernels::GroupLimit> groupLimit;
+    if (options.nGroup) {
+      if (*options.nGroup > gpu_kernels::kMaxGroups)
+        return op->emitOpError()
+               << "group-limited routing on the GPU supports up to "
+               << gpu_kernels::kMaxGroups << " groups, got " << *options.nGroup;
+      groupLimit = gpu_kernels::GroupLimit{*options.nGroup, *options.topkGroup};
+    }
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "route_token_" + std::to_string(index);
@@ -438,7 +449,8 @@ struct ConvertMoeToGPUPass
         op.getBias() ? memrefOf(op.getBias().getType()) : MemRefType();
     gpu::GPUFuncOp kernel = gpu_kernels::buildTokenChoiceKernel(
         kb, op.getLoc(), name, logitsType, gatesType, maskType, k,
-        options.renormalize, biasType);
+        options.renormalize, biasType, groupLimit,
+        loops::ModelOptions{options.softcap, options.routedScalingFactor});
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);

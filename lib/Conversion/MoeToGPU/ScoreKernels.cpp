@@ -59,7 +59,8 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
                                                 Location loc, StringRef name,
                                                 MemRefType logitsType,
                                                 MemRefType scoresType,
-                                                std::optional<double> alpha) {
+                                                std::optional<double> alpha,
+                                                const ModelOptions &model) {
   const int64_t experts = logitsType.getDimSize(2);
   return buildKernel(
       builder, loc, name, {logitsType, scoresType},
@@ -68,7 +69,8 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
         Value logits = args[0], scores = args[1];
         forWarpRow(b, logits, kRowsPerScoreBlock,
                    [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
-                     WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+                     WarpRow row =
+                         emitWarpRowSoftmax(b, logits, bi, ti, lane, model);
                      for (int64_t v = 0; v < row.perLane; ++v) {
                        Value s = row.score[v];
                        if (alpha) // U = c1 * P + c2 * F, products and sum
@@ -88,10 +90,9 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
       });
 }
 
-gpu::GPUFuncOp
-gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
-                                        StringRef name, MemRefType logitsType,
-                                        MemRefType scoresType, double alpha) {
+gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
+    MemRefType scoresType, double alpha, const ModelOptions &model) {
   const int64_t experts = logitsType.getDimSize(2);
   return buildKernel(
       builder, loc, name, {logitsType, scoresType}, int32_t(kColumnBlock),
@@ -110,7 +111,7 @@ gpu_kernels::buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
                  Value ei =
                      arith::RemUIOp::create(b, column, indexConst(b, experts));
                  auto x = [&](LoopBuilder &b, Value t) {
-                   return sanitize(b, loadAsF32(b, logits, {bi, t, ei}));
+                   return model.logit(b, loadAsF32(b, logits, {bi, t, ei}));
                  };
                  Value max = forRangeAcc(
                      b, zero, tokens, {f32Const(b, kNegInf)},

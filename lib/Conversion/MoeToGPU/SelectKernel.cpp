@@ -42,11 +42,10 @@ MemRefType gpu_kernels::workgroupBuffer(MLIRContext *ctx, int64_t size) {
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
 }
 
-gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
-                                              StringRef name,
-                                              MemRefType gatesType,
-                                              MemRefType maskType,
-                                              SelectionSet set) {
+gpu::GPUFuncOp
+gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
+                               MemRefType gatesType, MemRefType maskType,
+                               SelectionSet set, const ModelOptions &model) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   SmallVector<Type> workgroup = {workgroupBuffer(ctx, 256),
@@ -165,7 +164,8 @@ gpu::GPUFuncOp gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc,
                   andi(b, tie, cmpi(b, CmpIPredicate::slt, rank, remaining)));
               ifThen(b, valid, [&](LoopBuilder &b) {
                 store(b, on, mask, idx);
-                store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
+                store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
+                      gates, idx);
               });
               gpu::BarrierOp::create(b);
               return {addi(b, takenBefore, chunkTies)};

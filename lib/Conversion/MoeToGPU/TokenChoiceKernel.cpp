@@ -30,11 +30,73 @@ using namespace mlir::usmoe;
 using namespace mlir::usmoe::loops;
 using namespace mlir::usmoe::gpu_kernels;
 using arith::CmpFPredicate;
+using arith::CmpIPredicate;
+
+/// Group j's score: the sum of its two largest ranking scores (the largest
+/// alone for one expert per group), the same in every lane after a
+/// butterfly all-reduce of (largest, second largest) pairs. Group j is kept
+/// when fewer than `kept` groups rank before it (higher score, or equal and
+/// lower index); the keys of the other groups' experts become 0.
+static void limitToKeptGroups(LoopBuilder &b, const WarpRow &row,
+                              ArrayRef<Value> ranked,
+                              MutableArrayRef<Value> key, int64_t experts,
+                              GroupLimit limit) {
+  const int64_t size = experts / limit.groups;
+  Value negInf = f32Const(b, kNegInf);
+  SmallVector<Value> groupOf(row.perLane), scores(limit.groups);
+  for (int64_t v = 0; v < row.perLane; ++v)
+    groupOf[v] = arith::DivUIOp::create(b, row.expert[v], indexConst(b, size));
+  for (int64_t j = 0; j < limit.groups; ++j) {
+    Value first = negInf, second = negInf;
+    for (int64_t v = 0; v < row.perLane; ++v) {
+      Value in = andi(b, row.inBounds[v],
+                      cmpi(b, CmpIPredicate::eq, groupOf[v], indexConst(b, j)));
+      Value s = select(b, in, ranked[v], negInf);
+      Value above = cmpf(b, CmpFPredicate::OGT, s, first);
+      second = select(b, above, first, arith::MaximumFOp::create(b, s, second));
+      first = select(b, above, s, first);
+    }
+    for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+      Value otherFirst = shuffleXor(b, first, offset);
+      Value otherSecond = shuffleXor(b, second, offset);
+      second = arith::MaximumFOp::create(
+          b, arith::MinimumFOp::create(b, first, otherFirst),
+          arith::MaximumFOp::create(b, second, otherSecond));
+      first = arith::MaximumFOp::create(b, first, otherFirst);
+    }
+    scores[j] = size == 1 ? first : addf(b, first, second);
+  }
+  Value keptBits = arith::ConstantIntOp::create(b, b.getI64Type(), 0);
+  for (int64_t j = 0; j < limit.groups; ++j) {
+    Value before = i32Const(b, 0);
+    for (int64_t i = 0; i < limit.groups; ++i) {
+      if (i == j)
+        continue;
+      Value ahead = cmpf(b, i < j ? CmpFPredicate::OGE : CmpFPredicate::OGT,
+                         scores[i], scores[j]);
+      before =
+          addi(b, before, arith::ExtUIOp::create(b, b.getI32Type(), ahead));
+    }
+    Value kept = arith::ExtUIOp::create(
+        b, b.getI64Type(),
+        cmpi(b, CmpIPredicate::slt, before, i32Const(b, limit.kept)));
+    Value bit = arith::ShLIOp::create(
+        b, kept, arith::ConstantIntOp::create(b, b.getI64Type(), j));
+    keptBits = ori(b, keptBits, bit);
+  }
+  for (int64_t v = 0; v < row.perLane; ++v) {
+    Value shift = arith::IndexCastOp::create(b, b.getI64Type(), groupOf[v]);
+    Value bit = arith::TruncIOp::create(
+        b, b.getI1Type(), arith::ShRUIOp::create(b, keptBits, shift));
+    key[v] = select(b, bit, key[v], i32Const(b, 0));
+  }
+}
 
 gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
     MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize,
-    MemRefType biasType) {
+    MemRefType biasType, std::optional<GroupLimit> groupLimit,
+    const ModelOptions &model) {
   SmallVector<Type> argTypes = {logitsType, gatesType, maskType};
   if (biasType)
     argTypes.push_back(biasType);
@@ -52,10 +114,10 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
             [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
               WarpRow row;
               if (!bias) {
-                row = emitWarpRowSoftmax(b, logits, bi, ti, lane);
+                row = emitWarpRowSoftmax(b, logits, bi, ti, lane, model);
               } else {
                 // sigmoid_bias: the gate is sigmoid(L) per expert, no row sum.
-                row = emitWarpRowLoad(b, logits, bi, ti, lane);
+                row = emitWarpRowLoad(b, logits, bi, ti, lane, model);
                 for (Value x : row.logit) {
                   Value one = f32Const(b, 1.0);
                   Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
@@ -63,18 +125,21 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                 }
               }
               const int64_t perLane = row.perLane;
-              SmallVector<Value> key(perLane);
+              SmallVector<Value> key(perLane), ranked(perLane);
               // Key 0 is below every real key: padding never wins.
               for (int64_t v = 0; v < perLane; ++v) {
-                Value ranked = row.score[v];
+                ranked[v] = row.score[v];
                 if (bias) {
                   Value at = arith::MinUIOp::create(b, row.expert[v],
                                                     indexConst(b, experts - 1));
-                  ranked = addf(b, ranked, load(b, bias, {at}));
+                  ranked[v] = addf(b, ranked[v], load(b, bias, {at}));
                 }
-                key[v] = select(b, row.inBounds[v], scoreKey(b, ranked),
+                key[v] = select(b, row.inBounds[v], scoreKey(b, ranked[v]),
                                 i32Const(b, 0));
               }
+              // Experts of dropped groups get key 0 as well.
+              if (groupLimit)
+                limitToKeptGroups(b, row, ranked, key, experts, *groupLimit);
 
               // The picks' score sum is the renormalizer.
               SmallVector<Value> picked = emitWarpTopK(
@@ -92,7 +157,8 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                 Value gate = row.score[v];
                 if (renormalize)
                   gate = select(b, divide, divf(b, gate, pickedSum), gate);
-                gate = select(b, isTaken, gate, f32Const(b, 0.0));
+                gate =
+                    select(b, isTaken, model.gate(b, gate), f32Const(b, 0.0));
                 auto write = [&](LoopBuilder &b) {
                   store(b, gate, gates, {bi, ti, row.expert[v]});
                   store(b, isTaken, mask, {bi, ti, row.expert[v]});

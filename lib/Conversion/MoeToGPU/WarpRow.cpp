@@ -52,7 +52,8 @@ Value WarpRow::slotOf(LoopBuilder &b, Value e) const {
 }
 
 WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
-                                     Value ti, Value lane) {
+                                     Value ti, Value lane,
+                                     const ModelOptions &model) {
   auto logitsType = cast<MemRefType>(logits.getType());
   const int64_t experts = logitsType.getDimSize(2);
   WarpRow row;
@@ -67,7 +68,7 @@ WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
       Value in = cmpi(b, CmpIPredicate::ult, e, numExperts);
       // Clamped load, then masked: no divergent branch around the load.
       Value at = arith::MinUIOp::create(b, e, last);
-      Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, at}));
+      Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, at}));
       row.expert.push_back(e);
       row.inBounds.push_back(in);
       row.logit.push_back(select(b, in, x, f32Const(b, kNegInf)));
@@ -94,7 +95,7 @@ WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
         Value x = vector::ExtractOp::create(b, chunk, j);
         if (!x.getType().isF32())
           x = arith::ExtFOp::create(b, b.getF32Type(), x);
-        x = sanitize(b, x);
+        x = model.logit(b, x);
         row.expert.push_back(e);
         row.inBounds.push_back(in);
         row.logit.push_back(select(b, in, x, f32Const(b, kNegInf)));
@@ -106,8 +107,9 @@ WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
 }
 
 WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
-                                        Value ti, Value lane) {
-  WarpRow row = emitWarpRowLoad(b, logits, bi, ti, lane);
+                                        Value ti, Value lane,
+                                        const ModelOptions &model) {
+  WarpRow row = emitWarpRowLoad(b, logits, bi, ti, lane, model);
   Value localMax = row.logit[0];
   for (int64_t v = 1; v < row.perLane; ++v)
     localMax = arith::MaximumFOp::create(b, localMax, row.logit[v]);

@@ -9,6 +9,7 @@
 #define USMOE_LIB_CONVERSION_MOETOGPU_WARPROW_H
 
 #include "Conversion/Common/LoopBuilder.h"
+#include "Conversion/Common/RoutingMath.h"
 
 namespace mlir::usmoe::gpu_kernels {
 
@@ -42,13 +43,13 @@ struct WarpRow {
 /// Loads the row: expert indices, in-bounds flags and sanitized logits
 /// (`score` left empty).
 WarpRow emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi, Value ti,
-                        Value lane);
+                        Value lane, const loops::ModelOptions &model);
 
 /// Loads the row and computes P = softmax over experts with warp shuffles:
 /// max by butterfly, e = exp(x == m ? 0 : x - m), sum by butterfly
 /// broadcast from lane 0, P = e / sum (0 for a row of -inf).
 WarpRow emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi, Value ti,
-                           Value lane);
+                           Value lane, const loops::ModelOptions &model);
 
 /// The (bi, ti) row and lane a thread works on when a 128-thread block routes
 /// 4 rows: calls `body(bi, ti, lane)` for warps whose row exists, so that

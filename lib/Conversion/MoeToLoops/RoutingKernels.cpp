@@ -33,12 +33,13 @@ static int64_t numExperts(Value memref) {
 ///   P_i = e_i / sum_i e_i                (ascending i), or 0 if m == -inf
 static void
 emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
-                function_ref<SmallVector<Value>(LoopBuilder &, Value)> at) {
+                function_ref<SmallVector<Value>(LoopBuilder &, Value)> at,
+                const ModelOptions &model) {
   Value zero = indexConst(b, 0);
   Value max = forRangeAcc(
       b, zero, n, {f32Const(b, kNegInf)},
       [&](LoopBuilder &b, Value i, ValueRange acc) {
-        Value x = sanitize(b, loadAsF32(b, logits, at(b, i)));
+        Value x = model.logit(b, loadAsF32(b, logits, at(b, i)));
         return SmallVector<Value>{arith::MaximumFOp::create(b, acc[0], x)};
       })[0];
   Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
@@ -46,7 +47,7 @@ emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
       b, zero, n, {f32Const(b, 0.0)},
       [&](LoopBuilder &b, Value i, ValueRange acc) {
         SmallVector<Value> idx = at(b, i);
-        Value x = sanitize(b, loadAsF32(b, logits, idx));
+        Value x = model.logit(b, loadAsF32(b, logits, idx));
         Value atMax = cmpf(b, CmpFPredicate::OEQ, x, max);
         Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x, max));
         Value e =
@@ -62,11 +63,13 @@ emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
 }
 
 void loops::emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi,
-                           Value ti) {
-  emitSoftmaxLane(b, logits, out, indexConst(b, numExperts(logits)),
-                  [&](LoopBuilder &, Value e) {
-                    return SmallVector<Value>{bi, ti, e};
-                  });
+                           Value ti, const ModelOptions &model) {
+  emitSoftmaxLane(
+      b, logits, out, indexConst(b, numExperts(logits)),
+      [&](LoopBuilder &, Value e) {
+        return SmallVector<Value>{bi, ti, e};
+      },
+      model);
 }
 
 void loops::forEachToken(LoopBuilder &b, Value like,
@@ -90,50 +93,55 @@ forEachPair(LoopBuilder &b, Value like,
   });
 }
 
-void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out) {
+void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out,
+                             const ModelOptions &model) {
   forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
-    emitSoftmaxRow(b, logits, out, bi, ti);
+    emitSoftmaxRow(b, logits, out, bi, ti, model);
   });
 }
 
 /// Softmax of every column logits[b, :, e] over the T tokens.
-static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out) {
+static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out,
+                                 const ModelOptions &model) {
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, logits, 1);
   forRange(b, zero, dim(b, logits, 0), [&](LoopBuilder &b, Value bi) {
     forRange(b, zero, indexConst(b, numExperts(logits)),
              [&](LoopBuilder &b, Value ei) {
-               emitSoftmaxLane(b, logits, out, tokens,
-                               [&](LoopBuilder &, Value t) {
-                                 return SmallVector<Value>{bi, t, ei};
-                               });
+               emitSoftmaxLane(
+                   b, logits, out, tokens,
+                   [&](LoopBuilder &, Value t) {
+                     return SmallVector<Value>{bi, t, ei};
+                   },
+                   model);
              });
   });
 }
 
 void loops::emitExpertScore(LoopBuilder &b, moe::ExpertScoreKind kind,
-                            Value logits, Value out) {
+                            Value logits, Value out,
+                            const ModelOptions &model) {
   if (kind == moe::ExpertScoreKind::softmax_tokens)
-    return emitTokenAxisSoftmax(b, logits, out);
+    return emitTokenAxisSoftmax(b, logits, out, model);
   int64_t experts = numExperts(logits);
   forEachPair(b, logits, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
-    Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, ei}));
+    Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, ei}));
     store(b, sigmoidScore(b, x, experts), out, {bi, ti, ei});
   });
 }
 
 void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
-                             moe::ExpertScoreKind kind, Value logits,
-                             Value out) {
+                             moe::ExpertScoreKind kind, Value logits, Value out,
+                             const ModelOptions &model) {
   // U = c1 * P + c2 * F, each product and the sum rounded to f32 (no FMA).
   Value c1 = f32Const(b, 1.0 - alpha), c2 = f32Const(b, alpha);
   int64_t experts = numExperts(logits);
   if (kind == moe::ExpertScoreKind::sigmoid) {
     forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
-      emitSoftmaxRow(b, logits, out, bi, ti);
+      emitSoftmaxRow(b, logits, out, bi, ti, model);
       forRange(b, indexConst(b, 0), indexConst(b, experts),
                [&](LoopBuilder &b, Value ei) {
-                 Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, ei}));
+                 Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, ei}));
                  Value p = load(b, out, {bi, ti, ei});
                  Value u = addf(b, mulf(b, c1, p),
                                 mulf(b, c2, sigmoidScore(b, x, experts)));
@@ -148,8 +156,8 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
     if (type.isDynamicDim(d))
       dynSizes.push_back(dim(b, out, d));
   Value f = alloc(b, type, dynSizes);
-  emitTokenAxisSoftmax(b, logits, f);
-  emitTokenSoftmax(b, logits, out);
+  emitTokenAxisSoftmax(b, logits, f, model);
+  emitTokenSoftmax(b, logits, out, model);
   forEachPair(b, out, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
     Value p = load(b, out, {bi, ti, ei});
     Value fv = load(b, f, {bi, ti, ei});
@@ -246,11 +254,52 @@ static void emitTopKByScans(LoopBuilder &b, Value gates, Value mask, Value bi,
       });
 }
 
+void loops::emitKeptGroups(
+    LoopBuilder &b, Value kept, Value groupScores, int64_t numExperts,
+    int64_t topkGroup, function_ref<Value(LoopBuilder &, Value)> rankScore) {
+  const int64_t groups = cast<MemRefType>(kept.getType()).getDimSize(0);
+  const int64_t size = numExperts / groups;
+  Value zero = indexConst(b, 0), groupCount = indexConst(b, groups);
+  Value negInf = f32Const(b, kNegInf);
+  // A group's score: its largest plus its second largest ranking score (the
+  // largest alone when a group has one expert).
+  forRange(b, zero, groupCount, [&](LoopBuilder &b, Value j) {
+    Value first = muli(b, j, indexConst(b, size));
+    SmallVector<Value> top = forRangeAcc(
+        b, first, addi(b, first, indexConst(b, size)), {negInf, negInf},
+        [&](LoopBuilder &b, Value ei, ValueRange acc) {
+          Value s = rankScore(b, ei);
+          Value above = cmpf(b, CmpFPredicate::OGT, s, acc[0]);
+          Value second = select(
+              b, above, acc[0],
+              select(b, cmpf(b, CmpFPredicate::OGT, s, acc[1]), s, acc[1]));
+          return SmallVector<Value>{select(b, above, s, acc[0]), second};
+        });
+    store(b, size == 1 ? top[0] : addf(b, top[0], top[1]), groupScores, {j});
+  });
+  // Group j is kept when fewer than topkGroup groups rank before it.
+  forRange(b, zero, groupCount, [&](LoopBuilder &b, Value j) {
+    Value sj = load(b, groupScores, {j});
+    Value before = forRangeAcc(
+        b, zero, groupCount, {i32Const(b, 0)},
+        [&](LoopBuilder &b, Value i, ValueRange acc) {
+          Value si = load(b, groupScores, {i});
+          Value ahead = ori(b, cmpf(b, CmpFPredicate::OGT, si, sj),
+                            andi(b, cmpf(b, CmpFPredicate::OEQ, si, sj),
+                                 cmpi(b, CmpIPredicate::ult, i, j)));
+          return SmallVector<Value>{addi(
+              b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), ahead))};
+        })[0];
+    store(b, cmpi(b, CmpIPredicate::slt, before, i32Const(b, topkGroup)), kept,
+          {j});
+  });
+}
+
 void loops::emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
-                           Value ti) {
+                           Value ti, const ModelOptions &model) {
   forRange(b, indexConst(b, 0), indexConst(b, numExperts(logits)),
            [&](LoopBuilder &b, Value ei) {
-             Value x = sanitize(b, loadAsF32(b, logits, {bi, ti, ei}));
+             Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, ei}));
              Value one = f32Const(b, 1.0);
              Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
              store(b, divf(b, one, addf(b, one, e)), gates, {bi, ti, ei});
@@ -258,7 +307,8 @@ void loops::emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
 }
 
 void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
-                        Value ti, int64_t k, bool renormalize, KeyFn keyOf) {
+                        Value ti, int64_t k, bool renormalize, KeyFn keyOf,
+                        const ModelOptions &model) {
   Value zero = indexConst(b, 0);
   Value experts = indexConst(b, numExperts(gates));
   auto gateKey = [&](LoopBuilder &b, Value ei) {
@@ -278,7 +328,7 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
       [&](LoopBuilder &b, Value ei, ValueRange acc) {
         Value on = load(b, mask, {bi, ti, ei});
         Value g = select(b, on, load(b, gates, {bi, ti, ei}), f32Const(b, 0.0));
-        store(b, g, gates, {bi, ti, ei});
+        store(b, renormalize ? g : model.gate(b, g), gates, {bi, ti, ei});
         return SmallVector<Value>{addf(b, acc[0], g)};
       })[0];
   if (!renormalize)
@@ -286,7 +336,8 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
   Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
   forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
     Value g = load(b, gates, {bi, ti, ei});
-    store(b, select(b, positive, divf(b, g, sum), g), gates, {bi, ti, ei});
+    g = select(b, positive, divf(b, g, sum), g);
+    store(b, model.gate(b, g), gates, {bi, ti, ei});
   });
 }
 
@@ -304,7 +355,8 @@ using SetVisitor =
 /// Afterwards every element with key > K is selected, plus the first
 /// `remaining` elements with key == K in visiting order (ties by index).
 static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
-                            Value count, SetVisitor visit) {
+                            Value count, const ModelOptions &model,
+                            SetVisitor visit) {
   Value zero = indexConst(b, 0), bins = indexConst(b, 256);
   Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
   Value remaining = indexToI32(b, count);
@@ -355,7 +407,8 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                            cmpi(b, CmpIPredicate::slt, acc[0], remaining));
           Value on = ori(b, above, tie);
           store(b, on, mask, idx);
-          store(b, select(b, on, gate, f32Const(b, 0.0)), gates, idx);
+          store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
+                idx);
           Value taken =
               addi(b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), tie));
           return {taken};
@@ -367,7 +420,7 @@ static Value allocHistogram(LoopBuilder &b) {
 }
 
 void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
-                             Value capacity) {
+                             Value capacity, const ModelOptions &model) {
   Value hist = allocHistogram(b);
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1);
@@ -375,7 +428,7 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
     forRange(b, zero, indexConst(b, numExperts(gates)),
              [&](LoopBuilder &b, Value ei) {
                emitRadixSelect(
-                   b, gates, mask, hist, capacity,
+                   b, gates, mask, hist, capacity, model,
                    [&](LoopBuilder &b, ValueRange init, ElementBody body) {
                      return forRangeAcc(
                          b, zero, tokens, init,
@@ -388,13 +441,13 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
 }
 
 void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
-                           Value budget) {
+                           Value budget, const ModelOptions &model) {
   Value hist = allocHistogram(b);
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1);
   Value experts = indexConst(b, numExperts(gates));
   forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    emitRadixSelect(b, gates, mask, hist, budget,
+    emitRadixSelect(b, gates, mask, hist, budget, model,
                     [&](LoopBuilder &b, ValueRange init, ElementBody body) {
                       return forRangeAcc(
                           b, zero, tokens, init,

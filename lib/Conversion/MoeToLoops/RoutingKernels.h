@@ -16,6 +16,7 @@
 #define USMOE_LIB_CONVERSION_MOETOLOOPS_ROUTINGKERNELS_H
 
 #include "Conversion/Common/LoopBuilder.h"
+#include "Conversion/Common/RoutingMath.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
 
 namespace mlir::usmoe::loops {
@@ -26,19 +27,24 @@ void forEachToken(LoopBuilder &b, Value like,
 
 //===----------------------------------------------------------------------===//
 // Scoring: logits memref (f32/f16/bf16) -> f32 score memref, both [B, T, E]
+//
+// Every logit is read through `model.logit` (soft-capping, NaN as -inf) and
+// every selected gate written through `model.gate` (the routed scaling
+// factor); the unfused ops pass no options.
 //===----------------------------------------------------------------------===//
 
 /// out[b, t, :] = softmax over experts of logits[b, t, :].
-void emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi,
-                    Value ti);
+void emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi, Value ti,
+                    const ModelOptions &model = {});
 /// The row softmax P of every token.
-void emitTokenSoftmax(LoopBuilder &b, Value logits, Value out);
+void emitTokenSoftmax(LoopBuilder &b, Value logits, Value out,
+                      const ModelOptions &model = {});
 /// The expert score F of every (token, expert).
 void emitExpertScore(LoopBuilder &b, moe::ExpertScoreKind kind, Value logits,
-                     Value out);
+                     Value out, const ModelOptions &model = {});
 /// U = (1 - alpha) * P + alpha * F for the whole batch.
 void emitUnifiedScore(LoopBuilder &b, double alpha, moe::ExpertScoreKind kind,
-                      Value logits, Value out);
+                      Value logits, Value out, const ModelOptions &model = {});
 
 //===----------------------------------------------------------------------===//
 // Selection: in place on a gate buffer that holds the scores
@@ -51,12 +57,21 @@ using KeyFn = function_ref<Value(LoopBuilder &, Value)>;
 /// gates and renormalizes the selected ones if asked. Experts are ranked by
 /// `keyOf` when given (sigmoid_bias: the biased score), else by their gate.
 void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
-                 int64_t k, bool renormalize, KeyFn keyOf = nullptr);
+                 int64_t k, bool renormalize, KeyFn keyOf = nullptr,
+                 const ModelOptions &model = {});
+
+/// DeepSeek-V3 group-limited selection on one row: kept[j] (memref<G x
+/// i1>) says whether group j (experts j*E/G .. (j+1)*E/G) is among the
+/// `topkGroup` groups whose two best `rankScore`s sum highest (ties: lower
+/// group). `groupScores` (memref<G x f32>) is scratch.
+void emitKeptGroups(LoopBuilder &b, Value kept, Value groupScores,
+                    int64_t numExperts, int64_t topkGroup,
+                    function_ref<Value(LoopBuilder &, Value)> rankScore);
 
 /// gates[bi, ti, :] = sigmoid(logits[bi, ti, :]) (NaN as -inf), the gate of
 /// the sigmoid_bias Token Choice variant.
 void emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
-                    Value ti);
+                    Value ti, const ModelOptions &model = {});
 /// Up to this k, the best k are kept sorted in registers in one pass.
 inline constexpr int64_t kInsertionTopK = 16;
 
@@ -72,9 +87,11 @@ SmallVector<Value> emitBestKIndices(
 Value scoreKeyOf(LoopBuilder &b, Value score);
 
 /// Expert Choice for every (sequence, expert): `capacity` (index) tokens.
-void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity);
+void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity,
+                      const ModelOptions &model = {});
 /// Unified: the best `budget` (index) pairs of every sequence.
-void emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget);
+void emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget,
+                    const ModelOptions &model = {});
 
 } // namespace mlir::usmoe::loops
 

@@ -110,40 +110,59 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     Value logits = toBuffer(b, op.getLogits());
     SelectionBuffers buffers = allocSelection(b, op, logits);
     routing::RouterOptions options = op.getRouterOptions();
+    ModelOptions model{options.softcap, options.routedScalingFactor};
     switch (options.mode) {
     case routing::Mode::Token: {
       int64_t k = static_cast<int64_t>(*options.k);
+      int64_t experts = cast<MemRefType>(logits.getType()).getDimSize(2);
       Value bias = op.getBias() ? toBuffer(b, op.getBias()) : Value();
+      // Group-limited selection: per-row scratch, allocated once.
+      Value kept, groupScores;
+      if (options.nGroup) {
+        kept = alloc(b, MemRefType::get({*options.nGroup}, b.getI1Type()));
+        groupScores =
+            alloc(b, MemRefType::get({*options.nGroup}, b.getF32Type()));
+      }
       // Row by row: the row's scores are still in cache when selected.
       forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
-        if (!bias) {
-          emitSoftmaxRow(b, logits, buffers.gates, bi, ti);
-          emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
-                      options.renormalize);
-          return;
-        }
         // sigmoid_bias: gates are sigmoid(L), the ranking sigmoid(L) + bias.
-        emitSigmoidRow(b, logits, buffers.gates, bi, ti);
+        if (bias)
+          emitSigmoidRow(b, logits, buffers.gates, bi, ti, model);
+        else
+          emitSoftmaxRow(b, logits, buffers.gates, bi, ti, model);
+        auto rankScore = [&](LoopBuilder &b, Value ei) {
+          Value s = load(b, buffers.gates, {bi, ti, ei});
+          return bias ? addf(b, s, load(b, bias, {ei})) : s;
+        };
+        if (kept)
+          emitKeptGroups(b, kept, groupScores, experts, *options.topkGroup,
+                         rankScore);
+        // Experts of dropped groups get key 0, below every real key.
+        auto keyOf = [&](LoopBuilder &b, Value ei) {
+          Value key = scoreKeyOf(b, rankScore(b, ei));
+          if (!kept)
+            return key;
+          Value group = arith::DivUIOp::create(
+              b, ei, indexConst(b, experts / *options.nGroup));
+          return select(b, load(b, kept, {group}), key, i32Const(b, 0));
+        };
         emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
-                    options.renormalize, [&](LoopBuilder &b, Value ei) {
-                      Value s = load(b, buffers.gates, {bi, ti, ei});
-                      return scoreKeyOf(b, addf(b, s, load(b, bias, {ei})));
-                    });
+                    options.renormalize, keyOf, model);
       });
       break;
     }
     case routing::Mode::Expert: {
-      emitTokenSoftmax(b, logits, buffers.gates);
+      emitTokenSoftmax(b, logits, buffers.gates, model);
       Value capacity = emitSetBudget(b, options, buffers.gates);
-      emitExpertChoice(b, buffers.gates, buffers.mask, capacity);
+      emitExpertChoice(b, buffers.gates, buffers.mask, capacity, model);
       break;
     }
     case routing::Mode::Unified: {
       emitUnifiedScore(b, *options.alpha,
                        moe::toScoreKind(*options.expertScore), logits,
-                       buffers.gates);
+                       buffers.gates, model);
       Value budget = emitSetBudget(b, options, buffers.gates);
-      emitGlobalTopN(b, buffers.gates, buffers.mask, budget);
+      emitGlobalTopN(b, buffers.gates, buffers.mask, budget, model);
       break;
     }
     }

@@ -137,3 +137,15 @@ func.func @dead_routing(%l: tensor<?x?x8xf32>) {
   %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
   return
 }
+
+// -----
+
+// Folding a derived budget keeps the options of real models.
+// CHECK-LABEL: func.func @fold_keeps_model_options
+// CHECK: moe.route #moe.unified<n = 6, alpha = 0.5, expert_score = sigmoid, routed_scaling_factor = 2.5, softcap = 30.0>
+// CHECK: moe.route #moe.expert<capacity = 4, routed_scaling_factor = 2.5>
+func.func @fold_keeps_model_options(%l: tensor<2x4x8xf32>) -> (tensor<2x4x8xf32>, tensor<2x4x8xf32>) {
+  %g, %m = moe.route #moe.unified<k = 1.5, routed_scaling_factor = 2.5, softcap = 30.0> %l : tensor<2x4x8xf32>
+  %g2, %m2 = moe.route #moe.expert<k = 8, capacity_factor = 1.0e300, routed_scaling_factor = 2.5> %l : tensor<2x4x8xf32>
+  return %g, %g2 : tensor<2x4x8xf32>, tensor<2x4x8xf32>
+}

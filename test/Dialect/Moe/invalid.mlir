@@ -259,6 +259,70 @@ func.func @router_negative_capacity_factor(%l: tensor<1x4x8xf32>) {
 
 // -----
 
+func.func @router_zero_softcap(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects a finite softcap > 0, got 0}}
+  %g, %m = moe.route #moe.unified<k = 1.0, softcap = 0.0> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_negative_scale(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects a finite routed_scaling_factor > 0, got -2.5}}
+  %g, %m = moe.route #moe.token<k = 2, routed_scaling_factor = -2.5> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @groups_without_topk_group(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects 'n_group' and 'topk_group' together}}
+  %g, %m = moe.route #moe.token<k = 2, n_group = 4> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @groups_topk_group_above_n_group(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects topk_group in [1, 4] (n_group), got 5}}
+  %g, %m = moe.route #moe.token<k = 2, n_group = 4, topk_group = 5> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @groups_not_dividing_experts(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects the number of experts (8) to be a multiple of n_group (3)}}
+  %g, %m = moe.route #moe.token<k = 2, n_group = 3, topk_group = 1> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @groups_too_few_experts_kept(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects k <= topk_group * E / n_group = 4, got 5}}
+  %g, %m = moe.route #moe.token<k = 5, n_group = 4, topk_group = 2> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @groups_on_expert_choice(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'n_group' does not apply to expert routing}}
+  %g, %m = moe.route #moe.expert<capacity = 2, n_group = 4, topk_group = 2> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @groups_on_unified(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{'topk_group' does not apply to unified routing}}
+  %g, %m = moe.route #moe.unified<k = 1.0, topk_group = 2> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
 func.func @route_token_without_k(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{token routing expects 'k'}}
   %g, %m = moe.route #moe.token<> %l : tensor<1x4x8xf32>

@@ -73,6 +73,20 @@ func.func @router_numbers(%l: tensor<1x?x64xf16>) {
   return
 }
 
+// The options of real models, on every mode.
+// CHECK-LABEL: func.func @model_options
+func.func @model_options(%l: tensor<1x?x64xf16>, %b: tensor<64xf32>) {
+  // CHECK: moe.route #moe.token<k = 8, renormalize, routed_scaling_factor = 2.5, softcap = 30.0> %{{.*}} bias
+  %g0, %m0 = moe.route #moe.token<softcap = 30, routed_scaling_factor = 2.5, k = 8, renormalize> %l bias %b : tensor<1x?x64xf16>, tensor<64xf32>
+  // CHECK: moe.route #moe.token<k = 8, n_group = 8, topk_group = 4, renormalize, routed_scaling_factor = 2.5> %{{.*}} bias
+  %gg, %mg = moe.route #moe.token<topk_group = 4, renormalize, n_group = 8, k = 8, routed_scaling_factor = 2.5> %l bias %b : tensor<1x?x64xf16>, tensor<64xf32>
+  // CHECK: moe.route #moe.expert<capacity = 4, routed_scaling_factor = 0.5>
+  %g1, %m1 = moe.route #moe.expert<capacity = 4, routed_scaling_factor = 0.5> %l : tensor<1x?x64xf16>
+  // CHECK: moe.route #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid, softcap = 0.001>
+  %g2, %m2 = moe.route #moe.unified<k = 1.5, softcap = 0.001> %l : tensor<1x?x64xf16>
+  return
+}
+
 // CHECK-LABEL: func.func @plan_dispatch_combine
 // CHECK-SAME: (%[[G:.*]]: tensor<?x?x8xf32>, %[[M:.*]]: tensor<?x?x8xi1>, %[[H:.*]]: tensor<?x32xbf16>, %[[I:.*]]: tensor<?x32xbf16>)
 func.func @plan_dispatch_combine(%g: tensor<?x?x8xf32>, %m: tensor<?x?x8xi1>,

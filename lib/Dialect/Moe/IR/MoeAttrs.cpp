@@ -55,11 +55,20 @@ routing::ExpertScore mlir::moe::toRoutingScore(ExpertScoreKind kind) {
                                           : routing::ExpertScore::SoftmaxTokens;
 }
 
+static void setModelOptions(RouterOptions &options, FloatAttr scale,
+                            FloatAttr softcap) {
+  options.routedScalingFactor = valueOf(scale);
+  options.softcap = valueOf(softcap);
+}
+
 RouterOptions TokenRouterAttr::getRouterOptions() const {
   RouterOptions options;
   options.mode = Mode::Token;
   options.k = static_cast<double>(getK());
   options.renormalize = getRenormalize();
+  options.nGroup = getNGroup();
+  options.topkGroup = getTopkGroup();
+  setModelOptions(options, getRoutedScalingFactor(), getSoftcap());
   return options;
 }
 
@@ -70,6 +79,7 @@ RouterOptions ExpertRouterAttr::getRouterOptions() const {
   options.capacityFactor = valueOf(getCapacityFactor());
   if (std::optional<int64_t> k = getK())
     options.k = static_cast<double>(*k);
+  setModelOptions(options, getRoutedScalingFactor(), getSoftcap());
   return options;
 }
 
@@ -80,6 +90,7 @@ RouterOptions UnifiedRouterAttr::getRouterOptions() const {
   options.k = valueOf(getK());
   options.alpha = getAlpha().getValueAsDouble();
   options.expertScore = toRoutingScore(getExpertScore());
+  setModelOptions(options, getRoutedScalingFactor(), getSoftcap());
   return options;
 }
 
@@ -91,20 +102,24 @@ RouterAttrInterface::get(MLIRContext *context, const RouterOptions &options,
     emitError() << rule;
     return nullptr;
   }
+  FloatAttr scale = f64Attr(context, options.routedScalingFactor);
+  FloatAttr softcap = f64Attr(context, options.softcap);
   switch (options.mode) {
   case Mode::Token:
     return TokenRouterAttr::get(context, static_cast<int64_t>(*options.k),
-                                options.renormalize);
+                                options.renormalize, options.nGroup,
+                                options.topkGroup, scale, softcap);
   case Mode::Expert:
     return ExpertRouterAttr::get(context, options.capacity,
                                  f64Attr(context, options.capacityFactor),
-                                 countOf(options.k));
+                                 countOf(options.k), scale, softcap);
   case Mode::Unified:
     return UnifiedRouterAttr::get(context, options.n,
                                   f64Attr(context, options.k),
                                   f64Attr(context, options.alpha.value_or(0.5)),
                                   toScoreKind(options.expertScore.value_or(
-                                      routing::ExpertScore::Sigmoid)));
+                                      routing::ExpertScore::Sigmoid)),
+                                  scale, softcap);
   }
   return nullptr;
 }
@@ -123,19 +138,26 @@ static LogicalResult verifyOptions(function_ref<InFlightDiagnostic()> emitError,
 
 LogicalResult
 TokenRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t k,
-                        bool renormalize) {
+                        bool renormalize, std::optional<int64_t> nGroup,
+                        std::optional<int64_t> topkGroup, FloatAttr scale,
+                        FloatAttr softcap) {
   RouterOptions options;
+  setModelOptions(options, scale, softcap);
   options.mode = Mode::Token;
   options.k = static_cast<double>(k);
   options.renormalize = renormalize;
+  options.nGroup = nGroup;
+  options.topkGroup = topkGroup;
   return verifyOptions(emitError, options);
 }
 
 LogicalResult
 ExpertRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          std::optional<int64_t> capacity,
-                         FloatAttr capacityFactor, std::optional<int64_t> k) {
+                         FloatAttr capacityFactor, std::optional<int64_t> k,
+                         FloatAttr scale, FloatAttr softcap) {
   RouterOptions options;
+  setModelOptions(options, scale, softcap);
   options.mode = Mode::Expert;
   options.capacity = capacity;
   options.capacityFactor = valueOf(capacityFactor);
@@ -147,10 +169,12 @@ ExpertRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 LogicalResult
 UnifiedRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                           std::optional<int64_t> n, FloatAttr k,
-                          FloatAttr alpha, ExpertScoreKind expertScore) {
+                          FloatAttr alpha, ExpertScoreKind expertScore,
+                          FloatAttr scale, FloatAttr softcap) {
   if (!alpha)
     return emitError() << "expects alpha";
   RouterOptions options;
+  setModelOptions(options, scale, softcap);
   options.mode = Mode::Unified;
   options.n = n;
   options.k = valueOf(k);
@@ -211,14 +235,19 @@ static std::optional<RouterOptions> parseRouterOptions(AsmParser &parser,
     }
     if (parser.parseEqual())
       return failure();
-    if (key == "n" || key == "capacity") {
+    if (key == "n" || key == "capacity" || key == "n_group" ||
+        key == "topk_group") {
       int64_t value;
       if (parser.parseInteger(value))
         return failure();
-      (key == "n" ? options.n : options.capacity) = value;
+      (key == "n"          ? options.n
+       : key == "capacity" ? options.capacity
+       : key == "n_group"  ? options.nGroup
+                           : options.topkGroup) = value;
       return success();
     }
-    if (key == "k" || key == "capacity_factor" || key == "alpha") {
+    if (key == "k" || key == "capacity_factor" || key == "alpha" ||
+        key == "routed_scaling_factor" || key == "softcap") {
       // Integer or float literal: `k = 2` for Token Choice, `k = 1.5`.
       SMLoc valueLoc = parser.getCurrentLocation();
       Attribute number;
@@ -232,9 +261,11 @@ static std::optional<RouterOptions> parseRouterOptions(AsmParser &parser,
       if (!value)
         return parser.emitError(valueLoc)
                << "expects a number for '" << key << "', got " << number;
-      (key == "k"                 ? options.k
-       : key == "capacity_factor" ? options.capacityFactor
-                                  : options.alpha) = *value;
+      (key == "k"                       ? options.k
+       : key == "capacity_factor"       ? options.capacityFactor
+       : key == "alpha"                 ? options.alpha
+       : key == "routed_scaling_factor" ? options.routedScalingFactor
+                                        : options.softcap) = *value;
       return success();
     }
     if (key == "expert_score") {

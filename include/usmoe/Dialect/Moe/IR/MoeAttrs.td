@@ -79,16 +79,31 @@ class Moe_RouterAttr<string name, string attrMnemonic>
   let genVerifyDecl = 1;
 }
 
+/// The options of real models that every mode takes: a scale on the
+/// selected gates (DeepSeek-V3's `routed_scaling_factor`, applied after
+/// renormalization) and logit soft-capping (`softcap * tanh(L / softcap)`,
+/// before any score).
+defvar Moe_ModelOptionParameters = (ins
+    OptionalParameter<"::mlir::FloatAttr">:$routedScalingFactor,
+    OptionalParameter<"::mlir::FloatAttr">:$softcap);
+
 def Moe_TokenRouterAttr : Moe_RouterAttr<"TokenRouter", "token"> {
   let summary = "Token Choice: each token takes its k best experts";
   let description = [{
     `k` in [1, E]; `renormalize` divides the k gates by their sum. With a
     bias operand on `moe.route`, the DeepSeek-V3 variant: selection by
-    `sigmoid(L) + bias`, gates `sigmoid(L)`.
+    `sigmoid(L) + bias`, gates `sigmoid(L)`. With `n_group` and
+    `topk_group`, DeepSeek-V3's group-limited selection: the k experts come
+    from the `topk_group` groups (of E / n_group consecutive experts) whose
+    two best ranking scores sum highest.
 
-    Example: `#moe.token<k = 2, renormalize>`
+    Example: `#moe.token<k = 8, renormalize, routed_scaling_factor = 2.5>`
   }];
-  let parameters = (ins "int64_t":$k, "bool":$renormalize);
+  let parameters = !con(
+      (ins "int64_t":$k, "bool":$renormalize,
+           OptionalParameter<"std::optional<int64_t>">:$nGroup,
+           OptionalParameter<"std::optional<int64_t>">:$topkGroup),
+      Moe_ModelOptionParameters);
 }
 
 def Moe_ExpertRouterAttr : Moe_RouterAttr<"ExpertRouter", "expert"> {
@@ -99,9 +114,11 @@ def Moe_ExpertRouterAttr : Moe_RouterAttr<"ExpertRouter", "expert"> {
 
     Example: `#moe.expert<k = 2, capacity_factor = 1.25>`
   }];
-  let parameters = (ins OptionalParameter<"std::optional<int64_t>">:$capacity,
-                        OptionalParameter<"::mlir::FloatAttr">:$capacityFactor,
-                        OptionalParameter<"std::optional<int64_t>">:$k);
+  let parameters = !con(
+      (ins OptionalParameter<"std::optional<int64_t>">:$capacity,
+           OptionalParameter<"::mlir::FloatAttr">:$capacityFactor,
+           OptionalParameter<"std::optional<int64_t>">:$k),
+      Moe_ModelOptionParameters);
 }
 
 def Moe_UnifiedRouterAttr : Moe_RouterAttr<"UnifiedRouter", "unified"> {
@@ -113,10 +130,12 @@ def Moe_UnifiedRouterAttr : Moe_RouterAttr<"UnifiedRouter", "unified"> {
 
     Example: `#moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid>`
   }];
-  let parameters = (ins OptionalParameter<"std::optional<int64_t>">:$n,
-                        OptionalParameter<"::mlir::FloatAttr">:$k,
-                        "::mlir::FloatAttr":$alpha,
-                        "::mlir::moe::ExpertScoreKind":$expertScore);
+  let parameters = !con(
+      (ins OptionalParameter<"std::optional<int64_t>">:$n,
+           OptionalParameter<"::mlir::FloatAttr">:$k,
+           "::mlir::FloatAttr":$alpha,
+           "::mlir::moe::ExpertScoreKind":$expertScore),
+      Moe_ModelOptionParameters);
 }
 
 #endif // USMOE_DIALECT_MOE_IR_MOEATTRS_TD
