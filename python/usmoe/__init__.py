@@ -14,8 +14,8 @@ except ImportError as error:  # e.g. a pyenv or venv python instead of Debian's
 
 from . import emulator, reference
 from .cuda_array import CudaArray
-from .api import GpuArtifacts, Router, cache_info, clear_cache, compile, route
+from .api import GpuArtifacts, Router, cache_info, clear_cache, compile, plan_from_topk, route
 from .layer import MoeLayer
 from .reference import Plan
 
-__all__ = ["CudaArray", "GpuArtifacts", "MoeLayer", "Plan", "Router", "cache_info", "clear_cache", "compile", "emulator", "reference", "route"]
+__all__ = ["CudaArray", "GpuArtifacts", "MoeLayer", "Plan", "Router", "cache_info", "clear_cache", "compile", "emulator", "plan_from_topk", "reference", "route"]

@@ -48,20 +48,38 @@ def layer_function(router: str, num_experts: int, hidden_size: int, ffn_size: in
     """A function @layer(logits [?, ?, E], hidden [G, D], init [G, D], w1
     [E, D, F], w3 [E, D, F], w2 [E, F, D][, bias [E]]) -> y [G, D]: route,
     plan, dispatch, SwiGLU experts and combine (y = init + the routed sum)."""
-    e, d, f = num_experts, hidden_size, ffn_size
+    e = num_experts
     logits_t = f"tensor<?x?x{e}x{logits_element}>"
-    score_t = f"tensor<?x?x{e}xf32>"
+    selection = [f"%logits: {logits_t}"], _route_line(router, logits_t, bias=bias, e=e)
+    extra = [f"%bias: tensor<{e}xf32>"] if bias else []
+    return _layer(selection, extra, f"tensor<?x?x{e}xf32>", e, hidden_size, ffn_size, element)
+
+
+def given_layer_function(num_experts: int, k: int, hidden_size: int, ffn_size: int,
+                         element: str) -> str:
+    """A function @layer(topk_ids [R, k], topk_weights [R, k], hidden [R, D],
+    init [R, D], w1, w3, w2) -> y [R, D]: the layer on a selection made
+    elsewhere (moe.select_given)."""
+    e = num_experts
+    selection = ([f"%tids: tensor<?x{k}xi32>", f"%tw: tensor<?x{k}xf32>"],
+                 f"  %gates, %mask = moe.select_given %tids, %tw experts = {e}"
+                 f" : tensor<?x{k}xi32>, tensor<?x{k}xf32>")
+    return _layer(selection, [], f"tensor<1x?x{e}xf32>", e, hidden_size, ffn_size, element)
+
+
+def _layer(selection, extra_args, score_t: str, e: int, d: int, f: int, element: str) -> str:
+    """@layer(selection args, hidden, init, w1, w3, w2, extra args): the
+    selection's lines, then plan, dispatch, SwiGLU experts and combine."""
+    selection_args, selection_line = selection
     rows_t = f"tensor<?x{d}x{element}>"
     expert_rows_t = f"tensor<?x{d}xf32>"  # moe.expert_ffn returns f32 rows
     offsets_t = f"tensor<{e + 1}xi32>"
     up_t, down_t = f"tensor<{e}x{d}x{f}x{element}>", f"tensor<{e}x{f}x{d}x{element}>"
-    args = [f"%logits: {logits_t}", f"%hidden: {rows_t}", f"%init: {rows_t}",
-            f"%w1: {up_t}", f"%w3: {up_t}", f"%w2: {down_t}"]
-    if bias:
-        args.append(f"%bias: tensor<{e}xf32>")
+    args = selection_args + [f"%hidden: {rows_t}", f"%init: {rows_t}", f"%w1: {up_t}",
+                             f"%w3: {up_t}", f"%w2: {down_t}"] + extra_args
     return "\n".join([
         f"func.func @layer({', '.join(args)}) -> {rows_t} {{",
-        _route_line(router, logits_t, bias=bias, e=e),
+        selection_line,
         f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
         f"  %x = moe.dispatch %hidden, %ids : {rows_t}, tensor<?xi32>",
         f"  %h = moe.expert_ffn %x, %offsets, %w1, %w3, %w2 : {rows_t}, {offsets_t}, {up_t},"
@@ -69,5 +87,24 @@ def layer_function(router: str, num_experts: int, hidden_size: int, ffn_size: in
         f"  %y = moe.combine %h, %ids, %weights into %init offsets %offsets : {expert_rows_t},"
         f" tensor<?xi32>, tensor<?xf32> into {rows_t}, {offsets_t}",
         f"  return %y : {rows_t}",
+        "}",
+    ]) + "\n"
+
+
+def given_selection_function(num_experts: int, k: int) -> str:
+    """A function @given(ids [R, k] i32, weights [R, k] f32) -> (gates,
+    mask, expert_offsets, token_ids, weights) of a selection made elsewhere
+    (moe.select_given), planned like any router's."""
+    e = num_experts
+    score_t = f"tensor<1x?x{e}xf32>"
+    results = [score_t, f"tensor<1x?x{e}xi1>", f"tensor<{e + 1}xi32>", "tensor<?xi32>",
+               "tensor<?xf32>"]
+    return "\n".join([
+        f"func.func @given(%ids: tensor<?x{k}xi32>, %w: tensor<?x{k}xf32>)"
+        f" -> ({', '.join(results)}) {{",
+        f"  %gates, %mask = moe.select_given %ids, %w experts = {e}"
+        f" : tensor<?x{k}xi32>, tensor<?x{k}xf32>",
+        f"  %offsets, %tids, %weights = moe.plan %gates, %mask : {score_t}",
+        f"  return %gates, %mask, %offsets, %tids, %weights : {', '.join(results)}",
         "}",
     ]) + "\n"

@@ -320,6 +320,67 @@ def route(logits, mode: str = "unified", k=None, alpha=None,
     return router(logits, stream=stream)
 
 
+def _host_values(value, name: str) -> np.ndarray:
+    """A NumPy view of a host array, torch tensor or nested list, any dtype."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be an array or a nested list, got {type(value).__name__}")
+    return value
+
+
+def _given_selection(topk_ids, topk_weights):
+    """[R, k] expert ids (int32) and weights (f32) of a selection made
+    elsewhere; their values are the compiled code's to check."""
+    ids, weights = _host_values(topk_ids, "topk_ids"), _host_values(topk_weights, "topk_weights")
+    if ids.ndim != 2:
+        raise ValueError(f"topk_ids must be [R, k], got shape {ids.shape}")
+    if weights.shape != ids.shape:
+        raise ValueError(f"topk_weights must have the shape of topk_ids {ids.shape}, got "
+                         f"{weights.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"topk_ids must be integers, got {ids.dtype}")
+    if not (np.issubdtype(weights.dtype, np.floating) or np.issubdtype(weights.dtype, np.integer)):
+        raise TypeError(f"topk_weights must be numbers, got {weights.dtype}")
+    if ids.size and (ids.min() < np.iinfo(np.int32).min or ids.max() > np.iinfo(np.int32).max):
+        raise ValueError("topk_ids must fit in int32")
+    ids32 = np.ascontiguousarray(ids, np.int32)
+    w32 = np.ascontiguousarray(weights, np.float32)
+    return ids32, w32
+
+
+def plan_from_topk(topk_ids, topk_weights, num_experts: int, device: str = "cpu") -> Plan:
+    """A plan from a selection made elsewhere (bring your own router):
+    `topk_ids` [R, k] (integers, each in [0, num_experts), no expert twice
+    in a row) and `topk_weights` [R, k] (the gates). The rows are one
+    sequence of R tokens: the plan's gates and mask are [1, R, E] and its
+    CSR lists rows by index, ascending inside each expert, exactly as for a
+    usmoe router. Ids out of range or repeated raise ValueError (checked by
+    the compiled code). device="cuda" runs on the GPU emulator
+    (USMOE_GPU_EMULATOR=1); on a real GPU it is not wired up yet."""
+    e = _integer("num_experts", num_experts)
+    if e is None or e < 1:
+        raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+    if device not in _DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not emulator.enabled():
+        raise NotImplementedError("plan_from_topk on a real GPU is not wired up yet; use "
+                                  "device='cpu' (or the GPU emulator)")
+    ids32, w32 = _given_selection(topk_ids, topk_weights)
+    k = ids32.shape[1]
+    ir = _ir.given_selection_function(e, k)
+    key = ("given", e, k, device)
+    if device == "cuda":
+        fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "given"))
+    else:
+        fn = _cache.get(key, lambda: _native().JitFunction(ir, "given"))
+    out = fn([ids32, w32])
+    return Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
+                weights=out[4])
+
+
 class GpuArtifacts:
     """Kernels compiled for NVIDIA GPUs: `files` ({name: bytes}), `image`
     (the first object's bytes), `ptx` (text, for target="ptx") and `kernels`

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from . import _arrays, _ir, emulator
-from .api import Router, _cache, _load_gpu_kernels, _native
+from .api import Router, _cache, _given_selection, _load_gpu_kernels, _native
 
 
 class MoeLayer:
@@ -113,6 +113,42 @@ class MoeLayer:
             if self.router.bias is not None:
                 args.append(self.router.bias)
             (y,) = self.compiled(lg.element)(args)
+        return _arrays.from_host_result(y, self.element, h.framework)
+
+    def forward_topk(self, hidden, topk_ids, topk_weights, init=None):
+        """The layer on a selection made elsewhere (bring your own router):
+        hidden [R, D], topk_ids / topk_weights [R, k] (ids in [0, E), no
+        expert twice in a row; the weights are the gates, used as given),
+        optional init [R, D] -> y [R, D]. The layer's own router options are
+        not used. On the CPU, or on the GPU emulator for device="cuda"; on a
+        real GPU this is not wired up yet (NotImplementedError)."""
+        emulated = self.device == "cuda" and emulator.enabled()
+        if self.device == "cuda" and not emulated:
+            raise NotImplementedError("MoeLayer.forward_topk on a real GPU is not wired up yet")
+        ids, weights = _given_selection(topk_ids, topk_weights)
+        h = _arrays.host_array(hidden, "hidden")
+        self._check_dtype("hidden", h.element)
+        rows, k = ids.shape
+        if h.data.shape != (rows, self.hidden_size):
+            raise ValueError(f"hidden must be [R, D] = {(rows, self.hidden_size)}, got "
+                             f"{h.data.shape}")
+        init_data = np.zeros_like(h.data)
+        if init is not None:
+            start = _arrays.host_array(init, "init")
+            self._check_dtype("init", start.element)
+            if start.data.shape != h.data.shape:
+                raise ValueError(f"init must have the shape of hidden {h.data.shape}, got "
+                                 f"{start.data.shape}")
+            init_data = start.data
+        key = ("given_layer", self.num_experts, k, self.element, self.hidden_size,
+               self.ffn_size, self.device)
+        ir = _ir.given_layer_function(self.num_experts, k, self.hidden_size, self.ffn_size,
+                                      self.element)
+        if emulated:
+            fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "layer"))
+        else:
+            fn = _cache.get(key, lambda: _native().JitFunction(ir, "layer"))
+        (y,) = fn([ids, weights, h.data, init_data, self.w1, self.w3, self.w2])
         return _arrays.from_host_result(y, self.element, h.framework)
 
     # -- the GPU -------------------------------------------------------------

@@ -108,6 +108,23 @@ def plan_from_selection(gates: np.ndarray, mask: np.ndarray) -> Plan:
     return Plan(gates, mask, offsets, token_ids.astype(np.int32), wts.astype(F32))
 
 
+def plan_from_topk(topk_ids: np.ndarray, topk_weights: np.ndarray, num_experts: int) -> Plan:
+    """The plan of a given selection: rows are one sequence of R tokens."""
+    ids = np.asarray(topk_ids)
+    r = ids.shape[0]
+    mask = np.zeros((1, r, num_experts), bool)
+    gates = np.zeros((1, r, num_experts), F32)
+    for row in range(r):
+        if len(set(ids[row].tolist())) != ids.shape[1]:
+            raise ValueError("an expert id repeats in a row")
+        for j, expert in enumerate(ids[row]):
+            if not 0 <= expert < num_experts:
+                raise ValueError("an expert id is outside [0, E)")
+            mask[0, row, expert] = True
+            gates[0, row, expert] = F32(topk_weights[row][j])
+    return plan_from_selection(gates, mask)
+
+
 def topk_list(gates: np.ndarray, mask: np.ndarray, k: int):
     """[B*T, k] selected experts by descending gate (ties: lower expert first),
     padded with (-1, 0)."""

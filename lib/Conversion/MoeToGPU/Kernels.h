@@ -124,6 +124,14 @@ PlanKernels buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                              MemRefType offsets, MemRefType ids,
                              MemRefType weights);
 
+/// `name(ids, weights, gates, mask)`: moe.select_given, one thread per row
+/// (kColumnBlock per block): the row zeroed, then its given pairs set; ids
+/// outside [0, E) are skipped.
+gpu::GPUFuncOp buildSelectGivenKernel(OpBuilder &builder, Location loc,
+                                      StringRef name, MemRefType ids,
+                                      MemRefType weights, MemRefType gates,
+                                      MemRefType mask);
+
 /// `name(hidden, ids, out)`: out[m, :] = hidden[ids[m], :]; grid = M.
 gpu::GPUFuncOp buildDispatchKernel(OpBuilder &builder, Location loc,
                                    StringRef name, MemRefType hidden,

@@ -47,8 +47,8 @@ struct ConvertMoeToGPUPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> lowerable;
     WalkResult unsupported = module.walk([&](Operation *op) {
-      if (isa<moe::RouteOp, moe::PlanOp, moe::TopKListOp, moe::DispatchOp,
-              moe::CombineOp, moe::ExpertFfnOp>(op)) {
+      if (isa<moe::RouteOp, moe::SelectGivenOp, moe::PlanOp, moe::TopKListOp,
+              moe::DispatchOp, moe::CombineOp, moe::ExpertFfnOp>(op)) {
         lowerable.push_back(op);
         return WalkResult::advance();
       }
@@ -73,6 +73,9 @@ struct ConvertMoeToGPUPass
                 return route.getMode() == routing::Mode::Token
                            ? lowerTokenChoice(route, kernels, counter++)
                            : lowerSelectingRoute(route, kernels, counter++);
+              })
+              .Case([&](moe::SelectGivenOp given) {
+                return lowerSelectGiven(given, kernels, counter++);
               })
               .Case([&](moe::PlanOp plan) {
                 return lowerPlan(plan, kernels, counter++);
@@ -277,6 +280,42 @@ struct ConvertMoeToGPUPass
     recordKernel(module, plan.scan, info("plan_scan", "1"));
     recordKernel(module, plan.fill, info("plan_fill", "E"));
     replaceWithBuffers(b, op, {offsets, ids, weights});
+    return success();
+  }
+
+  /// select_given -> one thread per row.
+  LogicalResult lowerSelectGiven(moe::SelectGivenOp op,
+                                 gpu::GPUModuleOp kernels, unsigned index) {
+    auto gatesType = memrefOf(op.getGates().getType());
+    auto maskType = memrefOf(op.getMask().getType());
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    gpu::GPUFuncOp kernel = gpu_kernels::buildSelectGivenKernel(
+        kb, op.getLoc(), "select_given_" + std::to_string(index),
+        memrefOf(op.getExpertIds().getType()),
+        memrefOf(op.getWeights().getType()), gatesType, maskType);
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value ids = toBuffer(b, op.getExpertIds());
+    Value weights = toBuffer(b, op.getWeights());
+    Value rows = dim(b, ids, 0);
+    SmallVector<Value> dynRows;
+    if (gatesType.isDynamicDim(1))
+      dynRows.push_back(rows);
+    Value gates = alloc(b, gatesType, dynRows);
+    Value mask = alloc(b, maskType, dynRows);
+    launch(b, kernel,
+           arith::CeilDivUIOp::create(b, rows,
+                                      indexConst(b, gpu_kernels::kColumnBlock)),
+           {ids, weights, gates, mask});
+    Builder attrs(op.getContext());
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), kernel,
+        {{attrs.getStringAttr("kind"), attrs.getStringAttr("select_given")},
+         {attrs.getStringAttr("experts"),
+          attrs.getI64IntegerAttr(gatesType.getDimSize(2))},
+         {attrs.getStringAttr("grid"),
+          attrs.getStringAttr("ceildiv(R, 128)")}});
+    replaceWithBuffers(b, op, {gates, mask});
     return success();
   }
 

@@ -184,6 +184,41 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
   return kernels;
 }
 
+gpu::GPUFuncOp gpu_kernels::buildSelectGivenKernel(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType idsType,
+    MemRefType weightsType, MemRefType gatesType, MemRefType maskType) {
+  const int64_t experts = gatesType.getDimSize(2);
+  return buildKernel(
+      builder, loc, name, {idsType, weightsType, gatesType, maskType},
+      int32_t(kColumnBlock),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value ids = args[0], weights = args[1], gates = args[2], mask = args[3];
+        Value r = addi(b, muli(b, blockId(b), indexConst(b, kColumnBlock)),
+                       threadId(b));
+        Value zero = indexConst(b, 0);
+        ifThen(
+            b, cmpi(b, CmpIPredicate::ult, r, dim(b, ids, 0)),
+            [&](LoopBuilder &b) {
+              forRange(b, zero, indexConst(b, experts),
+                       [&](LoopBuilder &b, Value e) {
+                         store(b, f32Const(b, 0.0), gates, {zero, r, e});
+                         store(b, i1Const(b, false), mask, {zero, r, e});
+                       });
+              forRange(b, zero, dim(b, ids, 1), [&](LoopBuilder &b, Value j) {
+                Value id = load(b, ids, {r, j});
+                Value inRange =
+                    andi(b, cmpi(b, CmpIPredicate::sge, id, i32Const(b, 0)),
+                         cmpi(b, CmpIPredicate::slt, id, i32Const(b, experts)));
+                ifThen(b, inRange, [&](LoopBuilder &b) {
+                  Value e = i32ToIndex(b, id);
+                  store(b, i1Const(b, true), mask, {zero, r, e});
+                  store(b, load(b, weights, {r, j}), gates, {zero, r, e});
+                });
+              });
+            });
+      });
+}
+
 gpu::GPUFuncOp gpu_kernels::buildDispatchKernel(OpBuilder &builder,
                                                 Location loc, StringRef name,
                                                 MemRefType hiddenType,

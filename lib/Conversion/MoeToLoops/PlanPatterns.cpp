@@ -7,6 +7,7 @@
 
 #include "PopulatePatterns.h"
 #include "RoutingKernels.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
@@ -167,8 +168,56 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
   }
 };
 
+/// select_given: zero the [1, R, E] selection, then set each row's given
+/// pairs, checking each id (range, repeats) before it is used.
+struct SelectGivenLowering : OpRewritePattern<moe::SelectGivenOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(moe::SelectGivenOp op,
+                                PatternRewriter &rewriter) const override {
+    LoopBuilder b(op.getLoc(), rewriter);
+    Value ids = toBuffer(b, op.getExpertIds());
+    Value given = toBuffer(b, op.getWeights());
+    Value zero = indexConst(b, 0), rows = dim(b, ids, 0);
+    auto bufferOf = [&](Type tensor) {
+      auto type = cast<RankedTensorType>(tensor);
+      SmallVector<Value> dynRows;
+      if (type.isDynamicDim(1))
+        dynRows.push_back(rows);
+      return alloc(b, MemRefType::get(type.getShape(), type.getElementType()),
+                   dynRows);
+    };
+    Value gates = bufferOf(op.getGates().getType());
+    Value mask = bufferOf(op.getMask().getType());
+    int64_t experts = op.getExperts();
+    forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+      forRange(b, zero, indexConst(b, experts), [&](LoopBuilder &b, Value e) {
+        store(b, f32Const(b, 0.0), gates, {zero, r, e});
+        store(b, i1Const(b, false), mask, {zero, r, e});
+      });
+      forRange(b, zero, dim(b, ids, 1), [&](LoopBuilder &b, Value j) {
+        Value id = load(b, ids, {r, j});
+        Value inRange =
+            andi(b, cmpi(b, CmpIPredicate::sge, id, i32Const(b, 0)),
+                 cmpi(b, CmpIPredicate::slt, id, i32Const(b, experts)));
+        cf::AssertOp::create(
+            b, inRange, "moe: select_given: an expert id is outside [0, E)");
+        Value e = i32ToIndex(b, id);
+        cf::AssertOp::create(
+            b, notI1(b, load(b, mask, {zero, r, e})),
+            "moe: select_given: an expert id repeats in a row");
+        store(b, i1Const(b, true), mask, {zero, r, e});
+        store(b, load(b, given, {r, j}), gates, {zero, r, e});
+      });
+    });
+    rewriter.replaceOp(op, {toTensor(b, gates, op.getGates().getType()),
+                            toTensor(b, mask, op.getMask().getType())});
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::usmoe::loops::populatePlanPatterns(RewritePatternSet &patterns) {
-  patterns.add<PlanLowering, TopKListLowering>(patterns.getContext());
+  patterns.add<PlanLowering, TopKListLowering, SelectGivenLowering>(
+      patterns.getContext());
 }

@@ -55,3 +55,4 @@ func.func @token_too_many_groups(%l: tensor<?x?x128xf32>) -> tensor<?x?x128xf32>
   %g, %m = moe.route #moe.token<k = 8, n_group = 128, topk_group = 8> %l : tensor<?x?x128xf32>
   return %g : tensor<?x?x128xf32>
 }
+

@@ -73,3 +73,4 @@ func.func @token_groups(%l: tensor<?x?x8xf32>, %b: tensor<8xf32>) -> tensor<?x?x
   %g, %m = moe.route #moe.token<k = 3, n_group = 4, topk_group = 2> %l bias %b : tensor<?x?x8xf32>, tensor<8xf32>
   return %g : tensor<?x?x8xf32>
 }
+

@@ -637,3 +637,27 @@ func.func @route_bias_size(%l: tensor<1x4x8xf32>, %b: tensor<6xf32>) {
   %g, %m = moe.route #moe.token<k = 2> %l bias %b : tensor<1x4x8xf32>, tensor<6xf32>
   return
 }
+
+// -----
+
+func.func @select_given_weights_mismatch(%ids: tensor<4x2xi32>, %w: tensor<4x3xf32>) {
+  // expected-error @+1 {{expects one weight per expert id, got 'tensor<4x2xi32>' and 'tensor<4x3xf32>'}}
+  %g, %m = moe.select_given %ids, %w experts = 8 : tensor<4x2xi32>, tensor<4x3xf32>
+  return
+}
+
+// -----
+
+func.func @select_given_k_above_experts(%ids: tensor<4x9xi32>, %w: tensor<4x9xf32>) {
+  // expected-error @+1 {{expects at most 8 experts per row (no expert twice), got 9}}
+  %g, %m = moe.select_given %ids, %w experts = 8 : tensor<4x9xi32>, tensor<4x9xf32>
+  return
+}
+
+// -----
+
+func.func @select_given_no_experts(%ids: tensor<4x1xi32>, %w: tensor<4x1xf32>) {
+  // expected-error @+1 {{attribute 'experts' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %g, %m = moe.select_given %ids, %w experts = 0 : tensor<4x1xi32>, tensor<4x1xf32>
+  return
+}

@@ -87,6 +87,16 @@ func.func @model_options(%l: tensor<1x?x64xf16>, %b: tensor<64xf32>) {
   return
 }
 
+// A selection made elsewhere: [R, k] ids and weights -> a [1, R, E] selection.
+// CHECK-LABEL: func.func @select_given
+// CHECK: %{{.*}}, %{{.*}} = moe.select_given %{{.*}}, %{{.*}} experts = 64 : tensor<?x8xi32>, tensor<?x8xf32>
+// CHECK: moe.plan %{{.*}}, %{{.*}} : tensor<1x?x64xf32>
+func.func @select_given(%ids: tensor<?x8xi32>, %w: tensor<?x8xf32>) -> tensor<65xi32> {
+  %g, %m = moe.select_given %ids, %w experts = 64 : tensor<?x8xi32>, tensor<?x8xf32>
+  %o, %i, %pw = moe.plan %g, %m : tensor<1x?x64xf32>
+  return %o : tensor<65xi32>
+}
+
 // CHECK-LABEL: func.func @plan_dispatch_combine
 // CHECK-SAME: (%[[G:.*]]: tensor<?x?x8xf32>, %[[M:.*]]: tensor<?x?x8xi1>, %[[H:.*]]: tensor<?x32xbf16>, %[[I:.*]]: tensor<?x32xbf16>)
 func.func @plan_dispatch_combine(%g: tensor<?x?x8xf32>, %m: tensor<?x?x8xi1>,

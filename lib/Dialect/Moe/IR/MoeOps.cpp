@@ -201,6 +201,34 @@ routing::RouterOptions SelectGlobalOp::getRouterOptions() {
   return options;
 }
 
+LogicalResult SelectGivenOp::inferReturnTypes(MLIRContext *ctx,
+                                              std::optional<Location> loc,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &inferred) {
+  auto ids = dyn_cast<RankedTensorType>(adaptor.getExpertIds().getType());
+  if (!ids || ids.getRank() != 2)
+    return emitOptionalError(loc, "expects [R, k] expert ids");
+  SmallVector<int64_t> shape = {1, ids.getDimSize(0),
+                                static_cast<int64_t>(adaptor.getExperts())};
+  inferred.push_back(RankedTensorType::get(shape, Float32Type::get(ctx)));
+  inferred.push_back(RankedTensorType::get(shape, IntegerType::get(ctx, 1)));
+  return success();
+}
+
+LogicalResult SelectGivenOp::verify() {
+  ShapedType ids = getExpertIds().getType(), weights = getWeights().getType();
+  if (!dimsCompatible(ids.getDimSize(0), weights.getDimSize(0)) ||
+      !dimsCompatible(ids.getDimSize(1), weights.getDimSize(1)))
+    return emitOpError() << "expects one weight per expert id, got " << ids
+                         << " and " << weights;
+  int64_t experts = static_cast<int64_t>(getExperts());
+  if (!ids.isDynamicDim(1) && ids.getDimSize(1) > experts)
+    return emitOpError() << "expects at most " << experts
+                         << " experts per row (no expert twice), got "
+                         << ids.getDimSize(1);
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // RouteOp
 //===----------------------------------------------------------------------===//

@@ -174,6 +174,34 @@ def Moe_SelectGlobalOp : Moe_SelectionOp<"select_global"> {
   let hasCanonicalizer = 1;
 }
 
+def Moe_SelectGivenOp : Moe_Op<"select_given", [Pure, InferTypeOpAdaptor]> {
+  let summary = "bring-your-own router: a selection from top-k ids and weights";
+  let description = [{
+    The dense selection of `R` tokens routed elsewhere: `expert_ids[r, j]`
+    (each in [0, `experts`), no expert twice in a row) with gate
+    `weights[r, j]`. The result has the shape of a selection over one
+    sequence of R tokens, `[1, R, E]`, so that `moe.plan`, `moe.topk_list`
+    and the layer ops consume it like any router's. The CPU lowering checks
+    the ids at run time (the caller gets the error); on the GPU an id
+    outside [0, E) is skipped and a repeated id counts once.
+
+    Example:
+    ```mlir
+    %gates, %mask = moe.select_given %ids, %weights experts = 64
+        : tensor<?x8xi32>, tensor<?x8xf32>   // -> [1, ?, 64]
+    ```
+  }];
+  let arguments = (ins TensorRankOf<[I32], [2]>:$expert_ids,
+                       TensorRankOf<[F32], [2]>:$weights,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$experts);
+  let results = (outs Moe_ScoreTensor:$gates, Moe_MaskTensor:$mask);
+  let assemblyFormat = [{
+    $expert_ids `,` $weights `experts` `=` $experts attr-dict `:`
+    type($expert_ids) `,` type($weights)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Fused routing
 //===----------------------------------------------------------------------===//
