@@ -5,28 +5,35 @@ from __future__ import annotations
 MLIR_ELEMENT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
 
-def _route_line(router: str, logits_t: str, *, bias: bool, e: int) -> str:
+def _route_line(router: str, logits_t: str, *, bias: bool, e: int, seqlens: bool) -> str:
     """moe.route with `router`, the attribute text the compiler's router
     rules print (usmoe.cuda.RouterOptions.attribute())."""
     bias_operand = " bias %bias" if bias else ""
     bias_type = f", tensor<{e}xf32>" if bias else ""
-    return (f"  %gates, %mask = moe.route {router} %logits{bias_operand}"
+    packed = " seqlens %seqlens : tensor<?xi32>" if seqlens else ""
+    return (f"  %gates, %mask = moe.route {router} %logits{bias_operand}{packed}"
             f" : {logits_t}{bias_type}")
 
 
+def _routing_types(e: int, element: str, seqlens: bool):
+    """Logits and score tensor types: [B, T, E], or one packed batch
+    [1, N, E] of sequences delimited by seqlens."""
+    batch = "1x?" if seqlens else "?x?"
+    return f"tensor<{batch}x{e}x{element}>", f"tensor<{batch}x{e}xf32>"
+
+
 def router_function(router: str, num_experts: int, element: str, *, topk=None,
-                    bias=False) -> str:
-    """A function @router(logits [?, ?, E][, bias [E]]) -> (gates, mask,
-    expert_offsets, token_ids, weights[, topk_ids, topk_weights]) built on
-    moe.route with the router attribute `router`."""
+                    bias=False, seqlens=False) -> str:
+    """A function @router(logits [?, ?, E][, bias [E]][, seqlens [S + 1]])
+    -> (gates, mask, expert_offsets, token_ids, weights[, topk_ids,
+    topk_weights]) built on moe.route with the router attribute `router`."""
     e = num_experts
-    logits_t = f"tensor<?x?x{e}x{element}>"
-    score_t = f"tensor<?x?x{e}xf32>"
-    results = [score_t, f"tensor<?x?x{e}xi1>", f"tensor<{e + 1}xi32>",
+    logits_t, score_t = _routing_types(e, element, seqlens)
+    results = [score_t, score_t.replace("xf32>", "xi1>"), f"tensor<{e + 1}xi32>",
                "tensor<?xi32>", "tensor<?xf32>"]
     values = ["%gates", "%mask", "%offsets", "%ids", "%weights"]
     body = [
-        _route_line(router, logits_t, bias=bias, e=e),
+        _route_line(router, logits_t, bias=bias, e=e, seqlens=seqlens),
         f"  %offsets, %ids, %weights = moe.plan %gates, %mask : {score_t}",
     ]
     if topk is not None:
@@ -36,6 +43,7 @@ def router_function(router: str, num_experts: int, element: str, *, topk=None,
     return "\n".join([
         f"func.func @router(%logits: {logits_t}"
         + (f", %bias: tensor<{e}xf32>" if bias else "")
+        + (", %seqlens: tensor<?xi32>" if seqlens else "")
         + f") -> ({', '.join(results)}) {{",
         *body,
         f"  return {', '.join(values)} : {', '.join(results)}",
@@ -44,15 +52,18 @@ def router_function(router: str, num_experts: int, element: str, *, topk=None,
 
 
 def layer_function(router: str, num_experts: int, hidden_size: int, ffn_size: int,
-                   logits_element: str, element: str, *, bias=False) -> str:
+                   logits_element: str, element: str, *, bias=False, seqlens=False) -> str:
     """A function @layer(logits [?, ?, E], hidden [G, D], init [G, D], w1
-    [E, D, F], w3 [E, D, F], w2 [E, F, D][, bias [E]]) -> y [G, D]: route,
-    plan, dispatch, SwiGLU experts and combine (y = init + the routed sum)."""
+    [E, D, F], w3 [E, D, F], w2 [E, F, D][, bias [E]][, seqlens [S + 1]])
+    -> y [G, D]: route, plan, dispatch, SwiGLU experts and combine (y =
+    init + the routed sum)."""
     e = num_experts
-    logits_t = f"tensor<?x?x{e}x{logits_element}>"
-    selection = [f"%logits: {logits_t}"], _route_line(router, logits_t, bias=bias, e=e)
-    extra = [f"%bias: tensor<{e}xf32>"] if bias else []
-    return _layer(selection, extra, f"tensor<?x?x{e}xf32>", e, hidden_size, ffn_size, element)
+    logits_t, score_t = _routing_types(e, logits_element, seqlens)
+    selection = [f"%logits: {logits_t}"], _route_line(router, logits_t, bias=bias, e=e,
+                                                      seqlens=seqlens)
+    extra = ([f"%bias: tensor<{e}xf32>"] if bias else []) + \
+        (["%seqlens: tensor<?xi32>"] if seqlens else [])
+    return _layer(selection, extra, score_t, e, hidden_size, ffn_size, element)
 
 
 def given_layer_function(num_experts: int, k: int, hidden_size: int, ffn_size: int,

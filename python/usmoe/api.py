@@ -89,6 +89,22 @@ def _device_logits(logits, stream) -> Optional[_arrays.DeviceView]:
     return view
 
 
+def packed_offsets(cu_seqlens, num_tokens: int) -> np.ndarray:
+    """`cu_seqlens` as int32 offsets of packed sequences: S + 1 integers
+    from 0 to `num_tokens`, never decreasing (ValueError otherwise)."""
+    if hasattr(cu_seqlens, "detach") and hasattr(cu_seqlens, "cpu"):  # torch.Tensor
+        cu_seqlens = cu_seqlens.detach().cpu().numpy()
+    cu = np.asarray(cu_seqlens)
+    if cu.ndim != 1 or cu.size < 1:
+        raise ValueError(f"cu_seqlens must be a vector of S + 1 offsets, got shape {cu.shape}")
+    if not np.issubdtype(cu.dtype, np.integer):
+        raise TypeError(f"cu_seqlens must be integers, got {cu.dtype}")
+    if cu[0] != 0 or cu[-1] != num_tokens or (np.diff(cu) < 0).any():
+        raise ValueError(f"cu_seqlens must start at 0, never decrease and end at the number of "
+                         f"tokens ({num_tokens}), got {cu.tolist()}")
+    return np.ascontiguousarray(cu, np.int32)
+
+
 def _number(name, value):
     """A router parameter as a float (None stays None); range and
     finiteness are the compiler's rules to check."""
@@ -176,34 +192,43 @@ class Router:
         by the compiler's router rules: the one writer of router IR."""
         return self._rules.attribute()
 
-    def _ir(self, element: str, e: int) -> str:
+    def _check_packed(self, cu_seqlens, e: int) -> None:
+        """The rules that need T, for the shortest non-empty packed sequence
+        (each rule is monotone in T)."""
+        lengths = np.diff(cu_seqlens)
+        self._check_against(int(lengths[lengths > 0].min()) if (lengths > 0).any() else 0, e)
+
+    def _ir(self, element: str, e: int, packed: bool = False) -> str:
         topk = int(self.k) if self.mode == "token" else None
         return _ir.router_function(self.attribute, e, element, topk=topk,
-                                   bias=self.bias is not None)
+                                   bias=self.bias is not None, seqlens=packed)
 
-    def _key(self, element: str, e: int):
+    def _key(self, element: str, e: int, packed: bool = False):
         # The bias values are an argument of the compiled function: only their
         # presence is part of the key.
         return (self.mode, self.k, self.alpha, self.expert_score, self.renormalize,
                 self.capacity, self.capacity_factor, self.budget, self.bias is not None,
                 self.routed_scaling_factor, self.softcap, self.n_group, self.topk_group,
-                element, e, self.device)
+                element, e, self.device, packed)
 
-    def compiled(self, element: str, num_experts: int):
-        """The compiled router for logits of `element` and E experts: a CPU
-        JIT function, or for device="cuda" the loaded GPU kernels (on the
-        GPU emulator: the GPU path's host code and kernels, JIT-compiled)."""
+    def compiled(self, element: str, num_experts: int, packed: bool = False):
+        """The compiled router for logits of `element` and E experts (with
+        `packed`: for one packed batch with sequence offsets): a CPU JIT
+        function, or for device="cuda" the loaded GPU kernels (on the GPU
+        emulator: the GPU path's host code and kernels, JIT-compiled)."""
         if self.device == "cuda" and emulator.enabled():
-            return _cache.get(self._key(element, num_experts) + ("emulator",),
-                              lambda: emulator.jit(self._ir(element, num_experts), "router"))
+            return _cache.get(self._key(element, num_experts, packed) + ("emulator",),
+                              lambda: emulator.jit(self._ir(element, num_experts, packed),
+                                                   "router"))
         if self.device == "cuda":
             from . import cuda
             chip, features = cuda.target_for_device()  # RuntimeError without a GPU
             return _cache.get(self._key(element, num_experts) + (chip,),
                               lambda: _load_gpu_kernels(self._ir(element, num_experts), chip,
                                                         features))
-        return _cache.get(self._key(element, num_experts),
-                          lambda: _native().JitFunction(self._ir(element, num_experts), "router"))
+        return _cache.get(self._key(element, num_experts, packed),
+                          lambda: _native().JitFunction(self._ir(element, num_experts, packed),
+                                                        "router"))
 
     def _device_bias(self):
         """The bias vector on the GPU, uploaded once per Router."""
@@ -256,11 +281,39 @@ class Router:
                            for name, (buffer, dims, dtype) in outputs.items()})
         return Plan(**_arrays.wrap_device_results(outputs, source.framework, stream))
 
-    def __call__(self, logits, stream=None) -> Plan:
+    def _call_packed(self, logits, cu_seqlens, stream) -> Plan:
+        """Routes one packed batch [N, E] of sequences with offsets."""
+        if self.device == "cuda" and not emulator.enabled():
+            raise NotImplementedError("cu_seqlens on a real GPU is not wired up yet (the "
+                                      "kernels exist; the CPU and the GPU emulator run it)")
+        if stream is not None:
+            raise ValueError("stream applies to device='cuda' only")
+        host = _as_logits(logits)
+        array, element = host.data, host.element
+        if array.shape[0] != 1:
+            raise ValueError("with cu_seqlens the logits are one packed batch [N, E], got "
+                             f"{array.shape[0]} sequences of equal length")
+        _, n, e = array.shape
+        cu = packed_offsets(cu_seqlens, n)
+        self._check_packed(cu, e)
+        fn = self.compiled(element, e, packed=True)
+        args = [array] + ([] if self.bias is None else [self.bias]) + [cu]
+        out = fn(args)
+        plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
+                    weights=out[4])
+        if self.mode == "token":
+            plan.topk_ids, plan.topk_weights = out[5], out[6]
+        return plan
+
+    def __call__(self, logits, stream=None, cu_seqlens=None) -> Plan:
         """Routes `logits`. With device="cuda", `stream` (a handle, a
         torch.cuda.Stream or a CuPy stream) is where the kernels run; by
         default the current stream of the logits' framework, else the legacy
-        default stream."""
+        default stream. With `cu_seqlens` (S + 1 offsets), `logits` [N, E]
+        are S packed sequences of different lengths, each with its own
+        budget (see `route`)."""
+        if cu_seqlens is not None:
+            return self._call_packed(logits, cu_seqlens, stream)
         stream = _arrays.stream_handle(stream)
         emulated = self.device == "cuda" and emulator.enabled()
         if self.device == "cuda" and not emulated:
@@ -289,7 +342,7 @@ def route(logits, mode: str = "unified", k=None, alpha=None,
           expert_score=None, renormalize: bool = False, capacity=None,
           capacity_factor=None, budget=None, device: str = "cpu", bias=None,
           stream=None, routed_scaling_factor=None, softcap=None, n_group=None,
-          topk_group=None) -> Plan:
+          topk_group=None, cu_seqlens=None) -> Plan:
     """Route [T, E] or [B, T, E] logits with one of the three routers.
 
     `bias` ([E]) selects the DeepSeek-V3 Token Choice variant: experts ranked
@@ -299,6 +352,13 @@ def route(logits, mode: str = "unified", k=None, alpha=None,
     softcap * tanh(L / softcap) before any score. Token Choice only:
     `n_group` / `topk_group` (DeepSeek-V3) pick the k experts inside the
     topk_group best of n_group expert groups.
+
+    Batches: [B, T, E] logits are B sequences of T tokens and every budget
+    (Expert Choice's C, Unified's N) is per sequence; [T, E] logits are one
+    sequence. Sequences of different lengths go in one packed batch: logits
+    [N, E] with `cu_seqlens` (S + 1 offsets, as in FlashAttention's varlen
+    API), sequence i being rows cu_seqlens[i] .. cu_seqlens[i+1] with its
+    own T_i. Token ids in the plan are the packed row indices.
 
     Returns a Plan with `gates` [B, T, E] f32, `mask`, the expert-major CSR
     (`expert_offsets` [E+1], `token_ids` [M], `weights` [M]) and, for
@@ -317,7 +377,7 @@ def route(logits, mode: str = "unified", k=None, alpha=None,
                     capacity_factor=capacity_factor, budget=budget, device=device,
                     bias=bias, routed_scaling_factor=routed_scaling_factor,
                     softcap=softcap, n_group=n_group, topk_group=topk_group)
-    return router(logits, stream=stream)
+    return router(logits, stream=stream, cu_seqlens=cu_seqlens)
 
 
 def _host_values(value, name: str) -> np.ndarray:

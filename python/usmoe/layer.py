@@ -8,7 +8,8 @@ from typing import Optional
 import numpy as np
 
 from . import _arrays, _ir, emulator
-from .api import Router, _cache, _given_selection, _load_gpu_kernels, _native
+from .api import (Router, _cache, _given_selection, _load_gpu_kernels, _native,
+                  packed_offsets)
 
 
 class MoeLayer:
@@ -44,27 +45,30 @@ class MoeLayer:
         self.num_experts, self.hidden_size, self.ffn_size = e, d, f
         self._device_weights = None
 
-    def _ir(self, logits_element: str) -> str:
+    def _ir(self, logits_element: str, packed: bool = False) -> str:
         return _ir.layer_function(self.router.attribute, self.num_experts, self.hidden_size,
                                   self.ffn_size, logits_element, self.element,
-                                  bias=self.router.bias is not None)
+                                  bias=self.router.bias is not None, seqlens=packed)
 
-    def compiled(self, logits_element: str):
-        """The compiled layer for logits of `logits_element`: a CPU JIT
-        function or, for device="cuda", the loaded kernels (cached like
-        routers, by options, dtypes, shapes and device)."""
-        key = ("layer", self.router._key(logits_element, self.num_experts), self.element,
-               self.hidden_size, self.ffn_size)
+    def compiled(self, logits_element: str, packed: bool = False):
+        """The compiled layer for logits of `logits_element` (with `packed`:
+        one packed batch with sequence offsets): a CPU JIT function or, for
+        device="cuda", the loaded kernels (cached like routers, by options,
+        dtypes, shapes and device)."""
+        key = ("layer", self.router._key(logits_element, self.num_experts, packed),
+               self.element, self.hidden_size, self.ffn_size)
         if self.device == "cuda" and emulator.enabled():
             return _cache.get(key + ("emulator",),
-                              lambda: emulator.jit(self._ir(logits_element), "layer"))
+                              lambda: emulator.jit(self._ir(logits_element, packed), "layer"))
         if self.device == "cuda":
             from . import cuda
             chip, features = cuda.target_for_device()
 
             return _cache.get(key + (chip,),
-                              lambda: _load_gpu_kernels(self._ir(logits_element), chip, features))
-        return _cache.get(key, lambda: _native().JitFunction(self._ir(logits_element), "layer"))
+                              lambda: _load_gpu_kernels(self._ir(logits_element, packed), chip,
+                                                                features))
+        return _cache.get(key, lambda: _native().JitFunction(self._ir(logits_element, packed),
+                                                             "layer"))
 
     def _check(self, logits_shape, hidden_shape, init_shape):
         b, t, e = logits_shape
@@ -83,13 +87,17 @@ class MoeLayer:
             raise ValueError(f"{name} must have the weights' dtype ({self.element}), got "
                              f"{element}")
 
-    def __call__(self, hidden, logits, init=None, stream=None):
+    def __call__(self, hidden, logits, init=None, stream=None, cu_seqlens=None):
         """hidden [B*T, D] (token g = b*T + t), logits [T, E] or [B, T, E],
         optional init [B*T, D] (default zeros) -> y [B*T, D] in the dtype of
         the weights: on the GPU in the caller's framework when hidden and
-        logits live there, else on the host."""
+        logits live there, else on the host. With `cu_seqlens`, logits [N, E]
+        and hidden [N, D] are packed sequences (see usmoe.route); CPU and GPU
+        emulator for now."""
         stream = _arrays.stream_handle(stream)
         emulated = self.device == "cuda" and emulator.enabled()
+        if cu_seqlens is not None:
+            return self._call_packed(hidden, logits, init, cu_seqlens, stream, emulated)
         if self.device == "cuda" and not emulated:
             on_device = self._call_device(hidden, logits, init, stream)
             if on_device is not None:
@@ -113,6 +121,32 @@ class MoeLayer:
             if self.router.bias is not None:
                 args.append(self.router.bias)
             (y,) = self.compiled(lg.element)(args)
+        return _arrays.from_host_result(y, self.element, h.framework)
+
+    def _call_packed(self, hidden, logits, init, cu_seqlens, stream, emulated):
+        if self.device == "cuda" and not emulated:
+            raise NotImplementedError("cu_seqlens on a real GPU is not wired up yet (the "
+                                      "kernels exist; the CPU and the GPU emulator run it)")
+        if stream is not None:
+            raise ValueError("stream applies to device='cuda' only")
+        h = _arrays.host_array(hidden, "hidden")
+        self._check_dtype("hidden", h.element)
+        lg = _arrays.host_array(logits, "logits")
+        lg.data = lg.data.reshape(_arrays.logits_shape(lg.data.shape))
+        if lg.data.shape[0] != 1:
+            raise ValueError("with cu_seqlens the logits are one packed batch [N, E]")
+        start = None
+        if init is not None:
+            start = _arrays.host_array(init, "init")
+            self._check_dtype("init", start.element)
+        self._check(lg.data.shape, h.data.shape, None if start is None else start.data.shape)
+        cu = packed_offsets(cu_seqlens, lg.data.shape[1])
+        self.router._check_packed(cu, self.num_experts)
+        init_data = np.zeros_like(h.data) if start is None else start.data
+        args = [lg.data, h.data, init_data, self.w1, self.w3, self.w2]
+        if self.router.bias is not None:
+            args.append(self.router.bias)
+        (y,) = self.compiled(lg.element, packed=True)(args + [cu])
         return _arrays.from_host_result(y, self.element, h.framework)
 
     def forward_topk(self, hidden, topk_ids, topk_weights, init=None):

@@ -250,13 +250,32 @@ def soft_cap(logits: np.ndarray, cap: float) -> np.ndarray:
 def route(logits, mode: str = "unified", k=None, alpha: float = 0.5,
           expert_score_kind: str = "sigmoid", renormalize: bool = False,
           capacity=None, capacity_factor=None, budget=None, bias=None,
-          routed_scaling_factor=None, softcap=None, n_group=None, topk_group=None) -> Plan:
+          routed_scaling_factor=None, softcap=None, n_group=None, topk_group=None,
+          cu_seqlens=None) -> Plan:
     """The whole router of `mode` on [B, T, E] logits, as the spec defines it
     (`bias`: the sigmoid_bias Token Choice variant), in the spec's order:
-    soft-cap the logits, score, select, gate, renormalize, scale."""
+    soft-cap the logits, score, select, gate, renormalize, scale. With
+    `cu_seqlens`, the logits are one packed batch [N, E] of sequences
+    cu_seqlens[i] .. cu_seqlens[i+1], each routed with its own T."""
     logits = np.asarray(logits)
     if logits.ndim == 2:
         logits = logits[None]
+    if cu_seqlens is not None:
+        options = dict(mode=mode, k=k, alpha=alpha, expert_score_kind=expert_score_kind,
+                       renormalize=renormalize, capacity=capacity,
+                       capacity_factor=capacity_factor, budget=budget, bias=bias,
+                       routed_scaling_factor=routed_scaling_factor, softcap=softcap,
+                       n_group=n_group, topk_group=topk_group)
+        gates = np.zeros(logits.shape, F32)
+        mask = np.zeros(logits.shape, bool)
+        for lo, hi in zip(cu_seqlens[:-1], cu_seqlens[1:]):
+            if hi > lo:
+                part = route(logits[:, lo:hi], **options)
+                gates[:, lo:hi], mask[:, lo:hi] = part.gates, part.mask
+        plan = plan_from_selection(gates, mask)
+        if mode == "token":
+            plan.topk_ids, plan.topk_weights = topk_list(gates, mask, int(k))
+        return plan
     if softcap is not None:
         logits = soft_cap(logits, softcap)
     _, t, e = logits.shape

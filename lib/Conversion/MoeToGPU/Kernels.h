@@ -88,10 +88,13 @@ gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
 /// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
 /// the softmax of each (sequence, expert) column over the tokens; one thread
 /// per column, tokens in order (the CPU path's order).
+/// With a `seqlens` type the logits are one packed batch and the kernel
+/// takes the offsets as a third argument: column (i, e) of sequence i.
 gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
                                           StringRef name, MemRefType logits,
                                           MemRefType scores, double alpha,
-                                          const loops::ModelOptions &model);
+                                          const loops::ModelOptions &model,
+                                          MemRefType seqlens = nullptr);
 
 /// A 1-D i32 buffer of `size` elements in workgroup (shared) memory.
 MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size);
@@ -102,13 +105,21 @@ enum class SelectionSet {
   Column,   ///< the T tokens of (b, e) (Expert Choice); grid = B * E
 };
 
+/// The budget of one select set of T tokens (index), built in a kernel.
+using SetBudgetFn = function_ref<Value(loops::LoopBuilder &, Value tokens)>;
+
 /// `name(gates, mask, budget: index)`: in place, keeps the `budget` best
 /// scores of each set (ties to the lower flat / token index), zeroes the
-/// rest, writes the mask and scales the kept gates by `model.gate`.
+/// rest, writes the mask and scales the kept gates by `model.gate`. With a
+/// `seqlens` type, `name(gates, mask, seqlens)` over one packed batch: the
+/// sets are sequence i's pairs (or its (i, e) columns), and each set's
+/// budget is `budgetOf(T_i)`.
 gpu::GPUFuncOp buildSelectKernel(OpBuilder &builder, Location loc,
                                  StringRef name, MemRefType gates,
                                  MemRefType mask, SelectionSet set,
-                                 const loops::ModelOptions &model);
+                                 const loops::ModelOptions &model,
+                                 MemRefType seqlens = nullptr,
+                                 SetBudgetFn budgetOf = nullptr);
 
 /// Plan kernels: one 1024-thread block per expert.
 inline constexpr int64_t kPlanBlock = 1024;

@@ -187,24 +187,37 @@ struct ConvertMoeToGPUPass
     gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
         kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha,
         model);
+    // Packed sequences: the column and select kernels read the offsets and
+    // compute each sequence's budget from its T_i themselves.
+    MemRefType seqlensType =
+        op.getSeqlens() ? memrefOf(op.getSeqlens().getType()) : MemRefType();
     gpu::GPUFuncOp mixKernel;
     if (columnMix)
       mixKernel = gpu_kernels::buildTokenSoftmaxMixKernel(
           kb, op.getLoc(), base + "_mix", logitsType, gatesType, *options.alpha,
-          model);
+          model, seqlensType);
     gpu::GPUFuncOp selectKernel = gpu_kernels::buildSelectKernel(
         kb, op.getLoc(), base + "_select", gatesType, maskType,
         unified ? gpu_kernels::SelectionSet::Sequence
                 : gpu_kernels::SelectionSet::Column,
-        model);
+        model, seqlensType, [&](LoopBuilder &b, Value tokens) {
+          return moe::buildSetBudget(b, b.getLoc(), options, tokens, experts,
+                                     /*checked=*/false);
+        });
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
     Value logits = toBuffer(b, op.getLogits());
     Value gates = allocResult(b, op.getGates().getType(), logits);
     Value mask = allocResult(b, op.getMask().getType(), logits);
-    Value batch = dim(b, logits, 0);
-    Value rows = muli(b, batch, dim(b, logits, 1));
+    Value seqlens = op.getSeqlens() ? toBuffer(b, op.getSeqlens()) : Value();
+    // Sequences: the batch's, or the packed ones (S + 1 offsets).
+    Value batch = seqlens ? subi(b,
+                                 arith::MaxUIOp::create(b, dim(b, seqlens, 0),
+                                                        indexConst(b, 1)),
+                                 indexConst(b, 1))
+                          : dim(b, logits, 0);
+    Value rows = muli(b, dim(b, logits, 0), dim(b, logits, 1));
     launch(b, scoreKernel,
            arith::CeilDivUIOp::create(
                b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
@@ -214,12 +227,17 @@ struct ConvertMoeToGPUPass
           b, mixKernel,
           arith::CeilDivUIOp::create(b, muli(b, batch, indexConst(b, experts)),
                                      indexConst(b, gpu_kernels::kColumnBlock)),
-          {logits, gates});
+          seqlens ? SmallVector<Value>{logits, gates, seqlens}
+                  : SmallVector<Value>{logits, gates});
 
-    Value budget = op.getRouter().buildSetBudget(b, op.getLoc(),
-                                                 dim(b, logits, 1), experts);
     Value sets = unified ? batch : muli(b, batch, indexConst(b, experts));
-    launch(b, selectKernel, sets, {gates, mask, budget});
+    if (seqlens) {
+      launch(b, selectKernel, sets, {gates, mask, seqlens});
+    } else {
+      Value budget = op.getRouter().buildSetBudget(b, op.getLoc(),
+                                                   dim(b, logits, 1), experts);
+      launch(b, selectKernel, sets, {gates, mask, budget});
+    }
 
     Builder attrs(op.getContext());
     SmallVector<NamedAttribute> common = {

@@ -92,24 +92,41 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
 
 gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
-    MemRefType scoresType, double alpha, const ModelOptions &model) {
+    MemRefType scoresType, double alpha, const ModelOptions &model,
+    MemRefType seqlensType) {
   const int64_t experts = logitsType.getDimSize(2);
+  SmallVector<Type> argTypes = {logitsType, scoresType};
+  if (seqlensType)
+    argTypes.push_back(seqlensType);
   return buildKernel(
-      builder, loc, name, {logitsType, scoresType}, int32_t(kColumnBlock),
+      builder, loc, name, argTypes, int32_t(kColumnBlock),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], scores = args[1];
+        Value seqlens = seqlensType ? args[2] : Value();
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
         Value column = addi(b, muli(b, bid, indexConst(b, kColumnBlock)), tid);
-        Value columns = muli(b, dim(b, logits, 0), indexConst(b, experts));
-        Value tokens = dim(b, logits, 1);
-        Value zero = indexConst(b, 0);
+        Value one = indexConst(b, 1);
+        // One column per (sequence, expert): of the batch, or of the packed
+        // sequences.
+        Value sequences =
+            seqlens ? subi(b, dim(b, seqlens, 0), one) : dim(b, logits, 0);
+        Value columns = muli(b, sequences, indexConst(b, experts));
         ifThen(b, cmpi(b, CmpIPredicate::ult, column, columns),
                [&](LoopBuilder &b) {
-                 Value bi =
+                 Value sequence =
                      arith::DivUIOp::create(b, column, indexConst(b, experts));
                  Value ei =
                      arith::RemUIOp::create(b, column, indexConst(b, experts));
+                 // The column's rows [zero, tokens) of batch entry bi.
+                 Value bi = sequence, zero = indexConst(b, 0),
+                       tokens = dim(b, logits, 1);
+                 if (seqlens) {
+                   bi = zero;
+                   zero = i32ToIndex(b, load(b, seqlens, {sequence}));
+                   tokens = i32ToIndex(
+                       b, load(b, seqlens, {addi(b, sequence, one)}));
+                 }
                  auto x = [&](LoopBuilder &b, Value t) {
                    return model.logit(b, loadAsF32(b, logits, {bi, t, ei}));
                  };

@@ -45,43 +45,59 @@ MemRefType gpu_kernels::workgroupBuffer(MLIRContext *ctx, int64_t size) {
 gpu::GPUFuncOp
 gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                                MemRefType gatesType, MemRefType maskType,
-                               SelectionSet set, const ModelOptions &model) {
+                               SelectionSet set, const ModelOptions &model,
+                               MemRefType seqlensType, SetBudgetFn budgetOf) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   SmallVector<Type> workgroup = {workgroupBuffer(ctx, 256),
                                  workgroupBuffer(ctx, 4),
                                  workgroupBuffer(ctx, kWarps)};
+  Type third = seqlensType ? Type(seqlensType) : builder.getIndexType();
   return buildKernel(
-      builder, loc, name, {gatesType, maskType, builder.getIndexType()},
-      int32_t(kThreads),
+      builder, loc, name, {gatesType, maskType, third}, int32_t(kThreads),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> buffers) {
-        Value gates = args[0], mask = args[1], budget = args[2];
+        Value gates = args[0], mask = args[1];
         Value hist = buffers[0], shared = buffers[1], warpTotals = buffers[2];
 
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value setId = gpu::BlockIdOp::create(b, gpu::Dimension::x);
         Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
         Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-        Value tokens = dim(b, gates, 1);
         Value numExperts = indexConst(b, experts);
         Value zero = indexConst(b, 0), threads = indexConst(b, kThreads);
 
-        // Element i of this block's set, as [b, t, e] indices, and the set
-        // size.
-        Value count, seq, fixedExpert;
+        // This block's sequence (a batch index, or a packed sequence whose
+        // rows start at `first`), its T and budget, and the set size.
+        Value sequence = set == SelectionSet::Sequence
+                             ? setId
+                             : arith::DivUIOp::create(b, setId, numExperts);
+        Value seq = sequence, first = zero, tokens, budget;
+        if (seqlensType) {
+          Value seqlens = args[2];
+          first = i32ToIndex(b, load(b, seqlens, {sequence}));
+          Value end = i32ToIndex(
+              b, load(b, seqlens, {addi(b, sequence, indexConst(b, 1))}));
+          tokens = subi(b, end, first);
+          seq = zero;
+          budget = budgetOf(b, tokens);
+        } else {
+          tokens = dim(b, gates, 1);
+          budget = args[2];
+        }
+        Value count, fixedExpert;
         if (set == SelectionSet::Sequence) {
-          seq = setId;
           count = muli(b, tokens, numExperts);
         } else {
-          seq = arith::DivUIOp::create(b, setId, numExperts);
           fixedExpert = arith::RemUIOp::create(b, setId, numExperts);
           count = tokens;
         }
+        // Element i of the set, as [b, t, e] indices.
         auto element = [&](LoopBuilder &b, Value i) -> SmallVector<Value> {
           if (set == SelectionSet::Sequence)
-            return {seq, arith::DivUIOp::create(b, i, numExperts),
+            return {seq,
+                    addi(b, first, arith::DivUIOp::create(b, i, numExperts)),
                     arith::RemUIOp::create(b, i, numExperts)};
-          return {seq, i, fixedExpert};
+          return {seq, addi(b, first, i), fixedExpert};
         };
 
         // --- 1. Radix select of the key K of the budget-th best element.

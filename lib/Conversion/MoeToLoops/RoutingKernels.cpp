@@ -155,7 +155,9 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
   for (int64_t d = 0; d < 2; ++d)
     if (type.isDynamicDim(d))
       dynSizes.push_back(dim(b, out, d));
-  Value f = alloc(b, type, dynSizes);
+  // Identity layout: `out` may be a strided view (one packed sequence).
+  Value f = alloc(b, MemRefType::get(type.getShape(), type.getElementType()),
+                  dynSizes);
   emitTokenAxisSoftmax(b, logits, f, model);
   emitTokenSoftmax(b, logits, out, model);
   forEachPair(b, out, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {

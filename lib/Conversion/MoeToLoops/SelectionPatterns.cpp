@@ -14,11 +14,13 @@
 
 #include "PopulatePatterns.h"
 #include "RoutingKernels.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
 using namespace mlir::usmoe::loops;
 namespace routing = mlir::usmoe::routing;
+using arith::CmpIPredicate;
 
 namespace {
 
@@ -102,6 +104,59 @@ struct SelectGlobalLowering : OpRewritePattern<moe::SelectGlobalOp> {
   }
 };
 
+/// Expert Choice or Unified over [B, T, E] buffers (or views): scores into
+/// the gate buffer, the budget for this T, then the selection.
+void emitSelectingRouter(LoopBuilder &b, const routing::RouterOptions &options,
+                         const ModelOptions &model, Value logits,
+                         SelectionBuffers buffers) {
+  if (options.mode == routing::Mode::Expert) {
+    emitTokenSoftmax(b, logits, buffers.gates, model);
+    Value capacity = emitSetBudget(b, options, buffers.gates);
+    emitExpertChoice(b, buffers.gates, buffers.mask, capacity, model);
+    return;
+  }
+  emitUnifiedScore(b, *options.alpha, moe::toScoreKind(*options.expertScore),
+                   logits, buffers.gates, model);
+  Value budget = emitSetBudget(b, options, buffers.gates);
+  emitGlobalTopN(b, buffers.gates, buffers.mask, budget, model);
+}
+
+/// For each sequence i of a packed [1, N, E] batch with offsets `seqlens`
+/// (S + 1 of them), body(slice) where slice(m) is m's rows seqlens[i] ..
+/// seqlens[i+1] as a [1, T_i, E] view. Checks the offsets first (start at
+/// 0, never decrease, end at N): the caller gets the failed check.
+void forEachPackedSequence(
+    LoopBuilder &b, Value seqlens, Value like,
+    function_ref<void(LoopBuilder &, function_ref<Value(Value)>)> body) {
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
+  Value offsets = dim(b, seqlens, 0);
+  cf::AssertOp::create(b, cmpi(b, CmpIPredicate::uge, offsets, one),
+                       "moe: seqlens needs at least one offset");
+  Value sequences = subi(b, offsets, one);
+  cf::AssertOp::create(
+      b, cmpi(b, CmpIPredicate::eq, load(b, seqlens, {zero}), i32Const(b, 0)),
+      "moe: seqlens must start at 0");
+  Value last = i32ToIndex(b, load(b, seqlens, {sequences}));
+  cf::AssertOp::create(b, cmpi(b, CmpIPredicate::eq, last, dim(b, like, 1)),
+                       "moe: seqlens must end at the number of tokens");
+  forRange(b, zero, sequences, [&](LoopBuilder &b, Value i) {
+    Value lo = i32ToIndex(b, load(b, seqlens, {i}));
+    Value hi = i32ToIndex(b, load(b, seqlens, {addi(b, i, one)}));
+    cf::AssertOp::create(b, cmpi(b, CmpIPredicate::sle, lo, hi),
+                         "moe: seqlens must not decrease");
+    Value length = subi(b, hi, lo);
+    int64_t experts = cast<MemRefType>(like.getType()).getDimSize(2);
+    body(b, [&](Value memref) -> Value {
+      SmallVector<OpFoldResult> offsets = {b.getIndexAttr(0), lo,
+                                           b.getIndexAttr(0)};
+      SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1), length,
+                                         b.getIndexAttr(experts)};
+      SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+      return memref::SubViewOp::create(b, memref, offsets, sizes, strides);
+    });
+  });
+}
+
 struct RouteLowering : OpRewritePattern<moe::RouteOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::RouteOp op,
@@ -151,20 +206,18 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
       });
       break;
     }
-    case routing::Mode::Expert: {
-      emitTokenSoftmax(b, logits, buffers.gates, model);
-      Value capacity = emitSetBudget(b, options, buffers.gates);
-      emitExpertChoice(b, buffers.gates, buffers.mask, capacity, model);
+    case routing::Mode::Expert:
+    case routing::Mode::Unified:
+      if (Value seqlens = op.getSeqlens())
+        forEachPackedSequence(
+            b, toBuffer(b, seqlens), logits,
+            [&](LoopBuilder &b, function_ref<Value(Value)> slice) {
+              emitSelectingRouter(b, options, model, slice(logits),
+                                  {slice(buffers.gates), slice(buffers.mask)});
+            });
+      else
+        emitSelectingRouter(b, options, model, logits, buffers);
       break;
-    }
-    case routing::Mode::Unified: {
-      emitUnifiedScore(b, *options.alpha,
-                       moe::toScoreKind(*options.expertScore), logits,
-                       buffers.gates, model);
-      Value budget = emitSetBudget(b, options, buffers.gates);
-      emitGlobalTopN(b, buffers.gates, buffers.mask, budget, model);
-      break;
-    }
     }
     replaceSelection(rewriter, b, op, buffers);
     return success();

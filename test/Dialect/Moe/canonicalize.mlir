@@ -149,3 +149,17 @@ func.func @fold_keeps_model_options(%l: tensor<2x4x8xf32>) -> (tensor<2x4x8xf32>
   %g2, %m2 = moe.route #moe.expert<k = 8, capacity_factor = 1.0e300, routed_scaling_factor = 2.5> %l : tensor<2x4x8xf32>
   return %g, %g2 : tensor<2x4x8xf32>, tensor<2x4x8xf32>
 }
+
+// -----
+
+// Packed sequences: T varies by sequence, so the budget stays derived.
+// CHECK-LABEL: func.func @packed_keeps_k
+// CHECK: moe.route #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid> %{{.*}} seqlens
+// CHECK: moe.route #moe.unified<k = 1.0, alpha = 0.0, expert_score = sigmoid> %{{.*}} seqlens
+// CHECK-NOT: moe.route #moe.token
+// CHECK: return
+func.func @packed_keeps_k(%l: tensor<1x1x8xf32>, %cu: tensor<?xi32>) -> (tensor<1x1x8xf32>, tensor<1x1x8xf32>) {
+  %g, %m = moe.route #moe.unified<k = 1.5> %l seqlens %cu : tensor<?xi32> : tensor<1x1x8xf32>
+  %g2, %m2 = moe.route #moe.unified<k = 1.0, alpha = 0.0> %l seqlens %cu : tensor<?xi32> : tensor<1x1x8xf32>
+  return %g, %g2 : tensor<1x1x8xf32>, tensor<1x1x8xf32>
+}

@@ -661,3 +661,22 @@ func.func @select_given_no_experts(%ids: tensor<4x1xi32>, %w: tensor<4x1xf32>) {
   %g, %m = moe.select_given %ids, %w experts = 0 : tensor<4x1xi32>, tensor<4x1xf32>
   return
 }
+
+// -----
+
+func.func @packed_needs_one_batch(%l: tensor<2x?x8xf32>, %cu: tensor<?xi32>) {
+  // expected-error @+1 {{expects one packed batch [1, N, E] of logits with seqlens, got 'tensor<2x?x8xf32>'}}
+  %g, %m = moe.route #moe.unified<k = 1.0> %l seqlens %cu : tensor<?xi32> : tensor<2x?x8xf32>
+  return
+}
+
+// -----
+
+// With seqlens, N is not T: n = 40 > N * E is no error (checked per
+// sequence at run time).
+func.func @packed_budget_is_per_sequence(%l: tensor<1x4x8xf32>, %cu: tensor<?xi32>) {
+  // expected-error @+1 {{expects n <= T * E = 32, got 40}}
+  %g, %m = moe.route #moe.unified<n = 40> %l : tensor<1x4x8xf32>
+  %g2, %m2 = moe.route #moe.unified<n = 40> %l seqlens %cu : tensor<?xi32> : tensor<1x4x8xf32>
+  return
+}

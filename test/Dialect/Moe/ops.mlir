@@ -87,6 +87,16 @@ func.func @model_options(%l: tensor<1x?x64xf16>, %b: tensor<64xf32>) {
   return
 }
 
+// One packed batch of sequences with offsets (cu_seqlens).
+// CHECK-LABEL: func.func @packed
+// CHECK: moe.route #moe.unified<k = 1.5, alpha = 0.5, expert_score = sigmoid> %{{.*}} seqlens %{{.*}} : tensor<?xi32> : tensor<1x?x64xf16>
+// CHECK: moe.route #moe.token<k = 2> %{{.*}} bias %{{.*}} seqlens %{{.*}} : tensor<5xi32> : tensor<1x?x64xf16>, tensor<64xf32>
+func.func @packed(%l: tensor<1x?x64xf16>, %cu: tensor<?xi32>, %cu5: tensor<5xi32>, %b: tensor<64xf32>) {
+  %g, %m = moe.route #moe.unified<k = 1.5> %l seqlens %cu : tensor<?xi32> : tensor<1x?x64xf16>
+  %g2, %m2 = moe.route #moe.token<k = 2> %l bias %b seqlens %cu5 : tensor<5xi32> : tensor<1x?x64xf16>, tensor<64xf32>
+  return
+}
+
 // A selection made elsewhere: [R, k] ids and weights -> a [1, R, E] selection.
 // CHECK-LABEL: func.func @select_given
 // CHECK: %{{.*}}, %{{.*}} = moe.select_given %{{.*}}, %{{.*}} experts = 64 : tensor<?x8xi32>, tensor<?x8xf32>

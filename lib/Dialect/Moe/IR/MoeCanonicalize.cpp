@@ -109,6 +109,8 @@ struct SimplifyRoute : OpRewritePattern<RouteOp> {
     std::optional<int64_t> tokens = staticTokenCount(op.getLogits());
     if (!tokens)
       return rewriter.notifyMatchFailure(op, "dynamic number of tokens");
+    if (op.getSeqlens())
+      return rewriter.notifyMatchFailure(op, "T varies by packed sequence");
     int64_t numExperts = op.getLogits().getType().getDimSize(2);
     if (RouterAttrInterface router =
             op.getRouter().withExplicitBudget(*tokens, numExperts)) {
@@ -127,7 +129,7 @@ struct SimplifyRoute : OpRewritePattern<RouteOp> {
     if (!router)
       return failure();
     auto route = RouteOp::create(rewriter, op.getLoc(), op.getLogits(),
-                                 /*bias=*/Value(), router);
+                                 /*bias=*/Value(), /*seqlens=*/Value(), router);
     rewriter.replaceOp(op, route.getResults());
     return success();
   }

@@ -252,7 +252,15 @@ LogicalResult RouteOp::verify() {
       return emitOpError() << "expects one bias per expert (" << numExperts
                            << "), got " << size;
   }
-  return check(*this, getRouter().check(numExperts, staticTokens(type),
+  // Packed sequences: T is per sequence, known at run time only.
+  std::optional<int64_t> tokens = staticTokens(type);
+  if (getSeqlens()) {
+    if (type.getDimSize(0) != 1)
+      return emitOpError() << "expects one packed batch [1, N, E] of logits "
+                           << "with seqlens, got " << type;
+    tokens.reset();
+  }
+  return check(*this, getRouter().check(numExperts, tokens,
                                         static_cast<bool>(getBias())));
 }
 

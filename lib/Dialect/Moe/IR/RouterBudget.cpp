@@ -47,7 +47,8 @@ void checkAtMost(OpBuilder &b, Location loc, Value value, Value limit,
 
 Value mlir::moe::buildSetBudget(OpBuilder &b, Location loc,
                                 const routing::RouterOptions &options,
-                                Value numTokens, int64_t numExperts) {
+                                Value numTokens, int64_t numExperts,
+                                bool checked) {
   auto constant = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
@@ -61,8 +62,9 @@ Value mlir::moe::buildSetBudget(OpBuilder &b, Location loc,
   case routing::Mode::Expert: {
     if (options.capacity) {
       Value capacity = constant(*options.capacity);
-      checkAtMost(b, loc, capacity, numTokens, numTokens,
-                  "moe: expert capacity exceeds the number of tokens T");
+      if (checked)
+        checkAtMost(b, loc, capacity, numTokens, numTokens,
+                    "moe: expert capacity exceeds the number of tokens T");
       return capacity;
     }
     // clamp(ceil(factor * T * k / E), 1, T), clamped to T in f64 first: a
@@ -81,8 +83,9 @@ Value mlir::moe::buildSetBudget(OpBuilder &b, Location loc,
       Value budget = constant(*options.n);
       Value pairs =
           arith::MulIOp::create(b, loc, numTokens, constant(numExperts));
-      checkAtMost(b, loc, budget, pairs, numTokens,
-                  "moe: unified budget n exceeds T * E of the input");
+      if (checked)
+        checkAtMost(b, loc, budget, pairs, numTokens,
+                    "moe: unified budget n exceeds T * E of the input");
       return budget;
     }
     Value product = arith::MulFOp::create(b, loc, f64(*options.k),

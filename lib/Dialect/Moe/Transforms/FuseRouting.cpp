@@ -29,7 +29,7 @@ LogicalResult replaceWithRoute(PatternRewriter &rewriter, Operation *selection,
   if (!router)
     return failure();
   auto route = RouteOp::create(rewriter, selection->getLoc(), logits,
-                               /*bias=*/Value(), router);
+                               /*bias=*/Value(), /*seqlens=*/Value(), router);
   rewriter.replaceOp(selection, route.getResults());
   return success();
 }

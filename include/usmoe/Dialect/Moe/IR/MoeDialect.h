@@ -30,10 +30,13 @@ ExpertScoreKind toScoreKind(usmoe::routing::ExpertScore score);
 
 /// Emits the budget of one select set of a router with `options` (see
 /// RouterAttrInterface::buildSetBudget); the unfused selection ops use it
-/// with their partial options.
+/// with their partial options. Inside a GPU kernel, where a failed check
+/// cannot reach the caller, `checked = false` leaves out the run-time check
+/// of an explicit n or capacity (a budget above the set size selects the
+/// whole set).
 Value buildSetBudget(OpBuilder &builder, Location loc,
                      const usmoe::routing::RouterOptions &options,
-                     Value numTokens, int64_t numExperts);
+                     Value numTokens, int64_t numExperts, bool checked = true);
 } // namespace mlir::moe
 
 #endif // USMOE_DIALECT_MOE_IR_MOEDIALECT_H

@@ -206,7 +206,7 @@ def Moe_SelectGivenOp : Moe_Op<"select_given", [Pure, InferTypeOpAdaptor]> {
 // Fused routing
 //===----------------------------------------------------------------------===//
 
-def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
+def Moe_RouteOp : Moe_RoutingShapedOp<"route", [AttrSizedOperandSegments]> {
   let summary = "fused scoring and selection: the unit the lowerings consume";
   let description = [{
     One op for the whole router, produced by `moe-fuse-routing` from a score
@@ -223,6 +223,13 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
     - `#moe.unified<n = N | k = K[, alpha = A][, expert_score = S]>`:
       `moe.unified_score` + `moe.select_global`, `N = floor(k * T)`.
 
+    With `seqlens` (`cu_seqlens`, S + 1 int32 offsets), the logits are one
+    packed batch `[1, N, E]` of S sequences of different lengths: sequence
+    i is rows `seqlens[i] .. seqlens[i+1]`, and every per-sequence rule
+    (the Expert Choice capacity, the Unified budget, `softmax_tokens`)
+    applies to each sequence with its own T_i. The offsets must start at 0,
+    not decrease and end at N (checked at run time on the CPU).
+
     Example:
     ```mlir
     %gates, %mask = moe.route %logits
@@ -230,14 +237,18 @@ def Moe_RouteOp : Moe_RoutingShapedOp<"route"> {
         : tensor<?x?x64xbf16>
     %g2, %m2 = moe.route #moe.token<k = 8, renormalize> %logits bias %b
         : tensor<?x?x64xbf16>, tensor<64xf32>
+    %g3, %m3 = moe.route #moe.unified<k = 1.5> %packed seqlens %cu
+        : tensor<?xi32> : tensor<1x?x64xf32>
     ```
   }];
   let arguments = (ins Moe_LogitsTensor:$logits,
                        Optional<Moe_WeightVector>:$bias,
+                       Optional<Moe_IndexVector>:$seqlens,
                        Moe_RouterAttrInterface:$router);
   let results = (outs Moe_ScoreTensor:$gates, Moe_MaskTensor:$mask);
   let assemblyFormat = [{
-    $router $logits (`bias` $bias^)? attr-dict `:` type($logits)
+    $router $logits (`bias` $bias^)?
+    (`seqlens` $seqlens^ `:` type($seqlens))? attr-dict `:` type($logits)
     (`,` type($bias)^)?
   }];
   let extraClassDeclaration = [{
