@@ -17,6 +17,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Conversion/Common/GivenSelection.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
 
@@ -195,27 +196,11 @@ gpu::GPUFuncOp gpu_kernels::buildSelectGivenKernel(
         Value ids = args[0], weights = args[1], gates = args[2], mask = args[3];
         Value r = addi(b, muli(b, blockId(b), indexConst(b, kColumnBlock)),
                        threadId(b));
-        Value zero = indexConst(b, 0);
-        ifThen(
-            b, cmpi(b, CmpIPredicate::ult, r, dim(b, ids, 0)),
-            [&](LoopBuilder &b) {
-              forRange(b, zero, indexConst(b, experts),
-                       [&](LoopBuilder &b, Value e) {
-                         store(b, f32Const(b, 0.0), gates, {zero, r, e});
-                         store(b, i1Const(b, false), mask, {zero, r, e});
-                       });
-              forRange(b, zero, dim(b, ids, 1), [&](LoopBuilder &b, Value j) {
-                Value id = load(b, ids, {r, j});
-                Value inRange =
-                    andi(b, cmpi(b, CmpIPredicate::sge, id, i32Const(b, 0)),
-                         cmpi(b, CmpIPredicate::slt, id, i32Const(b, experts)));
-                ifThen(b, inRange, [&](LoopBuilder &b) {
-                  Value e = i32ToIndex(b, id);
-                  store(b, i1Const(b, true), mask, {zero, r, e});
-                  store(b, load(b, weights, {r, j}), gates, {zero, r, e});
-                });
-              });
-            });
+        ifThen(b, cmpi(b, CmpIPredicate::ult, r, dim(b, ids, 0)),
+               [&](LoopBuilder &b) {
+                 emitGivenRow(b, ids, weights, gates, mask, r, experts,
+                              /*checked=*/false);
+               });
       });
 }
 

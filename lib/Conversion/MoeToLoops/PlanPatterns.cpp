@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Conversion/Common/GivenSelection.h"
 #include "PopulatePatterns.h"
 #include "RoutingKernels.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
@@ -190,24 +191,7 @@ struct SelectGivenLowering : OpRewritePattern<moe::SelectGivenOp> {
     Value mask = bufferOf(op.getMask().getType());
     int64_t experts = op.getExperts();
     forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
-      forRange(b, zero, indexConst(b, experts), [&](LoopBuilder &b, Value e) {
-        store(b, f32Const(b, 0.0), gates, {zero, r, e});
-        store(b, i1Const(b, false), mask, {zero, r, e});
-      });
-      forRange(b, zero, dim(b, ids, 1), [&](LoopBuilder &b, Value j) {
-        Value id = load(b, ids, {r, j});
-        Value inRange =
-            andi(b, cmpi(b, CmpIPredicate::sge, id, i32Const(b, 0)),
-                 cmpi(b, CmpIPredicate::slt, id, i32Const(b, experts)));
-        cf::AssertOp::create(
-            b, inRange, "moe: select_given: an expert id is outside [0, E)");
-        Value e = i32ToIndex(b, id);
-        cf::AssertOp::create(
-            b, notI1(b, load(b, mask, {zero, r, e})),
-            "moe: select_given: an expert id repeats in a row");
-        store(b, i1Const(b, true), mask, {zero, r, e});
-        store(b, load(b, given, {r, j}), gates, {zero, r, e});
-      });
+      emitGivenRow(b, ids, given, gates, mask, r, experts, /*checked=*/true);
     });
     rewriter.replaceOp(op, {toTensor(b, gates, op.getGates().getType()),
                             toTensor(b, mask, op.getMask().getType())});

@@ -61,37 +61,63 @@ static void setModelOptions(RouterOptions &options, FloatAttr scale,
   options.softcap = valueOf(softcap);
 }
 
-RouterOptions TokenRouterAttr::getRouterOptions() const {
+/// The options of each router attribute's parameters, for its getter and
+/// its verifier alike.
+static RouterOptions tokenOptions(int64_t k, bool renormalize,
+                                  std::optional<int64_t> nGroup,
+                                  std::optional<int64_t> topkGroup,
+                                  FloatAttr scale, FloatAttr softcap) {
   RouterOptions options;
   options.mode = Mode::Token;
-  options.k = static_cast<double>(getK());
-  options.renormalize = getRenormalize();
-  options.nGroup = getNGroup();
-  options.topkGroup = getTopkGroup();
-  setModelOptions(options, getRoutedScalingFactor(), getSoftcap());
+  options.k = static_cast<double>(k);
+  options.renormalize = renormalize;
+  options.nGroup = nGroup;
+  options.topkGroup = topkGroup;
+  setModelOptions(options, scale, softcap);
   return options;
+}
+
+static RouterOptions expertOptions(std::optional<int64_t> capacity,
+                                   FloatAttr capacityFactor,
+                                   std::optional<int64_t> k, FloatAttr scale,
+                                   FloatAttr softcap) {
+  RouterOptions options;
+  options.mode = Mode::Expert;
+  options.capacity = capacity;
+  options.capacityFactor = valueOf(capacityFactor);
+  if (k)
+    options.k = static_cast<double>(*k);
+  setModelOptions(options, scale, softcap);
+  return options;
+}
+
+static RouterOptions unifiedOptions(std::optional<int64_t> n, FloatAttr k,
+                                    FloatAttr alpha,
+                                    ExpertScoreKind expertScore,
+                                    FloatAttr scale, FloatAttr softcap) {
+  RouterOptions options;
+  options.mode = Mode::Unified;
+  options.n = n;
+  options.k = valueOf(k);
+  options.alpha = valueOf(alpha);
+  options.expertScore = toRoutingScore(expertScore);
+  setModelOptions(options, scale, softcap);
+  return options;
+}
+
+RouterOptions TokenRouterAttr::getRouterOptions() const {
+  return tokenOptions(getK(), getRenormalize(), getNGroup(), getTopkGroup(),
+                      getRoutedScalingFactor(), getSoftcap());
 }
 
 RouterOptions ExpertRouterAttr::getRouterOptions() const {
-  RouterOptions options;
-  options.mode = Mode::Expert;
-  options.capacity = getCapacity();
-  options.capacityFactor = valueOf(getCapacityFactor());
-  if (std::optional<int64_t> k = getK())
-    options.k = static_cast<double>(*k);
-  setModelOptions(options, getRoutedScalingFactor(), getSoftcap());
-  return options;
+  return expertOptions(getCapacity(), getCapacityFactor(), getK(),
+                       getRoutedScalingFactor(), getSoftcap());
 }
 
 RouterOptions UnifiedRouterAttr::getRouterOptions() const {
-  RouterOptions options;
-  options.mode = Mode::Unified;
-  options.n = getN();
-  options.k = valueOf(getK());
-  options.alpha = getAlpha().getValueAsDouble();
-  options.expertScore = toRoutingScore(getExpertScore());
-  setModelOptions(options, getRoutedScalingFactor(), getSoftcap());
-  return options;
+  return unifiedOptions(getN(), getK(), getAlpha(), getExpertScore(),
+                        getRoutedScalingFactor(), getSoftcap());
 }
 
 RouterAttrInterface
@@ -141,14 +167,8 @@ TokenRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t k,
                         bool renormalize, std::optional<int64_t> nGroup,
                         std::optional<int64_t> topkGroup, FloatAttr scale,
                         FloatAttr softcap) {
-  RouterOptions options;
-  setModelOptions(options, scale, softcap);
-  options.mode = Mode::Token;
-  options.k = static_cast<double>(k);
-  options.renormalize = renormalize;
-  options.nGroup = nGroup;
-  options.topkGroup = topkGroup;
-  return verifyOptions(emitError, options);
+  return verifyOptions(emitError, tokenOptions(k, renormalize, nGroup,
+                                               topkGroup, scale, softcap));
 }
 
 LogicalResult
@@ -156,14 +176,8 @@ ExpertRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          std::optional<int64_t> capacity,
                          FloatAttr capacityFactor, std::optional<int64_t> k,
                          FloatAttr scale, FloatAttr softcap) {
-  RouterOptions options;
-  setModelOptions(options, scale, softcap);
-  options.mode = Mode::Expert;
-  options.capacity = capacity;
-  options.capacityFactor = valueOf(capacityFactor);
-  if (k)
-    options.k = static_cast<double>(*k);
-  return verifyOptions(emitError, options);
+  return verifyOptions(
+      emitError, expertOptions(capacity, capacityFactor, k, scale, softcap));
 }
 
 LogicalResult
@@ -173,14 +187,8 @@ UnifiedRouterAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                           FloatAttr scale, FloatAttr softcap) {
   if (!alpha)
     return emitError() << "expects alpha";
-  RouterOptions options;
-  setModelOptions(options, scale, softcap);
-  options.mode = Mode::Unified;
-  options.n = n;
-  options.k = valueOf(k);
-  options.alpha = alpha.getValueAsDouble();
-  options.expertScore = toRoutingScore(expertScore);
-  return verifyOptions(emitError, options);
+  return verifyOptions(
+      emitError, unifiedOptions(n, k, alpha, expertScore, scale, softcap));
 }
 
 std::string RouterAttrInterface::check(std::optional<int64_t> numExperts,
