@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Compiler.h"
+#include "usmoe/Support/InputLimits.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -101,40 +102,10 @@ private:
   ScopedDiagnosticHandler handler;
 };
 
-/// Deepest bracket nesting accepted: far beyond real IR, far below what
-/// overflows the recursive parser on the caller's stack.
-constexpr int kMaxNesting = 1000;
-
-/// Rejects text that nests (, [ or { deeper than kMaxNesting outside string
-/// literals, which would overflow MLIR's recursive parser (a crash).
-void checkNesting(const std::string &source) {
-  int depth = 0;
-  bool inString = false;
-  for (size_t i = 0; i < source.size(); ++i) {
-    char c = source[i];
-    if (inString) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        inString = false;
-      continue;
-    }
-    if (c == '"')
-      inString = true;
-    else if (c == '(' || c == '[' || c == '{')
-      ++depth;
-    else if ((c == ')' || c == ']' || c == '}') && depth > 0)
-      --depth;
-    if (depth > kMaxNesting)
-      throw CompileError("the IR nests brackets more than " +
-                         std::to_string(kMaxNesting) +
-                         " levels deep; usmoe does not parse it");
-  }
-}
-
 OwningOpRef<ModuleOp> parse(MLIRContext &ctx, const std::string &source,
                             DiagnosticCollector &diags) {
-  checkNesting(source);
+  if (std::string tooDeep = usmoe::checkNesting(source); !tooDeep.empty())
+    throw CompileError(tooDeep);
   auto module = parseSourceString<ModuleOp>(source, &ctx, "<usmoe>");
   if (!module)
     diags.fail("could not parse the IR");
