@@ -37,5 +37,11 @@ else
   echo "could not pip install usmoe with NumPy 2 into $venv (is PyPI reachable?)"
 fi
 
+# libFuzzer over parse + verify + every pipeline, under ASan + UBSan: a
+# bounded smoke run (its own instrumented build in build-fuzz/).
+echo "== fuzz smoke (libFuzzer, ${USMOE_FUZZ_SECONDS:-120} s)"
+USMOE_FUZZ_REPORT="$reports/fuzz.xml" bash scripts/fuzz.sh "${USMOE_FUZZ_SECONDS:-120}"
+
 echo
-python3 scripts/summarize_results.py "$reports/lit.xml" "$reports/pytest.xml" "$numpy2_report"
+python3 scripts/summarize_results.py "$reports/lit.xml" "$reports/pytest.xml" "$numpy2_report" \
+  "$reports/fuzz.xml"

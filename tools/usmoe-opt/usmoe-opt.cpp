@@ -45,8 +45,8 @@ int main(int argc, char **argv) {
       registry);
   MlirOptMainConfig config = MlirOptMainConfig::createFromCLOptions();
   if (config.shouldShowDialects() || config.shouldListPasses())
-    return asMainReturnCode(MlirOptMain(argc, argv, inputFilename,
-                                        outputFilename, registry));
+    return asMainReturnCode(
+        MlirOptMain(argc, argv, inputFilename, outputFilename, registry));
 
   std::string error;
   std::unique_ptr<llvm::MemoryBuffer> input =

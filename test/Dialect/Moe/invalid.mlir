@@ -235,6 +235,14 @@ func.func @router_k_not_a_number(%l: tensor<1x4x8xf32>) {
 
 // -----
 
+func.func @router_k_is_a_bool(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects a number for 'k', got true}}
+  %g, %m = moe.route #moe.token<k = true> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
 func.func @router_capacity_not_an_integer(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expected integer value}}
   %g, %m = moe.route #moe.expert<capacity = 1.5> %l : tensor<1x4x8xf32>

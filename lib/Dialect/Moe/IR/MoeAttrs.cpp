@@ -262,7 +262,9 @@ static std::optional<RouterOptions> parseRouterOptions(AsmParser &parser,
       if (parser.parseAttribute(number))
         return failure();
       std::optional<double> value;
-      if (auto integer = dyn_cast<IntegerAttr>(number))
+      // (`true` parses as an i1 integer; it is not a number here.)
+      auto integer = dyn_cast<IntegerAttr>(number);
+      if (integer && !integer.getType().isInteger(1))
         value = static_cast<double>(integer.getValue().getSExtValue());
       else if (auto real = dyn_cast<FloatAttr>(number))
         value = real.getValueAsDouble();
