@@ -7,6 +7,7 @@
 
 #include "PopulatePatterns.h"
 #include "RoutingKernels.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -34,6 +35,37 @@ static void copyConverting(LoopBuilder &b, Value src, Value dst,
 namespace {
 
 /// result[m, :] = hidden[token_ids[m], :]
+/// Run-time checks of the plan contract the dialect documents (dispatch,
+/// expert_ffn and combine take what moe.plan writes): a caller that passes
+/// other ids or offsets gets the failed check, not an out-of-bounds access.
+void checkIdsBelow(LoopBuilder &b, Value ids, Value limit, StringRef message) {
+  forRange(b, indexConst(b, 0), dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
+    Value id = load(b, ids, {m});
+    Value ok =
+        andi(b, cmpi(b, arith::CmpIPredicate::sge, id, i32Const(b, 0)),
+             cmpi(b, arith::CmpIPredicate::slt, i32ToIndex(b, id), limit));
+    cf::AssertOp::create(b, ok, message);
+  });
+}
+
+/// offsets[0] = 0, never decreasing, offsets[E] = rows.
+void checkOffsets(LoopBuilder &b, Value offsets, Value rows,
+                  StringRef message) {
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
+  Value last = subi(b, dim(b, offsets, 0), one);
+  Value ok = andi(b,
+                  cmpi(b, arith::CmpIPredicate::eq, load(b, offsets, {zero}),
+                       i32Const(b, 0)),
+                  cmpi(b, arith::CmpIPredicate::eq,
+                       i32ToIndex(b, load(b, offsets, {last})), rows));
+  cf::AssertOp::create(b, ok, message);
+  forRange(b, zero, last, [&](LoopBuilder &b, Value e) {
+    Value step = cmpi(b, arith::CmpIPredicate::sle, load(b, offsets, {e}),
+                      load(b, offsets, {addi(b, e, one)}));
+    cf::AssertOp::create(b, step, message);
+  });
+}
+
 struct DispatchLowering : OpRewritePattern<moe::DispatchOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::DispatchOp op,
@@ -51,6 +83,8 @@ struct DispatchLowering : OpRewritePattern<moe::DispatchOp> {
         b, MemRefType::get(type.getShape(), type.getElementType()), dynSizes);
     Value zero = indexConst(b, 0);
     Value width = dim(b, hidden, 1);
+    checkIdsBelow(b, ids, dim(b, hidden, 0),
+                  "moe: dispatch: a token id is outside [0, tokens)");
     forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
       Value g = i32ToIndex(b, load(b, ids, {m}));
       forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
@@ -84,6 +118,32 @@ struct CombineLowering : OpRewritePattern<moe::CombineOp> {
       return v.getType().isF32() ? v
                                  : arith::ExtFOp::create(b, b.getF32Type(), v);
     });
+    checkIdsBelow(b, ids, dim(b, init, 0),
+                  "moe: combine: a token id is outside [0, tokens)");
+    if (Value offsetsTensor = op.getExpertOffsets()) {
+      // The GPU lowering finds a token's rows by binary search: the rows of
+      // each expert must list ascending token ids, as moe.plan writes them.
+      Value offsets = toBuffer(b, offsetsTensor);
+      checkOffsets(b, offsets, dim(b, ids, 0),
+                   "moe: combine: expert_offsets must go from 0 to the number "
+                   "of rows without decreasing");
+      Value one = indexConst(b, 1);
+      forRange(
+          b, zero, subi(b, dim(b, offsets, 0), one),
+          [&](LoopBuilder &b, Value e) {
+            Value lo = i32ToIndex(b, load(b, offsets, {e}));
+            Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, one)}));
+            forRange(b, addi(b, lo, one), hi, [&](LoopBuilder &b, Value m) {
+              Value ascending =
+                  cmpi(b, arith::CmpIPredicate::slt,
+                       load(b, ids, {subi(b, m, one)}), load(b, ids, {m}));
+              cf::AssertOp::create(
+                  b, ascending,
+                  "moe: combine: token ids must ascend inside each expert's "
+                  "rows (as moe.plan writes them)");
+            });
+          });
+    }
     forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
       Value g = i32ToIndex(b, load(b, ids, {m}));
       Value w = load(b, weights, {m});
@@ -136,6 +196,9 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
     Value y = alloc(b, tileType, {width});
     Value fzero = f32Const(b, 0.0), fone = f32Const(b, 1.0);
 
+    checkOffsets(b, offsets, dim(b, x, 0),
+                 "moe: expert_ffn: expert_offsets must go from 0 to the number "
+                 "of rows without decreasing");
     forRange(b, zero, dim(b, w1, 0), [&](LoopBuilder &b, Value e) {
       Value lo = i32ToIndex(b, load(b, offsets, {e}));
       Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, one)}));

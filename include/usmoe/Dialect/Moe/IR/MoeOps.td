@@ -326,8 +326,9 @@ def Moe_DispatchOp : Moe_Op<"dispatch", [Pure, InferTypeOpAdaptor]> {
   let description = [{
     `result[m, :] = hidden[token_ids[m], :]`: the rows of `hidden`
     ([tokens, D], tokens = B * T) in the order of the plan, so that each
-    expert's rows are contiguous. Out-of-range ids are undefined behaviour;
-    `moe.plan` never produces them.
+    expert's rows are contiguous. `moe.plan` never produces an id outside
+    [0, tokens); the CPU lowering checks each id at run time (the caller
+    gets the failed check), the GPU lowering trusts them.
 
     Example:
     ```mlir
@@ -387,7 +388,10 @@ def Moe_CombineOp : Moe_Op<"combine", [Pure, InferTypeOpAdaptor]> {
     lowering find each token's rows without atomics or a sort: inside an
     expert's rows the token ids ascend, so a binary search per expert finds
     them, in ascending row order. The GPU lowering requires it; the result
-    is the same with or without it.
+    is the same with or without it. The CPU lowering checks this contract
+    at run time (ids in [0, tokens), offsets from 0 to M without
+    decreasing, ids ascending inside each expert's rows): other input is a
+    failed check for the caller, not a result the GPU would not reproduce.
 
     Example:
     ```mlir
