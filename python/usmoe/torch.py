@@ -1,0 +1,160 @@
+"""usmoe's routers for PyTorch: a torch.library custom op with autograd and a
+fake (meta) implementation, so that eager code, autograd and torch.compile
+(fullgraph) use the compiled routers like any other op.
+
+    import usmoe.torch
+    gates, mask = usmoe.torch.route(logits, mode="unified", k=1.5)
+    gates.sum().backward()      # d gates / d logits, zero for unselected pairs
+
+The selection (the mask) comes from usmoe's compiled router and is not
+differentiable. The gates are differentiable with respect to the logits:
+the backward differentiates `gate_function`, the spec's gate formula
+(soft-cap, scores, mask, renormalization, scaling) written in PyTorch for
+the mask the router chose. f64 logits take an f64 reference path: the mask
+from the compiled router on the f32-rounded logits, the gates from
+`gate_function` in f64 (what `torch.autograd.gradcheck` needs). The
+DeepSeek-V3 correction bias gets no gradient (it is updated by load
+balancing, not by the loss).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import api
+
+if not hasattr(torch.library, "custom_op"):
+    raise ImportError(f"usmoe.torch needs PyTorch >= 2.4 (torch.library.custom_op); this is "
+                      f"PyTorch {torch.__version__}")
+
+__all__ = ["route", "gate_function"]
+
+# The router options the op carries (as JSON text: custom ops take strings).
+_ROUTER_OPTIONS = ("mode", "k", "alpha", "expert_score", "renormalize", "capacity",
+                   "capacity_factor", "budget", "routed_scaling_factor", "softcap", "n_group",
+                   "topk_group")
+
+
+def _spec_softmax(x: Tensor, dim: int) -> Tensor:
+    """The spec's softmax: e = exp(x == max ? 0 : x - max), 0 for a lane of
+    only -inf (torch.softmax would give NaN there and for +inf logits)."""
+    m = x.amax(dim=dim, keepdim=True)
+    valid = m != float("-inf")
+    shifted = torch.where(x == m, torch.zeros_like(x), x - m)
+    e = torch.where(valid, torch.exp(shifted), torch.zeros_like(x))
+    total = e.sum(dim=dim, keepdim=True)
+    return torch.where(valid, e / torch.where(valid, total, torch.ones_like(total)),
+                       torch.zeros_like(x))
+
+
+def gate_function(logits: Tensor, mask: Tensor, options: dict,
+                  biased: bool = False) -> Tensor:
+    """The gates of the selection `mask` as a differentiable function of the
+    logits ([T, E] or [B, T, E]), for the router `options` (usmoe.route's
+    keywords; `biased`: the DeepSeek-V3 sigmoid scoring of a router with a
+    correction bias). Spec order: soft-cap, score, mask, renormalize,
+    scale."""
+    x = logits
+    cap = options.get("softcap")
+    if cap is not None:
+        x = cap * torch.tanh(x / cap)
+    x = torch.where(torch.isnan(x), torch.full_like(x, float("-inf")), x)
+    mode = options.get("mode", "unified")
+    if mode == "token" and biased:
+        scores = torch.sigmoid(x)
+    elif mode in ("token", "expert"):
+        scores = _spec_softmax(x, -1)
+    else:
+        alpha = options.get("alpha")
+        alpha = 0.5 if alpha is None else alpha
+        if options.get("expert_score", "sigmoid") in (None, "sigmoid"):
+            expert = (2.0 / x.shape[-1]) * torch.sigmoid(x)
+        else:
+            expert = _spec_softmax(x, -2)
+        scores = (1.0 - alpha) * _spec_softmax(x, -1) + alpha * expert
+    gates = torch.where(mask, scores, torch.zeros_like(scores))
+    if mode == "token" and options.get("renormalize"):
+        total = gates.sum(dim=-1, keepdim=True)
+        positive = total > 0
+        gates = torch.where(positive, gates / torch.where(positive, total, torch.ones_like(total)),
+                            gates)
+    scale = options.get("routed_scaling_factor")
+    if scale is not None:
+        gates = gates * scale
+    return gates
+
+
+def _router(options: dict, device: str, bias: Optional[Tensor]) -> api.Router:
+    return api.Router(device=device, bias=bias, **options)
+
+
+@torch.library.custom_op("usmoe::route", mutates_args=())
+def _route_op(logits: Tensor, bias: Optional[Tensor], options: str) -> Tuple[Tensor, Tensor]:
+    opts = json.loads(options)
+    wide = logits.dtype == torch.float64
+    source = logits.float() if wide else logits
+    device = "cuda" if logits.is_cuda else "cpu"
+    plan = _router(opts, device, bias)(source.detach())
+    gates = torch.as_tensor(plan.gates).to(logits.device).reshape(logits.shape)
+    mask = torch.as_tensor(plan.mask).to(logits.device).reshape(logits.shape)
+    if wide:  # the f64 reference path: the compiled selection, gates in f64
+        gates = gate_function(logits.detach(), mask, opts, biased=bias is not None)
+    return gates, mask
+
+
+@_route_op.register_fake
+def _(logits: Tensor, bias: Optional[Tensor], options: str) -> Tuple[Tensor, Tensor]:
+    gates_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return (torch.empty_like(logits, dtype=gates_dtype),
+            torch.empty_like(logits, dtype=torch.bool))
+
+
+def _setup_context(ctx, inputs, output):
+    logits, bias, options = inputs
+    ctx.save_for_backward(logits, output[1])
+    ctx.options = options
+    ctx.biased = bias is not None
+
+
+def _backward(ctx, grad_gates: Tensor, grad_mask: Optional[Tensor]):
+    logits, mask = ctx.saved_tensors
+    with torch.enable_grad():
+        work = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        x = logits.detach().to(work).requires_grad_()
+        gates = gate_function(x, mask, json.loads(ctx.options), biased=ctx.biased)
+        (grad,) = torch.autograd.grad(gates, x, grad_gates.to(work))
+    return grad.to(logits.dtype), None, None
+
+
+_route_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def route(logits: Tensor, bias: Optional[Tensor] = None, **options) -> Tuple[Tensor, Tensor]:
+    """(gates, mask) of usmoe's router on `logits` ([T, E] or [B, T, E],
+    f32/f16/bf16, or f64 for the reference path), differentiable in the
+    logits; `options` are usmoe.route's router keywords (mode, k, alpha,
+    ...). Works in eager mode, under autograd and inside torch.compile
+    (fullgraph): the op has a fake implementation."""
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    unknown = sorted(set(options) - set(_ROUTER_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown router options {unknown}; usmoe.torch.route takes "
+                        f"{list(_ROUTER_OPTIONS)}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"bias must be a torch.Tensor, got {type(bias).__name__}")
+    return _route_op(logits, bias, _checked_options(tuple(sorted(options.items()))))
+
+
+@torch.compiler.assume_constant_result
+def _checked_options(items: tuple) -> str:
+    """The op's options text, after the compiler's rules have checked them
+    (errors in their words, before the op runs); under torch.compile this
+    runs once, while tracing, and the text is a constant of the graph."""
+    options = dict(items)
+    api.Router(**options)
+    return json.dumps(options, sort_keys=True)
