@@ -24,7 +24,10 @@ if [ ! -f "$build_dir/build.ninja" ]; then
     "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize=function -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
     "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined" >/dev/null || exit 1
 fi
-ninja -C "$build_dir" -j"$(nproc)" usmoe-fuzz || exit 1
+if ! ninja -C "$build_dir" -j"$(nproc)" usmoe-fuzz > "$build_dir/ninja.log" 2>&1; then
+  tail -30 "$build_dir/ninja.log"
+  exit 1
+fi
 
 seeds="$build_dir/seeds"
 rm -rf "$seeds" && mkdir -p "$seeds" "$build_dir/corpus" "$build_dir/crashes"

@@ -25,13 +25,13 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from . import api
+from . import api, layer
 
 if not hasattr(torch.library, "custom_op"):
     raise ImportError(f"usmoe.torch needs PyTorch >= 2.4 (torch.library.custom_op); this is "
                       f"PyTorch {torch.__version__}")
 
-__all__ = ["route", "gate_function"]
+__all__ = ["route", "moe_layer", "gate_function", "layer_function"]
 
 # The router options the op carries (as JSON text: custom ops take strings).
 _ROUTER_OPTIONS = ("mode", "k", "alpha", "expert_score", "renormalize", "capacity",
@@ -158,3 +158,89 @@ def _checked_options(items: tuple) -> str:
     options = dict(items)
     api.Router(**options)
     return json.dumps(options, sort_keys=True)
+
+
+def layer_function(hidden: Tensor, logits: Tensor, mask: Tensor, w1: Tensor, w3: Tensor,
+                   w2: Tensor, options: dict, biased: bool = False) -> Tensor:
+    """The spec's MoE layer in PyTorch for the selection `mask`:
+    y[g] = sum over selected (g, e) of gate * W2_e(silu(W1_e h) * W3_e h),
+    differentiable in every tensor argument (the gates through
+    `gate_function`). hidden [G, D] with G = B*T; w1, w3 [E, D, F]; w2
+    [E, F, D]."""
+    experts = w1.shape[0]
+    gates = gate_function(logits, mask, options, biased).reshape(-1, experts)
+    selected = mask.reshape(-1, experts)
+    y = torch.zeros_like(hidden)
+    for e in range(experts):
+        rows = selected[:, e].nonzero().squeeze(-1)
+        if rows.numel() == 0:
+            continue
+        x = hidden[rows]
+        h = torch.nn.functional.silu(x @ w1[e]) * (x @ w3[e])
+        y = y.index_add(0, rows, gates[rows, e, None].to(h.dtype) * (h @ w2[e]))
+    return y
+
+
+@torch.library.custom_op("usmoe::moe_layer", mutates_args=())
+def _layer_op(hidden: Tensor, logits: Tensor, w1: Tensor, w3: Tensor, w2: Tensor,
+              bias: Optional[Tensor], options: str) -> Tuple[Tensor, Tensor]:
+    opts = json.loads(options)
+    device = "cuda" if hidden.is_cuda else "cpu"
+    if hidden.dtype == torch.float64:  # the f64 reference path
+        source = logits.detach().float()
+        plan = _router(opts, device, bias)(source)
+        mask = torch.as_tensor(plan.mask).to(logits.device).reshape(logits.shape)
+        y = layer_function(hidden.detach(), logits.detach().double(), mask, w1.detach(),
+                           w3.detach(), w2.detach(), opts, biased=bias is not None)
+        return y, mask
+    plan = _router(opts, device, bias)(logits.detach())
+    mask = torch.as_tensor(plan.mask).to(logits.device).reshape(logits.shape)
+    moe = layer.MoeLayer(w1.detach(), w3.detach(), w2.detach(), device=device, bias=bias,
+                         **opts)
+    y = moe(hidden.detach(), logits.detach())
+    return torch.as_tensor(y).to(hidden.device), mask
+
+
+@_layer_op.register_fake
+def _(hidden, logits, w1, w3, w2, bias, options):
+    return torch.empty_like(hidden), torch.empty_like(logits, dtype=torch.bool)
+
+
+def _layer_setup(ctx, inputs, output):
+    hidden, logits, w1, w3, w2, bias, options = inputs
+    ctx.save_for_backward(hidden, logits, w1, w3, w2, output[1])
+    ctx.options = options
+    ctx.biased = bias is not None
+
+
+def _layer_backward(ctx, grad_y: Tensor, grad_mask: Optional[Tensor]):
+    hidden, logits, w1, w3, w2, mask = ctx.saved_tensors
+    work = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    with torch.enable_grad():
+        inputs = [t.detach().to(work).requires_grad_() for t in (hidden, logits, w1, w3, w2)]
+        y = layer_function(*inputs[:2], mask, *inputs[2:], json.loads(ctx.options),
+                           biased=ctx.biased)
+        grads = torch.autograd.grad(y, inputs, grad_y.to(work))
+    return (*(g.to(t.dtype) for g, t in zip(grads, (hidden, logits, w1, w3, w2))), None, None)
+
+
+_layer_op.register_autograd(_layer_backward, setup_context=_layer_setup)
+
+
+def moe_layer(hidden: Tensor, logits: Tensor, w1: Tensor, w3: Tensor, w2: Tensor,
+              bias: Optional[Tensor] = None, **options) -> Tensor:
+    """usmoe's compiled MoE layer (route, plan, SwiGLU experts, combine) as
+    a custom op: hidden [B*T, D] (or [T, D]), logits [B, T, E] or [T, E],
+    w1, w3 [E, D, F], w2 [E, F, D] -> y [B*T, D], differentiable in hidden,
+    logits and the expert weights (the backward differentiates
+    `layer_function` for the selection the router made)."""
+    for name, value in (("hidden", hidden), ("logits", logits), ("w1", w1), ("w3", w3),
+                        ("w2", w2)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    unknown = sorted(set(options) - set(_ROUTER_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown router options {unknown}")
+    y, _ = _layer_op(hidden, logits, w1, w3, w2, bias,
+                     _checked_options(tuple(sorted(options.items()))))
+    return y
