@@ -89,6 +89,38 @@ class Plan:
     topk_ids: Optional[np.ndarray] = field(default=None)
     topk_weights: Optional[np.ndarray] = field(default=None)
 
+    def _offsets(self) -> np.ndarray:
+        offsets = self.expert_offsets
+        if hasattr(offsets, "cpu"):  # a torch tensor (device plans)
+            offsets = offsets.cpu().numpy()
+        return np.asarray(offsets, np.int64)
+
+    @property
+    def selected_pairs(self) -> int:
+        """M, the (token, expert) pairs the router selected."""
+        return int(self._offsets()[-1])
+
+    @property
+    def expert_load(self) -> np.ndarray:
+        """Tokens per expert ([E], int64)."""
+        return np.diff(self._offsets())
+
+    def routed_flops(self, hidden_size: int, ffn_size: int) -> int:
+        """The routed experts' FLOPs for SwiGLU experts of D = hidden_size and
+        F = ffn_size: M * 6 * D * F (the spec's count; where a fractional
+        Unified budget saves inference cost)."""
+        return self.selected_pairs * 6 * int(hidden_size) * int(ffn_size)
+
+    def cost(self, hidden_size: int, ffn_size: int) -> dict:
+        """What this routing costs: selected pairs, routed FLOPs, per-expert
+        load and its imbalance (max load / mean load; 1.0 is balanced)."""
+        load = self.expert_load
+        mean = load.mean() if load.size else 0.0
+        return {"selected_pairs": self.selected_pairs,
+                "routed_flops": self.routed_flops(hidden_size, ffn_size),
+                "expert_load": load.tolist(),
+                "imbalance": float(load.max() / mean) if mean > 0 else 0.0}
+
 
 def plan_from_selection(gates: np.ndarray, mask: np.ndarray) -> Plan:
     """Expert-major CSR over global token ids g = b*T + t, ascending g per expert."""

@@ -467,3 +467,16 @@ def test_deeply_nested_ir_is_a_value_error_not_a_stack_overflow():
         usmoe.compile(deep, target="mlir")
     fine = "func.func @f() attributes {a = " + "[" * 200 + "]" * 200 + "} { return }"
     assert "func.func @f()" in usmoe.compile(fine, target="mlir")
+
+
+def test_plan_cost_report():
+    logits = np.random.default_rng(5).normal(size=(2, 10, 8)).astype(np.float32)
+    plan = usmoe.route(logits, mode="unified", k=1.5)
+    assert plan.selected_pairs == 2 * 15 == int(plan.mask.sum())
+    np.testing.assert_array_equal(plan.expert_load, plan.mask.sum(axis=(0, 1)))
+    cost = plan.cost(hidden_size=64, ffn_size=128)
+    assert cost["routed_flops"] == 30 * 6 * 64 * 128
+    assert cost["expert_load"] == plan.expert_load.tolist()
+    assert cost["imbalance"] == pytest.approx(plan.expert_load.max() / plan.expert_load.mean())
+    half = usmoe.route(logits, mode="unified", k=0.75)  # floor(7.5) = 7 per sequence
+    assert half.cost(64, 128)["routed_flops"] == 14 * 6 * 64 * 128
