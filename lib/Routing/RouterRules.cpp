@@ -66,10 +66,14 @@ std::string notForMode(const char *option, Mode mode) {
 
 /// An integer k for the modes whose k counts experts per token.
 std::string integerK(double k, Mode mode, int64_t &out) {
-  if (!std::isfinite(k) || k != std::floor(k) || std::fabs(k) > 9.0e18)
+  if (!std::isfinite(k) || k != std::floor(k))
     return std::string(modeName(mode)) + " routing expects an integer k, got " +
            format(k);
-  out = static_cast<int64_t>(k);
+  // Integers beyond int64 saturate: the range rule then names them.
+  if (std::fabs(k) > 9.0e18)
+    out = k > 0 ? kMaxInt64 : std::numeric_limits<int64_t>::min();
+  else
+    out = static_cast<int64_t>(k);
   return "";
 }
 } // namespace

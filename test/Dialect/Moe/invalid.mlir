@@ -235,6 +235,14 @@ func.func @router_k_not_a_number(%l: tensor<1x4x8xf32>) {
 
 // -----
 
+func.func @router_k_below_int64(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects k >= 1, got -9223372036854775808}}
+  %g, %m = moe.route #moe.token<k = -9223372036854775808> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
 func.func @router_k_is_a_bool(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects a number for 'k', got true}}
   %g, %m = moe.route #moe.token<k = true> %l : tensor<1x4x8xf32>
