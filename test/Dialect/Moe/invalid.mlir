@@ -696,3 +696,20 @@ func.func @packed_budget_is_per_sequence(%l: tensor<1x4x8xf32>, %cu: tensor<?xi3
   %g2, %m2 = moe.route #moe.unified<n = 40> %l seqlens %cu : tensor<?xi32> : tensor<1x4x8xf32>
   return
 }
+
+// -----
+
+// Shapes at the edge of int64: a diagnostic, never an overflow.
+func.func @plan_experts_at_int64_max(%g: tensor<1x2x9223372036854775807xf32>, %m: tensor<1x2x9223372036854775807xi1>) {
+  // expected-error @+1 {{expects E + 1 expert offsets to fit in int64, got E = 9223372036854775807}}
+  %o, %i, %w = moe.plan %g, %m : tensor<1x2x9223372036854775807xf32>
+  return
+}
+
+// -----
+
+func.func @topk_list_rows_beyond_int64(%g: tensor<4611686018427387904x4x8xf32>, %m: tensor<4611686018427387904x4x8xi1>) {
+  // expected-error @+1 {{expects B * T to fit in int64}}
+  %i, %w = moe.topk_list %g, %m k = 2 : tensor<4611686018427387904x4x8xf32>
+  return
+}

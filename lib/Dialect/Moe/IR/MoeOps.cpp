@@ -16,6 +16,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -275,8 +276,17 @@ LogicalResult PlanOp::inferReturnTypes(MLIRContext *ctx,
   auto gates = dyn_cast<RankedTensorType>(adaptor.getGates().getType());
   if (!gates || gates.getRank() != 3)
     return emitOptionalError(loc, "expects rank-3 [B, T, E] gates");
-  int64_t offsets =
-      gates.isDynamicDim(2) ? ShapedType::kDynamic : gates.getDimSize(2) + 1;
+  int64_t offsets = ShapedType::kDynamic;
+  if (!gates.isDynamicDim(2)) {
+    std::optional<int64_t> count =
+        llvm::checkedAdd(gates.getDimSize(2), int64_t(1));
+    if (!count)
+      return emitOptionalError(loc,
+                               "expects E + 1 expert offsets to fit in "
+                               "int64, got E = ",
+                               gates.getDimSize(2));
+    offsets = *count;
+  }
   auto i32 = IntegerType::get(ctx, 32);
   inferred.push_back(RankedTensorType::get({offsets}, i32));
   inferred.push_back(RankedTensorType::get({ShapedType::kDynamic}, i32));
@@ -297,8 +307,14 @@ LogicalResult TopKListOp::inferReturnTypes(MLIRContext *ctx,
   if (!gates || gates.getRank() != 3)
     return emitOptionalError(loc, "expects rank-3 [B, T, E] gates");
   int64_t rows = ShapedType::kDynamic;
-  if (!gates.isDynamicDim(0) && !gates.isDynamicDim(1))
-    rows = gates.getDimSize(0) * gates.getDimSize(1);
+  if (!gates.isDynamicDim(0) && !gates.isDynamicDim(1)) {
+    std::optional<int64_t> product =
+        llvm::checkedMul(gates.getDimSize(0), gates.getDimSize(1));
+    if (!product)
+      return emitOptionalError(loc, "expects B * T to fit in int64, got ",
+                               gates);
+    rows = *product;
+  }
   int64_t k = adaptor.getK();
   inferred.push_back(
       RankedTensorType::get({rows, k}, IntegerType::get(ctx, 32)));
@@ -363,10 +379,16 @@ LogicalResult ExpertFfnOp::verify() {
   if (!dimsCompatible(x.getDimSize(1), w1.getDimSize(1)))
     return emitOpError() << "expects input rows of size D = "
                          << w1.getDimSize(1) << ", got " << x;
-  if (!w1.isDynamicDim(0) &&
-      !dimsCompatible(offsets.getDimSize(0), w1.getDimSize(0) + 1))
-    return emitOpError() << "expects " << w1.getDimSize(0) + 1
-                         << " expert offsets (E + 1), got " << offsets;
+  if (!w1.isDynamicDim(0)) {
+    std::optional<int64_t> count =
+        llvm::checkedAdd(w1.getDimSize(0), int64_t(1));
+    if (!count)
+      return emitOpError() << "expects E + 1 expert offsets to fit in int64, "
+                           << "got E = " << w1.getDimSize(0);
+    if (!dimsCompatible(offsets.getDimSize(0), *count))
+      return emitOpError() << "expects " << *count
+                           << " expert offsets (E + 1), got " << offsets;
+  }
   return success();
 }
 
