@@ -6,10 +6,10 @@ Token Choice routing.
 
 Supported blocks (transformers 5.x layout: a router `gate.weight` [E, D],
 fused experts `experts.gate_up_proj` [E, 2F, D] and `experts.down_proj`
-[E, D, F], softmax scoring): OLMoE, Qwen2-MoE (with its gated shared
-expert), Qwen3-MoE and Mixtral. Others (DeepSeek-V3's sigmoid +
-group-limited router, older per-expert Linear layouts) are refused with a
-ValueError naming the block class.
+[E, D, F]): OLMoE, Qwen2-MoE (with its gated shared expert), Qwen3-MoE and
+Mixtral (softmax scoring), and DeepSeek-V3 (sigmoid scoring with the
+correction bias, group-limited selection, routed scaling factor, shared
+experts). Other blocks are refused with a ValueError naming the class.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from . import api
 from . import torch as usmoe_torch
 
 _SUPPORTED = ("OlmoeSparseMoeBlock", "Qwen2MoeSparseMoeBlock", "Qwen3MoeSparseMoeBlock",
-              "MixtralSparseMoeBlock")
+              "MixtralSparseMoeBlock", "DeepseekV3MoE")
 
 
 def _is_moe_block(module) -> bool:
@@ -33,11 +33,17 @@ def _is_moe_block(module) -> bool:
 
 
 def _token_choice_of(block) -> dict:
-    """The block's own router as usmoe options: softmax, top-k, the model's
-    renormalization (Mixtral always renormalizes)."""
+    """The block's own router as usmoe options: top-k with the model's
+    renormalization (Mixtral always renormalizes), and for DeepSeek-V3 its
+    groups and routed scaling factor (its correction bias is passed as the
+    layer's bias, which selects sigmoid scoring)."""
     gate = block.gate
     renormalize = getattr(gate, "norm_topk_prob", type(block).__name__.startswith("Mixtral"))
-    return dict(mode="token", k=int(gate.top_k), renormalize=bool(renormalize))
+    options = dict(mode="token", k=int(gate.top_k), renormalize=bool(renormalize))
+    if hasattr(gate, "e_score_correction_bias"):
+        options.update(n_group=int(gate.num_group), topk_group=int(gate.topk_group),
+                       routed_scaling_factor=float(gate.routed_scaling_factor))
+    return options
 
 
 def _expert_weights(experts):
@@ -54,10 +60,13 @@ def _expert_weights(experts):
 def _usmoe_forward(self, hidden_states: Tensor) -> Tensor:
     batch, tokens, hidden = hidden_states.shape
     flat = hidden_states.reshape(-1, hidden)
-    logits = F.linear(flat, self.gate.weight).reshape(batch, tokens, -1)
+    logits = F.linear(flat.float(), self.gate.weight.float()).reshape(batch, tokens, -1)
     w1, w3, w2 = _expert_weights(self.experts)
+    bias = self.gate.e_score_correction_bias if self.usmoe_biased else None
     y = usmoe_torch.moe_layer(flat.contiguous(), logits.float().contiguous(), w1, w3, w2,
-                              **self.usmoe_router)
+                              bias=bias, **self.usmoe_router)
+    if getattr(self, "shared_experts", None) is not None:  # DeepSeek-V3
+        y = y + self.shared_experts(flat)
     if getattr(self, "shared_expert", None) is not None:
         shared = self.shared_expert(flat)
         if getattr(self, "shared_expert_gate", None) is not None:
@@ -84,9 +93,14 @@ def patch(model, router: str = "token", **options) -> List[str]:
             chosen = dict(_token_choice_of(module), **options)
         else:
             chosen = dict(mode=router, **options)
+        # The correction bias belongs to DeepSeek-V3's own (Token Choice)
+        # scoring; switched routers score with the softmax.
+        biased = router == "token" and hasattr(module.gate, "e_score_correction_bias")
+        bias = module.gate.e_score_correction_bias if biased else None
         # The compiler's rules now, with E known, in their words.
-        api.Router(**chosen)._check_against(0, int(module.gate.weight.shape[0]))
+        api.Router(bias=bias, **chosen)._check_against(0, int(module.gate.weight.shape[0]))
         module.usmoe_router = chosen
+        module.usmoe_biased = biased
         module.usmoe_original_forward = module.forward
         module.forward = types.MethodType(_usmoe_forward, module)
         patched.append(name)
@@ -100,4 +114,4 @@ def unpatch(model) -> None:
     for module in model.modules():
         if hasattr(module, "usmoe_original_forward"):
             module.forward = module.usmoe_original_forward
-            del module.usmoe_original_forward, module.usmoe_router
+            del module.usmoe_original_forward, module.usmoe_router, module.usmoe_biased

@@ -32,14 +32,24 @@ def tiny(kind):
                                              moe_intermediate_size=24, norm_topk_prob=True,
                                              head_dim=8, **COMMON)
         model = transformers.Qwen3MoeForCausalLM(config)
-    else:
+    elif kind == "mixtral":
         config = transformers.MixtralConfig(num_local_experts=8, num_experts_per_tok=2,
                                             **COMMON)
         model = transformers.MixtralForCausalLM(config)
+    else:
+        config = transformers.DeepseekV3Config(
+            n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1,
+            first_k_dense_replace=0, n_shared_experts=1, moe_intermediate_size=16,
+            kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, v_head_dim=8,
+            qk_nope_head_dim=8, routed_scaling_factor=2.5, norm_topk_prob=True,
+            **dict(COMMON, num_key_value_heads=4))  # MLA: one KV head per query head
+        model = transformers.DeepseekV3ForCausalLM(config)
+        for layer in model.model.layers:  # a trained correction bias, not zeros
+            layer.mlp.gate.e_score_correction_bias.normal_(0, 0.1)
     return model.eval()
 
 
-@pytest.mark.parametrize("kind", ["olmoe", "qwen2_moe", "qwen3_moe", "mixtral"])
+@pytest.mark.parametrize("kind", ["olmoe", "qwen2_moe", "qwen3_moe", "mixtral", "deepseek_v3"])
 def test_token_router_reproduces_the_model(kind):
     model = tiny(kind)
     ids = torch.randint(0, 64, (2, 11), generator=torch.Generator().manual_seed(1))
