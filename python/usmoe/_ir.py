@@ -16,10 +16,11 @@ def _route_line(router: str, logits_t: str, *, bias: bool, e: int, seqlens: bool
 
 
 def _routing_types(e: int, element: str, seqlens: bool):
-    """Logits and score tensor types: [B, T, E], or one packed batch
+    """Logits, score and mask tensor types: [B, T, E], or one packed batch
     [1, N, E] of sequences delimited by seqlens."""
     batch = "1x?" if seqlens else "?x?"
-    return f"tensor<{batch}x{e}x{element}>", f"tensor<{batch}x{e}xf32>"
+    return (f"tensor<{batch}x{e}x{element}>", f"tensor<{batch}x{e}xf32>",
+            f"tensor<{batch}x{e}xi1>")
 
 
 def router_function(router: str, num_experts: int, element: str, *, topk=None,
@@ -28,8 +29,8 @@ def router_function(router: str, num_experts: int, element: str, *, topk=None,
     -> (gates, mask, expert_offsets, token_ids, weights[, topk_ids,
     topk_weights]) built on moe.route with the router attribute `router`."""
     e = num_experts
-    logits_t, score_t = _routing_types(e, element, seqlens)
-    results = [score_t, score_t.replace("xf32>", "xi1>"), f"tensor<{e + 1}xi32>",
+    logits_t, score_t, mask_t = _routing_types(e, element, seqlens)
+    results = [score_t, mask_t, f"tensor<{e + 1}xi32>",
                "tensor<?xi32>", "tensor<?xf32>"]
     values = ["%gates", "%mask", "%offsets", "%ids", "%weights"]
     body = [
@@ -58,7 +59,7 @@ def layer_function(router: str, num_experts: int, hidden_size: int, ffn_size: in
     -> y [G, D]: route, plan, dispatch, SwiGLU experts and combine (y =
     init + the routed sum)."""
     e = num_experts
-    logits_t, score_t = _routing_types(e, logits_element, seqlens)
+    logits_t, score_t, _ = _routing_types(e, logits_element, seqlens)
     selection = [f"%logits: {logits_t}"], _route_line(router, logits_t, bias=bias, e=e,
                                                       seqlens=seqlens)
     extra = ([f"%bias: tensor<{e}xf32>"] if bias else []) + \

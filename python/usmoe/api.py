@@ -89,6 +89,16 @@ def _device_logits(logits, stream) -> Optional[_arrays.DeviceView]:
     return view
 
 
+def _plan_of(out) -> Plan:
+    """The Plan of a compiled router function's results: gates, mask, the
+    CSR, and the [B*T, k] lists when it has them (Token Choice)."""
+    plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
+                weights=out[4])
+    if len(out) > 5:
+        plan.topk_ids, plan.topk_weights = out[5], out[6]
+    return plan
+
+
 def packed_offsets(cu_seqlens, num_tokens: int) -> np.ndarray:
     """`cu_seqlens` as int32 offsets of packed sequences: S + 1 integers
     from 0 to `num_tokens`, never decreasing (ValueError otherwise)."""
@@ -299,11 +309,7 @@ class Router:
         fn = self.compiled(element, e, packed=True)
         args = [array] + ([] if self.bias is None else [self.bias]) + [cu]
         out = fn(args)
-        plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
-                    weights=out[4])
-        if self.mode == "token":
-            plan.topk_ids, plan.topk_weights = out[5], out[6]
-        return plan
+        return _plan_of(out)
 
     def __call__(self, logits, stream=None, cu_seqlens=None) -> Plan:
         """Routes `logits`. With device="cuda", `stream` (a handle, a
@@ -331,11 +337,7 @@ class Router:
             return self._call_cuda(array, element, None, stream)
         fn = self.compiled(element, e)
         out = fn([array] if self.bias is None else [array, self.bias])
-        plan = Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
-                    weights=out[4])
-        if self.mode == "token":
-            plan.topk_ids, plan.topk_weights = out[5], out[6]
-        return plan
+        return _plan_of(out)
 
 
 def route(logits, mode: str = "unified", k=None, alpha=None,
@@ -437,8 +439,7 @@ def plan_from_topk(topk_ids, topk_weights, num_experts: int, device: str = "cpu"
     else:
         fn = _cache.get(key, lambda: _native().JitFunction(ir, "given"))
     out = fn([ids32, w32])
-    return Plan(gates=out[0], mask=out[1], expert_offsets=out[2], token_ids=out[3],
-                weights=out[4])
+    return _plan_of(out)
 
 
 class GpuArtifacts:

@@ -96,9 +96,11 @@ class MoeLayer:
         emulator for now."""
         stream = _arrays.stream_handle(stream)
         emulated = self.device == "cuda" and emulator.enabled()
-        if cu_seqlens is not None:
-            return self._call_packed(hidden, logits, init, cu_seqlens, stream, emulated)
+        packed = cu_seqlens is not None
         if self.device == "cuda" and not emulated:
+            if packed:
+                raise NotImplementedError("cu_seqlens on a real GPU is not wired up yet (the "
+                                          "kernels exist; the CPU and the GPU emulator run it)")
             on_device = self._call_device(hidden, logits, init, stream)
             if on_device is not None:
                 return on_device
@@ -108,6 +110,8 @@ class MoeLayer:
         self._check_dtype("hidden", h.element)
         lg = _arrays.host_array(logits, "logits")
         lg.data = lg.data.reshape(_arrays.logits_shape(lg.data.shape))
+        if packed and lg.data.shape[0] != 1:
+            raise ValueError("with cu_seqlens the logits are one packed batch [N, E]")
         start = None
         if init is not None:
             start = _arrays.host_array(init, "init")
@@ -120,33 +124,11 @@ class MoeLayer:
             args = [lg.data, h.data, init_data, self.w1, self.w3, self.w2]
             if self.router.bias is not None:
                 args.append(self.router.bias)
-            (y,) = self.compiled(lg.element)(args)
-        return _arrays.from_host_result(y, self.element, h.framework)
-
-    def _call_packed(self, hidden, logits, init, cu_seqlens, stream, emulated):
-        if self.device == "cuda" and not emulated:
-            raise NotImplementedError("cu_seqlens on a real GPU is not wired up yet (the "
-                                      "kernels exist; the CPU and the GPU emulator run it)")
-        if stream is not None:
-            raise ValueError("stream applies to device='cuda' only")
-        h = _arrays.host_array(hidden, "hidden")
-        self._check_dtype("hidden", h.element)
-        lg = _arrays.host_array(logits, "logits")
-        lg.data = lg.data.reshape(_arrays.logits_shape(lg.data.shape))
-        if lg.data.shape[0] != 1:
-            raise ValueError("with cu_seqlens the logits are one packed batch [N, E]")
-        start = None
-        if init is not None:
-            start = _arrays.host_array(init, "init")
-            self._check_dtype("init", start.element)
-        self._check(lg.data.shape, h.data.shape, None if start is None else start.data.shape)
-        cu = packed_offsets(cu_seqlens, lg.data.shape[1])
-        self.router._check_packed(cu, self.num_experts)
-        init_data = np.zeros_like(h.data) if start is None else start.data
-        args = [lg.data, h.data, init_data, self.w1, self.w3, self.w2]
-        if self.router.bias is not None:
-            args.append(self.router.bias)
-        (y,) = self.compiled(lg.element, packed=True)(args + [cu])
+            if packed:
+                cu = packed_offsets(cu_seqlens, lg.data.shape[1])
+                self.router._check_packed(cu, self.num_experts)
+                args.append(cu)
+            (y,) = self.compiled(lg.element, packed)(args)
         return _arrays.from_host_result(y, self.element, h.framework)
 
     def forward_topk(self, hidden, topk_ids, topk_weights, init=None):
