@@ -19,6 +19,7 @@ balancing, not by the loss).
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Optional, Tuple
 
@@ -33,10 +34,10 @@ if not hasattr(torch.library, "custom_op"):
 
 __all__ = ["route", "moe_layer", "gate_function", "layer_function"]
 
-# The router options the op carries (as JSON text: custom ops take strings).
-_ROUTER_OPTIONS = ("mode", "k", "alpha", "expert_score", "renormalize", "capacity",
-                   "capacity_factor", "budget", "routed_scaling_factor", "softcap", "n_group",
-                   "topk_group")
+# The router options the ops carry (as JSON text: custom ops take strings):
+# usmoe.Router's keywords, less the ones the ops take as arguments.
+_ROUTER_OPTIONS = tuple(name for name in inspect.signature(api.Router).parameters
+                        if name not in ("device", "bias"))
 
 
 def _spec_softmax(x: Tensor, dim: int) -> Tensor:
