@@ -11,6 +11,9 @@ from . import _arrays, _ir, emulator
 from .api import (Router, _cache, _given_selection, _load_gpu_kernels, _native,
                   packed_offsets)
 
+#: How stacked expert weights may be laid out (moe.expert_ffn's `layout`).
+WEIGHT_LAYOUTS = ("in_out", "out_in")
+
 
 class MoeLayer:
     """y = init + sum over the selected (g, e) of gate * FFN_e(hidden[g]),
@@ -18,37 +21,87 @@ class MoeLayer:
     routers: the spec's MoE layer. The residual and shared experts stay
     outside; pass their sum as `init` to have it added.
 
-    w1, w3: [E, D, F]; w2: [E, F, D]; all of one dtype (f32, f16, bf16),
-    which is also the dtype of hidden states and outputs. Router options are
-    those of usmoe.Router. The weights are bound once (and for device="cuda"
-    uploaded once); a new number of tokens compiles nothing.
+    Expert weights, all of one dtype (f32, f16, bf16), which is also the
+    dtype of hidden states and outputs, read where they are (no copies on
+    the CPU):
+    - weight_layout="in_out" (default): w1, w3 [E, D, F]; w2 [E, F, D];
+    - weight_layout="out_in" (nn.Linear's, Hugging Face checkpoints'): w1,
+      w3 [E, F, D]; w2 [E, D, F];
+    - w3=None: w1 is a fused gate/up weight, gate first: [E, D, 2F]
+      ("in_out") or [E, 2F, D] ("out_in", HF's `gate_up_proj`).
+    Router options are those of usmoe.Router. The weights are bound once
+    (and for device="cuda" uploaded once, as in_out copies); a new number of
+    tokens compiles nothing.
     """
 
-    def __init__(self, w1, w3, w2, mode: str = "unified", device: str = "cpu", **router_options):
+    def __init__(self, w1, w3, w2, mode: str = "unified", device: str = "cpu",
+                 weight_layout: str = "in_out", **router_options):
+        if weight_layout not in WEIGHT_LAYOUTS:
+            raise ValueError(f"weight_layout must be one of {', '.join(WEIGHT_LAYOUTS)}, got "
+                             f"{weight_layout!r}")
         self.router = Router(mode=mode, device=device, **router_options)
         self.device = device
-        weights = [_arrays.host_array(w, name) for w, name in ((w1, "w1"), (w3, "w3"),
-                                                                (w2, "w2"))]
+        self.weight_layout = weight_layout
+        self.fused = w3 is None
+        named = [(w1, "w1"), (w2, "w2")] if self.fused else [(w1, "w1"), (w3, "w3"), (w2, "w2")]
+        weights = [_arrays.host_array(w, name) for w, name in named]
         if len({w.element for w in weights}) != 1:
-            raise ValueError("w1, w3 and w2 must have the same dtype, got "
+            raise ValueError(", ".join(n for _, n in named) + " must have the same dtype, got "
                              + ", ".join(w.element for w in weights))
         self.element = weights[0].element
-        self.w1, self.w3, self.w2 = (w.data for w in weights)
-        if self.w1.ndim != 3 or self.w1.shape != self.w3.shape:
-            raise ValueError(f"w1 and w3 must both be [E, D, F], got {self.w1.shape} and "
-                             f"{self.w3.shape}")
-        e, d, f = self.w1.shape
-        if self.w2.shape != (e, f, d):
-            raise ValueError(f"w2 must be [E, F, D] = {(e, f, d)}, got {self.w2.shape}")
+        self._weights = [w.data for w in weights]
+        w2_data = self._weights[-1]
+        if w2_data.ndim != 3:
+            raise ValueError(f"w2 must be 3-D, got shape {w2_data.shape}")
+        in_out = weight_layout == "in_out"
+        e = w2_data.shape[0]
+        f, d = w2_data.shape[1:] if in_out else w2_data.shape[:0:-1]
         if min(e, d, f) < 1:
             raise ValueError(f"expert weights must be non-empty, got [E, D, F] = {(e, d, f)}")
+        up = (e, d, f) if in_out else (e, f, d)
+        words = "[E, D, F]" if in_out else "[E, F, D]"
+        if self.fused:
+            fused = (e, d, 2 * f) if in_out else (e, 2 * f, d)
+            fused_words = "[E, D, 2F]" if in_out else "[E, 2F, D]"
+            if self._weights[0].shape != fused:
+                raise ValueError(f"fused gate/up w1 must be {fused_words} = {fused} for w2 "
+                                 f"{w2_data.shape} (weight_layout={weight_layout!r}), got "
+                                 f"{self._weights[0].shape}")
+        else:
+            for data, name in ((self._weights[0], "w1"), (self._weights[1], "w3")):
+                if data.shape != up:
+                    raise ValueError(f"{name} must be {words} = {up} for w2 {w2_data.shape} "
+                                     f"(weight_layout={weight_layout!r}), got {data.shape}")
         self.num_experts, self.hidden_size, self.ffn_size = e, d, f
         self._device_weights = None
 
+    def _in_out_weights(self):
+        """w1, w3 [E, D, F] and w2 [E, F, D] as contiguous arrays (views
+        where the layout already is that): what the real-GPU path uploads."""
+        f = self.ffn_size
+        if self.fused:
+            w13, w2 = self._weights
+            w1, w3 = ((w13[:, :, :f], w13[:, :, f:]) if self.weight_layout == "in_out"
+                      else (w13[:, :f, :], w13[:, f:, :]))
+        else:
+            w1, w3, w2 = self._weights
+        if self.weight_layout == "out_in":
+            w1, w3, w2 = (w.transpose(0, 2, 1) for w in (w1, w3, w2))
+        return [np.ascontiguousarray(w) for w in (w1, w3, w2)]
+
     def _ir(self, logits_element: str, packed: bool = False) -> str:
+        real_gpu = self.device == "cuda" and not emulator.enabled()
         return _ir.layer_function(self.router.attribute, self.num_experts, self.hidden_size,
                                   self.ffn_size, logits_element, self.element,
-                                  bias=self.router.bias is not None, seqlens=packed)
+                                  bias=self.router.bias is not None, seqlens=packed,
+                                  **self._layout(real_gpu))
+
+    def _layout(self, real_gpu: bool) -> dict:
+        """The weights' layout in the compiled code: as given, except on a
+        real GPU (uploaded as in_out copies)."""
+        if real_gpu:
+            return dict(layout="in_out", fused=False)
+        return dict(layout=self.weight_layout, fused=self.fused)
 
     def compiled(self, logits_element: str, packed: bool = False):
         """The compiled layer for logits of `logits_element` (with `packed`:
@@ -56,7 +109,7 @@ class MoeLayer:
         device="cuda", the loaded kernels (cached like routers, by options,
         dtypes, shapes and device)."""
         key = ("layer", self.router._key(logits_element, self.num_experts, packed),
-               self.element, self.hidden_size, self.ffn_size)
+               self.element, self.hidden_size, self.ffn_size, self.weight_layout, self.fused)
         if self.device == "cuda" and emulator.enabled():
             return _cache.get(key + ("emulator",),
                               lambda: emulator.jit(self._ir(logits_element, packed), "layer"))
@@ -121,7 +174,7 @@ class MoeLayer:
         if self.device == "cuda" and not emulated:
             y = self._run_cuda(lg.data, lg.element, h.data, init_data, stream or 0)
         else:
-            args = [lg.data, h.data, init_data, self.w1, self.w3, self.w2]
+            args = [lg.data, h.data, init_data, *self._weights]
             if self.router.bias is not None:
                 args.append(self.router.bias)
             if packed:
@@ -157,14 +210,14 @@ class MoeLayer:
                                  f"{start.data.shape}")
             init_data = start.data
         key = ("given_layer", self.num_experts, k, self.element, self.hidden_size,
-               self.ffn_size, self.device)
+               self.ffn_size, self.device, self.weight_layout, self.fused)
         ir = _ir.given_layer_function(self.num_experts, k, self.hidden_size, self.ffn_size,
-                                      self.element)
+                                      self.element, **self._layout(real_gpu=False))
         if emulated:
             fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "layer"))
         else:
             fn = _cache.get(key, lambda: _native().JitFunction(ir, "layer"))
-        (y,) = fn([ids, weights, h.data, init_data, self.w1, self.w3, self.w2])
+        (y,) = fn([ids, weights, h.data, init_data, *self._weights])
         return _arrays.from_host_result(y, self.element, h.framework)
 
     # -- the GPU -------------------------------------------------------------
@@ -172,7 +225,7 @@ class MoeLayer:
         from . import cuda
         if self._device_weights is None:
             uploaded = []
-            for w in (self.w1, self.w3, self.w2):
+            for w in self._in_out_weights():
                 buffer = cuda.DeviceArray(w.nbytes)
                 buffer.upload(w)
                 uploaded.append(buffer)

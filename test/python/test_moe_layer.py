@@ -172,10 +172,14 @@ def test_moe_layer_half_precision_and_torch():
 
 
 @pytest.mark.parametrize("build, call, message", [
-    (lambda w1, w3, w2: (w1, np.ascontiguousarray(w3[:, :, :-1]), w2), None, "w1 and w3 must both be"),
-    (lambda w1, w3, w2: (w1, w3, np.ascontiguousarray(w2[:, :-1])), None, r"w2 must be \[E, F, D\]"),
+    (lambda w1, w3, w2: (w1, np.ascontiguousarray(w3[:, :, :-1]), w2), None,
+     r"w3 must be \[E, D, F\] = \(4, 8, 16\)"),
+    (lambda w1, w3, w2: (w1, w3, np.ascontiguousarray(w2[:, :-1])), None,
+     r"w1 must be \[E, D, F\] = \(4, 8, 15\) for w2 \(4, 15, 8\)"),
     (lambda w1, w3, w2: (w1, w3.astype(np.float16), w2), None, "same dtype"),
-    (lambda w1, w3, w2: (w1[0], w3[0], w2[0]), None, "w1 and w3 must both be"),
+    (lambda w1, w3, w2: (w1[0], w3[0], w2[0]), None, "w2 must be 3-D"),
+    (lambda w1, w3, w2: (w1, None, w2), None,
+     r"fused gate/up w1 must be \[E, D, 2F\] = \(4, 8, 32\)"),
     (None, lambda layer, h, lg: layer(h[:-1], lg), r"hidden must be \[B\*T, D\]"),
     (None, lambda layer, h, lg: layer(h, np.ascontiguousarray(lg[:, :3])),
      "logits have 3 experts"),
@@ -192,6 +196,68 @@ def test_moe_layer_bad_input(build, call, message):
     with pytest.raises(ValueError, match=message):
         layer = usmoe.MoeLayer(*(build(*w) if build else w), mode="token", k=2)
         call(layer, h, lg)
+
+
+def test_moe_layer_rejects_an_unknown_weight_layout():
+    w = _weights(np.random.default_rng(14), 4, 8, 16)
+    with pytest.raises(ValueError, match="weight_layout must be one of in_out, out_in, got 'rows'"):
+        usmoe.MoeLayer(*w, mode="token", k=2, weight_layout="rows")
+
+
+def _in_layouts(w1, w3, w2):
+    """The same experts in every layout MoeLayer reads: (weights,
+    weight_layout) for separate and fused gate/up, in_out and out_in."""
+    out_in = [np.ascontiguousarray(w.transpose(0, 2, 1)) for w in (w1, w3, w2)]
+    return [((w1, w3, w2), "in_out"),
+            ((np.concatenate([w1, w3], axis=2), None, w2), "in_out"),
+            (tuple(out_in), "out_in"),
+            ((np.concatenate(out_in[:2], axis=1), None, out_in[2]), "out_in")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_weight_layouts_give_identical_results(dtype, route_device):
+    """Separate or fused gate/up, in_out or out_in: the same experts give
+    bitwise the same layer (every output sums over d and f in order in each
+    layout), on the CPU and on the GPU kernels (emulator), for a router and
+    for a selection made elsewhere; and the weights are not copied."""
+    rng = np.random.default_rng(31)
+    e, d, f, t = 6, 24, 40, 37
+    w = _weights(rng, e, d, f, dtype)
+    logits = rng.normal(size=(t, e)).astype(np.float32)
+    hidden = rng.normal(size=(t, d)).astype(dtype)
+    ids = np.argsort(-logits, axis=1)[:, :2].astype(np.int32)
+    gates = rng.uniform(size=(t, 2)).astype(np.float32)
+    device = route_device
+    real_gpu = device == "cuda" and not usmoe.emulator.enabled()
+    results, given = [], []
+    for weights, layout in _in_layouts(*w):
+        layer = usmoe.MoeLayer(*weights, mode="unified", k=1.5, device=device,
+                               weight_layout=layout)
+        assert all(np.shares_memory(mine, theirs)
+                   for mine, theirs in zip(layer._weights, [x for x in weights if x is not None]))
+        results.append(layer(hidden, logits))
+        if not real_gpu:  # forward_topk is not wired up on a real GPU yet
+            given.append(layer.forward_topk(hidden, ids, gates))
+    want = reference.moe_layer(hidden.astype(np.float32),
+                               reference.route(logits, mode="unified", k=1.5),
+                               *(x.astype(np.float32) for x in w))
+    np.testing.assert_allclose(results[0].astype(np.float32), want, rtol=2e-2, atol=2e-2)
+    for y in results[1:]:
+        np.testing.assert_array_equal(y, results[0])
+    for g in given[1:]:
+        np.testing.assert_array_equal(g, given[0])
+
+
+def test_weights_for_a_real_gpu_are_in_out_copies():
+    """A real GPU reads in_out weights (uploaded once): every layout
+    converts to the same three arrays."""
+    w = _weights(np.random.default_rng(32), 3, 8, 10)
+    for weights, layout in _in_layouts(*w):
+        converted = usmoe.MoeLayer(*weights, mode="token", k=1,
+                                   weight_layout=layout)._in_out_weights()
+        for mine, want in zip(converted, w):
+            np.testing.assert_array_equal(mine, want)
+            assert mine.flags["C_CONTIGUOUS"]
 
 
 @pytest.mark.parametrize("options", [dict(mode="unified", k=1.5),

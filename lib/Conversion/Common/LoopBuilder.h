@@ -134,6 +134,26 @@ inline Value toBuffer(LoopBuilder &b, Value tensor) {
                                            /*read_only=*/true);
 }
 
+/// The type of a read-only view of `tensor` with any offset and outer
+/// strides and a unit innermost stride: what a slice of a larger buffer
+/// (one half of a fused gate/up weight) bufferizes to without a copy.
+inline MemRefType stridedViewType(RankedTensorType type) {
+  SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
+  if (!strides.empty())
+    strides.back() = 1;
+  return MemRefType::get(
+      type.getShape(), type.getElementType(),
+      StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic, strides));
+}
+
+/// The buffer behind a tensor operand (read only) as a strided view, so
+/// that one-shot-bufferize casts instead of copying when it is a slice.
+inline Value toStridedBuffer(LoopBuilder &b, Value tensor) {
+  return bufferization::ToBufferOp::create(
+      b, stridedViewType(cast<RankedTensorType>(tensor.getType())), tensor,
+      /*read_only=*/true);
+}
+
 /// The tensor result of a freshly allocated buffer that nothing else aliases.
 inline Value toTensor(LoopBuilder &b, Value memref, Type tensorType) {
   return bufferization::ToTensorOp::create(b, tensorType, memref,

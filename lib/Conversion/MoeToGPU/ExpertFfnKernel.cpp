@@ -10,8 +10,9 @@
 //   threads over f: h[f] = silu(x W1[e][:, f]) * (x W3[e][:, f])  -> scratch
 //   barrier
 //   threads over d: y[d] = sum_f h[f] W2[e][f, d]
-// Consecutive threads read consecutive weight columns (coalesced). A GEMV per
-// row: a grouped-GEMM kernel with tensor cores is future work.
+// In the in_out layout consecutive threads read consecutive weight columns
+// (coalesced); in out_in they read rows D (or F) elements apart. A GEMV per
+// row either way: a grouped-GEMM kernel with tensor cores is future work.
 //
 //===----------------------------------------------------------------------===//
 
@@ -28,7 +29,13 @@ using arith::CmpIPredicate;
 gpu::GPUFuncOp gpu_kernels::buildExpertFfnKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType xType,
     MemRefType offsetsType, MemRefType w1Type, MemRefType w3Type,
-    MemRefType w2Type, MemRefType scratchType, MemRefType outType) {
+    MemRefType w2Type, MemRefType scratchType, MemRefType outType,
+    moe::WeightLayout layout) {
+  // Weight element (e, d, f) of W1/W3 and (e, f, d) of W2 in `layout`.
+  bool inOut = layout == moe::WeightLayout::in_out;
+  auto up = [inOut](Value e, Value d, Value f) {
+    return inOut ? SmallVector<Value>{e, d, f} : SmallVector<Value>{e, f, d};
+  };
   return buildKernel(
       builder, loc, name,
       {xType, offsetsType, w1Type, w3Type, w2Type, scratchType, outType},
@@ -39,8 +46,8 @@ gpu::GPUFuncOp gpu_kernels::buildExpertFfnKernel(
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value m = gpu::BlockIdOp::create(b, gpu::Dimension::x);
         Value mI32 = indexToI32(b, m);
-        Value experts = dim(b, w1, 0), width = dim(b, w1, 1),
-              ffn = dim(b, w1, 2);
+        Value experts = dim(b, w1, 0), width = dim(b, w1, inOut ? 1 : 2),
+              ffn = dim(b, w1, inOut ? 2 : 1);
         // e = (first e in [0, E] with offsets[e] > m) - 1.
         Value upper = lowerBound(
             b, indexConst(b, 0), addi(b, experts, indexConst(b, 1)),
@@ -57,8 +64,8 @@ gpu::GPUFuncOp gpu_kernels::buildExpertFfnKernel(
               [&](LoopBuilder &b, Value d, ValueRange a) {
                 Value xv = loadAsF32(b, x, {m, d});
                 return SmallVector<Value>{
-                    addf(b, a[0], mulf(b, xv, loadAsF32(b, w1, {e, d, f}))),
-                    addf(b, a[1], mulf(b, xv, loadAsF32(b, w3, {e, d, f})))};
+                    addf(b, a[0], mulf(b, xv, loadAsF32(b, w1, up(e, d, f)))),
+                    addf(b, a[1], mulf(b, xv, loadAsF32(b, w3, up(e, d, f))))};
               });
           Value silu = divf(
               b, acc[0],
@@ -74,7 +81,7 @@ gpu::GPUFuncOp gpu_kernels::buildExpertFfnKernel(
               [&](LoopBuilder &b, Value f, ValueRange a) {
                 Value h = load(b, scratch, {m, f});
                 return SmallVector<Value>{
-                    addf(b, a[0], mulf(b, h, loadAsF32(b, w2, {e, f, d})))};
+                    addf(b, a[0], mulf(b, h, loadAsF32(b, w2, up(e, f, d))))};
               })[0];
           if (!element.isF32())
             y = arith::TruncFOp::create(b, element, y);

@@ -12,6 +12,7 @@
 #include "Conversion/Common/RoutingMath.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinTypes.h"
+#include "usmoe/Dialect/Moe/IR/MoeDialect.h"
 
 #include <optional>
 
@@ -156,13 +157,15 @@ gpu::GPUFuncOp buildCombineKernel(OpBuilder &builder, Location loc,
                                   MemRefType result);
 
 /// `name(x, offsets, w1, w3, w2, scratch, out)`: SwiGLU of plan row m with
-/// its expert's weights, one block per row (f32 accumulation); `scratch`
-/// ([M, F] f32) holds the row's hidden activations between the two halves.
+/// its expert's weights (stored as `layout` says), one block per row (f32
+/// accumulation); `scratch` ([M, F] f32) holds the row's hidden activations
+/// between the two halves.
 gpu::GPUFuncOp buildExpertFfnKernel(OpBuilder &builder, Location loc,
                                     StringRef name, MemRefType x,
                                     MemRefType offsets, MemRefType w1,
                                     MemRefType w3, MemRefType w2,
-                                    MemRefType scratch, MemRefType out);
+                                    MemRefType scratch, MemRefType out,
+                                    moe::WeightLayout layout);
 
 /// The first index in [lo, hi) where `below` is false (binary search over a
 /// range on which `below` is true then false); hi if none.

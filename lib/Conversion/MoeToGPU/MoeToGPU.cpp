@@ -443,31 +443,37 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
-  /// expert_ffn -> one block per plan row, with an [M, F] f32 scratch.
+  /// expert_ffn -> one block per plan row, with an [M, F] f32 scratch. The
+  /// weights are strided views (a fused gate/up tensor's halves, either
+  /// layout) so that slices reach the kernel without copies.
   LogicalResult lowerExpertFfn(moe::ExpertFfnOp op, gpu::GPUModuleOp kernels,
                                unsigned index) {
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     auto outType = memrefOf(op.getType());
-    auto w1Type = memrefOf(op.getW1().getType());
+    bool inOut = op.getLayout() == moe::WeightLayout::in_out;
+    auto weightType = [](Value w) {
+      return stridedViewType(cast<RankedTensorType>(w.getType()));
+    };
     auto scratchType =
-        MemRefType::get({ShapedType::kDynamic, w1Type.getDimSize(2)},
+        MemRefType::get({ShapedType::kDynamic, op.getExpertDims()[2]},
                         Float32Type::get(op.getContext()));
     gpu::GPUFuncOp kernel = gpu_kernels::buildExpertFfnKernel(
         kb, op.getLoc(), "expert_ffn_" + std::to_string(index),
         memrefOf(op.getInput().getType()),
-        memrefOf(op.getExpertOffsets().getType()), w1Type,
-        memrefOf(op.getW3().getType()), memrefOf(op.getW2().getType()),
-        scratchType, outType);
+        memrefOf(op.getExpertOffsets().getType()), weightType(op.getW1()),
+        weightType(op.getW3()), weightType(op.getW2()), scratchType, outType,
+        op.getLayout());
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
     Value x = toBuffer(b, op.getInput());
     Value offsets = toBuffer(b, op.getExpertOffsets());
-    Value w1 = toBuffer(b, op.getW1()), w3 = toBuffer(b, op.getW3()),
-          w2 = toBuffer(b, op.getW2());
+    Value w1 = toStridedBuffer(b, op.getW1()),
+          w3 = toStridedBuffer(b, op.getW3()),
+          w2 = toStridedBuffer(b, op.getW2());
     Value rows = dim(b, x, 0);
     SmallVector<Value> scratchSizes = {rows};
     if (scratchType.isDynamicDim(1))
-      scratchSizes.push_back(dim(b, w1, 2));
+      scratchSizes.push_back(dim(b, w1, inOut ? 2 : 1));
     Value scratch = alloc(b, scratchType, scratchSizes);
     Value out = allocResult(b, op.getType(), x);
     launch(b, kernel, rows, {x, offsets, w1, w3, w2, scratch, out});
@@ -475,6 +481,8 @@ struct ConvertMoeToGPUPass
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
         {{attrs.getStringAttr("kind"), attrs.getStringAttr("expert_ffn")},
+         {attrs.getStringAttr("layout"),
+          attrs.getStringAttr(moe::stringifyWeightLayout(op.getLayout()))},
          {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
     replaceWithBuffers(b, op, {out});
     return success();

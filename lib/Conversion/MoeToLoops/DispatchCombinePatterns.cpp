@@ -166,13 +166,23 @@ struct CombineLowering : OpRewritePattern<moe::CombineOp> {
 
 /// For each expert e and each of its rows x:
 ///   h = silu(x W1[e]) * (x W3[e]);  y = h W2[e]
-/// Rows are taken in tiles of kFfnRowTile: each weight row (W1[e][d, :],
-/// W3[e][d, :], W2[e][f, :]) is read from memory once per tile and reused
-/// from cache for every row of it, instead of once per row (a GEMV per row
-/// streams all of the expert's weights each time). The innermost loops walk
-/// weights and accumulators contiguously, and every output element still
-/// sums over d (or f) in order, so results do not depend on the tiling.
+/// Rows are taken in tiles of kFfnRowTile: each weight row is read from
+/// memory once per tile and reused from cache for every row of it, instead
+/// of once per row (a GEMV per row streams all of the expert's weights each
+/// time). The innermost loops walk the weights contiguously in either
+/// layout: `in_out` accumulates whole rows (axpy over f, then over d),
+/// `out_in` takes dot products (over d, then over f). Every output element
+/// sums over d (or f) in increasing order from 0 in both, so results depend
+/// neither on the tiling nor on the layout.
 constexpr int64_t kFfnRowTile = 16;
+
+/// silu(g) * u with silu(g) = g / (1 + exp(-g)).
+static Value swiglu(LoopBuilder &b, Value g, Value u) {
+  Value silu = divf(b, g,
+                    addf(b, f32Const(b, 1.0),
+                         math::ExpOp::create(b, arith::NegFOp::create(b, g))));
+  return mulf(b, silu, u);
+}
 
 struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -181,20 +191,22 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
     LoopBuilder b(op.getLoc(), rewriter);
     Value x = toBuffer(b, op.getInput());
     Value offsets = toBuffer(b, op.getExpertOffsets());
-    Value w1 = toBuffer(b, op.getW1()), w3 = toBuffer(b, op.getW3()),
-          w2 = toBuffer(b, op.getW2());
+    Value w1 = toStridedBuffer(b, op.getW1()),
+          w3 = toStridedBuffer(b, op.getW3()),
+          w2 = toStridedBuffer(b, op.getW2());
+    bool inOut = op.getLayout() == moe::WeightLayout::in_out;
     auto type = cast<RankedTensorType>(op.getType());
     Type element = type.getElementType();
     Value zero = indexConst(b, 0), one = indexConst(b, 1);
     Value tile = indexConst(b, kFfnRowTile);
-    Value width = dim(b, w1, 1), ffn = dim(b, w1, 2);
+    Value width = dim(b, w1, inOut ? 1 : 2), ffn = dim(b, w1, inOut ? 2 : 1);
 
     Value out = allocResult(b, type, x);
     auto tileType =
         MemRefType::get({kFfnRowTile, ShapedType::kDynamic}, b.getF32Type());
     Value gate = alloc(b, tileType, {ffn}), up = alloc(b, tileType, {ffn});
     Value y = alloc(b, tileType, {width});
-    Value fzero = f32Const(b, 0.0), fone = f32Const(b, 1.0);
+    Value fzero = f32Const(b, 0.0);
 
     checkOffsets(b, offsets, dim(b, x, 0),
                  "moe: expert_ffn: expert_offsets must go from 0 to the number "
@@ -204,48 +216,72 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
       Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, one)}));
       forStrided(b, lo, hi, tile, [&](LoopBuilder &b, Value m0) {
         Value rows = arith::MinUIOp::create(b, tile, subi(b, hi, m0));
-        forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
-          forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
-            store(b, fzero, gate, {r, f});
-            store(b, fzero, up, {r, f});
-          });
-          forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-            store(b, fzero, y, {r, d});
-          });
-        });
-        forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+        auto row = [&](LoopBuilder &b, Value r) { return addi(b, m0, r); };
+        if (inOut) {
           forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
-            Value xv = loadAsF32(b, x, {addi(b, m0, r), d});
             forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
-              Value g = addf(b, load(b, gate, {r, f}),
-                             mulf(b, xv, loadAsF32(b, w1, {e, d, f})));
-              Value u = addf(b, load(b, up, {r, f}),
-                             mulf(b, xv, loadAsF32(b, w3, {e, d, f})));
-              store(b, g, gate, {r, f});
-              store(b, u, up, {r, f});
+              store(b, fzero, gate, {r, f});
+              store(b, fzero, up, {r, f});
+            });
+            forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+              store(b, fzero, y, {r, d});
             });
           });
-        });
-        forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
-          forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
-            // silu(g) = g / (1 + exp(-g))
-            Value g = load(b, gate, {r, f});
-            Value silu =
-                divf(b, g,
-                     addf(b, fone,
-                          math::ExpOp::create(b, arith::NegFOp::create(b, g))));
-            Value h = mulf(b, silu, load(b, up, {r, f}));
-            forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-              Value v = addf(b, load(b, y, {r, d}),
-                             mulf(b, h, loadAsF32(b, w2, {e, f, d})));
+          forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+            forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+              Value xv = loadAsF32(b, x, {row(b, r), d});
+              forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+                Value g = addf(b, load(b, gate, {r, f}),
+                               mulf(b, xv, loadAsF32(b, w1, {e, d, f})));
+                Value u = addf(b, load(b, up, {r, f}),
+                               mulf(b, xv, loadAsF32(b, w3, {e, d, f})));
+                store(b, g, gate, {r, f});
+                store(b, u, up, {r, f});
+              });
+            });
+          });
+          forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+            forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+              Value h = swiglu(b, load(b, gate, {r, f}), load(b, up, {r, f}));
+              forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+                Value v = addf(b, load(b, y, {r, d}),
+                               mulf(b, h, loadAsF32(b, w2, {e, f, d})));
+                store(b, v, y, {r, d});
+              });
+            });
+          });
+        } else {
+          forRange(b, zero, ffn, [&](LoopBuilder &b, Value f) {
+            forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+              SmallVector<Value> acc = forRangeAcc(
+                  b, zero, width, {fzero, fzero},
+                  [&](LoopBuilder &b, Value d, ValueRange a) {
+                    Value xv = loadAsF32(b, x, {row(b, r), d});
+                    return SmallVector<Value>{
+                        addf(b, a[0], mulf(b, xv, loadAsF32(b, w1, {e, f, d}))),
+                        addf(b, a[1],
+                             mulf(b, xv, loadAsF32(b, w3, {e, f, d})))};
+                  });
+              store(b, swiglu(b, acc[0], acc[1]), gate, {r, f});
+            });
+          });
+          forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+            forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
+              Value v = forRangeAcc(b, zero, ffn, {fzero},
+                                    [&](LoopBuilder &b, Value f, ValueRange a) {
+                                      return SmallVector<Value>{addf(
+                                          b, a[0],
+                                          mulf(b, load(b, gate, {r, f}),
+                                               loadAsF32(b, w2, {e, d, f})))};
+                                    })[0];
               store(b, v, y, {r, d});
             });
           });
-        });
+        }
         forRange(b, zero, rows, [&](LoopBuilder &b, Value r) {
           forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
             store(b, fromF32(b, load(b, y, {r, d}), element), out,
-                  {addi(b, m0, r), d});
+                  {row(b, r), d});
           });
         });
       });

@@ -575,6 +575,34 @@ func.func @ffn_hidden(%x: tensor<?x8xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x3
 
 // -----
 
+func.func @ffn_out_in_w2(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x32x16xf32>,
+                         %w3: tensor<4x32x16xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{expects w2 of shape [E, D, F] for w1 of shape [E, F, D] (layout out_in)}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 layout out_in : tensor<?x16xf32>, tensor<5xi32>, tensor<4x32x16xf32>, tensor<4x32x16xf32>, tensor<4x32x16xf32>
+  return
+}
+
+// -----
+
+// D is the last dimension of W1 in out_in: in_out weights fail as rows of 16.
+func.func @ffn_out_in_hidden(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+                             %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{expects input rows of size D = 32 (layout out_in)}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 layout out_in : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return
+}
+
+// -----
+
+func.func @ffn_bad_layout(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>,
+                          %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
+  // expected-error @+1 {{expected}}
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 layout column_major : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return
+}
+
+// -----
+
 func.func @ffn_offsets(%x: tensor<?x16xf32>, %o: tensor<4xi32>, %w1: tensor<4x16x32xf32>,
                        %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) {
   // expected-error @+1 {{expects 5 expert offsets (E + 1)}}

@@ -143,7 +143,20 @@ func.func @expert_ffn(%x: tensor<?x16xf32>, %offsets: tensor<5xi32>,
                       %w1: tensor<4x16x32xf32>, %w3: tensor<4x16x32xf32>,
                       %w2: tensor<4x32x16xf32>) -> tensor<?x16xf32> {
   // CHECK: moe.expert_ffn %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  // The default layout (in_out) is not printed.
+  // CHECK-NOT: layout
   %y = moe.expert_ffn %x, %offsets, %w1, %w3, %w2
       : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// nn.Linear's layout: W1/W3 [E, F, D], W2 [E, D, F].
+// CHECK-LABEL: func.func @expert_ffn_out_in
+func.func @expert_ffn_out_in(%x: tensor<?x16xbf16>, %offsets: tensor<5xi32>,
+                             %w1: tensor<4x32x16xbf16>, %w3: tensor<4x32x16xbf16>,
+                             %w2: tensor<4x16x32xbf16>) -> tensor<?x16xf32> {
+  // CHECK: moe.expert_ffn %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} layout out_in : tensor<?x16xbf16>
+  %y = moe.expert_ffn %x, %offsets, %w1, %w3, %w2 layout out_in
+      : tensor<?x16xbf16>, tensor<5xi32>, tensor<4x32x16xbf16>, tensor<4x32x16xbf16>, tensor<4x16x32xbf16>
   return %y : tensor<?x16xf32>
 }

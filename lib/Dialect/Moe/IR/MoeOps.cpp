@@ -358,6 +358,13 @@ LogicalResult ExpertFfnOp::inferReturnTypes(MLIRContext *ctx,
   return success();
 }
 
+std::array<int64_t, 3> ExpertFfnOp::getExpertDims() {
+  ShapedType w1 = getW1().getType();
+  bool inOut = getLayout() == WeightLayout::in_out;
+  return {w1.getDimSize(0), w1.getDimSize(inOut ? 1 : 2),
+          w1.getDimSize(inOut ? 2 : 1)};
+}
+
 LogicalResult ExpertFfnOp::verify() {
   ShapedType x = getInput().getType(), w1 = getW1().getType(),
              w3 = getW3().getType(), w2 = getW2().getType(),
@@ -367,24 +374,31 @@ LogicalResult ExpertFfnOp::verify() {
       w2.getElementType() != element)
     return emitOpError() << "expects expert weights of the input's element "
                          << "type " << element;
+  bool inOut = getLayout() == WeightLayout::in_out;
+  StringRef upShape = inOut ? "[E, D, F]" : "[E, F, D]";
+  StringRef downShape = inOut ? "[E, F, D]" : "[E, D, F]";
   if (w1.getShape() != w3.getShape())
-    return emitOpError() << "expects w1 and w3 of the same shape [E, D, F], "
-                         << "got " << w1 << " and " << w3;
-  // w1: [E, D, F], w2: [E, F, D], x: [M, D], offsets: [E + 1].
+    return emitOpError() << "expects w1 and w3 of the same shape " << upShape
+                         << ", got " << w1 << " and " << w3;
+  // W2 is W1 with its last two dimensions swapped, in either layout.
   if (!dimsCompatible(w1.getDimSize(0), w2.getDimSize(0)) ||
       !dimsCompatible(w1.getDimSize(1), w2.getDimSize(2)) ||
       !dimsCompatible(w1.getDimSize(2), w2.getDimSize(1)))
-    return emitOpError() << "expects w2 of shape [E, F, D] for w1 of shape "
-                         << "[E, D, F], got " << w2 << " and " << w1;
-  if (!dimsCompatible(x.getDimSize(1), w1.getDimSize(1)))
-    return emitOpError() << "expects input rows of size D = "
-                         << w1.getDimSize(1) << ", got " << x;
-  if (!w1.isDynamicDim(0)) {
-    std::optional<int64_t> count =
-        llvm::checkedAdd(w1.getDimSize(0), int64_t(1));
+    return emitOpError() << "expects w2 of shape " << downShape
+                         << " for w1 of shape " << upShape << " (layout "
+                         << stringifyWeightLayout(getLayout()) << "), got "
+                         << w2 << " and " << w1;
+  auto [experts, width, ffn] = getExpertDims();
+  (void)ffn;
+  if (!dimsCompatible(x.getDimSize(1), width))
+    return emitOpError() << "expects input rows of size D = " << width
+                         << " (layout " << stringifyWeightLayout(getLayout())
+                         << "), got " << x;
+  if (!ShapedType::isDynamic(experts)) {
+    std::optional<int64_t> count = llvm::checkedAdd(experts, int64_t(1));
     if (!count)
       return emitOpError() << "expects E + 1 expert offsets to fit in int64, "
-                           << "got E = " << w1.getDimSize(0);
+                           << "got E = " << experts;
     if (!dimsCompatible(offsets.getDimSize(0), *count))
       return emitOpError() << "expects " << *count
                            << " expert offsets (E + 1), got " << offsets;

@@ -53,6 +53,19 @@ def Moe_ExpertScoreKind : I32EnumAttr<"ExpertScoreKind",
 def Moe_ExpertScoreKindAttr
     : EnumAttr<Moe_Dialect, Moe_ExpertScoreKind, "expert_score">;
 
+/// How stacked expert weights are laid out. `in_out` ([E, D, F] for W1/W3,
+/// [E, F, D] for W2) is the matrix a row vector multiplies; `out_in`
+/// ([E, F, D] / [E, D, F]) is nn.Linear's and most checkpoints' (Hugging
+/// Face's fused `gate_up_proj` / `down_proj`), read in place instead of
+/// transposed into a copy.
+def Moe_WeightLayout : I32EnumAttr<"WeightLayout",
+    "layout of stacked expert weights", [
+      I32EnumAttrCase<"in_out", 0>,
+      I32EnumAttrCase<"out_in", 1>
+    ]> {
+  let cppNamespace = "::mlir::moe";
+}
+
 //===----------------------------------------------------------------------===//
 // Type constraints
 //===----------------------------------------------------------------------===//

@@ -16,6 +16,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "usmoe/Dialect/Moe/IR/MoeDialect.h"
 #include "usmoe/Routing/RouterRules.h"
+#include <array>
 
 #define GET_OP_CLASSES
 #include "usmoe/Dialect/Moe/IR/MoeOps.h.inc"

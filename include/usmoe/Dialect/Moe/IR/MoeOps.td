@@ -346,29 +346,48 @@ def Moe_ExpertFfnOp : Moe_Op<"expert_ffn", [Pure, InferTypeOpAdaptor]> {
   let summary = "grouped SwiGLU expert MLP over plan-ordered rows";
   let description = [{
     For the rows of expert `e` (`expert_offsets[e] .. expert_offsets[e+1]`),
-    `y = (silu(x W1[e]) * (x W3[e])) W2[e]` with `W1, W3 : [E, D, F]` and
-    `W2 : [E, F, D]` (Mixtral / OLMoE / Qwen-MoE experts). Accumulates in
-    f32 and returns f32 rows whatever the input type, so that the layer
-    rounds once, after `moe.combine` (an f16 overflow of one expert's output
-    never becomes inf + -inf = NaN in the sum). Routed FLOPs are
-    `M * 6 * D * F`.
+    `y = (silu(x W1[e]) * (x W3[e])) W2[e]`. Accumulates in f32 and returns
+    f32 rows whatever the input type, so that the layer rounds once, after
+    `moe.combine` (an f16 overflow of one expert's output never becomes
+    inf + -inf = NaN in the sum). Routed FLOPs are `M * 6 * D * F`.
+
+    `layout` says how the weights are stored, so that checkpoints are read
+    where they are instead of transposed into copies:
+    - `in_out` (the default): `W1, W3 : [E, D, F]`, `W2 : [E, F, D]`;
+    - `out_in` (nn.Linear's, Hugging Face's): `W1, W3 : [E, F, D]`,
+      `W2 : [E, D, F]`.
+    The weights may be strided views with unit innermost stride (a fused
+    `gate_up` tensor sliced with `tensor.extract_slice` bufferizes to two
+    views of one buffer, not to copies). Every output element sums over `d`
+    (and over `f`) in increasing order in both layouts, so the layout does
+    not change results.
 
     Example:
     ```mlir
     %y = moe.expert_ffn %x, %offsets, %w1, %w3, %w2
         : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x64x128xbf16>,
           tensor<8x64x128xbf16>, tensor<8x128x64xbf16>   // -> tensor<?x64xf32>
+    %z = moe.expert_ffn %x, %offsets, %g, %u, %d layout out_in
+        : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x128x64xbf16>,
+          tensor<8x128x64xbf16>, tensor<8x64x128xbf16>
     ```
   }];
   let arguments = (ins Moe_ActivationTensor:$input,
                        Moe_IndexVector:$expert_offsets,
                        Moe_ExpertWeightTensor:$w1, Moe_ExpertWeightTensor:$w3,
-                       Moe_ExpertWeightTensor:$w2);
+                       Moe_ExpertWeightTensor:$w2,
+                       DefaultValuedAttr<Moe_WeightLayout,
+                         "::mlir::moe::WeightLayout::in_out">:$layout);
   let results = (outs Moe_ActivationTensor:$result);
   let assemblyFormat = [{
-    $input `,` $expert_offsets `,` $w1 `,` $w3 `,` $w2 attr-dict `:`
-    type($input) `,` type($expert_offsets) `,` type($w1) `,` type($w3) `,`
-    type($w2)
+    $input `,` $expert_offsets `,` $w1 `,` $w3 `,` $w2 (`layout` $layout^)?
+    attr-dict `:` type($input) `,` type($expert_offsets) `,` type($w1) `,`
+    type($w3) `,` type($w2)
+  }];
+  let extraClassDeclaration = [{
+    /// E, D and F read from the weights' shapes in this op's layout
+    /// (dynamic sizes stay ShapedType::kDynamic).
+    std::array<int64_t, 3> getExpertDims();
   }];
   let hasVerifier = 1;
 }
