@@ -46,25 +46,16 @@ def _token_choice_of(block) -> dict:
     return options
 
 
-def _expert_weights(experts):
-    """w1, w3 [E, D, F] and w2 [E, F, D] from the fused [E, 2F, D] / [E, D, F]
-    parameters (copies: the compiled layer reads contiguous weights)."""
-    f = experts.down_proj.shape[-1]
-    gate_up = experts.gate_up_proj
-    w1 = gate_up[:, :f, :].transpose(1, 2).contiguous()
-    w3 = gate_up[:, f:, :].transpose(1, 2).contiguous()
-    w2 = experts.down_proj.transpose(1, 2).contiguous()
-    return w1, w3, w2
-
-
 def _usmoe_forward(self, hidden_states: Tensor) -> Tensor:
     batch, tokens, hidden = hidden_states.shape
     flat = hidden_states.reshape(-1, hidden)
     logits = F.linear(flat.float(), self.gate.weight.float()).reshape(batch, tokens, -1)
-    w1, w3, w2 = _expert_weights(self.experts)
     bias = self.gate.e_score_correction_bias if self.usmoe_biased else None
-    y = usmoe_torch.moe_layer(flat.contiguous(), logits.float().contiguous(), w1, w3, w2,
-                              bias=bias, **self.usmoe_router)
+    # The checkpoint's fused [E, 2F, D] gate/up and [E, D, F] down weights,
+    # read in place (nn.Linear's layout), no copies.
+    y = usmoe_torch.moe_layer(flat.contiguous(), logits.float().contiguous(),
+                              self.experts.gate_up_proj, None, self.experts.down_proj,
+                              bias=bias, weight_layout="out_in", **self.usmoe_router)
     if getattr(self, "shared_experts", None) is not None:  # DeepSeek-V3
         y = y + self.shared_experts(flat)
     if getattr(self, "shared_expert", None) is not None:

@@ -15,6 +15,12 @@ from .api import (Router, _cache, _given_selection, _load_gpu_kernels, _native,
 WEIGHT_LAYOUTS = ("in_out", "out_in")
 
 
+def check_weight_layout(weight_layout: str) -> None:
+    if weight_layout not in WEIGHT_LAYOUTS:
+        raise ValueError(f"weight_layout must be one of {', '.join(WEIGHT_LAYOUTS)}, got "
+                         f"{weight_layout!r}")
+
+
 class MoeLayer:
     """y = init + sum over the selected (g, e) of gate * FFN_e(hidden[g]),
     FFN_e(x) = W2_e (silu(W1_e x) * (W3_e x)), with any of the three
@@ -36,9 +42,7 @@ class MoeLayer:
 
     def __init__(self, w1, w3, w2, mode: str = "unified", device: str = "cpu",
                  weight_layout: str = "in_out", **router_options):
-        if weight_layout not in WEIGHT_LAYOUTS:
-            raise ValueError(f"weight_layout must be one of {', '.join(WEIGHT_LAYOUTS)}, got "
-                             f"{weight_layout!r}")
+        check_weight_layout(weight_layout)
         self.router = Router(mode=mode, device=device, **router_options)
         self.device = device
         self.weight_layout = weight_layout

@@ -32,7 +32,7 @@ if not hasattr(torch.library, "custom_op"):
     raise ImportError(f"usmoe.torch needs PyTorch >= 2.4 (torch.library.custom_op); this is "
                       f"PyTorch {torch.__version__}")
 
-__all__ = ["route", "moe_layer", "gate_function", "layer_function"]
+__all__ = ["route", "moe_layer", "gate_function", "layer_function", "expert_views"]
 
 # The router options the ops carry (as JSON text: custom ops take strings):
 # usmoe.Router's keywords, less the ones the ops take as arguments.
@@ -161,13 +161,29 @@ def _checked_options(items: tuple) -> str:
     return json.dumps(options, sort_keys=True)
 
 
-def layer_function(hidden: Tensor, logits: Tensor, mask: Tensor, w1: Tensor, w3: Tensor,
-                   w2: Tensor, options: dict, biased: bool = False) -> Tensor:
+def expert_views(w1: Tensor, w3: Optional[Tensor], w2: Tensor,
+                 weight_layout: str = "in_out") -> Tuple[Tensor, Tensor, Tensor]:
+    """w1, w3 [E, D, F] and w2 [E, F, D] as views of the weights in any
+    layout usmoe.MoeLayer reads (w3=None: w1 is the fused gate/up weight,
+    gate first); differentiable, gradients reach the tensors given."""
+    layer.check_weight_layout(weight_layout)
+    in_out = weight_layout == "in_out"
+    if w3 is None:
+        w1, w3 = w1.chunk(2, dim=2 if in_out else 1)
+    if not in_out:
+        w1, w3, w2 = (w.transpose(1, 2) for w in (w1, w3, w2))
+    return w1, w3, w2
+
+
+def layer_function(hidden: Tensor, logits: Tensor, mask: Tensor, w1: Tensor,
+                   w3: Optional[Tensor], w2: Tensor, options: dict, biased: bool = False,
+                   weight_layout: str = "in_out") -> Tensor:
     """The spec's MoE layer in PyTorch for the selection `mask`:
     y[g] = sum over selected (g, e) of gate * W2_e(silu(W1_e h) * W3_e h),
     differentiable in every tensor argument (the gates through
-    `gate_function`). hidden [G, D] with G = B*T; w1, w3 [E, D, F]; w2
-    [E, F, D]."""
+    `gate_function`). hidden [G, D] with G = B*T; expert weights as
+    `expert_views` reads them (default: w1, w3 [E, D, F]; w2 [E, F, D])."""
+    w1, w3, w2 = expert_views(w1, w3, w2, weight_layout)
     experts = w1.shape[0]
     gates = gate_function(logits, mask, options, biased).reshape(-1, experts)
     selected = mask.reshape(-1, experts)
@@ -183,65 +199,79 @@ def layer_function(hidden: Tensor, logits: Tensor, mask: Tensor, w1: Tensor, w3:
 
 
 @torch.library.custom_op("usmoe::moe_layer", mutates_args=())
-def _layer_op(hidden: Tensor, logits: Tensor, w1: Tensor, w3: Tensor, w2: Tensor,
-              bias: Optional[Tensor], options: str) -> Tuple[Tensor, Tensor]:
+def _layer_op(hidden: Tensor, logits: Tensor, w1: Tensor, w3: Optional[Tensor], w2: Tensor,
+              bias: Optional[Tensor], options: str,
+              weight_layout: str) -> Tuple[Tensor, Tensor]:
     opts = json.loads(options)
     device = "cuda" if hidden.is_cuda else "cpu"
+    detached = [None if w is None else w.detach() for w in (w1, w3, w2)]
     if hidden.dtype == torch.float64:  # the f64 reference path
         source = logits.detach().float()
         plan = _router(opts, device, bias)(source)
         mask = torch.as_tensor(plan.mask).to(logits.device).reshape(logits.shape)
-        y = layer_function(hidden.detach(), logits.detach().double(), mask, w1.detach(),
-                           w3.detach(), w2.detach(), opts, biased=bias is not None)
+        y = layer_function(hidden.detach(), logits.detach().double(), mask, *detached, opts,
+                           biased=bias is not None, weight_layout=weight_layout)
         return y, mask
     plan = _router(opts, device, bias)(logits.detach())
     mask = torch.as_tensor(plan.mask).to(logits.device).reshape(logits.shape)
-    moe = layer.MoeLayer(w1.detach(), w3.detach(), w2.detach(), device=device, bias=bias,
+    moe = layer.MoeLayer(*detached, device=device, bias=bias, weight_layout=weight_layout,
                          **opts)
     y = moe(hidden.detach(), logits.detach())
     return torch.as_tensor(y).to(hidden.device), mask
 
 
 @_layer_op.register_fake
-def _(hidden, logits, w1, w3, w2, bias, options):
+def _(hidden, logits, w1, w3, w2, bias, options, weight_layout):
     return torch.empty_like(hidden), torch.empty_like(logits, dtype=torch.bool)
 
 
 def _layer_setup(ctx, inputs, output):
-    hidden, logits, w1, w3, w2, bias, options = inputs
-    ctx.save_for_backward(hidden, logits, w1, w3, w2, output[1])
+    hidden, logits, w1, w3, w2, bias, options, weight_layout = inputs
+    ctx.fused = w3 is None
+    ctx.save_for_backward(hidden, logits, w1, w1 if w3 is None else w3, w2, output[1])
     ctx.options = options
     ctx.biased = bias is not None
+    ctx.weight_layout = weight_layout
 
 
 def _layer_backward(ctx, grad_y: Tensor, grad_mask: Optional[Tensor]):
     hidden, logits, w1, w3, w2, mask = ctx.saved_tensors
+    given = [hidden, logits, w1] + ([] if ctx.fused else [w3]) + [w2]
     work = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     with torch.enable_grad():
-        inputs = [t.detach().to(work).requires_grad_() for t in (hidden, logits, w1, w3, w2)]
-        y = layer_function(*inputs[:2], mask, *inputs[2:], json.loads(ctx.options),
-                           biased=ctx.biased)
-        grads = torch.autograd.grad(y, inputs, grad_y.to(work))
-    return (*(g.to(t.dtype) for g, t in zip(grads, (hidden, logits, w1, w3, w2))), None, None)
+        inputs = [t.detach().to(work).requires_grad_() for t in given]
+        weights = inputs[2:] if not ctx.fused else [inputs[2], None, inputs[3]]
+        y = layer_function(inputs[0], inputs[1], mask, *weights, json.loads(ctx.options),
+                           biased=ctx.biased, weight_layout=ctx.weight_layout)
+        grads = [g.to(t.dtype) for g, t in zip(torch.autograd.grad(y, inputs, grad_y.to(work)),
+                                                given)]
+    if ctx.fused:
+        grads.insert(3, None)
+    return (*grads, None, None, None)
 
 
 _layer_op.register_autograd(_layer_backward, setup_context=_layer_setup)
 
 
-def moe_layer(hidden: Tensor, logits: Tensor, w1: Tensor, w3: Tensor, w2: Tensor,
-              bias: Optional[Tensor] = None, **options) -> Tensor:
+def moe_layer(hidden: Tensor, logits: Tensor, w1: Tensor, w3: Optional[Tensor], w2: Tensor,
+              bias: Optional[Tensor] = None, weight_layout: str = "in_out",
+              **options) -> Tensor:
     """usmoe's compiled MoE layer (route, plan, SwiGLU experts, combine) as
-    a custom op: hidden [B*T, D] (or [T, D]), logits [B, T, E] or [T, E],
-    w1, w3 [E, D, F], w2 [E, F, D] -> y [B*T, D], differentiable in hidden,
-    logits and the expert weights (the backward differentiates
-    `layer_function` for the selection the router made)."""
-    for name, value in (("hidden", hidden), ("logits", logits), ("w1", w1), ("w3", w3),
-                        ("w2", w2)):
+    a custom op: hidden [B*T, D] (or [T, D]), logits [B, T, E] or [T, E] ->
+    y [B*T, D], differentiable in hidden, logits and the expert weights (the
+    backward differentiates `layer_function` for the selection the router
+    made). The expert weights are read in place in either layout of
+    usmoe.MoeLayer: weight_layout="in_out" (w1, w3 [E, D, F], w2 [E, F, D])
+    or "out_in" (nn.Linear's: [E, F, D], [E, D, F]); w3=None when w1 is a
+    fused gate/up weight ([E, D, 2F] / [E, 2F, D], gate first)."""
+    for name, value in (("hidden", hidden), ("logits", logits), ("w1", w1), ("w2", w2)) + \
+            ((("w3", w3),) if w3 is not None else ()):
         if not isinstance(value, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    layer.check_weight_layout(weight_layout)
     unknown = sorted(set(options) - set(_ROUTER_OPTIONS))
     if unknown:
         raise TypeError(f"unknown router options {unknown}")
     y, _ = _layer_op(hidden, logits, w1, w3, w2, bias,
-                     _checked_options(tuple(sorted(options.items()))))
+                     _checked_options(tuple(sorted(options.items()))), weight_layout)
     return y

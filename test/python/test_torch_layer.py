@@ -102,3 +102,86 @@ def test_module_compiles_without_graph_breaks():
 def test_bad_input(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def _layouts(w1, w3, w2):
+    """The same experts as (w1, w3, w2, weight_layout) in each layout the op
+    reads: separate or fused gate/up (w3=None), in_out or out_in."""
+    t1, t3, t2 = (w.transpose(1, 2).contiguous() for w in (w1, w3, w2))
+    return [(w1, w3, w2, "in_out"), (torch.cat([w1, w3], 2), None, w2, "in_out"),
+            (t1, t3, t2, "out_in"), (torch.cat([t1, t3], 1), None, t2, "out_in")]
+
+
+@pytest.mark.parametrize("options", ROUTERS[::2])
+def test_weight_layouts_forward_and_backward_alike(options):
+    """Every layout gives bitwise the same output, and the gradients of a
+    fused or transposed weight are those of the separate in_out weights,
+    laid out the same way."""
+    hidden, logits, w1, w3, w2 = tensors(7)
+    outputs, grads = [], []
+    for a, b, c, layout in _layouts(w1, w3, w2):
+        weights = [None if w is None else w.detach().clone().requires_grad_() for w in (a, b, c)]
+        y = ut.moe_layer(hidden, logits, *weights, weight_layout=layout, **options)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        outputs.append(y.detach())
+        grads.append(ut.expert_views(*[None if w is None else w.grad for w in weights],
+                                     weight_layout=layout))
+    for y, g in zip(outputs[1:], grads[1:]):
+        torch.testing.assert_close(y, outputs[0], rtol=0, atol=0)
+        for mine, want in zip(g, grads[0]):
+            torch.testing.assert_close(mine, want, rtol=1e-6, atol=1e-7)
+
+
+def test_gradcheck_fused_out_in():
+    hidden, logits, w1, w3, w2 = tensors(8, b=1, t=4, e=3, d=3, f=4, dtype=torch.float64)
+    w13, _, down, _ = _layouts(w1, w3, w2)[3]
+    inputs = [t.detach().clone().requires_grad_() for t in (hidden, logits, w13, down)]
+    assert torch.autograd.gradcheck(
+        lambda h, lg, gu, dn: ut.moe_layer(h, lg, gu, None, dn, weight_layout="out_in",
+                                           mode="unified", k=1.5), inputs)
+
+
+def test_weights_are_read_in_place(monkeypatch):
+    """The compiled layer gets views of the parameters, not copies."""
+    import numpy as np
+    from usmoe import layer
+    seen = []
+    original = layer.MoeLayer.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self)
+    monkeypatch.setattr(layer.MoeLayer, "__init__", spy)
+    moe = usmoe.nn.MoE(6, 8, 4, weight_layout="out_in", fused_gate_up=True, mode="token", k=2)
+    moe(torch.randn(5, 6))
+    (compiled,) = seen
+    assert compiled.fused and compiled.weight_layout == "out_in"
+    for mine, param in zip(compiled._weights, (moe.w13, moe.w2)):
+        assert np.shares_memory(mine, param.detach().numpy())
+
+
+@pytest.mark.parametrize("layout, fused", [("in_out", True), ("out_in", False),
+                                           ("out_in", True)])
+def test_module_layouts_load_the_same_experts(layout, fused):
+    """An in_out module's experts loaded into a module of another layout
+    (transposed / concatenated state dict) give the same outputs, and it
+    trains: gradients reach its own parameters."""
+    torch.manual_seed(4)
+    base = usmoe.nn.MoE(6, 8, 4, mode="unified", k=1.5)
+    other = usmoe.nn.MoE(6, 8, 4, mode="unified", k=1.5, weight_layout=layout,
+                         fused_gate_up=fused)
+    w1, w3, w2, _ = _layouts(base.w1, base.w3, base.w2)[(layout == "out_in") * 2 + fused]
+    state = dict(gate=base.gate, w2=w2)
+    state.update(dict(w13=w1) if fused else dict(w1=w1, w3=w3))
+    other.load_state_dict({k: v.detach() for k, v in state.items()})
+    x = torch.randn(2, 5, 6)
+    torch.testing.assert_close(other(x), base(x), rtol=0, atol=0)
+    other(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in other.parameters())
+
+
+def test_module_rejects_an_unknown_layout():
+    with pytest.raises(ValueError, match="weight_layout must be one of in_out, out_in"):
+        usmoe.nn.MoE(6, 8, 4, weight_layout="columns", mode="token", k=1)
+    with pytest.raises(ValueError, match="weight_layout must be one of"):
+        ut.moe_layer(*tensors(9), weight_layout="x", mode="token", k=1)
