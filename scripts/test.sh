@@ -22,7 +22,8 @@ echo "== pytest"
 PYTHONPATH="$build_dir/python_packages" /usr/bin/python3 -m pytest -q \
   -p no:cacheprovider --junit-xml "$reports/pytest.xml" test/python
 
-# The Python package as users get it: `pip install .` into a venv with
+# The Python package as users get it: a wheel built with `pip wheel .`,
+# installed into a venv with
 # PyPI's NumPy 2, PyTorch 2.x and transformers 5 (the Debian tier above has
 # NumPy 1.24 and PyTorch 1.13; usmoe.torch's custom ops need >= 2.4, and
 # usmoe.hf patches transformers 5's MoE blocks). Needs PyPI; without
@@ -30,13 +31,18 @@ PYTHONPATH="$build_dir/python_packages" /usr/bin/python3 -m pytest -q \
 echo "== pytest: pip-installed usmoe with PyPI NumPy 2 and PyTorch 2"
 venv="$build_dir/venv-numpy2"
 numpy2_report="$reports/pytest-numpy2.xml"
+wheels="$build_dir/wheels"
+rm -rf "$wheels"
+pip_quiet=(-q --disable-pip-version-check)
 if { [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"; } &&
-   "$venv/bin/pip" install -q --disable-pip-version-check "numpy>=2" "torch>=2.4" "transformers>=5" pytest . ; then
+   "$venv/bin/pip" wheel "${pip_quiet[@]}" --no-deps -w "$wheels" . &&
+   "$venv/bin/pip" install "${pip_quiet[@]}" "numpy>=2" "torch>=2.4" "transformers>=5" pytest &&
+   "$venv/bin/pip" install "${pip_quiet[@]}" --force-reinstall --no-deps "$wheels"/usmoe-*.whl; then
   USMOE_TEST_INSTALLED=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
     --junit-xml "$numpy2_report" test/python \
     --ignore test/python/test_gpu_check_pack.py --ignore test/python/test_differential.py
 else
-  echo "could not pip install usmoe with NumPy 2 into $venv (is PyPI reachable?)"
+  echo "could not build usmoe's wheel or install it with NumPy 2 into $venv (is PyPI reachable?)"
 fi
 
 # libFuzzer over parse + verify + every pipeline, under ASan + UBSan: a

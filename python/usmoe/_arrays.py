@@ -36,9 +36,12 @@ def host_array(value, name: str) -> HostArray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor
         framework = "torch"
         t = value.detach().cpu()
+        if not t.is_contiguous():  # read in place or not at all: no silent copies
+            raise ValueError(f"{name} must be contiguous (call .contiguous(); a transposed "
+                             "expert weight is weight_layout='out_in')")
         if str(t.dtype) == "torch.bfloat16":
             import torch
-            raw = t.contiguous().view(torch.int16).numpy().view(np.uint16)
+            raw = t.view(torch.int16).numpy().view(np.uint16)
             return HostArray(raw, "bf16", framework)
         value = t.numpy()
     if isinstance(value, (list, tuple)):

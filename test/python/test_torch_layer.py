@@ -17,6 +17,13 @@ ROUTERS = [
 ]
 
 
+def _with(values, index, change):
+    """`values` with values[index] replaced by change(values[index])."""
+    values = list(values)
+    values[index] = change(values[index])
+    return values
+
+
 def tensors(seed, b=2, t=5, e=4, d=6, f=8, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
 
@@ -98,6 +105,23 @@ def test_module_compiles_without_graph_breaks():
      r"hidden must be \[T, 6\]"),
     (lambda: usmoe.nn.MoE(6, 8, 4, mode="token", k=1)(torch.randn(5, 6, dtype=torch.float64)),
      ValueError, "the weights' dtype"),
+    # A transposed view is refused, not silently copied on every call.
+    (lambda: ut.moe_layer(*_with(tensors(5), 2, lambda w: w.transpose(1, 2).contiguous()
+                                 .transpose(1, 2)), mode="token", k=1),
+     ValueError, r"w1 must be contiguous \(call .contiguous\(\); a transposed expert weight "
+                 r"is weight_layout='out_in'\)"),
+    (lambda: ut.moe_layer(*_with(tensors(5), 3, lambda w: w.half()), mode="token", k=1),
+     ValueError, "w1, w3, w2 must have the same dtype"),
+    (lambda: ut.moe_layer(*_with(tensors(5), 0, lambda h: h.half()), mode="token", k=1),
+     ValueError, "hidden must have the weights' dtype"),
+    (lambda: ut.moe_layer(*_with(tensors(5), 3, lambda w: w[:, :-1].contiguous()),
+                          mode="token", k=1),
+     ValueError, r"w3 must be \[E, D, F\] = \(4, 6, 8\)"),
+    (lambda: ut.moe_layer(*_with(tensors(5), 0, lambda h: h[:-1]), mode="token", k=1),
+     ValueError, r"hidden must be \[B\*T, D\]"),
+    (lambda: ut.moe_layer(*tensors(5)[:2], torch.randn(4, 12, 6), None, tensors(5)[4],
+                          weight_layout="out_in", mode="token", k=1),
+     ValueError, r"fused gate/up w1 must be \[E, 2F, D\] = \(4, 12, 8\)"),
 ])
 def test_bad_input(make, error, message):
     with pytest.raises(error, match=message):
