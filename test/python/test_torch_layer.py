@@ -209,3 +209,22 @@ def test_module_rejects_an_unknown_layout():
         usmoe.nn.MoE(6, 8, 4, weight_layout="columns", mode="token", k=1)
     with pytest.raises(ValueError, match="weight_layout must be one of"):
         ut.moe_layer(*tensors(9), weight_layout="x", mode="token", k=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (gpu-check runs it)")
+@pytest.mark.parametrize("options", ROUTERS[:3])
+def test_cuda_tensors_match_the_cpu(options):
+    """CUDA tensors in, CUDA tensors out: the GPU path's layer and its
+    gradients against the CPU's, fused out_in weights as HF has them."""
+    hidden, logits, w1, w3, w2 = tensors(10)
+    w13, _, down, _ = _layouts(w1, w3, w2)[3]
+    results = []
+    for device in ("cpu", "cuda"):
+        inputs = [t.detach().to(device).requires_grad_() for t in (hidden, logits, w13, down)]
+        y = ut.moe_layer(inputs[0], inputs[1], inputs[2], None, inputs[3],
+                         weight_layout="out_in", **options)
+        assert y.device.type == device
+        y.sum().backward()
+        results.append([y.detach().cpu()] + [t.grad.cpu() for t in inputs])
+    for mine, want in zip(*results[::-1]):
+        torch.testing.assert_close(mine, want, rtol=1e-4, atol=1e-5)
