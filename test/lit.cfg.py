@@ -47,6 +47,13 @@ emulator = os.path.join(config.usmoe_obj_root, "lib", "libusmoe_gpu_emulator" + 
 config.substitutions.append(
     ("%run_emu", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs
      + "," + emulator))
+# Runs it with the oneDNN CPU runtime (code lowered with expert-gemm=onednn).
+cpu_runtime = os.path.join(config.usmoe_obj_root, "lib", "libusmoe_cpu_runtime" + config.llvm_shlib_ext)
+if os.path.exists(cpu_runtime):
+    config.available_features.add("onednn")
+config.substitutions.append(
+    ("%run_onednn", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs
+     + "," + cpu_runtime))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(("%usmoe_src_root", config.usmoe_src_root))
 config.substitutions.append(("%usmoe_obj_root", config.usmoe_obj_root))

@@ -21,7 +21,9 @@ void mlir::usmoe::buildUsmoeToCPUPipeline(
   if (options.fuseRouting)
     pm.addPass(moe::createMoeFuseRoutingPass());
   pm.addPass(createCanonicalizerPass());
-  pm.addPass(createConvertMoeToLoopsPass());
+  ConvertMoeToLoopsPassOptions loops;
+  loops.expertGemm = options.expertGemm;
+  pm.addPass(createConvertMoeToLoopsPass(loops));
 
   addBufferizationStage(pm);
   bufferization::BufferDeallocationPipelineOptions dealloc;
@@ -36,7 +38,8 @@ void mlir::usmoe::registerUsmoePipelines() {
   PassPipelineRegistration<UsmoeToCPUPipelineOptions>(
       "usmoe-to-cpu",
       "Lower moe routing on tensors to the LLVM dialect for the CPU (fuse, "
-      "moe-to-loops, bufferize, deallocate, convert to LLVM)",
+      "moe-to-loops, bufferize, deallocate, convert to LLVM); with "
+      "expert-gemm=onednn link libusmoe_cpu_runtime.so",
       buildUsmoeToCPUPipeline);
   PassPipelineRegistration<UsmoeToNVVMPipelineOptions>(
       "usmoe-to-nvvm",

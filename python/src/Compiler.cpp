@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Compiler.h"
+#include "usmoe/Support/Bfloat16.h"
 #include "usmoe/Support/InputLimits.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -27,9 +28,9 @@
 #include "usmoe/Target/GpuArtifacts.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
-#include "llvm/Target/TargetMachine.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
 
 #include <algorithm>
 #include <csetjmp>
@@ -163,13 +164,7 @@ int64_t descriptorWords(size_t rank) { return 3 + 2 * int64_t(rank); }
 /// calls this compiler-rt builtin when it narrows bf16 arithmetic, and
 /// Debian 12's libgcc (GCC 12) does not have it, so the JIT gets ours.
 extern "C" __bf16 usmoeTruncSfBf2(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  uint16_t half;
-  if ((bits & 0x7fffffffu) > 0x7f800000u)
-    half = uint16_t((bits >> 16) | 0x40u); // quiet NaN
-  else
-    half = uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  uint16_t half = mlir::usmoe::roundToBfloat16(value);
   __bf16 result;
   std::memcpy(&result, &half, sizeof(result));
   return result;
@@ -357,7 +352,7 @@ struct JitFunction::Impl {
 
 JitFunction::JitFunction(const std::string &source, const std::string &name,
                          int optLevel, const GpuTarget *gpu,
-                         const EmulatorTarget *emulator)
+                         const EmulatorTarget *emulator, const CpuTarget *cpu)
     : impl(std::make_unique<Impl>()) {
   if (gpu)
     impl->gpu = GpuRuntime::load(gpu->runtimePath);
@@ -387,6 +382,8 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     mlir::usmoe::buildUsmoeToGPUEmulatorPipeline(pm);
   } else {
     mlir::usmoe::UsmoeToCPUPipelineOptions options;
+    if (cpu && cpu->oneDnn)
+      options.expertGemm = mlir::usmoe::ExpertGemm::OneDnn;
     mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
   }
   if (failed(pm.run(*module)))
@@ -407,8 +404,8 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
   } else {
     llvm::consumeError(builder.takeError());
   }
-  auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
-                                               hostMachine.get());
+  auto transformer =
+      makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, hostMachine.get());
   ExecutionEngineOptions engineOptions;
   engineOptions.transformer = transformer;
   SmallVector<StringRef> sharedLibs;
@@ -416,6 +413,8 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     sharedLibs.push_back(gpu->runtimePath);
   if (emulator)
     sharedLibs.push_back(emulator->runtimePath);
+  if (cpu && cpu->oneDnn)
+    sharedLibs.push_back(cpu->runtimePath);
   engineOptions.sharedLibPaths = sharedLibs;
   auto engine = ExecutionEngine::create(*module, engineOptions);
   if (!engine) {

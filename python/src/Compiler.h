@@ -89,6 +89,14 @@ struct EmulatorTarget {
   std::string runtimePath;
 };
 
+/// How a JitFunction runs on the CPU: moe.expert_ffn's GEMMs on oneDNN
+/// through libusmoe_cpu_runtime.so at `runtimePath` (`oneDnn`), or in
+/// generated loops.
+struct CpuTarget {
+  bool oneDnn = false;
+  std::string runtimePath;
+};
+
 /// A function of tensors, JIT-compiled.
 class JitFunction {
 public:
@@ -97,7 +105,8 @@ public:
   /// with `emulator`, the GPU path on the GPU emulator.
   JitFunction(const std::string &source, const std::string &name, int optLevel,
               const GpuTarget *gpu = nullptr,
-              const EmulatorTarget *emulator = nullptr);
+              const EmulatorTarget *emulator = nullptr,
+              const CpuTarget *cpu = nullptr);
   ~JitFunction();
   JitFunction(const JitFunction &) = delete;
   JitFunction &operator=(const JitFunction &) = delete;

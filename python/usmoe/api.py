@@ -493,7 +493,8 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     if target == "cpu":
         if entry is None:
             raise ValueError("target='cpu' needs the name of the function to call (entry=...)")
-        return _native().JitFunction(source, entry)
+        from . import cpu
+        return cpu.jit(source, entry)
     if target == "cuda":
         if entry is None:
             raise ValueError("target='cuda' needs the name of the function to call (entry=...)")

@@ -7,9 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import _arrays, _ir, emulator
-from .api import (Router, _cache, _given_selection, _load_gpu_kernels, _native,
-                  packed_offsets)
+from . import _arrays, _ir, cpu, emulator
+from .api import Router, _cache, _given_selection, _load_gpu_kernels, packed_offsets
 
 #: How stacked expert weights may be laid out (moe.expert_ffn's `layout`).
 WEIGHT_LAYOUTS = ("in_out", "out_in")
@@ -124,8 +123,9 @@ class MoeLayer:
             return _cache.get(key + (chip,),
                               lambda: _load_gpu_kernels(self._ir(logits_element, packed), chip,
                                                                 features))
-        return _cache.get(key, lambda: _native().JitFunction(self._ir(logits_element, packed),
-                                                             "layer"))
+        gemm = cpu.expert_gemm()
+        return _cache.get(key + ("cpu", gemm),
+                          lambda: cpu.jit(self._ir(logits_element, packed), "layer"))
 
     def _check(self, logits_shape, hidden_shape, init_shape):
         b, t, e = logits_shape
@@ -220,7 +220,7 @@ class MoeLayer:
         if emulated:
             fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "layer"))
         else:
-            fn = _cache.get(key, lambda: _native().JitFunction(ir, "layer"))
+            fn = _cache.get(key + ("cpu", cpu.expert_gemm()), lambda: cpu.jit(ir, "layer"))
         (y,) = fn([ids, weights, h.data, init_data, *self._weights])
         return _arrays.from_host_result(y, self.element, h.framework)
 

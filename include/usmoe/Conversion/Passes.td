@@ -30,11 +30,28 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
 
     Budgets that depend on a dynamic T are checked at run time with
     `cf.assert` (n <= T * E, capacity <= T).
+
+    `expert-gemm=onednn` lowers f32 and bf16 `moe.expert_ffn` to a call of
+    `usmoe_cpu_expert_ffn_<type>` in libusmoe_cpu_runtime.so (the GEMMs on
+    oneDNN, every core; weights passed as strided views, either layout),
+    with a run-time check of its status; link that library to run the code.
   }];
+  let options = [
+    Option<"expertGemm", "expert-gemm", "::mlir::usmoe::ExpertGemm",
+           "::mlir::usmoe::ExpertGemm::Loops",
+           "Where moe.expert_ffn's GEMMs run: generated loops, or oneDNN "
+           "through libusmoe_cpu_runtime.so (f32 and bf16)",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::usmoe::ExpertGemm::Loops, "loops",
+                        "generated scf loops"),
+             clEnumValN(::mlir::usmoe::ExpertGemm::OneDnn, "onednn",
+                        "oneDNN matmuls in libusmoe_cpu_runtime.so"))}]>
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::bufferization::BufferizationDialect",
     "::mlir::cf::ControlFlowDialect",
+    "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",

@@ -15,6 +15,7 @@
 #define USMOE_PIPELINES_PIPELINES_H
 
 #include "mlir/Pass/PassOptions.h"
+#include "usmoe/Conversion/MoeToLoops/MoeToLoops.h"
 
 namespace mlir {
 class OpPassManager;
@@ -26,6 +27,14 @@ struct UsmoeToCPUPipelineOptions
       *this, "fuse-routing",
       llvm::cl::desc("Fuse score + selection chains into moe.route first"),
       llvm::cl::init(true)};
+  PassOptions::Option<ExpertGemm> expertGemm{
+      *this, "expert-gemm",
+      llvm::cl::desc("Where moe.expert_ffn's GEMMs run (convert-moe-to-loops)"),
+      llvm::cl::init(ExpertGemm::Loops),
+      llvm::cl::values(
+          clEnumValN(ExpertGemm::Loops, "loops", "generated scf loops"),
+          clEnumValN(ExpertGemm::OneDnn, "onednn",
+                     "oneDNN matmuls in libusmoe_cpu_runtime.so"))};
 };
 
 /// moe (tensors) -> LLVM dialect, ready for mlir-runner or the JIT:

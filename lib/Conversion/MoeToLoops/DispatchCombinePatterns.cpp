@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "PlanChecks.h"
 #include "PopulatePatterns.h"
 #include "RoutingKernels.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
@@ -32,13 +33,11 @@ static void copyConverting(LoopBuilder &b, Value src, Value dst,
   });
 }
 
-namespace {
-
-/// result[m, :] = hidden[token_ids[m], :]
 /// Run-time checks of the plan contract the dialect documents (dispatch,
 /// expert_ffn and combine take what moe.plan writes): a caller that passes
 /// other ids or offsets gets the failed check, not an out-of-bounds access.
-void checkIdsBelow(LoopBuilder &b, Value ids, Value limit, StringRef message) {
+void mlir::usmoe::loops::checkIdsBelow(LoopBuilder &b, Value ids, Value limit,
+                                       StringRef message) {
   forRange(b, indexConst(b, 0), dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
     Value id = load(b, ids, {m});
     Value ok =
@@ -48,9 +47,8 @@ void checkIdsBelow(LoopBuilder &b, Value ids, Value limit, StringRef message) {
   });
 }
 
-/// offsets[0] = 0, never decreasing, offsets[E] = rows.
-void checkOffsets(LoopBuilder &b, Value offsets, Value rows,
-                  StringRef message) {
+void mlir::usmoe::loops::checkOffsets(LoopBuilder &b, Value offsets, Value rows,
+                                      StringRef message) {
   Value zero = indexConst(b, 0), one = indexConst(b, 1);
   Value last = subi(b, dim(b, offsets, 0), one);
   Value ok = andi(b,
@@ -66,6 +64,9 @@ void checkOffsets(LoopBuilder &b, Value offsets, Value rows,
   });
 }
 
+namespace {
+
+/// result[m, :] = hidden[token_ids[m], :]
 struct DispatchLowering : OpRewritePattern<moe::DispatchOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::DispatchOp op,
@@ -208,9 +209,7 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
     Value y = alloc(b, tileType, {width});
     Value fzero = f32Const(b, 0.0);
 
-    checkOffsets(b, offsets, dim(b, x, 0),
-                 "moe: expert_ffn: expert_offsets must go from 0 to the number "
-                 "of rows without decreasing");
+    checkOffsets(b, offsets, dim(b, x, 0), kExpertFfnOffsetsCheck);
     forRange(b, zero, dim(b, w1, 0), [&](LoopBuilder &b, Value e) {
       Value lo = i32ToIndex(b, load(b, offsets, {e}));
       Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, one)}));
@@ -294,7 +293,9 @@ struct ExpertFfnLowering : OpRewritePattern<moe::ExpertFfnOp> {
 } // namespace
 
 void mlir::usmoe::loops::populateDispatchCombinePatterns(
-    RewritePatternSet &patterns) {
+    RewritePatternSet &patterns, ExpertGemm expertGemm) {
+  if (expertGemm == ExpertGemm::OneDnn)
+    populateExpertFfnRuntimeCallPatterns(patterns);
   patterns.add<DispatchLowering, CombineLowering, ExpertFfnLowering>(
       patterns.getContext());
 }

@@ -10,6 +10,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlow.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -24,22 +25,23 @@ namespace mlir::usmoe {
 using namespace mlir;
 
 void mlir::usmoe::populateMoeToLoopsConversionPatterns(
-    RewritePatternSet &patterns) {
+    RewritePatternSet &patterns, ExpertGemm expertGemm) {
   loops::populateScoringPatterns(patterns);
   loops::populateSelectionPatterns(patterns);
   loops::populatePlanPatterns(patterns);
-  loops::populateDispatchCombinePatterns(patterns);
+  loops::populateDispatchCombinePatterns(patterns, expertGemm);
 }
 
 namespace {
 struct ConvertMoeToLoopsPass
     : usmoe::impl::ConvertMoeToLoopsPassBase<ConvertMoeToLoopsPass> {
+  using Base::Base;
   void runOnOperation() override {
     ConversionTarget target(getContext());
     target.addIllegalDialect<moe::MoeDialect>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     RewritePatternSet patterns(&getContext());
-    usmoe::populateMoeToLoopsConversionPatterns(patterns);
+    usmoe::populateMoeToLoopsConversionPatterns(patterns, expertGemm);
     // Partial conversion: any moe op left over is reported with its location.
     if (failed(applyPartialConversion(getOperation(), target,
                                       std::move(patterns))))

@@ -8,6 +8,8 @@
 #ifndef USMOE_LIB_CONVERSION_MOETOLOOPS_POPULATEPATTERNS_H
 #define USMOE_LIB_CONVERSION_MOETOLOOPS_POPULATEPATTERNS_H
 
+#include "usmoe/Conversion/MoeToLoops/MoeToLoops.h"
+
 namespace mlir {
 class RewritePatternSet;
 namespace usmoe::loops {
@@ -18,8 +20,12 @@ void populateScoringPatterns(RewritePatternSet &patterns);
 void populateSelectionPatterns(RewritePatternSet &patterns);
 /// plan and topk_list.
 void populatePlanPatterns(RewritePatternSet &patterns);
-/// dispatch, expert_ffn and combine.
-void populateDispatchCombinePatterns(RewritePatternSet &patterns);
+/// expert_ffn of f32 and bf16 as calls of libusmoe_cpu_runtime.so (oneDNN),
+/// preferred over the loops.
+void populateExpertFfnRuntimeCallPatterns(RewritePatternSet &patterns);
+/// dispatch, expert_ffn (its GEMMs as `expertGemm` says) and combine.
+void populateDispatchCombinePatterns(RewritePatternSet &patterns,
+                                     ExpertGemm expertGemm);
 
 } // namespace usmoe::loops
 } // namespace mlir

@@ -15,11 +15,22 @@ class RewritePatternSet;
 
 namespace usmoe {
 
+/// Where moe.expert_ffn's GEMMs run on the CPU.
+enum class ExpertGemm {
+  /// Generated scf loops: self-contained code, any element type.
+  Loops,
+  /// Calls of libusmoe_cpu_runtime.so (oneDNN matmuls) for f32 and bf16;
+  /// f16 stays on loops.
+  OneDnn,
+};
+
 #define GEN_PASS_DECL_CONVERTMOETOLOOPSPASS
 #include "usmoe/Conversion/Passes.h.inc"
 
-/// Adds the patterns that lower every moe op to scf loops over memrefs.
-void populateMoeToLoopsConversionPatterns(RewritePatternSet &patterns);
+/// Adds the patterns that lower every moe op to scf loops over memrefs
+/// (moe.expert_ffn's GEMMs as `expertGemm` says).
+void populateMoeToLoopsConversionPatterns(
+    RewritePatternSet &patterns, ExpertGemm expertGemm = ExpertGemm::Loops);
 
 } // namespace usmoe
 } // namespace mlir

@@ -1,0 +1,401 @@
+//===- ExpertFfnOneDnn.cpp - moe.expert_ffn on oneDNN matmuls -------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// Each expert's rows are one GEMM per weight: G = X W1[e], U = X W3[e] (f32
+// out), H = silu(G) * U, out = H W2[e]. The matmul primitives take the
+// number of rows at run time, so one primitive per (type, K, N, weight
+// strides) serves every expert and every call; they are created once and
+// kept. Weights are read in place through their strides (either layout, the
+// halves of a fused gate/up tensor).
+//
+//===----------------------------------------------------------------------===//
+
+#include "usmoe/Runtime/CpuRuntime.h"
+#include "usmoe/Support/Bfloat16.h"
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+// The OpenMP runtime oneDNN runs on (Debian's is built with GNU OpenMP; the
+// library links that libgomp, so these set the thread count oneDNN reads).
+extern "C" void omp_set_num_threads(int);
+extern "C" int omp_get_max_threads(void);
+
+namespace {
+
+/// A matmul dst[M, N] (f32, rows ldc apart) = src[M, K] (rows lda apart) x
+/// weights[K, N] (strides kStride, nStride), M given at each call.
+struct MatmulShape {
+  dnnl_data_type_t type;
+  int64_t k, n, lda, ldc, kStride, nStride;
+  bool operator<(const MatmulShape &o) const {
+    return std::tie(type, k, n, lda, ldc, kStride, nStride) <
+           std::tie(o.type, o.k, o.n, o.lda, o.ldc, o.kStride, o.nStride);
+  }
+};
+
+/// oneDNN's CPU engine and stream, and the primitives made so far.
+class OneDnn {
+public:
+  static OneDnn &get() {
+    static OneDnn instance;
+    return instance;
+  }
+
+  bool ok() const { return engine != nullptr; }
+
+  /// dst = src x weights for `rows` rows; false (and a message on stderr)
+  /// if oneDNN fails.
+  bool matmul(const MatmulShape &shape, int64_t rows, const void *src,
+              const void *weights, float *dst) {
+    dnnl_primitive_t primitive = primitiveFor(shape);
+    dnnl_stream_t stream = threadStream();
+    if (!primitive || !stream)
+      return false;
+    dnnl_memory_desc_t srcDesc, weightsDesc, dstDesc;
+    int64_t srcDims[2] = {rows, shape.k}, srcStrides[2] = {shape.lda, 1};
+    int64_t weightsDims[2] = {shape.k, shape.n};
+    int64_t weightsStrides[2] = {shape.kStride, shape.nStride};
+    int64_t dstDims[2] = {rows, shape.n}, dstStrides[2] = {shape.ldc, 1};
+    dnnl_memory_t memories[3] = {nullptr, nullptr, nullptr};
+    bool done =
+        check(dnnl_memory_desc_init_by_strides(&srcDesc, 2, srcDims, shape.type,
+                                               srcStrides),
+              "source descriptor") &&
+        check(dnnl_memory_desc_init_by_strides(&weightsDesc, 2, weightsDims,
+                                               shape.type, weightsStrides),
+              "weights descriptor") &&
+        check(dnnl_memory_desc_init_by_strides(&dstDesc, 2, dstDims, dnnl_f32,
+                                               dstStrides),
+              "destination descriptor") &&
+        check(dnnl_memory_create(&memories[0], &srcDesc, engine,
+                                 const_cast<void *>(src)),
+              "source memory") &&
+        check(dnnl_memory_create(&memories[1], &weightsDesc, engine,
+                                 const_cast<void *>(weights)),
+              "weights memory") &&
+        check(dnnl_memory_create(&memories[2], &dstDesc, engine, dst),
+              "destination memory");
+    if (done) {
+      dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, memories[0]},
+                                 {DNNL_ARG_WEIGHTS, memories[1]},
+                                 {DNNL_ARG_DST, memories[2]}};
+      done =
+          check(dnnl_primitive_execute(primitive, stream, 3, args), "matmul") &&
+          check(dnnl_stream_wait(stream), "stream wait");
+    }
+    for (dnnl_memory_t memory : memories)
+      if (memory)
+        dnnl_memory_destroy(memory);
+    return done;
+  }
+
+private:
+  OneDnn() {
+    if (!check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine"))
+      engine = nullptr;
+  }
+
+  /// This thread's stream (primitives run concurrently from the pool's
+  /// threads, each on its own stream).
+  dnnl_stream_t threadStream() {
+    thread_local dnnl_stream_t stream = nullptr;
+    if (!stream &&
+        !check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags),
+               "stream"))
+      stream = nullptr;
+    return stream;
+  }
+
+  static bool check(dnnl_status_t status, const char *what) {
+    if (status == dnnl_success)
+      return true;
+    std::fprintf(stderr, "usmoe cpu runtime: oneDNN failed (%s): status %d\n",
+                 what, int(status));
+    return false;
+  }
+
+  dnnl_primitive_t primitiveFor(const MatmulShape &shape) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto found = primitives.find(shape);
+    if (found != primitives.end())
+      return found->second;
+    dnnl_memory_desc_t src, weights, dst;
+    int64_t srcDims[2] = {DNNL_RUNTIME_DIM_VAL, shape.k};
+    int64_t srcStrides[2] = {shape.lda, 1};
+    int64_t weightsDims[2] = {shape.k, shape.n};
+    int64_t weightsStrides[2] = {shape.kStride, shape.nStride};
+    int64_t dstDims[2] = {DNNL_RUNTIME_DIM_VAL, shape.n};
+    int64_t dstStrides[2] = {shape.ldc, 1};
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_desc_t primitiveDesc = nullptr;
+    dnnl_primitive_t primitive = nullptr;
+    bool made =
+        check(dnnl_memory_desc_init_by_strides(&src, 2, srcDims, shape.type,
+                                               srcStrides),
+              "source descriptor") &&
+        check(dnnl_memory_desc_init_by_strides(&weights, 2, weightsDims,
+                                               shape.type, weightsStrides),
+              "weights descriptor") &&
+        check(dnnl_memory_desc_init_by_strides(&dst, 2, dstDims, dnnl_f32,
+                                               dstStrides),
+              "destination descriptor") &&
+        check(dnnl_matmul_desc_init(&desc, &src, &weights, nullptr, &dst),
+              "matmul descriptor") &&
+        check(dnnl_primitive_desc_create(&primitiveDesc, &desc, nullptr, engine,
+                                         nullptr),
+              "matmul primitive descriptor") &&
+        check(dnnl_primitive_create(&primitive, primitiveDesc),
+              "matmul primitive");
+    if (primitiveDesc)
+      dnnl_primitive_desc_destroy(primitiveDesc);
+    if (!made)
+      return nullptr;
+    primitives[shape] = primitive;
+    return primitive;
+  }
+
+  dnnl_engine_t engine = nullptr;
+  std::mutex mutex;
+  std::map<MatmulShape, dnnl_primitive_t> primitives;
+};
+
+/// Runs task(i) for i in [0, count) on up to `threads` threads, the caller
+/// included. Every thread runs oneDNN single-threaded: the work is split
+/// here into blocks fixed by the shapes alone, and each output element is
+/// one GEMM's full sum over K, so results do not depend on the thread count
+/// (oneDNN's own threading splits K for small M, and then they would).
+class WorkerPool {
+public:
+  static WorkerPool &get() {
+    // Never destroyed: its threads wait for work until the process ends
+    // (destroying joinable std::threads at exit would terminate).
+    static WorkerPool *pool = new WorkerPool;
+    return *pool;
+  }
+
+  void run(int threads, int64_t count,
+           const std::function<void(int64_t)> &task) {
+    if (count <= 0)
+      return;
+    int helpers = int(std::min<int64_t>(threads, count)) - 1;
+    SingleThreadedOneDnn here;
+    if (helpers <= 0) {
+      for (int64_t i = 0; i < count; ++i)
+        task(i);
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    while (int(workers.size()) < helpers)
+      workers.emplace_back(
+          [this, index = int(workers.size())] { serve(index); });
+    current = &task;
+    total = count;
+    next = 0;
+    wanted = helpers;
+    unfinished = helpers;
+    ++generation;
+    lock.unlock();
+    wake.notify_all();
+    drain(task);
+    lock.lock();
+    finished.wait(lock, [this] { return unfinished == 0; });
+    current = nullptr;
+  }
+
+private:
+  /// Makes oneDNN run single-threaded on the calling thread while alive.
+  struct SingleThreadedOneDnn {
+    int before = omp_get_max_threads();
+    SingleThreadedOneDnn() { omp_set_num_threads(1); }
+    ~SingleThreadedOneDnn() { omp_set_num_threads(before); }
+  };
+
+  void drain(const std::function<void(int64_t)> &task) {
+    for (int64_t i = next++; i < total; i = next++)
+      task(i);
+  }
+
+  void serve(int index) {
+    omp_set_num_threads(1);
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex);
+    for (;;) {
+      wake.wait(lock, [&] { return generation != seen && index < wanted; });
+      seen = generation;
+      const std::function<void(int64_t)> *task = current;
+      lock.unlock();
+      drain(*task);
+      lock.lock();
+      if (--unfinished == 0)
+        finished.notify_one();
+    }
+  }
+
+  std::mutex mutex;
+  std::condition_variable wake, finished;
+  std::vector<std::thread> workers;
+  const std::function<void(int64_t)> *current = nullptr;
+  std::atomic<int64_t> next{0};
+  int64_t total = 0;
+  int wanted = 0, unfinished = 0;
+  uint64_t generation = 0;
+};
+
+std::atomic<int32_t> requestedThreads{0};
+
+int threadsToUse() {
+  static const int available =
+      std::max(1u, std::thread::hardware_concurrency());
+  int requested = requestedThreads.load();
+  return requested > 0 ? requested : available;
+}
+
+/// The weight matrix of expert `e` in a stacked [E, a, b] weight, as the
+/// [K, N] operand of a GEMM: `transposed` when K is its last dimension.
+struct WeightMatrix {
+  const char *data;
+  int64_t kStride, nStride;
+};
+
+WeightMatrix expertMatrix(const UsmoeMemref3D &w, int64_t e, bool transposed,
+                          int64_t elementBytes) {
+  const char *base = static_cast<const char *>(w.aligned) +
+                     (w.offset + e * w.strides[0]) * elementBytes;
+  if (transposed)
+    return {base, 1, w.strides[1]};
+  return {base, w.strides[1], 1};
+}
+
+/// silu(g) * u, with silu(g) = g / (1 + exp(-g)) as the generated loops.
+inline float swiglu(float g, float u) { return g / (1.0f + std::exp(-g)) * u; }
+
+/// A block of one expert's GEMM: rows [row, row + rows) of the plan,
+/// output columns [column, column + columns).
+struct Block {
+  int64_t expert, row, rows, column, columns;
+};
+
+constexpr int64_t kRowBlock = 256, kColumnBlock = 256;
+
+/// The blocks of every expert's rows times `n` output columns.
+std::vector<Block> blocksOf(const int32_t *offsets, int64_t experts,
+                            int64_t n) {
+  std::vector<Block> blocks;
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t r = offsets[e]; r < offsets[e + 1]; r += kRowBlock)
+      for (int64_t c = 0; c < n; c += kColumnBlock)
+        blocks.push_back({e, r,
+                          std::min<int64_t>(kRowBlock, offsets[e + 1] - r), c,
+                          std::min(kColumnBlock, n - c)});
+  return blocks;
+}
+
+template <bool Bf16>
+int32_t expertFfn(UsmoeMemref2D *x, UsmoeMemref1D *offsets, UsmoeMemref3D *w1,
+                  UsmoeMemref3D *w3, UsmoeMemref3D *w2, UsmoeMemref2D *out,
+                  int32_t layout) {
+  OneDnn &dnn = OneDnn::get();
+  if (!dnn.ok())
+    return 1;
+  using Element = std::conditional_t<Bf16, uint16_t, float>;
+  const int64_t elementBytes = sizeof(Element);
+  const dnnl_data_type_t type = Bf16 ? dnnl_bf16 : dnnl_f32;
+  const bool outIn = layout == 1;
+  const int64_t experts = w1->sizes[0];
+  const int64_t rows = x->sizes[0], width = x->sizes[1];
+  const int64_t ffn = outIn ? w1->sizes[1] : w1->sizes[2];
+  const auto *offset =
+      static_cast<const int32_t *>(offsets->aligned) + offsets->offset;
+  const auto *xs = static_cast<const Element *>(x->aligned) + x->offset;
+  float *result = static_cast<float *>(out->aligned) + out->offset;
+  if (w1->strides[1] != w3->strides[1] || w1->strides[2] != 1 ||
+      w3->strides[2] != 1 || w2->strides[2] != 1)
+    return 2; // lowered code passes unit innermost strides, w1/w3 alike
+
+  // h = silu(x W1) * (x W3), rounded to the weights' type for the second
+  // GEMM (the spec allows it; oneDNN multiplies operands of one type).
+  std::vector<Element> hidden(size_t(rows * ffn));
+  std::atomic<bool> failed{false};
+  WorkerPool &pool = WorkerPool::get();
+  std::vector<Block> up = blocksOf(offset, experts, ffn);
+  pool.run(threadsToUse(), int64_t(up.size()), [&](int64_t i) {
+    const Block &b = up[size_t(i)];
+    thread_local std::vector<float> gate, upper;
+    gate.resize(size_t(kRowBlock * kColumnBlock));
+    upper.resize(gate.size());
+    WeightMatrix m1 = expertMatrix(*w1, b.expert, outIn, elementBytes);
+    WeightMatrix m3 = expertMatrix(*w3, b.expert, outIn, elementBytes);
+    MatmulShape shape{type,      width,      b.columns, width,
+                      b.columns, m1.kStride, m1.nStride};
+    const Element *src = xs + b.row * width;
+    if (!dnn.matmul(shape, b.rows, src,
+                    m1.data + b.column * m1.nStride * elementBytes,
+                    gate.data()) ||
+        !dnn.matmul(shape, b.rows, src,
+                    m3.data + b.column * m3.nStride * elementBytes,
+                    upper.data())) {
+      failed = true;
+      return;
+    }
+    for (int64_t r = 0; r < b.rows; ++r)
+      for (int64_t c = 0; c < b.columns; ++c) {
+        float h = swiglu(gate[size_t(r * b.columns + c)],
+                         upper[size_t(r * b.columns + c)]);
+        Element &cell = hidden[size_t((b.row + r) * ffn + b.column + c)];
+        if constexpr (Bf16)
+          cell = mlir::usmoe::roundToBfloat16(h);
+        else
+          cell = h;
+      }
+  });
+  if (failed)
+    return 3;
+  std::vector<Block> down = blocksOf(offset, experts, width);
+  pool.run(threadsToUse(), int64_t(down.size()), [&](int64_t i) {
+    const Block &b = down[size_t(i)];
+    WeightMatrix m2 = expertMatrix(*w2, b.expert, outIn, elementBytes);
+    MatmulShape shape{type, ffn, b.columns, ffn, width, m2.kStride, m2.nStride};
+    if (!dnn.matmul(shape, b.rows, hidden.data() + b.row * ffn,
+                    m2.data + b.column * m2.nStride * elementBytes,
+                    result + b.row * width + b.column))
+      failed = true;
+  });
+  return failed ? 3 : 0;
+}
+
+} // namespace
+
+extern "C" int32_t _mlir_ciface_usmoe_cpu_expert_ffn_f32(
+    UsmoeMemref2D *x, UsmoeMemref1D *offsets, UsmoeMemref3D *w1,
+    UsmoeMemref3D *w3, UsmoeMemref3D *w2, UsmoeMemref2D *out, int32_t layout) {
+  return expertFfn<false>(x, offsets, w1, w3, w2, out, layout);
+}
+
+extern "C" int32_t _mlir_ciface_usmoe_cpu_expert_ffn_bf16(
+    UsmoeMemref2D *x, UsmoeMemref1D *offsets, UsmoeMemref3D *w1,
+    UsmoeMemref3D *w3, UsmoeMemref3D *w2, UsmoeMemref2D *out, int32_t layout) {
+  return expertFfn<true>(x, offsets, w1, w3, w2, out, layout);
+}
+
+extern "C" void usmoe_cpu_set_num_threads(int32_t threads) {
+  requestedThreads = threads < 0 ? 0 : threads;
+}
+
+extern "C" int32_t usmoe_cpu_get_num_threads(void) { return threadsToUse(); }
