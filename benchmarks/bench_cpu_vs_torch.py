@@ -37,16 +37,20 @@ LAYER_TOKENS = [1, 128, 2048]
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict:
-    """Median seconds of each function, calls interleaved round by round
-    (after one warm-up call each) so that drift hits all alike."""
-    for fn in fns.values():
-        fn()
+    """Median seconds of each function over two rounds, the second in the
+    reverse order (so that drift hits all alike); in each round a function
+    gets one untimed call, then `repeats` timed ones back to back (calling
+    libraries with different thread pools alternately on 2 cores would time
+    the pools waking up and spinning, not the work)."""
     times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    names = list(fns)
+    for order in (names, names[::-1]):
+        for name in order:
+            fns[name]()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fns[name]()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -170,6 +174,16 @@ def numpy_layer(hidden, plan, w1, w3, w2):
     return out
 
 
+def with_loops(call):
+    """`call` with the expert GEMMs in generated loops (the CPU path before
+    oneDNN; USMOE_CPU_GEMM is read when the layer looks up its code)."""
+    os.environ[usmoe.cpu.ENV] = "loops"
+    try:
+        return call()
+    finally:
+        del os.environ[usmoe.cpu.ENV]
+
+
 def layer_rows(repeats, quick):
     rows = []
     rng = np.random.default_rng(1)
@@ -189,6 +203,7 @@ def layer_rows(repeats, quick):
                 th = torch.from_numpy(hidden).to(dtype)
                 layer = usmoe.MoeLayer(*tw, **options)
                 fns = {"usmoe": lambda: layer(th, logits),
+                       "usmoe loops": lambda: with_loops(lambda: layer(th, logits)),
                        "torch": lambda: torch_layer(th, t_plan, *tw)}
                 if dtype == torch.float32:
                     fns["numpy"] = lambda: numpy_layer(hidden, np_plan, *w)
@@ -215,8 +230,9 @@ def main():
                 if line.startswith("model name")), platform.processor())
     print(f"machine: {cpu}, {os.cpu_count()} cores; python {platform.python_version()}, "
           f"numpy {np.__version__}, torch {torch.__version__} (default threads "
-          f"{torch.get_num_threads()}); usmoe CPU: 1 thread; medians of {args.repeats} "
-          f"interleaved calls; ratio = peer / usmoe")
+          f"{torch.get_num_threads()}); usmoe routers: 1 thread; medians of 2 x "
+          f"{args.repeats} calls (two rounds, the second in reverse order); "
+          f"ratio = peer / usmoe")
     if args.part in ("routers", "all"):
         print("\n| B*T | B | E | router | usmoe ms | torch ms | torch 1t ms | compile ms | "
               "numpy ms | torch/usmoe | torch 1t/usmoe | numpy/usmoe |")
@@ -229,14 +245,18 @@ def main():
                   f"{m['torch'] / m['usmoe']:.2f} | {m['torch 1t'] / m['usmoe again']:.2f} | "
                   f"{m['numpy'] / m['usmoe']:.2f} |", flush=True)
     if args.part in ("layers", "all"):
-        print("\n| (D, F, E) | T | dtype | usmoe ms | usmoe GFLOP/s | torch ms | torch 1t ms | "
-              "numpy ms | torch/usmoe | torch 1t/usmoe |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print(f"\n(usmoe: expert GEMMs on {usmoe.cpu.expert_gemm()}, "
+              f"{usmoe.cpu.get_num_threads() if usmoe.cpu.runtime_path() else 1} threads; "
+              "usmoe loops: the generated loops, 1 thread)")
+        print("\n| (D, F, E) | T | dtype | usmoe ms | usmoe GFLOP/s | usmoe loops ms | torch ms | "
+              "torch 1t ms | numpy ms | torch/usmoe | torch 1t/usmoe |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for shape, tokens, dtype, flops, m in layer_rows(args.repeats, args.quick):
             ms = {k: v * 1e3 for k, v in m.items()}
             numpy_ms = f"{ms['numpy']:.2f}" if "numpy" in ms else "-"
             print(f"| {shape} | {tokens} | {dtype} | {ms['usmoe']:.2f} | "
-                  f"{flops / m['usmoe'] / 1e9:.1f} | {ms['torch']:.2f} | {ms['torch 1t']:.2f} | "
+                  f"{flops / m['usmoe'] / 1e9:.1f} | {ms['usmoe loops']:.2f} | {ms['torch']:.2f} | "
+                  f"{ms['torch 1t']:.2f} | "
                   f"{numpy_ms} | {m['torch'] / m['usmoe']:.2f} | "
                   f"{m['torch 1t'] / m['usmoe again']:.2f} |", flush=True)
 

@@ -97,3 +97,28 @@ def test_the_jit_rejects_an_unknown_gemm():
     from usmoe._native_loader import native
     with pytest.raises(ValueError, match="expert_gemm must be 'loops' or 'onednn'"):
         native().JitFunction.for_cpu("func.func @f() { return }", "f", "mkl", "")
+
+
+def test_concurrent_callers_get_their_own_results():
+    """Layers called from several Python threads at once (the JIT releases
+    the GIL) share the runtime's worker pool and get what they get alone."""
+    import threading
+    cases = []
+    for seed in range(4):
+        w, hidden, logits = _layer_inputs(np.random.default_rng(seed), 8, 256, 384, 96)
+        layer = usmoe.MoeLayer(*w, mode="token", k=2)
+        cases.append((layer, hidden, logits, layer(hidden, logits)))
+    results = [None] * len(cases)
+
+    def work(i):
+        layer, hidden, logits, _ = cases[i]
+        for _ in range(3):
+            results[i] = layer(hidden, logits)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (_, _, _, alone), together in zip(cases, results):
+        np.testing.assert_array_equal(together, alone)

@@ -183,6 +183,8 @@ private:
 /// (oneDNN's own threading splits K for small M, and then they would).
 class WorkerPool {
 public:
+  static constexpr int64_t kParallelFlops = int64_t(1) << 24;
+
   static WorkerPool &get() {
     // Never destroyed: its threads wait for work until the process ends
     // (destroying joinable std::threads at exit would terminate).
@@ -190,17 +192,22 @@ public:
     return *pool;
   }
 
-  void run(int threads, int64_t count,
+  /// `flops` sizes the work: below kParallelFlops waking other threads
+  /// costs more than it saves (decode steps), and the caller runs it all.
+  void run(int threads, int64_t count, int64_t flops,
            const std::function<void(int64_t)> &task) {
     if (count <= 0)
       return;
-    int helpers = int(std::min<int64_t>(threads, count)) - 1;
+    int helpers =
+        flops < kParallelFlops ? 0 : int(std::min<int64_t>(threads, count)) - 1;
     SingleThreadedOneDnn here;
     if (helpers <= 0) {
       for (int64_t i = 0; i < count; ++i)
         task(i);
       return;
     }
+    // One run at a time (callers on several threads take turns).
+    std::lock_guard<std::mutex> oneRun(runMutex);
     std::unique_lock<std::mutex> lock(mutex);
     while (int(workers.size()) < helpers)
       workers.emplace_back(
@@ -248,7 +255,7 @@ private:
     }
   }
 
-  std::mutex mutex;
+  std::mutex runMutex, mutex;
   std::condition_variable wake, finished;
   std::vector<std::thread> workers;
   const std::function<void(int64_t)> *current = nullptr;
@@ -335,48 +342,52 @@ int32_t expertFfn(UsmoeMemref2D *x, UsmoeMemref1D *offsets, UsmoeMemref3D *w1,
   std::atomic<bool> failed{false};
   WorkerPool &pool = WorkerPool::get();
   std::vector<Block> up = blocksOf(offset, experts, ffn);
-  pool.run(threadsToUse(), int64_t(up.size()), [&](int64_t i) {
-    const Block &b = up[size_t(i)];
-    thread_local std::vector<float> gate, upper;
-    gate.resize(size_t(kRowBlock * kColumnBlock));
-    upper.resize(gate.size());
-    WeightMatrix m1 = expertMatrix(*w1, b.expert, outIn, elementBytes);
-    WeightMatrix m3 = expertMatrix(*w3, b.expert, outIn, elementBytes);
-    MatmulShape shape{type,      width,      b.columns, width,
-                      b.columns, m1.kStride, m1.nStride};
-    const Element *src = xs + b.row * width;
-    if (!dnn.matmul(shape, b.rows, src,
-                    m1.data + b.column * m1.nStride * elementBytes,
-                    gate.data()) ||
-        !dnn.matmul(shape, b.rows, src,
-                    m3.data + b.column * m3.nStride * elementBytes,
-                    upper.data())) {
-      failed = true;
-      return;
-    }
-    for (int64_t r = 0; r < b.rows; ++r)
-      for (int64_t c = 0; c < b.columns; ++c) {
-        float h = swiglu(gate[size_t(r * b.columns + c)],
-                         upper[size_t(r * b.columns + c)]);
-        Element &cell = hidden[size_t((b.row + r) * ffn + b.column + c)];
-        if constexpr (Bf16)
-          cell = mlir::usmoe::roundToBfloat16(h);
-        else
-          cell = h;
-      }
-  });
+  pool.run(threadsToUse(), int64_t(up.size()), 4 * rows * width * ffn,
+           [&](int64_t i) {
+             const Block &b = up[size_t(i)];
+             thread_local std::vector<float> gate, upper;
+             gate.resize(size_t(kRowBlock * kColumnBlock));
+             upper.resize(gate.size());
+             WeightMatrix m1 = expertMatrix(*w1, b.expert, outIn, elementBytes);
+             WeightMatrix m3 = expertMatrix(*w3, b.expert, outIn, elementBytes);
+             MatmulShape shape{type,      width,      b.columns, width,
+                               b.columns, m1.kStride, m1.nStride};
+             const Element *src = xs + b.row * width;
+             if (!dnn.matmul(shape, b.rows, src,
+                             m1.data + b.column * m1.nStride * elementBytes,
+                             gate.data()) ||
+                 !dnn.matmul(shape, b.rows, src,
+                             m3.data + b.column * m3.nStride * elementBytes,
+                             upper.data())) {
+               failed = true;
+               return;
+             }
+             for (int64_t r = 0; r < b.rows; ++r)
+               for (int64_t c = 0; c < b.columns; ++c) {
+                 float h = swiglu(gate[size_t(r * b.columns + c)],
+                                  upper[size_t(r * b.columns + c)]);
+                 Element &cell =
+                     hidden[size_t((b.row + r) * ffn + b.column + c)];
+                 if constexpr (Bf16)
+                   cell = mlir::usmoe::roundToBfloat16(h);
+                 else
+                   cell = h;
+               }
+           });
   if (failed)
     return 3;
   std::vector<Block> down = blocksOf(offset, experts, width);
-  pool.run(threadsToUse(), int64_t(down.size()), [&](int64_t i) {
-    const Block &b = down[size_t(i)];
-    WeightMatrix m2 = expertMatrix(*w2, b.expert, outIn, elementBytes);
-    MatmulShape shape{type, ffn, b.columns, ffn, width, m2.kStride, m2.nStride};
-    if (!dnn.matmul(shape, b.rows, hidden.data() + b.row * ffn,
-                    m2.data + b.column * m2.nStride * elementBytes,
-                    result + b.row * width + b.column))
-      failed = true;
-  });
+  pool.run(threadsToUse(), int64_t(down.size()), 2 * rows * width * ffn,
+           [&](int64_t i) {
+             const Block &b = down[size_t(i)];
+             WeightMatrix m2 = expertMatrix(*w2, b.expert, outIn, elementBytes);
+             MatmulShape shape{type,  ffn,        b.columns, ffn,
+                               width, m2.kStride, m2.nStride};
+             if (!dnn.matmul(shape, b.rows, hidden.data() + b.row * ffn,
+                             m2.data + b.column * m2.nStride * elementBytes,
+                             result + b.row * width + b.column))
+               failed = true;
+           });
   return failed ? 3 : 0;
 }
 
