@@ -105,6 +105,20 @@ def test_unified(seed, route_device):
             assert sel.min() >= rest.max()
 
 
+@pytest.mark.parametrize("t", [31, 32, 33])
+@pytest.mark.parametrize("kind", ["ties", "special"])
+def test_small_sets_on_both_sides_of_the_rank_select(t, kind):
+    """Sets of up to 32 elements are selected by ranks, larger ones by the
+    radix select (the CPU lowering): the same selection either way, ties
+    and special values included, for Expert Choice columns of T tokens and
+    Unified sequences of T x 1 pairs."""
+    rng = np.random.default_rng(t)
+    for e, mode, opts in [(4, "expert", dict(capacity=7)), (1, "unified", dict(budget=9))]:
+        logits = random_logits(rng, 2, t, e, np.float32, kind)
+        assert_same_plan(usmoe.route(logits, mode=mode, **opts),
+                         reference.route(logits, mode=mode, **opts))
+
+
 def test_single_token_unified_equals_token_choice(route_device):
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(4, 1, 16)).astype(np.float32)

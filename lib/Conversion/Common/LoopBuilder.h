@@ -222,6 +222,24 @@ inline void ifThen(LoopBuilder &b, Value cond,
   });
 }
 
+/// if (cond) then() else otherwise()
+inline void ifThenElse(LoopBuilder &b, Value cond,
+                       function_ref<void(LoopBuilder &)> then,
+                       function_ref<void(LoopBuilder &)> otherwise) {
+  scf::IfOp::create(
+      b, cond,
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        then(ib);
+        scf::YieldOp::create(ib);
+      },
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        otherwise(ib);
+        scf::YieldOp::create(ib);
+      });
+}
+
 } // namespace mlir::usmoe::loops
 
 #endif // USMOE_LIB_CONVERSION_COMMON_LOOPBUILDER_H

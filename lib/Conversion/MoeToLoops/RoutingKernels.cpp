@@ -417,20 +417,84 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
         });
 }
 
+/// Selects, in place, the `count` best elements of a small set by ranks:
+/// element i is taken when fewer than `count` elements rank before it (a
+/// greater key, or an equal key earlier in visiting order), the radix
+/// select's rule. O(set size^2) but no histogram: four 256-bin passes cost
+/// more than that below kSmallSetSelect elements (Expert Choice on short
+/// sequences, where every (sequence, expert) column is such a set).
+static void emitRankSelect(LoopBuilder &b, Value gates, Value mask, Value ranks,
+                           Value count, const ModelOptions &model,
+                           SetVisitor visit) {
+  Value limit = indexToI32(b, count), one = i32Const(b, 1);
+  auto extend = [&](LoopBuilder &b, Value flag) {
+    return arith::ExtUIOp::create(b, b.getI32Type(), flag);
+  };
+  // Ranks first (gates still hold scores), then one pass that writes.
+  visit(b, {i32Const(b, 0)},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+          Value key = scoreKey(b, load(b, gates, idx));
+          Value position = acc[0];
+          SmallVector<Value> before = visit(
+              b, {i32Const(b, 0), i32Const(b, 0)},
+              [&](LoopBuilder &b, ValueRange other, ValueRange inner) {
+                Value otherKey = scoreKey(b, load(b, gates, other));
+                Value ahead =
+                    ori(b, cmpi(b, CmpIPredicate::ugt, otherKey, key),
+                        andi(b, cmpi(b, CmpIPredicate::eq, otherKey, key),
+                             cmpi(b, CmpIPredicate::slt, inner[0], position)));
+                return SmallVector<Value>{addi(b, inner[0], one),
+                                          addi(b, inner[1], extend(b, ahead))};
+              });
+          store(b, before[1], ranks, {i32ToIndex(b, position)});
+          return SmallVector<Value>{addi(b, position, one)};
+        });
+  visit(b, {i32Const(b, 0)},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+          Value gate = load(b, gates, idx);
+          Value on = cmpi(b, CmpIPredicate::slt,
+                          load(b, ranks, {i32ToIndex(b, acc[0])}), limit);
+          store(b, on, mask, idx);
+          store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
+                idx);
+          return SmallVector<Value>{addi(b, acc[0], one)};
+        });
+}
+
+/// The `count` best of a set of `size` elements, by ranks for small sets
+/// and by the radix select otherwise (the same selection either way).
+static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
+                          Value ranks, Value size, Value count,
+                          const ModelOptions &model, SetVisitor visit) {
+  ifThenElse(
+      b, cmpi(b, CmpIPredicate::ule, size, indexConst(b, kSmallSetSelect)),
+      [&](LoopBuilder &b) {
+        emitRankSelect(b, gates, mask, ranks, count, model, visit);
+      },
+      [&](LoopBuilder &b) {
+        emitRadixSelect(b, gates, mask, hist, count, model, visit);
+      });
+}
+
 static Value allocHistogram(LoopBuilder &b) {
   return alloc(b, MemRefType::get({256}, b.getI32Type()));
 }
 
+/// Scratch for emitRankSelect: the ranks of a small set.
+static Value allocRanks(LoopBuilder &b) {
+  return alloc(b, MemRefType::get({kSmallSetSelect}, b.getI32Type()));
+}
+
 void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
                              Value capacity, const ModelOptions &model) {
-  Value hist = allocHistogram(b);
+  Value hist = allocHistogram(b), ranks = allocRanks(b);
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1);
   forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
     forRange(b, zero, indexConst(b, numExperts(gates)),
              [&](LoopBuilder &b, Value ei) {
-               emitRadixSelect(
-                   b, gates, mask, hist, capacity, model,
+               emitSetSelect(
+                   b, gates, mask, hist, ranks, tokens, capacity, model,
                    [&](LoopBuilder &b, ValueRange init, ElementBody body) {
                      return forRangeAcc(
                          b, zero, tokens, init,
@@ -444,22 +508,23 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
 
 void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
                            Value budget, const ModelOptions &model) {
-  Value hist = allocHistogram(b);
+  Value hist = allocHistogram(b), ranks = allocRanks(b);
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1);
   Value experts = indexConst(b, numExperts(gates));
   forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    emitRadixSelect(b, gates, mask, hist, budget, model,
-                    [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                      return forRangeAcc(
-                          b, zero, tokens, init,
-                          [&](LoopBuilder &b, Value t, ValueRange acc) {
-                            return forRangeAcc(
-                                b, zero, experts, acc,
-                                [&](LoopBuilder &b, Value e, ValueRange acc) {
-                                  return body(b, {bi, t, e}, acc);
-                                });
-                          });
-                    });
+    emitSetSelect(b, gates, mask, hist, ranks, muli(b, tokens, experts), budget,
+                  model,
+                  [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+                    return forRangeAcc(
+                        b, zero, tokens, init,
+                        [&](LoopBuilder &b, Value t, ValueRange acc) {
+                          return forRangeAcc(
+                              b, zero, experts, acc,
+                              [&](LoopBuilder &b, Value e, ValueRange acc) {
+                                return body(b, {bi, t, e}, acc);
+                              });
+                        });
+                  });
   });
 }

@@ -74,6 +74,10 @@ void emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
                     Value ti, const ModelOptions &model = {});
 /// Up to this k, the best k are kept sorted in registers in one pass.
 inline constexpr int64_t kInsertionTopK = 16;
+/// Sets of at most this many elements (Expert Choice columns of short
+/// sequences, tiny Unified sequences) are selected by ranks, not by the
+/// 4-pass radix select (measured: docs/benchmarks.md).
+inline constexpr int64_t kSmallSetSelect = 32;
 
 /// The indices of the k best of `count` elements, best first (key
 /// descending, lower index first among equals), -1 where fewer than k are
