@@ -54,6 +54,12 @@ if os.path.exists(cpu_runtime):
 config.substitutions.append(
     ("%run_onednn", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs
      + "," + cpu_runtime))
+# Runs it with LLVM's OpenMP runtime (code lowered with usmoe-to-cpu{openmp}).
+if config.usmoe_openmp_runtime:
+    config.available_features.add("openmp")
+config.substitutions.append(
+    ("%run_openmp", "mlir-runner -e main -entry-point-result=void -shared-libs=" + runner_libs
+     + "," + config.usmoe_openmp_runtime))
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 config.substitutions.append(("%usmoe_src_root", config.usmoe_src_root))
 config.substitutions.append(("%usmoe_obj_root", config.usmoe_obj_root))

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "PipelineStages.h"
+#include "mlir/Conversion/SCFToOpenMP/SCFToOpenMP.h"
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -30,7 +31,13 @@ void mlir::usmoe::buildUsmoeToCPUPipeline(
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
-  addHostToLLVMStage(pm, /*gpuLaunches=*/false);
+  if (options.openmp) {
+    pm.addPass(createConvertSCFToOpenMPPass());
+    // Inlines the memref.alloca_scope around each parallel body (the bodies
+    // allocate nothing), which scf-to-cf could not lower into.
+    pm.addPass(createCanonicalizerPass());
+  }
+  addHostToLLVMStage(pm, /*gpuLaunches=*/false, options.openmp);
   pm.addPass(createCanonicalizerPass());
 }
 
@@ -39,7 +46,7 @@ void mlir::usmoe::registerUsmoePipelines() {
       "usmoe-to-cpu",
       "Lower moe routing on tensors to the LLVM dialect for the CPU (fuse, "
       "moe-to-loops, bufferize, deallocate, convert to LLVM); with "
-      "expert-gemm=onednn link libusmoe_cpu_runtime.so",
+      "expert-gemm=onednn link libusmoe_cpu_runtime.so, with openmp libomp",
       buildUsmoeToCPUPipeline);
   PassPipelineRegistration<UsmoeToNVVMPipelineOptions>(
       "usmoe-to-nvvm",

@@ -25,7 +25,8 @@ void addMoeToGPUStage(OpPassManager &pm);
 
 /// scf, memref, math, arith, index, cf and func (and with `gpuLaunches`,
 /// gpu.launch_func -> mgpu* calls) to the LLVM dialect.
-void addHostToLLVMStage(OpPassManager &pm, bool gpuLaunches);
+void addHostToLLVMStage(OpPassManager &pm, bool gpuLaunches,
+                        bool openmp = false);
 
 } // namespace usmoe
 } // namespace mlir

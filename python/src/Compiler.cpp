@@ -384,6 +384,8 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     mlir::usmoe::UsmoeToCPUPipelineOptions options;
     if (cpu && cpu->oneDnn)
       options.expertGemm = mlir::usmoe::ExpertGemm::OneDnn;
+    if (cpu && !cpu->openmpRuntimePath.empty())
+      options.openmp = true;
     mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
   }
   if (failed(pm.run(*module)))
@@ -415,6 +417,8 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     sharedLibs.push_back(emulator->runtimePath);
   if (cpu && cpu->oneDnn)
     sharedLibs.push_back(cpu->runtimePath);
+  if (cpu && !cpu->openmpRuntimePath.empty())
+    sharedLibs.push_back(cpu->openmpRuntimePath);
   engineOptions.sharedLibPaths = sharedLibs;
   auto engine = ExecutionEngine::create(*module, engineOptions);
   if (!engine) {

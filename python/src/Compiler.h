@@ -91,10 +91,12 @@ struct EmulatorTarget {
 
 /// How a JitFunction runs on the CPU: moe.expert_ffn's GEMMs on oneDNN
 /// through libusmoe_cpu_runtime.so at `runtimePath` (`oneDnn`), or in
-/// generated loops.
+/// generated loops; the parallel loops on OpenMP threads through LLVM's
+/// libomp at `openmpRuntimePath` (empty: sequentially).
 struct CpuTarget {
   bool oneDnn = false;
   std::string runtimePath;
+  std::string openmpRuntimePath;
 };
 
 /// A function of tensors, JIT-compiled.

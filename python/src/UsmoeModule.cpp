@@ -210,19 +210,23 @@ PYBIND11_MODULE(_usmoe, m) {
           "for_cpu",
           [](const std::string &source, const std::string &name,
              const std::string &expertGemm, const std::string &runtimePath,
-             int optLevel) {
+             const std::string &openmpRuntime, int optLevel) {
             if (expertGemm != "loops" && expertGemm != "onednn")
               throw py::value_error("expert_gemm must be 'loops' or 'onednn', "
                                     "got '" +
                                     expertGemm + "'");
-            CpuTarget target{expertGemm == "onednn", runtimePath};
+            CpuTarget target{expertGemm == "onednn", runtimePath,
+                             openmpRuntime};
             return std::make_unique<JitFunction>(source, name, optLevel,
                                                  nullptr, nullptr, &target);
           },
           py::arg("source"), py::arg("name"), py::arg("expert_gemm"),
-          py::arg("runtime_path"), py::arg("opt_level") = 3,
+          py::arg("runtime_path"), py::arg("openmp_runtime") = "",
+          py::arg("opt_level") = 3,
           "Compiles `name` with usmoe-to-cpu; with expert_gemm='onednn' the "
-          "expert GEMMs call libusmoe_cpu_runtime.so at `runtime_path`.")
+          "expert GEMMs call libusmoe_cpu_runtime.so at `runtime_path`; with "
+          "an `openmp_runtime` (libomp) the parallel loops run on its "
+          "threads.")
       .def_static(
           "for_emulator",
           [](const std::string &source, const std::string &name,

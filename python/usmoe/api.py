@@ -236,9 +236,9 @@ class Router:
             return _cache.get(self._key(element, num_experts) + (chip,),
                               lambda: _load_gpu_kernels(self._ir(element, num_experts), chip,
                                                         features))
-        return _cache.get(self._key(element, num_experts, packed),
-                          lambda: _native().JitFunction(self._ir(element, num_experts, packed),
-                                                        "router"))
+        from . import cpu
+        return _cache.get(self._key(element, num_experts, packed) + cpu.key(),
+                          lambda: cpu.jit(self._ir(element, num_experts, packed), "router"))
 
     def _device_bias(self):
         """The bias vector on the GPU, uploaded once per Router."""
@@ -437,7 +437,8 @@ def plan_from_topk(topk_ids, topk_weights, num_experts: int, device: str = "cpu"
     if device == "cuda":
         fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "given"))
     else:
-        fn = _cache.get(key, lambda: _native().JitFunction(ir, "given"))
+        from . import cpu
+        fn = _cache.get(key + cpu.key(), lambda: cpu.jit(ir, "given"))
     out = fn([ids32, w32])
     return _plan_of(out)
 

@@ -1,5 +1,5 @@
 """The CPU path's settings: where the expert GEMMs of compiled layers run,
-and how many threads they use.
+and how many threads the CPU path uses.
 
 Built with oneDNN (Debian's libdnnl-dev; scripts/setup.sh installs it),
 usmoe lowers moe.expert_ffn of f32 and bf16 layers to calls of
@@ -7,6 +7,12 @@ libusmoe_cpu_runtime.so, which runs oneDNN matmuls on every core
 (convert-moe-to-loops{expert-gemm=onednn}); f16 layers, routers and
 everything else are generated code. USMOE_CPU_GEMM=loops (read when a
 function is compiled) keeps the expert GEMMs in generated loops.
+
+The generated code's parallel loops (the rows of Token Choice) run on LLVM's
+OpenMP runtime (libomp-22-dev; usmoe-to-cpu{openmp}); USMOE_CPU_OPENMP=0
+(read when a function is compiled) runs them on the calling thread. Its
+threads sleep as soon as a loop ends (KMP_BLOCKTIME=0 unless set), so they
+do not spin against the GEMMs' threads or the caller's other libraries.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 from typing import Optional
 
 ENV = "USMOE_CPU_GEMM"
+OPENMP_ENV = "USMOE_CPU_OPENMP"
 _LIBRARY = "libusmoe_cpu_runtime.so"
 
 
@@ -42,11 +49,35 @@ def expert_gemm() -> str:
     return "onednn"
 
 
+def openmp_runtime() -> Optional[str]:
+    """LLVM's libomp that parallel loops run on, or None (not found at build
+    time, or USMOE_CPU_OPENMP=0)."""
+    if os.environ.get(OPENMP_ENV, "1") == "0":
+        return None
+    try:
+        from . import _build_info
+    except ImportError:  # a source tree, not a build
+        return None
+    path = getattr(_build_info, "OPENMP_RUNTIME", "")
+    return path if path and os.path.exists(path) else None
+
+
 def jit(source: str, entry: str):
     """The function `entry` of `source` compiled for the CPU (usmoe-to-cpu
-    with the expert GEMMs of `expert_gemm()`)."""
+    with the expert GEMMs of `expert_gemm()`, parallel loops on OpenMP when
+    `openmp_runtime()` is there)."""
     from ._native_loader import native
-    return native().JitFunction.for_cpu(source, entry, expert_gemm(), runtime_path() or "")
+    openmp = openmp_runtime()
+    if openmp:
+        os.environ.setdefault("KMP_BLOCKTIME", "0")  # before libomp starts
+        _apply_threads_to(openmp)
+    return native().JitFunction.for_cpu(source, entry, expert_gemm(), runtime_path() or "",
+                                        openmp or "")
+
+
+def key() -> tuple:
+    """What a compiled CPU function depends on besides its IR."""
+    return ("cpu", expert_gemm(), openmp_runtime() is not None)
 
 
 def _runtime() -> ctypes.CDLL:
@@ -59,13 +90,31 @@ def _runtime() -> ctypes.CDLL:
     return library
 
 
+_threads = 0  # 0: the runtimes' defaults
+
+
+def _apply_threads_to(openmp: str) -> None:
+    library = ctypes.CDLL(openmp)  # the instance JIT'ed code links against
+    count = _threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
+    library.omp_set_num_threads(ctypes.c_int(count))
+
+
 def set_num_threads(threads: int) -> None:
-    """Threads of the expert GEMMs (0: OpenMP's default, OMP_NUM_THREADS or
-    every core). Results do not depend on it."""
+    """Threads of the CPU path (the expert GEMMs and the parallel loops; 0:
+    the defaults, OMP_NUM_THREADS or every core). Results do not depend on
+    it. Applies to the calling thread."""
+    global _threads
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
         raise ValueError(f"threads must be an int >= 0, got {threads!r}")
-    _runtime().usmoe_cpu_set_num_threads(threads)
+    _threads = threads
+    if runtime_path() is not None:
+        _runtime().usmoe_cpu_set_num_threads(threads)
+    openmp = openmp_runtime()
+    if openmp:
+        _apply_threads_to(openmp)
 
 
 def get_num_threads() -> int:
-    return int(_runtime().usmoe_cpu_get_num_threads())
+    if runtime_path() is not None:
+        return int(_runtime().usmoe_cpu_get_num_threads())
+    return _threads or os.cpu_count() or 1

@@ -123,8 +123,7 @@ class MoeLayer:
             return _cache.get(key + (chip,),
                               lambda: _load_gpu_kernels(self._ir(logits_element, packed), chip,
                                                                 features))
-        gemm = cpu.expert_gemm()
-        return _cache.get(key + ("cpu", gemm),
+        return _cache.get(key + cpu.key(),
                           lambda: cpu.jit(self._ir(logits_element, packed), "layer"))
 
     def _check(self, logits_shape, hidden_shape, init_shape):
@@ -220,7 +219,7 @@ class MoeLayer:
         if emulated:
             fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "layer"))
         else:
-            fn = _cache.get(key + ("cpu", cpu.expert_gemm()), lambda: cpu.jit(ir, "layer"))
+            fn = _cache.get(key + cpu.key(), lambda: cpu.jit(ir, "layer"))
         (y,) = fn([ids, weights, h.data, init_data, *self._weights])
         return _arrays.from_host_result(y, self.element, h.framework)
 

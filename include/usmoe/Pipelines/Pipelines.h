@@ -35,6 +35,11 @@ struct UsmoeToCPUPipelineOptions
           clEnumValN(ExpertGemm::Loops, "loops", "generated scf loops"),
           clEnumValN(ExpertGemm::OneDnn, "onednn",
                      "oneDNN matmuls in libusmoe_cpu_runtime.so"))};
+  PassOptions::Option<bool> openmp{
+      *this, "openmp",
+      llvm::cl::desc("Run the lowering's parallel loops (scf.parallel) on "
+                     "OpenMP threads: link LLVM's libomp"),
+      llvm::cl::init(false)};
 };
 
 /// moe (tensors) -> LLVM dialect, ready for mlir-runner or the JIT:

@@ -212,6 +212,22 @@ inline SmallVector<Value> forRangeAcc(LoopBuilder &b, Value lb, Value ub,
   return SmallVector<Value>(loop.getResults());
 }
 
+/// for i in [lb0, ub0) x [lb1, ub1) with independent iterations: an
+/// scf.parallel, which the CPU pipeline runs sequentially or, with
+/// parallel-runtime=openmp, on OpenMP threads. The body must not write
+/// memory another iteration reads or writes.
+inline void
+forParallel2D(LoopBuilder &b, Value ub0, Value ub1,
+              function_ref<void(LoopBuilder &, Value, Value)> body) {
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
+  scf::ParallelOp::create(b, ValueRange{zero, zero}, ValueRange{ub0, ub1},
+                          ValueRange{one, one},
+                          [&](OpBuilder &nb, Location loc, ValueRange ivs) {
+                            LoopBuilder ib(loc, nb);
+                            body(ib, ivs[0], ivs[1]);
+                          });
+}
+
 /// if (cond) then()
 inline void ifThen(LoopBuilder &b, Value cond,
                    function_ref<void(LoopBuilder &)> then) {

@@ -81,13 +81,20 @@ void loops::forEachToken(LoopBuilder &b, Value like,
   });
 }
 
-/// for b, t, e: body(b, t, e)
+void loops::forEachTokenInParallel(
+    LoopBuilder &b, Value like,
+    function_ref<void(LoopBuilder &, Value, Value)> body) {
+  forParallel2D(b, dim(b, like, 0), dim(b, like, 1), body);
+}
+
+/// for b, t, e: body(b, t, e), rows in parallel (the body writes (b, t, e)
+/// only).
 static void
 forEachPair(LoopBuilder &b, Value like,
             function_ref<void(LoopBuilder &, Value, Value, Value)> body) {
   Value zero = indexConst(b, 0);
   Value experts = indexConst(b, numExperts(like));
-  forEachToken(b, like, [&](LoopBuilder &b, Value bi, Value ti) {
+  forEachTokenInParallel(b, like, [&](LoopBuilder &b, Value bi, Value ti) {
     forRange(b, zero, experts,
              [&](LoopBuilder &b, Value ei) { body(b, bi, ti, ei); });
   });
@@ -95,7 +102,7 @@ forEachPair(LoopBuilder &b, Value like,
 
 void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out,
                              const ModelOptions &model) {
-  forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
+  forEachTokenInParallel(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
     emitSoftmaxRow(b, logits, out, bi, ti, model);
   });
 }
@@ -103,19 +110,17 @@ void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out,
 /// Softmax of every column logits[b, :, e] over the T tokens.
 static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out,
                                  const ModelOptions &model) {
-  Value zero = indexConst(b, 0);
   Value tokens = dim(b, logits, 1);
-  forRange(b, zero, dim(b, logits, 0), [&](LoopBuilder &b, Value bi) {
-    forRange(b, zero, indexConst(b, numExperts(logits)),
-             [&](LoopBuilder &b, Value ei) {
-               emitSoftmaxLane(
-                   b, logits, out, tokens,
-                   [&](LoopBuilder &, Value t) {
-                     return SmallVector<Value>{bi, t, ei};
-                   },
-                   model);
-             });
-  });
+  // Columns are independent: (b, e) in parallel.
+  forParallel2D(b, dim(b, logits, 0), indexConst(b, numExperts(logits)),
+                [&](LoopBuilder &b, Value bi, Value ei) {
+                  emitSoftmaxLane(
+                      b, logits, out, tokens,
+                      [&](LoopBuilder &, Value t) {
+                        return SmallVector<Value>{bi, t, ei};
+                      },
+                      model);
+                });
 }
 
 void loops::emitExpertScore(LoopBuilder &b, moe::ExpertScoreKind kind,
@@ -137,7 +142,7 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
   Value c1 = f32Const(b, 1.0 - alpha), c2 = f32Const(b, alpha);
   int64_t experts = numExperts(logits);
   if (kind == moe::ExpertScoreKind::sigmoid) {
-    forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
+    forEachTokenInParallel(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
       emitSoftmaxRow(b, logits, out, bi, ti, model);
       forRange(b, indexConst(b, 0), indexConst(b, experts),
                [&](LoopBuilder &b, Value ei) {
@@ -476,55 +481,81 @@ static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
       });
 }
 
-static Value allocHistogram(LoopBuilder &b) {
-  return alloc(b, MemRefType::get({256}, b.getI32Type()));
-}
+/// Per-set scratch for `sets` selections running in parallel: histograms
+/// [sets, 256] and ranks [sets, kSmallSetSelect] (i32).
+struct SelectScratch {
+  Value hist, ranks;
 
-/// Scratch for emitRankSelect: the ranks of a small set.
-static Value allocRanks(LoopBuilder &b) {
-  return alloc(b, MemRefType::get({kSmallSetSelect}, b.getI32Type()));
-}
+  static SelectScratch alloc(LoopBuilder &b, Value sets) {
+    auto type = [&](int64_t width) {
+      return MemRefType::get({ShapedType::kDynamic, width}, b.getI32Type());
+    };
+    return {loops::alloc(b, type(256), {sets}),
+            loops::alloc(b, type(kSmallSetSelect), {sets})};
+  }
+
+  /// Row `set` of `buffer` as a 1-D view.
+  static Value row(LoopBuilder &b, Value buffer, Value set) {
+    int64_t width = cast<MemRefType>(buffer.getType()).getDimSize(1);
+    auto viewType = MemRefType::get(
+        {width}, b.getI32Type(),
+        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}));
+    SmallVector<OpFoldResult> offsets = {set, b.getIndexAttr(0)};
+    SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1),
+                                       b.getIndexAttr(width)};
+    SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+    return memref::SubViewOp::create(b, viewType, buffer, offsets, sizes,
+                                     strides);
+  }
+};
 
 void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
                              Value capacity, const ModelOptions &model) {
-  Value hist = allocHistogram(b), ranks = allocRanks(b);
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1);
+  Value experts = indexConst(b, numExperts(gates));
+  // Every (sequence, expert) column is its own set: experts in parallel,
+  // each with its own scratch row.
+  SelectScratch scratch = SelectScratch::alloc(b, experts);
   forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    forRange(b, zero, indexConst(b, numExperts(gates)),
-             [&](LoopBuilder &b, Value ei) {
-               emitSetSelect(
-                   b, gates, mask, hist, ranks, tokens, capacity, model,
-                   [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                     return forRangeAcc(
-                         b, zero, tokens, init,
-                         [&](LoopBuilder &b, Value t, ValueRange acc) {
-                           return body(b, {bi, t, ei}, acc);
-                         });
-                   });
-             });
+    forParallel2D(
+        b, indexConst(b, 1), experts, [&](LoopBuilder &b, Value, Value ei) {
+          emitSetSelect(b, gates, mask, SelectScratch::row(b, scratch.hist, ei),
+                        SelectScratch::row(b, scratch.ranks, ei), tokens,
+                        capacity, model,
+                        [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+                          return forRangeAcc(
+                              b, zero, tokens, init,
+                              [&](LoopBuilder &b, Value t, ValueRange acc) {
+                                return body(b, {bi, t, ei}, acc);
+                              });
+                        });
+        });
   });
 }
 
 void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
                            Value budget, const ModelOptions &model) {
-  Value hist = allocHistogram(b), ranks = allocRanks(b);
   Value zero = indexConst(b, 0);
-  Value tokens = dim(b, gates, 1);
+  Value tokens = dim(b, gates, 1), sequences = dim(b, gates, 0);
   Value experts = indexConst(b, numExperts(gates));
-  forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    emitSetSelect(b, gates, mask, hist, ranks, muli(b, tokens, experts), budget,
-                  model,
-                  [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                    return forRangeAcc(
-                        b, zero, tokens, init,
-                        [&](LoopBuilder &b, Value t, ValueRange acc) {
-                          return forRangeAcc(
-                              b, zero, experts, acc,
-                              [&](LoopBuilder &b, Value e, ValueRange acc) {
-                                return body(b, {bi, t, e}, acc);
-                              });
-                        });
-                  });
-  });
+  // Sequences in parallel, each with its own scratch row.
+  SelectScratch scratch = SelectScratch::alloc(b, sequences);
+  forParallel2D(
+      b, indexConst(b, 1), sequences, [&](LoopBuilder &b, Value, Value bi) {
+        emitSetSelect(b, gates, mask, SelectScratch::row(b, scratch.hist, bi),
+                      SelectScratch::row(b, scratch.ranks, bi),
+                      muli(b, tokens, experts), budget, model,
+                      [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+                        return forRangeAcc(
+                            b, zero, tokens, init,
+                            [&](LoopBuilder &b, Value t, ValueRange acc) {
+                              return forRangeAcc(
+                                  b, zero, experts, acc,
+                                  [&](LoopBuilder &b, Value e, ValueRange acc) {
+                                    return body(b, {bi, t, e}, acc);
+                                  });
+                            });
+                      });
+      });
 }

@@ -25,6 +25,12 @@ namespace mlir::usmoe::loops {
 void forEachToken(LoopBuilder &b, Value like,
                   function_ref<void(LoopBuilder &, Value, Value)> body);
 
+/// forEachToken for bodies that touch only their own row (b, t): an
+/// scf.parallel (OpenMP threads with usmoe-to-cpu{openmp}).
+void forEachTokenInParallel(
+    LoopBuilder &b, Value like,
+    function_ref<void(LoopBuilder &, Value, Value)> body);
+
 //===----------------------------------------------------------------------===//
 // Scoring: logits memref (f32/f16/bf16) -> f32 score memref, both [B, T, E]
 //

@@ -52,9 +52,10 @@ SelectionBuffers copyScores(LoopBuilder &b, Operation *op, Value scoresTensor) {
 
 void emitTokenChoice(LoopBuilder &b, SelectionBuffers buffers, int64_t k,
                      bool renormalize) {
-  forEachToken(b, buffers.gates, [&](LoopBuilder &b, Value bi, Value ti) {
-    emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k, renormalize);
-  });
+  forEachTokenInParallel(
+      b, buffers.gates, [&](LoopBuilder &b, Value bi, Value ti) {
+        emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k, renormalize);
+      });
 }
 
 /// The budget of one select set of `options` for the gates' T.
@@ -178,8 +179,17 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         groupScores =
             alloc(b, MemRefType::get({*options.nGroup}, b.getF32Type()));
       }
-      // Row by row: the row's scores are still in cache when selected.
-      forEachToken(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
+      // Row by row: the row's scores are still in cache when selected. Rows
+      // are independent (each writes its own gates and mask), so they are
+      // an scf.parallel, except with the groups' shared scratch.
+      auto forEachRow =
+          [&](function_ref<void(LoopBuilder &, Value, Value)> body) {
+            if (kept)
+              forEachToken(b, logits, body);
+            else
+              forEachTokenInParallel(b, logits, body);
+          };
+      forEachRow([&](LoopBuilder &b, Value bi, Value ti) {
         // sigmoid_bias: gates are sigmoid(L), the ranking sigmoid(L) + bias.
         if (bias)
           emitSigmoidRow(b, logits, buffers.gates, bi, ti, model);

@@ -1,9 +1,11 @@
 // RUN: usmoe-opt %s -convert-moe-to-loops -split-input-file | FileCheck %s
 
-// Scores: read the logits buffer, compute in f32, hand back a fresh tensor.
+// Scores: read the logits buffer, compute in f32, hand back a fresh tensor;
+// rows are independent (an scf.parallel over B x T).
 // CHECK-LABEL: func.func @token_softmax
 // CHECK: %[[IN:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x?x8xbf16> to memref<?x?x8xbf16>
 // CHECK: %[[OUT:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x8xf32>
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
 // CHECK: scf.for
 // CHECK: arith.extf %{{.*}} : bf16 to f32
 // CHECK: arith.cmpf uno
@@ -19,12 +21,18 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 
 // -----
 
-// The unified global top-N: a radix select over i32 keys with a 256-bin
-// histogram, exactly four digit passes (no fifth shift before the selection
-// compare), then the selection pass.
+// The unified global top-N: sequences in parallel, each with its own row of
+// the scratch; a set of at most 32 pairs is selected by ranks, a larger one
+// by a radix select over i32 keys with a 256-bin histogram, exactly four
+// digit passes (no fifth shift before the selection compare), then the
+// selection pass.
 // CHECK-LABEL: func.func @global_top_n
 // CHECK: cf.assert %{{.*}}, "moe: unified budget n exceeds T * E of the input"
-// CHECK: memref.alloc() : memref<256xi32>
+// CHECK: %[[HIST:.*]] = memref.alloc(%{{.*}}) : memref<?x256xi32>
+// CHECK: scf.parallel (%{{.*}}, %[[SEQ:.*]]) =
+// CHECK: memref.subview %[[HIST]][%[[SEQ]], 0] [1, 256] [1, 1]
+// CHECK: arith.cmpi ule, %{{.*}}, %c32
+// CHECK: } else {
 // CHECK-COUNT-4: arith.shrui %{{.*}}, %{{.*}} : i32
 // CHECK-NOT: arith.shrui
 // CHECK: arith.cmpi ugt

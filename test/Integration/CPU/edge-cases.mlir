@@ -1,6 +1,8 @@
 // Edge cases of the spec with E = 4: single token, empty and full budgets,
 // all-equal logits, NaN and -inf rows, an empty sequence.
 // RUN: usmoe-opt %s -usmoe-to-cpu | %run_cpu | FileCheck %s
+// The parallel loops on OpenMP threads give the same output.
+// RUN: %if openmp %{ usmoe-opt %s -usmoe-to-cpu=openmp | %run_openmp | FileCheck %s %}
 
 func.func private @printMemrefF32(memref<*xf32>)
 func.func private @printMemrefI32(memref<*xi32>)

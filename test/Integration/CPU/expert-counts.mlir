@@ -1,5 +1,7 @@
 // Expert counts that are not powers of two, E = 1, and E = 384.
 // RUN: usmoe-opt %s -usmoe-to-cpu | %run_cpu | FileCheck %s
+// The parallel loops on OpenMP threads give the same output.
+// RUN: %if openmp %{ usmoe-opt %s -usmoe-to-cpu=openmp | %run_openmp | FileCheck %s %}
 
 func.func private @printMemrefI32(memref<*xi32>)
 func.func private @printMemrefF32(memref<*xf32>)

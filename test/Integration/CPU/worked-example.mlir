@@ -1,6 +1,8 @@
 // The worked example of the spec (T=4, E=4, alpha=0.5, sigmoid), every mode,
 // compiled for the CPU and run; T is dynamic in the IR.
 // RUN: usmoe-opt %s -usmoe-to-cpu | %run_cpu | FileCheck %s
+// The parallel loops on OpenMP threads give the same output.
+// RUN: %if openmp %{ usmoe-opt %s -usmoe-to-cpu=openmp | %run_openmp | FileCheck %s %}
 
 func.func private @printMemrefF32(memref<*xf32>)
 func.func private @printMemrefI32(memref<*xi32>)

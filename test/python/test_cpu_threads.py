@@ -1,0 +1,52 @@
+"""The CPU path's parallel loops (scf.parallel on LLVM's OpenMP runtime,
+usmoe-to-cpu{openmp}): every router gives the same plan with 1, 2 and 3
+threads and with the loops on the calling thread (USMOE_CPU_OPENMP=0)."""
+
+import numpy as np
+import pytest
+
+import usmoe
+from usmoe import cpu
+
+pytestmark = pytest.mark.skipif(cpu.openmp_runtime() is None,
+                                reason="usmoe was built without libomp")
+
+ROUTERS = [dict(mode="token", k=2, renormalize=True), dict(mode="token", k=20),
+           dict(mode="expert", capacity_factor=1.0, k=2),
+           dict(mode="unified", k=1.5), dict(mode="unified", k=2.0, alpha=0.3,
+                                             expert_score="softmax_tokens"),
+           dict(mode="token", k=2, n_group=4, topk_group=2)]
+
+
+def _plans(options, logits):
+    plans = []
+    try:
+        for threads in (1, 2, 3):
+            cpu.set_num_threads(threads)
+            plans.append(usmoe.Router(**options)(logits))
+    finally:
+        cpu.set_num_threads(0)
+    return plans
+
+
+@pytest.mark.parametrize("options", ROUTERS)
+def test_plans_do_not_depend_on_threads(options, monkeypatch):
+    rng = np.random.default_rng(5)
+    logits = rng.integers(-3, 4, size=(3, 70, 32)).astype(np.float32) * 0.5  # ties
+    logits[0, :5] = rng.normal(size=(5, 32))
+    plans = _plans(options, logits)
+    monkeypatch.setenv(cpu.OPENMP_ENV, "0")
+    plans.append(usmoe.Router(**options)(logits))
+    for plan in plans[1:]:
+        for field in ("gates", "mask", "expert_offsets", "token_ids", "weights"):
+            np.testing.assert_array_equal(getattr(plan, field), getattr(plans[0], field))
+
+
+def test_thread_count_is_checked_and_reported():
+    with pytest.raises(ValueError, match="threads must be an int >= 0"):
+        cpu.set_num_threads(-2)
+    try:
+        cpu.set_num_threads(1)
+        assert cpu.get_num_threads() == 1
+    finally:
+        cpu.set_num_threads(0)
