@@ -120,13 +120,11 @@ def numpy_router(logits, mode, k, capacity_factor=None, alpha=0.5):
     return gates, mask, offsets, tokens, gates.reshape(b * t, e)[tokens, experts]
 
 
-def router_rows(repeats, quick):
-    rows = []
+def router_rows(repeats, sizes, experts):
     rng = np.random.default_rng(0)
-    sizes = ROUTER_SIZES[:4] if quick else ROUTER_SIZES
     for tokens in sizes:
         for batch in ([1] if tokens < 16 else [1, 16]):
-            for e in ROUTER_EXPERTS:
+            for e in experts:
                 logits = rng.normal(0, 2, size=(batch, tokens // batch, e)).astype(np.float32)
                 tl = torch.from_numpy(logits)
                 for title, options in ROUTERS:
@@ -140,8 +138,7 @@ def router_rows(repeats, quick):
                            "numpy": lambda: numpy_router(logits, **options)}
                     med = timed_at_default_and_one_thread(
                         fns, {"torch 1t": lambda: torch_router(tl, **options)}, repeats)
-                    rows.append((tokens, batch, e, title, med))
-    return rows
+                    yield tokens, batch, e, title, med
 
 
 # -- layers -----------------------------------------------------------------
@@ -225,6 +222,10 @@ def main():
     parser.add_argument("--part", choices=["routers", "layers", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="skip the largest sizes")
+    parser.add_argument("--sizes", type=int, nargs="*", default=None,
+                        help="router B*T values (default: all)")
+    parser.add_argument("--experts", type=int, nargs="*", default=ROUTER_EXPERTS,
+                        help="router E values")
     args = parser.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
@@ -238,7 +239,8 @@ def main():
               "numpy ms | torch/usmoe | torch 1t/usmoe | numpy/usmoe |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         # torch 1t/usmoe uses usmoe's time from the 1-thread pass.
-        for tokens, batch, e, title, m in router_rows(args.repeats, args.quick):
+        sizes = args.sizes or (ROUTER_SIZES[:4] if args.quick else ROUTER_SIZES)
+        for tokens, batch, e, title, m in router_rows(args.repeats, sizes, args.experts):
             ms = {k: v * 1e3 for k, v in m.items()}
             print(f"| {tokens} | {batch} | {e} | {title} | {ms['usmoe']:.3f} | {ms['torch']:.3f} "
                   f"| {ms['torch 1t']:.3f} | {ms['compile']:.3f} | {ms['numpy']:.3f} | "

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Compiler.h"
+#include "JitHeap.h"
 #include "usmoe/Support/Bfloat16.h"
 #include "usmoe/Support/InputLimits.h"
 
@@ -437,6 +438,12 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
     symbols[interner("abort")] = {
         llvm::orc::ExecutorAddr::fromPtr(&usmoeJitAbort),
         llvm::JITSymbolFlags::Exported};
+    symbols[interner("malloc")] = {
+        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitMalloc),
+        llvm::JITSymbolFlags::Exported};
+    symbols[interner("free")] = {
+        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitFree),
+        llvm::JITSymbolFlags::Exported};
     return symbols;
   });
   impl->symbol = "_mlir_ciface_" + name;
@@ -570,7 +577,8 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
 
   std::vector<OwnedResult> out;
   int64_t *word = resultStorage.data();
-  std::vector<void *> freed;
+  // One owner per allocation: results that share one keep it alive together.
+  std::vector<std::pair<void *, std::shared_ptr<void>>> owners;
   for (const TensorSignature &sig : res) {
     size_t rank = sig.shape.size();
     OwnedResult r;
@@ -582,28 +590,30 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
     int64_t elements = elementCount(r.shape);
     // Results come back row-major (fresh allocations); keep the offset.
     r.data = aligned + offset * sig.elementBytes();
-    // Two results never share an allocation here, but guard double frees.
-    bool seen = false;
-    for (void *p : freed)
-      seen |= p == allocated;
-    freed.push_back(allocated);
+    auto shared =
+        std::find_if(owners.begin(), owners.end(),
+                     [&](const auto &o) { return o.first == allocated; });
+    bool seen = shared != owners.end();
     if (gpu) {
-      // Copy out of managed memory into a host block the caller frees.
+      // Copy out of managed memory into a host block the caller owns.
       size_t bytes = size_t(elements * sig.elementBytes());
-      r.allocation = bytes ? std::malloc(bytes) : nullptr;
-      if (bytes)
-        std::memcpy(r.allocation, r.data, bytes);
-      r.data = r.allocation;
+      if (bytes) {
+        r.owner = std::shared_ptr<void>(std::malloc(bytes), std::free);
+        std::memcpy(r.owner.get(), r.data, bytes);
+      }
+      r.data = r.owner.get();
       bool isArgument =
           std::find(staged.begin(), staged.end(), allocated) != staged.end();
       if (!seen && !isArgument && allocated)
         gpu->memFree(allocated, nullptr);
+      owners.emplace_back(allocated, nullptr);
+    } else if (seen) {
+      r.owner = shared->second;
     } else {
-      r.allocation = seen ? nullptr : allocated;
-      if (elements == 0 && r.allocation) {
-        std::free(r.allocation);
-        r.allocation = nullptr;
-      }
+      // The code's allocation (usmoeJitMalloc) is the result's storage.
+      r.owner = allocated ? std::shared_ptr<void>(allocated, usmoeJitFree)
+                          : std::shared_ptr<void>();
+      owners.emplace_back(allocated, r.owner);
     }
     out.push_back(std::move(r));
     word += descriptorWords(rank);
@@ -611,8 +621,7 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
   if (gpu) {
     releaseStaged();
     if (gpu->failureCount() != failuresBefore) {
-      for (OwnedResult &r : out)
-        std::free(r.allocation);
+      out.clear();
       throw DeviceError("the GPU function failed: " +
                         gpu->lastFailureMessage());
     }

@@ -66,10 +66,11 @@ struct HostArray {
   std::vector<int64_t> shape;
 };
 
-/// A result owned by the caller: free `allocation` with std::free after
-/// copying `data` (allocation == nullptr when empty).
+/// A result owned by the caller, read in place (no copy).
 struct OwnedResult {
-  void *allocation = nullptr;
+  /// Keeps `data` alive (shared when results share an allocation; null for
+  /// an empty result). The caller may hold it as long as it reads `data`.
+  std::shared_ptr<void> owner;
   void *data = nullptr;
   std::vector<int64_t> shape;
 };

@@ -104,6 +104,14 @@ HostArray hostArgument(const py::handle &value, size_t i,
   return h;
 }
 
+/// A compiled function's result storage, lent to NumPy through the buffer
+/// protocol; freed when the last array viewing it goes away.
+struct ResultStorage {
+  std::shared_ptr<void> owner;
+  void *data;
+  size_t bytes;
+};
+
 py::list callFunction(const JitFunction &fn, const py::list &arrays) {
   std::vector<HostArray> inputs;
   std::vector<py::array> keepAlive;
@@ -119,19 +127,28 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
     results = fn.call(inputs);
   }
   py::list out;
+  py::object frombuffer = py::module_::import("numpy").attr("frombuffer");
   for (size_t i = 0; i < results.size(); ++i) {
     OwnedResult &r = results[i];
     const TensorSignature &sig = fn.results()[i];
-    py::array array = emptyArray(sig.element, r.shape);
     // Bytes from the signature: py::array::nbytes() reads the NumPy 1
     // descriptor layout, wrong under NumPy 2.
     size_t bytes = size_t(sig.elementBytes());
     for (int64_t d : r.shape)
       bytes *= size_t(d);
-    if (bytes)
-      std::memcpy(array.mutable_data(), r.data, bytes);
-    std::free(r.allocation);
-    out.append(array);
+    if (!bytes || !r.owner) {
+      out.append(emptyArray(sig.element, r.shape));
+      continue;
+    }
+    // NumPy reads the result where the code wrote it: the array's base
+    // owns the allocation (no copy, no fresh pages for the caller).
+    py::tuple dims(r.shape.size());
+    for (size_t d = 0; d < r.shape.size(); ++d)
+      dims[d] = py::int_(r.shape[d]);
+    py::object storage =
+        py::cast(ResultStorage{std::move(r.owner), r.data, bytes});
+    out.append(
+        frombuffer(storage, dtypeName(sig.element)).attr("reshape")(dims));
   }
   return out;
 }
@@ -185,6 +202,12 @@ PYBIND11_MODULE(_usmoe, m) {
       py::arg("capsule"),
       "Reads an unconsumed DLPack capsule (data, device, dtype, shape, "
       "strides in elements or None) without taking ownership.");
+
+  py::class_<ResultStorage>(m, "_ResultStorage", py::buffer_protocol())
+      .def_buffer([](ResultStorage &r) {
+        return py::buffer_info(r.data, 1, "B", 1,
+                               {static_cast<py::ssize_t>(r.bytes)}, {1});
+      });
 
   py::class_<JitFunction>(m, "JitFunction")
       .def(py::init([](const std::string &source, const std::string &name,

@@ -36,12 +36,18 @@ emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
                 function_ref<SmallVector<Value>(LoopBuilder &, Value)> at,
                 const ModelOptions &model) {
   Value zero = indexConst(b, 0);
-  Value max = forRangeAcc(
-      b, zero, n, {f32Const(b, kNegInf)},
-      [&](LoopBuilder &b, Value i, ValueRange acc) {
-        Value x = model.logit(b, loadAsF32(b, logits, at(b, i)));
-        return SmallVector<Value>{arith::MaximumFOp::create(b, acc[0], x)};
-      })[0];
+  // maxnum with nnan/nsz instead of maximumf: x is never NaN (sanitized to
+  // -inf) and the sign of a zero max changes neither x - m nor x == m, so
+  // the result is the same, and LLVM can vectorize the reduction.
+  auto noNaNs = arith::FastMathFlagsAttr::get(
+      b.getContext(), arith::FastMathFlags::nnan | arith::FastMathFlags::nsz);
+  Value max = forRangeAcc(b, zero, n, {f32Const(b, kNegInf)},
+                          [&](LoopBuilder &b, Value i, ValueRange acc) {
+                            Value x =
+                                model.logit(b, loadAsF32(b, logits, at(b, i)));
+                            return SmallVector<Value>{
+                                arith::MaxNumFOp::create(b, acc[0], x, noNaNs)};
+                          })[0];
   Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
   Value sum = forRangeAcc(
       b, zero, n, {f32Const(b, 0.0)},
