@@ -480,3 +480,25 @@ def test_plan_cost_report():
     assert cost["imbalance"] == pytest.approx(plan.expert_load.max() / plan.expert_load.mean())
     half = usmoe.route(logits, mode="unified", k=0.75)  # floor(7.5) = 7 per sequence
     assert half.cost(64, 128)["routed_flops"] == 14 * 6 * 64 * 128
+
+
+def test_results_are_owned_arrays_without_copies():
+    """Results are NumPy arrays over the compiled code's own allocation
+    (no copy): writable, independent between calls, alive as long as any
+    array viewing them, their memory reused only after they are gone."""
+    import gc
+    rng = np.random.default_rng(6)
+    logits = rng.normal(size=(1, 4096, 64)).astype(np.float32)  # > 1 MB results
+    router = usmoe.Router(mode="token", k=2)
+    first, second = router(logits), router(logits)
+    assert first.gates.flags["WRITEABLE"] and first.gates.flags["C_CONTIGUOUS"]
+    assert not np.shares_memory(first.gates, second.gates)
+    want = second.gates.copy()
+    first.gates[:] = -1.0  # writing one result leaves the other alone
+    np.testing.assert_array_equal(second.gates, want)
+    view = second.gates[0, :3]
+    del second
+    gc.collect()
+    for _ in range(3):  # reuse freed blocks; the view keeps its own alive
+        router(logits)
+    np.testing.assert_array_equal(view, want[0, :3])

@@ -50,3 +50,4 @@ def test_thread_count_is_checked_and_reported():
         assert cpu.get_num_threads() == 1
     finally:
         cpu.set_num_threads(0)
+
