@@ -55,16 +55,18 @@ def interleaved_medians(fns: dict, repeats: int) -> dict:
 
 
 def timed_at_default_and_one_thread(fns: dict, one_thread: dict, repeats: int) -> dict:
-    """`fns` interleaved at torch's default thread count, then `one_thread`
-    (named "... 1t") interleaved with usmoe at 1 torch thread: switching the
-    thread count between calls would time the pool's reconfiguration."""
+    """`fns` at every library's default thread count, then `one_thread`
+    (named "... 1t") with usmoe ("usmoe 1t"), both on 1 thread: switching
+    thread counts between calls would time the pools' reconfiguration."""
     medians = interleaved_medians(fns, repeats)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    usmoe.cpu.set_num_threads(1)
     try:
-        again = interleaved_medians(dict(one_thread, **{"usmoe again": fns["usmoe"]}), repeats)
+        again = interleaved_medians(dict(one_thread, **{"usmoe 1t": fns["usmoe"]}), repeats)
     finally:
         torch.set_num_threads(before)
+        usmoe.cpu.set_num_threads(0)
     medians.update(again)
     return medians
 
@@ -231,36 +233,36 @@ def main():
                 if line.startswith("model name")), platform.processor())
     print(f"machine: {cpu}, {os.cpu_count()} cores; python {platform.python_version()}, "
           f"numpy {np.__version__}, torch {torch.__version__} (default threads "
-          f"{torch.get_num_threads()}); usmoe routers: 1 thread; medians of 2 x "
+          f"{torch.get_num_threads()}); usmoe threads {usmoe.cpu.get_num_threads()}; "
+          f"medians of 2 x "
           f"{args.repeats} calls (two rounds, the second in reverse order); "
           f"ratio = peer / usmoe")
     if args.part in ("routers", "all"):
-        print("\n| B*T | B | E | router | usmoe ms | torch ms | torch 1t ms | compile ms | "
-              "numpy ms | torch/usmoe | torch 1t/usmoe | numpy/usmoe |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        # torch 1t/usmoe uses usmoe's time from the 1-thread pass.
+        print("\n| B*T | B | E | router | usmoe ms | torch ms | usmoe 1t ms | torch 1t ms | "
+              "compile ms | numpy ms | torch/usmoe | torch 1t/usmoe 1t | numpy/usmoe |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         sizes = args.sizes or (ROUTER_SIZES[:4] if args.quick else ROUTER_SIZES)
         for tokens, batch, e, title, m in router_rows(args.repeats, sizes, args.experts):
             ms = {k: v * 1e3 for k, v in m.items()}
             print(f"| {tokens} | {batch} | {e} | {title} | {ms['usmoe']:.3f} | {ms['torch']:.3f} "
-                  f"| {ms['torch 1t']:.3f} | {ms['compile']:.3f} | {ms['numpy']:.3f} | "
-                  f"{m['torch'] / m['usmoe']:.2f} | {m['torch 1t'] / m['usmoe again']:.2f} | "
+                  f"| {ms['usmoe 1t']:.3f} | {ms['torch 1t']:.3f} | {ms['compile']:.3f} | "
+                  f"{ms['numpy']:.3f} | "
+                  f"{m['torch'] / m['usmoe']:.2f} | {m['torch 1t'] / m['usmoe 1t']:.2f} | "
                   f"{m['numpy'] / m['usmoe']:.2f} |", flush=True)
     if args.part in ("layers", "all"):
-        print(f"\n(usmoe: expert GEMMs on {usmoe.cpu.expert_gemm()}, "
-              f"{usmoe.cpu.get_num_threads() if usmoe.cpu.runtime_path() else 1} threads; "
-              "usmoe loops: the generated loops, 1 thread)")
+        print(f"\n(usmoe: expert GEMMs on {usmoe.cpu.expert_gemm()}; "
+              "usmoe loops: the generated GEMM loops, one thread)")
         print("\n| (D, F, E) | T | dtype | usmoe ms | usmoe GFLOP/s | usmoe loops ms | torch ms | "
-              "torch 1t ms | numpy ms | torch/usmoe | torch 1t/usmoe |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "usmoe 1t ms | torch 1t ms | numpy ms | torch/usmoe | torch 1t/usmoe 1t |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for shape, tokens, dtype, flops, m in layer_rows(args.repeats, args.quick):
             ms = {k: v * 1e3 for k, v in m.items()}
             numpy_ms = f"{ms['numpy']:.2f}" if "numpy" in ms else "-"
             print(f"| {shape} | {tokens} | {dtype} | {ms['usmoe']:.2f} | "
                   f"{flops / m['usmoe'] / 1e9:.1f} | {ms['usmoe loops']:.2f} | {ms['torch']:.2f} | "
-                  f"{ms['torch 1t']:.2f} | "
+                  f"{ms['usmoe 1t']:.2f} | {ms['torch 1t']:.2f} | "
                   f"{numpy_ms} | {m['torch'] / m['usmoe']:.2f} | "
-                  f"{m['torch 1t'] / m['usmoe again']:.2f} |", flush=True)
+                  f"{m['torch 1t'] / m['usmoe 1t']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

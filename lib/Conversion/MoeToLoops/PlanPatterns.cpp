@@ -17,9 +17,16 @@ using arith::CmpIPredicate;
 
 namespace {
 
-/// Expert-major CSR in two row-major passes over the mask: count per expert
-/// and prefix-sum into offsets, then a stable fill with one cursor per
-/// expert (rows are visited in ascending g, so each expert's ids ascend).
+/// Rows per tile of the plan's parallel passes (fixed: the plan does not
+/// depend on the thread count anyway, every position is determined).
+constexpr int64_t kPlanTileRows = 1024;
+
+/// Expert-major CSR in two passes over the mask, each over tiles of rows in
+/// parallel: count per (tile, expert); then, sequentially over experts and
+/// tiles, the offsets and where each tile's rows of each expert start; then
+/// a stable fill of each tile from its own cursors (rows in ascending g
+/// inside a tile, tiles in order inside an expert, so each expert's ids
+/// ascend).
 struct PlanLowering : OpRewritePattern<moe::PlanOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::PlanOp op,
@@ -30,49 +37,73 @@ struct PlanLowering : OpRewritePattern<moe::PlanOp> {
     int64_t experts = op.getGates().getType().getDimSize(2);
     Value zero = indexConst(b, 0), one = indexConst(b, 1);
     Value numExperts = indexConst(b, experts);
+    Value tokens = dim(b, mask, 1);
+    Value rows = muli(b, dim(b, mask, 0), tokens);
+    Value tileRows = indexConst(b, kPlanTileRows);
+    Value tiles = arith::CeilDivUIOp::create(b, rows, tileRows);
+
+    // cursors[tile, e]: first the tile's count of expert e, then where its
+    // rows of expert e go.
+    auto tableType =
+        MemRefType::get({ShapedType::kDynamic, experts}, b.getI32Type());
+    Value cursors = alloc(b, tableType, {tiles});
+    auto forEachRowOf =
+        [&](LoopBuilder &b, Value tile,
+            function_ref<void(LoopBuilder &, Value, Value, Value)> body) {
+          Value first = muli(b, tile, tileRows);
+          Value last =
+              arith::MinUIOp::create(b, addi(b, first, tileRows), rows);
+          forRange(b, first, last, [&](LoopBuilder &b, Value g) {
+            body(b, g, arith::DivUIOp::create(b, g, tokens),
+                 arith::RemUIOp::create(b, g, tokens));
+          });
+        };
+    forParallel2D(b, one, tiles, [&](LoopBuilder &b, Value, Value tile) {
+      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value e) {
+        store(b, i32Const(b, 0), cursors, {tile, e});
+      });
+      forEachRowOf(b, tile, [&](LoopBuilder &b, Value, Value bi, Value ti) {
+        forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
+          Value inc = arith::ExtUIOp::create(b, b.getI32Type(),
+                                             load(b, mask, {bi, ti, ei}));
+          store(b, addi(b, load(b, cursors, {tile, ei}), inc), cursors,
+                {tile, ei});
+        });
+      });
+    });
 
     auto offsetsType = MemRefType::get({experts + 1}, b.getI32Type());
     Value offsets = alloc(b, offsetsType);
-    forRange(b, zero, indexConst(b, experts + 1), [&](LoopBuilder &b, Value e) {
-      store(b, i32Const(b, 0), offsets, {e});
-    });
-    forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
-      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
-        Value on = load(b, mask, {bi, ti, ei});
-        Value slot = addi(b, ei, one);
-        Value inc = arith::ExtUIOp::create(b, b.getI32Type(), on);
-        store(b, addi(b, load(b, offsets, {slot}), inc), offsets, {slot});
-      });
-    });
-    forRangeAcc(b, one, indexConst(b, experts + 1), {i32Const(b, 0)},
+    store(b, i32Const(b, 0), offsets, {zero});
+    forRangeAcc(b, zero, numExperts, {i32Const(b, 0)},
                 [&](LoopBuilder &b, Value e, ValueRange acc) {
-                  Value total = addi(b, acc[0], load(b, offsets, {e}));
-                  store(b, total, offsets, {e});
-                  return SmallVector<Value>{total};
+                  Value end = forRangeAcc(
+                      b, zero, tiles, {acc[0]},
+                      [&](LoopBuilder &b, Value tile, ValueRange start) {
+                        Value count = load(b, cursors, {tile, e});
+                        store(b, start[0], cursors, {tile, e});
+                        return SmallVector<Value>{addi(b, start[0], count)};
+                      })[0];
+                  store(b, end, offsets, {addi(b, e, one)});
+                  return SmallVector<Value>{end};
                 });
 
-    Value rows = i32ToIndex(b, load(b, offsets, {numExperts}));
+    Value selected = i32ToIndex(b, load(b, offsets, {numExperts}));
     Value ids = alloc(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()), {rows});
+        b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()), {selected});
     Value weights = alloc(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {rows});
-    Value cursor = alloc(b, MemRefType::get({experts}, b.getI32Type()));
-    memref::CopyOp::create(b,
-                           memref::SubViewOp::create(b, offsets,
-                                                     ArrayRef<int64_t>{0},
-                                                     ArrayRef<int64_t>{experts},
-                                                     ArrayRef<int64_t>{1}),
-                           cursor);
-    Value tokens = dim(b, mask, 1);
-    forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
-      Value g = indexToI32(b, addi(b, muli(b, bi, tokens), ti));
-      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
-        ifThen(b, load(b, mask, {bi, ti, ei}), [&](LoopBuilder &b) {
-          Value pos = load(b, cursor, {ei});
-          Value at = i32ToIndex(b, pos);
-          store(b, g, ids, {at});
-          store(b, load(b, gates, {bi, ti, ei}), weights, {at});
-          store(b, addi(b, pos, i32Const(b, 1)), cursor, {ei});
+        b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {selected});
+    forParallel2D(b, one, tiles, [&](LoopBuilder &b, Value, Value tile) {
+      forEachRowOf(b, tile, [&](LoopBuilder &b, Value g, Value bi, Value ti) {
+        Value id = indexToI32(b, g);
+        forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
+          ifThen(b, load(b, mask, {bi, ti, ei}), [&](LoopBuilder &b) {
+            Value pos = load(b, cursors, {tile, ei});
+            Value at = i32ToIndex(b, pos);
+            store(b, id, ids, {at});
+            store(b, load(b, gates, {bi, ti, ei}), weights, {at});
+            store(b, addi(b, pos, i32Const(b, 1)), cursors, {tile, ei});
+          });
         });
       });
     });
@@ -111,7 +142,8 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
         b, MemRefType::get(weightsType.getShape(), b.getF32Type()), dynRows);
 
     Value minusOne = i32Const(b, -1);
-    forEachToken(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
+    // Rows are independent: each writes its own row of the lists.
+    forEachTokenInParallel(b, mask, [&](LoopBuilder &b, Value bi, Value ti) {
       Value g = addi(b, muli(b, bi, tokens), ti);
       if (k <= kInsertionTopK) {
         SmallVector<Value> best = emitBestKIndices(
