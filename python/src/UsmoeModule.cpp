@@ -104,6 +104,10 @@ HostArray hostArgument(const py::handle &value, size_t i,
   return h;
 }
 
+/// Results from this size up are lent to NumPy instead of copied (a copy
+/// into fresh pages costs more than the lending from here).
+constexpr size_t kLentResultBytes = size_t(64) << 10;
+
 /// A compiled function's result storage, lent to NumPy through the buffer
 /// protocol; freed when the last array viewing it goes away.
 struct ResultStorage {
@@ -136,8 +140,12 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
     size_t bytes = size_t(sig.elementBytes());
     for (int64_t d : r.shape)
       bytes *= size_t(d);
-    if (!bytes || !r.owner) {
-      out.append(emptyArray(sig.element, r.shape));
+    if (!bytes || !r.owner || bytes < kLentResultBytes) {
+      // Small results are copied: cheaper than lending a buffer.
+      py::array array = emptyArray(sig.element, r.shape);
+      if (bytes && r.owner)
+        std::memcpy(array.mutable_data(), r.data, bytes);
+      out.append(array);
       continue;
     }
     // NumPy reads the result where the code wrote it: the array's base

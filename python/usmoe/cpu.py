@@ -18,6 +18,7 @@ do not spin against the GEMMs' threads or the caller's other libraries.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from typing import Optional
 
@@ -26,6 +27,7 @@ OPENMP_ENV = "USMOE_CPU_OPENMP"
 _LIBRARY = "libusmoe_cpu_runtime.so"
 
 
+@functools.lru_cache(maxsize=None)
 def runtime_path() -> Optional[str]:
     """Where libusmoe_cpu_runtime.so is, or None (built without oneDNN)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -49,17 +51,22 @@ def expert_gemm() -> str:
     return "onednn"
 
 
-def openmp_runtime() -> Optional[str]:
-    """LLVM's libomp that parallel loops run on, or None (not found at build
-    time, or USMOE_CPU_OPENMP=0)."""
-    if os.environ.get(OPENMP_ENV, "1") == "0":
-        return None
+@functools.lru_cache(maxsize=None)
+def _built_openmp_runtime() -> Optional[str]:
     try:
         from . import _build_info
     except ImportError:  # a source tree, not a build
         return None
     path = getattr(_build_info, "OPENMP_RUNTIME", "")
     return path if path and os.path.exists(path) else None
+
+
+def openmp_runtime() -> Optional[str]:
+    """LLVM's libomp that parallel loops run on, or None (not found at build
+    time, or USMOE_CPU_OPENMP=0)."""
+    if os.environ.get(OPENMP_ENV, "1") == "0":
+        return None
+    return _built_openmp_runtime()
 
 
 def jit(source: str, entry: str):

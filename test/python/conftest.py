@@ -82,3 +82,18 @@ def route_device(request, monkeypatch):
     monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
     monkeypatch.setenv("USMOE_EMU_SEED", request.param.rsplit("-", 1)[1])
     return "cuda"
+
+
+@pytest.fixture
+def built_layers(monkeypatch):
+    """The usmoe.MoeLayer objects built while the test runs, in order (to
+    check what the PyTorch and HF wrappers hand the compiled layer)."""
+    from usmoe import layer
+    built = []
+    original = layer.MoeLayer.__init__
+
+    def recording(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+    monkeypatch.setattr(layer.MoeLayer, "__init__", recording)
+    return built

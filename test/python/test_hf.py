@@ -62,25 +62,17 @@ def test_token_router_reproduces_the_model(kind):
 
 
 @pytest.mark.parametrize("kind", ["qwen3_moe", "deepseek_v3"])
-def test_checkpoint_weights_are_read_in_place(kind, monkeypatch):
+def test_checkpoint_weights_are_read_in_place(kind, built_layers):
     """The patched blocks hand the compiled layer the model's own fused
     gate_up_proj and down_proj (nn.Linear's layout), not copies."""
     import numpy as np
-    from usmoe import layer
-    seen = []
-    original = layer.MoeLayer.__init__
-
-    def spy(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        seen.append(self)
-    monkeypatch.setattr(layer.MoeLayer, "__init__", spy)
     model = tiny(kind)
     usmoe.hf.patch(model, router="unified", k=1.0)
     with torch.no_grad():
         model(torch.randint(0, 64, (1, 5)))
     blocks = [m for m in model.modules() if hasattr(m, "usmoe_router")]
-    assert len(seen) == len(blocks) == 2
-    for compiled, block in zip(seen, blocks):
+    assert len(built_layers) == len(blocks) == 2
+    for compiled, block in zip(built_layers, blocks):
         assert compiled.fused and compiled.weight_layout == "out_in"
         for mine, param in zip(compiled._weights, (block.experts.gate_up_proj,
                                                   block.experts.down_proj)):

@@ -212,20 +212,43 @@ inline SmallVector<Value> forRangeAcc(LoopBuilder &b, Value lb, Value ub,
   return SmallVector<Value>(loop.getResults());
 }
 
-/// for i in [lb0, ub0) x [lb1, ub1) with independent iterations: an
+/// Loops with less work than this many elements (as their callers count
+/// it) stay sequential: waking other threads costs tens of microseconds,
+/// more than a decode step's whole router.
+inline constexpr int64_t kParallelWork = int64_t(1) << 15;
+
+/// for i in [0, ub0) x [0, ub1) with independent iterations: an
 /// scf.parallel, which the CPU pipeline runs sequentially or, with
-/// parallel-runtime=openmp, on OpenMP threads. The body must not write
-/// memory another iteration reads or writes.
+/// usmoe-to-cpu{openmp}, on OpenMP threads, when `work` (the loop's
+/// elements, an index) reaches kParallelWork, else plain scf.for loops.
+/// The body must not write memory another iteration reads or writes.
 inline void
-forParallel2D(LoopBuilder &b, Value ub0, Value ub1,
+forParallel2D(LoopBuilder &b, Value ub0, Value ub1, Value work,
               function_ref<void(LoopBuilder &, Value, Value)> body) {
   Value zero = indexConst(b, 0), one = indexConst(b, 1);
-  scf::ParallelOp::create(b, ValueRange{zero, zero}, ValueRange{ub0, ub1},
-                          ValueRange{one, one},
-                          [&](OpBuilder &nb, Location loc, ValueRange ivs) {
-                            LoopBuilder ib(loc, nb);
-                            body(ib, ivs[0], ivs[1]);
-                          });
+  Value worth = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, work,
+                                      indexConst(b, kParallelWork));
+  scf::IfOp::create(
+      b, worth,
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        scf::ParallelOp::create(
+            ib, ValueRange{zero, zero}, ValueRange{ub0, ub1},
+            ValueRange{one, one},
+            [&](OpBuilder &pb, Location ploc, ValueRange ivs) {
+              LoopBuilder lb(ploc, pb);
+              body(lb, ivs[0], ivs[1]);
+            });
+        scf::YieldOp::create(ib);
+      },
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        forRange(ib, zero, ub0, [&](LoopBuilder &b0, Value i) {
+          forRange(b0, zero, ub1,
+                   [&](LoopBuilder &b1, Value j) { body(b1, i, j); });
+        });
+        scf::YieldOp::create(ib);
+      });
 }
 
 /// if (cond) then()

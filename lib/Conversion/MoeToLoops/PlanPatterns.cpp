@@ -41,6 +41,7 @@ struct PlanLowering : OpRewritePattern<moe::PlanOp> {
     Value rows = muli(b, dim(b, mask, 0), tokens);
     Value tileRows = indexConst(b, kPlanTileRows);
     Value tiles = arith::CeilDivUIOp::create(b, rows, tileRows);
+    Value work = muli(b, rows, numExperts);
 
     // cursors[tile, e]: first the tile's count of expert e, then where its
     // rows of expert e go.
@@ -58,7 +59,7 @@ struct PlanLowering : OpRewritePattern<moe::PlanOp> {
                  arith::RemUIOp::create(b, g, tokens));
           });
         };
-    forParallel2D(b, one, tiles, [&](LoopBuilder &b, Value, Value tile) {
+    forParallel2D(b, one, tiles, work, [&](LoopBuilder &b, Value, Value tile) {
       forRange(b, zero, numExperts, [&](LoopBuilder &b, Value e) {
         store(b, i32Const(b, 0), cursors, {tile, e});
       });
@@ -93,7 +94,7 @@ struct PlanLowering : OpRewritePattern<moe::PlanOp> {
         b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()), {selected});
     Value weights = alloc(
         b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {selected});
-    forParallel2D(b, one, tiles, [&](LoopBuilder &b, Value, Value tile) {
+    forParallel2D(b, one, tiles, work, [&](LoopBuilder &b, Value, Value tile) {
       forEachRowOf(b, tile, [&](LoopBuilder &b, Value g, Value bi, Value ti) {
         Value id = indexToI32(b, g);
         forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {

@@ -90,7 +90,9 @@ void loops::forEachToken(LoopBuilder &b, Value like,
 void loops::forEachTokenInParallel(
     LoopBuilder &b, Value like,
     function_ref<void(LoopBuilder &, Value, Value)> body) {
-  forParallel2D(b, dim(b, like, 0), dim(b, like, 1), body);
+  Value rows = dim(b, like, 0), tokens = dim(b, like, 1);
+  Value work = muli(b, muli(b, rows, tokens), indexConst(b, numExperts(like)));
+  forParallel2D(b, rows, tokens, work, body);
 }
 
 /// for b, t, e: body(b, t, e), rows in parallel (the body writes (b, t, e)
@@ -118,7 +120,10 @@ static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out,
                                  const ModelOptions &model) {
   Value tokens = dim(b, logits, 1);
   // Columns are independent: (b, e) in parallel.
-  forParallel2D(b, dim(b, logits, 0), indexConst(b, numExperts(logits)),
+  Value sequences = dim(b, logits, 0),
+        experts = indexConst(b, numExperts(logits));
+  forParallel2D(b, sequences, experts,
+                muli(b, muli(b, sequences, experts), tokens),
                 [&](LoopBuilder &b, Value bi, Value ei) {
                   emitSoftmaxLane(
                       b, logits, out, tokens,
@@ -524,9 +529,10 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
   // each with its own scratch row.
   SelectScratch scratch = SelectScratch::alloc(b, experts);
   forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    forParallel2D(
-        b, indexConst(b, 1), experts, [&](LoopBuilder &b, Value, Value ei) {
-          emitSetSelect(b, gates, mask, SelectScratch::row(b, scratch.hist, ei),
+    forParallel2D(b, indexConst(b, 1), experts, muli(b, experts, tokens),
+                  [&](LoopBuilder &b, Value, Value ei) {
+                    emitSetSelect(
+                        b, gates, mask, SelectScratch::row(b, scratch.hist, ei),
                         SelectScratch::row(b, scratch.ranks, ei), tokens,
                         capacity, model,
                         [&](LoopBuilder &b, ValueRange init, ElementBody body) {
@@ -536,7 +542,7 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
                                 return body(b, {bi, t, ei}, acc);
                               });
                         });
-        });
+                  });
   });
 }
 
@@ -547,9 +553,11 @@ void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
   Value experts = indexConst(b, numExperts(gates));
   // Sequences in parallel, each with its own scratch row.
   SelectScratch scratch = SelectScratch::alloc(b, sequences);
-  forParallel2D(
-      b, indexConst(b, 1), sequences, [&](LoopBuilder &b, Value, Value bi) {
-        emitSetSelect(b, gates, mask, SelectScratch::row(b, scratch.hist, bi),
+  forParallel2D(b, indexConst(b, 1), sequences,
+                muli(b, muli(b, sequences, tokens), experts),
+                [&](LoopBuilder &b, Value, Value bi) {
+                  emitSetSelect(
+                      b, gates, mask, SelectScratch::row(b, scratch.hist, bi),
                       SelectScratch::row(b, scratch.ranks, bi),
                       muli(b, tokens, experts), budget, model,
                       [&](LoopBuilder &b, ValueRange init, ElementBody body) {
@@ -563,5 +571,5 @@ void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
                                   });
                             });
                       });
-      });
+                });
 }

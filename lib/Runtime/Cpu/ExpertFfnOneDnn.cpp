@@ -68,30 +68,17 @@ public:
     dnnl_stream_t stream = threadStream();
     if (!primitive || !stream)
       return false;
-    dnnl_memory_desc_t srcDesc, weightsDesc, dstDesc;
-    int64_t srcDims[2] = {rows, shape.k}, srcStrides[2] = {shape.lda, 1};
-    int64_t weightsDims[2] = {shape.k, shape.n};
-    int64_t weightsStrides[2] = {shape.kStride, shape.nStride};
-    int64_t dstDims[2] = {rows, shape.n}, dstStrides[2] = {shape.ldc, 1};
+    dnnl_memory_desc_t descs[3];
     dnnl_memory_t memories[3] = {nullptr, nullptr, nullptr};
-    bool done =
-        check(dnnl_memory_desc_init_by_strides(&srcDesc, 2, srcDims, shape.type,
-                                               srcStrides),
-              "source descriptor") &&
-        check(dnnl_memory_desc_init_by_strides(&weightsDesc, 2, weightsDims,
-                                               shape.type, weightsStrides),
-              "weights descriptor") &&
-        check(dnnl_memory_desc_init_by_strides(&dstDesc, 2, dstDims, dnnl_f32,
-                                               dstStrides),
-              "destination descriptor") &&
-        check(dnnl_memory_create(&memories[0], &srcDesc, engine,
-                                 const_cast<void *>(src)),
-              "source memory") &&
-        check(dnnl_memory_create(&memories[1], &weightsDesc, engine,
-                                 const_cast<void *>(weights)),
-              "weights memory") &&
-        check(dnnl_memory_create(&memories[2], &dstDesc, engine, dst),
-              "destination memory");
+    bool done = describe(shape, rows, descs) &&
+                check(dnnl_memory_create(&memories[0], &descs[0], engine,
+                                         const_cast<void *>(src)),
+                      "source memory") &&
+                check(dnnl_memory_create(&memories[1], &descs[1], engine,
+                                         const_cast<void *>(weights)),
+                      "weights memory") &&
+                check(dnnl_memory_create(&memories[2], &descs[2], engine, dst),
+                      "destination memory");
     if (done) {
       dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, memories[0]},
                                  {DNNL_ARG_WEIGHTS, memories[1]},
@@ -123,6 +110,25 @@ private:
     return stream;
   }
 
+  /// The source, weights and destination descriptors of `shape` for
+  /// `rows` rows (DNNL_RUNTIME_DIM_VAL: given at each execution).
+  static bool describe(const MatmulShape &shape, int64_t rows,
+                       dnnl_memory_desc_t (&descs)[3]) {
+    int64_t srcDims[2] = {rows, shape.k}, srcStrides[2] = {shape.lda, 1};
+    int64_t weightsDims[2] = {shape.k, shape.n};
+    int64_t weightsStrides[2] = {shape.kStride, shape.nStride};
+    int64_t dstDims[2] = {rows, shape.n}, dstStrides[2] = {shape.ldc, 1};
+    return check(dnnl_memory_desc_init_by_strides(&descs[0], 2, srcDims,
+                                                  shape.type, srcStrides),
+                 "source descriptor") &&
+           check(dnnl_memory_desc_init_by_strides(&descs[1], 2, weightsDims,
+                                                  shape.type, weightsStrides),
+                 "weights descriptor") &&
+           check(dnnl_memory_desc_init_by_strides(&descs[2], 2, dstDims,
+                                                  dnnl_f32, dstStrides),
+                 "destination descriptor");
+  }
+
   static bool check(dnnl_status_t status, const char *what) {
     if (status == dnnl_success)
       return true;
@@ -136,33 +142,19 @@ private:
     auto found = primitives.find(shape);
     if (found != primitives.end())
       return found->second;
-    dnnl_memory_desc_t src, weights, dst;
-    int64_t srcDims[2] = {DNNL_RUNTIME_DIM_VAL, shape.k};
-    int64_t srcStrides[2] = {shape.lda, 1};
-    int64_t weightsDims[2] = {shape.k, shape.n};
-    int64_t weightsStrides[2] = {shape.kStride, shape.nStride};
-    int64_t dstDims[2] = {DNNL_RUNTIME_DIM_VAL, shape.n};
-    int64_t dstStrides[2] = {shape.ldc, 1};
+    dnnl_memory_desc_t descs[3];
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t primitiveDesc = nullptr;
     dnnl_primitive_t primitive = nullptr;
-    bool made =
-        check(dnnl_memory_desc_init_by_strides(&src, 2, srcDims, shape.type,
-                                               srcStrides),
-              "source descriptor") &&
-        check(dnnl_memory_desc_init_by_strides(&weights, 2, weightsDims,
-                                               shape.type, weightsStrides),
-              "weights descriptor") &&
-        check(dnnl_memory_desc_init_by_strides(&dst, 2, dstDims, dnnl_f32,
-                                               dstStrides),
-              "destination descriptor") &&
-        check(dnnl_matmul_desc_init(&desc, &src, &weights, nullptr, &dst),
-              "matmul descriptor") &&
-        check(dnnl_primitive_desc_create(&primitiveDesc, &desc, nullptr, engine,
-                                         nullptr),
-              "matmul primitive descriptor") &&
-        check(dnnl_primitive_create(&primitive, primitiveDesc),
-              "matmul primitive");
+    bool made = describe(shape, DNNL_RUNTIME_DIM_VAL, descs) &&
+                check(dnnl_matmul_desc_init(&desc, &descs[0], &descs[1],
+                                            nullptr, &descs[2]),
+                      "matmul descriptor") &&
+                check(dnnl_primitive_desc_create(&primitiveDesc, &desc, nullptr,
+                                                 engine, nullptr),
+                      "matmul primitive descriptor") &&
+                check(dnnl_primitive_create(&primitive, primitiveDesc),
+                      "matmul primitive");
     if (primitiveDesc)
       dnnl_primitive_desc_destroy(primitiveDesc);
     if (!made)
