@@ -428,22 +428,18 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
   }
   impl->engine = std::move(*engine);
   impl->engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
+    // What JIT'ed code calls that usmoe provides itself (see each function).
+    const std::pair<const char *, void *> provided[] = {
+        {"__truncsfbf2", reinterpret_cast<void *>(&usmoeTruncSfBf2)},
+        {"puts", reinterpret_cast<void *>(&usmoeJitPuts)},
+        {"abort", reinterpret_cast<void *>(&usmoeJitAbort)},
+        {"malloc", reinterpret_cast<void *>(&usmoeJitMalloc)},
+        {"free", reinterpret_cast<void *>(&usmoeJitFree)},
+    };
     llvm::orc::SymbolMap symbols;
-    symbols[interner("__truncsfbf2")] = {
-        llvm::orc::ExecutorAddr::fromPtr(&usmoeTruncSfBf2),
-        llvm::JITSymbolFlags::Exported};
-    symbols[interner("puts")] = {
-        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitPuts),
-        llvm::JITSymbolFlags::Exported};
-    symbols[interner("abort")] = {
-        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitAbort),
-        llvm::JITSymbolFlags::Exported};
-    symbols[interner("malloc")] = {
-        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitMalloc),
-        llvm::JITSymbolFlags::Exported};
-    symbols[interner("free")] = {
-        llvm::orc::ExecutorAddr::fromPtr(&usmoeJitFree),
-        llvm::JITSymbolFlags::Exported};
+    for (auto [name, address] : provided)
+      symbols[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(address),
+                                 llvm::JITSymbolFlags::Exported};
     return symbols;
   });
   impl->symbol = "_mlir_ciface_" + name;

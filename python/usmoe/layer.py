@@ -20,6 +20,20 @@ def check_weight_layout(weight_layout: str) -> None:
                          f"{weight_layout!r}")
 
 
+def in_out_views(w1, w3, w2, weight_layout: str = "in_out"):
+    """w1, w3 [E, D, F] and w2 [E, F, D] as views of expert weights in any
+    layout MoeLayer reads (w3=None: w1 is the fused gate/up weight, gate
+    first along F). NumPy arrays or torch tensors (views keep autograd)."""
+    check_weight_layout(weight_layout)
+    in_out = weight_layout == "in_out"
+    if w3 is None:
+        f = w1.shape[2 if in_out else 1] // 2
+        w1, w3 = (w1[:, :, :f], w1[:, :, f:]) if in_out else (w1[:, :f], w1[:, f:])
+    if not in_out:
+        w1, w3, w2 = (w.swapaxes(1, 2) for w in (w1, w3, w2))
+    return w1, w3, w2
+
+
 class MoeLayer:
     """y = init + sum over the selected (g, e) of gate * FFN_e(hidden[g]),
     FFN_e(x) = W2_e (silu(W1_e x) * (W3_e x)), with any of the three
@@ -79,18 +93,11 @@ class MoeLayer:
         self._device_weights = None
 
     def _in_out_weights(self):
-        """w1, w3 [E, D, F] and w2 [E, F, D] as contiguous arrays (views
-        where the layout already is that): what the real-GPU path uploads."""
-        f = self.ffn_size
-        if self.fused:
-            w13, w2 = self._weights
-            w1, w3 = ((w13[:, :, :f], w13[:, :, f:]) if self.weight_layout == "in_out"
-                      else (w13[:, :f, :], w13[:, f:, :]))
-        else:
-            w1, w3, w2 = self._weights
-        if self.weight_layout == "out_in":
-            w1, w3, w2 = (w.transpose(0, 2, 1) for w in (w1, w3, w2))
-        return [np.ascontiguousarray(w) for w in (w1, w3, w2)]
+        """w1, w3 [E, D, F] and w2 [E, F, D] as contiguous arrays: what the
+        real-GPU path uploads."""
+        weights = self._weights if not self.fused else [self._weights[0], None,
+                                                         self._weights[1]]
+        return [np.ascontiguousarray(w) for w in in_out_views(*weights, self.weight_layout)]
 
     def _ir(self, logits_element: str, packed: bool = False) -> str:
         real_gpu = self.device == "cuda" and not emulator.enabled()

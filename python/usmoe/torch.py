@@ -164,15 +164,9 @@ def _checked_options(items: tuple) -> str:
 def expert_views(w1: Tensor, w3: Optional[Tensor], w2: Tensor,
                  weight_layout: str = "in_out") -> Tuple[Tensor, Tensor, Tensor]:
     """w1, w3 [E, D, F] and w2 [E, F, D] as views of the weights in any
-    layout usmoe.MoeLayer reads (w3=None: w1 is the fused gate/up weight,
-    gate first); differentiable, gradients reach the tensors given."""
-    layer.check_weight_layout(weight_layout)
-    in_out = weight_layout == "in_out"
-    if w3 is None:
-        w1, w3 = w1.chunk(2, dim=2 if in_out else 1)
-    if not in_out:
-        w1, w3, w2 = (w.transpose(1, 2) for w in (w1, w3, w2))
-    return w1, w3, w2
+    layout usmoe.MoeLayer reads (usmoe.layer.in_out_views); differentiable,
+    gradients reach the tensors given."""
+    return layer.in_out_views(w1, w3, w2, weight_layout)
 
 
 def layer_function(hidden: Tensor, logits: Tensor, mask: Tensor, w1: Tensor,
