@@ -87,6 +87,7 @@ def key() -> tuple:
     return ("cpu", expert_gemm(), openmp_runtime() is not None)
 
 
+@functools.lru_cache(maxsize=None)
 def _runtime() -> ctypes.CDLL:
     path = runtime_path()
     if path is None:
@@ -100,10 +101,18 @@ def _runtime() -> ctypes.CDLL:
 _threads = 0  # 0: the runtimes' defaults
 
 
+@functools.lru_cache(maxsize=None)
+def _openmp(path: str):
+    """libomp (the instance JIT'ed code links against) and its own default
+    thread count (OMP_NUM_THREADS or every core), read before usmoe sets
+    one."""
+    library = ctypes.CDLL(path)
+    return library, int(library.omp_get_max_threads())
+
+
 def _apply_threads_to(openmp: str) -> None:
-    library = ctypes.CDLL(openmp)  # the instance JIT'ed code links against
-    count = _threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or os.cpu_count() or 1
-    library.omp_set_num_threads(ctypes.c_int(count))
+    library, default = _openmp(openmp)
+    library.omp_set_num_threads(ctypes.c_int(_threads or default))
 
 
 def set_num_threads(threads: int) -> None:

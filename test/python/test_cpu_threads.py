@@ -51,3 +51,21 @@ def test_thread_count_is_checked_and_reported():
     finally:
         cpu.set_num_threads(0)
 
+
+
+def test_any_omp_num_threads_syntax_is_left_to_libomp():
+    """OMP_NUM_THREADS may be a list ("2,1", nested levels): libomp reads
+    it, usmoe only restores libomp's own default."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, usmoe; from usmoe import cpu\n"
+            "x = np.random.default_rng(0).normal(size=(1, 4096, 16)).astype(np.float32)\n"
+            "a = usmoe.route(x, mode='token', k=2)\n"
+            "cpu.set_num_threads(1); cpu.set_num_threads(0)\n"
+            "b = usmoe.route(x, mode='token', k=2)\n"
+            "assert (a.mask == b.mask).all()\n")
+    env = dict(os.environ, OMP_NUM_THREADS="2,1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
