@@ -272,7 +272,7 @@ class Router:
         options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
                        capacity_factor=self.capacity_factor)
         cuda.launch_route(mod, self.mode, options, logits, gates, mask, shape,
-                          bias=self._device_bias(), stream=stream)
+                          bias=self._device_bias(), stream=stream, alloc=alloc)
         m = cuda.selected_pairs(self.mode, options, shape)
         offsets, ids, weights, _ = cuda.launch_plan(mod, gates, mask, shape, rows=m,
                                                     stream=stream, alloc=alloc)

@@ -162,6 +162,9 @@ class KernelModule:
         return [(f, m) for f, m in self.kernels.values() if m["kind"] == kind or
                 m["kind"].startswith(kind + "_")]
 
+    def by_exact_kind(self, kind):
+        return [(f, m) for f, m in self.kernels.values() if m["kind"] == kind]
+
     def launch(self, function, meta, values, grid, stream: int = 0):
         """Launches on `stream` (a CUstream handle; 0 = the legacy default
         stream), asynchronously."""
@@ -274,8 +277,10 @@ def selected_pairs(mode: str, options: dict, shape) -> int:
 
 def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,
                  gates: DeviceArray, mask: DeviceArray, shape, bias: Optional[DeviceArray] = None,
-                 stream: int = 0):
-    """moe.route: the token kernel, or scores (+ column mix) then select."""
+                 stream: int = 0, alloc=DeviceArray):
+    """moe.route: the token kernel, or scores (+ column mix) then select.
+    `alloc(nbytes)` makes the multi-block select's workspace (stream-ordered
+    memory, or a DeviceArray whose free waits for the device)."""
     b, t, e = shape
     if b * t == 0:
         return  # nothing to score; the select kernels would scan empty sets
@@ -287,34 +292,52 @@ def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArra
         mod.launch(f, meta, lp + gp, -(-(b * t) // 4), stream)
     for f, meta in mod.by_kind("mix_softmax_tokens"):
         mod.launch(f, meta, lp + gp, -(-(b * e) // 128), stream)
-    for f, meta in mod.by_kind("select"):
-        sets = b if meta["kind"] == "select_sequence" else b * e
-        n = ctypes.c_int64(budget(mode, options, t, e))
-        mod.launch(f, meta, gp + mp + [n], sets, stream)
+    for kind in ("select_sequence", "select_column"):
+        for f, meta in mod.by_exact_kind(kind):
+            sets, count = (b, t * e) if kind == "select_sequence" else (b * e, t)
+            n = ctypes.c_int64(budget(mode, options, t, e))
+            if "chunk" not in meta or count <= meta["chunk"]:
+                mod.launch(f, meta, gp + mp + [n], sets, stream)
+                continue
+            # A set larger than a chunk: spread over its chunks' blocks.
+            grid = sets * -(-count // meta["chunk"])
+            words = sets * meta["workspace_words"]
+            workspace = alloc(words * 4)
+            wp = memref_params(workspace, (words,))
+            (fz, mz), = mod.by_exact_kind(kind + "_zero")
+            mod.launch(fz, mz, wp, -(-words // mz["block"][0]), stream)
+            (fh, mh), = mod.by_exact_kind(kind + "_histogram")
+            for digit in range(meta["passes"]):
+                mod.launch(fh, mh, gp + wp + [n, ctypes.c_int64(digit)], grid, stream)
+            (fm, mm), = mod.by_exact_kind(kind + "_mark")
+            mod.launch(fm, mm, gp + mp + wp, grid, stream)
 
 
 def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
                 rows: Optional[int] = None, stream: int = 0, alloc=DeviceArray):
-    """moe.plan: count, scan, fill. `rows` is M if the caller knows it
-    (selected_pairs); otherwise M is read back from the device (a
-    synchronization). `alloc(nbytes)` makes the result buffers. Returns
-    (offsets, ids, weights) device arrays and M."""
-    e = shape[2]
+    """moe.plan: count and fill over tiles of rows, scan in between. `rows`
+    is M if the caller knows it (selected_pairs); otherwise M is read back
+    from the device (a synchronization). `alloc(nbytes)` makes the result
+    buffers. Returns (offsets, ids, weights) device arrays and M."""
+    b, t, e = shape
     offsets = alloc((e + 1) * 4)
     gp, mp = memref_params(gates, shape), memref_params(mask, shape)
     op = memref_params(offsets, (e + 1,))
     (fc, mc), = mod.by_kind("plan_count")
-    mod.launch(fc, mc, mp + op, e, stream)
+    num_tiles = -(-(b * t) // mc["tile_rows"])
+    tiles = alloc(max(num_tiles * e, 1) * 4)
+    tp = memref_params(tiles, (max(num_tiles * e, 1),))
+    mod.launch(fc, mc, mp + tp, num_tiles, stream)
     (fs, ms), = mod.by_kind("plan_scan")
-    mod.launch(fs, ms, op, 1, stream)
+    mod.launch(fs, ms, tp + op + [ctypes.c_int64(num_tiles)], 1, stream)
     m = rows
     if m is None:
         synchronize(stream)
         m = int(offsets.download((e + 1,), np.int32)[-1])
     ids, weights = alloc(m * 4), alloc(m * 4)
     (ff, mf), = mod.by_kind("plan_fill")
-    mod.launch(ff, mf, gp + mp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)), e,
-               stream)
+    mod.launch(ff, mf, gp + mp + tp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)),
+               num_tiles, stream)
     return offsets, ids, weights, m
 
 
@@ -343,7 +366,8 @@ def launch_moe_layer(mod: KernelModule, mode: str, options: dict, logits: Device
     b, t, e = shape
     g, d, f = b * t, hidden_size, ffn_size
     gates, mask = alloc(g * e * 4), alloc(g * e)
-    launch_route(mod, mode, options, logits, gates, mask, shape, bias=bias, stream=stream)
+    launch_route(mod, mode, options, logits, gates, mask, shape, bias=bias, stream=stream,
+                 alloc=alloc)
     m = selected_pairs(mode, options, shape)
     offsets, ids, weights, _ = launch_plan(mod, gates, mask, shape, rows=m, stream=stream,
                                            alloc=alloc)

@@ -41,6 +41,9 @@ OTHER_CASES = [
     (256, "bf16", "token", dict(k=8, renormalize=True, bias=True)),
 ]
 SHAPES = [(1, 1), (2, 7), (3, 129), (1, 1000)]
+# With few experts, also columns longer than one select chunk (4096 tokens):
+# Expert Choice then spreads each column over several blocks.
+LONG_SHAPES = [(1, 4500)]
 
 
 def router_ir(e, dtype, mode, opts):
@@ -128,7 +131,7 @@ def main():
             route_opts["bias"] = rng.normal(0, 0.05, size=e).astype(np.float32)
             np.save(os.path.join(case_dir, "bias.npy"), route_opts["bias"])
         inputs = []
-        for j, (b, t) in enumerate(SHAPES):
+        for j, (b, t) in enumerate(SHAPES + (LONG_SHAPES if e <= 8 else [])):
             logits, raw = make_logits(rng, b, t, e, dtype)
             plan = usmoe.route(logits, mode=mode, **route_opts)
             np.save(os.path.join(case_dir, f"in{j}.npy"), raw)

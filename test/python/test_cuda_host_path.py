@@ -121,12 +121,12 @@ def test_device_logits_give_a_device_plan_without_copies_or_syncs():
     """)
     assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
                              "memset": 0, "launch": 5}
-    # route, plan (count per expert, one scan, fill per expert), topk_list;
-    # the legacy default stream (0).
+    # route, plan (count and fill per tile of 128 rows with a thread per
+    # expert, one scan block), topk_list; the legacy default stream (0).
     assert [(name.rsplit("_", 1)[0] if name.startswith(("route", "topk")) else name, grid, block,
              stream) for name, grid, block, stream in r["launches"]] == [
-        ("route_token", 3, 128, 0), ("plan_1_count", 8, 1024, 0), ("plan_1_scan", 1, 1, 0),
-        ("plan_1_fill", 8, 1024, 0), ("topk_list", 3, 128, 0)]
+        ("route_token", 3, 128, 0), ("plan_1_count", 1, 32, 0), ("plan_1_scan", 1, 1024, 0),
+        ("plan_1_fill", 1, 32, 0), ("topk_list", 3, 128, 0)]
     plan = r["plan"]
     assert {k: v["shape"] for k, v in plan.items()} == {
         "gates": [2, 5, 8], "mask": [2, 5, 8], "expert_offsets": [9], "token_ids": [20],
@@ -169,6 +169,35 @@ def test_plan_size_is_known_on_the_host(options, rows, kernels):
     assert r["plan"]["token_ids"]["shape"] == [rows]
     assert r["plan"]["weights"]["shape"] == [rows]
     assert "topk_ids" not in r["plan"]
+    routed = [(r["kinds"][name], grid) for name, grid, _, _ in r["launches"]
+              if not r["kinds"][name].startswith("plan")]
+    assert routed == kernels
+
+
+@pytest.mark.parametrize("options, shape, kernels", [
+    # One sequence of 1024 x 8 = 8192 pairs: two chunks of 4096, a zeroed
+    # workspace, a histogram launch per digit, the marking launch.
+    (dict(mode="unified", k=1.5), (1, 1024, 8),
+     [("scores_unified_sigmoid", 256), ("select_sequence_zero", 1)]
+     + [("select_sequence_histogram", 2)] * 4 + [("select_sequence_mark", 2)]),
+    # Expert Choice columns of 5000 tokens: 2 chunks per (sequence, expert).
+    (dict(mode="expert", capacity=8), (1, 5000, 8),
+     [("scores_softmax", 1250), ("select_column_zero", 3)]
+     + [("select_column_histogram", 16)] * 4 + [("select_column_mark", 16)]),
+])
+def test_long_sets_spread_over_blocks(options, shape, kernels):
+    r = run_fake(f"""
+        x = np.zeros({shape!r}, np.float32)
+        router = usmoe.Router(device="cuda", **{options!r})
+        router(OnDevice(x))
+        reset()
+        router(OnDevice(x))
+        result["counters"] = counters()
+        result["launches"] = launches()
+        mod = router.compiled("f32", {shape[2]})
+        result["kinds"] = {{name: meta["kind"] for name, (f, meta) in mod.kernels.items()}}
+    """)
+    assert r["counters"]["dtoh"] == 0 and r["counters"]["ctx_sync"] == 0
     routed = [(r["kinds"][name], grid) for name, grid, _, _ in r["launches"]
               if not r["kinds"][name].startswith("plan")]
     assert routed == kernels
@@ -317,8 +346,8 @@ def test_device_layer_runs_without_copies_or_syncs():
     # N = floor(1.5 * 12) = 18 rows for dispatch and the experts, a block per
     # token for combine.
     assert [tuple(x) for x in r["launches"]] == [
-        ("scores_unified_sigmoid", 3), ("select_sequence", 1), ("plan_count", 8),
-        ("plan_scan", 1), ("plan_fill", 8), ("dispatch", 18), ("expert_ffn", 18),
+        ("scores_unified_sigmoid", 3), ("select_sequence", 1), ("plan_count", 1),
+        ("plan_scan", 1), ("plan_fill", 1), ("dispatch", 18), ("expert_ffn", 18),
         ("combine", 12)]
     assert r["y"] == ["CudaArray", [12, 16], "<f4"]
     assert r["with_init"]["memset"] == 0 and r["with_init"]["htod"] == 0

@@ -49,9 +49,16 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
                 continue
             # memref params: 3 + 2 * rank each: [B, T, E] ones have 9, the
             # [B*T, k] lists 7 each (topk_list: 9 + 9 + 7 + 7 = 32); plus the
-            # budget (select) or the [E] bias memref (5, sigmoid_bias).
+            # budget (select) or the [E] bias memref (5, sigmoid_bias). The
+            # multi-block select adds its [words] workspace (5): with the
+            # budget and the digit index (histogram), with the mask (mark),
+            # alone (zero).
             extra = {"route_token_bias": 5, "topk_list": 5}.get(
                 kernel["kind"], 1 if kernel["kind"].startswith("select_") else 0)
+            if kernel["kind"].endswith("_histogram"):
+                extra = 5 + 2
+            elif kernel["kind"].endswith(("_mark", "_zero")):
+                extra = 5
             assert len(kernel["params"]) % 9 == extra
         for inp in case["inputs"]:
             mask = np.load(d / f"mask{inp['index']}.npy")

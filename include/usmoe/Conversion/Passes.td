@@ -76,11 +76,18 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       the k picks a warp arg-max over (score key, expert index), ties to the
       lower index; gates and mask written once.
     - `moe.route unified` / `moe.route expert`: row scores into the gate
-      buffer (plus a column kernel for `softmax_tokens`), then one
-      1024-thread block per sequence (Unified) or per (sequence, expert)
-      (Expert Choice): 4-pass radix select with a shared-memory histogram,
-      ties ranked in index order by block prefix counts.
-    - `moe.plan`: per-expert count, scan, stable per-expert fill.
+      buffer (plus a column kernel for `softmax_tokens`), then the radix
+      select of each sequence (Unified) or (sequence, expert) column
+      (Expert Choice), 8-bit digits from the top. A set of at most
+      `select-chunk` elements (and every packed sequence) runs on one
+      1024-thread block: shared-memory histograms, ties ranked in index
+      order by block prefix counts. A larger set is spread over
+      ceil(count / select-chunk) blocks: a histogram launch per digit,
+      merged by the set's last block to finish (no host round trip), then
+      one marking launch.
+    - `moe.plan`: tiles of rows count their experts (coalesced over the
+      mask's rows), one block scans tiles and experts into offsets, the
+      tiles fill the expert-major rows in token order.
     - `moe.dispatch`: a block per plan row.
     - `moe.expert_ffn`: a block per plan row (expert by binary search in the
       offsets), SwiGLU through an [M, F] f32 scratch buffer.
@@ -102,6 +109,14 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect",
+    "::mlir::cf::ControlFlowDialect",
+  ];
+  let options = [
+    Option<"selectChunk", "select-chunk", "int64_t",
+           /*default=*/"::mlir::usmoe::kDefaultSelectChunk",
+           "Elements of a selection set per block; larger sets spread over "
+           "several blocks (tests lower it to exercise that path on small "
+           "inputs)">,
   ];
 }
 

@@ -62,15 +62,21 @@ void usmoe_emu_launch(UsmoeEmuKernel kernel, void *args, const char *name,
                       int64_t grid_z, int64_t block_x, int64_t block_y,
                       int64_t block_z, int64_t shared_bytes);
 
+/* Host side: fills a fresh device allocation of `bytes` at `address` with
+ * kUsmoeEmuPoisonByte, as a GPU's allocator leaves whatever was there: a
+ * kernel that reads memory nobody wrote (a counter never zeroed) gets
+ * garbage, not the zeros of a fresh host page. */
+void usmoe_emu_poison(int64_t address, int64_t bytes);
+#define kUsmoeEmuPoisonByte 0xA5
+
 /* Kernel side. */
 int64_t usmoe_emu_id(UsmoeEmuThread *thread, int32_t kind);
 /* The block's workgroup memory (16-byte aligned). */
 void *usmoe_emu_shared_memory(UsmoeEmuThread *thread);
 void usmoe_emu_barrier(UsmoeEmuThread *thread, const char *site);
 /* Returns the value in the low 32 bits and `valid` in bit 32. */
-int64_t usmoe_emu_shuffle(UsmoeEmuThread *thread, int32_t value,
-                          int32_t offset, int32_t width, int32_t mode,
-                          const char *site);
+int64_t usmoe_emu_shuffle(UsmoeEmuThread *thread, int32_t value, int32_t offset,
+                          int32_t width, int32_t mode, const char *site);
 /* Called before every load, store and atomic of `bytes` at `address`. */
 void usmoe_emu_access(UsmoeEmuThread *thread, int64_t address, int64_t bytes,
                       int32_t kind, const char *site);

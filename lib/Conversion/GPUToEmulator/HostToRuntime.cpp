@@ -23,6 +23,21 @@ using namespace mlir;
 using namespace mlir::usmoe::emulator;
 
 namespace {
+/// Fills the fresh allocation `buffer` with the emulator's poison bytes.
+void poison(OpBuilder &b, Location loc, TypedValue<MemRefType> buffer,
+            EmulatorCalls &calls) {
+  MemRefType type = buffer.getType();
+  Value bytes = arith::ConstantIndexOp::create(
+      b, loc, storageBytes(type.getElementType()));
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    bytes = arith::MulIOp::create(b, loc, bytes,
+                                  memref::DimOp::create(b, loc, buffer, d));
+  Value address =
+      memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buffer);
+  calls.call(b, loc, "usmoe_emu_poison",
+             {calls.toI64(b, loc, address), calls.toI64(b, loc, bytes)});
+}
+
 LogicalResult convertLaunch(gpu::LaunchFuncOp launch, EmulatorCalls &calls) {
   auto module = launch->getParentOfType<ModuleOp>();
   auto kernel = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
@@ -114,6 +129,7 @@ LogicalResult mlir::usmoe::emulator::convertHostCode(ModuleOp module,
           b, alloc.getLoc(), alloc.getMemref().getType(),
           alloc.getDynamicSizes(), alloc.getSymbolOperands());
       alloc.getMemref().replaceAllUsesWith(heap.getResult());
+      poison(b, alloc.getLoc(), heap, calls);
     } else if (auto dealloc = dyn_cast<gpu::DeallocOp>(op)) {
       memref::DeallocOp::create(b, dealloc.getLoc(), dealloc.getMemref());
     }

@@ -122,12 +122,53 @@ gpu::GPUFuncOp buildSelectKernel(OpBuilder &builder, Location loc,
                                  MemRefType seqlens = nullptr,
                                  SetBudgetFn budgetOf = nullptr);
 
-/// Plan kernels: one 1024-thread block per expert.
+/// Radix select: 8-bit digits of the 32-bit score key, from the top.
+inline constexpr int64_t kRadixBins = 256;
+inline constexpr int64_t kRadixPasses = 4;
+
+/// Thread 0's scan of a kRadixBins histogram (workgroup i32s) from the top:
+/// the digit of the `remaining`-th best key among those counted, and how
+/// many keys of that digit are still to take (i32 values).
+std::pair<Value, Value> pickDigit(loops::LoopBuilder &b, Value hist,
+                                  Value remaining);
+
+/// The per-set i32 workspace of the multi-block select (word offsets).
+struct SelectWorkspace {
+  static constexpr int64_t kHist = 0;       ///< kRadixBins global counts
+  static constexpr int64_t kCounters = 256; ///< blocks done, per pass
+  static constexpr int64_t kState = 260;    ///< (prefix, still to take)
+                                            ///< after each pass
+  static constexpr int64_t kTieEnd = 268;   ///< ties taken below this index
+  static constexpr int64_t kWords = 272;
+};
+
+/// The launches of a multi-block select over dense [B, T, E] gates (see
+/// MultiBlockSelect.cpp): `zero(workspace)` on ceildiv(words, 1024) blocks,
+/// then `histogram(gates, workspace, budget, pass)` for pass 0..3 and
+/// `mark(gates, mask, workspace)`, each on sets * ceildiv(count, chunk)
+/// blocks of kSelectBlock threads.
+struct MultiBlockSelectKernels {
+  gpu::GPUFuncOp zero, histogram, mark;
+};
+MultiBlockSelectKernels
+buildMultiBlockSelectKernels(OpBuilder &builder, Location loc, StringRef name,
+                             MemRefType gates, MemRefType mask,
+                             SelectionSet set, const loops::ModelOptions &model,
+                             int64_t chunk);
+
+/// Plan: the scan kernel's block; rows per tile of the count and fill
+/// kernels, whose blocks have planTileThreads(E) threads.
 inline constexpr int64_t kPlanBlock = 1024;
+inline constexpr int64_t kPlanTileRows = 128;
+/// A thread per expert, whole warps, at most kPlanBlock.
+int64_t planTileThreads(int64_t experts);
 /// Dispatch and combine: one 256-thread block per row / token.
 inline constexpr int64_t kRowBlock = 256;
 
-/// The three kernels of moe.plan (see PlanKernels.cpp).
+/// The three kernels of moe.plan (see PlanKernels.cpp): count(mask, tiles)
+/// and fill(gates, mask, tiles, offsets, ids, weights) on ceildiv(B * T,
+/// kPlanTileRows) blocks, scan(tiles, offsets, numTiles) on one; `tiles` is
+/// an i32 buffer of numTiles * E words.
 struct PlanKernels {
   gpu::GPUFuncOp count, scan, fill;
 };

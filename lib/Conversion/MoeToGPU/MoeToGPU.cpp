@@ -11,6 +11,7 @@
 #include "WarpReduce.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -43,8 +44,16 @@ namespace {
 
 struct ConvertMoeToGPUPass
     : usmoe::impl::ConvertMoeToGPUPassBase<ConvertMoeToGPUPass> {
+  using Base::Base;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (selectChunk < 1) {
+      module.emitError() << "convert-moe-to-gpu: select-chunk must be at "
+                            "least 1, got "
+                         << selectChunk;
+      return signalPassFailure();
+    }
     SmallVector<Operation *> lowerable;
     WalkResult unsupported = module.walk([&](Operation *op) {
       if (isa<moe::RouteOp, moe::SelectGivenOp, moe::PlanOp, moe::TopKListOp,
@@ -161,6 +170,55 @@ struct ConvertMoeToGPUPass
            });
   }
 
+  /// A run-time check (cf.assert) that `count` fits the kernels' i32
+  /// counters and ids.
+  static void checkCountFitsI32(LoopBuilder &b, Value count,
+                                StringRef message) {
+    cf::AssertOp::create(
+        b,
+        cmpi(b, arith::CmpIPredicate::ule, count,
+             indexConst(b, std::numeric_limits<int32_t>::max())),
+        message);
+  }
+
+  /// The select launches of dense [B, T, E] gates: a set of at most one
+  /// chunk on one block (all four digits in one launch); larger sets on
+  /// every SM: zero the workspace, a histogram launch per digit, mark.
+  void launchSelect(LoopBuilder &b, gpu::GPUFuncOp single,
+                    const gpu_kernels::MultiBlockSelectKernels &multi,
+                    Value sets, Value setSize, Value gates, Value mask,
+                    Value budget) {
+    using Words = gpu_kernels::SelectWorkspace;
+    Value chunks =
+        arith::CeilDivUIOp::create(b, setSize, indexConst(b, selectChunk));
+    Value spread = cmpi(b, arith::CmpIPredicate::ugt, chunks, indexConst(b, 1));
+    // Allocated unconditionally (host buffers are freed at the function's
+    // end), one word when unused.
+    Value words = select(b, spread, muli(b, sets, indexConst(b, Words::kWords)),
+                         indexConst(b, 1));
+    Value workspace =
+        alloc(b,
+              MemRefType::get({ShapedType::kDynamic},
+                              IntegerType::get(b.getContext(), 32)),
+              {words});
+    ifThenElse(
+        b, spread,
+        [&](LoopBuilder &b) {
+          launch(b, multi.zero,
+                 arith::CeilDivUIOp::create(
+                     b, words, indexConst(b, gpu_kernels::kSelectBlock)),
+                 {workspace});
+          Value grid = muli(b, sets, chunks);
+          for (int64_t pass = 0; pass < gpu_kernels::kRadixPasses; ++pass)
+            launch(b, multi.histogram, grid,
+                   {gates, workspace, budget, indexConst(b, pass)});
+          launch(b, multi.mark, grid, {gates, mask, workspace});
+        },
+        [&](LoopBuilder &b) {
+          launch(b, single, sets, {gates, mask, budget});
+        });
+  }
+
   /// route expert / unified -> scores into the gate buffer (row kernel, plus
   /// the column kernel for softmax_tokens), then one select block per set.
   LogicalResult lowerSelectingRoute(moe::RouteOp op, gpu::GPUModuleOp kernels,
@@ -231,12 +289,23 @@ struct ConvertMoeToGPUPass
                   : SmallVector<Value>{logits, gates});
 
     Value sets = unified ? batch : muli(b, batch, indexConst(b, experts));
+    Value tokens = dim(b, logits, 1);
+    Value setSize = unified ? muli(b, tokens, indexConst(b, experts)) : tokens;
+    checkCountFitsI32(b, setSize,
+                      "a selection set (T * E pairs for unified, T tokens for "
+                      "expert) on the GPU has at most 2^31 - 1 elements");
+    std::optional<gpu_kernels::MultiBlockSelectKernels> multi;
     if (seqlens) {
       launch(b, selectKernel, sets, {gates, mask, seqlens});
     } else {
-      Value budget = op.getRouter().buildSetBudget(b, op.getLoc(),
-                                                   dim(b, logits, 1), experts);
-      launch(b, selectKernel, sets, {gates, mask, budget});
+      multi = gpu_kernels::buildMultiBlockSelectKernels(
+          kb, op.getLoc(), base + "_select", gatesType, maskType,
+          unified ? gpu_kernels::SelectionSet::Sequence
+                  : gpu_kernels::SelectionSet::Column,
+          model, selectChunk);
+      Value budget =
+          op.getRouter().buildSetBudget(b, op.getLoc(), tokens, experts);
+      launchSelect(b, selectKernel, *multi, sets, setSize, gates, mask, budget);
     }
 
     Builder attrs(op.getContext());
@@ -253,15 +322,39 @@ struct ConvertMoeToGPUPass
              "ceildiv(B * T, 4)");
     if (mixKernel)
       describe(mixKernel, "mix_softmax_tokens", "ceildiv(B * E, 128)");
-    describe(selectKernel, unified ? "select_sequence" : "select_column",
-             unified ? "B" : "B * E");
+    std::string selectKind = unified ? "select_sequence" : "select_column";
+    StringRef setGrid = unified ? "B" : "B * E";
+    if (multi) {
+      // The single-block kernel runs sets of at most `chunk` elements.
+      common.push_back(
+          {attrs.getStringAttr("chunk"), attrs.getI64IntegerAttr(selectChunk)});
+      common.push_back(
+          {attrs.getStringAttr("workspace_words"),
+           attrs.getI64IntegerAttr(gpu_kernels::SelectWorkspace::kWords)});
+      common.push_back({attrs.getStringAttr("passes"),
+                        attrs.getI64IntegerAttr(gpu_kernels::kRadixPasses)});
+    }
+    describe(selectKernel, selectKind, setGrid);
+    if (multi) {
+      std::string chunks = (Twine("ceildiv(") + (unified ? "T * E" : "T") +
+                            ", " + Twine(selectChunk) + ")")
+                               .str();
+      std::string grid = (Twine(setGrid) + " * " + chunks).str();
+      describe(multi->zero, selectKind + "_zero",
+               (Twine("ceildiv(") + setGrid + " * " +
+                Twine(gpu_kernels::SelectWorkspace::kWords) + ", " +
+                Twine(gpu_kernels::kSelectBlock) + ")")
+                   .str());
+      describe(multi->histogram, selectKind + "_histogram", grid);
+      describe(multi->mark, selectKind + "_mark", grid);
+    }
 
     replaceWithBuffers(b, op, {gates, mask});
     return success();
   }
 
-  /// plan -> count (block per expert), scan (one thread), read M on the
-  /// host, fill (block per expert).
+  /// plan -> count (block per tile of rows), scan (one block), read M on
+  /// the host, fill (block per tile).
   LogicalResult lowerPlan(moe::PlanOp op, gpu::GPUModuleOp kernels,
                           unsigned index) {
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
@@ -278,25 +371,40 @@ struct ConvertMoeToGPUPass
     Value gates = toBuffer(b, op.getGates());
     Value mask = toBuffer(b, op.getMask());
     int64_t experts = offsetsType.getDimSize(0) - 1;
-    Value offsets = alloc(b, offsetsType);
     Value expertsV = indexConst(b, experts);
-    launch(b, plan.count, expertsV, {mask, offsets});
-    launch(b, plan.scan, indexConst(b, 1), {offsets});
+    Value tokenRows = muli(b, dim(b, mask, 0), dim(b, mask, 1));
+    checkCountFitsI32(b, muli(b, tokenRows, expertsV),
+                      "moe.plan on the GPU takes at most 2^31 - 1 (token, "
+                      "expert) pairs (i32 token ids and offsets)");
+    Value numTiles = arith::CeilDivUIOp::create(
+        b, tokenRows, indexConst(b, gpu_kernels::kPlanTileRows));
+    Value tiles = alloc(b,
+                        MemRefType::get({ShapedType::kDynamic},
+                                        IntegerType::get(op.getContext(), 32)),
+                        {arith::MaxUIOp::create(b, muli(b, numTiles, expertsV),
+                                                indexConst(b, 1))});
+    Value offsets = alloc(b, offsetsType);
+    launch(b, plan.count, numTiles, {mask, tiles});
+    launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
     Value rows = i32ToIndex(b, load(b, offsets, {expertsV}));
     Value ids = alloc(b, idsType, {rows});
     Value weights = alloc(b, weightsType, {rows});
-    launch(b, plan.fill, expertsV, {gates, mask, offsets, ids, weights});
+    launch(b, plan.fill, numTiles, {gates, mask, tiles, offsets, ids, weights});
     Builder attrs(op.getContext());
     ModuleOp module = op->getParentOfType<ModuleOp>();
     auto info = [&](StringRef kind, StringRef grid) {
       return SmallVector<NamedAttribute>{
           {attrs.getStringAttr("kind"), attrs.getStringAttr(kind)},
           {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
+          {attrs.getStringAttr("tile_rows"),
+           attrs.getI64IntegerAttr(gpu_kernels::kPlanTileRows)},
           {attrs.getStringAttr("grid"), attrs.getStringAttr(grid)}};
     };
-    recordKernel(module, plan.count, info("plan_count", "E"));
+    std::string tileGrid =
+        "ceildiv(B * T, " + std::to_string(gpu_kernels::kPlanTileRows) + ")";
+    recordKernel(module, plan.count, info("plan_count", tileGrid));
     recordKernel(module, plan.scan, info("plan_scan", "1"));
-    recordKernel(module, plan.fill, info("plan_fill", "E"));
+    recordKernel(module, plan.fill, info("plan_fill", tileGrid));
     replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
   }

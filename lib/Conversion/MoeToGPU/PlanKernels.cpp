@@ -5,10 +5,14 @@
 //
 //===----------------------------------------------------------------------===//
 //
-//  plan:     count   one block per expert counts its column of the mask;
-//            scan    one thread turns counts into offsets (E + 1 values);
-//            fill    one block per expert compacts its column in token
-//                    order (block prefix counts): ascending ids, stable.
+//  plan:     count   one block per tile of kPlanTileRows rows, a thread per
+//                    expert, counts the tile's rows of each expert (a warp
+//                    reads a row's mask bytes together);
+//            scan    one block turns the tile counts into each tile's
+//                    first row within its expert and the expert offsets
+//                    (E + 1 values);
+//            fill    the tiles again: each expert's rows of the tile in
+//                    token order from there: ascending ids, stable.
 //  dispatch: one block per plan row copies hidden[ids[m], :].
 //  combine:  one block per token; for each expert in ascending order a
 //            binary search finds the token's row in that expert's (sorted)
@@ -28,20 +32,6 @@ using namespace mlir::usmoe::gpu_kernels;
 using arith::CmpIPredicate;
 
 namespace {
-
-/// Row g of a chunked walk over `rows` rows: (g, g < rows, g clamped into
-/// range so that loads stay in bounds for the last partial chunk).
-struct ChunkRow {
-  Value index, inBounds, clamped;
-};
-ChunkRow chunkRow(LoopBuilder &b, Value chunk, Value tid, Value rows,
-                  int64_t threads) {
-  Value g = addi(b, muli(b, chunk, indexConst(b, threads)), tid);
-  Value last = subi(b, arith::MaxUIOp::create(b, rows, indexConst(b, 1)),
-                    indexConst(b, 1));
-  return {g, cmpi(b, CmpIPredicate::ult, g, rows),
-          arith::MinUIOp::create(b, g, last)};
-}
 
 Value threadId(LoopBuilder &b) {
   return gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -76,6 +66,10 @@ Value gpu_kernels::lowerBound(LoopBuilder &b, Value lo, Value hi,
   return search.getResult(0);
 }
 
+int64_t gpu_kernels::planTileThreads(int64_t experts) {
+  return std::min<int64_t>(llvm::alignTo(experts, kWarpSize), kPlanBlock);
+}
+
 PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                                           StringRef name, MemRefType gatesType,
                                           MemRefType maskType,
@@ -84,104 +78,127 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                                           MemRefType weightsType) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
-  const int64_t threads = kPlanBlock, warps = kPlanBlock / kWarpSize;
+  const int64_t tileThreads = planTileThreads(experts);
+  auto tilesType =
+      MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
   PlanKernels kernels;
-  SmallVector<Type> scanBuffers = {workgroupBuffer(ctx, warps),
-                                   workgroupBuffer(ctx, 1)};
 
-  // count(mask, offsets): offsets[e + 1] = column count; offsets[0] = 0.
+  // The rows [begin, end) of this block's tile, and the row's [b, t] index.
+  struct Tile {
+    Value begin, end, tokens;
+  };
+  auto tileOf = [](LoopBuilder &b, Value mask) {
+    Value tokens = dim(b, mask, 1);
+    Value rows = muli(b, dim(b, mask, 0), tokens);
+    Value begin = muli(b, blockId(b), indexConst(b, kPlanTileRows));
+    return Tile{begin,
+                arith::MinUIOp::create(
+                    b, addi(b, begin, indexConst(b, kPlanTileRows)), rows),
+                tokens};
+  };
+  auto at = [](LoopBuilder &b, const Tile &tile, Value g, Value e) {
+    return SmallVector<Value>{arith::DivUIOp::create(b, g, tile.tokens),
+                              arith::RemUIOp::create(b, g, tile.tokens), e};
+  };
+  // A thread per expert (several when E > the block): the walk over the
+  // tile's rows in order reads each row's mask bytes together (coalesced).
+  auto forEachExpert = [&](LoopBuilder &b, LoopBody body) {
+    forStrided(b, threadId(b), indexConst(b, experts),
+               indexConst(b, tileThreads), body);
+  };
+
+  // count(mask, tiles): tiles[tile * E + e] = the tile's rows routed to e.
   kernels.count = buildKernel(
-      builder, loc, (name + "_count").str(), {maskType, offsetsType},
-      int32_t(threads),
+      builder, loc, (name + "_count").str(), {maskType, tilesType},
+      int32_t(tileThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value mask = args[0], tiles = args[1];
+        Tile tile = tileOf(b, mask);
+        forEachExpert(b, [&](LoopBuilder &b, Value e) {
+          Value count = forRangeAcc(
+              b, tile.begin, tile.end, {i32Const(b, 0)},
+              [&](LoopBuilder &b, Value g, ValueRange acc) {
+                Value on = load(b, mask, at(b, tile, g, e));
+                return SmallVector<Value>{addi(
+                    b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), on))};
+              })[0];
+          store(b, count, tiles,
+                {addi(b, muli(b, blockId(b), indexConst(b, experts)), e)});
+        });
+      });
+
+  // scan(tiles, offsets, numTiles): per expert, the tile counts become the
+  // tile's first row within the expert; offsets = running sum over experts.
+  const int64_t threads = kPlanBlock, warps = kPlanBlock / kWarpSize;
+  kernels.scan = buildKernel(
+      builder, loc, (name + "_scan").str(),
+      {tilesType, offsetsType, builder.getIndexType()}, int32_t(threads),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-        Value mask = args[0], offsets = args[1];
-        Value tid = threadId(b), e = blockId(b);
+        Value tiles = args[0], offsets = args[1], numTiles = args[2];
+        Value tid = threadId(b);
         Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
         Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-        Value tokens = dim(b, mask, 1);
-        Value rows = muli(b, dim(b, mask, 0), tokens);
-        // Per-thread partial count, then one block scan for the total.
-        Value partial = i32Const(b, 0);
-        partial = forRangeAcc(
-            b, zero(b),
-            arith::CeilDivUIOp::create(b, rows, indexConst(b, threads)),
-            {partial}, [&](LoopBuilder &b, Value chunk, ValueRange acc) {
-              auto [g, in, at] = chunkRow(b, chunk, tid, rows, threads);
-              (void)g;
-              Value on = load(b, mask,
-                              {arith::DivUIOp::create(b, at, tokens),
-                               arith::RemUIOp::create(b, at, tokens), e});
-              Value add =
-                  arith::ExtUIOp::create(b, b.getI32Type(), andi(b, in, on));
-              return SmallVector<Value>{addi(b, acc[0], add)};
+        Value numExperts = indexConst(b, experts);
+        Value carry = forRangeAcc(
+            b, zero(b), indexConst(b, llvm::divideCeil(experts, threads)),
+            {i32Const(b, 0)}, [&](LoopBuilder &b, Value round, ValueRange acc) {
+              Value e = addi(b, muli(b, round, indexConst(b, threads)), tid);
+              Value mine = cmpi(b, CmpIPredicate::ult, e, numExperts);
+              Value ec =
+                  arith::MinUIOp::create(b, e, indexConst(b, experts - 1));
+              Value total =
+                  forRangeAcc(b, zero(b), select(b, mine, numTiles, zero(b)),
+                              {i32Const(b, 0)},
+                              [&](LoopBuilder &b, Value t, ValueRange run) {
+                                Value slot =
+                                    addi(b, muli(b, t, numExperts), ec);
+                                Value c = load(b, tiles, {slot});
+                                store(b, run[0], tiles, {slot});
+                                return SmallVector<Value>{addi(b, run[0], c)};
+                              })[0];
+              std::pair<Value, Value> scan = blockExclusiveScan(
+                  b, total, lane, warp, workgroup[0], workgroup[1], 0);
+              ifThen(b, mine, [&](LoopBuilder &b) {
+                store(b, addi(b, acc[0], scan.first), offsets, {e});
+              });
+              gpu::BarrierOp::create(b);
+              return SmallVector<Value>{addi(b, acc[0], scan.second)};
             })[0];
-        Value total = blockExclusiveScan(b, partial, lane, warp, workgroup[0],
-                                         workgroup[1], 0)
-                          .second;
-        ifThen(b, cmpi(b, CmpIPredicate::eq, tid, indexConst(b, 0)),
-               [&](LoopBuilder &b) {
-                 store(b, total, offsets, {addi(b, e, indexConst(b, 1))});
-                 ifThen(b, cmpi(b, CmpIPredicate::eq, e, indexConst(b, 0)),
-                        [&](LoopBuilder &b) {
-                          store(b, i32Const(b, 0), offsets, {indexConst(b, 0)});
-                        });
-               });
+        ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero(b)),
+               [&](LoopBuilder &b) { store(b, carry, offsets, {numExperts}); });
       },
-      scanBuffers);
+      {workgroupBuffer(ctx, warps), workgroupBuffer(ctx, 1)});
 
-  // scan(offsets): running sum over the E counts, by one thread.
-  kernels.scan =
-      buildKernel(builder, loc, (name + "_scan").str(), {offsetsType}, 1,
-                  [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-                    Value offsets = args[0];
-                    forRangeAcc(b, indexConst(b, 1), indexConst(b, experts + 1),
-                                {i32Const(b, 0)},
-                                [&](LoopBuilder &b, Value e, ValueRange acc) {
-                                  Value total =
-                                      addi(b, acc[0], load(b, offsets, {e}));
-                                  store(b, total, offsets, {e});
-                                  return SmallVector<Value>{total};
-                                });
-                  });
-
-  // fill(gates, mask, offsets, ids, weights): stable compaction per expert.
+  // fill(gates, mask, tiles, offsets, ids, weights): each expert's rows of
+  // the tile, in token order, from the tile's first row in that expert.
   kernels.fill = buildKernel(
       builder, loc, (name + "_fill").str(),
-      {gatesType, maskType, offsetsType, idsType, weightsType},
-      int32_t(threads),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-        Value gates = args[0], mask = args[1], offsets = args[2], ids = args[3],
-              weights = args[4];
-        Value tid = threadId(b), e = blockId(b);
-        Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
-        Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-        Value tokens = dim(b, mask, 1);
-        Value rows = muli(b, dim(b, mask, 0), tokens);
-        Value start = load(b, offsets, {e});
-        forRangeAcc(b, zero(b),
-                    arith::CeilDivUIOp::create(b, rows, indexConst(b, threads)),
-                    {start}, [&](LoopBuilder &b, Value chunk, ValueRange acc) {
-                      ChunkRow row = chunkRow(b, chunk, tid, rows, threads);
-                      Value in = row.inBounds, at = row.clamped;
-                      SmallVector<Value> idx = {
-                          arith::DivUIOp::create(b, at, tokens),
-                          arith::RemUIOp::create(b, at, tokens), e};
-                      Value on = andi(b, in, load(b, mask, idx));
-                      Value flag =
-                          arith::ExtUIOp::create(b, b.getI32Type(), on);
-                      auto [before, total] = blockExclusiveScan(
-                          b, flag, lane, warp, workgroup[0], workgroup[1], 0);
-                      Value taken = before;
-                      ifThen(b, on, [&](LoopBuilder &b) {
-                        Value pos = i32ToIndex(b, addi(b, acc[0], taken));
-                        store(b, indexToI32(b, at), ids, {pos});
-                        store(b, load(b, gates, idx), weights, {pos});
-                      });
-                      gpu::BarrierOp::create(b);
-                      return SmallVector<Value>{addi(b, acc[0], total)};
-                    });
-      },
-      scanBuffers);
+      {gatesType, maskType, tilesType, offsetsType, idsType, weightsType},
+      int32_t(tileThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value gates = args[0], mask = args[1], tiles = args[2],
+              offsets = args[3], ids = args[4], weights = args[5];
+        Tile tile = tileOf(b, mask);
+        forEachExpert(b, [&](LoopBuilder &b, Value e) {
+          Value start = addi(
+              b, load(b, offsets, {e}),
+              load(b, tiles,
+                   {addi(b, muli(b, blockId(b), indexConst(b, experts)), e)}));
+          forRangeAcc(
+              b, tile.begin, tile.end, {start},
+              [&](LoopBuilder &b, Value g, ValueRange acc) {
+                SmallVector<Value> idx = at(b, tile, g, e);
+                Value on = load(b, mask, idx);
+                ifThen(b, on, [&](LoopBuilder &b) {
+                  Value pos = i32ToIndex(b, acc[0]);
+                  store(b, indexToI32(b, g), ids, {pos});
+                  store(b, load(b, gates, idx), weights, {pos});
+                });
+                return SmallVector<Value>{addi(
+                    b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), on))};
+              });
+        });
+      });
   return kernels;
 }
 

@@ -36,6 +36,24 @@ constexpr int64_t kWarps = kSelectBlock / kWarpSize;
 
 } // namespace
 
+std::pair<Value, Value> gpu_kernels::pickDigit(LoopBuilder &b, Value hist,
+                                               Value remaining) {
+  SmallVector<Value> scan = forRangeAcc(
+      b, indexConst(b, 0), indexConst(b, kRadixBins),
+      {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining},
+      [&](LoopBuilder &b, Value i, ValueRange acc) {
+        Value d = subi(b, indexConst(b, kRadixBins - 1), i);
+        Value newCum = addi(b, acc[0], load(b, hist, {d}));
+        Value hit = andi(b, notI1(b, acc[1]),
+                         cmpi(b, CmpIPredicate::sge, newCum, remaining));
+        return SmallVector<Value>{
+            newCum, ori(b, acc[1], hit),
+            select(b, hit, indexToI32(b, d), acc[2]),
+            select(b, hit, subi(b, remaining, acc[0]), acc[3])};
+      });
+  return {scan[2], scan[3]};
+}
+
 MemRefType gpu_kernels::workgroupBuffer(MLIRContext *ctx, int64_t size) {
   return MemRefType::get(
       {size}, IntegerType::get(ctx, 32), MemRefLayoutAttrInterface(),
@@ -124,22 +142,9 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
           });
           gpu::BarrierOp::create(b);
           ifThen(b, isFirst, [&](LoopBuilder &b) {
-            SmallVector<Value> scan = forRangeAcc(
-                b, zero, indexConst(b, 256),
-                {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining},
-                [&](LoopBuilder &b, Value i, ValueRange acc) {
-                  Value d = subi(b, indexConst(b, 255), i);
-                  Value newCum = addi(b, acc[0], load(b, hist, {d}));
-                  Value hit =
-                      andi(b, notI1(b, acc[1]),
-                           cmpi(b, CmpIPredicate::sge, newCum, remaining));
-                  return SmallVector<Value>{
-                      newCum, ori(b, acc[1], hit),
-                      select(b, hit, indexToI32(b, d), acc[2]),
-                      select(b, hit, subi(b, remaining, acc[0]), acc[3])};
-                });
-            store(b, scan[2], shared, {indexConst(b, 0)});
-            store(b, scan[3], shared, {indexConst(b, 1)});
+            auto [digit, left] = pickDigit(b, hist, remaining);
+            store(b, digit, shared, {indexConst(b, 0)});
+            store(b, left, shared, {indexConst(b, 1)});
           });
           gpu::BarrierOp::create(b);
           Value digit = load(b, shared, {indexConst(b, 0)});

@@ -622,6 +622,11 @@ void usmoe_emu_out_of_bounds(UsmoeEmuThread *t, int64_t index, int64_t size,
   failThread(t, "out-of-bounds access", site, detail);
 }
 
+void usmoe_emu_poison(int64_t address, int64_t bytes) {
+  if (address && bytes > 0)
+    std::memset(reinterpret_cast<void *>(address), kUsmoeEmuPoisonByte,
+                static_cast<size_t>(bytes));
+}
 void usmoe_emu_set_print_errors(int print) { state().printErrors = print; }
 int usmoe_emu_failed(void) { return state().failed; }
 const char *usmoe_emu_last_error(void) { return state().error.c_str(); }

@@ -124,20 +124,29 @@ func.func @combine_without_offsets(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: 
 
 // -----
 
-// The plan: count (block per expert), scan (one thread), M read back on the
-// host, fill (block per expert); dispatch: block per row; combine: block per
-// token, a binary search per expert (no atomics).
+// The plan: count over tiles of 128 rows (a thread per expert: 32 for
+// E = 8), scan (one block) into the tile starts and offsets, M read back on
+// the host, fill over the same tiles; a T * E size check first. dispatch:
+// block per row; combine: block per token, a binary search per expert (no
+// atomics).
 // CHECK-LABEL: func.func @layer
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_count blocks in (%c8
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_scan blocks in (%c1
+// CHECK: cf.assert %{{.*}}, "moe.plan on the GPU takes at most 2^31 - 1
+// CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c128
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_count blocks in (%[[TILES]], %{{.*}}, %{{.*}}) threads in (%c32
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_scan blocks in (%c1{{.*}}) threads in (%c1024
 // CHECK: %[[M:.*]] = memref.load %{{.*}}[%c8] : memref<9xi32>
 // CHECK: %[[ROWS:.*]] = arith.index_cast %[[M]]
 // CHECK: memref.alloc(%[[ROWS]]) : memref<?xi32>
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_fill
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_fill blocks in (%[[TILES]]
 // CHECK: gpu.launch_func @usmoe_kernels::@dispatch_1
 // CHECK: gpu.launch_func @usmoe_kernels::@combine_2
-// CHECK: gpu.func @plan_0_fill(
+// CHECK: gpu.func @plan_0_count(
+// CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
+// CHECK: gpu.func @plan_0_scan(
 // CHECK: gpu.shuffle  up
+// CHECK: gpu.func @plan_0_fill(
+// CHECK-NOT: gpu.barrier
+// CHECK: gpu.return
 // CHECK: gpu.func @combine_2(
 // CHECK: scf.while
 // CHECK-NOT: atomic_rmw
@@ -152,12 +161,27 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // -----
 
 // Unified: row scores (U with the sigmoid expert score) into the gate
-// buffer, then one 1024-thread select block per sequence with the budget
-// floor(k * T) computed on the host.
+// buffer, then the select with the budget floor(k * T) computed on the host:
+// a sequence of at most 4096 pairs on one 1024-thread block, a longer one
+// on ceildiv(T * 64, 4096) blocks per sequence (zero the workspace, one
+// histogram launch per digit, mark), chosen at run time.
 // CHECK-LABEL: func.func @unified
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores
+// CHECK: cf.assert %{{.*}}, "a selection set (T * E pairs for unified
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
+// CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c4096
+// CHECK: %[[SPREAD:.*]] = arith.cmpi ugt, %[[CHUNKS]], %c1
+// CHECK: %[[WS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: scf.if %[[SPREAD]] {
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_zero {{.*}} args(%[[WS]] : memref<?xi32>)
+// CHECK: %[[GRID:.*]] = arith.muli %{{.*}}, %[[CHUNKS]]
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram blocks in (%[[GRID]], {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>, %[[BUDGET]] : index, %c0
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c1
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c2
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c3
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark blocks in (%[[GRID]]
+// CHECK: } else {
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c1024, %{{.*}}, %{{.*}}) args(%{{.*}} : memref<2x?x64xf32>, %{{.*}} : memref<2x?x64xi1>, %[[BUDGET]] : index)
 // CHECK: gpu.func @route_unified_0_scores(
 // CHECK: math.exp
@@ -166,6 +190,18 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: gpu.barrier
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[HIST]]
 // CHECK: gpu.shuffle  up
+// The histogram launch: the block's counts added to the set's, a done
+// counter, and the last block takes the merged histogram (zeroing it).
+// CHECK: gpu.func @route_unified_0_select_histogram(%{{.*}}: memref<2x?x64xf32>, %[[GWS:.*]]: memref<?xi32>, %{{.*}}: index, %{{.*}}: index) workgroup(%[[LOCAL:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[LOCAL]]
+// CHECK: gpu.barrier
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[GWS]]
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[GWS]]
+// CHECK: memref.atomic_rmw assign %{{.*}}, %[[GWS]]
+// CHECK: gpu.func @route_unified_0_select_mark(
+// CHECK-NOT: gpu.barrier
+// CHECK-NOT: atomic_rmw
+// CHECK: gpu.return
 func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
   %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<2x?x64xbf16>
   return %g : tensor<2x?x64xf32>

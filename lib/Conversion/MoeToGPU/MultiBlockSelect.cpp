@@ -1,0 +1,326 @@
+//===- MultiBlockSelect.cpp - radix select of the best N on every SM ------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// A selection set larger than one chunk (kSelectChunk elements: a long
+// sequence's T * E pairs, or a long (sequence, expert) column) is split
+// over ceil(count / chunk) blocks, so a single sequence fills the chip
+// instead of one SM. The launches, all on the same grid except the first:
+//
+//  zero       clears the per-set workspace (histogram and done counters);
+//  histogram  (x4, one per 8-bit digit from the top) each block counts the
+//             digits of its chunk's keys that match the prefix chosen so
+//             far into a shared histogram and adds it to the set's global
+//             one; the last block of the set to finish (a done counter, as
+//             in RAFT's AIR top-k) takes the histogram (exchanging it with
+//             zeros for the next pass), picks the digit of the N-th best key
+//             and stores the longer prefix and the count still to take. So
+//             the threshold never goes through the host. After the fourth
+//             digit the last block also fixes the tie rule: if the keys
+//             equal to the threshold K are all taken, every index takes
+//             them; otherwise it finds, in index order, the index after the
+//             last tie to take (a block scan over the set: only when ties
+//             straddle the budget, which needs exactly equal scores);
+//  mark       every element once: key > K, or key == K before that index,
+//             is selected; gates and mask written in place.
+//
+// Each pass reads its state from the previous pass's slot and writes its
+// own, and the global histogram and done counters are only touched with
+// atomics, so the blocks of one launch never race (the emulator checks
+// this). Integer counts: the selection is deterministic.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Kernels.h"
+#include "WarpReduce.h"
+
+using namespace mlir;
+using namespace mlir::usmoe;
+using namespace mlir::usmoe::loops;
+using namespace mlir::usmoe::gpu_kernels;
+using arith::CmpIPredicate;
+
+namespace {
+
+constexpr int64_t kThreads = kSelectBlock;
+constexpr int64_t kWarps = kSelectBlock / kWarpSize;
+using Words = SelectWorkspace;
+
+/// What a block of the multi-block grid works on: its set, the set's size,
+/// its chunk [begin, end) of the set, and the set's workspace offset.
+struct BlockSet {
+  Value set, count, chunks, chunk, begin, end, base;
+  SelectionSet kind;
+  Value batch, fixedExpert, numExperts;
+
+  /// Element i of the set as [b, t, e] indices.
+  SmallVector<Value> element(LoopBuilder &b, Value i) const {
+    if (kind == SelectionSet::Sequence)
+      return {batch, arith::DivUIOp::create(b, i, numExperts),
+              arith::RemUIOp::create(b, i, numExperts)};
+    return {batch, i, fixedExpert};
+  }
+};
+
+BlockSet blockSet(LoopBuilder &b, Value gates, SelectionSet kind,
+                  int64_t experts, int64_t chunkSize) {
+  BlockSet s;
+  s.kind = kind;
+  s.numExperts = indexConst(b, experts);
+  Value tokens = dim(b, gates, 1);
+  s.count =
+      kind == SelectionSet::Sequence ? muli(b, tokens, s.numExperts) : tokens;
+  Value chunk = indexConst(b, chunkSize);
+  s.chunks = arith::CeilDivUIOp::create(b, s.count, chunk);
+  Value block = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  s.set = arith::DivUIOp::create(b, block, s.chunks);
+  s.chunk = arith::RemUIOp::create(b, block, s.chunks);
+  s.begin = muli(b, s.chunk, chunk);
+  s.end = arith::MinUIOp::create(b, addi(b, s.begin, chunk), s.count);
+  s.base = muli(b, s.set, indexConst(b, Words::kWords));
+  if (kind == SelectionSet::Sequence) {
+    s.batch = s.set;
+  } else {
+    s.batch = arith::DivUIOp::create(b, s.set, s.numExperts);
+    s.fixedExpert = arith::RemUIOp::create(b, s.set, s.numExperts);
+  }
+  return s;
+}
+
+Value word(LoopBuilder &b, Value base, int64_t offset) {
+  return addi(b, base, indexConst(b, offset));
+}
+
+Value atomic(LoopBuilder &b, arith::AtomicRMWKind kind, Value value,
+             Value memref, Value index) {
+  return memref::AtomicRMWOp::create(b, kind, value, memref, ValueRange{index});
+}
+
+/// Stores into sharedState[3] the index (in the set) after the
+/// `remaining`-th key equal to `threshold` in index order, found by a
+/// block-wide scan over the whole set (0 when `remaining` is 0). Every thread
+/// of the block must call it; the value is visible to all on return.
+void storeTieEnd(LoopBuilder &b, const BlockSet &s, Value gates,
+                 Value threshold, Value remaining, Value tid, Value sharedState,
+                 Value warpTotals) {
+  Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
+  Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
+  Value threads = indexConst(b, kThreads);
+  ifThen(b, cmpi(b, CmpIPredicate::eq, tid, indexConst(b, 0)),
+         [&](LoopBuilder &b) {
+           store(b, i32Const(b, 0), sharedState, {indexConst(b, 3)});
+         });
+  gpu::BarrierOp::create(b);
+  Value chunks = arith::CeilDivUIOp::create(b, s.count, threads);
+  forRangeAcc(
+      b, indexConst(b, 0), chunks, {i32Const(b, 0)},
+      [&](LoopBuilder &b, Value chunk, ValueRange acc) -> SmallVector<Value> {
+        Value i = addi(b, muli(b, chunk, threads), tid);
+        Value valid = cmpi(b, CmpIPredicate::ult, i, s.count);
+        Value at =
+            arith::MinUIOp::create(b, i, subi(b, s.count, indexConst(b, 1)));
+        Value key = scoreKey(b, load(b, gates, s.element(b, at)));
+        Value tie = andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
+        auto [before, ties] = blockExclusiveScan(
+            b, arith::ExtUIOp::create(b, b.getI32Type(), tie), lane, warp,
+            warpTotals, sharedState, 2);
+        Value last = cmpi(b, CmpIPredicate::eq, addi(b, acc[0], before),
+                          subi(b, remaining, i32Const(b, 1)));
+        ifThen(b, andi(b, tie, last), [&](LoopBuilder &b) {
+          store(b, indexToI32(b, addi(b, i, indexConst(b, 1))), sharedState,
+                {indexConst(b, 3)});
+        });
+        gpu::BarrierOp::create(b);
+        return {addi(b, acc[0], ties)};
+      });
+}
+
+} // namespace
+
+MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType gatesType,
+    MemRefType maskType, SelectionSet kind, const ModelOptions &model,
+    int64_t chunkSize) {
+  MLIRContext *ctx = builder.getContext();
+  const int64_t experts = gatesType.getDimSize(2);
+  auto workspaceType =
+      MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+  MultiBlockSelectKernels kernels;
+
+  // zero(workspace): one thread per word.
+  kernels.zero = buildKernel(
+      builder, loc, (name + "_zero").str(), {workspaceType}, int32_t(kThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value i = addi(b,
+                       muli(b, gpu::BlockIdOp::create(b, gpu::Dimension::x),
+                            indexConst(b, kThreads)),
+                       gpu::ThreadIdOp::create(b, gpu::Dimension::x));
+        ifThen(b, cmpi(b, CmpIPredicate::ult, i, dim(b, args[0], 0)),
+               [&](LoopBuilder &b) { store(b, i32Const(b, 0), args[0], {i}); });
+      });
+
+  // histogram(gates, workspace, budget, pass).
+  SmallVector<Type> histBuffers = {workgroupBuffer(ctx, kRadixBins),
+                                   workgroupBuffer(ctx, 4),
+                                   workgroupBuffer(ctx, kWarps)};
+  kernels.histogram = buildKernel(
+      builder, loc, (name + "_histogram").str(),
+      {gatesType, workspaceType, builder.getIndexType(),
+       builder.getIndexType()},
+      int32_t(kThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
+        Value gates = args[0], ws = args[1], budget = args[2], pass = args[3];
+        Value hist = shared[0], state = shared[1], warpTotals = shared[2];
+        Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+        Value zero = indexConst(b, 0);
+        BlockSet s = blockSet(b, gates, kind, experts, chunkSize);
+
+        // The prefix chosen by the earlier passes (slot pass - 1), the mask
+        // of its bits, this pass's digit position.
+        Value first = cmpi(b, CmpIPredicate::eq, pass, zero);
+        Value prevSlot =
+            addi(b, word(b, s.base, Words::kState),
+                 muli(b,
+                      subi(b, arith::MaxUIOp::create(b, pass, indexConst(b, 1)),
+                           indexConst(b, 1)),
+                      indexConst(b, 2)));
+        Value prefix =
+            select(b, first, i32Const(b, 0), load(b, ws, {prevSlot}));
+        Value remaining =
+            select(b, first, indexToI32(b, budget),
+                   load(b, ws, {addi(b, prevSlot, indexConst(b, 1))}));
+        Value bitsDone = muli(b, indexToI32(b, pass), i32Const(b, 8));
+        Value prefixMask = arith::XOrIOp::create(
+            b, arith::ShRUIOp::create(b, i32Const(b, -1), bitsDone),
+            i32Const(b, -1));
+        Value shift = subi(b, i32Const(b, 24), bitsDone);
+
+        ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
+               [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
+        gpu::BarrierOp::create(b);
+        forStrided(b, addi(b, s.begin, tid), s.end, indexConst(b, kThreads),
+                   [&](LoopBuilder &b, Value i) {
+                     Value key = scoreKey(b, load(b, gates, s.element(b, i)));
+                     Value match = cmpi(b, CmpIPredicate::eq,
+                                        andi(b, key, prefixMask), prefix);
+                     ifThen(b, match, [&](LoopBuilder &b) {
+                       Value digit =
+                           andi(b, arith::ShRUIOp::create(b, key, shift),
+                                i32Const(b, kRadixBins - 1));
+                       atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1),
+                              hist, i32ToIndex(b, digit));
+                     });
+                   });
+        gpu::BarrierOp::create(b);
+        // The block's counts into the set's histogram.
+        ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
+               [&](LoopBuilder &b) {
+                 Value c = load(b, hist, {tid});
+                 ifThen(b, cmpi(b, CmpIPredicate::ne, c, i32Const(b, 0)),
+                        [&](LoopBuilder &b) {
+                          atomic(b, arith::AtomicRMWKind::addi, c, ws,
+                                 word(b, addi(b, s.base, tid), Words::kHist));
+                        });
+               });
+        gpu::BarrierOp::create(b);
+        ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero), [&](LoopBuilder &b) {
+          Value done = atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1), ws,
+                              addi(b, word(b, s.base, Words::kCounters), pass));
+          Value last = cmpi(b, CmpIPredicate::eq, done,
+                            indexToI32(b, subi(b, s.chunks, indexConst(b, 1))));
+          store(b, arith::ExtUIOp::create(b, b.getI32Type(), last), state,
+                {indexConst(b, 0)});
+        });
+        gpu::BarrierOp::create(b);
+        Value isLast = cmpi(b, CmpIPredicate::ne,
+                            load(b, state, {indexConst(b, 0)}), i32Const(b, 0));
+        // Uniform per block: the barriers inside are reached by all threads.
+        ifThen(b, isLast, [&](LoopBuilder &b) {
+          gpu::BarrierOp::create(b);
+          ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
+                 [&](LoopBuilder &b) {
+                   Value c =
+                       atomic(b, arith::AtomicRMWKind::assign, i32Const(b, 0),
+                              ws, word(b, addi(b, s.base, tid), Words::kHist));
+                   store(b, c, hist, {tid});
+                 });
+          gpu::BarrierOp::create(b);
+          ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero), [&](LoopBuilder &b) {
+            auto [digit, left] = pickDigit(b, hist, remaining);
+            Value chosen =
+                ori(b, prefix, arith::ShLIOp::create(b, digit, shift));
+            Value slot = addi(b, word(b, s.base, Words::kState),
+                              muli(b, pass, indexConst(b, 2)));
+            store(b, chosen, ws, {slot});
+            store(b, left, ws, {addi(b, slot, indexConst(b, 1))});
+            store(b, chosen, state, {indexConst(b, 0)});
+            store(b, left, state, {indexConst(b, 1)});
+            // Keys equal to the chosen prefix: after the last digit,
+            // the ties at the threshold.
+            store(b, load(b, hist, {i32ToIndex(b, digit)}), state,
+                  {indexConst(b, 2)});
+          });
+          gpu::BarrierOp::create(b);
+          Value threshold = load(b, state, {indexConst(b, 0)});
+          Value left = load(b, state, {indexConst(b, 1)});
+          Value ties = load(b, state, {indexConst(b, 2)});
+          gpu::BarrierOp::create(b);
+          Value lastPass =
+              cmpi(b, CmpIPredicate::eq, pass, indexConst(b, kRadixPasses - 1));
+          ifThen(b, lastPass, [&](LoopBuilder &b) {
+            Value allTies = cmpi(b, CmpIPredicate::eq, ties, left);
+            // The index bound lands in state[3] (read by thread 0 only).
+            ifThenElse(
+                b, allTies,
+                [&](LoopBuilder &b) {
+                  ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero),
+                         [&](LoopBuilder &b) {
+                           store(b, indexToI32(b, s.count), state,
+                                 {indexConst(b, 3)});
+                         });
+                },
+                [&](LoopBuilder &b) {
+                  storeTieEnd(b, s, gates, threshold, left, tid, state,
+                              warpTotals);
+                });
+            ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero),
+                   [&](LoopBuilder &b) {
+                     store(b, load(b, state, {indexConst(b, 3)}), ws,
+                           {word(b, s.base, Words::kTieEnd)});
+                   });
+          });
+        });
+      },
+      histBuffers);
+
+  // mark(gates, mask, workspace): the selection, in place.
+  kernels.mark = buildKernel(
+      builder, loc, (name + "_mark").str(),
+      {gatesType, maskType, workspaceType}, int32_t(kThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+        Value gates = args[0], mask = args[1], ws = args[2];
+        Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+        BlockSet s = blockSet(b, gates, kind, experts, chunkSize);
+        Value threshold = load(
+            b, ws, {word(b, s.base, Words::kState + 2 * (kRadixPasses - 1))});
+        Value end =
+            i32ToIndex(b, load(b, ws, {word(b, s.base, Words::kTieEnd)}));
+        forStrided(
+            b, addi(b, s.begin, tid), s.end, indexConst(b, kThreads),
+            [&](LoopBuilder &b, Value i) {
+              SmallVector<Value> idx = s.element(b, i);
+              Value gate = load(b, gates, idx);
+              Value key = scoreKey(b, gate);
+              Value on = ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
+                             andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),
+                                  cmpi(b, CmpIPredicate::ult, i, end)));
+              store(b, on, mask, idx);
+              store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
+                    gates, idx);
+            });
+      });
+  return kernels;
+}
