@@ -13,6 +13,7 @@
 
 #include "Compiler.h"
 #include "DLPack.h"
+#include "usmoe/Conversion/MoeToGPU/ShapeExpr.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -20,6 +21,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 namespace py = pybind11;
 using namespace usmoe_py;
@@ -187,6 +189,24 @@ PYBIND11_MODULE(_usmoe, m) {
       py::arg("features") = "+ptx80", py::arg("format") = "isa",
       py::arg("opt_level") = 3,
       "Lower IR with usmoe-to-nvvm; returns ({file: bytes}, metadata JSON).");
+
+  m.def(
+      "evaluate_shape_expr",
+      [](const std::string &text,
+         const std::map<std::string, int64_t> &values) {
+        llvm::StringMap<int64_t> symbols;
+        for (const auto &[name, value] : values)
+          symbols[name] = value;
+        std::string error;
+        std::optional<int64_t> v =
+            mlir::usmoe::evaluateShapeExpr(text, symbols, error);
+        if (!v)
+          throw py::value_error("'" + text + "': " + error);
+        return *v;
+      },
+      py::arg("text"), py::arg("symbols"),
+      "The value of a kernel table's shape expression (grid, launches, "
+      "bytes) for the given symbols.");
 
   m.def("dlpack_capsule", &makeDLPackCapsule, py::arg("owner"), py::arg("data"),
         py::arg("shape"), py::arg("code"), py::arg("bits"),

@@ -296,10 +296,11 @@ def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArra
         for f, meta in mod.by_exact_kind(kind):
             sets, count = (b, t * e) if kind == "select_sequence" else (b * e, t)
             n = ctypes.c_int64(budget(mode, options, t, e))
-            if "chunk" not in meta or count <= meta["chunk"]:
+            if ("chunk" not in meta or count <= max(meta["chunk"], meta["spread"])
+                    or sets >= meta["spread_max_sets"]):
                 mod.launch(f, meta, gp + mp + [n], sets, stream)
                 continue
-            # A set larger than a chunk: spread over its chunks' blocks.
+            # Few large sets: each spread over its chunks' blocks.
             grid = sets * -(-count // meta["chunk"])
             words = sets * meta["workspace_words"]
             workspace = alloc(words * 4)

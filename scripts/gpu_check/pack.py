@@ -41,9 +41,9 @@ OTHER_CASES = [
     (256, "bf16", "token", dict(k=8, renormalize=True, bias=True)),
 ]
 SHAPES = [(1, 1), (2, 7), (3, 129), (1, 1000)]
-# With few experts, also columns longer than one select chunk (4096 tokens):
-# Expert Choice then spreads each column over several blocks.
-LONG_SHAPES = [(1, 4500)]
+# With few experts, also columns of more than 16384 tokens: Expert Choice
+# then spreads each column over several blocks (so does Unified).
+LONG_SHAPES = [(1, 16500)]
 
 
 def router_ir(e, dtype, mode, opts):

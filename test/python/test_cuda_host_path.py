@@ -175,15 +175,21 @@ def test_plan_size_is_known_on_the_host(options, rows, kernels):
 
 
 @pytest.mark.parametrize("options, shape, kernels", [
-    # One sequence of 1024 x 8 = 8192 pairs: two chunks of 4096, a zeroed
+    # One sequence of 4096 x 8 = 32768 pairs: 8 chunks of 4096, a zeroed
     # workspace, a histogram launch per digit, the marking launch.
-    (dict(mode="unified", k=1.5), (1, 1024, 8),
-     [("scores_unified_sigmoid", 256), ("select_sequence_zero", 1)]
-     + [("select_sequence_histogram", 2)] * 4 + [("select_sequence_mark", 2)]),
-    # Expert Choice columns of 5000 tokens: 2 chunks per (sequence, expert).
-    (dict(mode="expert", capacity=8), (1, 5000, 8),
-     [("scores_softmax", 1250), ("select_column_zero", 3)]
-     + [("select_column_histogram", 16)] * 4 + [("select_column_mark", 16)]),
+    (dict(mode="unified", k=1.5), (1, 4096, 8),
+     [("scores_unified_sigmoid", 1024), ("select_sequence_zero", 1)]
+     + [("select_sequence_histogram", 8)] * 4 + [("select_sequence_mark", 8)]),
+    # Expert Choice columns of 17000 tokens: 5 chunks per (sequence, expert).
+    (dict(mode="expert", capacity=8), (1, 17000, 8),
+     [("scores_softmax", 4250), ("select_column_zero", 3)]
+     + [("select_column_histogram", 40)] * 4 + [("select_column_mark", 40)]),
+    # 16 x 8 = 128 columns of 17000 tokens fill the chip with a block each.
+    (dict(mode="expert", capacity=8), (16, 17000, 8),
+     [("scores_softmax", 68000), ("select_column", 128)]),
+    # 16384 pairs is not yet worth five more launches.
+    (dict(mode="unified", k=1.5), (1, 2048, 8),
+     [("scores_unified_sigmoid", 512), ("select_sequence", 1)]),
 ])
 def test_long_sets_spread_over_blocks(options, shape, kernels):
     r = run_fake(f"""
@@ -201,6 +207,43 @@ def test_long_sets_spread_over_blocks(options, shape, kernels):
     routed = [(r["kinds"][name], grid) for name, grid, _, _ in r["launches"]
               if not r["kinds"][name].startswith("plan")]
     assert routed == kernels
+
+
+@pytest.mark.parametrize("options, shape", [
+    (dict(mode="token", k=2), (2, 5, 8)),
+    (dict(mode="token", k=8), (3, 300, 64)),
+    (dict(mode="unified", k=1.5), (2, 64, 8)),
+    (dict(mode="unified", k=1.5), (1, 4096, 8)),
+    (dict(mode="unified", budget=5, expert_score="softmax_tokens"), (2, 700, 16)),
+    (dict(mode="expert", capacity=8), (1, 17000, 8)),
+    (dict(mode="expert", capacity=3), (4, 40, 8)),
+])
+def test_kernel_table_grids_and_launches_match_the_launches(options, shape):
+    """The kernel table states each kernel's grid and launches per call as
+    shape expressions (the cost model evaluates them): they agree with what
+    is launched, kernel by kernel."""
+    r = run_fake(f"""
+        x = np.zeros({shape!r}, np.float32)
+        router = usmoe.Router(device="cuda", **{options!r})
+        router(OnDevice(x))
+        reset()
+        plan = router(OnDevice(x))
+        result["launches"] = launches()
+        result["m"] = int(plan.token_ids.__cuda_array_interface__["shape"][0])
+        mod = router.compiled("f32", {shape[2]})
+        result["table"] = {{name: meta for name, (f, meta) in mod.kernels.items()}}
+    """)
+    from usmoe import _usmoe
+    b, t, e = shape
+    symbols = dict(B=b, T=t, E=e, M=r["m"], K=int(options.get("k", 0)))
+    launched = {}
+    for name, grid, block, _ in r["launches"]:
+        meta = r["table"][name]
+        assert grid == _usmoe.evaluate_shape_expr(meta["grid"], symbols), (name, meta["grid"])
+        assert block == meta["block"][0]
+        launched[name] = launched.get(name, 0) + 1
+    for name, meta in r["table"].items():
+        assert launched.get(name, 0) == _usmoe.evaluate_shape_expr(meta["launches"], symbols), name
 
 
 def test_host_logits_on_cuda_come_back_as_numpy():

@@ -121,17 +121,17 @@ def test_small_sets_on_both_sides_of_the_rank_select(t, kind):
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "special"])
 def test_sets_longer_than_a_select_chunk(kind, route_device):
-    """On the GPU a set of more than 4096 elements (a unified sequence's
-    T x E pairs, an Expert Choice column's T tokens) is selected by several
-    blocks whose histograms the set's last block merges; sets of exactly
-    one chunk stay on one block. Both agree with the reference, exact ties
+    """On the GPU a set of more than 16384 elements (a unified sequence's
+    T x E pairs, an Expert Choice column's T tokens; fewer than 128 sets)
+    is selected by blocks of 4096 whose histograms the set's last block
+    merges; sets of 16384 stay on one block. Both agree with the reference, exact ties
     straddling the budget included (the last block's index-order scan)."""
     rng = np.random.default_rng(4096)
     for b, t, e, mode, opts in [
-            (2, 512, 8, "unified", dict(k=1.5)),      # 4096 pairs: one block
-            (1, 513, 8, "unified", dict(k=1.5)),      # 4104: two blocks
-            (2, 700, 16, "unified", dict(budget=333)),
-            (1, 4097, 2, "expert", dict(capacity=1500))]:
+            (2, 2048, 8, "unified", dict(k=1.5)),     # 16384 pairs: one block
+            (1, 2049, 8, "unified", dict(k=1.5)),     # 16392: five blocks
+            (2, 1100, 16, "unified", dict(budget=333)),
+            (1, 16385, 2, "expert", dict(capacity=1500))]:
         logits = random_logits(rng, b, t, e, np.float32, kind)
         assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
                          reference.route(logits, mode=mode, **opts))

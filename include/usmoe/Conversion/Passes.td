@@ -78,13 +78,13 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     - `moe.route unified` / `moe.route expert`: row scores into the gate
       buffer (plus a column kernel for `softmax_tokens`), then the radix
       select of each sequence (Unified) or (sequence, expert) column
-      (Expert Choice), 8-bit digits from the top. A set of at most
-      `select-chunk` elements (and every packed sequence) runs on one
-      1024-thread block: shared-memory histograms, ties ranked in index
-      order by block prefix counts. A larger set is spread over
-      ceil(count / select-chunk) blocks: a histogram launch per digit,
-      merged by the set's last block to finish (no host round trip), then
-      one marking launch.
+      (Expert Choice), 8-bit digits from the top. A set runs on one
+      1024-thread block (shared-memory histograms, ties ranked in index
+      order by block prefix counts) unless it has more than `select-spread`
+      elements and there are fewer than 128 sets (packed sequences always
+      run on one block each): then it spreads over ceil(count /
+      select-chunk) blocks, a histogram launch per digit merged by the set's
+      last block to finish (no host round trip), then one marking launch.
     - `moe.plan`: tiles of rows count their experts (coalesced over the
       mask's rows), one block scans tiles and experts into offsets, the
       tiles fill the expert-major rows in token order.
@@ -114,9 +114,47 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
   let options = [
     Option<"selectChunk", "select-chunk", "int64_t",
            /*default=*/"::mlir::usmoe::kDefaultSelectChunk",
-           "Elements of a selection set per block; larger sets spread over "
-           "several blocks (tests lower it to exercise that path on small "
-           "inputs)">,
+           "Elements of a selection set per block when a set spreads over "
+           "blocks">,
+    Option<"selectSpread", "select-spread", "int64_t",
+           /*default=*/"::mlir::usmoe::kDefaultSelectSpread",
+           "Sets of more elements than this spread over blocks when there are "
+           "fewer than 128 sets (tests lower both to exercise that path on "
+           "small inputs)">,
+  ];
+}
+
+def UsmoeGpuCostReportPass
+    : Pass<"usmoe-gpu-cost-report", "::mlir::ModuleOp"> {
+  let summary = "Print the cost model of the generated GPU kernels for a shape";
+  let description = [{
+    Evaluates, for the symbols given in `shape`, the cost that
+    convert-moe-to-gpu recorded for each kernel in `usmoe.kernels` (launches,
+    grid, DRAM bytes read and written, as shape expressions) and prints a
+    table in launch order to stdout, with an estimate per kernel and the
+    HBM floor of the module's ops (operands read once, results written
+    once). The IR is unchanged. E and K default to the kernels' own.
+
+    The estimate is a roofline without caches: per launch `launch-us` plus
+    the bytes at `bandwidth-gbs` scaled by min(1, blocks / sms) (a grid of
+    fewer blocks than SMs reaches only their share of the bandwidth). It
+    judges designs before a GPU is at hand; measured times replace it where
+    they exist (docs/gpu-performance.md).
+
+    ```sh
+    usmoe-opt router.mlir -moe-fuse-routing -convert-moe-to-gpu \
+      -usmoe-gpu-cost-report="shape=B=1,T=16384,M=24576" -o /dev/null
+    ```
+  }];
+  let options = [
+    Option<"shape", "shape", "std::string", /*default=*/"\"\"",
+           "Symbol values, e.g. B=1,T=16384,E=64,M=24576,D=4096,F=14336">,
+    Option<"bandwidthGBs", "bandwidth-gbs", "double", /*default=*/"3350.0",
+           "HBM bandwidth in GB/s (H100 SXM: 3350, H200: 4800)">,
+    Option<"sms", "sms", "int64_t", /*default=*/"132",
+           "Streaming multiprocessors (H100 SXM and H200: 132)">,
+    Option<"launchMicros", "launch-us", "double", /*default=*/"2.0",
+           "Cost of one launch in microseconds">,
   ];
 }
 

@@ -7,6 +7,7 @@
 
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
 #include "Conversion/Common/LoopBuilder.h"
+#include "KernelTable.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -20,6 +21,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
 
 namespace mlir::usmoe {
 #define GEN_PASS_DEF_CONVERTMOETOGPUPASS
@@ -32,8 +34,6 @@ using namespace mlir::usmoe::loops;
 
 /// The name of the gpu.module that holds every generated kernel.
 static constexpr StringLiteral kKernelModule = "usmoe_kernels";
-/// The module attribute that describes the generated kernels.
-static constexpr StringLiteral kKernelInfo = "usmoe.kernels";
 
 static MemRefType memrefOf(Type tensorType) {
   auto t = cast<RankedTensorType>(tensorType);
@@ -48,10 +48,10 @@ struct ConvertMoeToGPUPass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (selectChunk < 1) {
-      module.emitError() << "convert-moe-to-gpu: select-chunk must be at "
-                            "least 1, got "
-                         << selectChunk;
+    if (selectChunk < 1 || selectSpread < 1) {
+      module.emitError() << "convert-moe-to-gpu: select-chunk and "
+                            "select-spread must be at least 1, got "
+                         << selectChunk << " and " << selectSpread;
       return signalPassFailure();
     }
     SmallVector<Operation *> lowerable;
@@ -115,26 +115,6 @@ struct ConvertMoeToGPUPass
     return gpu::GPUModuleOp::create(b, module.getLoc(), kKernelModule);
   }
 
-  /// Describes `kernel` in the module attribute `usmoe.kernels` (name ->
-  /// dictionary), so that a runtime without MLIR can launch the serialized
-  /// kernels: usmoe-extract-binary writes it out as JSON.
-  static void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
-                           SmallVector<NamedAttribute> info) {
-    Builder b(module.getContext());
-    SmallVector<Attribute> args;
-    for (Type t : kernel.getArgumentTypes())
-      args.push_back(TypeAttr::get(t));
-    info.push_back(b.getNamedAttr("args", b.getArrayAttr(args)));
-    info.push_back(b.getNamedAttr(
-        "block",
-        b.getDenseI32ArrayAttr(kernel.getKnownBlockSizeAttr().asArrayRef())));
-    NamedAttrList all;
-    if (auto existing = module->getAttrOfType<DictionaryAttr>(kKernelInfo))
-      all.append(existing.getValue());
-    all.set(kernel.getName(), b.getDictionaryAttr(info));
-    module->setAttr(kKernelInfo, all.getDictionary(module.getContext()));
-  }
-
   /// Replaces every result of `op` by the tensor of the matching buffer, in
   /// order, and erases `op`.
   static void replaceWithBuffers(LoopBuilder &b, Operation *op,
@@ -181,9 +161,9 @@ struct ConvertMoeToGPUPass
         message);
   }
 
-  /// The select launches of dense [B, T, E] gates: a set of at most one
-  /// chunk on one block (all four digits in one launch); larger sets on
-  /// every SM: zero the workspace, a histogram launch per digit, mark.
+  /// The select launches of dense [B, T, E] gates: a block per set (all
+  /// four digits in one launch), or, for few large sets, every SM: zero the
+  /// workspace, a histogram launch per digit, mark.
   void launchSelect(LoopBuilder &b, gpu::GPUFuncOp single,
                     const gpu_kernels::MultiBlockSelectKernels &multi,
                     Value sets, Value setSize, Value gates, Value mask,
@@ -191,7 +171,13 @@ struct ConvertMoeToGPUPass
     using Words = gpu_kernels::SelectWorkspace;
     Value chunks =
         arith::CeilDivUIOp::create(b, setSize, indexConst(b, selectChunk));
-    Value spread = cmpi(b, arith::CmpIPredicate::ugt, chunks, indexConst(b, 1));
+    Value spread = andi(
+        b,
+        andi(b, cmpi(b, arith::CmpIPredicate::ugt, chunks, indexConst(b, 1)),
+             cmpi(b, arith::CmpIPredicate::ugt, setSize,
+                  indexConst(b, selectSpread))),
+        cmpi(b, arith::CmpIPredicate::ult, sets,
+             indexConst(b, kSelectSpreadMaxSets)));
     // Allocated unconditionally (host buffers are freed at the function's
     // end), one word when unused.
     Value words = select(b, spread, muli(b, sets, indexConst(b, Words::kWords)),
@@ -311,42 +297,79 @@ struct ConvertMoeToGPUPass
     Builder attrs(op.getContext());
     SmallVector<NamedAttribute> common = {
         {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)}};
-    auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind, StringRef grid) {
+    auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind, StringRef grid,
+                        const KernelCost &cost) {
       SmallVector<NamedAttribute> info(common);
       info.push_back({attrs.getStringAttr("kind"), attrs.getStringAttr(kind)});
       info.push_back({attrs.getStringAttr("grid"), attrs.getStringAttr(grid)});
-      recordKernel(op->getParentOfType<ModuleOp>(), kernel, info);
+      recordKernel(op->getParentOfType<ModuleOp>(), kernel, info, cost);
     };
-    describe(scoreKernel,
-             rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
-             "ceildiv(B * T, 4)");
+    // Scores: logits in, f32 scores out; the op's floor: logits in, gates
+    // (f32) and mask out.
+    int64_t logitBytes = elementBytes(logitsType.getElementType());
+    std::string pairs = "B * T * E";
+    describe(
+        scoreKernel, rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
+        "ceildiv(B * T, 4)",
+        {"1", llvm::formatv("{0} * {1}", pairs, logitBytes), pairs + " * 4",
+         llvm::formatv("{0} * {1}", pairs, logitBytes + 5)});
     if (mixKernel)
-      describe(mixKernel, "mix_softmax_tokens", "ceildiv(B * E, 128)");
+      describe(mixKernel, "mix_softmax_tokens", "ceildiv(B * E, 128)",
+               {"1", llvm::formatv("{0} * {1}", pairs, logitBytes + 4),
+                pairs + " * 4"});
     std::string selectKind = unified ? "select_sequence" : "select_column";
     StringRef setGrid = unified ? "B" : "B * E";
+    StringRef setSizeExpr = unified ? "T * E" : "T";
+    std::string spread =
+        seqlens ? "0"
+                : llvm::formatv("gt(ceildiv({0}, {1}), 1) * gt({0}, {2}) * "
+                                "gt({3}, {4})",
+                                setSizeExpr, selectChunk, selectSpread,
+                                kSelectSpreadMaxSets, unified ? "B" : "B * E")
+                      .str();
     if (multi) {
       // The single-block kernel runs sets of at most `chunk` elements.
       common.push_back(
           {attrs.getStringAttr("chunk"), attrs.getI64IntegerAttr(selectChunk)});
+      common.push_back({attrs.getStringAttr("spread"),
+                        attrs.getI64IntegerAttr(selectSpread)});
+      common.push_back({attrs.getStringAttr("spread_max_sets"),
+                        attrs.getI64IntegerAttr(kSelectSpreadMaxSets)});
       common.push_back(
           {attrs.getStringAttr("workspace_words"),
            attrs.getI64IntegerAttr(gpu_kernels::SelectWorkspace::kWords)});
       common.push_back({attrs.getStringAttr("passes"),
                         attrs.getI64IntegerAttr(gpu_kernels::kRadixPasses)});
     }
-    describe(selectKernel, selectKind, setGrid);
+    // One block per set: the scores read once per digit and once to mark.
+    describe(selectKernel, selectKind, setGrid,
+             {"1 - " + spread,
+              llvm::formatv("(1 - {0}) * {1} * 4 * {2}", spread, pairs,
+                            gpu_kernels::kRadixPasses + 1),
+              llvm::formatv("(1 - {0}) * {1} * 5", spread, pairs)});
     if (multi) {
       std::string chunks = (Twine("ceildiv(") + (unified ? "T * E" : "T") +
                             ", " + Twine(selectChunk) + ")")
                                .str();
       std::string grid = (Twine(setGrid) + " * " + chunks).str();
+      int64_t words = gpu_kernels::SelectWorkspace::kWords;
       describe(multi->zero, selectKind + "_zero",
-               (Twine("ceildiv(") + setGrid + " * " +
-                Twine(gpu_kernels::SelectWorkspace::kWords) + ", " +
-                Twine(gpu_kernels::kSelectBlock) + ")")
-                   .str());
-      describe(multi->histogram, selectKind + "_histogram", grid);
-      describe(multi->mark, selectKind + "_mark", grid);
+               llvm::formatv("ceildiv({0} * {1}, {2})", setGrid, words,
+                             gpu_kernels::kSelectBlock)
+                   .str(),
+               {spread, "0",
+                llvm::formatv("{0} * {1} * {2} * 4", spread, setGrid, words)});
+      // Per digit: the scores read; a block's histogram added to the set's.
+      describe(
+          multi->histogram, selectKind + "_histogram", grid,
+          {llvm::formatv("{0} * {1}", gpu_kernels::kRadixPasses, spread),
+           llvm::formatv("{0} * {1} * {2} * 4", gpu_kernels::kRadixPasses,
+                         spread, pairs),
+           llvm::formatv("{0} * {1} * {2} * {3} * 4", gpu_kernels::kRadixPasses,
+                         spread, grid, gpu_kernels::kRadixBins)});
+      describe(multi->mark, selectKind + "_mark", grid,
+               {spread, llvm::formatv("{0} * {1} * 4", spread, pairs),
+                llvm::formatv("{0} * {1} * 5", spread, pairs)});
     }
 
     replaceWithBuffers(b, op, {gates, mask});
@@ -402,9 +425,17 @@ struct ConvertMoeToGPUPass
     };
     std::string tileGrid =
         "ceildiv(B * T, " + std::to_string(gpu_kernels::kPlanTileRows) + ")";
-    recordKernel(module, plan.count, info("plan_count", tileGrid));
-    recordKernel(module, plan.scan, info("plan_scan", "1"));
-    recordKernel(module, plan.fill, info("plan_fill", tileGrid));
+    std::string tileWords = tileGrid + " * E * 4";
+    // The op's floor: the mask read, the offsets and M (id, weight) rows
+    // written (the weights are gates of selected pairs: M * 4 more read).
+    recordKernel(module, plan.count, info("plan_count", tileGrid),
+                 {"1", "B * T * E", tileWords,
+                  "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
+    recordKernel(module, plan.scan, info("plan_scan", "1"),
+                 {"1", tileWords, tileWords + " + (E + 1) * 4"});
+    recordKernel(
+        module, plan.fill, info("plan_fill", tileGrid),
+        {"1", "B * T * E + " + tileWords + " + (E + 1) * 4 + M * 4", "M * 8"});
     replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
   }
@@ -439,8 +470,8 @@ struct ConvertMoeToGPUPass
         {{attrs.getStringAttr("kind"), attrs.getStringAttr("select_given")},
          {attrs.getStringAttr("experts"),
           attrs.getI64IntegerAttr(gatesType.getDimSize(2))},
-         {attrs.getStringAttr("grid"),
-          attrs.getStringAttr("ceildiv(R, 128)")}});
+         {attrs.getStringAttr("grid"), attrs.getStringAttr("ceildiv(T, 128)")}},
+        {"1", "T * K * 8", "T * E * 5", "T * K * 8 + T * E * 5"});
     replaceWithBuffers(b, op, {gates, mask});
     return success();
   }
@@ -480,7 +511,8 @@ struct ConvertMoeToGPUPass
          {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
          {attrs.getStringAttr("k"), attrs.getI64IntegerAttr(op.getK())},
          {attrs.getStringAttr("grid"),
-          attrs.getStringAttr("ceildiv(B * T, 4)")}});
+          attrs.getStringAttr("ceildiv(B * T, 4)")}},
+        {"1", "B * T * E * 5", "B * T * K * 8", "B * T * K * 8"});
     replaceWithBuffers(b, op, {ids, weights});
     return success();
   }
@@ -506,10 +538,14 @@ struct ConvertMoeToGPUPass
     Value out = alloc(b, outType, dynSizes);
     launch(b, kernel, dim(b, ids, 0), {hidden, ids, out});
     Builder attrs(op.getContext());
+    int64_t rowBytes = elementBytes(outType.getElementType());
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
         {{attrs.getStringAttr("kind"), attrs.getStringAttr("dispatch")},
-         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
+         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}},
+        {"1", llvm::formatv("M * 4 + M * D * {0}", rowBytes),
+         llvm::formatv("M * D * {0}", rowBytes),
+         llvm::formatv("B * T * D * {0}", rowBytes)});
     replaceWithBuffers(b, op, {out});
     return success();
   }
@@ -544,9 +580,20 @@ struct ConvertMoeToGPUPass
     launch(b, kernel, dim(b, init, 0),
            {out, ids, weights, offsets, init, result});
     Builder attrs(op.getContext());
+    // Per token and expert a binary search in the expert's ids (log2 M
+    // reads of 4 bytes, counted as 32), then its rows.
+    int64_t outBytes = elementBytes(resultType.getElementType());
+    int64_t rowBytes =
+        elementBytes(memrefOf(op.getExpertOut().getType()).getElementType());
     recordKernel(op->getParentOfType<ModuleOp>(), kernel,
                  {{attrs.getStringAttr("kind"), attrs.getStringAttr("combine")},
-                  {attrs.getStringAttr("grid"), attrs.getStringAttr("G")}});
+                  {attrs.getStringAttr("grid"), attrs.getStringAttr("B * T")}},
+                 {"1",
+                  llvm::formatv(
+                      "B * T * E * 128 + M * D * {0} + M * 4 + B * T * D * {1}",
+                      rowBytes, outBytes),
+                  llvm::formatv("B * T * D * {0}", outBytes),
+                  llvm::formatv("B * T * D * {0}", outBytes)});
     replaceWithBuffers(b, op, {result});
     return success();
   }
@@ -586,12 +633,24 @@ struct ConvertMoeToGPUPass
     Value out = allocResult(b, op.getType(), x);
     launch(b, kernel, rows, {x, offsets, w1, w3, w2, scratch, out});
     Builder attrs(op.getContext());
+    int64_t inBytes =
+        elementBytes(memrefOf(op.getInput().getType()).getElementType());
+    int64_t weightBytes =
+        elementBytes(cast<ShapedType>(op.getW1().getType()).getElementType());
+    int64_t outBytes = elementBytes(outType.getElementType());
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
         {{attrs.getStringAttr("kind"), attrs.getStringAttr("expert_ffn")},
          {attrs.getStringAttr("layout"),
           attrs.getStringAttr(moe::stringifyWeightLayout(op.getLayout()))},
-         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}});
+         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}},
+        // Each row reads its expert's three matrices (no reuse across rows)
+        // and goes through the [M, F] f32 scratch.
+        {"1",
+         llvm::formatv("M * D * {0} + M * 3 * D * F * {1} + M * F * 4", inBytes,
+                       weightBytes),
+         llvm::formatv("M * F * 4 + M * D * {0}", outBytes),
+         llvm::formatv("E * 3 * D * F * {0}", weightBytes)});
     replaceWithBuffers(b, op, {out});
     return success();
   }
@@ -638,6 +697,7 @@ struct ConvertMoeToGPUPass
            arith::CeilDivUIOp::create(
                b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
            args);
+    int64_t logitBytes = elementBytes(logitsType.getElementType());
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
         {{"kind", rewriter.getStringAttr(op.getBias() ? "route_token_bias"
@@ -647,7 +707,13 @@ struct ConvertMoeToGPUPass
          {"renormalize", rewriter.getBoolAttr(options.renormalize)},
          {"rows_per_block",
           rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
-         {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}});
+         {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}},
+        {"1",
+         llvm::formatv("B * T * E * {0}{1}", logitBytes,
+                       op.getBias() ? " + E * 4" : ""),
+         "B * T * E * 5",
+         llvm::formatv("B * T * E * {0}{1}", logitBytes + 5,
+                       op.getBias() ? " + E * 4" : "")});
     replaceWithBuffers(b, op, {gates, mask});
     return success();
   }

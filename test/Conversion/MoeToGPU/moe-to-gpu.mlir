@@ -2,7 +2,7 @@
 
 // A Token Choice router becomes a launch of a warp-per-token kernel: 4 rows
 // per 128-thread block, skipped for an empty input.
-// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = {args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = array<i32: 128, 1, 1>, experts = 64 : i64, grid = "ceildiv(B * T, 4)", k = 8 : i64, kind = "route_token", renormalize = true, rows_per_block = 4 : i64}}}
+// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = {args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = array<i32: 128, 1, 1>, bytes_read = "B * T * E * 2", bytes_written = "B * T * E * 5", experts = 64 : i64, floor_bytes = "B * T * E * 7", grid = "ceildiv(B * T, 4)", k = 8 : i64, kind = "route_token", launches = "1", renormalize = true, rows_per_block = 4 : i64}}}
 // CHECK-LABEL: func.func @router
 // CHECK: %[[L:.*]] = bufferization.to_buffer %{{.*}} read_only
 // CHECK: %[[G:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x64xf32>
@@ -162,16 +162,21 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 
 // Unified: row scores (U with the sigmoid expert score) into the gate
 // buffer, then the select with the budget floor(k * T) computed on the host:
-// a sequence of at most 4096 pairs on one 1024-thread block, a longer one
-// on ceildiv(T * 64, 4096) blocks per sequence (zero the workspace, one
-// histogram launch per digit, mark), chosen at run time.
+// a sequence on one 1024-thread block, or, when it has more than 16384 pairs
+// and there are fewer than 128 sequences, on ceildiv(T * 64, 4096) blocks
+// (zero the workspace, one histogram launch per digit, mark), chosen at run
+// time.
 // CHECK-LABEL: func.func @unified
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores
 // CHECK: cf.assert %{{.*}}, "a selection set (T * E pairs for unified
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
 // CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c4096
-// CHECK: %[[SPREAD:.*]] = arith.cmpi ugt, %[[CHUNKS]], %c1
+// CHECK: %[[MANY:.*]] = arith.cmpi ugt, %[[CHUNKS]], %c1
+// CHECK: %[[LARGE:.*]] = arith.cmpi ugt, %{{.*}}, %c16384
+// CHECK: %[[BOTH:.*]] = arith.andi %[[MANY]], %[[LARGE]]
+// CHECK: %[[FEW:.*]] = arith.cmpi ult, %{{.*}}, %c128
+// CHECK: %[[SPREAD:.*]] = arith.andi %[[BOTH]], %[[FEW]]
 // CHECK: %[[WS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
 // CHECK: scf.if %[[SPREAD]] {
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_zero {{.*}} args(%[[WS]] : memref<?xi32>)

@@ -1,12 +1,12 @@
 // Selection sets larger than one chunk run on several blocks: a histogram
 // launch per digit merged by the set's last block, then a marking launch.
-// With select-chunk = 4 each 30-pair sequence spans 8 blocks and each
-// 6-token column 2, and the selection equals the CPU path's, in order and
+// With select-chunk = 4 and select-spread = 4 each 30-pair sequence spans 8
+// blocks and each 6-token column 2, and the selection equals the CPU path's, in order and
 // under schedule seeds (random block order: any block can be the last).
 // Sequence 1 is all ties: exactly the first N pairs (or C tokens) in index
 // order are taken, which the last block finds by a scan over the set.
 // RUN: usmoe-opt %s -usmoe-to-cpu | %run_cpu | FileCheck %s
-// RUN: usmoe-opt %s -moe-fuse-routing -canonicalize -convert-moe-to-gpu="select-chunk=4" > %t.mlir
+// RUN: usmoe-opt %s -moe-fuse-routing -canonicalize -convert-moe-to-gpu="select-chunk=4 select-spread=4" > %t.mlir
 // RUN: FileCheck %s --check-prefix=IR < %t.mlir
 // RUN: usmoe-opt %t.mlir -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s --implicit-check-not=usmoe-emu
 // RUN: usmoe-opt %t.mlir -usmoe-to-gpu-emu | env USMOE_EMU_SEED=5 %run_emu 2>&1 | FileCheck %s --implicit-check-not=usmoe-emu

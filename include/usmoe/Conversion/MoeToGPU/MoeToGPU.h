@@ -14,13 +14,21 @@
 
 namespace mlir::usmoe {
 
-/// Elements of a selection set per block of the GPU select: a set of at
-/// most this many runs on one block, a larger one on ceil(count / chunk)
-/// blocks (4096 = 4 keys per thread of a 1024-thread block; 256 blocks for
-/// a 16384 x 64 sequence, about two per SM of an H100).
+/// Elements of a selection set per block when the GPU select spreads a set
+/// over blocks: ceil(count / chunk) blocks (4096 = 4 keys per thread of a
+/// 1024-thread block; 256 blocks for a 16384 x 64 sequence, about two per SM
+/// of an H100).
 inline constexpr int64_t kDefaultSelectChunk = 4096;
+/// A set spreads only when it has more elements than this and there are
+/// fewer than kSelectSpreadMaxSets sets: the spread costs five more launches
+/// (about 10 us), which one block per set only loses above roughly 16K
+/// elements, and enough sets fill the chip with a block each (the cost
+/// model, docs/gpu-performance.md).
+inline constexpr int64_t kDefaultSelectSpread = 16384;
+inline constexpr int64_t kSelectSpreadMaxSets = 128;
 
 #define GEN_PASS_DECL_CONVERTMOETOGPUPASS
+#define GEN_PASS_DECL_USMOEGPUCOSTREPORTPASS
 #define GEN_PASS_DECL_USMOEREQUIRECUDATOOLKITPASS
 #define GEN_PASS_DECL_USMOECHECKGPUTARGETPASS
 #define GEN_PASS_DECL_USMOEHOSTSHAREDALLOCSPASS

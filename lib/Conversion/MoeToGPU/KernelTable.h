@@ -1,0 +1,55 @@
+//===- KernelTable.h - the usmoe.kernels description of a module -*- C++
+//-*-===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// convert-moe-to-gpu describes every kernel it generates in the module
+// attribute `usmoe.kernels` (name -> dictionary): its kind, argument types,
+// block, grid and cost as shape expressions (ShapeExpr.h), so that a runtime
+// without MLIR can launch the serialized kernels (usmoe-extract-binary
+// writes the table as JSON) and usmoe-gpu-cost-report can evaluate the cost
+// model for given shapes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef USMOE_LIB_CONVERSION_MOETOGPU_KERNELTABLE_H
+#define USMOE_LIB_CONVERSION_MOETOGPU_KERNELTABLE_H
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+
+namespace mlir::usmoe {
+
+/// The module attribute that holds the table.
+inline constexpr llvm::StringLiteral kKernelTableAttr = "usmoe.kernels";
+
+/// A kernel's cost per call, as shape expressions over B, T, E (the [B, T,
+/// E] routing shape), K (top-k), M (plan rows), D and F (hidden and FFN
+/// sizes).
+struct KernelCost {
+  /// Launches per call ("0" when a run-time condition skips the kernel).
+  std::string launches = "1";
+  /// DRAM bytes read and written over all its launches of a call (first
+  /// touch of each byte; L2 hits not counted).
+  std::string bytesRead, bytesWritten;
+  /// On one kernel per op: the bytes the op cannot avoid moving (operands
+  /// read once, results written once): the HBM floor. Empty on the others.
+  std::string floorBytes;
+};
+
+/// Adds `kernel` to the table of `module` with `info` (kind, grid, ...),
+/// its argument types, block and `cost`.
+void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
+                  SmallVector<NamedAttribute> info, const KernelCost &cost);
+
+/// Bytes of one element of `type` in memory (i1: one byte).
+int64_t elementBytes(Type type);
+
+} // namespace mlir::usmoe
+
+#endif // USMOE_LIB_CONVERSION_MOETOGPU_KERNELTABLE_H
