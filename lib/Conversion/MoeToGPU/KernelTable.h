@@ -22,6 +22,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <string>
+#include <utility>
 
 namespace mlir::usmoe {
 
@@ -30,12 +31,18 @@ inline constexpr llvm::StringLiteral kKernelTableAttr = "usmoe.kernels";
 
 /// A kernel's cost per call, as shape expressions over B, T, E (the [B, T,
 /// E] routing shape), K (top-k), M (plan rows), D and F (hidden and FFN
-/// sizes).
+/// sizes). Every read is counted as a DRAM read (no L2 reuse): an upper
+/// bound for re-reads of data that fits in L2.
 struct KernelCost {
+  KernelCost(std::string launches, std::string bytesRead,
+             std::string bytesWritten, std::string floorBytes = "")
+      : launches(std::move(launches)), bytesRead(std::move(bytesRead)),
+        bytesWritten(std::move(bytesWritten)),
+        floorBytes(std::move(floorBytes)) {}
+
   /// Launches per call ("0" when a run-time condition skips the kernel).
-  std::string launches = "1";
-  /// DRAM bytes read and written over all its launches of a call (first
-  /// touch of each byte; L2 hits not counted).
+  std::string launches;
+  /// Bytes read and written over all its launches of a call.
   std::string bytesRead, bytesWritten;
   /// On one kernel per op: the bytes the op cannot avoid moving (operands
   /// read once, results written once): the HBM floor. Empty on the others.
