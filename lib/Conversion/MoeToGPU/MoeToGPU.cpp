@@ -75,6 +75,14 @@ struct ConvertMoeToGPUPass
 
     gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
     unsigned counter = 0;
+    // Plans of a route's selection: M follows from the router's budget, so
+    // the host sizes the plan without reading the device's count back.
+    DenseMap<Operation *, routing::RouterOptions> budgetedPlans;
+    for (Operation *op : lowerable)
+      if (auto plan = dyn_cast<moe::PlanOp>(op))
+        if (auto route = plan.getMask().getDefiningOp<moe::RouteOp>())
+          if (!route.getSeqlens() && plan.getGates() == route.getGates())
+            budgetedPlans[plan] = route.getRouterOptions();
     for (Operation *op : lowerable) {
       LogicalResult lowered =
           TypeSwitch<Operation *, LogicalResult>(op)
@@ -87,7 +95,11 @@ struct ConvertMoeToGPUPass
                 return lowerSelectGiven(given, kernels, counter++);
               })
               .Case([&](moe::PlanOp plan) {
-                return lowerPlan(plan, kernels, counter++);
+                auto source = budgetedPlans.find(plan);
+                return lowerPlan(plan, kernels, counter++,
+                                 source == budgetedPlans.end()
+                                     ? std::nullopt
+                                     : std::optional(source->second));
               })
               .Case([&](moe::TopKListOp list) {
                 return lowerTopKList(list, kernels, counter++);
@@ -376,10 +388,29 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
-  /// plan -> count (block per tile of rows), scan (one block), read M on
-  /// the host, fill (block per tile).
+  /// M, the selected pairs of a route's [B, T, E] selection: every set
+  /// takes exactly its budget (the spec's tie rule), none when T = 0.
+  static Value selectedPairs(LoopBuilder &b, const routing::RouterOptions &opts,
+                             Value mask) {
+    Value batch = dim(b, mask, 0), tokens = dim(b, mask, 1);
+    int64_t experts = cast<MemRefType>(mask.getType()).getDimSize(2);
+    Value budget = moe::buildSetBudget(b, b.getLoc(), opts, tokens, experts,
+                                       /*checked=*/false);
+    Value sets = batch;
+    if (opts.mode == routing::Mode::Token)
+      sets = muli(b, batch, tokens);
+    else if (opts.mode == routing::Mode::Expert)
+      sets = muli(b, batch, indexConst(b, experts));
+    Value empty = cmpi(b, arith::CmpIPredicate::eq, tokens, indexConst(b, 0));
+    return select(b, empty, indexConst(b, 0), muli(b, sets, budget));
+  }
+
+  /// plan -> count (block per tile of rows), scan (one block), fill (block
+  /// per tile). M comes from `router`'s budget when the selection is a
+  /// route's, else it is read back on the host after the scan.
   LogicalResult lowerPlan(moe::PlanOp op, gpu::GPUModuleOp kernels,
-                          unsigned index) {
+                          unsigned index,
+                          std::optional<routing::RouterOptions> router) {
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "plan_" + std::to_string(index);
     auto offsetsType = memrefOf(op.getExpertOffsets().getType());
@@ -409,7 +440,8 @@ struct ConvertMoeToGPUPass
     Value offsets = alloc(b, offsetsType);
     launch(b, plan.count, numTiles, {mask, tiles});
     launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
-    Value rows = i32ToIndex(b, load(b, offsets, {expertsV}));
+    Value rows = router ? selectedPairs(b, *router, mask)
+                        : i32ToIndex(b, load(b, offsets, {expertsV}));
     Value ids = alloc(b, idsType, {rows});
     Value weights = alloc(b, weightsType, {rows});
     launch(b, plan.fill, numTiles, {gates, mask, tiles, offsets, ids, weights});

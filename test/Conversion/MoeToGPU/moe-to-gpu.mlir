@@ -214,6 +214,25 @@ func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
 
 // -----
 
+// A plan of a route's selection: M = B * floor(k * T) on the host (none
+// when T = 0), no read-back of the device's count.
+// CHECK-LABEL: func.func @route_then_plan
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_scan
+// CHECK-NOT: memref.load
+// CHECK: %[[N:.*]] = arith.fptosi
+// CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
+// CHECK: %[[PAIRS:.*]] = arith.muli %{{.*}}, %[[BUDGET]]
+// CHECK: %[[M:.*]] = arith.select %{{.*}}, %c0{{.*}}, %[[PAIRS]]
+// CHECK: memref.alloc(%[[M]]) : memref<?xi32>
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill
+func.func @route_then_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi32>) {
+  %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x8xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
+  return %o, %i : tensor<9xi32>, tensor<?xi32>
+}
+
+// -----
+
 // softmax_tokens adds a column kernel (one thread per (sequence, expert));
 // Expert Choice selects per column, one block per (sequence, expert).
 // CHECK-LABEL: func.func @column_kernels
