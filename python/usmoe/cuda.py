@@ -337,7 +337,7 @@ def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
         m = int(offsets.download((e + 1,), np.int32)[-1])
     ids, weights = alloc(m * 4), alloc(m * 4)
     (ff, mf), = mod.by_kind("plan_fill")
-    mod.launch(ff, mf, gp + mp + tp + op + memref_params(ids, (m,)) + memref_params(weights, (m,)),
+    mod.launch(ff, mf, gp + mp + tp + memref_params(ids, (m,)) + memref_params(weights, (m,)),
                num_tiles, stream)
     return offsets, ids, weights, m
 

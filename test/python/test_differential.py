@@ -137,6 +137,17 @@ def test_sets_longer_than_a_select_chunk(kind, route_device):
                          reference.route(logits, mode=mode, **opts))
 
 
+def test_plan_of_many_tiles(route_device):
+    """The GPU plan counts and fills tiles of 128 rows and scans the E x
+    tiles counts in one block, a segment per thread: 9000 rows x 128
+    experts are 71 tiles (the last partial) and 9088 counts, more than one
+    batch of 8 per thread."""
+    rng = np.random.default_rng(71)
+    logits = random_logits(rng, 1, 9000, 128, np.float32, "normal")
+    assert_same_plan(usmoe.route(logits, mode="token", k=3, device=route_device),
+                     reference.route(logits, mode="token", k=3))
+
+
 def test_single_token_unified_equals_token_choice(route_device):
     rng = np.random.default_rng(7)
     logits = rng.normal(size=(4, 1, 16)).astype(np.float32)

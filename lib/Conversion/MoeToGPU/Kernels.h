@@ -160,15 +160,17 @@ buildMultiBlockSelectKernels(OpBuilder &builder, Location loc, StringRef name,
 /// kernels, whose blocks have planTileThreads(E) threads.
 inline constexpr int64_t kPlanBlock = 1024;
 inline constexpr int64_t kPlanTileRows = 128;
+/// Loads a plan kernel issues before it uses the first of them.
+inline constexpr int64_t kPlanBatch = 8;
 /// A thread per expert, whole warps, at most kPlanBlock.
 int64_t planTileThreads(int64_t experts);
 /// Dispatch and combine: one 256-thread block per row / token.
 inline constexpr int64_t kRowBlock = 256;
 
 /// The three kernels of moe.plan (see PlanKernels.cpp): count(mask, tiles)
-/// and fill(gates, mask, tiles, offsets, ids, weights) on ceildiv(B * T,
+/// and fill(gates, mask, tiles, ids, weights) on ceildiv(B * T,
 /// kPlanTileRows) blocks, scan(tiles, offsets, numTiles) on one; `tiles` is
-/// an i32 buffer of numTiles * E words.
+/// an i32 buffer of E * numTiles words (expert-major).
 struct PlanKernels {
   gpu::GPUFuncOp count, scan, fill;
 };

@@ -444,7 +444,7 @@ struct ConvertMoeToGPUPass
                         : i32ToIndex(b, load(b, offsets, {expertsV}));
     Value ids = alloc(b, idsType, {rows});
     Value weights = alloc(b, weightsType, {rows});
-    launch(b, plan.fill, numTiles, {gates, mask, tiles, offsets, ids, weights});
+    launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
     Builder attrs(op.getContext());
     ModuleOp module = op->getParentOfType<ModuleOp>();
     auto info = [&](StringRef kind, StringRef grid) {
@@ -465,9 +465,8 @@ struct ConvertMoeToGPUPass
                   "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
     recordKernel(module, plan.scan, info("plan_scan", "1"),
                  {"1", tileWords, tileWords + " + (E + 1) * 4"});
-    recordKernel(
-        module, plan.fill, info("plan_fill", tileGrid),
-        {"1", "B * T * E + " + tileWords + " + (E + 1) * 4 + M * 4", "M * 8"});
+    recordKernel(module, plan.fill, info("plan_fill", tileGrid),
+                 {"1", "B * T * E + " + tileWords + " + M * 4", "M * 8"});
     replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
   }

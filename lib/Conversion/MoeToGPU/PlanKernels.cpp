@@ -8,11 +8,13 @@
 //  plan:     count   one block per tile of kPlanTileRows rows, a thread per
 //                    expert, counts the tile's rows of each expert (a warp
 //                    reads a row's mask bytes together);
-//            scan    one block turns the tile counts into each tile's
-//                    first row within its expert and the expert offsets
-//                    (E + 1 values);
+//            scan    one block: a flat scan of the expert-major counts gives
+//                    each (expert, tile) its first plan row, and the
+//                    expert offsets (E + 1 values);
 //            fill    the tiles again: each expert's rows of the tile in
 //                    token order from there: ascending ids, stable.
+//            Row walks load kPlanBatch mask bytes before using them, so a
+//            thread waits for one memory latency per batch, not per row.
 //  dispatch: one block per plan row copies hidden[ids[m], :].
 //  combine:  one block per token; for each expert in ascending order a
 //            binary search finds the token's row in that expert's (sorted)
@@ -70,6 +72,39 @@ int64_t gpu_kernels::planTileThreads(int64_t experts) {
   return std::min<int64_t>(llvm::alignTo(experts, kWarpSize), kPlanBlock);
 }
 
+/// Visits [begin, end) in batches of kPlanBatch: `load(i)` for every index
+/// of a batch first (clamped into range, so independent loads are in flight
+/// together instead of one latency per element), then `use(i, valid,
+/// loaded, acc)` in order. Returns the final accumulators.
+static SmallVector<Value>
+forBatches(LoopBuilder &b, Value begin, Value end, ValueRange init,
+           function_ref<Value(LoopBuilder &, Value)> load,
+           function_ref<SmallVector<Value>(LoopBuilder &, Value i, Value valid,
+                                           Value loaded, ValueRange acc)>
+               use) {
+  Value batches = arith::CeilDivUIOp::create(
+      b, subi(b, arith::MaxUIOp::create(b, end, begin), begin),
+      indexConst(b, kPlanBatch));
+  Value last = subi(b, arith::MaxUIOp::create(b, end, indexConst(b, 1)),
+                    indexConst(b, 1));
+  return forRangeAcc(
+      b, zero(b), batches, init,
+      [&](LoopBuilder &b, Value batch, ValueRange acc) {
+        Value first = addi(b, begin, muli(b, batch, indexConst(b, kPlanBatch)));
+        SmallVector<Value> index, valid, loaded;
+        for (int64_t j = 0; j < kPlanBatch; ++j) {
+          index.push_back(addi(b, first, indexConst(b, j)));
+          valid.push_back(cmpi(b, CmpIPredicate::ult, index.back(), end));
+          loaded.push_back(
+              load(b, arith::MinUIOp::create(b, index.back(), last)));
+        }
+        SmallVector<Value> values(acc);
+        for (int64_t j = 0; j < kPlanBatch; ++j)
+          values = use(b, index[j], valid[j], loaded[j], values);
+        return values;
+      });
+}
+
 PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                                           StringRef name, MemRefType gatesType,
                                           MemRefType maskType,
@@ -83,22 +118,29 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
       MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
   PlanKernels kernels;
 
-  // The rows [begin, end) of this block's tile, and the row's [b, t] index.
+  // This block's tile: rows [begin, end), and the number of tiles.
   struct Tile {
-    Value begin, end, tokens;
+    Value begin, end, tokens, count;
   };
   auto tileOf = [](LoopBuilder &b, Value mask) {
     Value tokens = dim(b, mask, 1);
     Value rows = muli(b, dim(b, mask, 0), tokens);
     Value begin = muli(b, blockId(b), indexConst(b, kPlanTileRows));
-    return Tile{begin,
-                arith::MinUIOp::create(
-                    b, addi(b, begin, indexConst(b, kPlanTileRows)), rows),
-                tokens};
+    return Tile{
+        begin,
+        arith::MinUIOp::create(b, addi(b, begin, indexConst(b, kPlanTileRows)),
+                               rows),
+        tokens,
+        arith::CeilDivUIOp::create(b, rows, indexConst(b, kPlanTileRows))};
   };
   auto at = [](LoopBuilder &b, const Tile &tile, Value g, Value e) {
     return SmallVector<Value>{arith::DivUIOp::create(b, g, tile.tokens),
                               arith::RemUIOp::create(b, g, tile.tokens), e};
+  };
+  // Expert-major: the tiles of expert e are consecutive, so one flat scan
+  // gives each (expert, tile) its first row in the plan.
+  auto slot = [](LoopBuilder &b, const Tile &tile, Value e) {
+    return addi(b, muli(b, e, tile.count), blockId(b));
   };
   // A thread per expert (several when E > the block): the walk over the
   // tile's rows in order reads each row's mask bytes together (coalesced).
@@ -107,28 +149,34 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                indexConst(b, tileThreads), body);
   };
 
-  // count(mask, tiles): tiles[tile * E + e] = the tile's rows routed to e.
-  kernels.count = buildKernel(
-      builder, loc, (name + "_count").str(), {maskType, tilesType},
-      int32_t(tileThreads),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-        Value mask = args[0], tiles = args[1];
-        Tile tile = tileOf(b, mask);
-        forEachExpert(b, [&](LoopBuilder &b, Value e) {
-          Value count = forRangeAcc(
-              b, tile.begin, tile.end, {i32Const(b, 0)},
-              [&](LoopBuilder &b, Value g, ValueRange acc) {
-                Value on = load(b, mask, at(b, tile, g, e));
-                return SmallVector<Value>{addi(
-                    b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), on))};
-              })[0];
-          store(b, count, tiles,
-                {addi(b, muli(b, blockId(b), indexConst(b, experts)), e)});
-        });
-      });
+  // count(mask, tiles): tiles[e * numTiles + tile] = the tile's rows of e.
+  kernels.count =
+      buildKernel(builder, loc, (name + "_count").str(), {maskType, tilesType},
+                  int32_t(tileThreads),
+                  [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+                    Value mask = args[0], tiles = args[1];
+                    Tile tile = tileOf(b, mask);
+                    forEachExpert(b, [&](LoopBuilder &b, Value e) {
+                      Value count = forBatches(
+                          b, tile.begin, tile.end, {i32Const(b, 0)},
+                          [&](LoopBuilder &b, Value g) {
+                            return load(b, mask, at(b, tile, g, e));
+                          },
+                          [&](LoopBuilder &b, Value, Value valid, Value on,
+                              ValueRange acc) {
+                            return SmallVector<Value>{addi(
+                                b, acc[0],
+                                arith::ExtUIOp::create(b, b.getI32Type(),
+                                                       andi(b, valid, on)))};
+                          })[0];
+                      store(b, count, tiles, {slot(b, tile, e)});
+                    });
+                  });
 
-  // scan(tiles, offsets, numTiles): per expert, the tile counts become the
-  // tile's first row within the expert; offsets = running sum over experts.
+  // scan(tiles, offsets, numTiles): one flat exclusive scan over the E *
+  // numTiles counts (a contiguous segment per thread: sum, block scan of
+  // the sums, rewrite), so tiles[e * numTiles + t] becomes the plan row of
+  // expert e's first row in tile t, and offsets[e] its first row overall.
   const int64_t threads = kPlanBlock, warps = kPlanBlock / kWarpSize;
   kernels.scan = buildKernel(
       builder, loc, (name + "_scan").str(),
@@ -139,66 +187,80 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
         Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
         Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
         Value numExperts = indexConst(b, experts);
-        Value carry = forRangeAcc(
-            b, zero(b), indexConst(b, llvm::divideCeil(experts, threads)),
-            {i32Const(b, 0)}, [&](LoopBuilder &b, Value round, ValueRange acc) {
-              Value e = addi(b, muli(b, round, indexConst(b, threads)), tid);
-              Value mine = cmpi(b, CmpIPredicate::ult, e, numExperts);
-              Value ec =
-                  arith::MinUIOp::create(b, e, indexConst(b, experts - 1));
-              Value total =
-                  forRangeAcc(b, zero(b), select(b, mine, numTiles, zero(b)),
-                              {i32Const(b, 0)},
-                              [&](LoopBuilder &b, Value t, ValueRange run) {
-                                Value slot =
-                                    addi(b, muli(b, t, numExperts), ec);
-                                Value c = load(b, tiles, {slot});
-                                store(b, run[0], tiles, {slot});
-                                return SmallVector<Value>{addi(b, run[0], c)};
-                              })[0];
-              std::pair<Value, Value> scan = blockExclusiveScan(
-                  b, total, lane, warp, workgroup[0], workgroup[1], 0);
-              ifThen(b, mine, [&](LoopBuilder &b) {
-                store(b, addi(b, acc[0], scan.first), offsets, {e});
-              });
-              gpu::BarrierOp::create(b);
-              return SmallVector<Value>{addi(b, acc[0], scan.second)};
+        Value n = muli(b, numExperts, numTiles);
+        Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
+        Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
+        Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
+        auto read = [&](LoopBuilder &b, Value i) {
+          return load(b, tiles, {i});
+        };
+        Value sum = forBatches(
+            b, begin, end, {i32Const(b, 0)}, read,
+            [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
+              return SmallVector<Value>{
+                  addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
             })[0];
+        std::pair<Value, Value> scanned = blockExclusiveScan(
+            b, sum, lane, warp, workgroup[0], workgroup[1], 0);
+        Value before = scanned.first, total = scanned.second;
+        forBatches(
+            b, begin, end, {before}, read,
+            [&](LoopBuilder &b, Value i, Value valid, Value c, ValueRange acc) {
+              ifThen(b, valid,
+                     [&](LoopBuilder &b) { store(b, acc[0], tiles, {i}); });
+              return SmallVector<Value>{
+                  addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
+            });
+        gpu::BarrierOp::create(b);
+        // offsets[e] = the scanned value of (e, tile 0); offsets[E] = M.
+        Value hasTiles = cmpi(b, CmpIPredicate::ugt, numTiles, zero(b));
+        forStrided(b, tid, numExperts, indexConst(b, threads),
+                   [&](LoopBuilder &b, Value e) {
+                     Value first = arith::MinUIOp::create(
+                         b, muli(b, e, numTiles),
+                         subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
+                              indexConst(b, 1)));
+                     Value start = load(b, tiles, {first});
+                     store(b, select(b, hasTiles, start, i32Const(b, 0)),
+                           offsets, {e});
+                   });
         ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero(b)),
-               [&](LoopBuilder &b) { store(b, carry, offsets, {numExperts}); });
+               [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
       },
       {workgroupBuffer(ctx, warps), workgroupBuffer(ctx, 1)});
 
-  // fill(gates, mask, tiles, offsets, ids, weights): each expert's rows of
-  // the tile, in token order, from the tile's first row in that expert.
+  // fill(gates, mask, tiles, ids, weights): each expert's rows of the tile,
+  // in token order, from the tile's first row in that expert.
   kernels.fill = buildKernel(
       builder, loc, (name + "_fill").str(),
-      {gatesType, maskType, tilesType, offsetsType, idsType, weightsType},
+      {gatesType, maskType, tilesType, idsType, weightsType},
       int32_t(tileThreads),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-        Value gates = args[0], mask = args[1], tiles = args[2],
-              offsets = args[3], ids = args[4], weights = args[5];
+        Value gates = args[0], mask = args[1], tiles = args[2], ids = args[3],
+              weights = args[4];
         Tile tile = tileOf(b, mask);
         forEachExpert(b, [&](LoopBuilder &b, Value e) {
-          Value start = addi(
-              b, load(b, offsets, {e}),
-              load(b, tiles,
-                   {addi(b, muli(b, blockId(b), indexConst(b, experts)), e)}));
-          forRangeAcc(
+          Value start = load(b, tiles, {slot(b, tile, e)});
+          forBatches(
               b, tile.begin, tile.end, {start},
-              [&](LoopBuilder &b, Value g, ValueRange acc) {
-                SmallVector<Value> idx = at(b, tile, g, e);
-                Value on = load(b, mask, idx);
-                ifThen(b, on, [&](LoopBuilder &b) {
+              [&](LoopBuilder &b, Value g) {
+                return load(b, mask, at(b, tile, g, e));
+              },
+              [&](LoopBuilder &b, Value g, Value valid, Value on,
+                  ValueRange acc) {
+                Value take = andi(b, valid, on);
+                ifThen(b, take, [&](LoopBuilder &b) {
                   Value pos = i32ToIndex(b, acc[0]);
                   store(b, indexToI32(b, g), ids, {pos});
-                  store(b, load(b, gates, idx), weights, {pos});
+                  store(b, load(b, gates, at(b, tile, g, e)), weights, {pos});
                 });
-                return SmallVector<Value>{addi(
-                    b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), on))};
+                return SmallVector<Value>{
+                    addi(b, acc[0],
+                         arith::ExtUIOp::create(b, b.getI32Type(), take))};
               });
         });
       });
+  (void)offsetsType;
   return kernels;
 }
 
