@@ -44,6 +44,17 @@ bool ok(CUresult r, const char *call) {
   return false;
 }
 
+/// The stream call of this thread (usmoe_rt_mgpu_begin_stream_call).
+struct StreamCall {
+  bool active = false;
+  CUstream stream = nullptr;
+};
+thread_local StreamCall streamCall;
+
+bool isCallStream(CUstream stream) {
+  return streamCall.active && stream == streamCall.stream;
+}
+
 const Driver *driverOrReport() {
   const Driver *d = driver();
   if (!d)
@@ -55,6 +66,11 @@ const Driver *driverOrReport() {
 extern "C" {
 
 uint64_t usmoe_rt_mgpu_failure_count(void) { return failureCount.load(); }
+
+void usmoe_rt_mgpu_begin_stream_call(void *stream) {
+  streamCall = {true, static_cast<CUstream>(stream)};
+}
+void usmoe_rt_mgpu_end_stream_call(void) { streamCall = {}; }
 
 int usmoe_rt_mgpu_last_failure(char *message, size_t size) {
   if (!message || size == 0)
@@ -96,6 +112,8 @@ void mgpuLaunchKernel(CUfunction function, intptr_t gridX, intptr_t gridY,
 }
 
 CUstream mgpuStreamCreate() {
+  if (streamCall.active)
+    return streamCall.stream;
   const Driver *d = driverOrReport();
   CUstream stream = nullptr;
   if (d)
@@ -105,11 +123,15 @@ CUstream mgpuStreamCreate() {
 }
 
 void mgpuStreamDestroy(CUstream stream) {
+  if (isCallStream(stream))
+    return;
   if (const Driver *d = driverOrReport())
     ok(d->StreamDestroy(stream), "cuStreamDestroy");
 }
 
 void mgpuStreamSynchronize(CUstream stream) {
+  if (isCallStream(stream))
+    return;
   if (const Driver *d = driverOrReport())
     ok(d->StreamSynchronize(stream), "cuStreamSynchronize");
 }
@@ -118,7 +140,10 @@ void *mgpuMemAlloc(uint64_t sizeBytes, CUstream /*stream*/, bool isHostShared) {
   const Driver *d = driverOrReport();
   CUdeviceptr ptr = 0;
   if (d && sizeBytes) {
-    if (isHostShared)
+    if (streamCall.active)
+      ok(d->MemAllocAsync(&ptr, sizeBytes, streamCall.stream),
+         "cuMemAllocAsync");
+    else if (isHostShared)
       ok(d->MemAllocManaged(&ptr, sizeBytes, kMemAttachGlobal),
          "cuMemAllocManaged");
     else
@@ -130,7 +155,11 @@ void *mgpuMemAlloc(uint64_t sizeBytes, CUstream /*stream*/, bool isHostShared) {
 void mgpuMemFree(void *ptr, CUstream /*stream*/) {
   if (!ptr)
     return;
-  if (const Driver *d = driverOrReport())
+  const Driver *d = driverOrReport();
+  if (d && streamCall.active)
+    ok(d->MemFreeAsync(reinterpret_cast<CUdeviceptr>(ptr), streamCall.stream),
+       "cuMemFreeAsync");
+  else if (d)
     ok(d->MemFree(reinterpret_cast<CUdeviceptr>(ptr)), "cuMemFree");
 }
 

@@ -134,6 +134,14 @@ int usmoe_rt_free(uint64_t ptr) {
   return check(d->MemFree(ptr), "cuMemFree");
 }
 
+int usmoe_rt_free_async(uint64_t ptr, void *stream) {
+  if (!ptr)
+    return USMOE_RT_OK;
+  REQUIRE_DRIVER(d);
+  return check(d->MemFreeAsync(ptr, static_cast<CUstream>(stream)),
+               "cuMemFreeAsync");
+}
+
 int usmoe_rt_copy_to_device(uint64_t ptr, const void *host, size_t bytes) {
   if (bytes == 0)
     return USMOE_RT_OK;

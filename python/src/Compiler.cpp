@@ -289,6 +289,9 @@ struct GpuRuntime {
   void (*memFree)(void *ptr, void *stream) = nullptr;
   uint64_t (*failureCount)() = nullptr;
   int (*lastFailure)(char *message, size_t size) = nullptr;
+  void (*beginStreamCall)(void *stream) = nullptr;
+  void (*endStreamCall)() = nullptr;
+  int (*freeAsync)(uint64_t ptr, void *stream) = nullptr;
 
   /// Loads the runtime (the same instance the JIT'ed code links against)
   /// and checks that a GPU is there.
@@ -308,6 +311,12 @@ struct GpuRuntime {
         symbol("usmoe_rt_mgpu_failure_count"));
     rt.lastFailure = reinterpret_cast<decltype(rt.lastFailure)>(
         symbol("usmoe_rt_mgpu_last_failure"));
+    rt.beginStreamCall = reinterpret_cast<decltype(rt.beginStreamCall)>(
+        symbol("usmoe_rt_mgpu_begin_stream_call"));
+    rt.endStreamCall = reinterpret_cast<decltype(rt.endStreamCall)>(
+        symbol("usmoe_rt_mgpu_end_stream_call"));
+    rt.freeAsync =
+        reinterpret_cast<decltype(rt.freeAsync)>(symbol("usmoe_rt_free_async"));
     return rt;
   }
 
@@ -621,6 +630,99 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
       throw DeviceError("the GPU function failed: " +
                         gpu->lastFailureMessage());
     }
+  }
+  return out;
+}
+
+std::vector<DeviceResult>
+JitFunction::callOnDevice(const std::vector<HostArray> &inputs,
+                          void *stream) const {
+  const std::optional<GpuRuntime> &gpu = impl->gpu;
+  if (!gpu)
+    throw CompileError("a call on device memory needs a function compiled "
+                       "for the GPU (JitFunction.for_gpu)");
+  if (inputs.size() != args.size())
+    throw CompileError("expected " + std::to_string(args.size()) +
+                       " arguments, got " + std::to_string(inputs.size()));
+  std::vector<std::vector<int64_t>> argDescs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const HostArray &a = inputs[i];
+    const TensorSignature &sig = args[i];
+    size_t rank = a.shape.size();
+    if (rank != sig.shape.size())
+      throw CompileError("argument " + std::to_string(i) + " has rank " +
+                         std::to_string(rank) + ", expected " +
+                         std::to_string(sig.shape.size()));
+    std::vector<int64_t> desc(descriptorWords(rank));
+    desc[0] = desc[1] = reinterpret_cast<int64_t>(a.data);
+    desc[2] = 0;
+    int64_t stride = 1;
+    for (size_t d = rank; d-- > 0;) {
+      if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d])
+        throw CompileError("argument " + std::to_string(i) + " dimension " +
+                           std::to_string(d) + " must be " +
+                           std::to_string(sig.shape[d]));
+      desc[3 + d] = a.shape[d];
+      desc[3 + rank + d] = stride;
+      stride *= a.shape[d];
+    }
+    argDescs.push_back(std::move(desc));
+  }
+  int64_t resultWords = 0;
+  for (const TensorSignature &sig : res)
+    resultWords += descriptorWords(sig.shape.size());
+  std::vector<int64_t> resultStorage(std::max<int64_t>(resultWords, 1));
+  void *resultPtr = resultStorage.data();
+  std::vector<void *> argPtrs, packed;
+  for (auto &desc : argDescs)
+    argPtrs.push_back(desc.data());
+  if (!res.empty())
+    packed.push_back(&resultPtr);
+  for (void *&p : argPtrs)
+    packed.push_back(&p);
+
+  impl->engine->initialize();
+  auto function = impl->engine->lookupPacked(impl->symbol);
+  if (!function)
+    throw CompileError("call failed: " + llvm::toString(function.takeError()));
+  uint64_t failuresBefore = gpu->failureCount();
+  std::string failedCheck;
+  gpu->beginStreamCall(stream);
+  bool checksPassed =
+      runCatchingFailedChecks([&] { (*function)(packed.data()); }, failedCheck);
+  gpu->endStreamCall();
+
+  std::vector<DeviceResult> out;
+  std::vector<uint64_t> owned;
+  int64_t *word = resultStorage.data();
+  for (const TensorSignature &sig : res) {
+    size_t rank = sig.shape.size();
+    DeviceResult r;
+    auto allocated = static_cast<uint64_t>(word[0]);
+    r.data = static_cast<uint64_t>(word[1]) +
+             static_cast<uint64_t>(word[2] * sig.elementBytes());
+    for (size_t d = 0; d < rank; ++d)
+      r.shape.push_back(word[3 + d]);
+    bool isArgument = std::any_of(inputs.begin(), inputs.end(), [&](auto &a) {
+      return reinterpret_cast<uint64_t>(a.data) == allocated;
+    });
+    bool seen = std::find(owned.begin(), owned.end(), allocated) != owned.end();
+    if (allocated && !isArgument && !seen) {
+      r.allocation = allocated;
+      owned.push_back(allocated);
+    }
+    out.push_back(std::move(r));
+    word += descriptorWords(rank);
+  }
+  bool driverFailed = gpu->failureCount() != failuresBefore;
+  if (!checksPassed || driverFailed) {
+    if (checksPassed) // results of a failed check were never written
+      for (uint64_t p : owned)
+        gpu->freeAsync(p, stream);
+    if (!checksPassed)
+      throw CompileError("a run-time check of the compiled code failed: " +
+                         failedCheck);
+    throw DeviceError("the GPU function failed: " + gpu->lastFailureMessage());
   }
   return out;
 }

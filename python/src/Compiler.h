@@ -75,6 +75,15 @@ struct OwnedResult {
   std::vector<int64_t> shape;
 };
 
+/// A result of a call on device memory: `data` (aligned pointer plus
+/// offset) in device memory; `allocation` is the base to free with
+/// usmoe_rt_free_async, 0 when another result (or an argument) owns it.
+struct DeviceResult {
+  uint64_t allocation = 0;
+  uint64_t data = 0;
+  std::vector<int64_t> shape;
+};
+
 /// Where a JitFunction runs: the CPU (usmoe-to-cpu), or the GPU through
 /// usmoe-to-nvvm: host code JIT-compiled for the CPU, kernels as a cubin for
 /// `chip`, launched through the mgpu* functions of the runtime library at
@@ -122,6 +131,14 @@ public:
   /// GPU, arguments are staged in managed memory and results copied back. A
   /// failed check of the emulator throws DeviceError with its report.
   std::vector<OwnedResult> call(const std::vector<HostArray> &inputs) const;
+
+  /// Calls a GPU function on device memory (`inputs` hold device pointers)
+  /// as a stream call of the runtime (usmoe_rt_mgpu_begin_stream_call): the
+  /// compiler's host code launches its kernels asynchronously on `stream`
+  /// and allocates its results there; nothing synchronizes. The caller owns
+  /// the results' allocations.
+  std::vector<DeviceResult> callOnDevice(const std::vector<HostArray> &inputs,
+                                         void *stream) const;
 
 private:
   struct Impl;

@@ -304,5 +304,33 @@ PYBIND11_MODULE(_usmoe, m) {
                                  out.append(py::make_tuple(s.element, s.shape));
                                return out;
                              })
-      .def("__call__", &callFunction, py::arg("arrays"));
+      .def("__call__", &callFunction, py::arg("arrays"))
+      .def(
+          "call_device",
+          [](const JitFunction &fn, const py::list &arrays, uintptr_t stream) {
+            std::vector<HostArray> inputs;
+            for (const py::handle &item : arrays) {
+              auto [ptr, shape] =
+                  item.cast<std::pair<uintptr_t, std::vector<int64_t>>>();
+              inputs.push_back(
+                  HostArray{reinterpret_cast<void *>(ptr), std::move(shape)});
+            }
+            std::vector<DeviceResult> results;
+            {
+              py::gil_scoped_release release;
+              results =
+                  fn.callOnDevice(inputs, reinterpret_cast<void *>(stream));
+            }
+            py::list out;
+            for (const DeviceResult &r : results)
+              out.append(py::make_tuple(r.allocation, r.data, r.shape));
+            return out;
+          },
+          py::arg("arrays"), py::arg("stream") = 0,
+          "Calls a GPU function on device memory: `arrays` are (device "
+          "pointer, shape) of row-major arrays; the kernels run "
+          "asynchronously on `stream` (a CUstream handle, 0 = the legacy "
+          "default stream). Returns (allocation, data, shape) per result: "
+          "device memory allocated on `stream`; free `allocation` (0: owned "
+          "elsewhere) with usmoe_rt_free_async.");
 }

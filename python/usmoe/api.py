@@ -476,7 +476,9 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     NumPy arrays (JIT-compiled through usmoe-to-cpu).
     target="cuda": the same callable with the function's kernels on the GPU
     (usmoe-to-nvvm for the device at hand; the host code JIT-compiled and
-    linked to libusmoe_cuda_runtime.so; arguments staged in managed memory).
+    linked to libusmoe_cuda_runtime.so): NumPy arguments are staged in
+    managed memory; arguments already on the GPU make it run asynchronously
+    on a stream with its results left on the GPU (see cuda.GpuFunction).
     With USMOE_GPU_EMULATOR=1, target="cuda" compiles with usmoe-to-gpu-emu
     instead and the kernels run on the CPU emulator (no GPU needed).
     target="ptx" | "cubin" | "fatbin": GpuArtifacts from usmoe-to-nvvm for
@@ -503,8 +505,8 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
             return emulator.jit(source, entry)
         from . import cuda
         chip, features = cuda.target_for_device()  # RuntimeError without a GPU
-        return _native().JitFunction.for_gpu(source, entry, chip, features,
-                                             cuda.runtime_path())
+        return cuda.GpuFunction(_native().JitFunction.for_gpu(source, entry, chip, features,
+                                                              cuda.runtime_path()))
     if target in _GPU_FORMATS:
         files, metadata = _native().compile_gpu(source, chip, features, _GPU_FORMATS[target])
         return GpuArtifacts(files, metadata)

@@ -130,6 +130,70 @@ class DeviceArray:
             _runtime.usmoe_rt_free(self.ptr)
 
 
+class StreamAllocation:
+    """Device memory the compiler's host code allocated on `stream` in a
+    stream call (cuMemAllocAsync); freed on that stream when dropped, so the
+    stream must outlive it."""
+
+    def __init__(self, ptr: int, stream: int):
+        self.ptr, self.stream = int(ptr), int(stream)
+
+    def __del__(self):
+        if self.ptr and _runtime is not None:
+            _runtime.usmoe_rt_free_async(ctypes.c_uint64(self.ptr),
+                                         ctypes.c_void_p(self.stream or None))
+
+
+_RESULT_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16", "i32": np.int32,
+                  "i64": np.int64, "i1": np.bool_}
+
+
+class GpuFunction:
+    """usmoe.compile(..., target="cuda"): the function's host code (from
+    usmoe-to-nvvm, JIT-compiled) with its kernels on the GPU. NumPy arguments
+    are staged in managed memory and results come back as NumPy arrays after
+    the call has finished. Arguments already on the GPU (PyTorch or CuPy
+    arrays, `__cuda_array_interface__` or DLPack; float32, float16 or
+    bfloat16) make a stream call instead: the host code launches its kernels
+    asynchronously on `stream` (default: the arguments' framework's current
+    stream, else the legacy default stream) and its results stay on the GPU
+    as CudaArray, freed on that stream when dropped. No synchronization."""
+
+    def __init__(self, jit):
+        self._jit = jit
+
+    @property
+    def arguments(self):
+        return self._jit.arguments
+
+    @property
+    def results(self):
+        return self._jit.results
+
+    def __call__(self, arrays, stream=None):
+        from . import _arrays
+        from .cuda_array import CudaArray
+        arrays = list(arrays)
+        handle = _arrays.stream_handle(stream)
+        views = [_arrays.device_view(a, f"argument {i}", handle) for i, a in enumerate(arrays)]
+        if not any(v is not None for v in views):
+            if stream is not None:
+                raise ValueError("stream applies to arguments on the GPU")
+            return self._jit(arrays)
+        if not all(v is not None for v in views):
+            raise ValueError("arguments must all be on the GPU or all on the host")
+        if handle is None:
+            handle = next((v.stream for v in views if v.stream), 0)
+        raw = self._jit.call_device([(v.ptr, list(v.shape)) for v in views], handle)
+        out = []
+        for (allocation, data, shape), (element, _) in zip(raw, self._jit.results):
+            owner = StreamAllocation(allocation, handle) if allocation else None
+            out.append(CudaArray(DeviceArray(0, ptr=data, owner=owner), shape,
+                                 _RESULT_DTYPES[element], handle,
+                                 keep_alive=[v.keep_alive for v in views if v.keep_alive]))
+        return out
+
+
 def memref_params(array: DeviceArray, shape):
     """allocated, aligned, offset, sizes, strides (row-major) of a memref."""
     strides, s = [], 1

@@ -38,6 +38,7 @@ PRELUDE = textwrap.dedent("""
     drv = ctypes.CDLL("libcuda.so.1")
     drv.fake_cuda_launch_kernel.restype = ctypes.c_char_p
     drv.fake_cuda_launch_stream.restype = ctypes.c_size_t
+    drv.fake_cuda_async_memory_stream.restype = ctypes.c_ssize_t
 
     class OnDevice:
         # Logits 'on the GPU': the fake driver's device memory is host memory.
@@ -62,6 +63,10 @@ PRELUDE = textwrap.dedent("""
     def counters():
         return {c: drv.fake_cuda_counter(c.encode())
                 for c in ("htod", "dtoh", "ctx_sync", "stream_sync", "memset", "launch")}
+
+    def memory_counters():
+        return {c: drv.fake_cuda_counter(c.encode())
+                for c in ("alloc", "free", "alloc_async", "free_async")}
 
     def launches():
         return [(drv.fake_cuda_launch_kernel(i).decode(), drv.fake_cuda_launch_grid(i),
@@ -588,3 +593,49 @@ def test_the_kernel_cache_can_be_turned_off(tmp_path):
     r = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR="", HOME=str(tmp_path))
     assert r["cache"]["dir"] is None and r["cache"]["misses"] == 1
     assert not any(tmp_path.rglob("*.cubin"))
+
+
+def test_compiled_function_on_device_arrays_runs_the_host_code_on_the_stream():
+    """compile(target="cuda") on arrays already on the GPU: the compiler's
+    host code launches its kernels on the given stream without any
+    synchronization or copy, allocates its temporaries and results on that
+    stream (cuMemAllocAsync) and frees the temporaries there; the results
+    stay on the GPU and are freed on the stream when dropped."""
+    r = run_fake(f"""
+        fn = usmoe.compile({GPU_FUNCTION!r}, target="cuda", entry="router")
+        x = rng.normal(size=(2, 6, 8)).astype(np.float32)
+        reset()
+        out = fn([OnDevice(x)], stream=0x5150)
+        result["counters"] = counters()
+        result["memory"] = memory_counters()
+        result["launches"] = launches()
+        result["results"] = [[type(o).__name__, list(o.shape), o._dtype_name] for o in out]
+        result["memory_streams"] = sorted({{drv.fake_cuda_async_memory_stream(i)
+                                           for i in range(200)}} - {{-1}})
+        del out
+        result["after_del"] = memory_counters()
+        try:
+            fn([OnDevice(x), x])
+        except (ValueError, TypeError) as e:
+            result["mixed"] = str(e)
+        try:
+            fn([x], stream=5)
+        except ValueError as e:
+            result["host_stream"] = str(e)
+    """)
+    assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
+                             "memset": 0, "launch": 5}
+    assert [(name, stream) for name, _, _, stream in r["launches"]] == [
+        ("route_unified_0_scores", 0x5150), ("route_unified_0_select", 0x5150),
+        ("plan_1_count", 0x5150), ("plan_1_scan", 0x5150), ("plan_1_fill", 0x5150)]
+    # gates, mask, select workspace, plan tiles, offsets, ids, weights; the
+    # four not returned freed on the stream.
+    assert r["memory"] == {"alloc": 7, "free": 4, "alloc_async": 7, "free_async": 4}
+    assert r["memory_streams"] == [0x5150]
+    # M = 2 x floor(1.5 * 6) from the budget, known without a read-back.
+    assert r["results"] == [["CudaArray", [2, 6, 8], "float32"], ["CudaArray", [9], "int32"],
+                            ["CudaArray", [18], "int32"]]
+    assert r["after_del"]["free_async"] == 7
+    assert "must all be on the GPU or all on the host" in r["mixed"]
+    assert "stream applies to arguments on the GPU" in r["host_stream"]
+

@@ -67,6 +67,9 @@ int usmoe_rt_stream_synchronize(void *stream);
 
 int usmoe_rt_malloc(uint64_t *device_ptr, size_t bytes);
 int usmoe_rt_free(uint64_t device_ptr);
+/* Frees device_ptr (from cuMemAllocAsync, e.g. a result of host code run
+ * in a stream call) ordered on `stream`. */
+int usmoe_rt_free_async(uint64_t device_ptr, void *stream);
 int usmoe_rt_copy_to_device(uint64_t device_ptr, const void *host,
                             size_t bytes);
 int usmoe_rt_copy_to_host(void *host, uint64_t device_ptr, size_t bytes);
@@ -78,6 +81,18 @@ int usmoe_rt_zero_async(uint64_t device_ptr, size_t bytes, void *stream);
  * one's message. */
 uint64_t usmoe_rt_mgpu_failure_count(void);
 int usmoe_rt_mgpu_last_failure(char *message, size_t size);
+
+/* A stream call: until usmoe_rt_mgpu_end_stream_call, lowered host code on
+ * this thread runs asynchronously on `stream` (a CUstream; NULL is the
+ * legacy default stream). The streams it would create are `stream`, its
+ * synchronizations of them return at once, its allocations are
+ * cuMemAllocAsync and its frees cuMemFreeAsync on `stream` (device memory:
+ * the code must not read it on the host). So the compiler's launch
+ * sequence runs in the caller's stream order with no synchronization, and
+ * the results it returns are device memory the caller frees with
+ * usmoe_rt_free_async. */
+void usmoe_rt_mgpu_begin_stream_call(void *stream);
+void usmoe_rt_mgpu_end_stream_call(void);
 
 /* Router rules (usmoe/Routing/RouterRules.h), for callers without MLIR
  * (the Python API, GPU launchers); no driver needed. Options not given

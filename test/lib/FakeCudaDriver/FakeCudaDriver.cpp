@@ -40,7 +40,10 @@ struct Launch {
 struct Record {
   std::vector<Launch> launches;
   long hostToDevice = 0, deviceToHost = 0, contextSyncs = 0, streamSyncs = 0,
-       allocations = 0, frees = 0, memsets = 0;
+       allocations = 0, frees = 0, memsets = 0, asyncAllocations = 0,
+       asyncFrees = 0;
+  /// The stream of every cuMemAllocAsync / cuMemFreeAsync.
+  std::vector<uintptr_t> asyncStreams;
 };
 
 Record &record() {
@@ -153,6 +156,16 @@ CUresult cuMemFree_v2(uint64_t ptr) {
   ++record().frees;
   return kSuccess;
 }
+CUresult cuMemAllocAsync(uint64_t *ptr, size_t bytes, void *stream) {
+  record().asyncStreams.push_back(reinterpret_cast<uintptr_t>(stream));
+  ++record().asyncAllocations;
+  return cuMemAlloc_v2(ptr, bytes);
+}
+CUresult cuMemFreeAsync(uint64_t ptr, void *stream) {
+  record().asyncStreams.push_back(reinterpret_cast<uintptr_t>(stream));
+  ++record().asyncFrees;
+  return cuMemFree_v2(ptr);
+}
 CUresult cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes) {
   std::memcpy(reinterpret_cast<void *>(dst), src, bytes);
   ++record().hostToDevice;
@@ -190,8 +203,9 @@ CUresult cuStreamDestroy_v2(void *) { return kSuccess; }
 
 // --- what tests read back ---------------------------------------------------
 
-/// Counters: "htod", "dtoh", "ctx_sync", "stream_sync", "alloc", "free",
-/// "memset", "launch"; -1 for an unknown name.
+/// Counters: "htod", "dtoh", "ctx_sync", "stream_sync", "alloc", "free"
+/// (all allocations and frees), "alloc_async", "free_async" (those ordered
+/// on a stream), "memset", "launch"; -1 for an unknown name.
 long fake_cuda_counter(const char *name) {
   const Record &r = record();
   std::string n = name;
@@ -207,6 +221,10 @@ long fake_cuda_counter(const char *name) {
     return r.allocations;
   if (n == "free")
     return r.frees;
+  if (n == "alloc_async")
+    return r.asyncAllocations;
+  if (n == "free_async")
+    return r.asyncFrees;
   if (n == "memset")
     return r.memsets;
   if (n == "launch")
@@ -226,6 +244,12 @@ long fake_cuda_launch_block(long i) {
 }
 uintptr_t fake_cuda_launch_stream(long i) {
   return record().launches.at(size_t(i)).stream;
+}
+
+/// The stream of the i-th cuMemAllocAsync / cuMemFreeAsync; -1 past the end.
+intptr_t fake_cuda_async_memory_stream(long i) {
+  const auto &streams = record().asyncStreams;
+  return size_t(i) < streams.size() ? intptr_t(streams[size_t(i)]) : -1;
 }
 
 /// Forgets everything recorded so far.
