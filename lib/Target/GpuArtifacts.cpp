@@ -102,10 +102,10 @@ std::string mlir::usmoe::gpuMetadataJson(ModuleOp module,
         Attribute v = field.getValue();
         if (auto s = dyn_cast<StringAttr>(v))
           k[field.getName().str()] = s.getValue().str();
+        else if (auto bl = dyn_cast<BoolAttr>(v)) // before IntegerAttr: an i1
+          k[field.getName().str()] = bl.getValue();
         else if (auto i = dyn_cast<IntegerAttr>(v))
           k[field.getName().str()] = i.getInt();
-        else if (auto bl = dyn_cast<BoolAttr>(v))
-          k[field.getName().str()] = bl.getValue();
         else if (auto a = dyn_cast<DenseI32ArrayAttr>(v))
           k[field.getName().str()] = llvm::json::Array(a.asArrayRef());
         else if (auto types = dyn_cast<ArrayAttr>(v)) {

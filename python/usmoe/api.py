@@ -271,8 +271,12 @@ class Router:
         gates, mask = alloc(n * 4), alloc(n)
         options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
                        capacity_factor=self.capacity_factor)
+        lists = None
+        if self.mode == "token":
+            k = int(self.k)
+            lists = (alloc(b * t * k * 4), alloc(b * t * k * 4))
         cuda.launch_route(mod, self.mode, options, logits, gates, mask, shape,
-                          bias=self._device_bias(), stream=stream, alloc=alloc)
+                          bias=self._device_bias(), stream=stream, alloc=alloc, lists=lists)
         m = cuda.selected_pairs(self.mode, options, shape)
         offsets, ids, weights, _ = cuda.launch_plan(mod, gates, mask, shape, rows=m,
                                                     stream=stream, alloc=alloc)
@@ -282,7 +286,7 @@ class Router:
         if self.mode == "token":
             k = int(self.k)
             tids, tw = cuda.launch_topk_list(mod, gates, mask, shape, k, stream=stream,
-                                             alloc=alloc)
+                                             alloc=alloc, out=lists)
             outputs.update(topk_ids=(tids, (b * t, k), np.int32),
                            topk_weights=(tw, (b * t, k), np.float32))
         if source is None:

@@ -341,16 +341,22 @@ def selected_pairs(mode: str, options: dict, shape) -> int:
 
 def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,
                  gates: DeviceArray, mask: DeviceArray, shape, bias: Optional[DeviceArray] = None,
-                 stream: int = 0, alloc=DeviceArray):
+                 stream: int = 0, alloc=DeviceArray, lists=None):
     """moe.route: the token kernel, or scores (+ column mix) then select.
     `alloc(nbytes)` makes the multi-block select's workspace (stream-ordered
-    memory, or a DeviceArray whose free waits for the device)."""
+    memory, or a DeviceArray whose free waits for the device). `lists`: the
+    [B*T, k] (ids, weights) buffers a Token Choice kernel that writes its
+    top-k lists itself fills."""
     b, t, e = shape
     if b * t == 0:
         return  # nothing to score; the select kernels would scan empty sets
     lp, gp, mp = (memref_params(x, shape) for x in (logits, gates, mask))
     for f, meta in mod.by_kind("route_token"):
         extra = memref_params(bias, (e,)) if meta["kind"] == "route_token_bias" else []
+        if meta.get("lists"):
+            k = meta["k"]
+            extra = extra + memref_params(lists[0], (b * t, k)) + \
+                memref_params(lists[1], (b * t, k))
         mod.launch(f, meta, lp + gp + mp + extra, -(-(b * t) // 4), stream)
     for f, meta in mod.by_kind("scores"):
         mod.launch(f, meta, lp + gp, -(-(b * t) // 4), stream)
@@ -407,11 +413,15 @@ def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
 
 
 def launch_topk_list(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape, k: int,
-                     stream: int = 0, alloc=DeviceArray):
-    """moe.topk_list: [B*T, k] expert ids and weights, one warp per token.
-    Returns the two device arrays."""
+                     stream: int = 0, alloc=DeviceArray, out=None):
+    """moe.topk_list: [B*T, k] expert ids and weights, one warp per token,
+    into `out` (ids, weights) or new buffers; nothing to launch when the
+    route kernel wrote them (no topk_list kernel). Returns the two device
+    arrays."""
     b, t, _ = shape
-    ids, weights = alloc(b * t * k * 4), alloc(b * t * k * 4)
+    ids, weights = out or (alloc(b * t * k * 4), alloc(b * t * k * 4))
+    if not mod.by_kind("topk_list"):
+        return ids, weights
     (f, meta), = mod.by_kind("topk_list")
     mod.launch(f, meta, memref_params(gates, shape) + memref_params(mask, shape)
                + memref_params(ids, (b * t, k)) + memref_params(weights, (b * t, k)),

@@ -79,12 +79,16 @@ def check_router(case, mod, d):
         n = int(np.prod(shape))
         dl, dg, dm = cuda.DeviceArray(n * item), cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
         dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
-        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias)
+        lists = topk = None
+        if case["mode"] == "token":
+            k = int(case["options"]["k"])
+            lists = (cuda.DeviceArray(n // shape[2] * k * 4), cuda.DeviceArray(n // shape[2] * k * 4))
+        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias,
+                          lists=lists)
         m = cuda.selected_pairs(case["mode"], case["options"], shape)
         offsets, ids, weights, _ = cuda.launch_plan(mod, dg, dm, shape, rows=m)
-        topk = None
-        if case["mode"] == "token":
-            topk = cuda.launch_topk_list(mod, dg, dm, shape, int(case["options"]["k"]))
+        if lists is not None:
+            topk = cuda.launch_topk_list(mod, dg, dm, shape, k, out=lists)
         mod.synchronize()
         want_g = want("gates")
         mism += int((dm.download(shape, np.uint8).astype(bool) != want("mask")).sum())
@@ -116,10 +120,15 @@ def time_router(case, mod, tokens, d):
     dl, dg, dm = cuda.DeviceArray(x.nbytes), cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
     dl.upload(x)
     bias = case_bias(case, d)
+    lists = None
+    if case["mode"] == "token":
+        k = int(case["options"]["k"])
+        lists = (cuda.DeviceArray(tokens * k * 4), cuda.DeviceArray(tokens * k * 4))
     times = []
     for _ in range(25):
         start = time.perf_counter()
-        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias)
+        cuda.launch_route(mod, case["mode"], case["options"], dl, dg, dm, shape, bias=bias,
+                          lists=lists)
         mod.synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times[5:]) * 1e6

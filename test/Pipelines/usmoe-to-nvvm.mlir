@@ -32,9 +32,14 @@
 // CHECK: .entry dispatch_12(
 // CHECK: .entry combine_13(
 // CHECK: .entry expert_ffn_14(
-// CHECK: .entry topk_list_16(
+// The Token Choice route writes its own k = 32 list (no topk_list kernel
+// of its own); the unified selection's list has one.
+// CHECK: .entry route_token_15(
+// CHECK: shfl.sync.idx.b32
+// CHECK-NOT: .entry topk_list
+// CHECK: .entry route_unified_16_scores(
+// CHECK: .entry topk_list_17(
 // CHECK: shfl.sync.bfly.b32
-// CHECK: .entry topk_list_18(
 
 // META: "kernels": {
 // META: "route_token_0": {
@@ -109,8 +114,9 @@ func.func @ffn(%x: tensor<?x64xbf16>, %o: tensor<9xi32>, %w1: tensor<8x64x128xbf
   %y = moe.expert_ffn %x, %o, %w1, %w3, %w2 : tensor<?x64xbf16>, tensor<9xi32>, tensor<8x64x128xbf16>, tensor<8x64x128xbf16>, tensor<8x128x64xbf16>
   return %y : tensor<?x64xf32>
 }
-// The [B*T, k] list of Token Choice (k = 32 of 512 experts) and of a
-// Unified selection (padded where a token got fewer than k).
+// The [B*T, k] list of Token Choice (k = 32 of 512 experts: written by the
+// route kernel) and of a Unified selection (padded where a token got fewer
+// than k).
 func.func @topk_e512_k32(%l: tensor<?x?x512xf32>) -> (tensor<?x32xi32>, tensor<?x32xf32>) {
   %g, %m = moe.route #moe.token<k = 32> %l : tensor<?x?x512xf32>
   %i, %w = moe.topk_list %g, %m k = 32 : tensor<?x?x512xf32>

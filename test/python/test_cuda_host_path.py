@@ -125,13 +125,14 @@ def test_device_logits_give_a_device_plan_without_copies_or_syncs():
         result["numpy"] = [str(host.dtype), list(host.shape)]
     """)
     assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
-                             "memset": 0, "launch": 5}
-    # route, plan (count and fill per tile of 128 rows with a thread per
-    # expert, one scan block), topk_list; the legacy default stream (0).
+                             "memset": 0, "launch": 4}
+    # route (writing the top-k lists too), plan (count and fill per tile of
+    # 128 rows with a thread per expert, one scan block); the legacy default
+    # stream (0).
     assert [(name.rsplit("_", 1)[0] if name.startswith(("route", "topk")) else name, grid, block,
              stream) for name, grid, block, stream in r["launches"]] == [
         ("route_token", 3, 128, 0), ("plan_1_count", 1, 32, 0), ("plan_1_scan", 1, 1024, 0),
-        ("plan_1_fill", 1, 32, 0), ("topk_list", 3, 128, 0)]
+        ("plan_1_fill", 1, 32, 0)]
     plan = r["plan"]
     assert {k: v["shape"] for k, v in plan.items()} == {
         "gates": [2, 5, 8], "mask": [2, 5, 8], "expert_offsets": [9], "token_ids": [20],

@@ -42,7 +42,14 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
             continue
         kinds = {k["kind"] for k in meta["kernels"].values()}
         assert {"plan_count", "plan_scan", "plan_fill"} <= kinds
-        assert ("topk_list" in kinds) == (case["mode"] == "token")
+        # Token Choice writes its top-k lists in the route kernel unless it
+        # ranks by biased scores or k > 32: then a topk_list kernel does.
+        separate = case["mode"] == "token" and (
+            case["options"].get("bias") or case["options"]["k"] > 32)
+        assert ("topk_list" in kinds) == bool(separate)
+        for kernel in meta["kernels"].values():
+            if kernel["kind"] == "route_token":
+                assert kernel["lists"] == (not separate)
         for name, kernel in meta["kernels"].items():
             assert kernel.get("experts", case["experts"]) == case["experts"]
             if kernel["kind"].startswith("plan_"):
@@ -53,7 +60,9 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
             # multi-block select adds its [words] workspace (5): with the
             # budget and the digit index (histogram), with the mask (mark),
             # alone (zero).
-            extra = {"route_token_bias": 5, "topk_list": 5}.get(
+            # A route kernel writing the lists has them as two [B*T, k]
+            # memrefs (7 each: 14 % 9 = 5).
+            extra = {"route_token_bias": 5, "topk_list": 5, "route_token": 5}.get(
                 kernel["kind"], 1 if kernel["kind"].startswith("select_") else 0)
             if kernel["kind"].endswith("_histogram"):
                 extra = 5 + 2

@@ -54,14 +54,19 @@ inline constexpr int64_t kMaxGroups = 64;
 /// ([B, T, E]). With a `bias` type it is the sigmoid_bias variant: gates are
 /// sigmoid(L), experts ranked by sigmoid(L) + bias. With `groupLimit`, the
 /// group-limited selection (group scores by warp all-reduce of per-lane
-/// top-2 pairs).
-gpu::GPUFuncOp buildTokenChoiceKernel(OpBuilder &builder, Location loc,
-                                      StringRef name, MemRefType logits,
-                                      MemRefType gates, MemRefType mask,
-                                      int64_t k, bool renormalize,
-                                      MemRefType bias,
-                                      std::optional<GroupLimit> groupLimit,
-                                      const loops::ModelOptions &model);
+/// top-2 pairs). With `listIds` / `listWeights` types ([B*T, k], k <=
+/// kMaxFusedListK, no bias) it also writes moe.topk_list's lists as two
+/// more arguments: the picks by descending gate, ties to the lower expert.
+gpu::GPUFuncOp buildTokenChoiceKernel(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType logits,
+    MemRefType gates, MemRefType mask, int64_t k, bool renormalize,
+    MemRefType bias, std::optional<GroupLimit> groupLimit,
+    const loops::ModelOptions &model, MemRefType listIds = nullptr,
+    MemRefType listWeights = nullptr);
+
+/// The largest k whose top-k lists the Token Choice kernel writes itself
+/// (a pick per lane).
+inline constexpr int64_t kMaxFusedListK = 32;
 
 /// `name(gates, mask, ids, weights)`: moe.topk_list, one warp per token
 /// (the Token Choice launch shape): ids / weights [B*T, k] by descending

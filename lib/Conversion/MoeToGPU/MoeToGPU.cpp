@@ -83,7 +83,20 @@ struct ConvertMoeToGPUPass
         if (auto route = plan.getMask().getDefiningOp<moe::RouteOp>())
           if (!route.getSeqlens() && plan.getGates() == route.getGates())
             budgetedPlans[plan] = route.getRouterOptions();
+    // Top-k lists of a Token Choice route (no bias: its picks come in gate
+    // order; k <= 32: a pick per lane) are written by the route's kernel.
+    for (Operation *op : lowerable)
+      if (auto list = dyn_cast<moe::TopKListOp>(op))
+        if (auto route = list.getMask().getDefiningOp<moe::RouteOp>())
+          if (route.getMode() == routing::Mode::Token && !route.getBias() &&
+              list.getGates() == route.getGates() &&
+              int64_t(list.getK()) == int64_t(*route.getRouterOptions().k) &&
+              int64_t(list.getK()) <= gpu_kernels::kMaxFusedListK &&
+              !fusedLists.count(route))
+            fusedLists[route] = list;
     for (Operation *op : lowerable) {
+      if (fusedAway.contains(op))
+        continue; // written by its route's kernel (erased)
       LogicalResult lowered =
           TypeSwitch<Operation *, LogicalResult>(op)
               .Case([&](moe::RouteOp route) {
@@ -161,6 +174,11 @@ struct ConvertMoeToGPUPass
                  /*dynamicSharedMemorySize=*/Value(), args);
            });
   }
+
+  /// Token Choice routes whose kernel writes a topk_list's lists, and the
+  /// list ops so replaced.
+  DenseMap<Operation *, moe::TopKListOp> fusedLists;
+  DenseSet<Operation *> fusedAway;
 
   /// A run-time check (cf.assert) that `count` fits the kernels' i32
   /// counters and ids.
@@ -710,10 +728,17 @@ struct ConvertMoeToGPUPass
     std::string name = "route_token_" + std::to_string(index);
     MemRefType biasType =
         op.getBias() ? memrefOf(op.getBias().getType()) : MemRefType();
+    moe::TopKListOp list = fusedLists.lookup(op);
+    MemRefType listIdsType, listWeightsType;
+    if (list) {
+      listIdsType = memrefOf(list.getExpertIds().getType());
+      listWeightsType = memrefOf(list.getWeights().getType());
+    }
     gpu::GPUFuncOp kernel = gpu_kernels::buildTokenChoiceKernel(
         kb, op.getLoc(), name, logitsType, gatesType, maskType, k,
         options.renormalize, biasType, groupLimit,
-        loops::ModelOptions{options.softcap, options.routedScalingFactor});
+        loops::ModelOptions{options.softcap, options.routedScalingFactor},
+        listIdsType, listWeightsType);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -724,11 +749,21 @@ struct ConvertMoeToGPUPass
     SmallVector<Value> args = {logits, gates, mask};
     if (op.getBias())
       args.push_back(toBuffer(b, op.getBias()));
+    Value listIds, listWeights;
+    if (list) {
+      SmallVector<Value> dynRows;
+      if (listIdsType.isDynamicDim(0))
+        dynRows.push_back(rows);
+      listIds = alloc(b, listIdsType, dynRows);
+      listWeights = alloc(b, listWeightsType, dynRows);
+      args.append({listIds, listWeights});
+    }
     launch(b, kernel,
            arith::CeilDivUIOp::create(
                b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
            args);
     int64_t logitBytes = elementBytes(logitsType.getElementType());
+    std::string listBytes = list ? " + B * T * K * 8" : "";
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
         {{"kind", rewriter.getStringAttr(op.getBias() ? "route_token_bias"
@@ -738,13 +773,21 @@ struct ConvertMoeToGPUPass
          {"renormalize", rewriter.getBoolAttr(options.renormalize)},
          {"rows_per_block",
           rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
+         {"lists", rewriter.getBoolAttr(bool(list))},
          {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}},
         {"1",
          llvm::formatv("B * T * E * {0}{1}", logitBytes,
                        op.getBias() ? " + E * 4" : ""),
-         "B * T * E * 5",
-         llvm::formatv("B * T * E * {0}{1}", logitBytes + 5,
-                       op.getBias() ? " + E * 4" : "")});
+         "B * T * E * 5" + listBytes,
+         llvm::formatv("B * T * E * {0}{1}{2}", logitBytes + 5,
+                       op.getBias() ? " + E * 4" : "", listBytes)});
+    if (list) {
+      // The list op goes too: its results are the route kernel's lists.
+      OpBuilder after(list);
+      LoopBuilder lb(list.getLoc(), after);
+      fusedAway.insert(list);
+      replaceWithBuffers(lb, list, {listIds, listWeights});
+    }
     replaceWithBuffers(b, op, {gates, mask});
     return success();
   }

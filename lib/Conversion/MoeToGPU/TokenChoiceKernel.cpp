@@ -16,6 +16,9 @@
 //   k picks (emitWarpTopK): per lane the best untaken (key, index), then
 //            a warp arg-max; the owner lane marks the expert taken
 //   write  gates / mask for every e_v < E (renormalized if asked)
+//   lists  (fused moe.topk_list, k <= 32) lane j holds pick j; its rank by
+//          (gate key descending, expert ascending) among the k picks, from k
+//          index shuffles, is its column in the [B*T, k] ids / weights
 //
 //===----------------------------------------------------------------------===//
 
@@ -31,6 +34,9 @@ using namespace mlir::usmoe::loops;
 using namespace mlir::usmoe::gpu_kernels;
 using arith::CmpFPredicate;
 using arith::CmpIPredicate;
+
+static_assert(kMaxFusedListK == kWarpSize,
+              "a fused list holds a pick per lane");
 
 /// Group j's score: the sum of its two largest ranking scores (the largest
 /// alone for one expert per group), the same in every lane after a
@@ -96,16 +102,24 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
     MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize,
     MemRefType biasType, std::optional<GroupLimit> groupLimit,
-    const ModelOptions &model) {
+    const ModelOptions &model, MemRefType listIdsType,
+    MemRefType listWeightsType) {
   SmallVector<Type> argTypes = {logitsType, gatesType, maskType};
   if (biasType)
     argTypes.push_back(biasType);
+  bool lists = bool(listIdsType);
+  if (lists) {
+    argTypes.push_back(listIdsType);
+    argTypes.push_back(listWeightsType);
+  }
   return buildKernel(
       builder, loc, name, argTypes,
       int32_t(kTokenChoiceWarpsPerBlock * kWarpSize),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], gates = args[1], mask = args[2];
         Value bias = biasType ? args[3] : Value();
+        Value listIds = lists ? args[argTypes.size() - 2] : Value();
+        Value listWeights = lists ? args[argTypes.size() - 1] : Value();
 
         const int64_t experts = logitsType.getDimSize(2);
 
@@ -141,24 +155,63 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
               if (groupLimit)
                 limitToKeptGroups(b, row, ranked, key, experts, *groupLimit);
 
-              // The picks' score sum is the renormalizer.
+              // The picks' score sum is the renormalizer; with lists, lane
+              // j also keeps pick j's expert and score.
+              Value laneI32 = indexToI32(b, lane);
+              SmallVector<Value> init = {f32Const(b, 0.0)};
+              if (lists)
+                init.append({i32Const(b, 0), f32Const(b, 0.0)});
               SmallVector<Value> picked = emitWarpTopK(
-                  b, row, key, lane, k, {f32Const(b, 0.0)},
-                  [&](LoopBuilder &b, Value, Value, Value, Value winScore,
-                      ValueRange acc) {
-                    return SmallVector<Value>{addf(b, acc[0], winScore)};
+                  b, row, key, lane, k, init,
+                  [&](LoopBuilder &b, Value round, Value, Value winExpert,
+                      Value winScore, ValueRange acc) {
+                    SmallVector<Value> next = {addf(b, acc[0], winScore)};
+                    if (lists) {
+                      Value mine = cmpi(b, CmpIPredicate::eq, round, lane);
+                      next.push_back(select(b, mine, winExpert, acc[1]));
+                      next.push_back(select(b, mine, winScore, acc[2]));
+                    }
+                    return next;
                   });
               Value finalTaken = picked[0], pickedSum = picked[1];
               Value divide =
                   cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
+              auto finalGate = [&](LoopBuilder &b, Value score) {
+                Value gate = score;
+                if (renormalize)
+                  gate = select(b, divide, divf(b, gate, pickedSum), gate);
+                return model.gate(b, gate);
+              };
+              if (lists) {
+                Value expert = picked[2];
+                Value gate = finalGate(b, picked[3]);
+                Value gateKey = scoreKey(b, gate);
+                Value rank = i32Const(b, 0);
+                for (int64_t i = 0; i < k; ++i) {
+                  Value other = i32Const(b, i);
+                  Value otherKey = shuffleIdx(b, gateKey, other);
+                  Value otherExpert = shuffleIdx(b, expert, other);
+                  Value ahead = ori(
+                      b, cmpi(b, CmpIPredicate::ugt, otherKey, gateKey),
+                      andi(b, cmpi(b, CmpIPredicate::eq, otherKey, gateKey),
+                           cmpi(b, CmpIPredicate::slt, otherExpert, expert)));
+                  rank = addi(b, rank,
+                              arith::ExtUIOp::create(b, b.getI32Type(), ahead));
+                }
+                ifThen(b, cmpi(b, CmpIPredicate::slt, laneI32, i32Const(b, k)),
+                       [&](LoopBuilder &b) {
+                         Value listRow =
+                             addi(b, muli(b, bi, dim(b, logits, 1)), ti);
+                         Value column = i32ToIndex(b, rank);
+                         store(b, expert, listIds, {listRow, column});
+                         store(b, gate, listWeights, {listRow, column});
+                       });
+              }
 
               for (int64_t v = 0; v < perLane; ++v) {
                 Value isTaken = isTakenBit(b, finalTaken, v);
-                Value gate = row.score[v];
-                if (renormalize)
-                  gate = select(b, divide, divf(b, gate, pickedSum), gate);
-                gate =
-                    select(b, isTaken, model.gate(b, gate), f32Const(b, 0.0));
+                Value gate = select(b, isTaken, finalGate(b, row.score[v]),
+                                    f32Const(b, 0.0));
                 auto write = [&](LoopBuilder &b) {
                   store(b, gate, gates, {bi, ti, row.expert[v]});
                   store(b, isTaken, mask, {bi, ti, row.expert[v]});

@@ -2,7 +2,7 @@
 
 // A Token Choice router becomes a launch of a warp-per-token kernel: 4 rows
 // per 128-thread block, skipped for an empty input.
-// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = {args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = array<i32: 128, 1, 1>, bytes_read = "B * T * E * 2", bytes_written = "B * T * E * 5", experts = 64 : i64, floor_bytes = "B * T * E * 7", grid = "ceildiv(B * T, 4)", k = 8 : i64, kind = "route_token", launches = "1", renormalize = true, rows_per_block = 4 : i64}}}
+// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = {args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = array<i32: 128, 1, 1>, bytes_read = "B * T * E * 2", bytes_written = "B * T * E * 5", experts = 64 : i64, floor_bytes = "B * T * E * 7", grid = "ceildiv(B * T, 4)", k = 8 : i64, kind = "route_token", launches = "1", lists = false, renormalize = true, rows_per_block = 4 : i64}}}
 // CHECK-LABEL: func.func @router
 // CHECK: %[[L:.*]] = bufferization.to_buffer %{{.*}} read_only
 // CHECK: %[[G:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x64xf32>
@@ -210,6 +210,39 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
   %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<2x?x64xbf16>
   return %g : tensor<2x?x64xf32>
+}
+
+// -----
+
+// Token Choice's top-k lists come from the route kernel (its picks, ranked
+// by gate): no topk_list kernel, the list op's results are the route's two
+// extra buffers. With a bias the picks follow the biased ranking, not the
+// gates, so the list keeps its own kernel.
+// CHECK-LABEL: func.func @token_lists
+// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK: %[[W:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+// CHECK: gpu.launch_func @usmoe_kernels::@route_token_0 {{.*}} args({{.*}}, %[[IDS]] : memref<?x2xi32>, %[[W]] : memref<?x2xf32>)
+// CHECK-NOT: gpu.launch_func @usmoe_kernels::@topk_list
+// CHECK: return
+// CHECK: gpu.func @route_token_0(
+// CHECK: gpu.shuffle  idx
+// CHECK: memref.store %{{.*}} : memref<?x2xi32>
+// CHECK: memref.store %{{.*}} : memref<?x2xf32>
+// CHECK-LABEL: func.func @biased_lists
+// CHECK: gpu.launch_func @usmoe_kernels::@route_token_0
+// CHECK: gpu.launch_func @usmoe_kernels::@topk_list_1
+func.func @token_lists(%l: tensor<?x?x16xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %g, %m = moe.route #moe.token<k = 2, renormalize> %l : tensor<?x?x16xf32>
+  %i, %w = moe.topk_list %g, %m k = 2 : tensor<?x?x16xf32>
+  return %i, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %g, %m = moe.route #moe.token<k = 2> %l bias %bias : tensor<?x?x16xf32>, tensor<16xf32>
+  %i, %w = moe.topk_list %g, %m k = 2 : tensor<?x?x16xf32>
+  return %i, %w : tensor<?x2xi32>, tensor<?x2xf32>
 }
 
 // -----
