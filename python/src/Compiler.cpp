@@ -24,6 +24,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
 #include "usmoe/InitAll.h"
 #include "usmoe/Pipelines/Pipelines.h"
 #include "usmoe/Target/GpuArtifacts.h"
@@ -404,6 +405,7 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
                            : emulator ? "GPU emulator"
                                       : "CPU") +
                " failed");
+  hostReadsDevice = (*module)->hasAttr(mlir::usmoe::kHostReadsDeviceAttr);
 
   // Optimize for this host's CPU: without a target machine LLVM's cost
   // model knows no vector registers and vectorizes nothing.
@@ -641,6 +643,12 @@ JitFunction::callOnDevice(const std::vector<HostArray> &inputs,
   if (!gpu)
     throw CompileError("a call on device memory needs a function compiled "
                        "for the GPU (JitFunction.for_gpu)");
+  if (hostReadsDevice)
+    throw CompileError(
+        "this function's host code reads device memory on the host (a "
+        "moe.plan of a selection that is not a moe.route's reads its row "
+        "count back), so it cannot run asynchronously on device arrays: "
+        "call it with host (NumPy) arrays");
   if (inputs.size() != args.size())
     throw CompileError("expected " + std::to_string(args.size()) +
                        " arguments, got " + std::to_string(inputs.size()));

@@ -144,6 +144,8 @@ private:
   struct Impl;
   std::unique_ptr<Impl> impl;
   std::vector<TensorSignature> args, res;
+  /// The host code reads device memory (no stream calls).
+  bool hostReadsDevice = false;
 };
 
 } // namespace usmoe_py

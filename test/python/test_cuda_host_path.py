@@ -640,3 +640,26 @@ def test_compiled_function_on_device_arrays_runs_the_host_code_on_the_stream():
     assert "must all be on the GPU or all on the host" in r["mixed"]
     assert "stream applies to arguments on the GPU" in r["host_stream"]
 
+
+PLAN_OF_ARGUMENTS = """
+func.func @plan(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>) -> tensor<?xi32> {
+  %o, %i, %w = moe.plan %g, %m : tensor<1x?x8xf32>
+  return %i : tensor<?xi32>
+}
+"""
+
+
+def test_host_code_that_reads_device_memory_refuses_a_stream_call():
+    """A plan of a selection passed in (not a route's) reads its row count
+    back on the host: such host code refuses device arrays with a clear
+    error instead of reading device memory on the host."""
+    r = run_fake(f"""
+        fn = usmoe.compile({PLAN_OF_ARGUMENTS!r}, target="cuda", entry="plan")
+        g = np.zeros((1, 4, 8), np.float32)
+        try:
+            fn([OnDevice(g), OnDevice(g)])
+        except ValueError as e:
+            result["error"] = str(e)
+    """)
+    assert "reads device memory on the host" in r["error"]
+

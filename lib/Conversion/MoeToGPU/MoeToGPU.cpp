@@ -458,6 +458,9 @@ struct ConvertMoeToGPUPass
     Value offsets = alloc(b, offsetsType);
     launch(b, plan.count, numTiles, {mask, tiles});
     launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
+    if (!router)
+      op->getParentOfType<ModuleOp>()->setAttr(kHostReadsDeviceAttr,
+                                               UnitAttr::get(op.getContext()));
     Value rows = router ? selectedPairs(b, *router, mask)
                         : i32ToIndex(b, load(b, offsets, {expertsV}));
     Value ids = alloc(b, idsType, {rows});

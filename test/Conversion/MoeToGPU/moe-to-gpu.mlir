@@ -129,6 +129,8 @@ func.func @combine_without_offsets(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: 
 // the host, fill over the same tiles; a T * E size check first. dispatch:
 // block per row; combine: block per token, a binary search per expert (no
 // atomics).
+// The read-back marks the module: its host code cannot run as a stream call.
+// CHECK: module attributes {gpu.container_module, usmoe.host_reads_device, usmoe.kernels
 // CHECK-LABEL: func.func @layer
 // CHECK: cf.assert %{{.*}}, "moe.plan on the GPU takes at most 2^31 - 1
 // CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c128
@@ -249,6 +251,7 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 
 // A plan of a route's selection: M = B * floor(k * T) on the host (none
 // when T = 0), no read-back of the device's count.
+// CHECK: module attributes {gpu.container_module, usmoe.kernels
 // CHECK-LABEL: func.func @route_then_plan
 // CHECK: gpu.launch_func @usmoe_kernels::@plan_1_scan
 // CHECK-NOT: memref.load

@@ -27,6 +27,12 @@ inline constexpr int64_t kDefaultSelectChunk = 4096;
 inline constexpr int64_t kDefaultSelectSpread = 16384;
 inline constexpr int64_t kSelectSpreadMaxSets = 128;
 
+/// Unit attribute convert-moe-to-gpu puts on a module whose host code reads
+/// device memory on the host (a plan's row count read back): such code
+/// cannot run as a stream call (usmoe_rt_mgpu_begin_stream_call), whose
+/// allocations are device memory the host cannot read.
+inline constexpr const char *kHostReadsDeviceAttr = "usmoe.host_reads_device";
+
 #define GEN_PASS_DECL_CONVERTMOETOGPUPASS
 #define GEN_PASS_DECL_USMOEGPUCOSTREPORTPASS
 #define GEN_PASS_DECL_USMOEREQUIRECUDATOOLKITPASS
