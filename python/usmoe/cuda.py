@@ -361,7 +361,7 @@ def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArra
     for f, meta in mod.by_kind("scores"):
         mod.launch(f, meta, lp + gp, -(-(b * t) // 4), stream)
     for f, meta in mod.by_kind("mix_softmax_tokens"):
-        mod.launch(f, meta, lp + gp, -(-(b * e) // 128), stream)
+        mod.launch(f, meta, lp + gp, b * e, stream)
     for kind in ("select_sequence", "select_column"):
         for f, meta in mod.by_exact_kind(kind):
             sets, count = (b, t * e) if kind == "select_sequence" else (b * e, t)

@@ -153,7 +153,7 @@ def test_device_logits_give_a_device_plan_without_copies_or_syncs():
     (dict(mode="unified", k=1.5), 2 * 7,
      [("scores_unified_sigmoid", 3), ("select_sequence", 2)]),
     (dict(mode="unified", budget=3, expert_score="softmax_tokens"), 2 * 3,
-     [("scores_softmax", 3), ("mix_softmax_tokens", 1), ("select_sequence", 2)]),
+     [("scores_softmax", 3), ("mix_softmax_tokens", 16), ("select_sequence", 2)]),
     # Expert Choice: C = ceil(1.25 * 5 * 2 / 8) = 2 per (sequence, expert).
     (dict(mode="expert", capacity_factor=1.25, k=2), 2 * 8 * 2,
      [("scores_softmax", 3), ("select_column", 16)]),

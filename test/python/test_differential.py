@@ -131,10 +131,15 @@ def test_sets_longer_than_a_select_chunk(kind, route_device):
             (2, 2048, 8, "unified", dict(k=1.5)),     # 16384 pairs: one block
             (1, 2049, 8, "unified", dict(k=1.5)),     # 16392: five blocks
             (2, 1100, 16, "unified", dict(budget=333)),
+            # softmax_tokens: a block per column, 128 threads over 1100 tokens
+            (2, 1100, 16, "unified", dict(budget=333, expert_score="softmax_tokens")),
             (1, 16385, 2, "expert", dict(capacity=1500))]:
         logits = random_logits(rng, b, t, e, np.float32, kind)
+        want_opts = dict(opts)
+        if "expert_score" in want_opts:
+            want_opts["expert_score_kind"] = want_opts.pop("expert_score")
         assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
-                         reference.route(logits, mode=mode, **opts))
+                         reference.route(logits, mode=mode, **want_opts))
 
 
 def test_plan_of_many_tiles(route_device):

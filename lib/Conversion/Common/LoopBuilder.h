@@ -212,6 +212,19 @@ inline SmallVector<Value> forRangeAcc(LoopBuilder &b, Value lb, Value ub,
   return SmallVector<Value>(loop.getResults());
 }
 
+/// forStrided carrying `init`: acc = body(iv, acc); returns acc.
+inline SmallVector<Value> forStridedAcc(LoopBuilder &b, Value lb, Value ub,
+                                        Value step, ValueRange init,
+                                        AccumulatingBody body) {
+  auto loop = scf::ForOp::create(
+      b, lb, ub, step, init,
+      [&](OpBuilder &nb, Location loc, Value iv, ValueRange acc) {
+        LoopBuilder ib(loc, nb);
+        scf::YieldOp::create(ib, body(ib, iv, acc));
+      });
+  return SmallVector<Value>(loop.getResults());
+}
+
 /// Loops with less work than this many elements (as their callers count
 /// it) stay sequential: waking other threads costs tens of microseconds,
 /// more than a decode step's whole router.

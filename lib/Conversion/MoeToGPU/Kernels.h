@@ -78,7 +78,8 @@ gpu::GPUFuncOp buildTopKListKernel(OpBuilder &builder, Location loc,
 
 /// Row scores: 4 tokens (warps) per 128-thread block.
 inline constexpr int64_t kRowsPerScoreBlock = 4;
-/// Column kernels: one thread per (sequence, expert), 128 per block.
+/// Column kernels: 128 threads per block (select_given: a thread per row;
+/// the softmax_tokens mix: a block per (sequence, expert) column).
 inline constexpr int64_t kColumnBlock = 128;
 /// Select kernels: one 1024-thread block per selection set.
 inline constexpr int64_t kSelectBlock = 1024;
@@ -92,8 +93,9 @@ gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
                                    const loops::ModelOptions &model);
 
 /// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
-/// the softmax of each (sequence, expert) column over the tokens; one thread
-/// per column, tokens in order (the CPU path's order).
+/// the softmax of each (sequence, expert) column over the tokens; one block
+/// per column, its threads over the tokens (max and sum by block
+/// all-reduces: the same bits in every thread).
 /// With a `seqlens` type the logits are one packed batch and the kernel
 /// takes the offsets as a third argument: column (i, e) of sequence i.
 gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,

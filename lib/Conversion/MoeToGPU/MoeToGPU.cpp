@@ -297,12 +297,9 @@ struct ConvertMoeToGPUPass
                b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
            {logits, gates});
     if (mixKernel)
-      launch(
-          b, mixKernel,
-          arith::CeilDivUIOp::create(b, muli(b, batch, indexConst(b, experts)),
-                                     indexConst(b, gpu_kernels::kColumnBlock)),
-          seqlens ? SmallVector<Value>{logits, gates, seqlens}
-                  : SmallVector<Value>{logits, gates});
+      launch(b, mixKernel, muli(b, batch, indexConst(b, experts)),
+             seqlens ? SmallVector<Value>{logits, gates, seqlens}
+                     : SmallVector<Value>{logits, gates});
 
     Value sets = unified ? batch : muli(b, batch, indexConst(b, experts));
     Value tokens = dim(b, logits, 1);
@@ -344,8 +341,9 @@ struct ConvertMoeToGPUPass
         {"1", llvm::formatv("{0} * {1}", pairs, logitBytes), pairs + " * 4",
          llvm::formatv("{0} * {1}", pairs, logitBytes + 5)});
     if (mixKernel)
-      describe(mixKernel, "mix_softmax_tokens", "ceildiv(B * E, 128)",
-               {"1", llvm::formatv("{0} * {1}", pairs, logitBytes + 4),
+      // Each block reads its column's logits three times (max, sum, mix).
+      describe(mixKernel, "mix_softmax_tokens", "B * E",
+               {"1", llvm::formatv("{0} * {1}", pairs, 3 * logitBytes + 4),
                 pairs + " * 4"});
     std::string selectKind = unified ? "select_sequence" : "select_column";
     StringRef setGrid = unified ? "B" : "B * E";

@@ -10,8 +10,8 @@
 // then edits in place):
 //
 //  - row scores, one warp per token: P, or U = c1 * P + c2 * (2/E) sigmoid(L);
-//  - the softmax_tokens expert score, one thread per (sequence, expert)
-//    column, sequential over the tokens like the CPU path, mixed into U.
+//  - the softmax_tokens expert score, one block per (sequence, expert)
+//    column, its threads over the tokens (block max and sum), mixed into U.
 //
 //===----------------------------------------------------------------------===//
 
@@ -98,67 +98,83 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
   SmallVector<Type> argTypes = {logitsType, scoresType};
   if (seqlensType)
     argTypes.push_back(seqlensType);
+  const int64_t warps = kColumnBlock / kWarpSize;
+  MLIRContext *ctx = builder.getContext();
+  auto perWarp = MemRefType::get(
+      {warps}, Float32Type::get(ctx), MemRefLayoutAttrInterface(),
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
   return buildKernel(
       builder, loc, name, argTypes, int32_t(kColumnBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
         Value logits = args[0], scores = args[1];
         Value seqlens = seqlensType ? args[2] : Value();
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-        Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-        Value column = addi(b, muli(b, bid, indexConst(b, kColumnBlock)), tid);
+        Value column = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+        Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
+        Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
+        Value threads = indexConst(b, kColumnBlock);
         Value one = indexConst(b, 1);
-        // One column per (sequence, expert): of the batch, or of the packed
-        // sequences.
-        Value sequences =
-            seqlens ? subi(b, dim(b, seqlens, 0), one) : dim(b, logits, 0);
-        Value columns = muli(b, sequences, indexConst(b, experts));
-        ifThen(b, cmpi(b, CmpIPredicate::ult, column, columns),
-               [&](LoopBuilder &b) {
-                 Value sequence =
-                     arith::DivUIOp::create(b, column, indexConst(b, experts));
-                 Value ei =
-                     arith::RemUIOp::create(b, column, indexConst(b, experts));
-                 // The column's rows [zero, tokens) of batch entry bi.
-                 Value bi = sequence, zero = indexConst(b, 0),
-                       tokens = dim(b, logits, 1);
-                 if (seqlens) {
-                   bi = zero;
-                   zero = i32ToIndex(b, load(b, seqlens, {sequence}));
-                   tokens = i32ToIndex(
-                       b, load(b, seqlens, {addi(b, sequence, one)}));
-                 }
-                 auto x = [&](LoopBuilder &b, Value t) {
-                   return model.logit(b, loadAsF32(b, logits, {bi, t, ei}));
-                 };
-                 Value max = forRangeAcc(
-                     b, zero, tokens, {f32Const(b, kNegInf)},
-                     [&](LoopBuilder &b, Value t, ValueRange acc) {
-                       return SmallVector<Value>{
-                           arith::MaximumFOp::create(b, acc[0], x(b, t))};
-                     })[0];
-                 Value valid =
-                     cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
-                 auto expOf = [&](LoopBuilder &b, Value t) {
-                   Value xt = x(b, t);
-                   Value atMax = cmpf(b, CmpFPredicate::OEQ, xt, max);
-                   Value shifted =
-                       select(b, atMax, f32Const(b, 0.0), subf(b, xt, max));
-                   return select(b, valid, math::ExpOp::create(b, shifted),
-                                 f32Const(b, 0.0));
-                 };
-                 Value sum = forRangeAcc(
-                     b, zero, tokens, {f32Const(b, 0.0)},
-                     [&](LoopBuilder &b, Value t, ValueRange acc) {
-                       return SmallVector<Value>{addf(b, acc[0], expOf(b, t))};
-                     })[0];
-                 forRange(b, zero, tokens, [&](LoopBuilder &b, Value t) {
-                   Value f = select(b, valid, divf(b, expOf(b, t), sum),
-                                    f32Const(b, 0.0));
-                   Value p = load(b, scores, {bi, t, ei});
-                   Value u = addf(b, mulf(b, f32Const(b, 1.0 - alpha), p),
-                                  mulf(b, f32Const(b, alpha), f));
-                   store(b, u, scores, {bi, t, ei});
-                 });
-               });
-      });
+        // One block per column (sequence, expert) of the batch, or of the
+        // packed sequences; its threads take every kColumnBlock-th token.
+        {
+          {
+            Value sequence =
+                arith::DivUIOp::create(b, column, indexConst(b, experts));
+            Value ei =
+                arith::RemUIOp::create(b, column, indexConst(b, experts));
+            // The column's rows [zero, tokens) of batch entry bi.
+            Value bi = sequence, zero = indexConst(b, 0),
+                  tokens = dim(b, logits, 1);
+            if (seqlens) {
+              bi = zero;
+              zero = i32ToIndex(b, load(b, seqlens, {sequence}));
+              tokens =
+                  i32ToIndex(b, load(b, seqlens, {addi(b, sequence, one)}));
+            }
+            auto x = [&](LoopBuilder &b, Value t) {
+              return model.logit(b, loadAsF32(b, logits, {bi, t, ei}));
+            };
+            Value first = addi(b, zero, tid);
+            auto maxOf = [](LoopBuilder &b, Value p, Value q) -> Value {
+              return arith::MaximumFOp::create(b, p, q);
+            };
+            auto sumOf = [](LoopBuilder &b, Value p, Value q) {
+              return addf(b, p, q);
+            };
+            Value partialMax = forStridedAcc(
+                b, first, tokens, threads, {f32Const(b, kNegInf)},
+                [&](LoopBuilder &b, Value t, ValueRange acc) {
+                  return SmallVector<Value>{maxOf(b, acc[0], x(b, t))};
+                })[0];
+            Value max = blockAllReduce(b, partialMax, lane, warp, warps,
+                                       shared[0], maxOf);
+            Value valid =
+                cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
+            auto expOf = [&](LoopBuilder &b, Value t) {
+              Value xt = x(b, t);
+              Value atMax = cmpf(b, CmpFPredicate::OEQ, xt, max);
+              Value shifted =
+                  select(b, atMax, f32Const(b, 0.0), subf(b, xt, max));
+              return select(b, valid, math::ExpOp::create(b, shifted),
+                            f32Const(b, 0.0));
+            };
+            Value partialSum = forStridedAcc(
+                b, first, tokens, threads, {f32Const(b, 0.0)},
+                [&](LoopBuilder &b, Value t, ValueRange acc) {
+                  return SmallVector<Value>{addf(b, acc[0], expOf(b, t))};
+                })[0];
+            Value sum = blockAllReduce(b, partialSum, lane, warp, warps,
+                                       shared[0], sumOf);
+            forStrided(b, first, tokens, threads, [&](LoopBuilder &b, Value t) {
+              Value f =
+                  select(b, valid, divf(b, expOf(b, t), sum), f32Const(b, 0.0));
+              Value p = load(b, scores, {bi, t, ei});
+              Value u = addf(b, mulf(b, f32Const(b, 1.0 - alpha), p),
+                             mulf(b, f32Const(b, alpha), f));
+              store(b, u, scores, {bi, t, ei});
+            });
+          }
+        }
+      },
+      {perWarp});
 }

@@ -74,6 +74,27 @@ inline std::pair<Value, Value> warpArgMax(LoopBuilder &b, Value key,
   return {key, index};
 }
 
+/// `combine` over all threads of a block of `warps` warps, the same bits in
+/// every thread: each warp all-reduces (its lane 0's result for sums), lane
+/// 0 leaves it in `perWarp` (workgroup memory, one slot per warp), and every
+/// thread combines the slots in warp order. Every thread of the block must
+/// call it (it synchronizes twice: `perWarp` is free again on return).
+inline Value
+blockAllReduce(LoopBuilder &b, Value v, Value lane, Value warp, int64_t warps,
+               Value perWarp,
+               function_ref<Value(LoopBuilder &, Value, Value)> combine) {
+  using namespace loops;
+  v = shuffleIdx(b, warpAllReduce(b, v, combine), i32Const(b, 0));
+  ifThen(b, cmpi(b, arith::CmpIPredicate::eq, lane, indexConst(b, 0)),
+         [&](LoopBuilder &b) { store(b, v, perWarp, {warp}); });
+  gpu::BarrierOp::create(b);
+  Value total = load(b, perWarp, {indexConst(b, 0)});
+  for (int64_t w = 1; w < warps; ++w)
+    total = combine(b, total, load(b, perWarp, {indexConst(b, w)}));
+  gpu::BarrierOp::create(b);
+  return total;
+}
+
 /// Inclusive prefix sum of an i32 over the lanes of a warp (shuffle up).
 inline Value warpInclusiveScan(LoopBuilder &b, Value v, Value lane) {
   for (int32_t offset = 1; offset < kWarpSize; offset *= 2) {

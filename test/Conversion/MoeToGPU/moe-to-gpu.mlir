@@ -269,7 +269,7 @@ func.func @route_then_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi3
 
 // -----
 
-// softmax_tokens adds a column kernel (one thread per (sequence, expert));
+// softmax_tokens adds a column kernel (one block per (sequence, expert));
 // Expert Choice selects per column, one block per (sequence, expert).
 // CHECK-LABEL: func.func @column_kernels
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores
