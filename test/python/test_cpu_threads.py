@@ -65,7 +65,11 @@ def test_any_omp_num_threads_syntax_is_left_to_libomp():
             "cpu.set_num_threads(1); cpu.set_num_threads(0)\n"
             "b = usmoe.route(x, mode='token', k=2)\n"
             "assert (a.mask == b.mask).all()\n")
-    env = dict(os.environ, OMP_NUM_THREADS="2,1")
+    # The child imports the same usmoe as this process (the CI's venv, the
+    # build tree, or the sanitizer build's).
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(usmoe.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="2,1",
+               PYTHONPATH=os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
