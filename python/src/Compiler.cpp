@@ -465,6 +465,70 @@ int64_t elementCount(const std::vector<int64_t> &shape) {
     n *= d;
   return n;
 }
+
+/// Throws CompileError unless argument `i` has the rank and static sizes of
+/// `sig` (the Python layer checks first; this is the last line).
+void checkArgument(const HostArray &a, const TensorSignature &sig, size_t i) {
+  if (a.shape.size() != sig.shape.size())
+    throw CompileError("argument " + std::to_string(i) + " has rank " +
+                       std::to_string(a.shape.size()) + ", expected " +
+                       std::to_string(sig.shape.size()));
+  for (size_t d = 0; d < a.shape.size(); ++d)
+    if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d])
+      throw CompileError("argument " + std::to_string(i) + " dimension " +
+                         std::to_string(d) + " must be " +
+                         std::to_string(sig.shape[d]));
+}
+
+/// The memref descriptor words of a row-major array at `data`.
+std::vector<int64_t> rowMajorDescriptor(void *data,
+                                        const std::vector<int64_t> &shape) {
+  size_t rank = shape.size();
+  std::vector<int64_t> desc(descriptorWords(rank));
+  desc[0] = desc[1] = reinterpret_cast<int64_t>(data);
+  desc[2] = 0;
+  int64_t stride = 1;
+  for (size_t d = rank; d-- > 0;) {
+    desc[3 + d] = shape[d];
+    desc[3 + rank + d] = stride;
+    stride *= shape[d];
+  }
+  return desc;
+}
+
+/// The arguments of a packed-interface call of a C-interface function:
+/// a pointer to the results' storage (one descriptor, or a struct of
+/// them), then a pointer to each argument's descriptor. Not copyable:
+/// `packed` points into the object.
+class PackedCall {
+public:
+  PackedCall(std::vector<std::vector<int64_t>> argDescs,
+             const std::vector<TensorSignature> &results)
+      : argDescs(std::move(argDescs)) {
+    int64_t words = 0;
+    for (const TensorSignature &sig : results)
+      words += descriptorWords(sig.shape.size());
+    resultStorage.resize(std::max<int64_t>(words, 1));
+    resultPtr = resultStorage.data();
+    for (auto &desc : this->argDescs)
+      argPtrs.push_back(desc.data());
+    if (!results.empty())
+      packed.push_back(&resultPtr);
+    for (void *&p : argPtrs)
+      packed.push_back(&p);
+  }
+  PackedCall(const PackedCall &) = delete;
+  PackedCall &operator=(const PackedCall &) = delete;
+
+  void **arguments() { return packed.data(); }
+  int64_t *results() { return resultStorage.data(); }
+
+private:
+  std::vector<std::vector<int64_t>> argDescs;
+  std::vector<int64_t> resultStorage;
+  void *resultPtr = nullptr;
+  std::vector<void *> argPtrs, packed;
+};
 } // namespace
 
 std::vector<OwnedResult>
@@ -480,23 +544,16 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
       gpu->memFree(p, nullptr);
   };
 
-  // Argument descriptors: contiguous row-major views of the host arrays.
+  for (size_t i = 0; i < inputs.size(); ++i)
+    checkArgument(inputs[i], args[i], i);
+  // Argument descriptors: contiguous row-major views of the host arrays
+  // (on the GPU, of their copies in managed memory).
   std::vector<std::vector<int64_t>> argDescs;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const HostArray &a = inputs[i];
-    const TensorSignature &sig = args[i];
-    if (a.shape.size() != sig.shape.size()) {
-      if (gpu)
-        releaseStaged();
-      throw CompileError("argument " + std::to_string(i) + " has rank " +
-                         std::to_string(a.shape.size()) + ", expected " +
-                         std::to_string(sig.shape.size()));
-    }
-    size_t rank = a.shape.size();
-    std::vector<int64_t> desc(descriptorWords(rank));
     void *data = a.data;
     if (gpu) {
-      size_t bytes = size_t(elementCount(a.shape) * sig.elementBytes());
+      size_t bytes = size_t(elementCount(a.shape) * args[i].elementBytes());
       data = gpu->memAlloc(std::max<size_t>(bytes, 1), nullptr,
                            /*hostShared=*/true);
       if (!data) {
@@ -507,41 +564,9 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
       staged.push_back(data);
       std::memcpy(data, a.data, bytes);
     }
-    desc[0] = desc[1] = reinterpret_cast<int64_t>(data);
-    desc[2] = 0;
-    int64_t stride = 1;
-    for (size_t d = rank; d-- > 0;) {
-      if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d]) {
-        if (gpu)
-          releaseStaged();
-        throw CompileError("argument " + std::to_string(i) + " dimension " +
-                           std::to_string(d) + " must be " +
-                           std::to_string(sig.shape[d]));
-      }
-      desc[3 + d] = a.shape[d];
-      desc[3 + rank + d] = stride;
-      stride *= a.shape[d];
-    }
-    argDescs.push_back(std::move(desc));
+    argDescs.push_back(rowMajorDescriptor(data, a.shape));
   }
-
-  // One result: a descriptor; several: a struct of descriptors. Either way
-  // the C interface takes a pointer to their storage as the first argument.
-  int64_t resultWords = 0;
-  for (const TensorSignature &sig : res)
-    resultWords += descriptorWords(sig.shape.size());
-  std::vector<int64_t> resultStorage(std::max<int64_t>(resultWords, 1));
-
-  void *resultPtr = resultStorage.data();
-  std::vector<void *> argPtrs;
-  std::vector<void *> packed;
-  argPtrs.reserve(argDescs.size());
-  for (auto &desc : argDescs)
-    argPtrs.push_back(desc.data());
-  if (!res.empty())
-    packed.push_back(&resultPtr);
-  for (void *&p : argPtrs)
-    packed.push_back(&p);
+  PackedCall packed(std::move(argDescs), res);
   uint64_t failuresBefore = gpu ? gpu->failureCount() : 0;
   const std::optional<EmulatorRuntime> &emulator = impl->emulator;
   if (emulator)
@@ -562,10 +587,10 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
         // should have written) never runs.
         if (emulator)
           emulationFailed =
-              emulator->guardedCall(*function, packed.data()) != 0 ||
+              emulator->guardedCall(*function, packed.arguments()) != 0 ||
               emulator->failed();
         else
-          (*function)(packed.data());
+          (*function)(packed.arguments());
       },
       failedCheck);
   if (!checksPassed) {
@@ -583,7 +608,7 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
   }
 
   std::vector<OwnedResult> out;
-  int64_t *word = resultStorage.data();
+  int64_t *word = packed.results();
   // One owner per allocation: results that share one keep it alive together.
   std::vector<std::pair<void *, std::shared_ptr<void>>> owners;
   for (const TensorSignature &sig : res) {
@@ -654,40 +679,10 @@ JitFunction::callOnDevice(const std::vector<HostArray> &inputs,
                        " arguments, got " + std::to_string(inputs.size()));
   std::vector<std::vector<int64_t>> argDescs;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    const HostArray &a = inputs[i];
-    const TensorSignature &sig = args[i];
-    size_t rank = a.shape.size();
-    if (rank != sig.shape.size())
-      throw CompileError("argument " + std::to_string(i) + " has rank " +
-                         std::to_string(rank) + ", expected " +
-                         std::to_string(sig.shape.size()));
-    std::vector<int64_t> desc(descriptorWords(rank));
-    desc[0] = desc[1] = reinterpret_cast<int64_t>(a.data);
-    desc[2] = 0;
-    int64_t stride = 1;
-    for (size_t d = rank; d-- > 0;) {
-      if (sig.shape[d] >= 0 && sig.shape[d] != a.shape[d])
-        throw CompileError("argument " + std::to_string(i) + " dimension " +
-                           std::to_string(d) + " must be " +
-                           std::to_string(sig.shape[d]));
-      desc[3 + d] = a.shape[d];
-      desc[3 + rank + d] = stride;
-      stride *= a.shape[d];
-    }
-    argDescs.push_back(std::move(desc));
+    checkArgument(inputs[i], args[i], i);
+    argDescs.push_back(rowMajorDescriptor(inputs[i].data, inputs[i].shape));
   }
-  int64_t resultWords = 0;
-  for (const TensorSignature &sig : res)
-    resultWords += descriptorWords(sig.shape.size());
-  std::vector<int64_t> resultStorage(std::max<int64_t>(resultWords, 1));
-  void *resultPtr = resultStorage.data();
-  std::vector<void *> argPtrs, packed;
-  for (auto &desc : argDescs)
-    argPtrs.push_back(desc.data());
-  if (!res.empty())
-    packed.push_back(&resultPtr);
-  for (void *&p : argPtrs)
-    packed.push_back(&p);
+  PackedCall packed(std::move(argDescs), res);
 
   impl->engine->initialize();
   auto function = impl->engine->lookupPacked(impl->symbol);
@@ -696,13 +691,13 @@ JitFunction::callOnDevice(const std::vector<HostArray> &inputs,
   uint64_t failuresBefore = gpu->failureCount();
   std::string failedCheck;
   gpu->beginStreamCall(stream);
-  bool checksPassed =
-      runCatchingFailedChecks([&] { (*function)(packed.data()); }, failedCheck);
+  bool checksPassed = runCatchingFailedChecks(
+      [&] { (*function)(packed.arguments()); }, failedCheck);
   gpu->endStreamCall();
 
   std::vector<DeviceResult> out;
   std::vector<uint64_t> owned;
-  int64_t *word = resultStorage.data();
+  int64_t *word = packed.results();
   for (const TensorSignature &sig : res) {
     size_t rank = sig.shape.size();
     DeviceResult r;

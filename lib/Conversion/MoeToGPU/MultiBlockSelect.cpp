@@ -45,8 +45,6 @@ using arith::CmpIPredicate;
 
 namespace {
 
-constexpr int64_t kThreads = kSelectBlock;
-constexpr int64_t kWarps = kSelectBlock / kWarpSize;
 using Words = SelectWorkspace;
 
 /// What a block of the multi-block grid works on: its set, the set's size,
@@ -108,7 +106,7 @@ void storeTieEnd(LoopBuilder &b, const BlockSet &s, Value gates,
                  Value warpTotals) {
   Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
   Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-  Value threads = indexConst(b, kThreads);
+  Value threads = indexConst(b, kSelectBlock);
   ifThen(b, cmpi(b, CmpIPredicate::eq, tid, indexConst(b, 0)),
          [&](LoopBuilder &b) {
            store(b, i32Const(b, 0), sharedState, {indexConst(b, 3)});
@@ -152,25 +150,26 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
 
   // zero(workspace): one thread per word.
   kernels.zero = buildKernel(
-      builder, loc, (name + "_zero").str(), {workspaceType}, int32_t(kThreads),
+      builder, loc, (name + "_zero").str(), {workspaceType},
+      int32_t(kSelectBlock),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value i = addi(b,
                        muli(b, gpu::BlockIdOp::create(b, gpu::Dimension::x),
-                            indexConst(b, kThreads)),
+                            indexConst(b, kSelectBlock)),
                        gpu::ThreadIdOp::create(b, gpu::Dimension::x));
         ifThen(b, cmpi(b, CmpIPredicate::ult, i, dim(b, args[0], 0)),
                [&](LoopBuilder &b) { store(b, i32Const(b, 0), args[0], {i}); });
       });
 
   // histogram(gates, workspace, budget, pass).
-  SmallVector<Type> histBuffers = {workgroupBuffer(ctx, kRadixBins),
-                                   workgroupBuffer(ctx, 4),
-                                   workgroupBuffer(ctx, kWarps)};
+  SmallVector<Type> histBuffers = {
+      workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, 4),
+      workgroupBuffer(ctx, kSelectBlock / kWarpSize)};
   kernels.histogram = buildKernel(
       builder, loc, (name + "_histogram").str(),
       {gatesType, workspaceType, builder.getIndexType(),
        builder.getIndexType()},
-      int32_t(kThreads),
+      int32_t(kSelectBlock),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
         Value gates = args[0], ws = args[1], budget = args[2], pass = args[3];
         Value hist = shared[0], state = shared[1], warpTotals = shared[2];
@@ -201,7 +200,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
                [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
         gpu::BarrierOp::create(b);
-        forStrided(b, addi(b, s.begin, tid), s.end, indexConst(b, kThreads),
+        forStrided(b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
                    [&](LoopBuilder &b, Value i) {
                      Value key = scoreKey(b, load(b, gates, s.element(b, i)));
                      Value match = cmpi(b, CmpIPredicate::eq,
@@ -299,7 +298,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   // mark(gates, mask, workspace): the selection, in place.
   kernels.mark = buildKernel(
       builder, loc, (name + "_mark").str(),
-      {gatesType, maskType, workspaceType}, int32_t(kThreads),
+      {gatesType, maskType, workspaceType}, int32_t(kSelectBlock),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value gates = args[0], mask = args[1], ws = args[2];
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -309,7 +308,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         Value end =
             i32ToIndex(b, load(b, ws, {word(b, s.base, Words::kTieEnd)}));
         forStrided(
-            b, addi(b, s.begin, tid), s.end, indexConst(b, kThreads),
+            b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
             [&](LoopBuilder &b, Value i) {
               SmallVector<Value> idx = s.element(b, i);
               Value gate = load(b, gates, idx);
