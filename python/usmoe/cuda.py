@@ -45,6 +45,7 @@ def library():
         lib.usmoe_rt_router_pairs.restype = ctypes.c_int64
         lib.usmoe_rt_router_budget.restype = ctypes.c_int64
         lib.usmoe_rt_router_format.restype = ctypes.c_size_t
+        lib.usmoe_rt_mgpu_failure_count.restype = ctypes.c_uint64
         _runtime = lib
     return _runtime
 
@@ -142,6 +143,65 @@ class StreamAllocation:
         if self.ptr and _runtime is not None:
             _runtime.usmoe_rt_free_async(ctypes.c_uint64(self.ptr),
                                          ctypes.c_void_p(self.stream or None))
+
+
+class HostLibrary:
+    """The compiler's host code for one function, compiled ahead of time
+    into a shared library (usmoe-to-nvvm, then mlir-translate and clang
+    -shared against libusmoe_cuda_runtime.so: scripts/gpu_check/pack.py), so
+    a machine without MLIR runs it: `_mlir_ciface_<entry>` is called through
+    ctypes as a stream call of the runtime (launches asynchronous on
+    `stream`, results device memory allocated there). `results`: the
+    (element, rank) of each result."""
+
+    def __init__(self, path: str, entry: str, results):
+        library()  # the runtime the library links against, loaded first
+        self._lib = ctypes.CDLL(os.path.abspath(path))
+        self._fn = getattr(self._lib, "_mlir_ciface_" + entry)
+        self._fn.restype = None
+        self.results = [(element, int(rank)) for element, rank in results]
+
+    def __call__(self, args, stream: int = 0):
+        """`args`: (device pointer, shape) of row-major arrays. Returns
+        (allocation, data, shape) per result: free `allocation` (0: owned by
+        another result) with usmoe_rt_free_async on `stream`."""
+        rt = runtime()
+        descriptors = []
+        for ptr, shape in args:
+            strides, step = [], 1
+            for d in reversed(shape):
+                strides.insert(0, step)
+                step *= d
+            descriptors.append((ctypes.c_int64 * (3 + 2 * len(shape)))(
+                ptr, ptr, 0, *shape, *strides))
+        sizes = [3 + 2 * rank for _, rank in self.results]
+        out = (ctypes.c_int64 * max(sum(sizes), 1))()
+        failures = rt.usmoe_rt_mgpu_failure_count()
+        rt.usmoe_rt_mgpu_begin_stream_call(ctypes.c_void_p(stream or None))
+        try:
+            call_args = ([ctypes.byref(out)] if self.results else []) + \
+                [ctypes.byref(d) for d in descriptors]
+            self._fn(*call_args)
+        finally:
+            rt.usmoe_rt_mgpu_end_stream_call()
+        results, owned, at = [], set(), 0
+        for (element, rank), size in zip(self.results, sizes):
+            allocated, aligned, offset = out[at], out[at + 1], out[at + 2]
+            itemsize = np.dtype(_RESULT_DTYPES[element] if element != "bf16" else np.uint16) \
+                .itemsize
+            shape = [out[at + 3 + d] for d in range(rank)]
+            owner = allocated if allocated and allocated not in owned else 0
+            owned.add(allocated)
+            results.append((owner, aligned + offset * itemsize, shape))
+            at += size
+        if rt.usmoe_rt_mgpu_failure_count() != failures:
+            for owner, _, _ in results:
+                if owner:
+                    rt.usmoe_rt_free_async(ctypes.c_uint64(owner), ctypes.c_void_p(stream or None))
+            message = ctypes.create_string_buffer(512)
+            rt.usmoe_rt_mgpu_last_failure(message, ctypes.c_size_t(512))
+            raise RuntimeError(f"the GPU function failed: {message.value.decode()}")
+        return results
 
 
 _RESULT_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16", "i32": np.int32,

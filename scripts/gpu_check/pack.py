@@ -55,6 +55,27 @@ def router_ir(e, dtype, mode, opts):
     return usmoe.Router(mode=mode, **route_opts)._ir(dtype, e)
 
 
+def host_library(ir, opt, case_dir, name="router_host.so", entry="router"):
+    """The compiler's host code of `ir` (usmoe-to-nvvm with C wrappers,
+    mlir-translate, clang -shared against libusmoe_cuda_runtime.so, found at
+    run time one directory up) as a library that runs without MLIR."""
+    run = lambda cmd, text: subprocess.run(cmd, input=text, capture_output=True,  # noqa: E731
+                                            text=True, check=True).stdout
+    lowered = run([opt, "-", "-usmoe-to-nvvm=format=bin"],
+                  run([opt, "-", "-llvm-request-c-wrappers"], ir))
+    llvm_ir = run(["/usr/lib/llvm-22/bin/mlir-translate", "-mlir-to-llvmir"], lowered)
+    run(["clang-22", "-shared", "-fPIC", "-O2", "-Wno-override-module", "-x", "ir", "-",
+         "-o", os.path.join(case_dir, name), "-L", os.path.join(ROOT, "build", "lib"),
+         "-lusmoe_cuda_runtime", "-Wl,-rpath,$ORIGIN/.."], llvm_ir)
+    return {"library": name, "entry": entry}
+
+
+def router_results(mode):
+    """(element, rank) of the router function's results (usmoe._ir)."""
+    results = [["f32", 3], ["i1", 3], ["i32", 1], ["i32", 1], ["f32", 1]]
+    return results + ([["i32", 2], ["f32", 2]] if mode == "token" else [])
+
+
 LAYER_OPTIONS = dict(mode="unified", k=1.5)
 
 
@@ -126,6 +147,7 @@ def main():
             lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
                                      capture_output=True, text=True, check=True).stdout
             subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
+        host = dict(host_library(ir, opt, case_dir), results=router_results(mode))
         route_opts = dict(opts)
         if opts.get("bias"):
             route_opts["bias"] = rng.normal(0, 0.05, size=e).astype(np.float32)
@@ -143,7 +165,7 @@ def main():
                 np.save(os.path.join(case_dir, f"{key}{j}.npy"), value)
             inputs.append({"index": j, "shape": [b, t, e]})
         manifest.append({"dir": name, "experts": e, "dtype": dtype, "mode": mode,
-                         "options": opts, "inputs": inputs})
+                         "options": opts, "inputs": inputs, "host": host})
     manifest.append(pack_layer(args.out, opt, extract, rng))
     with open(os.path.join(args.out, "manifest.json"), "w") as f:
         json.dump({"cases": manifest, "bench_tokens": 16384}, f, indent=1)

@@ -109,6 +109,46 @@ def check_router(case, mod, d):
     return mism, worst, GATE_RTOL
 
 
+DTYPES = {"f32": np.float32, "i1": np.uint8, "i32": np.int32}
+
+
+def check_router_host(case, d):
+    """The same router through the compiler's own host code (packed as a
+    shared library: its launch sequence, budgets and M, nothing replayed
+    here), run as a stream call; against the CPU path."""
+    host = case["host"]
+    lib = cuda.HostLibrary(os.path.join(d, host["library"]), host["entry"], host["results"])
+    item = ITEMSIZE[case["dtype"]]
+    bias = case_bias(case, d)
+    mism, worst = 0, 0.0
+    for inp in case["inputs"]:
+        j, shape = inp["index"], tuple(inp["shape"])
+        want = lambda key: np.load(os.path.join(d, f"{key}{j}.npy"))  # noqa: E731
+        dl = cuda.DeviceArray(int(np.prod(shape)) * item)
+        dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
+        args = [(dl.ptr.value, list(shape))]
+        if bias is not None:
+            args.append((bias.ptr.value, [shape[2]]))
+        out = lib(args)
+        cuda.synchronize()
+        got = [cuda.DeviceArray(0, ptr=data).download(dims, DTYPES[element])
+               for (_, data, dims), (element, _) in zip(out, lib.results)]
+        for allocation, _, _ in out:
+            cuda.runtime().usmoe_rt_free_async(cuda.ctypes.c_uint64(allocation), None)
+        names = ["gates", "mask", "offsets", "ids", "weights", "topk_ids", "topk_weights"]
+        for name, value in zip(names, got):
+            expected = want(name)
+            if name in ("gates", "weights", "topk_weights"):
+                if value.shape != expected.shape:
+                    mism += 1
+                else:
+                    worst = max(worst, gate_err(value, expected))
+            elif value.shape != expected.shape or \
+                    (value.astype(expected.dtype) != expected).any():
+                mism += 1
+    return mism, worst, GATE_RTOL
+
+
 def time_router(case, mod, tokens, d):
     shape = (1, tokens, case["experts"])
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
@@ -158,6 +198,12 @@ def main():
         ok = mism == 0 and worst <= tol
         failures += 0 if ok else 1
         rows.append((case["dir"], mism, worst, us, "ok" if ok else "FAIL"))
+        if "host" in case:
+            mism, worst, _ = check_router_host(case, d)
+            ok = mism == 0 and worst <= tol
+            failures += 0 if ok else 1
+            rows.append((case["dir"] + " (host code)", mism, worst, float("nan"),
+                         "ok" if ok else "FAIL"))
     print(f"device: {device}")
     print(f"| case | mismatches | max rel err | launch+sync at {tokens} tokens (us) | result |")
     print("|---|---|---|---|---|")

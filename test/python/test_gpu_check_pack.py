@@ -83,6 +83,13 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
             assert meta["kernels"]["route_token_0"]["kind"] == "route_token_bias"
         experts.add(case["experts"])
     assert {8, 60, 64, 128, 256, 384, 512} <= experts
+    # Every router's host code as a library that runs without MLIR.
+    routers = [c for c in manifest["cases"] if c["mode"] != "layer"]
+    for case in routers:
+        library = pack / case["dir"] / case["host"]["library"]
+        symbols = subprocess.run(["nm", "-D", str(library)], capture_output=True, text=True,
+                                 check=True).stdout
+        assert "T _mlir_ciface_router" in symbols and " U mgpuLaunchKernel" in symbols
     assert modes == {"token", "expert", "unified", "layer"}
     # The Python API's half: the package and its sm_90 kernels, precompiled.
     assert (pack / "python" / "usmoe" / "api.py").exists() and (pack / "api_check.py").exists()
@@ -115,7 +122,12 @@ def test_run_half_drives_every_kernel_through_the_fake_driver(pack):
     assert lines[0] == "device: usmoe fake CUDA driver (sm_90)"
     manifest = json.loads((pack / "manifest.json").read_text())
     rows = [line for line in lines if line.endswith(("| ok |", "| FAIL |"))]
-    assert [row.split(" | ")[0][2:] for row in rows] == [c["dir"] for c in manifest["cases"]]
+    # Each router twice: launched by run.py from the kernel table, and by the
+    # compiler's own host code (the packed library, as a stream call).
+    expected = []
+    for c in manifest["cases"]:
+        expected += [c["dir"]] + ([c["dir"] + " (host code)"] if "host" in c else [])
+    assert [row.split(" | ")[0][2:] for row in rows] == expected
     assert all(row.endswith("| FAIL |") for row in rows)
 
 
@@ -140,3 +152,52 @@ def test_packed_cases_pass_on_the_gpu_emulator(pack):
     manifest = json.loads((pack / "manifest.json").read_text())
     assert len(rows) == 2 * len(manifest["cases"])
     assert all(row.endswith("| ok |") for row in rows)
+
+
+def test_packed_host_code_runs_as_a_stream_call_without_mlir(pack):
+    """A packed router's host library, loaded with nothing but the packed
+    runtime and usmoe_cuda.py (as on the GPU machine) and driven by the fake
+    driver: the compiler's launch sequence on the caller's stream, no
+    synchronization, the plan sized from the budget."""
+    fake = os.path.join(ROOT, "build", "test", "fake-cuda")
+    if not os.path.exists(os.path.join(fake, "libcuda.so.1")):
+        pytest.skip("the fake driver is not built")
+    manifest = json.loads((pack / "manifest.json").read_text())
+    case = next(c for c in manifest["cases"]
+                if c["mode"] == "unified" and c["experts"] == 8)
+    script = f"""
+import ctypes, json, sys
+import numpy as np
+sys.path.insert(0, {str(pack)!r})
+import usmoe_cuda as cuda
+drv = ctypes.CDLL("libcuda.so.1")
+drv.fake_cuda_launch_kernel.restype = ctypes.c_char_p
+drv.fake_cuda_launch_stream.restype = ctypes.c_size_t
+case = {case!r}
+host = case["host"]
+lib = cuda.HostLibrary({str(pack)!r} + "/" + case["dir"] + "/" + host["library"],
+                       host["entry"], host["results"])
+x = np.zeros((2, 7, 8), np.float32)
+drv.fake_cuda_reset()
+out = lib([(x.ctypes.data, [2, 7, 8])], stream=0x77)
+n = drv.fake_cuda_counter(b"launch")
+print(json.dumps(dict(
+    launches=[(drv.fake_cuda_launch_kernel(i).decode(), drv.fake_cuda_launch_stream(i))
+              for i in range(n)],
+    syncs=drv.fake_cuda_counter(b"stream_sync") + drv.fake_cuda_counter(b"ctx_sync"),
+    shapes=[shape for _, _, shape in out])))
+"""
+    run = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "LD_LIBRARY_PATH": fake,
+                              "USMOE_CUDA_RUNTIME": str(pack / "libusmoe_cuda_runtime.so")},
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert [name for name, _ in r["launches"]] == [
+        "route_unified_0_scores", "route_unified_0_select", "plan_1_count", "plan_1_scan",
+        "plan_1_fill"]
+    assert {stream for _, stream in r["launches"]} == {0x77}
+    assert r["syncs"] == 0
+    k = case["options"]["k"]
+    m = 2 * int(k * 7)
+    assert r["shapes"] == [[2, 7, 8], [2, 7, 8], [9], [m], [m]]
