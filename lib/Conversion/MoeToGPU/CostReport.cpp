@@ -59,6 +59,8 @@ struct UsmoeGpuCostReportPass
     auto table = module->getAttrOfType<DictionaryAttr>(kKernelTableAttr);
     if (!table)
       return; // no GPU kernels: nothing to report
+    if (failed(verifyKernelTable(module)))
+      return signalPassFailure();
     llvm::StringMap<int64_t> given;
     std::string error;
     if (!parseShape(shape, given, error)) {

@@ -28,6 +28,8 @@ namespace mlir::usmoe {
 
 /// The module attribute that holds the table.
 inline constexpr llvm::StringLiteral kKernelTableAttr = "usmoe.kernels";
+/// The gpu.module that holds every generated kernel.
+inline constexpr llvm::StringLiteral kKernelModule = "usmoe_kernels";
 
 /// A kernel's cost per call, as shape expressions over B, T, E (the [B, T,
 /// E] routing shape), K (top-k), M (plan rows), D and F (hidden and FFN
@@ -53,6 +55,15 @@ struct KernelCost {
 /// its argument types, block and `cost`.
 void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
                   SmallVector<NamedAttribute> info, const KernelCost &cost);
+
+/// Checks the table of `module` against its kernels: every gpu.func kernel
+/// of `kernelModule` has an entry and every entry a kernel; an entry has
+/// `kind` (string), `args` (the kernel's argument types, in order), `block`
+/// (its known block size), and `grid`, `launches`, `bytes_read`,
+/// `bytes_written` (and optionally `floor_bytes`) as shape expressions that
+/// parse. Emits an error naming the entry and the key otherwise.
+LogicalResult verifyKernelTable(ModuleOp module,
+                                StringRef kernelModule = kKernelModule);
 
 /// Bytes of one element of `type` in memory (i1: one byte).
 int64_t elementBytes(Type type);

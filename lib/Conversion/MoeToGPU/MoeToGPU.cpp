@@ -32,9 +32,6 @@ using namespace mlir;
 using namespace mlir::usmoe;
 using namespace mlir::usmoe::loops;
 
-/// The name of the gpu.module that holds every generated kernel.
-static constexpr StringLiteral kKernelModule = "usmoe_kernels";
-
 static MemRefType memrefOf(Type tensorType) {
   auto t = cast<RankedTensorType>(tensorType);
   return MemRefType::get(t.getShape(), t.getElementType());
@@ -129,6 +126,8 @@ struct ConvertMoeToGPUPass
       if (failed(lowered))
         return signalPassFailure();
     }
+    if (failed(verifyKernelTable(module, kKernelModule)))
+      return signalPassFailure();
   }
 
   gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
