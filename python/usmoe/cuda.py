@@ -166,14 +166,8 @@ class HostLibrary:
         (allocation, data, shape) per result: free `allocation` (0: owned by
         another result) with usmoe_rt_free_async on `stream`."""
         rt = runtime()
-        descriptors = []
-        for ptr, shape in args:
-            strides, step = [], 1
-            for d in reversed(shape):
-                strides.insert(0, step)
-                step *= d
-            descriptors.append((ctypes.c_int64 * (3 + 2 * len(shape)))(
-                ptr, ptr, 0, *shape, *strides))
+        descriptors = [(ctypes.c_int64 * (3 + 2 * len(shape)))(*_descriptor(ptr, shape))
+                       for ptr, shape in args]
         sizes = [3 + 2 * rank for _, rank in self.results]
         out = (ctypes.c_int64 * max(sum(sizes), 1))()
         failures = rt.usmoe_rt_mgpu_failure_count()
@@ -254,15 +248,20 @@ class GpuFunction:
         return out
 
 
-def memref_params(array: DeviceArray, shape):
-    """allocated, aligned, offset, sizes, strides (row-major) of a memref."""
+def _descriptor(ptr: int, shape):
+    """The words of a row-major memref descriptor: allocated, aligned,
+    offset, sizes, strides."""
     strides, s = [], 1
     for d in reversed(shape):
         strides.insert(0, s)
         s *= d
-    p = array.ptr.value
-    return ([ctypes.c_uint64(p), ctypes.c_uint64(p), ctypes.c_int64(0)]
-            + [ctypes.c_int64(d) for d in shape] + [ctypes.c_int64(d) for d in strides])
+    return [ptr, ptr, 0, *shape, *strides]
+
+
+def memref_params(array: DeviceArray, shape):
+    """A memref's descriptor as kernel parameters (pointers as u64)."""
+    words = _descriptor(array.ptr.value, shape)
+    return [ctypes.c_uint64(w) for w in words[:2]] + [ctypes.c_int64(w) for w in words[2:]]
 
 
 class KernelModule:

@@ -67,18 +67,25 @@ def case_bias(case, d):
     return dev
 
 
+def router_inputs(case, d):
+    """Per packed input of a router case: its shape, the CPU path's result
+    of a name (`want`), and the logits uploaded to the device."""
+    item = ITEMSIZE[case["dtype"]]
+    for inp in case["inputs"]:
+        j, shape = inp["index"], tuple(inp["shape"])
+        dl = cuda.DeviceArray(int(np.prod(shape)) * item)
+        dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
+        yield shape, (lambda key, j=j: np.load(os.path.join(d, f"{key}{j}.npy"))), dl
+
+
 def check_router(case, mod, d):
     """route, plan (M from the host-side formula, as usmoe.route does) and
     for Token Choice topk_list, against the CPU path."""
-    item = ITEMSIZE[case["dtype"]]
     bias = case_bias(case, d)
     mism, worst = 0, 0.0
-    for inp in case["inputs"]:
-        j, shape = inp["index"], tuple(inp["shape"])
-        want = lambda key: np.load(os.path.join(d, f"{key}{j}.npy"))  # noqa: E731
+    for shape, want, dl in router_inputs(case, d):
         n = int(np.prod(shape))
-        dl, dg, dm = cuda.DeviceArray(n * item), cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
-        dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
+        dg, dm = cuda.DeviceArray(n * 4), cuda.DeviceArray(n)
         lists = topk = None
         if case["mode"] == "token":
             k = int(case["options"]["k"])
@@ -118,14 +125,9 @@ def check_router_host(case, d):
     here), run as a stream call; against the CPU path."""
     host = case["host"]
     lib = cuda.HostLibrary(os.path.join(d, host["library"]), host["entry"], host["results"])
-    item = ITEMSIZE[case["dtype"]]
     bias = case_bias(case, d)
     mism, worst = 0, 0.0
-    for inp in case["inputs"]:
-        j, shape = inp["index"], tuple(inp["shape"])
-        want = lambda key: np.load(os.path.join(d, f"{key}{j}.npy"))  # noqa: E731
-        dl = cuda.DeviceArray(int(np.prod(shape)) * item)
-        dl.upload(np.load(os.path.join(d, f"in{j}.npy")))
+    for shape, want, dl in router_inputs(case, d):
         args = [(dl.ptr.value, list(shape))]
         if bias is not None:
             args.append((bias.ptr.value, [shape[2]]))
