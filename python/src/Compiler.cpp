@@ -24,12 +24,15 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/Target/LLVMIR/Export.h"
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
 #include "usmoe/InitAll.h"
 #include "usmoe/Pipelines/Pipelines.h"
 #include "usmoe/Target/GpuArtifacts.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
@@ -361,28 +364,37 @@ struct JitFunction::Impl {
   std::optional<EmulatorRuntime> emulator;
 };
 
-JitFunction::JitFunction(const std::string &source, const std::string &name,
-                         int optLevel, const GpuTarget *gpu,
-                         const EmulatorTarget *emulator, const CpuTarget *cpu)
-    : impl(std::make_unique<Impl>()) {
-  if (gpu)
-    impl->gpu = GpuRuntime::load(gpu->runtimePath);
-  if (emulator)
-    impl->emulator = EmulatorRuntime::load(emulator->runtimePath);
-  impl->ctx = makeContext();
-  DiagnosticCollector diags(*impl->ctx);
-  auto module = parse(*impl->ctx, source, diags);
-  auto func = module->lookupSymbol<func::FuncOp>(name);
+namespace {
+/// A public function of `source` lowered to the LLVM dialect for a target
+/// (usmoe-to-nvvm for `gpu`, usmoe-to-gpu-emu for `emulator`, else
+/// usmoe-to-cpu with `cpu`'s options), with its C interface.
+struct LoweredFunction {
+  std::unique_ptr<MLIRContext> ctx;
+  OwningOpRef<ModuleOp> module;
+  std::vector<TensorSignature> args, res;
+  /// The host code reads device memory (no stream calls).
+  bool hostReadsDevice = false;
+};
+
+LoweredFunction lowerFunction(const std::string &source,
+                              const std::string &name, const GpuTarget *gpu,
+                              const EmulatorTarget *emulator,
+                              const CpuTarget *cpu) {
+  LoweredFunction out;
+  out.ctx = makeContext();
+  DiagnosticCollector diags(*out.ctx);
+  out.module = parse(*out.ctx, source, diags);
+  auto func = out.module->lookupSymbol<func::FuncOp>(name);
   if (!func || func.isExternal())
     throw CompileError("no function named '" + name + "' with a body");
   for (Type t : func.getArgumentTypes())
-    args.push_back(signatureOf(t));
+    out.args.push_back(signatureOf(t));
   for (Type t : func.getResultTypes())
-    res.push_back(signatureOf(t));
+    out.res.push_back(signatureOf(t));
   func->setAttr(LLVM::LLVMDialect::getEmitCWrapperAttrName(),
-                UnitAttr::get(impl->ctx.get()));
+                UnitAttr::get(out.ctx.get()));
 
-  PassManager pm(impl->ctx.get());
+  PassManager pm(out.ctx.get());
   if (gpu) {
     mlir::usmoe::UsmoeToNVVMPipelineOptions options;
     options.chip = gpu->chip;
@@ -399,25 +411,130 @@ JitFunction::JitFunction(const std::string &source, const std::string &name,
       options.openmp = true;
     mlir::usmoe::buildUsmoeToCPUPipeline(pm, options);
   }
-  if (failed(pm.run(*module)))
+  if (failed(pm.run(*out.module)))
     diags.fail("lowering '" + name + "' for the " +
                std::string(gpu        ? "GPU"
                            : emulator ? "GPU emulator"
                                       : "CPU") +
                " failed");
-  hostReadsDevice = (*module)->hasAttr(mlir::usmoe::kHostReadsDeviceAttr);
+  out.hostReadsDevice =
+      (*out.module)->hasAttr(mlir::usmoe::kHostReadsDeviceAttr);
+  return out;
+}
 
-  // Optimize for this host's CPU: without a target machine LLVM's cost
-  // model knows no vector registers and vectorizes nothing.
-  std::unique_ptr<llvm::TargetMachine> hostMachine;
-  if (auto builder = llvm::orc::JITTargetMachineBuilder::detectHost()) {
-    if (auto machine = builder->createTargetMachine())
-      hostMachine = std::move(*machine);
-    else
-      llvm::consumeError(machine.takeError());
-  } else {
+/// A target machine for this host's CPU (null if LLVM cannot describe it):
+/// without one LLVM's cost model knows no vector registers and vectorizes
+/// nothing. `library`: position-independent code for the architecture's
+/// baseline CPU instead, for a shared library that may run on another
+/// machine (GPU host code is launch glue: nothing to vectorize).
+std::unique_ptr<llvm::TargetMachine> hostTargetMachine(bool library = false) {
+  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!builder) {
     llvm::consumeError(builder.takeError());
+    return nullptr;
   }
+  if (library) {
+    builder->setRelocationModel(llvm::Reloc::PIC_);
+    builder->setCPU("");
+    builder->setFeatures("");
+  }
+  auto machine = builder->createTargetMachine();
+  if (!machine) {
+    llvm::consumeError(machine.takeError());
+    return nullptr;
+  }
+  return std::move(*machine);
+}
+} // namespace
+
+HostObject usmoe_py::compileGpuHostObject(const std::string &source,
+                                          const std::string &name,
+                                          const GpuTarget &target,
+                                          int optLevel) {
+  LoweredFunction lowered =
+      lowerFunction(source, name, &target, nullptr, nullptr);
+  HostObject out;
+  std::vector<mlir::usmoe::GpuObject> objects =
+      mlir::usmoe::collectGpuObjects(*lowered.module);
+  if (!objects.empty())
+    out.kernelMetadata =
+        mlir::usmoe::gpuMetadataJson(*lowered.module, objects.front().binary);
+  llvm::LLVMContext llvmCtx;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(*lowered.module, llvmCtx, name);
+  if (!llvmModule)
+    throw CompileError("translating '" + name + "' to LLVM IR failed");
+  std::unique_ptr<llvm::TargetMachine> machine =
+      hostTargetMachine(/*library=*/true);
+  if (!machine)
+    throw CompileError("LLVM cannot generate code for this host");
+  llvmModule->setDataLayout(machine->createDataLayout());
+  llvmModule->setTargetTriple(machine->getTargetTriple());
+
+  // A failed cf.assert prints with puts and calls abort: in a library they
+  // go to the runtime, which ends the call instead of the process.
+  const std::pair<const char *, const char *> renamed[] = {
+      {"puts", "usmoe_rt_check_message"}, {"abort", "usmoe_rt_check_abort"}};
+  for (auto [from, to] : renamed)
+    if (llvm::Function *f = llvmModule->getFunction(from))
+      f->setName(to);
+
+  // The packed interface usmoe_rt_host_call takes: args[i] points at the
+  // C interface's i-th argument (a descriptor pointer).
+  llvm::Function *ciface = llvmModule->getFunction("_mlir_ciface_" + name);
+  if (!ciface)
+    throw CompileError("'" + name + "' has no C interface after lowering");
+  auto *ptrType = llvm::PointerType::getUnqual(llvmCtx);
+  out.packedSymbol = "_usmoe_packed_" + name;
+  auto *packed = llvm::Function::Create(
+      llvm::FunctionType::get(llvm::Type::getVoidTy(llvmCtx), {ptrType},
+                              /*isVarArg=*/false),
+      llvm::GlobalValue::ExternalLinkage, out.packedSymbol, *llvmModule);
+  llvm::IRBuilder<> b(llvm::BasicBlock::Create(llvmCtx, "entry", packed));
+  SmallVector<llvm::Value *> callArgs;
+  for (llvm::Argument &arg : ciface->args()) {
+    llvm::Value *slot =
+        b.CreateConstGEP1_64(ptrType, packed->getArg(0), arg.getArgNo());
+    llvm::Value *pointee = b.CreateLoad(ptrType, slot);
+    callArgs.push_back(b.CreateLoad(arg.getType(), pointee));
+  }
+  b.CreateCall(ciface, callArgs);
+  b.CreateRetVoid();
+
+  if (llvm::Error error = makeOptimizingTransformer(
+          optLevel, /*sizeLevel=*/0, machine.get())(llvmModule.get()))
+    throw CompileError("optimizing '" + name +
+                       "' failed: " + llvm::toString(std::move(error)));
+  llvm::SmallVector<char, 0> buffer;
+  llvm::raw_svector_ostream os(buffer);
+  llvm::legacy::PassManager codegen;
+  if (machine->addPassesToEmitFile(codegen, os, nullptr,
+                                   llvm::CodeGenFileType::ObjectFile))
+    throw CompileError("LLVM cannot emit an object file for this host");
+  codegen.run(*llvmModule);
+  out.object.assign(buffer.begin(), buffer.end());
+  out.args = std::move(lowered.args);
+  out.res = std::move(lowered.res);
+  out.hostReadsDevice = lowered.hostReadsDevice;
+  return out;
+}
+
+JitFunction::JitFunction(const std::string &source, const std::string &name,
+                         int optLevel, const GpuTarget *gpu,
+                         const EmulatorTarget *emulator, const CpuTarget *cpu)
+    : impl(std::make_unique<Impl>()) {
+  if (gpu)
+    impl->gpu = GpuRuntime::load(gpu->runtimePath);
+  if (emulator)
+    impl->emulator = EmulatorRuntime::load(emulator->runtimePath);
+  LoweredFunction lowered = lowerFunction(source, name, gpu, emulator, cpu);
+  impl->ctx = std::move(lowered.ctx);
+  auto &module = lowered.module;
+  args = std::move(lowered.args);
+  res = std::move(lowered.res);
+  hostReadsDevice = lowered.hostReadsDevice;
+
+  std::unique_ptr<llvm::TargetMachine> hostMachine = hostTargetMachine();
   auto transformer =
       makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, hostMachine.get());
   ExecutionEngineOptions engineOptions;

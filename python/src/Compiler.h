@@ -92,6 +92,21 @@ struct GpuTarget {
   std::string chip, features, runtimePath;
 };
 
+/// The host code of a GPU function compiled to a relocatable, position-
+/// independent object for this host's architecture (its baseline CPU, so
+/// that a cache of them travels), kernels embedded: linked into a
+/// shared library it runs without MLIR (usmoe_rt_host_call on its
+/// `packedSymbol`), against libusmoe_cuda_runtime.so loaded RTLD_GLOBAL.
+struct HostObject {
+  std::string object;
+  std::string packedSymbol;
+  /// The kernels' JSON metadata (as compileForGpu's; "" without kernels).
+  std::string kernelMetadata;
+  std::vector<TensorSignature> args, res;
+  /// The host code reads device memory (no stream calls).
+  bool hostReadsDevice = false;
+};
+
 /// Where a JitFunction runs on the GPU emulator: host code and kernels from
 /// usmoe-to-gpu-emu, JIT-compiled for the CPU and linked to the emulator
 /// runtime at `runtimePath`. Arguments and results stay in host memory.
@@ -108,6 +123,12 @@ struct CpuTarget {
   std::string runtimePath;
   std::string openmpRuntimePath;
 };
+
+/// Compiles the public function `name` of `source` with usmoe-to-nvvm for
+/// `target` (its runtimePath unused) into a HostObject.
+HostObject compileGpuHostObject(const std::string &source,
+                                const std::string &name,
+                                const GpuTarget &target, int optLevel);
 
 /// A function of tensors, JIT-compiled.
 class JitFunction {

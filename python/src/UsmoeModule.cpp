@@ -191,6 +191,39 @@ PYBIND11_MODULE(_usmoe, m) {
       "Lower IR with usmoe-to-nvvm; returns ({file: bytes}, metadata JSON).");
 
   m.def(
+      "compile_gpu_host",
+      [](const std::string &source, const std::string &name,
+         const std::string &chip, const std::string &features, int optLevel) {
+        HostObject o;
+        {
+          py::gil_scoped_release release;
+          o = compileGpuHostObject(source, name, GpuTarget{chip, features, ""},
+                                   optLevel);
+        }
+        auto signatures = [](const std::vector<TensorSignature> &list) {
+          py::list out;
+          for (const TensorSignature &s : list)
+            out.append(py::make_tuple(s.element, s.shape));
+          return out;
+        };
+        py::dict d;
+        d["object"] = py::bytes(o.object);
+        d["packed"] = o.packedSymbol;
+        d["arguments"] = signatures(o.args);
+        d["results"] = signatures(o.res);
+        d["host_reads_device"] = o.hostReadsDevice;
+        d["kernels"] = o.kernelMetadata;
+        return d;
+      },
+      py::arg("source"), py::arg("name"), py::arg("chip") = "sm_90",
+      py::arg("features") = "+ptx80", py::arg("opt_level") = 3,
+      "Compiles the GPU function `name` (usmoe-to-nvvm, kernels embedded) to "
+      "a position-independent object for this host: {object, packed (the "
+      "symbol usmoe_rt_host_call takes), arguments, results, "
+      "host_reads_device, kernels (the kernels' metadata JSON)}. Link it with `cc -shared` to run it without "
+      "MLIR.");
+
+  m.def(
       "evaluate_shape_expr",
       [](const std::string &text,
          const std::map<std::string, int64_t> &values) {

@@ -207,21 +207,42 @@ def allocator(framework, stream: int):
     return cuda.DeviceArray
 
 
-def wrap_device_results(outputs: dict, framework, stream: int, keep_alive=()):
-    """{name: (DeviceArray from `allocator`, shape, dtype)} -> {name: array on
-    the GPU} in the caller's framework (CudaArray when it has none)."""
-    if framework == "torch":
-        import torch
-        names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-                 "int32": torch.int32, "bool": torch.bool}
-        return {k: buffer.owner[:_nbytes(dims, dtype)].view(names[_dtype_name(dtype)]).view(dims)
-                for k, (buffer, dims, dtype) in outputs.items()}
-    if framework == "cupy":
-        return {k: buffer.owner[:_nbytes(dims, dtype)].view(np.dtype(dtype)).reshape(dims)
-                for k, (buffer, dims, dtype) in outputs.items()}
+_RESULT_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16", "i32": np.int32,
+                  "i64": np.int64, "i1": np.bool_}
+
+
+def wrap_stream_results(raw, signatures, framework, stream: int, keep_alive=()):
+    """The results of a stream call (`raw`: (allocation, data, shape) per
+    result, `signatures`: (element, shape) per result) as arrays on the GPU
+    in the caller's framework, each owning its allocation (freed on
+    `stream` when the last array over it goes): torch tensors or CuPy
+    arrays through the CUDA array interface (no copy, no native module
+    needed), CudaArray when the caller has no framework. `keep_alive`:
+    what the launched kernels may still read (the arguments' DLPack
+    capsules), held as long as the results."""
+    from . import cuda
     from .cuda_array import CudaArray
-    return {k: CudaArray(buffer, dims, dtype, stream, keep_alive=keep_alive)
-            for k, (buffer, dims, dtype) in outputs.items()}
+    owners = {a: cuda.StreamAllocation(a, stream) for a, _, _ in raw if a}
+    out = []
+    for (allocation, data, shape), (element, _) in zip(raw, signatures):
+        # A result inside another's allocation (or an argument's memory)
+        # keeps every allocation of the call alive.
+        owner = owners[allocation] if allocation else tuple(owners.values())
+        dtype = _RESULT_DTYPES[element]
+        bf16 = element == "bf16"
+        array = CudaArray(cuda.DeviceArray(0, ptr=data, owner=owner), shape,
+                          np.int16 if bf16 and framework else dtype, stream,
+                          keep_alive=[k for k in keep_alive if k is not None])
+        if framework == "torch":
+            import torch
+            tensor = torch.as_tensor(array, device="cuda")
+            out.append(tensor.view(torch.bfloat16) if bf16 else tensor)
+        elif framework == "cupy":
+            import cupy
+            out.append(cupy.asarray(array))  # CuPy has no bfloat16: raw bits as int16
+        else:
+            out.append(array)
+    return out
 
 
 def _dtype_name(dtype) -> str:

@@ -1,16 +1,17 @@
-"""An on-disk cache of compiled GPU kernels (cubin + launch metadata).
+"""An on-disk cache of compiled GPU functions: the compiler's host code
+with its kernels embedded, as a shared library plus its signature (JSON).
 
-Compiling a router for the GPU (usmoe-to-nvvm, ptxas) takes about a second;
-the in-memory cache of usmoe.api saves it within a process, this one across
-processes and on machines that can load the kernels but not compile them
-(a GPU server without LLVM/MLIR, given a cache filled elsewhere for its
-architecture).
+Compiling a router for the GPU (usmoe-to-nvvm, ptxas, LLVM for the host
+code) takes about a second; the in-memory cache of usmoe.api saves it
+within a process, this one across processes and on machines that can run
+the libraries but not build them (a GPU server without LLVM/MLIR, given a
+cache filled elsewhere for its architecture and CPU).
 
 Location: $USMOE_CACHE_DIR, else ~/.cache/usmoe/kernels; USMOE_CACHE_DIR=""
-turns it off. Entries are keyed by the IR, the target (chip, PTX features)
-and the compiler itself (a hash of the native module's file), so a rebuilt
-compiler never reuses stale kernels. Writes are atomic; an unreadable entry
-is ignored and recompiled.
+turns it off. Entries are keyed by the IR, the entry function, the target
+(chip, PTX features, the host's CPU architecture) and the compiler itself (a hash of the native module's
+file), so a rebuilt compiler never reuses stale code. Writes are atomic; an
+unreadable entry is ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import glob
 import hashlib
 import json
 import os
+import platform
 import tempfile
 from typing import Callable, Optional, Tuple
 
@@ -52,11 +54,11 @@ def compiler_id() -> Optional[str]:
     return _compiler_id
 
 
-def _key(ir: str, chip: str, features: str) -> Optional[str]:
+def _key(*parts: str) -> Optional[str]:
     compiler = compiler_id()
     if compiler is None:
         return None
-    return hashlib.sha256("\0".join([compiler, chip, features, ir]).encode()).hexdigest()
+    return hashlib.sha256("\0".join([compiler, *parts]).encode()).hexdigest()
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -71,34 +73,43 @@ def _write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def cubin(ir: str, chip: str, features: str,
-          compile_fn: Callable[[], Tuple[bytes, str]]) -> Tuple[bytes, str]:
-    """(image, metadata JSON) for `ir` on (chip, features): from the cache,
-    else from `compile_fn()` (then stored)."""
+def host_library(ir: str, entry: str, chip: str, features: str,
+                 build: Callable[[str], dict]) -> Tuple[str, dict]:
+    """(path of the shared library, its metadata) for function `entry` of
+    `ir` on (chip, features): from the cache, else `build(path)` links the
+    library at `path` and returns the metadata (then both are stored; with
+    the cache off, `path` is in a fresh temporary directory)."""
     global hits, misses
     directory = cache_dir()
-    key = _key(ir, chip, features) if directory else None
+    # The library's CPU architecture too: a cache may travel between machines.
+    key = _key(ir, entry, chip, features, platform.machine()) if directory else None
     if key is not None:
         base = os.path.join(directory, key)
         try:
-            with open(base + ".cubin", "rb") as f:
-                image = f.read()
             with open(base + ".json") as f:
-                metadata = f.read()
-            json.loads(metadata)  # a torn or foreign file is a miss
-            if image:
+                metadata = json.load(f)  # a torn or foreign file is a miss
+            if os.path.getsize(base + ".so") and metadata.get("packed"):
                 hits += 1
-                return image, metadata
-        except (OSError, ValueError):
+                return base + ".so", metadata
+        except (OSError, ValueError, AttributeError):
             pass
     misses += 1
-    image, metadata = compile_fn()
-    if key is not None:
-        try:
-            os.makedirs(directory, exist_ok=True)
-            # Metadata last: an entry counts once both files are there.
-            _write_atomic(base + ".cubin", image)
-            _write_atomic(base + ".json", metadata.encode())
-        except OSError:
-            pass  # a read-only or full disk only costs the next compile
-    return image, metadata
+    if key is None:
+        path = os.path.join(tempfile.mkdtemp(prefix="usmoe-"), "host.so")
+        return path, build(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        scratch = tempfile.mkdtemp(dir=directory, prefix=".tmp-")
+    except OSError:  # a read-only disk only costs the next build
+        path = os.path.join(tempfile.mkdtemp(prefix="usmoe-"), "host.so")
+        return path, build(path)
+    try:
+        metadata = build(os.path.join(scratch, "host.so"))
+        # Metadata last: an entry counts once both files are there.
+        os.replace(os.path.join(scratch, "host.so"), base + ".so")
+        _write_atomic(base + ".json", json.dumps(metadata).encode())
+    finally:
+        for name in os.listdir(scratch):
+            os.unlink(os.path.join(scratch, name))
+        os.rmdir(scratch)
+    return base + ".so", metadata

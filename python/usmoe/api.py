@@ -46,24 +46,22 @@ class _CompileCache:
 _cache = _CompileCache()
 
 
-def _load_gpu_kernels(ir: str, chip: str, features: str):
-    """The loaded kernels of `ir` for (chip, features), compiled or from the
-    on-disk kernel cache."""
-    from . import _kernel_cache, cuda
-
-    def compile_now():
-        files, metadata = _native().compile_gpu(ir, chip, features, format="bin")
-        return next(iter(files.values())), metadata
-    image, metadata = _kernel_cache.cubin(ir, chip, features, compile_now)
-    return cuda.KernelModule(image, metadata)
+def _gpu_function(ir: str, entry: str):
+    """Function `entry` of `ir` for the GPU at hand: the compiler's host
+    code with its kernels (cuda.host_function; built once, then from the
+    on-disk cache). RuntimeError without a GPU."""
+    from . import cuda
+    chip, features = cuda.target_for_device()
+    return _cache.get(("gpu", ir, entry, chip),
+                      lambda: cuda.host_function(ir, entry, chip, features))
 
 
 def cache_info() -> dict:
     """How many routers/layers were built in this process (`compilations`)
     and are held (`entries`), where device="cuda" runs now (`gpu`: "cuda",
-    or "emulator" under USMOE_GPU_EMULATOR=1), and the on-disk GPU kernel
-    cache: where, how many kernels it supplied (`hits`) and how many were
-    compiled (`misses`)."""
+    or "emulator" under USMOE_GPU_EMULATOR=1), and the on-disk cache of GPU
+    functions (host code + kernels): where, how many it supplied (`hits`)
+    and how many were compiled (`misses`)."""
     from . import _kernel_cache
     return {"compilations": _cache.compilations, "entries": len(_cache._entries),
             "gpu": "emulator" if emulator.enabled() else "cuda",
@@ -224,18 +222,15 @@ class Router:
     def compiled(self, element: str, num_experts: int, packed: bool = False):
         """The compiled router for logits of `element` and E experts (with
         `packed`: for one packed batch with sequence offsets): a CPU JIT
-        function, or for device="cuda" the loaded GPU kernels (on the GPU
-        emulator: the GPU path's host code and kernels, JIT-compiled)."""
+        function, or for device="cuda" the compiler's host code with its
+        kernels (cuda.HostFunction; on the GPU emulator: JIT-compiled with
+        the emulated kernels)."""
         if self.device == "cuda" and emulator.enabled():
             return _cache.get(self._key(element, num_experts, packed) + ("emulator",),
                               lambda: emulator.jit(self._ir(element, num_experts, packed),
                                                    "router"))
         if self.device == "cuda":
-            from . import cuda
-            chip, features = cuda.target_for_device()  # RuntimeError without a GPU
-            return _cache.get(self._key(element, num_experts) + (chip,),
-                              lambda: _load_gpu_kernels(self._ir(element, num_experts), chip,
-                                                        features))
+            return _gpu_function(self._ir(element, num_experts, packed), "router")
         from . import cpu
         return _cache.get(self._key(element, num_experts, packed) + cpu.key(),
                           lambda: cpu.jit(self._ir(element, num_experts, packed), "router"))
@@ -251,49 +246,25 @@ class Router:
         return self._bias_on_device
 
     def _call_cuda(self, array, element, source: Optional[_arrays.DeviceView], stream) -> Plan:
-        """Route on the GPU. Logits already on the device stay there and so
-        does the plan (in the caller's framework); host logits are uploaded
-        and the plan comes back as NumPy arrays. Nothing synchronizes in the
-        device case: M is known on the host."""
+        """Route on the GPU through the compiler's host code. Logits already
+        on the device stay there and so does the plan (in the caller's
+        framework): a stream call, nothing synchronizes (M is known on the
+        host). Host logits are uploaded and the plan comes back as NumPy
+        arrays."""
         from . import cuda
-        shape = tuple(array.shape) if source is None else tuple(source.shape)
-        b, t, e = shape
-        mod = self.compiled(element, e)
+        e = (array.shape if source is None else source.shape)[2]
+        fn = self.compiled(element, e)
+        if source is None:
+            args = [array] + ([] if self.bias is None else [self.bias])
+            return _plan_of(cuda.call_on_host(fn, args, stream or 0))
         if stream is None:
-            stream = 0 if source is None else source.stream
-        n = b * t * e
-        if source is None:
-            logits = cuda.DeviceArray(n * (4 if element == "f32" else 2))
-            logits.upload(array)
-        else:
-            logits = cuda.DeviceArray(0, ptr=source.ptr)
-        alloc = _arrays.allocator(None if source is None else source.framework, stream)
-        gates, mask = alloc(n * 4), alloc(n)
-        options = dict(k=self.k, budget=self.budget, capacity=self.capacity,
-                       capacity_factor=self.capacity_factor)
-        lists = None
-        if self.mode == "token":
-            k = int(self.k)
-            lists = (alloc(b * t * k * 4), alloc(b * t * k * 4))
-        cuda.launch_route(mod, self.mode, options, logits, gates, mask, shape,
-                          bias=self._device_bias(), stream=stream, alloc=alloc, lists=lists)
-        m = cuda.selected_pairs(self.mode, options, shape)
-        offsets, ids, weights, _ = cuda.launch_plan(mod, gates, mask, shape, rows=m,
-                                                    stream=stream, alloc=alloc)
-        outputs = dict(gates=(gates, shape, np.float32), mask=(mask, shape, np.bool_),
-                       expert_offsets=(offsets, (e + 1,), np.int32),
-                       token_ids=(ids, (m,), np.int32), weights=(weights, (m,), np.float32))
-        if self.mode == "token":
-            k = int(self.k)
-            tids, tw = cuda.launch_topk_list(mod, gates, mask, shape, k, stream=stream,
-                                             alloc=alloc, out=lists)
-            outputs.update(topk_ids=(tids, (b * t, k), np.int32),
-                           topk_weights=(tw, (b * t, k), np.float32))
-        if source is None:
-            cuda.synchronize(stream)
-            return Plan(**{name: buffer.download(dims, dtype)
-                           for name, (buffer, dims, dtype) in outputs.items()})
-        return Plan(**_arrays.wrap_device_results(outputs, source.framework, stream))
+            stream = source.stream
+        args = [(source.ptr, source.shape)]
+        if self.bias is not None:
+            args.append((self._device_bias().ptr.value, [e]))
+        raw = fn.call_device(args, stream)
+        return _plan_of(_arrays.wrap_stream_results(raw, fn.results, source.framework, stream,
+                                                    keep_alive=[source.keep_alive]))
 
     def _call_packed(self, logits, cu_seqlens, stream) -> Plan:
         """Routes one packed batch [N, E] of sequences with offsets."""

@@ -1,10 +1,12 @@
-"""Launching usmoe's GPU kernels through libusmoe_cuda_runtime.so (ctypes).
+"""Driver glue for usmoe's GPU path: libusmoe_cuda_runtime.so through
+ctypes (device memory, streams, the router rules) and the compiler's host
+code, which launches the kernels (`HostFunction`: compiled into a shared
+library, called as a stream call of the runtime).
 
-Needs NumPy and the CUDA driver only (no MLIR), so the same file serves
-`usmoe.route(..., device="cuda")` and the run half of scripts/gpu-check.sh.
-The launch sequences mirror the host code that convert-moe-to-gpu emits;
-kernel parameters follow the metadata (a memref argument expands to
-allocated ptr, aligned ptr, offset, sizes, strides).
+Needs NumPy and the CUDA driver only (no MLIR) to run a host library built
+elsewhere, so the same file serves `usmoe.route(..., device="cuda")` and
+the run half of scripts/gpu-check.sh. Grids, budgets and kernel order are
+the compiler's: nothing here launches a kernel itself.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import subprocess
 from typing import Optional
 
 import numpy as np
@@ -40,7 +43,8 @@ def library():
     need no driver)."""
     global _runtime
     if _runtime is None:
-        lib = ctypes.CDLL(_find_runtime())
+        # Global: host libraries resolve their mgpu* calls to this instance.
+        lib = ctypes.CDLL(_find_runtime(), mode=ctypes.RTLD_GLOBAL)
         lib.usmoe_rt_last_error.restype = ctypes.c_char_p
         lib.usmoe_rt_router_pairs.restype = ctypes.c_int64
         lib.usmoe_rt_router_budget.restype = ctypes.c_int64
@@ -145,61 +149,162 @@ class StreamAllocation:
                                          ctypes.c_void_p(self.stream or None))
 
 
-class HostLibrary:
-    """The compiler's host code for one function, compiled ahead of time
-    into a shared library (usmoe-to-nvvm, then mlir-translate and clang
-    -shared against libusmoe_cuda_runtime.so: scripts/gpu_check/pack.py), so
-    a machine without MLIR runs it: `_mlir_ciface_<entry>` is called through
-    ctypes as a stream call of the runtime (launches asynchronous on
-    `stream`, results device memory allocated there). `results`: the
-    (element, rank) of each result."""
+class HostFunction:
+    """The compiler's host code for one GPU function, compiled into a shared
+    library (`host_function`), so that it runs without MLIR: called through
+    the runtime's usmoe_rt_host_call as a stream call (launches
+    asynchronous on `stream`, results device memory allocated there).
+    `metadata`: what compile_gpu_host returned, less the object."""
 
-    def __init__(self, path: str, entry: str, results):
-        library()  # the runtime the library links against, loaded first
+    def __init__(self, path: str, metadata: dict):
+        library()  # the runtime its mgpu* calls resolve to, loaded first
         self._lib = ctypes.CDLL(os.path.abspath(path))
-        self._fn = getattr(self._lib, "_mlir_ciface_" + entry)
-        self._fn.restype = None
-        self.results = [(element, int(rank)) for element, rank in results]
+        self._packed = getattr(self._lib, metadata["packed"])
+        self.arguments = [(element, list(shape)) for element, shape in metadata["arguments"]]
+        self.results = [(element, list(shape)) for element, shape in metadata["results"]]
+        self.host_reads_device = bool(metadata["host_reads_device"])
+        #: The kernels it launches: name -> kind, launch shape, cost (the
+        #: compiler's kernel table).
+        self.kernels = json.loads(metadata["kernels"])["kernels"] if metadata["kernels"] else {}
 
-    def __call__(self, args, stream: int = 0):
+    def call_device(self, args, stream: int = 0):
         """`args`: (device pointer, shape) of row-major arrays. Returns
-        (allocation, data, shape) per result: free `allocation` (0: owned by
-        another result) with usmoe_rt_free_async on `stream`."""
+        (allocation, data, shape) per result, like JitFunction.call_device:
+        free `allocation` (0: owned by another result or an argument) with
+        usmoe_rt_free_async on `stream`."""
+        if self.host_reads_device:
+            raise ValueError("this function's host code reads device memory on the host (a "
+                             "moe.plan of a selection that is not a moe.route's reads its row "
+                             "count back), so it cannot run as a stream call")
+        if len(args) != len(self.arguments):
+            raise ValueError(f"expected {len(self.arguments)} arguments, got {len(args)}")
+        for i, ((_, shape), (_, want)) in enumerate(zip(args, self.arguments)):
+            if len(shape) != len(want) or any(w >= 0 and w != d for d, w in zip(shape, want)):
+                raise ValueError(f"argument {i} has shape {list(shape)}, expected {want} "
+                                 "(-1: any)")
         rt = runtime()
         descriptors = [(ctypes.c_int64 * (3 + 2 * len(shape)))(*_descriptor(ptr, shape))
                        for ptr, shape in args]
-        sizes = [3 + 2 * rank for _, rank in self.results]
+        sizes = [3 + 2 * len(shape) for _, shape in self.results]
         out = (ctypes.c_int64 * max(sum(sizes), 1))()
-        failures = rt.usmoe_rt_mgpu_failure_count()
-        rt.usmoe_rt_mgpu_begin_stream_call(ctypes.c_void_p(stream or None))
-        try:
-            call_args = ([ctypes.byref(out)] if self.results else []) + \
-                [ctypes.byref(d) for d in descriptors]
-            self._fn(*call_args)
-        finally:
-            rt.usmoe_rt_mgpu_end_stream_call()
+        # The packed interface: a pointer to each C-interface argument (the
+        # results' descriptor first, then each argument's descriptor).
+        pointers = ([ctypes.cast(out, ctypes.c_void_p)] if self.results else []) + \
+            [ctypes.cast(d, ctypes.c_void_p) for d in descriptors]
+        slots = (ctypes.c_void_p * len(pointers))(*pointers)
+        packed = (ctypes.c_void_p * len(pointers))(
+            *[ctypes.addressof(slots) + i * ctypes.sizeof(ctypes.c_void_p)
+              for i in range(len(pointers))])
+        message = ctypes.create_string_buffer(512)
+        status = rt.usmoe_rt_host_call(ctypes.cast(self._packed, ctypes.c_void_p), packed,
+                                       ctypes.c_void_p(stream or None), message, 512)
+        if status == _CHECK_FAILED:
+            raise ValueError(message.value.decode())
         results, owned, at = [], set(), 0
-        for (element, rank), size in zip(self.results, sizes):
+        inputs = {ptr for ptr, _ in args}
+        for (element, shape), size in zip(self.results, sizes):
             allocated, aligned, offset = out[at], out[at + 1], out[at + 2]
-            itemsize = np.dtype(_RESULT_DTYPES[element] if element != "bf16" else np.uint16) \
-                .itemsize
-            shape = [out[at + 3 + d] for d in range(rank)]
-            owner = allocated if allocated and allocated not in owned else 0
+            dims = [out[at + 3 + d] for d in range(len(shape))]
+            owner = allocated if allocated and allocated not in owned | inputs else 0
             owned.add(allocated)
-            results.append((owner, aligned + offset * itemsize, shape))
+            results.append((owner, aligned + offset * _ITEMSIZE[element], dims))
             at += size
-        if rt.usmoe_rt_mgpu_failure_count() != failures:
+        if status != 0:
             for owner, _, _ in results:
                 if owner:
                     rt.usmoe_rt_free_async(ctypes.c_uint64(owner), ctypes.c_void_p(stream or None))
-            message = ctypes.create_string_buffer(512)
-            rt.usmoe_rt_mgpu_last_failure(message, ctypes.c_size_t(512))
-            raise RuntimeError(f"the GPU function failed: {message.value.decode()}")
+            raise RuntimeError(message.value.decode())
         return results
 
 
-_RESULT_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16", "i32": np.int32,
-                  "i64": np.int64, "i1": np.bool_}
+_CHECK_FAILED = 5  # USMOE_RT_CHECK_FAILED
+_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4, "i64": 8, "i1": 1}
+
+
+def _linker():
+    """The command that links a shared library ($CC, else cc)."""
+    return os.environ.get("CC", "cc").split()
+
+
+def build_host_library(ir: str, entry: str, chip: str, features: str, path: str) -> dict:
+    """Compiles function `entry` of `ir` for the GPU (chip, features) with
+    usmoe's compiler and links its host code, kernels embedded, into the
+    shared library `path` ($CC, else cc, -shared). Returns the metadata
+    HostFunction takes. RuntimeError where the compiler cannot load;
+    _NoLinker where nothing links."""
+    try:
+        from ._native_loader import native
+        compiled = native().compile_gpu_host(ir, entry, chip, features)
+    except ImportError as error:
+        raise RuntimeError(f"no cached GPU function for this router/layer on {chip}, and "
+                           f"usmoe's compiler cannot load here to build one ({error}): "
+                           "fill the cache (USMOE_CACHE_DIR) on a machine that has it") \
+            from error
+    obj = path[:-3] + ".o"
+    with open(obj, "wb") as f:
+        f.write(compiled.pop("object"))
+    try:
+        linked = subprocess.run(_linker() + ["-shared", "-o", path, obj], capture_output=True,
+                                text=True)
+    except FileNotFoundError as error:
+        raise _NoLinker(str(error)) from error
+    finally:
+        os.unlink(obj)
+    if linked.returncode != 0:
+        raise _NoLinker(linked.stderr.strip())
+    return compiled
+
+
+def host_function(ir: str, entry: str, chip: str, features: str):
+    """Function `entry` of `ir` on the GPU (chip, features) as a
+    HostFunction: from the on-disk cache, else built here
+    (build_host_library) and cached. Where no C compiler links, the host
+    code is JIT-compiled in this process instead (the same calls, no disk
+    cache); where usmoe's compiler cannot load (no LLVM/MLIR), only cached
+    functions run."""
+    from . import _kernel_cache
+    try:
+        path, metadata = _kernel_cache.host_library(
+            ir, entry, chip, features,
+            lambda path: build_host_library(ir, entry, chip, features, path))
+    except _NoLinker:
+        from ._native_loader import native
+        return native().JitFunction.for_gpu(ir, entry, chip, features, runtime_path())
+    return HostFunction(path, metadata)
+
+
+class _NoLinker(Exception):
+    """`cc -shared` failed or is missing: fall back to the JIT."""
+
+
+def call_on_host(fn, arrays, stream: int = 0):
+    """Calls a GPU function (HostFunction or JitFunction.for_gpu) on host
+    arrays (NumPy; or (device pointer, shape) of an argument already on the
+    GPU): uploads them, calls it on `stream`, waits, and returns its results
+    as host arrays (bf16 as raw uint16 bits); device memory freed."""
+    uploaded, args = [], []
+    for a in arrays:
+        if isinstance(a, tuple):
+            args.append((a[0], list(a[1])))
+            continue
+        buffer = DeviceArray(a.nbytes)
+        buffer.upload(a)
+        uploaded.append(buffer)
+        args.append((buffer.ptr.value, list(a.shape)))
+    raw = fn.call_device(args, stream)
+    try:
+        synchronize(stream)
+        return [DeviceArray(0, ptr=data).download(shape, _HOST_DTYPES[element])
+                for (_, data, shape), (element, _) in zip(raw, fn.results)]
+    finally:
+        for allocation, _, _ in raw:
+            if allocation:
+                runtime().usmoe_rt_free_async(ctypes.c_uint64(allocation),
+                                              ctypes.c_void_p(stream or None))
+
+
+_HOST_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i32": np.int32,
+                "i64": np.int64, "i1": np.bool_}
 
 
 class GpuFunction:
@@ -226,7 +331,6 @@ class GpuFunction:
 
     def __call__(self, arrays, stream=None):
         from . import _arrays
-        from .cuda_array import CudaArray
         arrays = list(arrays)
         handle = _arrays.stream_handle(stream)
         views = [_arrays.device_view(a, f"argument {i}", handle) for i, a in enumerate(arrays)]
@@ -239,13 +343,8 @@ class GpuFunction:
         if handle is None:
             handle = next((v.stream for v in views if v.stream), 0)
         raw = self._jit.call_device([(v.ptr, list(v.shape)) for v in views], handle)
-        out = []
-        for (allocation, data, shape), (element, _) in zip(raw, self._jit.results):
-            owner = StreamAllocation(allocation, handle) if allocation else None
-            out.append(CudaArray(DeviceArray(0, ptr=data, owner=owner), shape,
-                                 _RESULT_DTYPES[element], handle,
-                                 keep_alive=[v.keep_alive for v in views if v.keep_alive]))
-        return out
+        return _arrays.wrap_stream_results(raw, self._jit.results, None, handle,
+                                           keep_alive=[v.keep_alive for v in views])
 
 
 def _descriptor(ptr: int, shape):
@@ -256,53 +355,6 @@ def _descriptor(ptr: int, shape):
         strides.insert(0, s)
         s *= d
     return [ptr, ptr, 0, *shape, *strides]
-
-
-def memref_params(array: DeviceArray, shape):
-    """A memref's descriptor as kernel parameters (pointers as u64)."""
-    words = _descriptor(array.ptr.value, shape)
-    return [ctypes.c_uint64(w) for w in words[:2]] + [ctypes.c_int64(w) for w in words[2:]]
-
-
-class KernelModule:
-    """A loaded cubin/fatbin/PTX image and its kernels, by kind."""
-
-    def __init__(self, image: bytes, metadata):
-        rt = runtime()
-        if isinstance(metadata, str):
-            metadata = json.loads(metadata)
-        self.module = ctypes.c_void_p()
-        check(rt.usmoe_rt_module_load(image, ctypes.c_size_t(len(image)), ctypes.byref(self.module)),
-              "cuModuleLoadData")
-        self.kernels = {}
-        for name, meta in sorted(metadata["kernels"].items()):
-            function = ctypes.c_void_p()
-            check(rt.usmoe_rt_module_function(self.module, name.encode(), ctypes.byref(function)),
-                  "cuModuleGetFunction")
-            self.kernels[name] = (function.value, meta)
-
-    def by_kind(self, kind):
-        return [(f, m) for f, m in self.kernels.values() if m["kind"] == kind or
-                m["kind"].startswith(kind + "_")]
-
-    def by_exact_kind(self, kind):
-        return [(f, m) for f, m in self.kernels.values() if m["kind"] == kind]
-
-    def launch(self, function, meta, values, grid, stream: int = 0):
-        """Launches on `stream` (a CUstream handle; 0 = the legacy default
-        stream), asynchronously."""
-        assert len(values) == len(meta["params"]), "kernel parameter layout mismatch"
-        if grid == 0:
-            return
-        # cuLaunchKernel takes the address of each parameter's value.
-        params = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
-        bx, by, bz = meta["block"]
-        check(runtime().usmoe_rt_launch_on_stream(ctypes.c_void_p(function), grid, 1, 1, bx, by,
-                                                  bz, 0, ctypes.c_void_p(stream or None),
-                                                  params), "cuLaunchKernel")
-
-    def synchronize(self, stream: int = 0):
-        synchronize(stream)
 
 
 def synchronize(stream: int = 0):
@@ -382,141 +434,8 @@ class RouterOptions(ctypes.Structure):
         return library().usmoe_rt_router_pairs(ctypes.byref(self), b, t, e)
 
 
-def _options(mode: str, options: dict) -> RouterOptions:
-    return RouterOptions.of(mode, k=options.get("k"), budget=options.get("budget"),
-                            capacity=options.get("capacity"),
-                            capacity_factor=options.get("capacity_factor"))
-
-
-def budget(mode: str, options: dict, tokens: int, experts: int) -> int:
-    """N (Unified) or C (Expert Choice), by the compiler's rules."""
-    return _options(mode, options).set_budget(tokens, experts)
-
-
 def selected_pairs(mode: str, options: dict, shape) -> int:
     """M, the number of (token, expert) pairs a router selects."""
-    return _options(mode, options).pairs(shape)
-
-
-def launch_route(mod: KernelModule, mode: str, options: dict, logits: DeviceArray,
-                 gates: DeviceArray, mask: DeviceArray, shape, bias: Optional[DeviceArray] = None,
-                 stream: int = 0, alloc=DeviceArray, lists=None):
-    """moe.route: the token kernel, or scores (+ column mix) then select.
-    `alloc(nbytes)` makes the multi-block select's workspace (stream-ordered
-    memory, or a DeviceArray whose free waits for the device). `lists`: the
-    [B*T, k] (ids, weights) buffers a Token Choice kernel that writes its
-    top-k lists itself fills."""
-    b, t, e = shape
-    if b * t == 0:
-        return  # nothing to score; the select kernels would scan empty sets
-    lp, gp, mp = (memref_params(x, shape) for x in (logits, gates, mask))
-    for f, meta in mod.by_kind("route_token"):
-        extra = memref_params(bias, (e,)) if meta["kind"] == "route_token_bias" else []
-        if meta.get("lists"):
-            k = meta["k"]
-            extra = extra + memref_params(lists[0], (b * t, k)) + \
-                memref_params(lists[1], (b * t, k))
-        mod.launch(f, meta, lp + gp + mp + extra, -(-(b * t) // 4), stream)
-    for f, meta in mod.by_kind("scores"):
-        mod.launch(f, meta, lp + gp, -(-(b * t) // 4), stream)
-    for f, meta in mod.by_kind("mix_softmax_tokens"):
-        mod.launch(f, meta, lp + gp, b * e, stream)
-    for kind in ("select_sequence", "select_column"):
-        for f, meta in mod.by_exact_kind(kind):
-            sets, count = (b, t * e) if kind == "select_sequence" else (b * e, t)
-            n = ctypes.c_int64(budget(mode, options, t, e))
-            if ("chunk" not in meta or count <= max(meta["chunk"], meta["spread"])
-                    or sets >= meta["spread_max_sets"]):
-                mod.launch(f, meta, gp + mp + [n], sets, stream)
-                continue
-            # Few large sets: each spread over its chunks' blocks.
-            grid = sets * -(-count // meta["chunk"])
-            words = sets * meta["workspace_words"]
-            workspace = alloc(words * 4)
-            wp = memref_params(workspace, (words,))
-            (fz, mz), = mod.by_exact_kind(kind + "_zero")
-            mod.launch(fz, mz, wp, -(-words // mz["block"][0]), stream)
-            (fh, mh), = mod.by_exact_kind(kind + "_histogram")
-            for digit in range(meta["passes"]):
-                mod.launch(fh, mh, gp + wp + [n, ctypes.c_int64(digit)], grid, stream)
-            (fm, mm), = mod.by_exact_kind(kind + "_mark")
-            mod.launch(fm, mm, gp + mp + wp, grid, stream)
-
-
-def launch_plan(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape,
-                rows: Optional[int] = None, stream: int = 0, alloc=DeviceArray):
-    """moe.plan: count and fill over tiles of rows, scan in between. `rows`
-    is M if the caller knows it (selected_pairs); otherwise M is read back
-    from the device (a synchronization). `alloc(nbytes)` makes the result
-    buffers. Returns (offsets, ids, weights) device arrays and M."""
-    b, t, e = shape
-    offsets = alloc((e + 1) * 4)
-    gp, mp = memref_params(gates, shape), memref_params(mask, shape)
-    op = memref_params(offsets, (e + 1,))
-    (fc, mc), = mod.by_kind("plan_count")
-    num_tiles = -(-(b * t) // mc["tile_rows"])
-    tiles = alloc(max(num_tiles * e, 1) * 4)
-    tp = memref_params(tiles, (max(num_tiles * e, 1),))
-    mod.launch(fc, mc, mp + tp, num_tiles, stream)
-    (fs, ms), = mod.by_kind("plan_scan")
-    mod.launch(fs, ms, tp + op + [ctypes.c_int64(num_tiles)], 1, stream)
-    m = rows
-    if m is None:
-        synchronize(stream)
-        m = int(offsets.download((e + 1,), np.int32)[-1])
-    ids, weights = alloc(m * 4), alloc(m * 4)
-    (ff, mf), = mod.by_kind("plan_fill")
-    mod.launch(ff, mf, gp + mp + tp + memref_params(ids, (m,)) + memref_params(weights, (m,)),
-               num_tiles, stream)
-    return offsets, ids, weights, m
-
-
-def launch_topk_list(mod: KernelModule, gates: DeviceArray, mask: DeviceArray, shape, k: int,
-                     stream: int = 0, alloc=DeviceArray, out=None):
-    """moe.topk_list: [B*T, k] expert ids and weights, one warp per token,
-    into `out` (ids, weights) or new buffers; nothing to launch when the
-    route kernel wrote them (no topk_list kernel). Returns the two device
-    arrays."""
-    b, t, _ = shape
-    ids, weights = out or (alloc(b * t * k * 4), alloc(b * t * k * 4))
-    if not mod.by_kind("topk_list"):
-        return ids, weights
-    (f, meta), = mod.by_kind("topk_list")
-    mod.launch(f, meta, memref_params(gates, shape) + memref_params(mask, shape)
-               + memref_params(ids, (b * t, k)) + memref_params(weights, (b * t, k)),
-               -(-(b * t) // 4), stream)
-    return ids, weights
-
-
-def launch_moe_layer(mod: KernelModule, mode: str, options: dict, logits: DeviceArray, shape,
-                     hidden: DeviceArray, init: DeviceArray, w1: DeviceArray, w3: DeviceArray,
-                     w2: DeviceArray, hidden_size: int, ffn_size: int, itemsize: int,
-                     bias: Optional[DeviceArray] = None, stream: int = 0, alloc=DeviceArray):
-    """A whole MoE layer: route, plan, dispatch, SwiGLU experts, combine.
-    Returns (y, temporaries): y [B*T, D] and the device buffers the kernels
-    use, which must outlive the launches (all asynchronous on `stream`)
-    unless `alloc` hands out stream-ordered memory (a framework's caching
-    allocator on `stream`)."""
-    b, t, e = shape
-    g, d, f = b * t, hidden_size, ffn_size
-    gates, mask = alloc(g * e * 4), alloc(g * e)
-    launch_route(mod, mode, options, logits, gates, mask, shape, bias=bias, stream=stream,
-                 alloc=alloc)
-    m = selected_pairs(mode, options, shape)
-    offsets, ids, weights, _ = launch_plan(mod, gates, mask, shape, rows=m, stream=stream,
-                                           alloc=alloc)
-    rows, experts = alloc(m * d * itemsize), alloc(m * d * 4)  # expert rows are f32
-    scratch = alloc(m * f * 4)
-    y = alloc(g * d * itemsize)
-    ip, wp = memref_params(ids, (m,)), memref_params(weights, (m,))
-    op = memref_params(offsets, (e + 1,))
-    xp, hp = memref_params(rows, (m, d)), memref_params(experts, (m, d))
-    (fd, md), = mod.by_kind("dispatch")
-    mod.launch(fd, md, memref_params(hidden, (g, d)) + ip + xp, m, stream)
-    (ff, mf), = mod.by_kind("expert_ffn")
-    mod.launch(ff, mf, xp + op + memref_params(w1, (e, d, f)) + memref_params(w3, (e, d, f))
-               + memref_params(w2, (e, f, d)) + memref_params(scratch, (m, f)) + hp, m, stream)
-    (fc, mc), = mod.by_kind("combine")
-    mod.launch(fc, mc, hp + ip + wp + op + memref_params(init, (g, d)) + memref_params(y, (g, d)),
-               g, stream)
-    return y, (gates, mask, offsets, ids, weights, rows, experts, scratch)
+    return RouterOptions.of(mode, k=options.get("k"), budget=options.get("budget"),
+                            capacity=options.get("capacity"),
+                            capacity_factor=options.get("capacity_factor")).pairs(shape)

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from . import _arrays, _ir, cpu, emulator
-from .api import Router, _cache, _given_selection, _load_gpu_kernels, packed_offsets
+from .api import Router, _cache, _given_selection, _gpu_function, packed_offsets
 
 #: How stacked expert weights may be laid out (moe.expert_ffn's `layout`).
 WEIGHT_LAYOUTS = ("in_out", "out_in")
@@ -49,7 +49,7 @@ class MoeLayer:
     - w3=None: w1 is a fused gate/up weight, gate first: [E, D, 2F]
       ("in_out") or [E, 2F, D] ("out_in", HF's `gate_up_proj`).
     Router options are those of usmoe.Router. The weights are bound once
-    (and for device="cuda" uploaded once, as in_out copies); a new number of
+    (and for device="cuda" uploaded once, in their layout); a new number of
     tokens compiles nothing.
     """
 
@@ -61,18 +61,36 @@ class MoeLayer:
         self.weight_layout = weight_layout
         self.fused = w3 is None
         named = [(w1, "w1"), (w2, "w2")] if self.fused else [(w1, "w1"), (w3, "w3"), (w2, "w2")]
-        weights = [_arrays.host_array(w, name) for w, name in named]
-        if len({w.element for w in weights}) != 1:
+        # Weights already on the GPU (device="cuda"): read in place, never
+        # copied; their owners are kept alive by the layer.
+        views = [None] * len(named)
+        if device == "cuda" and not emulator.enabled():
+            views = [_arrays.device_view(w, name) for w, name in named]
+        self._device_weights = None
+        if any(v is not None for v in views):
+            if not all(v is not None for v in views):
+                raise ValueError("the expert weights must all be on the GPU or all on the host")
+            from . import cuda
+            self._weights = None
+            self._device_weights = [(cuda.DeviceArray(0, ptr=v.ptr, owner=w), list(v.shape))
+                                    for v, (w, _) in zip(views, named)]
+            elements = [v.element for v in views]
+            shapes = [tuple(v.shape) for v in views]
+        else:
+            weights = [_arrays.host_array(w, name) for w, name in named]
+            self._weights = [w.data for w in weights]
+            elements = [w.element for w in weights]
+            shapes = [w.data.shape for w in weights]
+        if len(set(elements)) != 1:
             raise ValueError(", ".join(n for _, n in named) + " must have the same dtype, got "
-                             + ", ".join(w.element for w in weights))
-        self.element = weights[0].element
-        self._weights = [w.data for w in weights]
-        w2_data = self._weights[-1]
-        if w2_data.ndim != 3:
-            raise ValueError(f"w2 must be 3-D, got shape {w2_data.shape}")
+                             + ", ".join(elements))
+        self.element = elements[0]
+        w2_shape = shapes[-1]
+        if len(w2_shape) != 3:
+            raise ValueError(f"w2 must be 3-D, got shape {w2_shape}")
         in_out = weight_layout == "in_out"
-        e = w2_data.shape[0]
-        f, d = w2_data.shape[1:] if in_out else w2_data.shape[:0:-1]
+        e = w2_shape[0]
+        f, d = w2_shape[1:] if in_out else w2_shape[:0:-1]
         if min(e, d, f) < 1:
             raise ValueError(f"expert weights must be non-empty, got [E, D, F] = {(e, d, f)}")
         up = (e, d, f) if in_out else (e, f, d)
@@ -80,56 +98,35 @@ class MoeLayer:
         if self.fused:
             fused = (e, d, 2 * f) if in_out else (e, 2 * f, d)
             fused_words = "[E, D, 2F]" if in_out else "[E, 2F, D]"
-            if self._weights[0].shape != fused:
+            if shapes[0] != fused:
                 raise ValueError(f"fused gate/up w1 must be {fused_words} = {fused} for w2 "
-                                 f"{w2_data.shape} (weight_layout={weight_layout!r}), got "
-                                 f"{self._weights[0].shape}")
+                                 f"{w2_shape} (weight_layout={weight_layout!r}), got "
+                                 f"{shapes[0]}")
         else:
-            for data, name in ((self._weights[0], "w1"), (self._weights[1], "w3")):
-                if data.shape != up:
-                    raise ValueError(f"{name} must be {words} = {up} for w2 {w2_data.shape} "
-                                     f"(weight_layout={weight_layout!r}), got {data.shape}")
+            for shape, name in ((shapes[0], "w1"), (shapes[1], "w3")):
+                if shape != up:
+                    raise ValueError(f"{name} must be {words} = {up} for w2 {w2_shape} "
+                                     f"(weight_layout={weight_layout!r}), got {shape}")
         self.num_experts, self.hidden_size, self.ffn_size = e, d, f
-        self._device_weights = None
-
-    def _in_out_weights(self):
-        """w1, w3 [E, D, F] and w2 [E, F, D] as contiguous arrays: what the
-        real-GPU path uploads."""
-        weights = self._weights if not self.fused else [self._weights[0], None,
-                                                         self._weights[1]]
-        return [np.ascontiguousarray(w) for w in in_out_views(*weights, self.weight_layout)]
 
     def _ir(self, logits_element: str, packed: bool = False) -> str:
-        real_gpu = self.device == "cuda" and not emulator.enabled()
         return _ir.layer_function(self.router.attribute, self.num_experts, self.hidden_size,
                                   self.ffn_size, logits_element, self.element,
                                   bias=self.router.bias is not None, seqlens=packed,
-                                  **self._layout(real_gpu))
-
-    def _layout(self, real_gpu: bool) -> dict:
-        """The weights' layout in the compiled code: as given, except on a
-        real GPU (uploaded as in_out copies)."""
-        if real_gpu:
-            return dict(layout="in_out", fused=False)
-        return dict(layout=self.weight_layout, fused=self.fused)
+                                  layout=self.weight_layout, fused=self.fused)
 
     def compiled(self, logits_element: str, packed: bool = False):
         """The compiled layer for logits of `logits_element` (with `packed`:
         one packed batch with sequence offsets): a CPU JIT function or, for
-        device="cuda", the loaded kernels (cached like routers, by options,
-        dtypes, shapes and device)."""
+        device="cuda", the compiler's host code with its kernels
+        (cuda.HostFunction), cached like routers."""
         key = ("layer", self.router._key(logits_element, self.num_experts, packed),
                self.element, self.hidden_size, self.ffn_size, self.weight_layout, self.fused)
         if self.device == "cuda" and emulator.enabled():
             return _cache.get(key + ("emulator",),
                               lambda: emulator.jit(self._ir(logits_element, packed), "layer"))
         if self.device == "cuda":
-            from . import cuda
-            chip, features = cuda.target_for_device()
-
-            return _cache.get(key + (chip,),
-                              lambda: _load_gpu_kernels(self._ir(logits_element, packed), chip,
-                                                                features))
+            return _gpu_function(self._ir(logits_element, packed), "layer")
         return _cache.get(key + cpu.key(),
                           lambda: cpu.jit(self._ir(logits_element, packed), "layer"))
 
@@ -222,7 +219,7 @@ class MoeLayer:
         key = ("given_layer", self.num_experts, k, self.element, self.hidden_size,
                self.ffn_size, self.device, self.weight_layout, self.fused)
         ir = _ir.given_layer_function(self.num_experts, k, self.hidden_size, self.ffn_size,
-                                      self.element, **self._layout(real_gpu=False))
+                                      self.element, layout=self.weight_layout, fused=self.fused)
         if emulated:
             fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "layer"))
         else:
@@ -232,44 +229,32 @@ class MoeLayer:
 
     # -- the GPU -------------------------------------------------------------
     def _weights_on_device(self):
+        """(device buffer, shape) of each weight and the bias: read in place
+        when given on the GPU, else uploaded once, in their layout."""
         from . import cuda
         if self._device_weights is None:
             uploaded = []
-            for w in self._in_out_weights():
+            for w in self._weights:
                 buffer = cuda.DeviceArray(w.nbytes)
                 buffer.upload(w)
-                uploaded.append(buffer)
+                uploaded.append((buffer, list(w.shape)))
             self._device_weights = uploaded
-        return self._device_weights
-
-    def _launch(self, logits_element, logits, shape, hidden, init, stream, alloc=None):
-        from . import cuda
-        mod = self.compiled(logits_element)
-        options = dict(k=self.router.k, budget=self.router.budget,
-                       capacity=self.router.capacity,
-                       capacity_factor=self.router.capacity_factor)
-        w1, w3, w2 = self._weights_on_device()
-        itemsize = 4 if self.element == "f32" else 2
-        return cuda.launch_moe_layer(mod, self.router.mode, options, logits, shape, hidden, init,
-                                     w1, w3, w2, self.hidden_size, self.ffn_size, itemsize,
-                                     bias=self.router._device_bias(), stream=stream,
-                                     alloc=alloc or cuda.DeviceArray)
+        bias = self.router._device_bias()
+        return self._device_weights + ([] if bias is None else [(bias, [self.num_experts])])
 
     def _run_cuda(self, logits, logits_element, hidden, init, stream):
+        """The layer on host arrays, on the GPU (uploaded, then waited for)."""
         from . import cuda
-        device = {}
-        for name, value in dict(logits=logits, hidden=hidden, init=init).items():
-            device[name] = cuda.DeviceArray(value.nbytes)
-            device[name].upload(value)
-        y, _ = self._launch(logits_element, device["logits"], logits.shape, device["hidden"],
-                            device["init"], stream)
-        cuda.synchronize(stream)
-        return y.download(hidden.shape, hidden.dtype)
+        weights = [(buffer.ptr.value, shape) for buffer, shape in self._weights_on_device()]
+        (y,) = cuda.call_on_host(self.compiled(logits_element), [logits, hidden, init, *weights],
+                                 stream)
+        return y
 
     def _call_device(self, hidden, logits, init, stream) -> Optional[object]:
         """The layer on GPU-resident hidden states and logits (None if they
-        are on the host). `init` may be on the GPU or the host."""
-        from . import cuda
+        are on the host), as a stream call of the compiler's host code: y
+        stays on the GPU, nothing synchronizes. `init` may be on the GPU or
+        the host."""
         h = _arrays.device_view(hidden, "hidden", stream)
         lg = _arrays.device_view(logits, "logits", stream)
         if h is None and lg is None:
@@ -291,21 +276,22 @@ class MoeLayer:
         if stream is None:
             stream = h.stream
         itemsize = 4 if self.element == "f32" else 2
-        g = h.shape[0]
         alloc = _arrays.allocator(h.framework, stream)
         if start is not None:
-            init_buffer = cuda.DeviceArray(0, ptr=start.ptr)
-        elif host_init is not None:
-            init_buffer = alloc(host_init.data.nbytes)
-            init_buffer.upload(host_init.data)
-        else:  # zeros, set on the device
-            nbytes = -(-g * self.hidden_size * itemsize // 4) * 4
+            init_arg = start.ptr
+        else:
+            nbytes = -(-h.shape[0] * self.hidden_size * itemsize // 4) * 4
             init_buffer = alloc(nbytes)
-            init_buffer.zero(nbytes, stream)
-        y, temporaries = self._launch(lg.element, cuda.DeviceArray(0, ptr=lg.ptr), lg.shape,
-                                      cuda.DeviceArray(0, ptr=h.ptr), init_buffer, stream, alloc)
-        dtype = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16"}[self.element]
-        # Without a framework allocator the temporaries live as long as y.
-        out = _arrays.wrap_device_results({"y": (y, (g, self.hidden_size), dtype)}, h.framework,
-                                          stream, keep_alive=temporaries + (init_buffer,))
-        return out["y"]
+            if host_init is not None:
+                init_buffer.upload(host_init.data)
+            else:  # zeros, set on the device
+                init_buffer.zero(nbytes, stream)
+            init_arg = init_buffer.ptr.value
+        args = [(lg.ptr, lg.shape), (h.ptr, h.shape), (init_arg, h.shape)]
+        args += [(buffer.ptr.value, shape) for buffer, shape in self._weights_on_device()]
+        fn = self.compiled(lg.element)
+        raw = fn.call_device(args, stream)
+        keep = [lg.keep_alive, h.keep_alive] + ([start.keep_alive] if start is not None else
+                                                [init_buffer])
+        (y,) = _arrays.wrap_stream_results(raw, fn.results, h.framework, stream, keep_alive=keep)
+        return y

@@ -2,11 +2,12 @@
 """The Python API's GPU path on a GPU machine without LLVM/MLIR.
 
     api_check.py prefill DIR   here (fake driver, no GPU): compile every
-                               case's kernels for sm_90 into DIR/kernel-cache
+                               case's host library (host code + sm_90
+                               kernels) into DIR/kernel-cache
     api_check.py run DIR       on the GPU machine: usmoe.route / MoeLayer on
-                               torch.cuda tensors (kernels from the cache,
-                               nothing compiled), results left on the GPU,
-                               compared with usmoe.reference (NumPy)
+                               torch.cuda tensors (host libraries from the
+                               cache, nothing compiled), results left on the
+                               GPU, compared with usmoe.reference (NumPy)
 
 scripts/gpu-check.sh packs the usmoe package, this script and the filled
 cache; its run half calls `run`. Prints one table row per case; exit 1 on
@@ -144,9 +145,24 @@ def main(mode, directory):
         failures += not ok
         rows.append(("MoeLayer token k=2 E=16 D=64 F=96", 0, err, "ok" if ok else "FAIL"))
 
+    # The same layer from weights already on the GPU, in nn.Linear's layout
+    # with gate/up fused (HF's gate_up_proj): read in place.
+    gate_up = np.concatenate([w[0], w[1]], axis=2).transpose(0, 2, 1).copy()
+    down = w[2].transpose(0, 2, 1).copy()
+    layer = usmoe.MoeLayer(to_device(gate_up, "float32", prefill), None,
+                           to_device(down, "float32", prefill), device="cuda",
+                           weight_layout="out_in", **LAYER)
+    y = layer(to_device(hidden, "float32", prefill), to_device(logits, "float32", prefill))
+    if not prefill:
+        got = y.cpu().numpy()
+        err = float((np.abs(got - want) / np.maximum(np.abs(want), 1e-3)).max())
+        ok = err <= 1e-5 and y.is_cuda
+        failures += not ok
+        rows.append(("MoeLayer, torch.cuda weights out_in fused", 0, err, "ok" if ok else "FAIL"))
+
     if prefill:
         info = usmoe.cache_info()["kernel_cache"]
-        print(f"prefilled {info['misses']} kernel modules into {info['dir']}")
+        print(f"prefilled {info['misses']} host libraries into {info['dir']}")
         return 0
     import torch
     print(f"device: {torch.cuda.get_device_name(0)}; kernels from the cache: "

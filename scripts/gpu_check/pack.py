@@ -2,11 +2,12 @@
 """Pack half of scripts/gpu-check.sh (runs where LLVM/MLIR is, no GPU needed).
 
 For every case: compile a router (Token Choice, Expert Choice or Unified:
-route, plan and for Token Choice topk_list) with usmoe-to-nvvm to a cubin
-(and PTX) plus its JSON metadata, make random logits of several shapes, and
-compute the expected gates, mask, plan and top-k lists with the CPU path
-(the oracle). Writes everything, the runtime library and run.py
-into the pack directory.
+route, plan and for Token Choice topk_list) for sm_90 into a host library
+(the compiler's host code with the cubin embedded; PTX and the kernels'
+JSON metadata beside it for reading), make random logits of several
+shapes, and compute the expected gates, mask, plan and top-k lists with the
+CPU path (the oracle). The same for a whole layer. Writes everything, the
+runtime library and run.py into the pack directory.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "build", "python_packages"))
 import usmoe  # noqa: E402
+import usmoe.cuda  # noqa: E402
 
 # Token Choice: (experts, k, dtype, renormalize), the E and k of real models.
 TOKEN_CASES = [
@@ -41,6 +43,8 @@ OTHER_CASES = [
     (256, "bf16", "token", dict(k=8, renormalize=True, bias=True)),
 ]
 SHAPES = [(1, 1), (2, 7), (3, 129), (1, 1000)]
+# The GPU the pack is for (H100/H200) and the PTX ISA it needs.
+CHIP, FEATURES = "sm_90", "+ptx80"
 # With few experts, also columns of more than 16384 tokens: Expert Choice
 # then spreads each column over several blocks (so does Unified).
 LONG_SHAPES = [(1, 16500)]
@@ -55,25 +59,15 @@ def router_ir(e, dtype, mode, opts):
     return usmoe.Router(mode=mode, **route_opts)._ir(dtype, e)
 
 
-def host_library(ir, opt, case_dir, name="router_host.so", entry="router"):
-    """The compiler's host code of `ir` (usmoe-to-nvvm with C wrappers,
-    mlir-translate, clang -shared against libusmoe_cuda_runtime.so, found at
-    run time one directory up) as a library that runs without MLIR."""
-    run = lambda cmd, text: subprocess.run(cmd, input=text, capture_output=True,  # noqa: E731
-                                            text=True, check=True).stdout
-    lowered = run([opt, "-", "-usmoe-to-nvvm=format=bin"],
-                  run([opt, "-", "-llvm-request-c-wrappers"], ir))
-    llvm_ir = run(["/usr/lib/llvm-22/bin/mlir-translate", "-mlir-to-llvmir"], lowered)
-    run(["clang-22", "-shared", "-fPIC", "-O2", "-Wno-override-module", "-x", "ir", "-",
-         "-o", os.path.join(case_dir, name), "-L", os.path.join(ROOT, "build", "lib"),
-         "-lusmoe_cuda_runtime", "-Wl,-rpath,$ORIGIN/.."], llvm_ir)
-    return {"library": name, "entry": entry}
-
-
-def router_results(mode):
-    """(element, rank) of the router function's results (usmoe._ir)."""
-    results = [["f32", 3], ["i1", 3], ["i32", 1], ["i32", 1], ["f32", 1]]
-    return results + ([["i32", 2], ["f32", 2]] if mode == "token" else [])
+def host_library(ir, case_dir, entry):
+    """The compiler's host code of `ir`'s function `entry`, kernels
+    embedded, as a shared library that runs without MLIR (built the way
+    usmoe.Router builds its own: usmoe.cuda.build_host_library), and its
+    metadata for usmoe_cuda.HostFunction."""
+    name = f"{entry}_host.so"
+    metadata = usmoe.cuda.build_host_library(ir, entry, CHIP, FEATURES,
+                                             os.path.join(case_dir, name))
+    return dict(metadata, library=name)
 
 
 LAYER_OPTIONS = dict(mode="unified", k=1.5)
@@ -90,10 +84,7 @@ def pack_layer(out, opt, extract, rng, e=16, d=64, ffn=96):
     w2 = rng.normal(0, 0.2, size=(e, ffn, d)).astype(np.float32)
     layer = usmoe.MoeLayer(w1, w3, w2, **LAYER_OPTIONS)
     ir = layer._ir("f32")  # the IR MoeLayer itself compiles
-    for fmt in ("bin", "isa"):
-        lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
-                                 capture_output=True, text=True, check=True).stdout
-        subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
+    extract_ptx(ir, opt, extract, case_dir)
     for key, value in dict(w1=w1, w3=w3, w2=w2).items():
         np.save(os.path.join(case_dir, f"{key}.npy"), value)
     inputs = []
@@ -108,7 +99,16 @@ def pack_layer(out, opt, extract, rng, e=16, d=64, ffn=96):
             np.save(os.path.join(case_dir, f"{key}{j}.npy"), value)
         inputs.append({"index": j, "tokens": t})
     return {"dir": name, "experts": e, "hidden": d, "ffn": ffn, "mode": "layer",
-            "options": {"k": LAYER_OPTIONS["k"]}, "inputs": inputs}
+            "options": {"k": LAYER_OPTIONS["k"]}, "inputs": inputs,
+            "host": host_library(ir, case_dir, "layer")}
+
+
+def extract_ptx(ir, opt, extract, case_dir):
+    """The kernels as PTX and their JSON metadata, for reading (ptxas -v,
+    ncu); the host library embeds the cubin it launches."""
+    lowered = subprocess.run([opt, "-", "-usmoe-to-nvvm=format=isa"], input=ir,
+                             capture_output=True, text=True, check=True).stdout
+    subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
 
 
 def make_logits(rng, b, t, e, dtype):
@@ -143,11 +143,8 @@ def main():
         case_dir = os.path.join(args.out, name)
         os.makedirs(case_dir, exist_ok=True)
         ir = router_ir(e, dtype, mode, opts)
-        for fmt in ("bin", "isa"):
-            lowered = subprocess.run([opt, "-", f"-usmoe-to-nvvm=format={fmt}"], input=ir,
-                                     capture_output=True, text=True, check=True).stdout
-            subprocess.run([extract, "-o", case_dir], input=lowered, text=True, check=True)
-        host = dict(host_library(ir, opt, case_dir), results=router_results(mode))
+        extract_ptx(ir, opt, extract, case_dir)
+        host = host_library(ir, case_dir, "router")
         route_opts = dict(opts)
         if opts.get("bias"):
             route_opts["bias"] = rng.normal(0, 0.05, size=e).astype(np.float32)

@@ -169,7 +169,7 @@ def test_plan_size_is_known_on_the_host(options, rows, kernels):
         result["launches"] = launches()
         result["plan"] = describe(plan)
         mod = router.compiled("f32", 8)
-        result["kinds"] = {{name: meta["kind"] for name, (f, meta) in mod.kernels.items()}}
+        result["kinds"] = {{name: meta["kind"] for name, meta in mod.kernels.items()}}
     """)
     assert r["counters"]["dtoh"] == 0 and r["counters"]["ctx_sync"] == 0
     assert r["plan"]["token_ids"]["shape"] == [rows]
@@ -207,7 +207,7 @@ def test_long_sets_spread_over_blocks(options, shape, kernels):
         result["counters"] = counters()
         result["launches"] = launches()
         mod = router.compiled("f32", {shape[2]})
-        result["kinds"] = {{name: meta["kind"] for name, (f, meta) in mod.kernels.items()}}
+        result["kinds"] = {{name: meta["kind"] for name, meta in mod.kernels.items()}}
     """)
     assert r["counters"]["dtoh"] == 0 and r["counters"]["ctx_sync"] == 0
     routed = [(r["kinds"][name], grid) for name, grid, _, _ in r["launches"]
@@ -237,7 +237,7 @@ def test_kernel_table_grids_and_launches_match_the_launches(options, shape):
         result["launches"] = launches()
         result["m"] = int(plan.token_ids.__cuda_array_interface__["shape"][0])
         mod = router.compiled("f32", {shape[2]})
-        result["table"] = {{name: meta for name, (f, meta) in mod.kernels.items()}}
+        result["table"] = {{name: meta for name, meta in mod.kernels.items()}}
     """)
     from usmoe import _usmoe
     b, t, e = shape
@@ -314,7 +314,7 @@ def test_bias_is_uploaded_once_per_router():
         for _ in range(3):
             router(OnDevice(x))
         result["htod"] = counters()["htod"]
-        result["kinds"] = sorted(meta["kind"] for f, meta in
+        result["kinds"] = sorted(meta["kind"] for meta in
                                  router.compiled("f32", 8).kernels.values())
     """)
     assert r["htod"] == 1
@@ -382,7 +382,7 @@ def test_device_layer_runs_without_copies_or_syncs():
         y = layer(OnDevice(h), OnDevice(lg))
         result["second"] = counters()
         mod = layer.compiled("f32")
-        kinds = {name: meta["kind"] for name, (fn, meta) in mod.kernels.items()}
+        kinds = {name: meta["kind"] for name, meta in mod.kernels.items()}
         result["launches"] = [(kinds[name], grid) for name, grid, _, _ in launches()]
         result["y"] = [type(y).__name__, list(y.shape), y.__cuda_array_interface__["typestr"]]
         reset()
@@ -400,6 +400,33 @@ def test_device_layer_runs_without_copies_or_syncs():
         ("combine", 12)]
     assert r["y"] == ["CudaArray", [12, 16], "<f4"]
     assert r["with_init"]["memset"] == 0 and r["with_init"]["htod"] == 0
+
+
+def test_device_weights_are_read_in_place_in_their_layout():
+    """Weights already on the GPU (here nn.Linear's out_in layout, gate/up
+    fused as HF's gate_up_proj) are never copied: the host code reads them
+    where they are."""
+    r = run_fake("""
+        e, d, f, t = 8, 16, 32, 12
+        gate_up = rng.normal(size=(e, 2 * f, d)).astype(np.float32)
+        down = rng.normal(size=(e, d, f)).astype(np.float32)
+        layer = usmoe.MoeLayer(OnDevice(gate_up), None, OnDevice(down), mode="token", k=2,
+                               device="cuda", weight_layout="out_in")
+        h = rng.normal(size=(t, d)).astype(np.float32)
+        lg = rng.normal(size=(t, e)).astype(np.float32)
+        reset()
+        y = layer(OnDevice(h), OnDevice(lg))
+        result["counters"] = counters()
+        result["y"] = list(y.shape)
+        try:
+            usmoe.MoeLayer(OnDevice(gate_up), None, down, mode="token", k=2, device="cuda",
+                           weight_layout="out_in")
+        except ValueError as error:
+            result["mixed"] = str(error)
+    """)
+    assert r["counters"]["htod"] == 0 and r["counters"]["launch"] > 0
+    assert r["y"] == [12, 16]
+    assert "all be on the GPU or all on the host" in r["mixed"]
 
 
 def test_device_layer_bad_input():
@@ -459,6 +486,20 @@ TORCH_STANDIN = """
         cuda_stream = 0
     torch.cuda.current_stream = lambda *a: _Stream()
 
+    # torch.as_tensor(device="cuda") of a CUDA-array-interface object: a
+    # tensor over the same memory that keeps the object alive.
+    _as_tensor = torch.as_tensor
+    def _as_cuda_tensor(obj, device=None, **kwargs):
+        if device != "cuda" or not hasattr(obj, "__cuda_array_interface__"):
+            return _as_tensor(obj, device=device, **kwargs)
+        cai = obj.__cuda_array_interface__
+        dtype, n = np.dtype(cai["typestr"]), int(np.prod(cai["shape"]))
+        memory = (ctypes.c_char * max(n * dtype.itemsize, 1)).from_address(cai["data"][0] or 16)
+        t = torch.from_numpy(np.frombuffer(memory, dtype, n).reshape(cai["shape"]))
+        t.cuda_array_owner = obj
+        return t
+    torch.as_tensor = _as_cuda_tensor
+
     class TorchOnDevice:
         # Duck-types a CUDA torch.Tensor over a CPU one.
         is_cuda = True
@@ -472,7 +513,7 @@ TORCH_STANDIN = """
 """
 
 
-def test_torch_results_come_from_the_torch_allocator():
+def test_torch_results_are_stream_ordered_device_memory_as_tensors():
     torch = pytest.importorskip("torch")
     del torch
     r = run_fake(textwrap.dedent(TORCH_STANDIN) + textwrap.dedent("""
@@ -481,20 +522,27 @@ def test_torch_results_come_from_the_torch_allocator():
         router(TorchOnDevice(x))
         reset()
         plan = router(TorchOnDevice(x))
-        result["alloc"] = drv.fake_cuda_counter(b"alloc")
+        result["memory"] = memory_counters()
         result["counters"] = counters()
         result["plan"] = {n: [type(v).__name__, str(v.dtype), list(v.shape)]
                           for n, v in vars(plan).items()}
+        result["owner"] = type(plan.gates.cuda_array_owner).__name__
         w = [torch.randn(*s) for s in ((8, 16, 32), (8, 16, 32), (8, 32, 16))]
         layer = usmoe.MoeLayer(*w, mode="unified", k=1.5, device="cuda")
         layer(TorchOnDevice(torch.randn(10, 16)), TorchOnDevice(torch.randn(10, 8)))
         reset()
         y = layer(TorchOnDevice(torch.randn(10, 16)), TorchOnDevice(torch.randn(10, 8)))
-        result["layer_alloc"] = drv.fake_cuda_counter(b"alloc")
+        result["layer_memory"] = memory_counters()
         result["y"] = [type(y).__name__, str(y.dtype), list(y.shape)]
+        del plan, y
+        import gc; gc.collect()
+        result["freed"] = memory_counters()
     """))
-    # No cuMemAlloc: every result and temporary comes from torch.
-    assert r["alloc"] == 0 and r["layer_alloc"] == 0
+    # Every allocation is a cuMemAllocAsync ("alloc" counts all): the host
+    # code allocates its results and temporaries on the stream, and the
+    # layer's init zeros come from torch.
+    assert r["memory"]["alloc"] == r["memory"]["alloc_async"] > 0
+    assert r["layer_memory"]["alloc"] == r["layer_memory"]["alloc_async"] > 0
     assert r["counters"]["dtoh"] == 0 and r["counters"]["ctx_sync"] == 0
     assert r["plan"] == {
         "gates": ["Tensor", "torch.float32", [2, 5, 8]],
@@ -504,7 +552,10 @@ def test_torch_results_come_from_the_torch_allocator():
         "weights": ["Tensor", "torch.float32", [20]],
         "topk_ids": ["Tensor", "torch.int32", [10, 2]],
         "topk_weights": ["Tensor", "torch.float32", [10, 2]]}
+    assert r["owner"] == "CudaArray"
     assert r["y"] == ["Tensor", "torch.float32", [10, 16]]
+    # Dropping the tensors frees every allocation the two calls made.
+    assert r["freed"]["free_async"] >= r["layer_memory"]["alloc_async"]
 
 
 GPU_FUNCTION = """
@@ -563,14 +614,14 @@ def test_gpu_kernels_are_cached_on_disk_across_processes(tmp_path):
     cache = str(tmp_path / "kernels")
     first = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR=cache)
     assert (first["cache"]["hits"], first["cache"]["misses"]) == (0, 1)
-    assert sorted(p.suffix for p in (tmp_path / "kernels").iterdir()) == [".cubin", ".json"]
-    # A second process loads the kernels without compiling: it works even
-    # with the compiler taken away (a GPU machine without LLVM/MLIR).
+    assert sorted(p.suffix for p in (tmp_path / "kernels").iterdir()) == [".json", ".so"]
+    # A second process loads the host library without compiling: it works
+    # even with the compiler taken away (a GPU machine without LLVM/MLIR).
     second = run_fake(textwrap.dedent("""
-        import usmoe.api
+        import usmoe._native_loader
         def no_compiler():
-            raise AssertionError("compiled although the kernels are cached")
-        usmoe.api._native = no_compiler
+            raise ImportError("no compiler here")
+        usmoe._native_loader.native = no_compiler
     """) + textwrap.dedent(ROUTE_ONCE), USMOE_CACHE_DIR=cache)
     assert (second["cache"]["hits"], second["cache"]["misses"]) == (1, 0)
     assert second["rows"] == first["rows"] == 8
@@ -593,7 +644,7 @@ def test_a_broken_cache_entry_is_recompiled(tmp_path):
 def test_the_kernel_cache_can_be_turned_off(tmp_path):
     r = run_fake(ROUTE_ONCE, USMOE_CACHE_DIR="", HOME=str(tmp_path))
     assert r["cache"]["dir"] is None and r["cache"]["misses"] == 1
-    assert not any(tmp_path.rglob("*.cubin"))
+    assert not any(tmp_path.rglob("*.so"))
 
 
 def test_compiled_function_on_device_arrays_runs_the_host_code_on_the_stream():
@@ -663,3 +714,41 @@ def test_host_code_that_reads_device_memory_refuses_a_stream_call():
     """)
     assert "reads device memory on the host" in r["error"]
 
+
+
+def test_a_failed_check_of_the_host_library_is_a_value_error():
+    """The host library's cf.assert ends the call (the runtime's guard), not
+    the process: logits of T * E >= 2^31 are refused before the kernels
+    that would overflow."""
+    r = run_fake("""
+        class Huge:
+            __cuda_array_interface__ = {"shape": (1, 2**26, 64), "typestr": "<f4",
+                                        "version": 3, "data": (1 << 20, False),
+                                        "strides": None}
+        result["errors"] = []
+        for mode, options in (("token", dict(k=2)), ("unified", dict(k=1.5))):
+            try:
+                usmoe.route(Huge(), mode=mode, device="cuda", **options)
+                result["errors"].append(None)
+            except ValueError as e:
+                result["errors"].append(str(e))
+        result["library"] = type(usmoe.Router(mode="token", k=2, device="cuda")
+                                 .compiled("f32", 64)).__name__
+    """, USMOE_CACHE_DIR="")
+    assert r["library"] == "HostFunction"
+    assert "at most 2^31 - 1 (token, expert) pairs" in r["errors"][0]
+    assert "at most 2^31 - 1 elements" in r["errors"][1]
+
+
+def test_without_a_linker_the_host_code_is_jit_compiled(tmp_path):
+    r = run_fake("""
+        x = rng.normal(size=(4, 64)).astype(np.float32)
+        plan = usmoe.route(OnDevice(x), mode="token", k=2, device="cuda")
+        result["rows"] = plan.token_ids.shape[0]
+        result["launches"] = drv.fake_cuda_counter(b"launch")
+        result["function"] = type(usmoe.Router(mode="token", k=2, device="cuda")
+                                  .compiled("f32", 64)).__name__
+    """, USMOE_CACHE_DIR=str(tmp_path), CC="/nonexistent/cc")
+    assert r["function"] == "JitFunction"
+    assert r["rows"] == 8 and r["launches"] > 0
+    assert not any(tmp_path.rglob("*.so"))

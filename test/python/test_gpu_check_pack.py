@@ -29,7 +29,6 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
     experts, modes = set(), set()
     for case in manifest["cases"]:
         d = pack / case["dir"]
-        assert (d / "usmoe_kernels.cubin").stat().st_size > 0
         ptx = (d / "usmoe_kernels.ptx").read_bytes()
         meta = json.loads((d / "usmoe_kernels.json").read_text())
         for name, kernel in meta["kernels"].items():
@@ -83,18 +82,22 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
             assert meta["kernels"]["route_token_0"]["kind"] == "route_token_bias"
         experts.add(case["experts"])
     assert {8, 60, 64, 128, 256, 384, 512} <= experts
-    # Every router's host code as a library that runs without MLIR.
-    routers = [c for c in manifest["cases"] if c["mode"] != "layer"]
-    for case in routers:
+    # Every case's host code as a library that runs without MLIR: the
+    # packed entry usmoe_rt_host_call takes, the kernels launched through
+    # the runtime, failed checks going to the runtime instead of abort().
+    for case in manifest["cases"]:
+        entry = "layer" if case["mode"] == "layer" else "router"
         library = pack / case["dir"] / case["host"]["library"]
         symbols = subprocess.run(["nm", "-D", str(library)], capture_output=True, text=True,
                                  check=True).stdout
-        assert "T _mlir_ciface_router" in symbols and " U mgpuLaunchKernel" in symbols
+        assert f"T _usmoe_packed_{entry}" in symbols and " U mgpuLaunchKernel" in symbols
+        assert " U usmoe_rt_check_abort" in symbols and " U abort" not in symbols
+        assert case["host"]["packed"] == f"_usmoe_packed_{entry}"
     assert modes == {"token", "expert", "unified", "layer"}
     # The Python API's half: the package and its sm_90 kernels, precompiled.
     assert (pack / "python" / "usmoe" / "api.py").exists() and (pack / "api_check.py").exists()
     cached = sorted(p.suffix for p in (pack / "kernel-cache").iterdir())
-    assert len(cached) >= 12 and set(cached) == {".cubin", ".json"}
+    assert len(cached) >= 12 and set(cached) == {".so", ".json"}
 
 
 def test_run_half_without_gpu_fails_cleanly(pack):
@@ -109,8 +112,8 @@ def test_run_half_without_gpu_fails_cleanly(pack):
 
 def test_run_half_drives_every_kernel_through_the_fake_driver(pack):
     """With the fake libcuda.so.1 (no GPU, launches run nothing) run.py goes
-    through every case: every launch matches its kernel's parameter layout,
-    and since nothing is computed the comparisons fail (exit 1)."""
+    through every case's host library, and since nothing is computed the
+    comparisons fail (exit 1)."""
     fake = os.path.join(ROOT, "build", "test", "fake-cuda")
     if not os.path.exists(os.path.join(fake, "libcuda.so.1")):
         pytest.skip("the fake driver is not built")
@@ -122,12 +125,9 @@ def test_run_half_drives_every_kernel_through_the_fake_driver(pack):
     assert lines[0] == "device: usmoe fake CUDA driver (sm_90)"
     manifest = json.loads((pack / "manifest.json").read_text())
     rows = [line for line in lines if line.endswith(("| ok |", "| FAIL |"))]
-    # Each router twice: launched by run.py from the kernel table, and by the
-    # compiler's own host code (the packed library, as a stream call).
-    expected = []
-    for c in manifest["cases"]:
-        expected += [c["dir"]] + ([c["dir"] + " (host code)"] if "host" in c else [])
-    assert [row.split(" | ")[0][2:] for row in rows] == expected
+    # Each case once, through the compiler's own host code (the packed
+    # library, as a stream call).
+    assert [row.split(" | ")[0][2:] for row in rows] == [c["dir"] for c in manifest["cases"]]
     assert all(row.endswith("| FAIL |") for row in rows)
 
 
@@ -175,11 +175,10 @@ drv.fake_cuda_launch_kernel.restype = ctypes.c_char_p
 drv.fake_cuda_launch_stream.restype = ctypes.c_size_t
 case = {case!r}
 host = case["host"]
-lib = cuda.HostLibrary({str(pack)!r} + "/" + case["dir"] + "/" + host["library"],
-                       host["entry"], host["results"])
+fn = cuda.HostFunction({str(pack)!r} + "/" + case["dir"] + "/" + host["library"], host)
 x = np.zeros((2, 7, 8), np.float32)
 drv.fake_cuda_reset()
-out = lib([(x.ctypes.data, [2, 7, 8])], stream=0x77)
+out = fn.call_device([(x.ctypes.data, [2, 7, 8])], stream=0x77)
 n = drv.fake_cuda_counter(b"launch")
 print(json.dumps(dict(
     launches=[(drv.fake_cuda_launch_kernel(i).decode(), drv.fake_cuda_launch_stream(i))

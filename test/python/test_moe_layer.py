@@ -294,18 +294,6 @@ def _in_layouts_any(w1, w3, w2):
             ((torch.cat(out_in[:2], 1), None, out_in[2]), "out_in")]
 
 
-def test_weights_for_a_real_gpu_are_in_out_copies():
-    """A real GPU reads in_out weights (uploaded once): every layout
-    converts to the same three arrays."""
-    w = _weights(np.random.default_rng(32), 3, 8, 10)
-    for weights, layout in _in_layouts(*w):
-        converted = usmoe.MoeLayer(*weights, mode="token", k=1,
-                                   weight_layout=layout)._in_out_weights()
-        for mine, want in zip(converted, w):
-            np.testing.assert_array_equal(mine, want)
-            assert mine.flags["C_CONTIGUOUS"]
-
-
 @pytest.mark.parametrize("options", [dict(mode="unified", k=1.5),
                                      dict(mode="token", k=2, renormalize=True),
                                      dict(mode="expert", capacity_factor=1.0, k=2)])

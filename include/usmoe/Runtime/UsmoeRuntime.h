@@ -32,7 +32,8 @@ enum {
   USMOE_RT_NO_DRIVER = 1,  /* libcuda.so.1 missing or a symbol absent */
   USMOE_RT_NO_DEVICE = 2,  /* cuInit failed or no device */
   USMOE_RT_CUDA_ERROR = 3, /* a driver call failed */
-  USMOE_RT_INVALID_ARGUMENT = 4
+  USMOE_RT_INVALID_ARGUMENT = 4,
+  USMOE_RT_CHECK_FAILED = 5 /* a run-time check of compiled code failed */
 };
 
 /* The message of the last failure on this thread ("" if none). */
@@ -93,6 +94,21 @@ int usmoe_rt_mgpu_last_failure(char *message, size_t size);
  * usmoe_rt_free_async. */
 void usmoe_rt_mgpu_begin_stream_call(void *stream);
 void usmoe_rt_mgpu_end_stream_call(void);
+
+/* Calls compiled host code as a stream call on `stream`: `packed` is the
+ * function's packed interface (args[i] points at its i-th C-interface
+ * argument, the results' descriptor first), as usmoe compiles it into a
+ * host library. Returns USMOE_RT_OK; USMOE_RT_CHECK_FAILED when a run-time
+ * check of the compiled code failed (the call ended there: no result was
+ * written); USMOE_RT_CUDA_ERROR when a driver call of the host code failed.
+ * `message` says which. */
+int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
+                       char *message, size_t size);
+/* What a failed run-time check of host code compiled into a library calls
+ * (its cf.assert's puts and abort, renamed): the message, then the end of
+ * the call (back to usmoe_rt_host_call; outside one, the process aborts). */
+int usmoe_rt_check_message(const char *message);
+void usmoe_rt_check_abort(void);
 
 /* Router rules (usmoe/Routing/RouterRules.h), for callers without MLIR
  * (the Python API, GPU launchers); no driver needed. Options not given

@@ -230,7 +230,11 @@ struct ConvertMoeToGPUPass
           launch(b, multi.mark, grid, {gates, mask, workspace});
         },
         [&](LoopBuilder &b) {
-          launch(b, single, sets, {gates, mask, budget});
+          // Empty sets (T = 0) select nothing: no launch.
+          Value nonEmpty =
+              cmpi(b, arith::CmpIPredicate::ugt, setSize, indexConst(b, 0));
+          launch(b, single, select(b, nonEmpty, sets, indexConst(b, 0)),
+                 {gates, mask, budget});
         });
   }
 

@@ -1,0 +1,90 @@
+//===- HostCall.cpp - calls of compiled host code --------------------------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// Host code compiled into a library (usmoe's Python package does that per
+// router and layer) runs without MLIR and without the JIT: the caller hands
+// its packed interface to usmoe_rt_host_call. A failed run-time check of
+// the code (cf.assert, e.g. an input over the 32-bit limits) must end the
+// call, not the caller's process, so the compiler renames the check's
+// puts/abort to the functions below, and the abort jumps back here (what
+// the code allocated before the check is not freed, as in the JIT).
+//
+//===----------------------------------------------------------------------===//
+
+#include "usmoe/Runtime/UsmoeRuntime.h"
+
+#include <csetjmp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace {
+thread_local std::jmp_buf *checkGuard = nullptr;
+thread_local std::string checkMessage;
+
+/// Calls `packed` with failed checks jumping back; false if one failed.
+/// Kept apart from usmoe_rt_host_call so that no C++ object lives in the
+/// frame longjmp returns to.
+bool callGuarded(void (*packed)(void **), void **args) {
+  std::jmp_buf here;
+  std::jmp_buf *outer = checkGuard;
+  checkGuard = &here;
+  if (setjmp(here) != 0) {
+    checkGuard = outer;
+    return false;
+  }
+  packed(args);
+  checkGuard = outer;
+  return true;
+}
+} // namespace
+
+extern "C" {
+
+int usmoe_rt_check_message(const char *message) {
+  checkMessage = message ? message : "";
+  return 0;
+}
+
+void usmoe_rt_check_abort(void) {
+  if (checkGuard)
+    std::longjmp(*checkGuard, 1);
+  std::fprintf(stderr, "usmoe: a run-time check failed: %s\n",
+               checkMessage.c_str());
+  std::abort();
+}
+
+int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
+                       char *message, size_t size) {
+  if (!packed || !args || (size && !message))
+    return USMOE_RT_INVALID_ARGUMENT;
+  if (size)
+    message[0] = '\0';
+  uint64_t failuresBefore = usmoe_rt_mgpu_failure_count();
+  checkMessage.clear();
+  usmoe_rt_mgpu_begin_stream_call(stream);
+  bool checksPassed = callGuarded(packed, args);
+  usmoe_rt_mgpu_end_stream_call();
+  if (!checksPassed) {
+    if (size)
+      std::snprintf(message, size, "a run-time check of the compiled code "
+                                   "failed: %s",
+                    checkMessage.c_str());
+    return USMOE_RT_CHECK_FAILED;
+  }
+  if (usmoe_rt_mgpu_failure_count() != failuresBefore) {
+    if (size) {
+      char last[448] = {0};
+      usmoe_rt_mgpu_last_failure(last, sizeof(last));
+      std::snprintf(message, size, "the GPU function failed: %s", last);
+    }
+    return USMOE_RT_CUDA_ERROR;
+  }
+  return USMOE_RT_OK;
+}
+
+} // extern "C"
