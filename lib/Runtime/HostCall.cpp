@@ -58,21 +58,29 @@ void usmoe_rt_check_abort(void) {
   std::abort();
 }
 
-int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
-                       char *message, size_t size) {
+} // extern "C"
+
+namespace {
+/// One guarded call of host code, as a stream call on `stream` or (not
+/// `streamCall`) as the code itself says: its own streams and
+/// synchronizations, buffers it reads on the host in managed memory.
+int hostCall(void (*packed)(void **), void **args, bool streamCall,
+             void *stream, char *message, size_t size) {
   if (!packed || !args || (size && !message))
     return USMOE_RT_INVALID_ARGUMENT;
   if (size)
     message[0] = '\0';
   uint64_t failuresBefore = usmoe_rt_mgpu_failure_count();
   checkMessage.clear();
-  usmoe_rt_mgpu_begin_stream_call(stream);
+  if (streamCall)
+    usmoe_rt_mgpu_begin_stream_call(stream);
   bool checksPassed = callGuarded(packed, args);
-  usmoe_rt_mgpu_end_stream_call();
+  if (streamCall)
+    usmoe_rt_mgpu_end_stream_call();
   if (!checksPassed) {
     if (size)
-      std::snprintf(message, size, "a run-time check of the compiled code "
-                                   "failed: %s",
+      std::snprintf(message, size,
+                    "a run-time check of the compiled code failed: %s",
                     checkMessage.c_str());
     return USMOE_RT_CHECK_FAILED;
   }
@@ -85,6 +93,19 @@ int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
     return USMOE_RT_CUDA_ERROR;
   }
   return USMOE_RT_OK;
+}
+} // namespace
+
+extern "C" {
+
+int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
+                       char *message, size_t size) {
+  return hostCall(packed, args, /*streamCall=*/true, stream, message, size);
+}
+
+int usmoe_rt_host_call_sync(void (*packed)(void **), void **args,
+                            char *message, size_t size) {
+  return hostCall(packed, args, /*streamCall=*/false, nullptr, message, size);
 }
 
 } // extern "C"

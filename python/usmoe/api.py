@@ -267,12 +267,16 @@ class Router:
                                                     keep_alive=[source.keep_alive]))
 
     def _call_packed(self, logits, cu_seqlens, stream) -> Plan:
-        """Routes one packed batch [N, E] of sequences with offsets."""
-        if self.device == "cuda" and not emulator.enabled():
-            raise NotImplementedError("cu_seqlens on a real GPU is not wired up yet (the "
-                                      "kernels exist; the CPU and the GPU emulator run it)")
+        """Routes one packed batch [N, E] of sequences with offsets. On a
+        real GPU from host logits only: the plan's size depends on the
+        offsets and is read back, so the call waits for the GPU."""
+        real_gpu = self.device == "cuda" and not emulator.enabled()
+        if real_gpu and _arrays.device_view(logits, "logits") is not None:
+            raise NotImplementedError(
+                "cu_seqlens with logits on the GPU: the packed plan's size is read back from "
+                "the device, which a stream call cannot do; pass host logits")
         if stream is not None:
-            raise ValueError("stream applies to device='cuda' only")
+            raise ValueError("stream applies to device='cuda' with logits on the GPU only")
         host = _as_logits(logits)
         array, element = host.data, host.element
         if array.shape[0] != 1:
@@ -283,8 +287,10 @@ class Router:
         self._check_packed(cu, e)
         fn = self.compiled(element, e, packed=True)
         args = [array] + ([] if self.bias is None else [self.bias]) + [cu]
-        out = fn(args)
-        return _plan_of(out)
+        if real_gpu:
+            from . import cuda
+            return _plan_of(cuda.call_on_host(fn, args))
+        return _plan_of(fn(args))
 
     def __call__(self, logits, stream=None, cu_seqlens=None) -> Plan:
         """Routes `logits`. With device="cuda", `stream` (a handle, a
@@ -395,20 +401,21 @@ def plan_from_topk(topk_ids, topk_weights, num_experts: int, device: str = "cpu"
     sequence of R tokens: the plan's gates and mask are [1, R, E] and its
     CSR lists rows by index, ascending inside each expert, exactly as for a
     usmoe router. Ids out of range or repeated raise ValueError (checked by
-    the compiled code). device="cuda" runs on the GPU emulator
-    (USMOE_GPU_EMULATOR=1); on a real GPU it is not wired up yet."""
+    the compiled code). device="cuda" runs on the GPU (host arrays in and
+    out; the call waits for the GPU) or, with USMOE_GPU_EMULATOR=1, on the
+    GPU emulator."""
     e = _integer("num_experts", num_experts)
     if e is None or e < 1:
         raise ValueError(f"num_experts must be >= 1, got {num_experts}")
     if device not in _DEVICES:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not emulator.enabled():
-        raise NotImplementedError("plan_from_topk on a real GPU is not wired up yet; use "
-                                  "device='cpu' (or the GPU emulator)")
     ids32, w32 = _given_selection(topk_ids, topk_weights)
     k = ids32.shape[1]
     ir = _ir.given_selection_function(e, k)
     key = ("given", e, k, device)
+    if device == "cuda" and not emulator.enabled():
+        from . import cuda
+        return _plan_of(cuda.call_on_host(_gpu_function(ir, "given"), [ids32, w32]))
     if device == "cuda":
         fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "given"))
     else:

@@ -176,6 +176,15 @@ class HostFunction:
             raise ValueError("this function's host code reads device memory on the host (a "
                              "moe.plan of a selection that is not a moe.route's reads its row "
                              "count back), so it cannot run as a stream call")
+        return self._call(args, stream, sync=False)
+
+    def call_sync(self, args):
+        """The same, not as a stream call: the host code runs as compiled and
+        waits for its kernels (any function, host_reads_device too). Free
+        each `allocation` with usmoe_rt_free."""
+        return self._call(args, 0, sync=True)
+
+    def _call(self, args, stream: int, sync: bool):
         if len(args) != len(self.arguments):
             raise ValueError(f"expected {len(self.arguments)} arguments, got {len(args)}")
         for i, ((_, shape), (_, want)) in enumerate(zip(args, self.arguments)):
@@ -196,8 +205,12 @@ class HostFunction:
             *[ctypes.addressof(slots) + i * ctypes.sizeof(ctypes.c_void_p)
               for i in range(len(pointers))])
         message = ctypes.create_string_buffer(512)
-        status = rt.usmoe_rt_host_call(ctypes.cast(self._packed, ctypes.c_void_p), packed,
-                                       ctypes.c_void_p(stream or None), message, 512)
+        entry = ctypes.cast(self._packed, ctypes.c_void_p)
+        if sync:
+            status = rt.usmoe_rt_host_call_sync(entry, packed, message, 512)
+        else:
+            status = rt.usmoe_rt_host_call(entry, packed, ctypes.c_void_p(stream or None),
+                                           message, 512)
         if status == _CHECK_FAILED:
             raise ValueError(message.value.decode())
         results, owned, at = [], set(), 0
@@ -211,7 +224,9 @@ class HostFunction:
             at += size
         if status != 0:
             for owner, _, _ in results:
-                if owner:
+                if owner and sync:
+                    rt.usmoe_rt_free(ctypes.c_uint64(owner))
+                elif owner:
                     rt.usmoe_rt_free_async(ctypes.c_uint64(owner), ctypes.c_void_p(stream or None))
             raise RuntimeError(message.value.decode())
         return results
@@ -280,8 +295,11 @@ class _NoLinker(Exception):
 def call_on_host(fn, arrays, stream: int = 0):
     """Calls a GPU function (HostFunction or JitFunction.for_gpu) on host
     arrays (NumPy; or (device pointer, shape) of an argument already on the
-    GPU): uploads them, calls it on `stream`, waits, and returns its results
-    as host arrays (bf16 as raw uint16 bits); device memory freed."""
+    GPU): uploads them, calls it on `stream` (a function whose host code
+    reads device memory: not as a stream call), waits, and returns its
+    results as host arrays (bf16 as raw uint16 bits); device memory freed."""
+    if not isinstance(fn, HostFunction) and not any(isinstance(a, tuple) for a in arrays):
+        return fn(arrays)  # the JIT stages host arrays itself
     uploaded, args = [], []
     for a in arrays:
         if isinstance(a, tuple):
@@ -291,14 +309,17 @@ def call_on_host(fn, arrays, stream: int = 0):
         buffer.upload(a)
         uploaded.append(buffer)
         args.append((buffer.ptr.value, list(a.shape)))
-    raw = fn.call_device(args, stream)
+    sync = getattr(fn, "host_reads_device", False)
+    raw = fn.call_sync(args) if sync else fn.call_device(args, stream)
     try:
         synchronize(stream)
         return [DeviceArray(0, ptr=data).download(shape, _HOST_DTYPES[element])
                 for (_, data, shape), (element, _) in zip(raw, fn.results)]
     finally:
         for allocation, _, _ in raw:
-            if allocation:
+            if allocation and sync:
+                runtime().usmoe_rt_free(ctypes.c_uint64(allocation))
+            elif allocation:
                 runtime().usmoe_rt_free_async(ctypes.c_uint64(allocation),
                                               ctypes.c_void_p(stream or None))
 

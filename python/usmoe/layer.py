@@ -158,10 +158,12 @@ class MoeLayer:
         emulated = self.device == "cuda" and emulator.enabled()
         packed = cu_seqlens is not None
         if self.device == "cuda" and not emulated:
-            if packed:
-                raise NotImplementedError("cu_seqlens on a real GPU is not wired up yet (the "
-                                          "kernels exist; the CPU and the GPU emulator run it)")
-            on_device = self._call_device(hidden, logits, init, stream)
+            if packed and (_arrays.device_view(hidden, "hidden") is not None or
+                           _arrays.device_view(logits, "logits") is not None):
+                raise NotImplementedError(
+                    "cu_seqlens with arrays on the GPU: the packed plan's size is read back "
+                    "from the device, which a stream call cannot do; pass host arrays")
+            on_device = None if packed else self._call_device(hidden, logits, init, stream)
             if on_device is not None:
                 return on_device
         elif stream is not None and not emulated:
@@ -178,17 +180,22 @@ class MoeLayer:
             self._check_dtype("init", start.element)
         self._check(lg.data.shape, h.data.shape, None if start is None else start.data.shape)
         init_data = np.zeros_like(h.data) if start is None else start.data
+        extra = []
+        if packed:
+            cu = packed_offsets(cu_seqlens, lg.data.shape[1])
+            self.router._check_packed(cu, self.num_experts)
+            extra.append(cu)
         if self.device == "cuda" and not emulated:
-            y = self._run_cuda(lg.data, lg.element, h.data, init_data, stream or 0)
+            from . import cuda
+            weights = self._weights_on_device()
+            (y,) = cuda.call_on_host(self.compiled(lg.element, packed),
+                                     [lg.data, h.data, init_data, *weights, *extra],
+                                     stream or 0)
         else:
             args = [lg.data, h.data, init_data, *self._weights]
             if self.router.bias is not None:
                 args.append(self.router.bias)
-            if packed:
-                cu = packed_offsets(cu_seqlens, lg.data.shape[1])
-                self.router._check_packed(cu, self.num_experts)
-                args.append(cu)
-            (y,) = self.compiled(lg.element, packed)(args)
+            (y,) = self.compiled(lg.element, packed)(args + extra)
         return _arrays.from_host_result(y, self.element, h.framework)
 
     def forward_topk(self, hidden, topk_ids, topk_weights, init=None):
@@ -196,11 +203,9 @@ class MoeLayer:
         hidden [R, D], topk_ids / topk_weights [R, k] (ids in [0, E), no
         expert twice in a row; the weights are the gates, used as given),
         optional init [R, D] -> y [R, D]. The layer's own router options are
-        not used. On the CPU, or on the GPU emulator for device="cuda"; on a
-        real GPU this is not wired up yet (NotImplementedError)."""
+        not used. On the CPU, or for device="cuda" on the GPU (host arrays in
+        and out; the call waits) or the GPU emulator."""
         emulated = self.device == "cuda" and emulator.enabled()
-        if self.device == "cuda" and not emulated:
-            raise NotImplementedError("MoeLayer.forward_topk on a real GPU is not wired up yet")
         ids, weights = _given_selection(topk_ids, topk_weights)
         h = _arrays.host_array(hidden, "hidden")
         self._check_dtype("hidden", h.element)
@@ -220,6 +225,12 @@ class MoeLayer:
                self.ffn_size, self.device, self.weight_layout, self.fused)
         ir = _ir.given_layer_function(self.num_experts, k, self.hidden_size, self.ffn_size,
                                       self.element, layout=self.weight_layout, fused=self.fused)
+        if self.device == "cuda" and not emulated:
+            from . import cuda
+            (y,) = cuda.call_on_host(_gpu_function(ir, "layer"),
+                                     [ids, weights, h.data, init_data,
+                                      *self._weights_on_device(with_bias=False)])
+            return _arrays.from_host_result(y, self.element, h.framework)
         if emulated:
             fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "layer"))
         else:
@@ -228,9 +239,10 @@ class MoeLayer:
         return _arrays.from_host_result(y, self.element, h.framework)
 
     # -- the GPU -------------------------------------------------------------
-    def _weights_on_device(self):
-        """(device buffer, shape) of each weight and the bias: read in place
-        when given on the GPU, else uploaded once, in their layout."""
+    def _weights_on_device(self, with_bias: bool = True):
+        """(device pointer, shape) of each weight (read in place when given
+        on the GPU, else uploaded once, in their layout) and of the router's
+        bias if it has one and `with_bias`."""
         from . import cuda
         if self._device_weights is None:
             uploaded = []
@@ -239,16 +251,9 @@ class MoeLayer:
                 buffer.upload(w)
                 uploaded.append((buffer, list(w.shape)))
             self._device_weights = uploaded
-        bias = self.router._device_bias()
-        return self._device_weights + ([] if bias is None else [(bias, [self.num_experts])])
-
-    def _run_cuda(self, logits, logits_element, hidden, init, stream):
-        """The layer on host arrays, on the GPU (uploaded, then waited for)."""
-        from . import cuda
-        weights = [(buffer.ptr.value, shape) for buffer, shape in self._weights_on_device()]
-        (y,) = cuda.call_on_host(self.compiled(logits_element), [logits, hidden, init, *weights],
-                                 stream)
-        return y
+        out = [(buffer.ptr.value, shape) for buffer, shape in self._device_weights]
+        bias = self.router._device_bias() if with_bias else None
+        return out + ([] if bias is None else [(bias.ptr.value, [self.num_experts])])
 
     def _call_device(self, hidden, logits, init, stream) -> Optional[object]:
         """The layer on GPU-resident hidden states and logits (None if they
@@ -288,7 +293,7 @@ class MoeLayer:
                 init_buffer.zero(nbytes, stream)
             init_arg = init_buffer.ptr.value
         args = [(lg.ptr, lg.shape), (h.ptr, h.shape), (init_arg, h.shape)]
-        args += [(buffer.ptr.value, shape) for buffer, shape in self._weights_on_device()]
+        args += self._weights_on_device()
         fn = self.compiled(lg.element)
         raw = fn.call_device(args, stream)
         keep = [lg.keep_alive, h.keep_alive] + ([start.keep_alive] if start is not None else

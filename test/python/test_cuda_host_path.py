@@ -752,3 +752,41 @@ def test_without_a_linker_the_host_code_is_jit_compiled(tmp_path):
     assert r["function"] == "JitFunction"
     assert r["rows"] == 8 and r["launches"] > 0
     assert not any(tmp_path.rglob("*.so"))
+
+
+def test_host_code_that_reads_back_runs_waiting_on_host_arrays():
+    """Packed sequences (the plan's size depends on the offsets) and a
+    selection made elsewhere run their host code as compiled, not as a
+    stream call: host arrays in, the call waits, host arrays out. With
+    logits on the GPU, cu_seqlens is a clear NotImplementedError."""
+    r = run_fake("""
+        x = rng.normal(size=(10, 8)).astype(np.float32)
+        reset()
+        plan = usmoe.route(x, mode="unified", k=1.5, device="cuda", cu_seqlens=[0, 4, 10])
+        result["plan"] = {n: [type(getattr(plan, n)).__name__, list(getattr(plan, n).shape)]
+                          for n in ("gates", "mask", "expert_offsets")}
+        result["waits"] = counters()["ctx_sync"] + counters()["stream_sync"]
+        result["async"] = memory_counters()["alloc_async"]
+        given = usmoe.plan_from_topk(np.array([[0, 1], [2, 3]]), np.ones((2, 2)), 8,
+                                     device="cuda")
+        result["given"] = list(given.expert_offsets.shape)
+        w = [rng.normal(size=s).astype(np.float32) for s in ((8, 16, 32), (8, 16, 32),
+                                                            (8, 32, 16))]
+        layer = usmoe.MoeLayer(*w, mode="token", k=2, device="cuda")
+        y = layer.forward_topk(rng.normal(size=(2, 16)).astype(np.float32),
+                               np.array([[0, 1], [2, 3]]), np.ones((2, 2)))
+        result["forward_topk"] = [type(y).__name__, list(y.shape)]
+        y = layer(rng.normal(size=(10, 16)).astype(np.float32), x, cu_seqlens=[0, 4, 10])
+        result["packed_layer"] = list(y.shape)
+        try:
+            usmoe.route(OnDevice(x), mode="unified", k=1.5, device="cuda", cu_seqlens=[0, 10])
+        except NotImplementedError as error:
+            result["device_packed"] = str(error)
+    """)
+    assert r["plan"] == {"gates": ["ndarray", [1, 10, 8]], "mask": ["ndarray", [1, 10, 8]],
+                         "expert_offsets": ["ndarray", [9]]}
+    assert r["waits"] > 0 and r["async"] == 0
+    assert r["given"] == [9]
+    assert r["forward_topk"] == ["ndarray", [2, 16]]
+    assert r["packed_layer"] == [10, 16]
+    assert "read back from the device" in r["device_packed"]

@@ -1,7 +1,6 @@
 """Bring-your-own router: moe.select_given through usmoe.plan_from_topk and
 MoeLayer.forward_topk, against usmoe.reference, on the CPU and on the GPU
-path (emulator; on a real GPU these two entry points are not wired up yet
-and say so)."""
+path (emulator, and a real GPU where there is one)."""
 
 import numpy as np
 import pytest
@@ -70,16 +69,8 @@ def test_bad_arguments(args, error, message):
         usmoe.plan_from_topk(*args)
 
 
-def test_real_gpu_is_a_clear_error(monkeypatch):
-    monkeypatch.delenv("USMOE_GPU_EMULATOR", raising=False)
-    with pytest.raises(NotImplementedError, match="not wired up yet"):
-        usmoe.plan_from_topk(np.zeros((1, 1), int), np.ones((1, 1)), 4, device="cuda")
-
-
 @pytest.mark.parametrize("element", [np.float32, np.float16])
 def test_layer_on_a_given_selection(element, route_device):
-    if route_device == "cuda" and not usmoe.emulator.enabled():
-        pytest.skip("forward_topk is not wired to a real GPU yet")
     rng = np.random.default_rng(11)
     e, d, f, rows, k = 8, 16, 24, 30, 3
     w1, w3 = (rng.normal(0, 0.3, (e, d, f)).astype(element) for _ in range(2))

@@ -246,7 +246,6 @@ def test_weight_layouts_give_identical_results(dtype, route_device, monkeypatch)
     ids = np.argsort(-logits, axis=1)[:, :2].astype(np.int32)
     gates = rng.uniform(size=(t, 2)).astype(np.float32)
     device = route_device
-    real_gpu = device == "cuda" and not usmoe.emulator.enabled()
     layouts = _in_layouts_any(*w)
     for gemm in _expert_gemms(device):
         if gemm is not None:
@@ -259,8 +258,7 @@ def test_weight_layouts_give_identical_results(dtype, route_device, monkeypatch)
                        for mine, theirs in zip(layer._weights,
                                                [x for x in weights if x is not None]))
             results.append(as_f32(layer(hidden, logits)))
-            if not real_gpu:  # forward_topk is not wired up on a real GPU yet
-                given.append(as_f32(layer.forward_topk(hidden, ids, gates)))
+            given.append(as_f32(layer.forward_topk(hidden, ids, gates)))
         want = reference.moe_layer(as_f32(hidden),
                                    reference.route(logits, mode="unified", k=1.5),
                                    *(as_f32(x) for x in w))
