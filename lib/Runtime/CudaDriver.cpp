@@ -76,6 +76,17 @@ State &state() {
       s.error = "cuDevicePrimaryCtxRetain failed: " + describe(r);
       return;
     }
+    // Stream calls allocate their results and temporaries from the device's
+    // default pool (cuMemAllocAsync). Its default release threshold, 0,
+    // hands freed memory back to the OS at every synchronization, so the
+    // next call maps fresh pages; keep it pooled instead, as PyTorch's
+    // cudaMallocAsync backend does. Best effort: a failure only costs speed.
+    CUmemoryPool pool = nullptr;
+    if (s.table.DeviceGetDefaultMemPool(&pool, device) == 0 && pool) {
+      unsigned long long keepAll = ~0ull;
+      constexpr int kReleaseThreshold = 4; // CU_MEMPOOL_ATTR_RELEASE_THRESHOLD
+      s.table.MemPoolSetAttribute(pool, kReleaseThreshold, &keepAll);
+    }
   });
   return s;
 }

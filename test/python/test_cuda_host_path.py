@@ -790,3 +790,15 @@ def test_host_code_that_reads_back_runs_waiting_on_host_arrays():
     assert r["forward_topk"] == ["ndarray", [2, 16]]
     assert r["packed_layer"] == [10, 16]
     assert "read back from the device" in r["device_packed"]
+
+
+def test_the_default_memory_pool_keeps_freed_memory():
+    """Stream calls allocate from the device's default pool: the runtime
+    raises its release threshold so that a synchronization does not return
+    the memory to the OS between calls."""
+    r = run_fake("""
+        drv.fake_cuda_pool_release_threshold.restype = ctypes.c_ulonglong
+        usmoe.route(OnDevice(np.zeros((4, 8), np.float32)), mode="token", k=2, device="cuda")
+        result["threshold"] = drv.fake_cuda_pool_release_threshold()
+    """)
+    assert r["threshold"] == 2**64 - 1

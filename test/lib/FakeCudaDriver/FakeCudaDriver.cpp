@@ -201,6 +201,23 @@ CUresult cuStreamSynchronize(void *) {
 }
 CUresult cuStreamDestroy_v2(void *) { return kSuccess; }
 
+/// The default memory pool's release threshold as last set (attribute 4,
+/// CU_MEMPOOL_ATTR_RELEASE_THRESHOLD); kept across fake_cuda_reset.
+static unsigned long long poolReleaseThreshold = 0;
+static int defaultPool;
+
+CUresult cuDeviceGetDefaultMemPool(void **pool, int) {
+  *pool = &defaultPool;
+  return kSuccess;
+}
+CUresult cuMemPoolSetAttribute(void *pool, int attribute, void *value) {
+  if (pool != &defaultPool || !value)
+    return kInvalidValue;
+  if (attribute == 4)
+    poolReleaseThreshold = *static_cast<unsigned long long *>(value);
+  return kSuccess;
+}
+
 // --- what tests read back ---------------------------------------------------
 
 /// Counters: "htod", "dtoh", "ctx_sync", "stream_sync", "alloc", "free"
@@ -230,6 +247,11 @@ long fake_cuda_counter(const char *name) {
   if (n == "launch")
     return long(r.launches.size());
   return -1;
+}
+
+/// The default memory pool's release threshold (see cuMemPoolSetAttribute).
+unsigned long long fake_cuda_pool_release_threshold() {
+  return poolReleaseThreshold;
 }
 
 /// Launch `i` in order: its kernel name, and grid.x / block.x / stream.
