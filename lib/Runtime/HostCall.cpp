@@ -1,4 +1,5 @@
-//===- HostCall.cpp - calls of compiled host code --------------------------===//
+//===- HostCall.cpp - calls of compiled host code
+//--------------------------===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.
@@ -103,8 +104,8 @@ int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
   return hostCall(packed, args, /*streamCall=*/true, stream, message, size);
 }
 
-int usmoe_rt_host_call_sync(void (*packed)(void **), void **args,
-                            char *message, size_t size) {
+int usmoe_rt_host_call_sync(void (*packed)(void **), void **args, char *message,
+                            size_t size) {
   return hostCall(packed, args, /*streamCall=*/false, nullptr, message, size);
 }
 

@@ -9,6 +9,7 @@
 #include "mlir/Dialect/GPU/IR/CompilationInterfaces.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "usmoe/Dialect/Moe/IR/MoeOps.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 
@@ -92,13 +93,14 @@ std::string mlir::usmoe::gpuMetadataJson(ModuleOp module,
     if (o.binary == binaryName)
       objects.push_back(llvm::json::Object{
           {"file", gpuObjectFileName(o, count)}, {"chip", o.chip}});
-  auto info = module->getAttrOfType<DictionaryAttr>("usmoe.kernels");
+  auto table = module->getAttrOfType<DictionaryAttr>("usmoe.kernels");
   llvm::json::Object kernels;
-  if (info)
-    for (NamedAttribute kernel : info) {
-      auto dict = cast<DictionaryAttr>(kernel.getValue());
+  if (table)
+    for (NamedAttribute entry : table) {
+      auto kernel = cast<moe::KernelAttr>(entry.getValue());
       llvm::json::Object k;
-      for (NamedAttribute field : dict) {
+      // What a kind adds first, so that the entry's own fields win.
+      for (NamedAttribute field : kernel.getInfo()) {
         Attribute v = field.getValue();
         if (auto s = dyn_cast<StringAttr>(v))
           k[field.getName().str()] = s.getValue().str();
@@ -106,21 +108,22 @@ std::string mlir::usmoe::gpuMetadataJson(ModuleOp module,
           k[field.getName().str()] = bl.getValue();
         else if (auto i = dyn_cast<IntegerAttr>(v))
           k[field.getName().str()] = i.getInt();
-        else if (auto a = dyn_cast<DenseI32ArrayAttr>(v))
-          k[field.getName().str()] = llvm::json::Array(a.asArrayRef());
-        else if (auto types = dyn_cast<ArrayAttr>(v)) {
-          llvm::json::Array printed;
-          for (Attribute t : types) {
-            std::string s;
-            llvm::raw_string_ostream os(s);
-            cast<TypeAttr>(t).getValue().print(os);
-            printed.push_back(s);
-          }
-          k[field.getName().str()] = std::move(printed);
-        }
       }
-      k["params"] = parameters(dict.getAs<ArrayAttr>("args"));
-      kernels[kernel.getName().str()] = std::move(k);
+      k["kind"] = kernel.getKind().getValue().str();
+      for (auto [key, text] : kernel.getExpressions())
+        if (!text.empty())
+          k[key.str()] = text.str();
+      k["block"] = llvm::json::Array(kernel.getBlock().asArrayRef());
+      llvm::json::Array printed;
+      for (Attribute t : kernel.getArgs()) {
+        std::string s;
+        llvm::raw_string_ostream os(s);
+        cast<TypeAttr>(t).getValue().print(os);
+        printed.push_back(s);
+      }
+      k["args"] = std::move(printed);
+      k["params"] = parameters(kernel.getArgs());
+      kernels[entry.getName().str()] = std::move(k);
     }
   llvm::json::Object meta{{"module", binaryName.str()},
                           {"objects", std::move(objects)},

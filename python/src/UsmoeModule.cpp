@@ -13,7 +13,7 @@
 
 #include "Compiler.h"
 #include "DLPack.h"
-#include "usmoe/Conversion/MoeToGPU/ShapeExpr.h"
+#include "usmoe/Support/ShapeExpr.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -220,7 +220,8 @@ PYBIND11_MODULE(_usmoe, m) {
       "Compiles the GPU function `name` (usmoe-to-nvvm, kernels embedded) to "
       "a position-independent object for this host: {object, packed (the "
       "symbol usmoe_rt_host_call takes), arguments, results, "
-      "host_reads_device, kernels (the kernels' metadata JSON)}. Link it with `cc -shared` to run it without "
+      "host_reads_device, kernels (the kernels' metadata JSON)}. Link it with "
+      "`cc -shared` to run it without "
       "MLIR.");
 
   m.def(

@@ -94,8 +94,10 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     - `moe.combine` with `expert_offsets`: a block per token, rows found by
       binary search per expert, summed in row order (no atomics).
 
-    The module attribute `usmoe.kernels` describes every kernel (kind,
-    launch shape, argument types) for runtimes without MLIR.
+    The module attribute `usmoe.kernels` maps every kernel to a
+    `#moe.kernel` (kind, argument types, block, grid, launches and bytes as
+    shape expressions), checked against the kernels at the end of the
+    pass, for runtimes without MLIR and the cost report.
 
     Any other moe op is an error ("not supported on the GPU path yet"), so
     that nothing silently runs on the host; the CPU path (`usmoe-to-cpu`)

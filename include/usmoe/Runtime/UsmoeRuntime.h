@@ -108,8 +108,8 @@ int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
  * streams, waiting for them; buffers it reads on the host, such as a plan's
  * row count, in managed memory). For host code marked
  * usmoe.host_reads_device; its results are freed with usmoe_rt_free. */
-int usmoe_rt_host_call_sync(void (*packed)(void **), void **args,
-                            char *message, size_t size);
+int usmoe_rt_host_call_sync(void (*packed)(void **), void **args, char *message,
+                            size_t size);
 /* What a failed run-time check of host code compiled into a library calls
  * (its cf.assert's puts and abort, renamed): the message, then the end of
  * the call (back to usmoe_rt_host_call; outside one, the process aborts). */

@@ -48,6 +48,9 @@ struct ConvertGpuToEmulatorPass
       kernels.erase();
     }
     module->removeAttr(gpu::GPUDialect::getContainerModuleAttrName());
+    // The kernel table describes kernels that are functions now (and its
+    // #moe.kernel entries would be foreign to mlir-runner).
+    module->removeAttr("usmoe.kernels");
   }
 };
 } // namespace

@@ -8,7 +8,8 @@
 
 #include "KernelTable.h"
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
-#include "usmoe/Conversion/MoeToGPU/ShapeExpr.h"
+#include "usmoe/Dialect/Moe/IR/MoeOps.h"
+#include "usmoe/Support/ShapeExpr.h"
 
 #include "llvm/ADT/SetVector.h"
 #include "llvm/Support/Format.h"
@@ -80,10 +81,10 @@ struct UsmoeGpuCostReportPass
     });
     SmallVector<Row> rows;
     for (StringRef name : order) {
-      auto info = table.getAs<DictionaryAttr>(name);
-      if (!info)
+      auto kernel = table.getAs<moe::KernelAttr>(name);
+      if (!kernel)
         continue;
-      FailureOr<Row> row = evaluate(name, info, given);
+      FailureOr<Row> row = evaluate(name, kernel, given);
       if (failed(row))
         return signalPassFailure();
       rows.push_back(*row);
@@ -91,26 +92,28 @@ struct UsmoeGpuCostReportPass
     print(rows);
   }
 
-  FailureOr<Row> evaluate(StringRef name, DictionaryAttr info,
+  FailureOr<Row> evaluate(StringRef name, moe::KernelAttr kernel,
                           const llvm::StringMap<int64_t> &given) {
     llvm::StringMap<int64_t> symbols(given);
     // E and K default to what the kernel was built for.
     for (auto [key, symbol] : {std::pair{"experts", "E"}, {"k", "K"}})
-      if (auto v = info.getAs<IntegerAttr>(key))
+      if (auto v = kernel.getInfo().getAs<IntegerAttr>(key))
         symbols.try_emplace(symbol, v.getInt());
     Row row;
     row.name = name.str();
+    llvm::StringMap<StringRef> expressions;
+    for (auto [key, text] : kernel.getExpressions())
+      expressions[key] = text;
     auto value = [&](StringRef key) -> FailureOr<int64_t> {
-      auto text = info.getAs<StringAttr>(key);
-      if (!text)
+      StringRef text = expressions.lookup(key);
+      if (text.empty())
         return int64_t(0);
       std::string error;
-      std::optional<int64_t> v =
-          evaluateShapeExpr(text.getValue(), symbols, error);
+      std::optional<int64_t> v = evaluateShapeExpr(text, symbols, error);
       if (!v) {
         getOperation().emitError()
             << "usmoe-gpu-cost-report: " << name << " " << key << " = \""
-            << text.getValue() << "\": " << error << " (give it in shape=...)";
+            << text << "\": " << error << " (give it in shape=...)";
         return failure();
       }
       return *v;
@@ -124,14 +127,13 @@ struct UsmoeGpuCostReportPass
         return failure();
       *field = *v;
     }
-    if (info.get("floor_bytes")) {
+    if (kernel.getFloorBytes()) {
       FailureOr<int64_t> v = value("floor_bytes");
       if (failed(v))
         return failure();
       row.floor = *v;
     }
-    if (auto block = info.getAs<DenseI32ArrayAttr>("block"))
-      row.block = block.asArrayRef()[0];
+    row.block = kernel.getBlock().asArrayRef()[0];
     if (row.launches > 0) {
       double share =
           std::min(1.0, double(row.grid) / double(static_cast<int64_t>(sms)));

@@ -7,7 +7,7 @@
 //===----------------------------------------------------------------------===//
 //
 // convert-moe-to-gpu describes every kernel it generates in the module
-// attribute `usmoe.kernels` (name -> dictionary): its kind, argument types,
+// attribute `usmoe.kernels` (name -> #moe.kernel): its kind, argument types,
 // block, grid and cost as shape expressions (ShapeExpr.h), so that a runtime
 // without MLIR can launch the serialized kernels (usmoe-extract-binary
 // writes the table as JSON) and usmoe-gpu-cost-report can evaluate the cost
@@ -51,17 +51,16 @@ struct KernelCost {
   std::string floorBytes;
 };
 
-/// Adds `kernel` to the table of `module` with `info` (kind, grid, ...),
-/// its argument types, block and `cost`.
+/// Adds `kernel` to the table of `module`: its `kind` and `grid` (string
+/// entries of `info`), argument types, block and `cost`; the rest of `info`
+/// is what the kind adds (E, k, ...).
 void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
                   SmallVector<NamedAttribute> info, const KernelCost &cost);
 
 /// Checks the table of `module` against its kernels: every gpu.func kernel
-/// of `kernelModule` has an entry and every entry a kernel; an entry has
-/// `kind` (string), `args` (the kernel's argument types, in order), `block`
-/// (its known block size), and `grid`, `launches`, `bytes_read`,
-/// `bytes_written` (and optionally `floor_bytes`) as shape expressions that
-/// parse. Emits an error naming the entry and the key otherwise.
+/// of `kernelModule` has an entry and every entry is a valid #moe.kernel of
+/// a kernel, with that kernel's argument types (in order) and known block
+/// size. Emits an error naming the entry otherwise.
 LogicalResult verifyKernelTable(ModuleOp module,
                                 StringRef kernelModule = kKernelModule);
 

@@ -2,7 +2,7 @@
 
 // A Token Choice router becomes a launch of a warp-per-token kernel: 4 rows
 // per 128-thread block, skipped for an empty input.
-// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = {args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = array<i32: 128, 1, 1>, bytes_read = "B * T * E * 2", bytes_written = "B * T * E * 5", experts = 64 : i64, floor_bytes = "B * T * E * 7", grid = "ceildiv(B * T, 4)", k = 8 : i64, kind = "route_token", launches = "1", lists = false, renormalize = true, rows_per_block = 4 : i64}}}
+// CHECK: module attributes {gpu.container_module, usmoe.kernels = {route_token_0 = #moe.kernel<kind = "route_token", args = [memref<?x?x64xbf16>, memref<?x?x64xf32>, memref<?x?x64xi1>], block = [128, 1, 1], grid = "ceildiv(B * T, 4)", launches = "1", bytes_read = "B * T * E * 2", bytes_written = "B * T * E * 5", floor_bytes = "B * T * E * 7", info = {experts = 64 : i64, k = 8 : i64, lists = false, renormalize = true, rows_per_block = 4 : i64}>}}
 // CHECK-LABEL: func.func @router
 // CHECK: %[[L:.*]] = bufferization.to_buffer %{{.*}} read_only
 // CHECK: %[[G:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x64xf32>

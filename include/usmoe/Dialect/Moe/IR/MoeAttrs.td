@@ -138,4 +138,48 @@ def Moe_UnifiedRouterAttr : Moe_RouterAttr<"UnifiedRouter", "unified"> {
       Moe_ModelOptionParameters);
 }
 
+//===----------------------------------------------------------------------===//
+// Kernel table entries
+//===----------------------------------------------------------------------===//
+
+def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
+  let mnemonic = "kernel";
+  let summary = "what a kernel convert-moe-to-gpu generated is and costs";
+  let description = [{
+    One entry of the module's kernel table `usmoe.kernels` (kernel name ->
+    `#moe.kernel`): its `kind` (what it computes, e.g. `plan_count`), its
+    argument types and known block size (checked against the `gpu.func`),
+    and as shape expressions over the call's shape (B, T, E, K, M, D, F;
+    usmoe/Support/ShapeExpr.h) its `grid`, `launches` per call, bytes read
+    and written, and on one kernel per op `floor_bytes`, the bytes the op
+    must move (the HBM floor). `info` holds what a kind adds (E, k, tile
+    rows, ...). A runtime without MLIR sizes launches from it (written out
+    as JSON next to the cubin), `usmoe-gpu-cost-report` evaluates it.
+
+    Example: `#moe.kernel<kind = "plan_scan", args = [memref<?xi32>,
+    memref<9xi32>, index], block = array<i32: 256, 1, 1>, grid = "1",
+    launches = "1", bytes_read = "E * ceildiv(B * T, 128) * 4",
+    bytes_written = "E * ceildiv(B * T, 128) * 4 + (E + 1) * 4",
+    info = {experts = 8 : i64}>`
+  }];
+  let parameters = (ins
+      "::mlir::StringAttr":$kind,
+      "::mlir::ArrayAttr":$args,
+      "::mlir::DenseI32ArrayAttr":$block,
+      "::mlir::StringAttr":$grid,
+      "::mlir::StringAttr":$launches,
+      "::mlir::StringAttr":$bytes_read,
+      "::mlir::StringAttr":$bytes_written,
+      OptionalParameter<"::mlir::StringAttr", "the op's HBM floor">:$floor_bytes,
+      "::mlir::DictionaryAttr":$info);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// The shape expressions by their key in the table ("grid", "launches",
+    /// "bytes_read", "bytes_written", "floor_bytes"), "" when absent.
+    ::llvm::SmallVector<std::pair<::llvm::StringRef, ::llvm::StringRef>>
+    getExpressions() const;
+  }];
+}
+
 #endif // USMOE_DIALECT_MOE_IR_MOEATTRS_TD

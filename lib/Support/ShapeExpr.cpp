@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "usmoe/Conversion/MoeToGPU/ShapeExpr.h"
+#include "usmoe/Support/ShapeExpr.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CheckedArithmetic.h"
@@ -151,4 +151,21 @@ mlir::usmoe::evaluateShapeExpr(StringRef text,
                                const llvm::StringMap<int64_t> &symbols,
                                std::string &error) {
   return Parser(text, symbols).parse(error);
+}
+
+bool mlir::usmoe::isShapeExpr(StringRef text, std::string &error) {
+  // Bind every name to 1: what matters is that the text parses.
+  llvm::StringMap<int64_t> symbols;
+  for (size_t i = 0; i < text.size();) {
+    if (!llvm::isAlpha(text[i]) && text[i] != '_') {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < text.size() && (llvm::isAlnum(text[j]) || text[j] == '_'))
+      ++j;
+    symbols[text.slice(i, j)] = 1;
+    i = j;
+  }
+  return evaluateShapeExpr(text, symbols, error).has_value();
 }

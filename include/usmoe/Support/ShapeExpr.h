@@ -5,17 +5,18 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// The kernel table (`usmoe.kernels`) states each kernel's grid, launches and
-// bytes moved as text over the symbols of a call's shape (B, T, E, M, K, D,
-// F, ...), e.g. "ceildiv(B * T, 4)", so that a runtime or a reader can size
-// a launch and the cost report can evaluate them for given shapes.
+// The kernel table (the `#moe.kernel` entries of `usmoe.kernels`) states
+// each kernel's grid, launches and bytes moved as text over the symbols of a
+// call's shape (B, T, E, M, K, D, F, ...), e.g. "ceildiv(B * T, 4)", so that
+// a runtime or a reader can size a launch and the cost report can evaluate
+// them for given shapes.
 // Grammar: integers, symbols, + - *, parentheses, and the functions
 // ceildiv(a, b), min(a, b), max(a, b) and gt(a, b) (1 if a > b, else 0).
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef USMOE_CONVERSION_MOETOGPU_SHAPEEXPR_H
-#define USMOE_CONVERSION_MOETOGPU_SHAPEEXPR_H
+#ifndef USMOE_SUPPORT_SHAPEEXPR_H
+#define USMOE_SUPPORT_SHAPEEXPR_H
 
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringRef.h"
@@ -32,6 +33,10 @@ std::optional<int64_t>
 evaluateShapeExpr(llvm::StringRef text, const llvm::StringMap<int64_t> &symbols,
                   std::string &error);
 
+/// Whether `text` is a well-formed shape expression (any symbols); `error`
+/// says why not.
+bool isShapeExpr(llvm::StringRef text, std::string &error);
+
 } // namespace mlir::usmoe
 
-#endif // USMOE_CONVERSION_MOETOGPU_SHAPEEXPR_H
+#endif // USMOE_SUPPORT_SHAPEEXPR_H
