@@ -7,10 +7,12 @@
 #                                     path's expected outputs, the runtime
 #                                     library and run.py
 #   scripts/gpu-check.sh run [DIR]    on a GPU machine (no MLIR needed: NumPy
-#                                     and the CUDA driver): launch, compare,
-#                                     time; prints a table; then the Python
-#                                     API on torch.cuda tensors (needs
-#                                     PyTorch; kernels from the packed cache)
+#                                     and the CUDA driver): run the host
+#                                     libraries, compare, time; prints a
+#                                     table; then the Python API on
+#                                     torch.cuda tensors and the router
+#                                     benchmark against PyTorch (needs
+#                                     PyTorch; from the packed cache)
 #   scripts/gpu-check.sh emulate [DIR] the packed cases on the GPU emulator
 #                                     (here, no GPU; CI runs this)
 #   scripts/gpu-check.sh [DIR]        pack, then run if a GPU is present
@@ -36,12 +38,19 @@ pack() {
   cp scripts/gpu_check/api_check.py "$dir/"
   LD_LIBRARY_PATH="$root/build/test/fake-cuda" PYTHONPATH=build/python_packages \
     /usr/bin/python3 "$dir/api_check.py" prefill "$dir"
+  # The router benchmark against PyTorch (eager, torch.compile): its host
+  # libraries and the HBM floor of every shape, computed here.
+  cp benchmarks/bench_gpu_router.py benchmarks/bench_cpu_vs_torch.py "$dir/"
+  LD_LIBRARY_PATH="$root/build/test/fake-cuda" PYTHONPATH=build/python_packages \
+    /usr/bin/python3 "$dir/bench_gpu_router.py" prefill "$dir"
 }
 
 run() {
   local status=0
   PYTHONUNBUFFERED=1 python3 "$dir/run.py" || status=$?
   PYTHONUNBUFFERED=1 PYTHONPATH="$dir/python" python3 "$dir/api_check.py" run "$dir" \
+    || status=$((status ? status : $?))
+  PYTHONUNBUFFERED=1 PYTHONPATH="$dir/python" python3 "$dir/bench_gpu_router.py" run "$dir" \
     || status=$((status ? status : $?))
   return "$status"
 }

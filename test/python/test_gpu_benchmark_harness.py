@@ -1,0 +1,39 @@
+"""The GPU router benchmark (benchmarks/bench_gpu_router.py) runs only on a
+GPU machine; its harness (peers, timing, the table) is checked here on the
+CPU with tiny shapes, so that a GPU session does not spend its minutes on
+a broken script."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "benchmarks", "bench_gpu_router.py")
+
+
+def test_dry_run_prints_a_row_per_router_and_size():
+    pytest.importorskip("torch")
+    run = subprocess.run([sys.executable, SCRIPT, "dry-run", "--no-compile"],
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, USMOE_CACHE_DIR=""))
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and
+            not line.startswith("| router")]
+    # token k=2 and unified (token k=8 needs E >= 8: E = 8 is enough) at T = 1, 64.
+    assert len(rows) == 3 * 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[4]) > 0  # usmoe's median
+        assert float(cells[5]) > 0 and float(cells[7]) > 0  # the peers
+
+
+def test_without_a_gpu_it_says_so():
+    pytest.importorskip("torch")
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    run = subprocess.run([sys.executable, SCRIPT, "run", "/nonexistent"], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2 and "no PyTorch with a GPU" in run.stderr
