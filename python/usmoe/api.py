@@ -46,14 +46,15 @@ class _CompileCache:
 _cache = _CompileCache()
 
 
-def _gpu_function(ir: str, entry: str):
-    """Function `entry` of `ir` for the GPU at hand: the compiler's host
-    code with its kernels (cuda.host_function; built once, then from the
-    on-disk cache). RuntimeError without a GPU."""
+def _gpu_function(key: tuple, ir, entry: str):
+    """Function `entry` of the IR `ir()` builds, for the GPU at hand: the
+    compiler's host code with its kernels (cuda.host_function; built once
+    per `key` and chip, then from the on-disk cache). RuntimeError without
+    a GPU."""
     from . import cuda
     chip, features = cuda.target_for_device()
-    return _cache.get(("gpu", ir, entry, chip),
-                      lambda: cuda.host_function(ir, entry, chip, features))
+    return _cache.get(key + (entry, chip),
+                      lambda: cuda.host_function(ir(), entry, chip, features))
 
 
 def cache_info() -> dict:
@@ -230,7 +231,8 @@ class Router:
                               lambda: emulator.jit(self._ir(element, num_experts, packed),
                                                    "router"))
         if self.device == "cuda":
-            return _gpu_function(self._ir(element, num_experts, packed), "router")
+            return _gpu_function(self._key(element, num_experts, packed),
+                                 lambda: self._ir(element, num_experts, packed), "router")
         from . import cpu
         return _cache.get(self._key(element, num_experts, packed) + cpu.key(),
                           lambda: cpu.jit(self._ir(element, num_experts, packed), "router"))
@@ -415,7 +417,8 @@ def plan_from_topk(topk_ids, topk_weights, num_experts: int, device: str = "cpu"
     key = ("given", e, k, device)
     if device == "cuda" and not emulator.enabled():
         from . import cuda
-        return _plan_of(cuda.call_on_host(_gpu_function(ir, "given"), [ids32, w32]))
+        return _plan_of(cuda.call_on_host(_gpu_function(key, lambda: ir, "given"),
+                                          [ids32, w32]))
     if device == "cuda":
         fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "given"))
     else:

@@ -126,7 +126,7 @@ class MoeLayer:
             return _cache.get(key + ("emulator",),
                               lambda: emulator.jit(self._ir(logits_element, packed), "layer"))
         if self.device == "cuda":
-            return _gpu_function(self._ir(logits_element, packed), "layer")
+            return _gpu_function(key, lambda: self._ir(logits_element, packed), "layer")
         return _cache.get(key + cpu.key(),
                           lambda: cpu.jit(self._ir(logits_element, packed), "layer"))
 
@@ -227,7 +227,7 @@ class MoeLayer:
                                       self.element, layout=self.weight_layout, fused=self.fused)
         if self.device == "cuda" and not emulated:
             from . import cuda
-            (y,) = cuda.call_on_host(_gpu_function(ir, "layer"),
+            (y,) = cuda.call_on_host(_gpu_function(key, lambda: ir, "layer"),
                                      [ids, weights, h.data, init_data,
                                       *self._weights_on_device(with_bias=False)])
             return _arrays.from_host_result(y, self.element, h.framework)
