@@ -119,6 +119,27 @@ def test_small_sets_on_both_sides_of_the_rank_select(t, kind):
                          reference.route(logits, mode=mode, **opts))
 
 
+@pytest.mark.parametrize("t", [9, 40, 300])
+@pytest.mark.parametrize("kind", ["ties", "special", "normal"])
+def test_small_budgets_on_both_sides_of_the_insertion_select(t, kind):
+    """Budgets of up to 8 elements are selected by a running top-8 and a
+    threshold pass, larger ones by ranks or the radix select (the CPU
+    lowering): the same selection every way, ties and special values
+    included, for Expert Choice columns and Unified sequences."""
+    rng = np.random.default_rng(t)
+    # Exact ties through E = 1 (every finite P is 1): a permuted row's
+    # softmax may round differently from the reference's by an ulp, which
+    # "ties" logits over several experts would turn into a different pick.
+    cases = [(1, "expert"), (1, "unified")] + ([(4, "expert"), (3, "unified")]
+                                               if kind == "normal" else [])
+    for budget in range(0, 10):
+        for e, mode in cases:
+            opts = dict(capacity=max(budget, 1)) if mode == "expert" else dict(budget=budget)
+            logits = random_logits(rng, 2, t, e, np.float32, kind)
+            assert_same_plan(usmoe.route(logits, mode=mode, **opts),
+                             reference.route(logits, mode=mode, **opts))
+
+
 @pytest.mark.parametrize("kind", ["normal", "ties", "special"])
 def test_sets_longer_than_a_select_chunk(kind, route_device):
     """On the GPU a set of more than 16384 elements (a unified sequence's

@@ -191,52 +191,58 @@ Value loops::scoreKeyOf(LoopBuilder &b, Value score) {
   return scoreKey(b, score);
 }
 
+/// One step of the running top-k: `best` holds k keys then k ids, best
+/// first; `key` / `id` enters when `include` and it beats the k-th best.
+/// Most elements do not (about k * ln(n / k) of n do, for keys in random
+/// order), so that test comes first and the insertion network runs only
+/// behind it: a branch the CPU predicts well.
+static SmallVector<Value> insertIntoBestK(LoopBuilder &b, ValueRange best,
+                                          Value key, Value id, Value include) {
+  const int64_t k = best.size() / 2;
+  Value enters =
+      andi(b, include, cmpi(b, CmpIPredicate::ugt, key, best[k - 1]));
+  auto insertion = scf::IfOp::create(b, ValueRange(best).getTypes(), enters,
+                                     /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&insertion.getThenRegion().front());
+  SmallVector<Value> greater;
+  for (int64_t j = 0; j < k; ++j)
+    greater.push_back(cmpi(b, CmpIPredicate::ugt, key, best[j]));
+  SmallVector<Value> next(2 * k);
+  for (int64_t j = 0; j < k; ++j) {
+    // Slot j takes the new element where it is the first smaller slot, the
+    // previous slot's pair where the insertion is above it.
+    Value key_j = select(b, greater[j], key, best[j]);
+    Value id_j = select(b, greater[j], id, best[k + j]);
+    if (j > 0) {
+      key_j = select(b, greater[j - 1], best[j - 1], key_j);
+      id_j = select(b, greater[j - 1], best[k + j - 1], id_j);
+    }
+    next[j] = key_j;
+    next[k + j] = id_j;
+  }
+  scf::YieldOp::create(b, next);
+  b.setInsertionPointToStart(&insertion.getElseRegion().front());
+  scf::YieldOp::create(b, best);
+  return SmallVector<Value>(insertion.getResults());
+}
+
+/// The initial running top-k: keys 0 (below every real key: the key of
+/// -inf is 0x007FFFFF) and ids -1.
+static SmallVector<Value> emptyBestK(LoopBuilder &b, int64_t k) {
+  SmallVector<Value> init(k, i32Const(b, 0));
+  init.append(k, i32Const(b, -1));
+  return init;
+}
+
 SmallVector<Value> loops::emitBestKIndices(
     LoopBuilder &b, Value count, int64_t k,
     function_ref<std::pair<Value, Value>(LoopBuilder &, Value)> keyAt) {
-  // Key 0 is below every real key (the key of -inf is 0x007FFFFF).
-  SmallVector<Value> init;
-  for (int64_t j = 0; j < k; ++j)
-    init.push_back(i32Const(b, 0));
-  for (int64_t j = 0; j < k; ++j)
-    init.push_back(i32Const(b, -1));
   SmallVector<Value> best = forRangeAcc(
-      b, indexConst(b, 0), count, init,
+      b, indexConst(b, 0), count, emptyBestK(b, k),
       [&](LoopBuilder &b, Value i, ValueRange acc) {
         auto [key, include] = keyAt(b, i);
-        // Most elements do not beat the k-th best so far (about k * ln(n /
-        // k) of n do, for keys in random order): test that first and only
-        // then run the insertion network, a branch the CPU predicts well.
-        Value enters =
-            andi(b, include, cmpi(b, CmpIPredicate::ugt, key, acc[k - 1]));
-        auto insertion = scf::IfOp::create(b, ValueRange(acc).getTypes(),
-                                           enters, /*withElseRegion=*/true);
-        {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPointToStart(&insertion.getThenRegion().front());
-          LoopBuilder ib(b.getLoc(), b);
-          Value idx = indexToI32(ib, i);
-          SmallVector<Value> greater;
-          for (int64_t j = 0; j < k; ++j)
-            greater.push_back(cmpi(ib, CmpIPredicate::ugt, key, acc[j]));
-          SmallVector<Value> next(2 * k);
-          for (int64_t j = 0; j < k; ++j) {
-            // Slot j takes the new element where it is the first smaller
-            // slot, the previous slot's pair where the insertion is above it.
-            Value key_j = select(ib, greater[j], key, acc[j]);
-            Value id_j = select(ib, greater[j], idx, acc[k + j]);
-            if (j > 0) {
-              key_j = select(ib, greater[j - 1], acc[j - 1], key_j);
-              id_j = select(ib, greater[j - 1], acc[k + j - 1], id_j);
-            }
-            next[j] = key_j;
-            next[k + j] = id_j;
-          }
-          scf::YieldOp::create(ib, next);
-          b.setInsertionPointToStart(&insertion.getElseRegion().front());
-          scf::YieldOp::create(b, acc);
-        }
-        return SmallVector<Value>(insertion.getResults());
+        return insertIntoBestK(b, acc, key, indexToI32(b, i), include);
       });
   return SmallVector<Value>(best.begin() + k, best.end());
 }
@@ -491,18 +497,72 @@ static void emitRankSelect(LoopBuilder &b, Value gates, Value mask, Value ranks,
         });
 }
 
-/// The `count` best of a set of `size` elements, by ranks for small sets
-/// and by the radix select otherwise (the same selection either way).
+/// Selects, in place, the `count` (at most kInsertionSelect) best elements
+/// of a set: one pass keeps the kInsertionSelect best (key, position in
+/// visiting order) sorted, the count-th of them is the threshold, and a
+/// second pass takes every element ranked at or before it (a greater key,
+/// or the same key no later in visiting order): the radix select's rule in
+/// two passes, whatever the set's size.
+static void emitInsertionSelect(LoopBuilder &b, Value gates, Value mask,
+                                Value count, const ModelOptions &model,
+                                SetVisitor visit) {
+  const int64_t k = kInsertionSelect;
+  Value one = i32Const(b, 1);
+  SmallVector<Value> init = {i32Const(b, 0)};
+  init.append(emptyBestK(b, k));
+  SmallVector<Value> best =
+      visit(b, init, [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+        Value key = scoreKey(b, load(b, gates, idx));
+        SmallVector<Value> next = {addi(b, acc[0], one)};
+        next.append(insertIntoBestK(b, acc.drop_front(), key, acc[0],
+                                    i1Const(b, true)));
+        return next;
+      });
+  // The threshold: entry count - 1 of the sorted best (none for count 0).
+  Value last = subi(b, indexToI32(b, count), one);
+  Value thresholdKey = i32Const(b, 0), thresholdAt = i32Const(b, -1);
+  for (int64_t j = 0; j < k; ++j) {
+    Value here = cmpi(b, CmpIPredicate::eq, last, i32Const(b, j));
+    thresholdKey = select(b, here, best[1 + j], thresholdKey);
+    thresholdAt = select(b, here, best[1 + k + j], thresholdAt);
+  }
+  visit(b, {i32Const(b, 0)},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+          Value gate = load(b, gates, idx);
+          Value key = scoreKey(b, gate);
+          Value on =
+              andi(b, cmpi(b, CmpIPredicate::sge, thresholdAt, i32Const(b, 0)),
+                   ori(b, cmpi(b, CmpIPredicate::ugt, key, thresholdKey),
+                       andi(b, cmpi(b, CmpIPredicate::eq, key, thresholdKey),
+                            cmpi(b, CmpIPredicate::sle, acc[0], thresholdAt))));
+          store(b, on, mask, idx);
+          store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
+                idx);
+          return SmallVector<Value>{addi(b, acc[0], one)};
+        });
+}
+
+/// The `count` best of a set of `size` elements: by insertion for a small
+/// count, by ranks for a small set, by the radix select otherwise (the same
+/// selection every way).
 static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                           Value ranks, Value size, Value count,
                           const ModelOptions &model, SetVisitor visit) {
   ifThenElse(
-      b, cmpi(b, CmpIPredicate::ule, size, indexConst(b, kSmallSetSelect)),
+      b, cmpi(b, CmpIPredicate::ule, count, indexConst(b, kInsertionSelect)),
       [&](LoopBuilder &b) {
-        emitRankSelect(b, gates, mask, ranks, count, model, visit);
+        emitInsertionSelect(b, gates, mask, count, model, visit);
       },
       [&](LoopBuilder &b) {
-        emitRadixSelect(b, gates, mask, hist, count, model, visit);
+        ifThenElse(
+            b,
+            cmpi(b, CmpIPredicate::ule, size, indexConst(b, kSmallSetSelect)),
+            [&](LoopBuilder &b) {
+              emitRankSelect(b, gates, mask, ranks, count, model, visit);
+            },
+            [&](LoopBuilder &b) {
+              emitRadixSelect(b, gates, mask, hist, count, model, visit);
+            });
       });
 }
 

@@ -80,6 +80,10 @@ void emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
                     Value ti, const ModelOptions &model = {});
 /// Up to this k, the best k are kept sorted in registers in one pass.
 inline constexpr int64_t kInsertionTopK = 16;
+/// Sets whose budget is at most this many elements (Expert Choice columns
+/// of short sequences with many experts: often C = 1) are selected by a
+/// running top-k of this size and a threshold pass, whatever their size.
+inline constexpr int64_t kInsertionSelect = 8;
 /// Sets of at most this many elements (Expert Choice columns of short
 /// sequences, tiny Unified sequences) are selected by ranks, not by the
 /// 4-pass radix select (measured: docs/benchmarks.md).
