@@ -9,15 +9,19 @@ import sys
 
 import pytest
 
+import usmoe
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "benchmarks", "bench_gpu_router.py")
 
 
 def test_dry_run_prints_a_row_per_router_and_size():
     pytest.importorskip("torch")
+    # The usmoe this test imports, wherever it comes from.
+    package = os.path.dirname(os.path.dirname(os.path.abspath(usmoe.__file__)))
     run = subprocess.run([sys.executable, SCRIPT, "dry-run", "--no-compile"],
                          capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, USMOE_CACHE_DIR=""))
+                         env=dict(os.environ, USMOE_CACHE_DIR="", PYTHONPATH=package))
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and
             not line.startswith("| router")]
