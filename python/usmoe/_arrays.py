@@ -16,6 +16,11 @@ _CAI_ELEMENTS = {"<f4": "f32", "<f2": "f16"}
 _TORCH_ELEMENTS = {"torch.float32": "f32", "torch.float16": "f16", "torch.bfloat16": "bf16"}
 
 
+# The native-endian host dtypes usmoe reads, by dtype object (a dict lookup
+# instead of dtype.name, which costs microseconds per call).
+_ELEMENT_OF_DTYPE = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16"}
+
+
 def _native():
     from ._native_loader import native
     return native()
@@ -48,15 +53,17 @@ def host_array(value, name: str) -> HostArray:
         value = np.asarray(value, dtype=np.float32)
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{name} must be an array or a nested list, got {type(value).__name__}")
-    dtype = value.dtype.name
-    if dtype not in _ir.MLIR_ELEMENT:
-        raise ValueError(f"{name} must be float32, float16 or bfloat16, got {dtype} "
-                         "(cast with .astype(np.float32))")
+    element = _ELEMENT_OF_DTYPE.get(value.dtype)  # not dtype.name: slow per call
+    if element is None:
+        dtype = value.dtype.name
+        element = _ir.MLIR_ELEMENT.get(dtype)
+        if element is None:
+            raise ValueError(f"{name} must be float32, float16 or bfloat16, got {dtype} "
+                             "(cast with .astype(np.float32))")
     if not value.flags["C_CONTIGUOUS"]:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
     if not value.dtype.isnative:  # e.g. big-endian data: read it by value
         value = value.astype(value.dtype.newbyteorder("="))
-    element = _ir.MLIR_ELEMENT[dtype]
     if element == "bf16":
         return HostArray(value.view(np.uint16), element, "ml_dtypes")
     return HostArray(value, element, framework)

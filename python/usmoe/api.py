@@ -28,6 +28,7 @@ class _CompileCache:
         self._lock = threading.Lock()
         self._entries = {}
         self.compilations = 0
+        self.generation = 0
 
     def get(self, key, build):
         with self._lock:
@@ -41,6 +42,7 @@ class _CompileCache:
     def clear(self):
         with self._lock:
             self._entries.clear()
+            self.generation += 1  # what Routers remember goes too
 
 
 _cache = _CompileCache()
@@ -181,6 +183,8 @@ class Router:
             bias=self.bias is not None, routed_scaling_factor=self.routed_scaling_factor,
             softcap=self.softcap, n_group=self.n_group, topk_group=self.topk_group)
         self._rules.check()
+        self._passed = set()
+        self._cpu_functions = {}
         if self.bias is not None:
             if self.bias.ndim != 1:
                 raise ValueError(f"bias must be a vector of one value per expert, got shape "
@@ -192,8 +196,14 @@ class Router:
     def _check_against(self, t: int, e: int) -> None:
         if self.bias is not None and self.bias.shape[0] != e:
             raise ValueError(f"bias must have one value per expert ({e}), got {self.bias.shape[0]}")
+        # The rules depend on (T, E) only: a shape that passed once passes
+        # again (decode calls repeat one shape; the check is a foreign call).
+        if (t, e) in self._passed:
+            return
         # An empty sequence selects nothing: only E-dependent rules apply.
         self._rules.check(experts=e, tokens=t if t > 0 else None)
+        if len(self._passed) < 4096:
+            self._passed.add((t, e))
 
     @property
     def attribute(self) -> str:
@@ -220,6 +230,18 @@ class Router:
                 self.routed_scaling_factor, self.softcap, self.n_group, self.topk_group,
                 element, e, self.device, packed)
 
+    def _cpu_function(self, element: str, e: int, packed: bool):
+        """compiled() for the CPU, remembered per Router (a decode step calls
+        it per token: no key tuple or IR to build again)."""
+        from . import cpu
+        key = (element, e, packed, cpu.key(), _cache.generation)
+        fn = self._cpu_functions.get(key)
+        if fn is None:
+            fn = _cache.get(self._key(element, e, packed) + key[3],
+                            lambda: cpu.jit(self._ir(element, e, packed), "router"))
+            self._cpu_functions[key] = fn
+        return fn
+
     def compiled(self, element: str, num_experts: int, packed: bool = False):
         """The compiled router for logits of `element` and E experts (with
         `packed`: for one packed batch with sequence offsets): a CPU JIT
@@ -233,9 +255,7 @@ class Router:
         if self.device == "cuda":
             return _gpu_function(self._key(element, num_experts, packed),
                                  lambda: self._ir(element, num_experts, packed), "router")
-        from . import cpu
-        return _cache.get(self._key(element, num_experts, packed) + cpu.key(),
-                          lambda: cpu.jit(self._ir(element, num_experts, packed), "router"))
+        return self._cpu_function(element, num_experts, packed)
 
     def _device_bias(self):
         """The bias vector on the GPU, uploaded once per Router."""
