@@ -214,10 +214,6 @@ def allocator(framework, stream: int):
     return cuda.DeviceArray
 
 
-_RESULT_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": "bfloat16", "i32": np.int32,
-                  "i64": np.int64, "i1": np.bool_}
-
-
 def wrap_stream_results(raw, signatures, framework, stream: int, keep_alive=()):
     """The results of a stream call (`raw`: (allocation, data, shape) per
     result, `signatures`: (element, shape) per result) as arrays on the GPU
@@ -235,8 +231,8 @@ def wrap_stream_results(raw, signatures, framework, stream: int, keep_alive=()):
         # A result inside another's allocation (or an argument's memory)
         # keeps every allocation of the call alive.
         owner = owners[allocation] if allocation else tuple(owners.values())
-        dtype = _RESULT_DTYPES[element]
         bf16 = element == "bf16"
+        dtype = "bfloat16" if bf16 else cuda.ELEMENT_DTYPES[element]
         array = CudaArray(cuda.DeviceArray(0, ptr=data, owner=owner), shape,
                           np.int16 if bf16 and framework else dtype, stream,
                           keep_alive=[k for k in keep_alive if k is not None])

@@ -233,7 +233,11 @@ class HostFunction:
 
 
 _CHECK_FAILED = 5  # USMOE_RT_CHECK_FAILED
-_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4, "i64": 8, "i1": 1}
+#: The NumPy dtype of a result element's memory (bf16: its raw uint16 bits;
+#: i1: one byte).
+ELEMENT_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i32": np.int32,
+                  "i64": np.int64, "i1": np.bool_}
+_ITEMSIZE = {element: np.dtype(dtype).itemsize for element, dtype in ELEMENT_DTYPES.items()}
 
 
 def _linker():
@@ -313,7 +317,7 @@ def call_on_host(fn, arrays, stream: int = 0):
     raw = fn.call_sync(args) if sync else fn.call_device(args, stream)
     try:
         synchronize(stream)
-        return [DeviceArray(0, ptr=data).download(shape, _HOST_DTYPES[element])
+        return [DeviceArray(0, ptr=data).download(shape, ELEMENT_DTYPES[element])
                 for (_, data, shape), (element, _) in zip(raw, fn.results)]
     finally:
         for allocation, _, _ in raw:
@@ -323,9 +327,6 @@ def call_on_host(fn, arrays, stream: int = 0):
                 runtime().usmoe_rt_free_async(ctypes.c_uint64(allocation),
                                               ctypes.c_void_p(stream or None))
 
-
-_HOST_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "i32": np.int32,
-                "i64": np.int64, "i1": np.bool_}
 
 
 class GpuFunction:
