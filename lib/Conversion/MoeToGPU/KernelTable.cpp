@@ -57,20 +57,10 @@ LogicalResult usmoe::verifyKernelTable(ModuleOp module,
   return success();
 }
 
-void usmoe::recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
-                         SmallVector<NamedAttribute> info,
+void usmoe::recordKernel(ModuleOp module, gpu::GPUFuncOp kernel, StringRef kind,
+                         StringRef grid, ArrayRef<NamedAttribute> info,
                          const KernelCost &cost) {
   Builder b(module.getContext());
-  // `kind` and `grid` are the entry's own fields; the rest is its info.
-  StringRef kind, grid;
-  llvm::erase_if(info, [&](NamedAttribute a) {
-    StringRef *field = a.getName() == "kind"   ? &kind
-                       : a.getName() == "grid" ? &grid
-                                               : nullptr;
-    if (field)
-      *field = cast<StringAttr>(a.getValue()).getValue();
-    return field != nullptr;
-  });
   SmallVector<Attribute> args;
   for (Type t : kernel.getArgumentTypes())
     args.push_back(TypeAttr::get(t));

@@ -51,11 +51,11 @@ struct KernelCost {
   std::string floorBytes;
 };
 
-/// Adds `kernel` to the table of `module`: its `kind` and `grid` (string
-/// entries of `info`), argument types, block and `cost`; the rest of `info`
-/// is what the kind adds (E, k, ...).
-void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel,
-                  SmallVector<NamedAttribute> info, const KernelCost &cost);
+/// Adds `kernel` to the table of `module`: its `kind`, `grid`, argument
+/// types, block, `cost`, and `info`, what the kind adds (E, k, ...).
+void recordKernel(ModuleOp module, gpu::GPUFuncOp kernel, StringRef kind,
+                  StringRef grid, ArrayRef<NamedAttribute> info,
+                  const KernelCost &cost);
 
 /// Checks the table of `module` against its kernels: every gpu.func kernel
 /// of `kernelModule` has an entry and every entry is a valid #moe.kernel of

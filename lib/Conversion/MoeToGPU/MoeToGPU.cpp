@@ -329,10 +329,8 @@ struct ConvertMoeToGPUPass
         {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)}};
     auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind, StringRef grid,
                         const KernelCost &cost) {
-      SmallVector<NamedAttribute> info(common);
-      info.push_back({attrs.getStringAttr("kind"), attrs.getStringAttr(kind)});
-      info.push_back({attrs.getStringAttr("grid"), attrs.getStringAttr(grid)});
-      recordKernel(op->getParentOfType<ModuleOp>(), kernel, info, cost);
+      recordKernel(op->getParentOfType<ModuleOp>(), kernel, kind, grid, common,
+                   cost);
     };
     // Scores: logits in, f32 scores out; the op's floor: logits in, gates
     // (f32) and mask out.
@@ -469,25 +467,21 @@ struct ConvertMoeToGPUPass
     launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
     Builder attrs(op.getContext());
     ModuleOp module = op->getParentOfType<ModuleOp>();
-    auto info = [&](StringRef kind, StringRef grid) {
-      return SmallVector<NamedAttribute>{
-          {attrs.getStringAttr("kind"), attrs.getStringAttr(kind)},
-          {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
-          {attrs.getStringAttr("tile_rows"),
-           attrs.getI64IntegerAttr(gpu_kernels::kPlanTileRows)},
-          {attrs.getStringAttr("grid"), attrs.getStringAttr(grid)}};
-    };
+    SmallVector<NamedAttribute> info = {
+        {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
+        {attrs.getStringAttr("tile_rows"),
+         attrs.getI64IntegerAttr(gpu_kernels::kPlanTileRows)}};
     std::string tileGrid =
         "ceildiv(B * T, " + std::to_string(gpu_kernels::kPlanTileRows) + ")";
     std::string tileWords = tileGrid + " * E * 4";
     // The op's floor: the mask read, the offsets and M (id, weight) rows
     // written (the weights are gates of selected pairs: M * 4 more read).
-    recordKernel(module, plan.count, info("plan_count", tileGrid),
+    recordKernel(module, plan.count, "plan_count", tileGrid, info,
                  {"1", "B * T * E", tileWords,
                   "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
-    recordKernel(module, plan.scan, info("plan_scan", "1"),
+    recordKernel(module, plan.scan, "plan_scan", "1", info,
                  {"1", tileWords, tileWords + " + (E + 1) * 4"});
-    recordKernel(module, plan.fill, info("plan_fill", tileGrid),
+    recordKernel(module, plan.fill, "plan_fill", tileGrid, info,
                  {"1", "B * T * E + " + tileWords + " + M * 4", "M * 8"});
     replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
@@ -518,13 +512,11 @@ struct ConvertMoeToGPUPass
                                       indexConst(b, gpu_kernels::kColumnBlock)),
            {ids, weights, gates, mask});
     Builder attrs(op.getContext());
-    recordKernel(
-        op->getParentOfType<ModuleOp>(), kernel,
-        {{attrs.getStringAttr("kind"), attrs.getStringAttr("select_given")},
-         {attrs.getStringAttr("experts"),
-          attrs.getI64IntegerAttr(gatesType.getDimSize(2))},
-         {attrs.getStringAttr("grid"), attrs.getStringAttr("ceildiv(T, 128)")}},
-        {"1", "T * K * 8", "T * E * 5", "T * K * 8 + T * E * 5"});
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel, "select_given",
+                 "ceildiv(T, 128)",
+                 {{attrs.getStringAttr("experts"),
+                   attrs.getI64IntegerAttr(gatesType.getDimSize(2))}},
+                 {"1", "T * K * 8", "T * E * 5", "T * K * 8 + T * E * 5"});
     replaceWithBuffers(b, op, {gates, mask});
     return success();
   }
@@ -559,12 +551,10 @@ struct ConvertMoeToGPUPass
            {gates, mask, ids, weights});
     Builder attrs(op.getContext());
     recordKernel(
-        op->getParentOfType<ModuleOp>(), kernel,
-        {{attrs.getStringAttr("kind"), attrs.getStringAttr("topk_list")},
-         {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
-         {attrs.getStringAttr("k"), attrs.getI64IntegerAttr(op.getK())},
-         {attrs.getStringAttr("grid"),
-          attrs.getStringAttr("ceildiv(B * T, 4)")}},
+        op->getParentOfType<ModuleOp>(), kernel, "topk_list",
+        "ceildiv(B * T, 4)",
+        {{attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)},
+         {attrs.getStringAttr("k"), attrs.getI64IntegerAttr(op.getK())}},
         {"1", "B * T * E * 5", "B * T * K * 8", "B * T * K * 8"});
     replaceWithBuffers(b, op, {ids, weights});
     return success();
@@ -590,15 +580,11 @@ struct ConvertMoeToGPUPass
       dynSizes.push_back(dim(b, hidden, 1));
     Value out = alloc(b, outType, dynSizes);
     launch(b, kernel, dim(b, ids, 0), {hidden, ids, out});
-    Builder attrs(op.getContext());
     int64_t rowBytes = elementBytes(outType.getElementType());
-    recordKernel(
-        op->getParentOfType<ModuleOp>(), kernel,
-        {{attrs.getStringAttr("kind"), attrs.getStringAttr("dispatch")},
-         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}},
-        {"1", llvm::formatv("M * 4 + M * D * {0}", rowBytes),
-         llvm::formatv("M * D * {0}", rowBytes),
-         llvm::formatv("B * T * D * {0}", rowBytes)});
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel, "dispatch", "M", {},
+                 {"1", llvm::formatv("M * 4 + M * D * {0}", rowBytes),
+                  llvm::formatv("M * D * {0}", rowBytes),
+                  llvm::formatv("B * T * D * {0}", rowBytes)});
     replaceWithBuffers(b, op, {out});
     return success();
   }
@@ -632,15 +618,13 @@ struct ConvertMoeToGPUPass
     Value result = allocResult(b, op.getType(), init);
     launch(b, kernel, dim(b, init, 0),
            {out, ids, weights, offsets, init, result});
-    Builder attrs(op.getContext());
     // Per token and expert a binary search in the expert's ids (log2 M
     // reads of 4 bytes, counted as 32), then its rows.
     int64_t outBytes = elementBytes(resultType.getElementType());
     int64_t rowBytes =
         elementBytes(memrefOf(op.getExpertOut().getType()).getElementType());
-    recordKernel(op->getParentOfType<ModuleOp>(), kernel,
-                 {{attrs.getStringAttr("kind"), attrs.getStringAttr("combine")},
-                  {attrs.getStringAttr("grid"), attrs.getStringAttr("B * T")}},
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel, "combine", "B * T",
+                 {},
                  {"1",
                   llvm::formatv(
                       "B * T * E * 128 + M * D * {0} + M * 4 + B * T * D * {1}",
@@ -692,11 +676,9 @@ struct ConvertMoeToGPUPass
         elementBytes(cast<ShapedType>(op.getW1().getType()).getElementType());
     int64_t outBytes = elementBytes(outType.getElementType());
     recordKernel(
-        op->getParentOfType<ModuleOp>(), kernel,
-        {{attrs.getStringAttr("kind"), attrs.getStringAttr("expert_ffn")},
-         {attrs.getStringAttr("layout"),
-          attrs.getStringAttr(moe::stringifyWeightLayout(op.getLayout()))},
-         {attrs.getStringAttr("grid"), attrs.getStringAttr("M")}},
+        op->getParentOfType<ModuleOp>(), kernel, "expert_ffn", "M",
+        {{attrs.getStringAttr("layout"),
+          attrs.getStringAttr(moe::stringifyWeightLayout(op.getLayout()))}},
         // Each row reads its expert's three matrices (no reuse across rows)
         // and goes through the [M, F] f32 scratch.
         {"1",
@@ -770,15 +752,13 @@ struct ConvertMoeToGPUPass
     std::string listBytes = list ? " + B * T * K * 8" : "";
     recordKernel(
         op->getParentOfType<ModuleOp>(), kernel,
-        {{"kind", rewriter.getStringAttr(op.getBias() ? "route_token_bias"
-                                                      : "route_token")},
-         {"experts", rewriter.getI64IntegerAttr(experts)},
+        op.getBias() ? "route_token_bias" : "route_token", "ceildiv(B * T, 4)",
+        {{"experts", rewriter.getI64IntegerAttr(experts)},
          {"k", rewriter.getI64IntegerAttr(k)},
          {"renormalize", rewriter.getBoolAttr(options.renormalize)},
          {"rows_per_block",
           rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
-         {"lists", rewriter.getBoolAttr(bool(list))},
-         {"grid", rewriter.getStringAttr("ceildiv(B * T, 4)")}},
+         {"lists", rewriter.getBoolAttr(bool(list))}},
         {"1",
          llvm::formatv("B * T * E * {0}{1}", logitBytes,
                        op.getBias() ? " + E * 4" : ""),
