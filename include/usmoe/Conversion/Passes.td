@@ -232,8 +232,9 @@ def ConvertGpuToEmulatorPass
 
     Inside kernels: `gpu.thread_id`, `block_id`, `block_dim`, `grid_dim`,
     `lane_id` and `global_id` read the emulated thread; `gpu.barrier` and
-    `gpu.shuffle` (i32/f32, every mode and width) become runtime calls that
-    switch fibers; workgroup buffers become views of the block's shared
+    `gpu.shuffle` (i32/f32, every mode and width) and `nvgpu.mma.sync`
+    (m16n8k16, f16/bf16 operands, f32 accumulators, PTX's fragment layout)
+    become runtime calls that switch fibers; workgroup buffers become views of the block's shared
     memory; every `memref.load`, `memref.store`, `memref.atomic_rmw`,
     `vector.load` and `vector.store` gets a bounds check against the
     memref's sizes and reports its address to the race and
@@ -253,6 +254,7 @@ def ConvertGpuToEmulatorPass
     "::mlir::LLVM::LLVMDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect",
   ];
 }
 

@@ -77,6 +77,15 @@ void usmoe_emu_barrier(UsmoeEmuThread *thread, const char *site);
 /* Returns the value in the low 32 bits and `valid` in bit 32. */
 int64_t usmoe_emu_shuffle(UsmoeEmuThread *thread, int32_t value, int32_t offset,
                           int32_t width, int32_t mode, const char *site);
+/* nvgpu.mma.sync with mmaShape [16, 8, 16] (f16 or bf16 operands, f32
+ * accumulators), the fragment layout of PTX mma.m16n8k16: each lane hands in
+ * its fragment elements as f32 (A at 0-7, B at 8-11, C at 12-15, in the
+ * row-major order of nvgpu's vector<4x2>, <2x2> and <2x2> operands), waits
+ * until all 32 lanes of its warp are at the same mma, then reads D's four
+ * elements (0-3). */
+void usmoe_emu_mma_operand(UsmoeEmuThread *thread, int32_t index, float value);
+void usmoe_emu_mma_sync(UsmoeEmuThread *thread, const char *site);
+float usmoe_emu_mma_result(UsmoeEmuThread *thread, int32_t index);
 /* Called before every load, store and atomic of `bytes` at `address`. */
 void usmoe_emu_access(UsmoeEmuThread *thread, int64_t address, int64_t bytes,
                       int32_t kind, const char *site);

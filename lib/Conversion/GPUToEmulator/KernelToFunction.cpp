@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "usmoe/Runtime/GpuEmulator.h"
@@ -35,7 +36,29 @@ bool isAccess(Operation *op) {
 bool isModeledGpuOp(Operation *op) {
   return isa<gpu::ThreadIdOp, gpu::BlockIdOp, gpu::BlockDimOp, gpu::GridDimOp,
              gpu::LaneIdOp, gpu::GlobalIdOp, gpu::BarrierOp, gpu::ShuffleOp,
-             gpu::ReturnOp>(op);
+             gpu::ReturnOp, nvgpu::MmaSyncOp>(op);
+}
+
+/// The one warp-level matrix op the emulator runs: m16n8k16 with f16 or
+/// bf16 operands and f32 accumulators (what the expert GEMMs use).
+LogicalResult checkModeledMma(nvgpu::MmaSyncOp mma) {
+  std::array<int64_t, 3> shape = mma.getMmaShapeAsArray();
+  auto a = cast<VectorType>(mma.getMatrixA().getType());
+  auto b = cast<VectorType>(mma.getMatrixB().getType());
+  auto c = cast<VectorType>(mma.getMatrixC().getType());
+  Type element = a.getElementType();
+  bool modeled = shape == std::array<int64_t, 3>{16, 8, 16} &&
+                 (element.isF16() || element.isBF16()) &&
+                 b.getElementType() == element && c.getElementType().isF32() &&
+                 !mma.getTf32Enabled() &&
+                 a.getShape() == ArrayRef<int64_t>{4, 2} &&
+                 b.getShape() == ArrayRef<int64_t>{2, 2} &&
+                 c.getShape() == ArrayRef<int64_t>{2, 2};
+  if (modeled)
+    return success();
+  return mma.emitOpError("is not modeled by the GPU emulator (it runs "
+                         "m16n8k16 with f16 or bf16 operands and f32 "
+                         "accumulators)");
 }
 
 /// Rejects what the emulator would run unchecked or differently.
@@ -44,6 +67,9 @@ LogicalResult checkModeled(gpu::GPUFuncOp kernel) {
     if (op == kernel)
       return WalkResult::advance();
     StringRef dialect = op->getName().getDialectNamespace();
+    if (auto mma = dyn_cast<nvgpu::MmaSyncOp>(op))
+      return failed(checkModeledMma(mma)) ? WalkResult::interrupt()
+                                          : WalkResult::advance();
     if ((dialect == "gpu" && !isModeledGpuOp(op)) || dialect == "nvvm" ||
         dialect == "nvgpu" || dialect == "rocdl" || dialect == "amdgpu") {
       op->emitOpError("is not modeled by the GPU emulator");
@@ -184,6 +210,32 @@ void emulate(Operation *op, Value thread, EmulatorCalls &calls) {
             b, loc, b.getI1Type(),
             arith::ShRUIOp::create(b, loc, packed, calls.i64(b, loc, 32)));
         o.replaceAllUsesWith(ValueRange{result, valid});
+        o.erase();
+      })
+      .Case([&](nvgpu::MmaSyncOp o) {
+        // Fragments in (as f32: exact for f16/bf16), the warp's product out.
+        Type f32 = b.getF32Type();
+        int32_t index = 0;
+        for (Value operand : {o.getMatrixA(), o.getMatrixB(), o.getMatrixC()}) {
+          auto type = cast<VectorType>(operand.getType());
+          for (int64_t r = 0; r < type.getDimSize(0); ++r)
+            for (int64_t j = 0; j < type.getDimSize(1); ++j) {
+              Value element = vector::ExtractOp::create(
+                  b, loc, operand, ArrayRef<int64_t>{r, j});
+              if (!element.getType().isF32())
+                element = arith::ExtFOp::create(b, loc, f32, element);
+              calls.call(b, loc, "usmoe_emu_mma_operand",
+                         {thread, calls.i32(b, loc, index++), element});
+            }
+        }
+        calls.call(b, loc, "usmoe_emu_mma_sync", {thread, calls.site(b, o)});
+        SmallVector<Value> d;
+        for (int32_t i = 0; i < 4; ++i)
+          d.push_back(calls.call(b, loc, "usmoe_emu_mma_result",
+                                 {thread, calls.i32(b, loc, i)}, f32));
+        Value product = vector::FromElementsOp::create(
+            b, loc, cast<VectorType>(o.getType()), d);
+        o.getResult().replaceAllUsesWith(product);
         o.erase();
       })
       .Case([&](gpu::ReturnOp o) {

@@ -7,13 +7,13 @@
 //
 // A launch runs its blocks one after another (in a random order under
 // USMOE_EMU_SEED); a block runs its threads as fibers in sweeps: each ready
-// thread runs until it finishes or waits at a barrier or a shuffle. A warp's
-// shuffle completes when all of its participating lanes wait at it (exact
-// lockstep exchange); a barrier releases when every thread of the block
-// waits at it, which starts a new interval of the race checker (and, under
-// a seed, a new random thread order). A sweep in which nobody could run is
-// a deadlock and is reported with its cause. All state is per OS thread, so
-// independent callers do not interfere.
+// thread runs until it finishes or waits at a barrier, a shuffle or an
+// mma.sync. A warp's shuffle (or mma) completes when all of its participating
+// lanes wait at it (exact lockstep exchange); a barrier releases when every
+// thread of the block waits at it, which starts a new interval of the race
+// checker (and, under a seed, a new random thread order). A sweep in which
+// nobody could run is a deadlock and is reported with its cause. All state is
+// per OS thread, so independent callers do not interfere.
 //
 //===----------------------------------------------------------------------===//
 
@@ -49,7 +49,7 @@ struct Block;
 } // namespace
 
 struct UsmoeEmuThread {
-  enum Status { Ready, AtBarrier, AtShuffle, Done, Aborted };
+  enum Status { Ready, AtBarrier, AtShuffle, AtMma, Done, Aborted };
   Fiber *fiber = nullptr;
   Block *block = nullptr;
   int64_t tid[3] = {0, 0, 0};
@@ -58,6 +58,8 @@ struct UsmoeEmuThread {
   const char *waitSite = nullptr;
   int32_t shflValue = 0, shflOffset = 0, shflWidth = 0, shflMode = 0;
   int64_t shflResult = 0;
+  /// An mma.sync's fragments: A (8), B (4), C (4) in; D (4) out.
+  float mmaIn[16] = {}, mmaOut[4] = {};
   /// Memory accesses since the thread last waited (barrier or shuffle).
   int64_t accessesSinceWait = 0;
 };
@@ -198,6 +200,8 @@ const char *statusName(const UsmoeEmuThread &t) {
     return "waits at a barrier";
   case UsmoeEmuThread::AtShuffle:
     return "waits at another shuffle";
+  case UsmoeEmuThread::AtMma:
+    return "waits at another mma.sync";
   default:
     return "is running";
   }
@@ -272,6 +276,57 @@ void tryShuffle(Block &block, UsmoeEmuThread &t) {
     block.threads[i].status = UsmoeEmuThread::Ready;
 }
 
+/// Scheduler side: completes the mma.sync of `t`'s warp once all 32 lanes
+/// wait at it: D = A * B + C for a 16x16 A, 16x8 B and 16x8 C/D spread over
+/// the lanes as PTX mma.m16n8k16 (.f16/.bf16, f32 accumulators) spreads
+/// them (group g = lane / 4, q = lane % 4): A register r holds row
+/// g + 8 (r & 1), columns 2q + 8 (r >> 1) + {0, 1}; B register r rows
+/// 2q + 8 r + {0, 1} of column g; C/D register r row g + 8 r, columns
+/// 2q + {0, 1}. Products are exact in f32; the sum runs over k in order.
+void tryMma(Block &block, UsmoeEmuThread &t) {
+  uint32_t first = t.linear / kWarpSize * kWarpSize;
+  if (first + kWarpSize > block.threads.size()) {
+    char detail[128];
+    format(detail, sizeof(detail),
+           "the warp has %zu lanes; mma.sync needs all 32",
+           block.threads.size() - first);
+    return reportThreadFailure(&t, "mma.sync in a partial warp", t.waitSite,
+                               detail);
+  }
+  for (uint32_t i = first; i < first + kWarpSize; ++i) {
+    const UsmoeEmuThread &lane = block.threads[i];
+    if (lane.status != UsmoeEmuThread::AtMma || lane.waitSite != t.waitSite)
+      return; // not everyone is there yet (deadlocks are found later)
+  }
+  float a[16][16], b[16][8], c[16][8];
+  for (uint32_t lane = 0; lane < kWarpSize; ++lane) {
+    const float *in = block.threads[first + lane].mmaIn;
+    uint32_t g = lane / 4, q = lane % 4;
+    for (uint32_t r = 0; r < 4; ++r)
+      for (uint32_t j = 0; j < 2; ++j)
+        a[g + 8 * (r & 1)][2 * q + j + 8 * (r >> 1)] = in[2 * r + j];
+    for (uint32_t r = 0; r < 2; ++r)
+      for (uint32_t j = 0; j < 2; ++j) {
+        b[2 * q + j + 8 * r][g] = in[8 + 2 * r + j];
+        c[g + 8 * r][2 * q + j] = in[12 + 2 * r + j];
+      }
+  }
+  for (uint32_t lane = 0; lane < kWarpSize; ++lane) {
+    UsmoeEmuThread &l = block.threads[first + lane];
+    uint32_t g = lane / 4, q = lane % 4;
+    for (uint32_t r = 0; r < 2; ++r)
+      for (uint32_t j = 0; j < 2; ++j) {
+        uint32_t row = g + 8 * r, col = 2 * q + j;
+        float sum = c[row][col];
+        for (uint32_t k = 0; k < 16; ++k)
+          sum += a[row][k] * b[k][col];
+        l.mmaOut[2 * r + j] = sum;
+      }
+  }
+  for (uint32_t i = first; i < first + kWarpSize; ++i)
+    block.threads[i].status = UsmoeEmuThread::Ready;
+}
+
 /// Explains why no thread of the block can run; returns false after
 /// reporting (a deadlock), true when a barrier can be released.
 bool checkStuckBlock(Block &block) {
@@ -295,6 +350,23 @@ bool checkStuckBlock(Block &block) {
                who, i - first, statusName(other), other.waitSite ? " at " : "",
                other.waitSite ? other.waitSite : "");
         failLaunch(launch, "shuffle reached by part of a warp (deadlock)",
+                   t.waitSite, detail);
+        return false;
+      }
+    }
+    if (t.status == UsmoeEmuThread::AtMma) {
+      uint32_t first = t.linear / kWarpSize * kWarpSize;
+      for (uint32_t i = first; i < first + kWarpSize; ++i) {
+        const UsmoeEmuThread &other = block.threads[i];
+        if (other.status == UsmoeEmuThread::AtMma &&
+            other.waitSite == t.waitSite)
+          continue;
+        char who[160], detail[512];
+        describeThread(who, sizeof(who), t);
+        format(detail, sizeof(detail), "%s waits for lane %u, which %s%s%s",
+               who, i - first, statusName(other), other.waitSite ? " at " : "",
+               other.waitSite ? other.waitSite : "");
+        failLaunch(launch, "mma.sync reached by part of a warp (deadlock)",
                    t.waitSite, detail);
         return false;
       }
@@ -363,11 +435,12 @@ bool runBlock(Block &block) {
       ++s.switches;
       if (launch.aborted)
         return false;
-      if (t.status == UsmoeEmuThread::AtShuffle) {
+      if (t.status == UsmoeEmuThread::AtShuffle)
         tryShuffle(block, t);
-        if (launch.aborted)
-          return false;
-      }
+      else if (t.status == UsmoeEmuThread::AtMma)
+        tryMma(block, t);
+      if (launch.aborted)
+        return false;
     }
     if (ran)
       continue;
@@ -554,6 +627,22 @@ int64_t usmoe_emu_shuffle(UsmoeEmuThread *t, int32_t value, int32_t offset,
   t->waitSite = nullptr;
   t->accessesSinceWait = 0;
   return t->shflResult;
+}
+
+void usmoe_emu_mma_operand(UsmoeEmuThread *t, int32_t index, float value) {
+  t->mmaIn[index & 15] = value;
+}
+
+void usmoe_emu_mma_sync(UsmoeEmuThread *t, const char *site) {
+  t->status = UsmoeEmuThread::AtMma;
+  t->waitSite = site;
+  t->fiber->suspend();
+  t->waitSite = nullptr;
+  t->accessesSinceWait = 0;
+}
+
+float usmoe_emu_mma_result(UsmoeEmuThread *t, int32_t index) {
+  return t->mmaOut[index & 3];
 }
 
 void usmoe_emu_access(UsmoeEmuThread *t, int64_t address, int64_t bytes,

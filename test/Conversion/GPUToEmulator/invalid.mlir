@@ -31,6 +31,20 @@ module attributes {gpu.container_module} {
 
 // -----
 
+// Warp matrix ops: only m16n8k16 with f16/bf16 operands and f32
+// accumulators (the PTX fragment layout the emulator implements).
+module attributes {gpu.container_module} {
+  gpu.module @kernels {
+    gpu.func @k(%a: vector<4x2xf16>, %b: vector<2x2xf16>, %c: vector<2x2xf16>) kernel {
+      // expected-error @+1 {{'nvgpu.mma.sync' op is not modeled by the GPU emulator (it runs m16n8k16 with f16 or bf16 operands and f32 accumulators)}}
+      %d = nvgpu.mma.sync (%a, %b, %c) {mmaShape = [16, 8, 16]} : (vector<4x2xf16>, vector<2x2xf16>, vector<2x2xf16>) -> vector<2x2xf16>
+      gpu.return
+    }
+  }
+}
+
+// -----
+
 // Memory touched by an op the checker cannot see.
 module attributes {gpu.container_module} {
   gpu.module @kernels {
