@@ -31,7 +31,14 @@
 // CHECK: .entry plan_11_fill(
 // CHECK: .entry dispatch_12(
 // CHECK: .entry combine_13(
-// CHECK: .entry expert_ffn_14(
+// bf16 experts: two grouped GEMMs on tensor cores (m16n8k16, f32
+// accumulators), SwiGLU in the first one's epilogue.
+// CHECK: .entry expert_gate_up_14(
+// CHECK: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// CHECK: ex2.approx
+// CHECK: .entry expert_down_14(
+// CHECK: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
+// CHECK-NOT: ex2.approx
 // The Token Choice route writes its own k = 32 list (no topk_list kernel
 // of its own); the unified selection's list has one.
 // CHECK: .entry route_token_15(

@@ -329,6 +329,58 @@ def test_moe_layer_on_the_gpu_in_half_precision(dtype, gpu_path):
     np.testing.assert_allclose(got.float().numpy(), want.float().numpy(), rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("layout", ["in_out", "out_in"])
+def test_tensor_core_layer_over_partial_tiles(dtype, layout, gpu_path):
+    """The f16/bf16 expert GEMMs (tensor-core tiles of 64 rows x 64 columns,
+    32 deep): experts with several row tiles and with none, D and F that are
+    no multiple of a tile, against the CPU path and an f64 reference. The
+    SwiGLU intermediate is rounded to the half type between the GEMMs (the
+    spec allows it): within a few roundings of the half type."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(41)
+    e, d, f, t = 5, 72, 100, 150
+    w32 = _weights(rng, e, d, f)
+    logits = rng.normal(size=(t, e)).astype(np.float32)
+    logits[:, 3] = -np.inf  # expert 3 gets no rows
+    logits[:, 1] += 2.0     # expert 1 gets more than two row tiles
+    hidden32 = rng.normal(size=(t, d)).astype(np.float32)
+    half = getattr(torch, dtype)
+    if layout == "out_in":
+        w = [torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))).to(half) for x in w32]
+    else:
+        w = [torch.from_numpy(x).to(half) for x in w32]
+    hidden = torch.from_numpy(hidden32).to(half)
+    plan = reference.route(logits, mode="token", k=2)
+    counts = np.diff(plan.expert_offsets)
+    assert counts[3] == 0 and counts.max() > 128
+    got = usmoe.MoeLayer(*w, mode="token", k=2, device="cuda", weight_layout=layout)(hidden, logits)
+    cpu = usmoe.MoeLayer(*w, mode="token", k=2, weight_layout=layout)(hidden, logits)
+    as_in_out = [x.float().numpy() if layout == "in_out"
+                 else np.ascontiguousarray(x.float().numpy().transpose(0, 2, 1)) for x in w]
+    want = reference.moe_layer(hidden.float().numpy().astype(np.float64), plan, *as_in_out)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got.float().numpy(), want, rtol=0, atol=2e-2 * scale)
+    np.testing.assert_allclose(got.float().numpy(), cpu.float().numpy(), rtol=0,
+                               atol=2e-2 * scale)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_empty_plan_gives_the_init(dtype, gpu_path):
+    """A plan with no rows (Unified with a budget below one pair): no
+    expert kernel reads anything, and the layer returns zeros."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(42)
+    e, d, f = 4, 24, 40
+    w = [torch.from_numpy(x).to(getattr(torch, dtype)) for x in _weights(rng, e, d, f)]
+    hidden = torch.from_numpy(rng.normal(size=(1, d)).astype(np.float32)).to(getattr(torch, dtype))
+    logits = rng.normal(size=(1, e)).astype(np.float32)
+    assert reference.route(logits, mode="unified", k=0.5).expert_offsets[-1] == 0
+    y = usmoe.MoeLayer(*w, mode="unified", k=0.5, device="cuda")(hidden, logits)
+    assert tuple(y.shape) == (1, d)
+    assert not y.float().numpy().any()
+
+
 def test_moe_layer_with_many_rows_per_expert():
     # 2 experts, 37 tokens, k=1: about 18 rows each, so the CPU expert MLP's
     # row tiles (16 rows) come full and partial, and an expert may get 0.

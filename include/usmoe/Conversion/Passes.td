@@ -109,6 +109,7 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     "::mlir::gpu::GPUDialect",
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
+    "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect",
     "::mlir::cf::ControlFlowDialect",
@@ -197,6 +198,26 @@ def UsmoeCheckGpuTargetPass
            "Artifact: isa, bin, fatbin or llvm">,
     Option<"optLevel", "opt-level", "unsigned", /*default=*/"3",
            "NVPTX optimization level (0-3)">,
+  ];
+}
+
+def UsmoeBf16MmaSyncToNVVMPass
+    : Pass<"usmoe-bf16-mma-sync-to-nvvm", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Lower bf16 nvgpu.mma.sync to nvvm.mma.sync";
+  let description = [{
+    MLIR 22's `convert-nvgpu-to-nvvm` lowers `nvgpu.mma.sync` with f16
+    operands but fails on bf16 ones ("failed to deduce operand PTX types"):
+    NVVM's `mma.sync` takes bf16 fragments packed two per i32 register with
+    the PTX type given as an attribute. This pass rewrites every m16n8k16
+    `nvgpu.mma.sync` with bf16 operands and f32 accumulators into that form
+    (`vector.bitcast` of each `vector<2xbf16>` register to i32), leaving the
+    fragment layout, and every other op, as it is. It runs on the kernels
+    right before `convert-nvgpu-to-nvvm`.
+  }];
+  let dependentDialects = [
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::NVVM::NVVMDialect",
+    "::mlir::vector::VectorDialect",
   ];
 }
 

@@ -199,7 +199,9 @@ gpu::GPUFuncOp buildDispatchKernel(OpBuilder &builder, Location loc,
                                    StringRef name, MemRefType hidden,
                                    MemRefType ids, MemRefType out);
 
-/// `name(out, ids, weights, offsets, init, result)`: one block per token.
+/// `name(out, ids, weights, offsets, init, result)`: one block per token,
+/// which finds its rows once (a binary search per expert, a thread each),
+/// then sums its experts' rows in ascending expert order over d.
 gpu::GPUFuncOp buildCombineKernel(OpBuilder &builder, Location loc,
                                   StringRef name, MemRefType out,
                                   MemRefType ids, MemRefType weights,
@@ -216,6 +218,32 @@ gpu::GPUFuncOp buildExpertFfnKernel(OpBuilder &builder, Location loc,
                                     MemRefType w3, MemRefType w2,
                                     MemRefType scratch, MemRefType out,
                                     moe::WeightLayout layout);
+
+/// Tiles of the tensor-core expert GEMMs: kGemmTileRows plan rows (four
+/// warps of 16) by kGemmTileCols output columns, kGemmTileK deep per step.
+inline constexpr int64_t kGemmTileRows = 64;
+inline constexpr int64_t kGemmTileCols = 64;
+inline constexpr int64_t kGemmTileK = 32;
+inline constexpr int64_t kGemmThreads = 128;
+
+/// What an expert GEMM does with its f32 accumulators.
+enum class ExpertGemmEpilogue {
+  SwiGlu, ///< two weights: silu(acc0) * acc1, rounded to out's type
+  Store,  ///< one weight: acc0 (rounded to out's type)
+};
+
+/// `name(a, offsets, w..., out)`: for the plan rows of each expert e (rows
+/// offsets[e] .. offsets[e+1] of a: [M, K] f16/bf16), the product with each
+/// weight w[e] ([E, K, N] for in_out, [E, N, K] for out_in) on tensor cores,
+/// finished by `epilogue` into out [M, N]. Grid: row tiles (at most
+/// min(ceildiv(M, kGemmTileRows) + E, M)) times ceildiv(N, kGemmTileCols)
+/// blocks of kGemmThreads; blocks past the last row tile exit.
+gpu::GPUFuncOp buildExpertGemmKernel(OpBuilder &builder, Location loc,
+                                     StringRef name, MemRefType a,
+                                     MemRefType offsets,
+                                     ArrayRef<MemRefType> weights,
+                                     MemRefType out, moe::WeightLayout layout,
+                                     ExpertGemmEpilogue epilogue);
 
 /// The first index in [lo, hi) where `below` is false (binary search over a
 /// range on which `below` is true then false); hi if none.

@@ -16,6 +16,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -589,7 +590,8 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
-  /// combine -> one block per token, rows found by binary search per expert.
+  /// combine -> one block per token, its rows found once by a binary search
+  /// per expert (a thread each), then summed over d in expert order.
   LogicalResult lowerCombine(moe::CombineOp op, gpu::GPUModuleOp kernels,
                              unsigned index) {
     if (!op.getExpertOffsets())
@@ -618,8 +620,8 @@ struct ConvertMoeToGPUPass
     Value result = allocResult(b, op.getType(), init);
     launch(b, kernel, dim(b, init, 0),
            {out, ids, weights, offsets, init, result});
-    // Per token and expert a binary search in the expert's ids (log2 M
-    // reads of 4 bytes, counted as 32), then its rows.
+    // Per token and expert a binary search in the expert's ids (up to 32
+    // reads of 4 bytes: 128 bytes), once per token; then its rows.
     int64_t outBytes = elementBytes(resultType.getElementType());
     int64_t rowBytes =
         elementBytes(memrefOf(op.getExpertOut().getType()).getElementType());
@@ -635,11 +637,108 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
-  /// expert_ffn -> one block per plan row, with an [M, F] f32 scratch. The
-  /// weights are strided views (a fused gate/up tensor's halves, either
-  /// layout) so that slices reach the kernel without copies.
+  /// f16/bf16 expert_ffn -> two tensor-core grouped GEMMs: gate/up with
+  /// the SwiGLU epilogue into h ([M, F], the input's type), then down into
+  /// the f32 rows. The weights are strided views (a fused gate/up tensor's
+  /// halves, either layout) so that slices reach the kernels without copies.
+  LogicalResult lowerExpertFfnOnTensorCores(moe::ExpertFfnOp op,
+                                            gpu::GPUModuleOp kernels,
+                                            unsigned index) {
+    using gpu_kernels::ExpertGemmEpilogue;
+    OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
+    auto inType = memrefOf(op.getInput().getType());
+    auto offsetsType = memrefOf(op.getExpertOffsets().getType());
+    auto outType = memrefOf(op.getType());
+    Type element = inType.getElementType();
+    auto weightType = [](Value w) {
+      return stridedViewType(cast<RankedTensorType>(w.getType()));
+    };
+    auto hiddenType =
+        MemRefType::get({ShapedType::kDynamic, op.getExpertDims()[2]}, element);
+    std::string suffix = std::to_string(index);
+    gpu::GPUFuncOp gateUp = gpu_kernels::buildExpertGemmKernel(
+        kb, op.getLoc(), "expert_gate_up_" + suffix, inType, offsetsType,
+        {weightType(op.getW1()), weightType(op.getW3())}, hiddenType,
+        op.getLayout(), ExpertGemmEpilogue::SwiGlu);
+    gpu::GPUFuncOp down = gpu_kernels::buildExpertGemmKernel(
+        kb, op.getLoc(), "expert_down_" + suffix, hiddenType, offsetsType,
+        {weightType(op.getW2())}, outType, op.getLayout(),
+        ExpertGemmEpilogue::Store);
+
+    OpBuilder rewriter(op);
+    LoopBuilder b(op.getLoc(), rewriter);
+    bool inOut = op.getLayout() == moe::WeightLayout::in_out;
+    Value x = toBuffer(b, op.getInput());
+    Value offsets = toBuffer(b, op.getExpertOffsets());
+    Value w1 = toStridedBuffer(b, op.getW1()),
+          w3 = toStridedBuffer(b, op.getW3()),
+          w2 = toStridedBuffer(b, op.getW2());
+    Value rows = dim(b, x, 0), experts = dim(b, w1, 0);
+    Value ffn = dim(b, w1, inOut ? 2 : 1), width = dim(b, x, 1);
+    SmallVector<Value> hiddenSizes = {rows};
+    if (hiddenType.isDynamicDim(1))
+      hiddenSizes.push_back(ffn);
+    Value hidden = alloc(b, hiddenType, hiddenSizes);
+    Value out = allocResult(b, op.getType(), x);
+    // Every row tile holds at least one row: at most M tiles.
+    Value rowTiles = arith::MinUIOp::create(
+        b,
+        addi(b,
+             arith::CeilDivUIOp::create(
+                 b, rows, indexConst(b, gpu_kernels::kGemmTileRows)),
+             experts),
+        rows);
+    auto colTiles = [&](Value n) {
+      return arith::CeilDivUIOp::create(
+          b, n, indexConst(b, gpu_kernels::kGemmTileCols));
+    };
+    launch(b, gateUp, muli(b, rowTiles, colTiles(ffn)),
+           {x, offsets, w1, w3, hidden});
+    launch(b, down, muli(b, rowTiles, colTiles(width)),
+           {hidden, offsets, w2, out});
+
+    Builder attrs(op.getContext());
+    int64_t bytes = elementBytes(element);
+    NamedAttribute layoutInfo(
+        attrs.getStringAttr("layout"),
+        attrs.getStringAttr(moe::stringifyWeightLayout(op.getLayout())));
+    std::string tiles = "min(ceildiv(M, 64) + E, M)";
+    // A block reads its row tile once per K step and the weight slab of its
+    // column tile; the floor reads every expert's weights once.
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), gateUp, "expert_gate_up",
+        llvm::formatv("{0} * ceildiv(F, 64)", tiles).str(),
+        {layoutInfo,
+         {attrs.getStringAttr("flops"), attrs.getStringAttr("M * 4 * D * F")}},
+        {"1",
+         llvm::formatv("M * D * {0} * ceildiv(F, 64) + {1} * 2 * D * "
+                       "min(F, 64) * ceildiv(F, 64) * {0}",
+                       bytes, tiles),
+         llvm::formatv("M * F * {0}", bytes),
+         llvm::formatv("E * 2 * D * F * {0} + M * D * {0} + M * F * {0}",
+                       bytes)});
+    recordKernel(
+        op->getParentOfType<ModuleOp>(), down, "expert_down",
+        llvm::formatv("{0} * ceildiv(D, 64)", tiles).str(),
+        {layoutInfo,
+         {attrs.getStringAttr("flops"), attrs.getStringAttr("M * 2 * D * F")}},
+        {"1",
+         llvm::formatv("M * F * {0} * ceildiv(D, 64) + {1} * F * min(D, 64) "
+                       "* ceildiv(D, 64) * {0}",
+                       bytes, tiles),
+         "M * D * 4",
+         llvm::formatv("E * D * F * {0} + M * F * {0} + M * D * 4", bytes)});
+    replaceWithBuffers(b, op, {out});
+    return success();
+  }
+
+  /// f32 expert_ffn -> one block per plan row, with an [M, F] f32 scratch
+  /// (tensor cores take f16/bf16; tf32 would change the results).
   LogicalResult lowerExpertFfn(moe::ExpertFfnOp op, gpu::GPUModuleOp kernels,
                                unsigned index) {
+    Type element = getElementTypeOrSelf(op.getInput().getType());
+    if (element.isF16() || element.isBF16())
+      return lowerExpertFfnOnTensorCores(op, kernels, index);
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     auto outType = memrefOf(op.getType());
     bool inOut = op.getLayout() == moe::WeightLayout::in_out;

@@ -305,49 +305,85 @@ gpu::GPUFuncOp gpu_kernels::buildCombineKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType outType,
     MemRefType idsType, MemRefType weightsType, MemRefType offsetsType,
     MemRefType initType, MemRefType resultType) {
+  const int64_t experts = offsetsType.getDimSize(0) - 1;
+  MLIRContext *ctx = builder.getContext();
+  auto sharedF32 = MemRefType::get(
+      {experts}, Float32Type::get(ctx), MemRefLayoutAttrInterface(),
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+  // rowOf[e]: token g's row in expert e's segment (-1: none); then the
+  // found rows in ascending expert order, their gate weights and count.
+  SmallVector<Type> workgroup = {workgroupBuffer(ctx, experts),
+                                 workgroupBuffer(ctx, experts), sharedF32,
+                                 workgroupBuffer(ctx, 1)};
   return buildKernel(
       builder, loc, name,
       {outType, idsType, weightsType, offsetsType, initType, resultType},
       int32_t(kRowBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
         Value expertOut = args[0], ids = args[1], weights = args[2],
               offsets = args[3], init = args[4], result = args[5];
-        const int64_t experts = offsetsType.getDimSize(0) - 1;
+        Value rowOf = shared[0], rows = shared[1], gates = shared[2],
+              count = shared[3];
         Type element = resultType.getElementType();
-        Value g = blockId(b);
+        Value g = blockId(b), tid = threadId(b);
         Value gI32 = indexToI32(b, g);
+        Value c0 = zero(b), c1 = indexConst(b, 1);
+        Value block = indexConst(b, kRowBlock);
+        // A thread per expert: binary search of g in the expert's ids
+        // (ascending inside a segment); reads nothing of an empty segment.
         forStrided(
-            b, threadId(b), dim(b, init, 1), indexConst(b, kRowBlock),
-            [&](LoopBuilder &b, Value d) {
-              Value acc = loadAsF32(b, init, {g, d});
-              acc = forRangeAcc(
-                  b, zero(b), indexConst(b, experts), {acc},
-                  [&](LoopBuilder &b, Value e, ValueRange a) {
-                    // Lower bound of g in ids[offsets[e] .. offsets[e + 1]).
-                    Value lo = i32ToIndex(b, load(b, offsets, {e}));
-                    Value hi = i32ToIndex(
-                        b, load(b, offsets, {addi(b, e, indexConst(b, 1))}));
-                    Value m =
-                        lowerBound(b, lo, hi, [&](LoopBuilder &b, Value mid) {
-                          return cmpi(b, CmpIPredicate::slt,
-                                      load(b, ids, {mid}), gI32);
-                        });
-                    Value at = arith::MinUIOp::create(
-                        b, m,
-                        subi(b, arith::MaxUIOp::create(b, hi, indexConst(b, 1)),
-                             indexConst(b, 1)));
-                    Value found = andi(
-                        b, cmpi(b, CmpIPredicate::ult, m, hi),
-                        cmpi(b, CmpIPredicate::eq, load(b, ids, {at}), gI32));
-                    Value term = mulf(b, load(b, weights, {at}),
-                                      loadAsF32(b, expertOut, {at, d}));
-                    return SmallVector<Value>{
-                        select(b, found, addf(b, a[0], term), a[0])};
-                  })[0];
-              Value v = element.isF32()
-                            ? acc
-                            : arith::TruncFOp::create(b, element, acc);
-              store(b, v, result, {g, d});
+            b, tid, indexConst(b, experts), block,
+            [&](LoopBuilder &b, Value e) {
+              Value lo = i32ToIndex(b, load(b, offsets, {e}));
+              Value hi = i32ToIndex(b, load(b, offsets, {addi(b, e, c1)}));
+              Value m = lowerBound(b, lo, hi, [&](LoopBuilder &b, Value mid) {
+                return cmpi(b, CmpIPredicate::slt, load(b, ids, {mid}), gI32);
+              });
+              store(b, i32Const(b, -1), rowOf, {e});
+              ifThen(
+                  b, cmpi(b, CmpIPredicate::ult, m, hi), [&](LoopBuilder &b) {
+                    ifThen(b,
+                           cmpi(b, CmpIPredicate::eq, load(b, ids, {m}), gI32),
+                           [&](LoopBuilder &b) {
+                             store(b, indexToI32(b, m), rowOf, {e});
+                           });
+                  });
             });
-      });
+        gpu::BarrierOp::create(b);
+        // Thread 0 lists them in ascending expert order (the sum's order).
+        ifThen(b, cmpi(b, CmpIPredicate::eq, tid, c0), [&](LoopBuilder &b) {
+          Value n = forRangeAcc(
+              b, c0, indexConst(b, experts), {c0},
+              [&](LoopBuilder &b, Value e, ValueRange acc) {
+                Value row = load(b, rowOf, {e});
+                Value here = cmpi(b, CmpIPredicate::sge, row, i32Const(b, 0));
+                ifThen(b, here, [&](LoopBuilder &b) {
+                  store(b, row, rows, {acc[0]});
+                  store(b, load(b, weights, {i32ToIndex(b, row)}), gates,
+                        {acc[0]});
+                });
+                return SmallVector<Value>{
+                    select(b, here, addi(b, acc[0], c1), acc[0])};
+              })[0];
+          store(b, indexToI32(b, n), count, {c0});
+        });
+        gpu::BarrierOp::create(b);
+        Value n = i32ToIndex(b, load(b, count, {c0}));
+        forStrided(b, tid, dim(b, init, 1), block,
+                   [&](LoopBuilder &b, Value d) {
+                     Value acc = forRangeAcc(
+                         b, c0, n, {loadAsF32(b, init, {g, d})},
+                         [&](LoopBuilder &b, Value i, ValueRange a) {
+                           Value row = i32ToIndex(b, load(b, rows, {i}));
+                           Value term = mulf(b, load(b, gates, {i}),
+                                             loadAsF32(b, expertOut, {row, d}));
+                           return SmallVector<Value>{addf(b, a[0], term)};
+                         })[0];
+                     Value v = element.isF32()
+                                   ? acc
+                                   : arith::TruncFOp::create(b, element, acc);
+                     store(b, v, result, {g, d});
+                   });
+      },
+      workgroup);
 }

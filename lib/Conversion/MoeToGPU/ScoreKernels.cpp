@@ -48,7 +48,8 @@ gpu::GPUFuncOp gpu_kernels::buildKernel(OpBuilder &builder, Location loc,
   LoopBuilder b(loc, builder);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(&entry);
-  SmallVector<Value> values(entry.getArguments());
+  SmallVector<Value> values(
+      entry.getArguments().take_front(func.getNumArguments()));
   SmallVector<Value> shared(func.getWorkgroupAttributions());
   body(b, values, shared);
   gpu::ReturnOp::create(b);

@@ -285,8 +285,8 @@ func.func @column_kernels(%l: tensor<1x?x8xf32>) -> (tensor<1x?x8xf32>, tensor<1
 
 // -----
 
-// expert_ffn: one block per plan row; the expert comes from a binary search
-// in the offsets; an [M, F] f32 scratch holds the hidden activations.
+// f32 expert_ffn: one block per plan row; the expert comes from a binary
+// search in the offsets; an [M, F] f32 scratch holds the hidden activations.
 // CHECK-LABEL: func.func @ffn
 // CHECK: %[[SCRATCH:.*]] = memref.alloc(%{{.*}}) : memref<?x32xf32>
 // CHECK: gpu.launch_func @usmoe_kernels::@expert_ffn_0 blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c256
@@ -299,6 +299,35 @@ func.func @ffn(%x: tensor<?x16xf32>, %o: tensor<5xi32>, %w1: tensor<4x16x32xf32>
                %w3: tensor<4x16x32xf32>, %w2: tensor<4x32x16xf32>) -> tensor<?x16xf32> {
   %y = moe.expert_ffn %x, %o, %w1, %w3, %w2
       : tensor<?x16xf32>, tensor<5xi32>, tensor<4x16x32xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return %y : tensor<?x16xf32>
+}
+
+// -----
+
+// bf16 expert_ffn: two grouped GEMMs on tensor cores. Grid: row tiles
+// (min(ceildiv(M, 64) + E, M)) times column tiles; the SwiGLU output h is
+// [M, F] bf16 (no f32 scratch); the down GEMM writes the f32 rows.
+// CHECK-LABEL: func.func @ffn_tensor_cores
+// CHECK: %[[M:.*]] = memref.dim %{{.*}}, %c0 : memref<?x16xbf16>
+// CHECK: %[[E:.*]] = memref.dim %{{.*}}, %{{.*}} : memref<4x16x32xbf16
+// CHECK: %[[H:.*]] = memref.alloc(%[[M]]) : memref<?x32xbf16>
+// CHECK-NOT: memref<?x32xf32>
+// CHECK: %[[ROWS:.*]] = arith.ceildivui %[[M]], %c64
+// CHECK: %[[PADDED:.*]] = arith.addi %[[ROWS]], %[[E]] : index
+// CHECK: %[[TILES:.*]] = arith.minui %[[PADDED]], %[[M]] : index
+// CHECK: %[[UP:.*]] = arith.muli %[[TILES]], %{{.*}} : index
+// CHECK: gpu.launch_func @usmoe_kernels::@expert_gate_up_0 blocks in (%[[UP]], %{{[^)]*}}) threads in (%c128, %{{[^)]*}}) args({{.*}}, %[[H]] : memref<?x32xbf16>)
+// CHECK: gpu.launch_func @usmoe_kernels::@expert_down_0 blocks in ({{.*}}) threads in (%c128{{.*}}) args(%[[H]] : memref<?x32xbf16>
+// CHECK: gpu.func @expert_gate_up_0({{.*}}) workgroup({{.*}} : memref<64x40xbf16, #gpu.address_space<workgroup>>, {{.*}} : memref<64x40xbf16, #gpu.address_space<workgroup>>, {{.*}} : memref<64x40xbf16, #gpu.address_space<workgroup>>)
+// CHECK-COUNT-32: nvgpu.mma.sync
+// CHECK: math.exp
+// CHECK: gpu.func @expert_down_0(
+// CHECK-COUNT-16: nvgpu.mma.sync
+// CHECK-NOT: math.exp
+func.func @ffn_tensor_cores(%x: tensor<?x16xbf16>, %o: tensor<5xi32>, %w1: tensor<4x16x32xbf16>,
+                            %w3: tensor<4x16x32xbf16>, %w2: tensor<4x32x16xbf16>) -> tensor<?x16xf32> {
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2
+      : tensor<?x16xbf16>, tensor<5xi32>, tensor<4x16x32xbf16>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>
   return %y : tensor<?x16xf32>
 }
 

@@ -38,6 +38,7 @@ inline constexpr const char *kHostReadsDeviceAttr = "usmoe.host_reads_device";
 #define GEN_PASS_DECL_USMOEREQUIRECUDATOOLKITPASS
 #define GEN_PASS_DECL_USMOECHECKGPUTARGETPASS
 #define GEN_PASS_DECL_USMOEHOSTSHAREDALLOCSPASS
+#define GEN_PASS_DECL_USMOEBF16MMASYNCTONVVMPASS
 #include "usmoe/Conversion/Passes.h.inc"
 
 } // namespace mlir::usmoe

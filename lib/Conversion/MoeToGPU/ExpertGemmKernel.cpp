@@ -1,0 +1,269 @@
+//===- ExpertGemmKernel.cpp - grouped expert GEMMs on tensor cores --------===//
+//
+// Part of the usmoe project, under the Apache License v2.0 with LLVM
+// Exceptions.
+//
+//===----------------------------------------------------------------------===//
+//
+// One kernel shape serves both halves of an f16/bf16 expert MLP:
+//   gate/up: h[m, f] = silu(x W1[e])[m, f] * (x W3[e])[m, f]  (h in x's type)
+//   down:    y[m, d] = (h W2[e])[m, d]                          (y in f32)
+// A block computes a kGemmTileRows x kGemmTileCols tile of one expert's rows
+// (the plan's segments cut into row tiles, as moe_align_block_size pads
+// them), its four warps 16 rows each with m16n8k16 tensor-core products
+// (nvgpu.mma.sync, f32 accumulators). Per K step the block stages the row
+// tile and the weight tiles in shared memory (zeros past the segment, past
+// K and past N, so no size needs to be a multiple of a tile), weights as
+// [n][k] so that a lane's B fragment is two k-consecutive pairs whatever the
+// stored layout. Each output element sums its K in increasing order of
+// 16-wide steps in every layout, so the layout does not change results.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Kernels.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+using namespace mlir;
+using namespace mlir::usmoe;
+using namespace mlir::usmoe::loops;
+using namespace mlir::usmoe::gpu_kernels;
+using arith::CmpIPredicate;
+
+namespace {
+constexpr int64_t kWarps = kGemmThreads / 32;
+constexpr int64_t kMmaK = 16, kMmaN = 8;
+constexpr int64_t kFragmentsN = kGemmTileCols / kMmaN;
+/// Shared tiles are kGemmTileK wide plus 8 elements, so that the rows a
+/// warp's lanes read start in different banks.
+constexpr int64_t kSharedStride = kGemmTileK + 8;
+
+MemRefType sharedTile(Type element, int64_t rows) {
+  MLIRContext *ctx = element.getContext();
+  return MemRefType::get(
+      {rows, kSharedStride}, element, MemRefLayoutAttrInterface(),
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+}
+
+/// cond ? memref[indices] : 0, without touching memory when !cond.
+Value loadOrZero(LoopBuilder &b, Value cond, Value memref, ValueRange indices) {
+  Type element = cast<MemRefType>(memref.getType()).getElementType();
+  auto branch = scf::IfOp::create(
+      b, cond,
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        scf::YieldOp::create(ib, load(ib, memref, indices));
+      },
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        Value zero = arith::ConstantOp::create(ib, ib.getZeroAttr(element));
+        scf::YieldOp::create(ib, zero);
+      });
+  return branch.getResult(0);
+}
+
+/// The fragment of `rows` registers, register r holding the element pair
+/// tile[row(r), col(r)], tile[row(r), col(r) + 1].
+Value loadFragment(LoopBuilder &b, Value tile, int64_t rows,
+                   function_ref<std::pair<Value, Value>(int64_t)> at) {
+  Type element = cast<MemRefType>(tile.getType()).getElementType();
+  auto pairType = VectorType::get({2}, element);
+  auto fragmentType = VectorType::get({rows, 2}, element);
+  Value fragment =
+      arith::ConstantOp::create(b, b.getZeroAttr(fragmentType)).getResult();
+  for (int64_t r = 0; r < rows; ++r) {
+    auto [row, col] = at(r);
+    Value pair =
+        vector::LoadOp::create(b, pairType, tile, ValueRange{row, col});
+    fragment =
+        vector::InsertOp::create(b, pair, fragment, ArrayRef<int64_t>{r});
+  }
+  return fragment;
+}
+} // namespace
+
+gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType aType,
+    MemRefType offsetsType, ArrayRef<MemRefType> weightTypes,
+    MemRefType outType, moe::WeightLayout layout, ExpertGemmEpilogue epilogue) {
+  Type element = aType.getElementType();
+  int64_t numWeights = weightTypes.size();
+  SmallVector<Type> args = {aType, offsetsType};
+  args.append(weightTypes.begin(), weightTypes.end());
+  args.push_back(outType);
+  SmallVector<Type> workgroup = {sharedTile(element, kGemmTileRows)};
+  for (int64_t i = 0; i < numWeights; ++i)
+    workgroup.push_back(sharedTile(element, kGemmTileCols));
+  bool kMajor = layout == moe::WeightLayout::in_out;
+
+  return buildKernel(
+      builder, loc, name, args, int32_t(kGemmThreads),
+      [&](LoopBuilder &b, ArrayRef<Value> argv, ArrayRef<Value> shared) {
+        Value a = argv[0], offsets = argv[1], out = argv.back();
+        ArrayRef<Value> weights = argv.slice(2, numWeights);
+        Value aTile = shared[0];
+        ArrayRef<Value> wTiles = shared.drop_front();
+        Value c0 = indexConst(b, 0), c1 = indexConst(b, 1);
+        Value tileRows = indexConst(b, kGemmTileRows),
+              tileCols = indexConst(b, kGemmTileCols),
+              tileK = indexConst(b, kGemmTileK),
+              threads = indexConst(b, kGemmThreads);
+        Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+        Value warp = arith::DivUIOp::create(b, tid, indexConst(b, 32));
+        Value lane = arith::RemUIOp::create(b, tid, indexConst(b, 32));
+        Value group = arith::DivUIOp::create(b, lane, indexConst(b, 4));
+        Value pairCol =
+            muli(b, arith::RemUIOp::create(b, lane, indexConst(b, 4)),
+                 indexConst(b, 2));
+        Value experts = dim(b, weights[0], 0);
+        Value inner = dim(b, a, 1), cols = dim(b, out, 1);
+        Value colTiles = arith::CeilDivUIOp::create(b, cols, tileCols);
+        Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+        Value tile = arith::DivUIOp::create(b, bid, colTiles);
+        Value col0 =
+            muli(b, arith::RemUIOp::create(b, bid, colTiles), tileCols);
+
+        // Row tile `tile` of the padded segments: its expert, first row and
+        // the segment's end (expert = E past the last tile).
+        Value none = experts;
+        SmallVector<Value> found = forRangeAcc(
+            b, c0, experts, {c0, none, c0, c0},
+            [&](LoopBuilder &b, Value e, ValueRange acc) {
+              Value begin = i32ToIndex(b, load(b, offsets, {e}));
+              Value end = i32ToIndex(b, load(b, offsets, {addi(b, e, c1)}));
+              Value tiles =
+                  arith::CeilDivUIOp::create(b, subi(b, end, begin), tileRows);
+              Value next = addi(b, acc[0], tiles);
+              Value here = andi(b, cmpi(b, CmpIPredicate::uge, tile, acc[0]),
+                                cmpi(b, CmpIPredicate::ult, tile, next));
+              Value first =
+                  addi(b, begin, muli(b, subi(b, tile, acc[0]), tileRows));
+              return SmallVector<Value>{next, select(b, here, e, acc[1]),
+                                        select(b, here, first, acc[2]),
+                                        select(b, here, end, acc[3])};
+            });
+        Value expert = found[1], rowBegin = found[2], rowEnd = found[3];
+
+        ifThen(
+            b, cmpi(b, CmpIPredicate::ult, expert, experts),
+            [&](LoopBuilder &b) {
+              auto accType = VectorType::get({2, 2}, b.getF32Type());
+              Value zeroAcc =
+                  arith::ConstantOp::create(b, b.getZeroAttr(accType))
+                      .getResult();
+              SmallVector<Value> init(numWeights * kFragmentsN, zeroAcc);
+              Value warpRow = muli(b, warp, indexConst(b, 16));
+
+              SmallVector<Value> acc = forStridedAcc(
+                  b, c0, inner, tileK, init,
+                  [&](LoopBuilder &b, Value k0, ValueRange accIn) {
+                    // Stage the row tile: aTile[r][c] = a[rowBegin + r, k0 +
+                    // c].
+                    forStrided(
+                        b, tid, indexConst(b, kGemmTileRows * kGemmTileK),
+                        threads, [&](LoopBuilder &b, Value i) {
+                          Value r = arith::DivUIOp::create(b, i, tileK);
+                          Value c = arith::RemUIOp::create(b, i, tileK);
+                          Value row = addi(b, rowBegin, r), k = addi(b, k0, c);
+                          Value ok =
+                              andi(b, cmpi(b, CmpIPredicate::ult, row, rowEnd),
+                                   cmpi(b, CmpIPredicate::ult, k, inner));
+                          store(b, loadOrZero(b, ok, a, {row, k}), aTile,
+                                {r, c});
+                        });
+                    // Stage each weight tile as [n][k], reading along the
+                    // stored layout's contiguous dimension.
+                    for (auto [w, wTile] : llvm::zip(weights, wTiles)) {
+                      Value wv = w, wt = wTile;
+                      forStrided(
+                          b, tid, indexConst(b, kGemmTileCols * kGemmTileK),
+                          threads, [&](LoopBuilder &b, Value i) {
+                            Value minor = kMajor ? tileCols : tileK;
+                            Value major = arith::DivUIOp::create(b, i, minor);
+                            Value rest = arith::RemUIOp::create(b, i, minor);
+                            Value n = kMajor ? rest : major,
+                                  kk = kMajor ? major : rest;
+                            Value col = addi(b, col0, n), k = addi(b, k0, kk);
+                            Value ok =
+                                andi(b, cmpi(b, CmpIPredicate::ult, col, cols),
+                                     cmpi(b, CmpIPredicate::ult, k, inner));
+                            SmallVector<Value> at =
+                                kMajor ? SmallVector<Value>{expert, k, col}
+                                       : SmallVector<Value>{expert, col, k};
+                            store(b, loadOrZero(b, ok, wv, at), wt, {n, kk});
+                          });
+                    }
+                    gpu::BarrierOp::create(b);
+
+                    SmallVector<Value> accOut(accIn);
+                    for (int64_t s = 0; s < kGemmTileK / kMmaK; ++s) {
+                      Value kBase = addi(b, indexConst(b, s * kMmaK), pairCol);
+                      // A register r: row g + 8 (r & 1), column 2q + 8 (r >>
+                      // 1).
+                      Value fragA = loadFragment(b, aTile, 4, [&](int64_t r) {
+                        return std::make_pair(
+                            addi(b, addi(b, warpRow, group),
+                                 indexConst(b, 8 * (r & 1))),
+                            addi(b, kBase, indexConst(b, 8 * (r >> 1))));
+                      });
+                      for (int64_t j = 0; j < kFragmentsN; ++j) {
+                        for (int64_t wi = 0; wi < numWeights; ++wi) {
+                          // B register r: rows 2q + 8 r of column g.
+                          Value fragB =
+                              loadFragment(b, wTiles[wi], 2, [&](int64_t r) {
+                                return std::make_pair(
+                                    addi(b, indexConst(b, j * kMmaN), group),
+                                    addi(b, kBase, indexConst(b, 8 * r)));
+                              });
+                          Value &c = accOut[wi * kFragmentsN + j];
+                          c = nvgpu::MmaSyncOp::create(
+                              b, fragA, fragB, c,
+                              ArrayRef<int64_t>{16, kMmaN, kMmaK});
+                        }
+                      }
+                    }
+                    // Nobody restages before every warp has read the tiles.
+                    gpu::BarrierOp::create(b);
+                    return accOut;
+                  });
+
+              // Epilogue: C/D register r holds row g + 8 r, columns 2q, 2q + 1.
+              Type outElement = outType.getElementType();
+              Value one = f32Const(b, 1.0);
+              for (int64_t j = 0; j < kFragmentsN; ++j)
+                for (int64_t r = 0; r < 2; ++r)
+                  for (int64_t h = 0; h < 2; ++h) {
+                    Value row =
+                        addi(b, addi(b, rowBegin, addi(b, warpRow, group)),
+                             indexConst(b, 8 * r));
+                    Value col = addi(b, addi(b, col0, pairCol),
+                                     indexConst(b, j * kMmaN + h));
+                    Value ok = andi(b, cmpi(b, CmpIPredicate::ult, row, rowEnd),
+                                    cmpi(b, CmpIPredicate::ult, col, cols));
+                    auto element = [&](int64_t wi) {
+                      return vector::ExtractOp::create(
+                                 b, acc[wi * kFragmentsN + j],
+                                 ArrayRef<int64_t>{r, h})
+                          .getResult();
+                    };
+                    Value y = element(0);
+                    if (epilogue == ExpertGemmEpilogue::SwiGlu) {
+                      Value gate = y;
+                      Value silu =
+                          divf(b, gate,
+                               addf(b, one,
+                                    math::ExpOp::create(
+                                        b, arith::NegFOp::create(b, gate))));
+                      y = mulf(b, silu, element(1));
+                    }
+                    if (!outElement.isF32())
+                      y = arith::TruncFOp::create(b, outElement, y);
+                    ifThen(b, ok, [&](LoopBuilder &b) {
+                      store(b, y, out, {row, col});
+                    });
+                  }
+            });
+      },
+      workgroup);
+}
