@@ -1,6 +1,7 @@
 // The f16/bf16 expert MLP on tensor cores: mma.sync m16n8k16 with f32
 // accumulators in both grouped GEMMs, for both weight layouts, assembled by
-// ptxas for sm_80 and sm_90 with no spills and no local memory.
+// ptxas for sm_80 and sm_90 with no spills and no local memory (a register
+// limit of 128 keeps ptxas from choosing 64 and spilling).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && usmoe-opt %s -usmoe-to-nvvm | usmoe-extract-binary -o %t/sm90
 // RUN: FileCheck %s --input-file %t/sm90/usmoe_kernels.ptx --implicit-check-not=.local
@@ -9,6 +10,7 @@
 // RUN: %cuda_root/bin/ptxas -arch=sm_80 -v %t/sm80/usmoe_kernels.ptx -o %t/sm80.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
 
 // CHECK: .entry expert_gate_up_0(
+// CHECK: .maxnreg 128
 // CHECK-COUNT-32: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
 // CHECK-NOT: mma.sync
 // CHECK: .entry expert_down_0(

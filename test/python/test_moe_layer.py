@@ -365,6 +365,25 @@ def test_tensor_core_layer_over_partial_tiles(dtype, layout, gpu_path):
                                atol=2e-2 * scale)
 
 
+def test_tensor_core_layer_over_several_block_groups(gpu_path):
+    """More row tiles than one group of consecutive blocks takes (16) and
+    several column tiles in both GEMMs: the grouped grid order covers every
+    (row tile, column tile) once."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(43)
+    e, d, f, t = 3, 72, 136, 600
+    w = [torch.from_numpy(x).bfloat16() for x in _weights(rng, e, d, f)]
+    logits = rng.normal(size=(t, e)).astype(np.float32)
+    hidden = torch.from_numpy(rng.normal(size=(t, d)).astype(np.float32)).bfloat16()
+    plan = reference.route(logits, mode="token", k=2)
+    assert -(-plan.expert_offsets[-1] // 64) > 16
+    got = usmoe.MoeLayer(*w, mode="token", k=2, device="cuda")(hidden, logits)
+    want = reference.moe_layer(hidden.float().numpy().astype(np.float64), plan,
+                               *(x.float().numpy() for x in w))
+    np.testing.assert_allclose(got.float().numpy(), want, rtol=0,
+                               atol=2e-2 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_empty_plan_gives_the_init(dtype, gpu_path):
     """A plan with no rows (Unified with a budget below one pair): no

@@ -136,11 +136,14 @@ def UsmoeGpuCostReportPass
     grid, DRAM bytes read and written, as shape expressions) and prints a
     table in launch order to stdout, with an estimate per kernel and the
     HBM floor of the module's ops (operands read once, results written
-    once). The IR is unchanged. E and K default to the kernels' own.
+    once). The IR is unchanged. E, K, D and F default to the kernels' own.
 
     The estimate is a roofline without caches: per launch `launch-us` plus
-    the bytes at `bandwidth-gbs` scaled by min(1, blocks / sms) (a grid of
-    fewer blocks than SMs reaches only their share of the bandwidth). It
+    the larger of the bytes at `bandwidth-gbs` and the kernel's FLOPs (where
+    it records them: the expert GEMMs) at `tensor-tflops`, both scaled by
+    min(1, blocks / sms) (a grid of fewer blocks than SMs reaches only their
+    share of the chip). With FLOPs the floor is the larger of the HBM floor
+    and the FLOPs at peak. It
     judges designs before a GPU is at hand; measured times replace it where
     they exist (docs/gpu-performance.md).
 
@@ -158,6 +161,8 @@ def UsmoeGpuCostReportPass
            "Streaming multiprocessors (H100 SXM and H200: 132)">,
     Option<"launchMicros", "launch-us", "double", /*default=*/"2.0",
            "Cost of one launch in microseconds">,
+    Option<"tensorTflops", "tensor-tflops", "double", /*default=*/"989.0",
+           "Dense f16/bf16 tensor-core peak in TFLOPS (H100 SXM, H200: 989)">,
   ];
 }
 

@@ -46,7 +46,7 @@ bool parseShape(StringRef text, llvm::StringMap<int64_t> &symbols,
 /// One kernel's evaluated cost.
 struct Row {
   std::string name;
-  int64_t launches = 0, grid = 0, block = 0, read = 0, written = 0;
+  int64_t launches = 0, grid = 0, block = 0, read = 0, written = 0, flops = 0;
   std::optional<int64_t> floor;
   double micros = 0;
 };
@@ -68,9 +68,10 @@ struct UsmoeGpuCostReportPass
       module.emitError() << "usmoe-gpu-cost-report: shape: " << error;
       return signalPassFailure();
     }
-    if (bandwidthGBs <= 0 || sms < 1 || launchMicros < 0) {
-      module.emitError() << "usmoe-gpu-cost-report: bandwidth-gbs and sms "
-                            "must be positive, launch-us non-negative";
+    if (bandwidthGBs <= 0 || sms < 1 || launchMicros < 0 || tensorTflops <= 0) {
+      module.emitError() << "usmoe-gpu-cost-report: bandwidth-gbs, sms and "
+                            "tensor-tflops must be positive, launch-us "
+                            "non-negative";
       return signalPassFailure();
     }
 
@@ -95,8 +96,9 @@ struct UsmoeGpuCostReportPass
   FailureOr<Row> evaluate(StringRef name, moe::KernelAttr kernel,
                           const llvm::StringMap<int64_t> &given) {
     llvm::StringMap<int64_t> symbols(given);
-    // E and K default to what the kernel was built for.
-    for (auto [key, symbol] : {std::pair{"experts", "E"}, {"k", "K"}})
+    // E, K, D and F default to what the kernel was built for.
+    for (auto [key, symbol] :
+         {std::pair{"experts", "E"}, {"k", "K"}, {"hidden", "D"}, {"ffn", "F"}})
       if (auto v = kernel.getInfo().getAs<IntegerAttr>(key))
         symbols.try_emplace(symbol, v.getInt());
     Row row;
@@ -121,7 +123,8 @@ struct UsmoeGpuCostReportPass
     for (auto [key, field] : {std::pair{"launches", &row.launches},
                               {"grid", &row.grid},
                               {"bytes_read", &row.read},
-                              {"bytes_written", &row.written}}) {
+                              {"bytes_written", &row.written},
+                              {"flops", &row.flops}}) {
       FailureOr<int64_t> v = value(key);
       if (failed(v))
         return failure();
@@ -137,9 +140,12 @@ struct UsmoeGpuCostReportPass
     if (row.launches > 0) {
       double share =
           std::min(1.0, double(row.grid) / double(static_cast<int64_t>(sms)));
-      double bytesPerMicro = bandwidthGBs * 1e3 * std::max(share, 1e-9);
+      share = std::max(share, 1e-9);
+      double bytesPerMicro = bandwidthGBs * 1e3 * share;
+      double flopsPerMicro = tensorTflops * 1e6 * share;
       row.micros = row.launches * launchMicros +
-                   double(row.read + row.written) / bytesPerMicro;
+                   std::max(double(row.read + row.written) / bytesPerMicro,
+                            double(row.flops) / flopsPerMicro);
     }
     return row;
   }
@@ -150,31 +156,40 @@ struct UsmoeGpuCostReportPass
        << llvm::format("%.0f", double(bandwidthGBs)) << " GB/s, "
        << static_cast<int64_t>(sms) << " SMs, "
        << llvm::format("%.1f", double(launchMicros)) << " us per launch)\n";
-    os << llvm::format("%-36s %8s %9s %6s %11s %11s %10s\n", "kernel",
+    os << llvm::format("%-36s %8s %9s %6s %11s %11s %9s %10s\n", "kernel",
                        "launches", "grid", "block", "MB read", "MB written",
-                       "est. us");
-    int64_t launches = 0, read = 0, written = 0, floor = 0;
+                       "GFLOP", "est. us");
+    int64_t launches = 0, read = 0, written = 0, floor = 0, flops = 0;
     double micros = 0;
     for (const Row &r : rows) {
-      os << llvm::format("%-36s %8lld %9lld %6lld %11.3f %11.3f %10.2f\n",
+      os << llvm::format("%-36s %8lld %9lld %6lld %11.3f %11.3f %9.3f %10.2f\n",
                          r.name.c_str(), (long long)r.launches,
                          (long long)r.grid, (long long)r.block, r.read / 1e6,
-                         r.written / 1e6, r.micros);
+                         r.written / 1e6, r.flops / 1e9, r.micros);
       if (r.launches > 0) {
         launches += r.launches;
         read += r.read;
         written += r.written;
+        flops += r.flops;
         micros += r.micros;
       }
       floor += r.floor.value_or(0);
     }
-    os << llvm::format("%-36s %8lld %9s %6s %11.3f %11.3f %10.2f\n", "total",
-                       (long long)launches, "", "", read / 1e6, written / 1e6,
-                       micros);
+    os << llvm::format("%-36s %8lld %9s %6s %11.3f %11.3f %9.3f %10.2f\n",
+                       "total", (long long)launches, "", "", read / 1e6,
+                       written / 1e6, flops / 1e9, micros);
     double floorMicros = floor / (bandwidthGBs * 1e3);
+    if (flops > 0) {
+      // Arithmetic-bound ops: the floor is the larger of the two.
+      double computeMicros = flops / (tensorTflops * 1e6);
+      os << llvm::format("compute floor (%.0f tensor TFLOPS): %.3f GFLOP = "
+                         "%.3g us\n",
+                         double(tensorTflops), flops / 1e9, computeMicros);
+      floorMicros = std::max(floorMicros, computeMicros);
+    }
     os << llvm::format("HBM floor (operands read once, results written once): "
                        "%.3f MB = %.3g us; estimate / floor = %.3g\n",
-                       floor / 1e6, floorMicros,
+                       floor / 1e6, floor / (bandwidthGBs * 1e3),
                        floorMicros > 0 ? micros / floorMicros : 0.0);
   }
 };

@@ -35,6 +35,8 @@ namespace {
 constexpr int64_t kWarps = kGemmThreads / 32;
 constexpr int64_t kMmaK = 16, kMmaN = 8;
 constexpr int64_t kFragmentsN = kGemmTileCols / kMmaN;
+/// Registers per thread the GEMM kernels may use (4 blocks per SM).
+constexpr int32_t kGemmMaxRegisters = 128;
 /// Shared tiles are kGemmTileK wide plus 8 elements, so that the rows a
 /// warp's lanes read start in different banks.
 constexpr int64_t kSharedStride = kGemmTileK + 8;
@@ -97,7 +99,7 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
     workgroup.push_back(sharedTile(element, kGemmTileCols));
   bool kMajor = layout == moe::WeightLayout::in_out;
 
-  return buildKernel(
+  gpu::GPUFuncOp kernel = buildKernel(
       builder, loc, name, args, int32_t(kGemmThreads),
       [&](LoopBuilder &b, ArrayRef<Value> argv, ArrayRef<Value> shared) {
         Value a = argv[0], offsets = argv[1], out = argv.back();
@@ -119,10 +121,23 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
         Value experts = dim(b, weights[0], 0);
         Value inner = dim(b, a, 1), cols = dim(b, out, 1);
         Value colTiles = arith::CeilDivUIOp::create(b, cols, tileCols);
+        // Grouped order: consecutive blocks take kGemmGroupRows row tiles
+        // for one column tile, then the next column tile, so that the blocks
+        // on the chip at once share their rows and weight slabs in L2.
         Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-        Value tile = arith::DivUIOp::create(b, bid, colTiles);
+        Value rowTiles = arith::DivUIOp::create(
+            b, gpu::GridDimOp::create(b, gpu::Dimension::x), colTiles);
+        Value groupRows = indexConst(b, kGemmGroupRows);
+        Value groupBlocks = muli(b, groupRows, colTiles);
+        Value blockGroup = arith::DivUIOp::create(b, bid, groupBlocks);
+        Value within = arith::RemUIOp::create(b, bid, groupBlocks);
+        Value firstTile = muli(b, blockGroup, groupRows);
+        Value rowsHere =
+            arith::MinUIOp::create(b, groupRows, subi(b, rowTiles, firstTile));
+        Value tile =
+            addi(b, firstTile, arith::RemUIOp::create(b, within, rowsHere));
         Value col0 =
-            muli(b, arith::RemUIOp::create(b, bid, colTiles), tileCols);
+            muli(b, arith::DivUIOp::create(b, within, rowsHere), tileCols);
 
         // Row tile `tile` of the padded segments: its expert, first row and
         // the segment's end (expert = E past the last tile).
@@ -266,4 +281,8 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
             });
       },
       workgroup);
+  // The accumulators need about 100 registers; without a limit ptxas picks
+  // 64 for some variants and spills (sm_80).
+  kernel->setAttr("nvvm.maxnreg", builder.getI32IntegerAttr(kGemmMaxRegisters));
+  return kernel;
 }

@@ -40,7 +40,7 @@ LogicalResult usmoe::verifyKernelTable(ModuleOp module,
     if (failed(moe::KernelAttr::verify(
             fail, kernel.getKind(), kernel.getArgs(), kernel.getBlock(),
             kernel.getGrid(), kernel.getLaunches(), kernel.getBytesRead(),
-            kernel.getBytesWritten(), kernel.getFloorBytes(),
+            kernel.getBytesWritten(), kernel.getFloorBytes(), kernel.getFlops(),
             kernel.getInfo())))
       return failure();
     ArrayAttr args = kernel.getArgs();
@@ -70,6 +70,7 @@ void usmoe::recordKernel(ModuleOp module, gpu::GPUFuncOp kernel, StringRef kind,
       b.getStringAttr(grid), b.getStringAttr(cost.launches),
       b.getStringAttr(cost.bytesRead), b.getStringAttr(cost.bytesWritten),
       cost.floorBytes.empty() ? StringAttr() : b.getStringAttr(cost.floorBytes),
+      cost.flops.empty() ? StringAttr() : b.getStringAttr(cost.flops),
       b.getDictionaryAttr(info));
   NamedAttrList all;
   if (auto existing = module->getAttrOfType<DictionaryAttr>(kKernelTableAttr))

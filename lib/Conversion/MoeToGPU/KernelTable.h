@@ -37,10 +37,11 @@ inline constexpr llvm::StringLiteral kKernelModule = "usmoe_kernels";
 /// bound for re-reads of data that fits in L2.
 struct KernelCost {
   KernelCost(std::string launches, std::string bytesRead,
-             std::string bytesWritten, std::string floorBytes = "")
+             std::string bytesWritten, std::string floorBytes = "",
+             std::string flops = "")
       : launches(std::move(launches)), bytesRead(std::move(bytesRead)),
         bytesWritten(std::move(bytesWritten)),
-        floorBytes(std::move(floorBytes)) {}
+        floorBytes(std::move(floorBytes)), flops(std::move(flops)) {}
 
   /// Launches per call ("0" when a run-time condition skips the kernel).
   std::string launches;
@@ -49,6 +50,9 @@ struct KernelCost {
   /// On one kernel per op: the bytes the op cannot avoid moving (operands
   /// read once, results written once): the HBM floor. Empty on the others.
   std::string floorBytes;
+  /// Floating-point operations per call, where arithmetic can bound the
+  /// kernel's time (tensor-core GEMMs); empty elsewhere.
+  std::string flops;
 };
 
 /// Adds `kernel` to the table of `module`: its `kind`, `grid`, argument

@@ -225,6 +225,11 @@ inline constexpr int64_t kGemmTileRows = 64;
 inline constexpr int64_t kGemmTileCols = 64;
 inline constexpr int64_t kGemmTileK = 32;
 inline constexpr int64_t kGemmThreads = 128;
+/// Row tiles a group of consecutive blocks shares (see the grid order).
+inline constexpr int64_t kGemmGroupRows = 16;
+/// Column tiles the cost model assumes such a group has on the chip at once
+/// (about four 128-thread blocks per SM of an H100: 16 x 32 blocks).
+inline constexpr int64_t kGemmWaveCols = 32;
 
 /// What an expert GEMM does with its f32 accumulators.
 enum class ExpertGemmEpilogue {
@@ -237,7 +242,8 @@ enum class ExpertGemmEpilogue {
 /// weight w[e] ([E, K, N] for in_out, [E, N, K] for out_in) on tensor cores,
 /// finished by `epilogue` into out [M, N]. Grid: row tiles (at most
 /// min(ceildiv(M, kGemmTileRows) + E, M)) times ceildiv(N, kGemmTileCols)
-/// blocks of kGemmThreads; blocks past the last row tile exit.
+/// blocks of kGemmThreads, in groups of kGemmGroupRows row tiles by all
+/// column tiles; blocks past the last row tile exit.
 gpu::GPUFuncOp buildExpertGemmKernel(OpBuilder &builder, Location loc,
                                      StringRef name, MemRefType a,
                                      MemRefType offsets,

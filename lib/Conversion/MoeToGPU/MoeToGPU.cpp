@@ -561,6 +561,19 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
+  /// The static sizes among E (experts), D (hidden) and F (ffn) as kernel
+  /// table info, which the cost report takes as the symbols' defaults.
+  static SmallVector<NamedAttribute> shapeInfo(Builder &attrs, int64_t experts,
+                                               int64_t hidden, int64_t ffn) {
+    SmallVector<NamedAttribute> info;
+    for (auto [key, size] :
+         {std::pair{"experts", experts}, {"hidden", hidden}, {"ffn", ffn}})
+      if (!ShapedType::isDynamic(size))
+        info.emplace_back(attrs.getStringAttr(key),
+                          attrs.getI64IntegerAttr(size));
+    return info;
+  }
+
   /// dispatch -> one block per plan row.
   LogicalResult lowerDispatch(moe::DispatchOp op, gpu::GPUModuleOp kernels,
                               unsigned index) {
@@ -582,7 +595,10 @@ struct ConvertMoeToGPUPass
     Value out = alloc(b, outType, dynSizes);
     launch(b, kernel, dim(b, ids, 0), {hidden, ids, out});
     int64_t rowBytes = elementBytes(outType.getElementType());
-    recordKernel(op->getParentOfType<ModuleOp>(), kernel, "dispatch", "M", {},
+    Builder attrs(op.getContext());
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel, "dispatch", "M",
+                 shapeInfo(attrs, ShapedType::kDynamic, outType.getDimSize(1),
+                           ShapedType::kDynamic),
                  {"1", llvm::formatv("M * 4 + M * D * {0}", rowBytes),
                   llvm::formatv("M * D * {0}", rowBytes),
                   llvm::formatv("B * T * D * {0}", rowBytes)});
@@ -625,8 +641,10 @@ struct ConvertMoeToGPUPass
     int64_t outBytes = elementBytes(resultType.getElementType());
     int64_t rowBytes =
         elementBytes(memrefOf(op.getExpertOut().getType()).getElementType());
+    Builder attrs(op.getContext());
     recordKernel(op->getParentOfType<ModuleOp>(), kernel, "combine", "B * T",
-                 {},
+                 shapeInfo(attrs, offsetsType.getDimSize(0) - 1,
+                           resultType.getDimSize(1), ShapedType::kDynamic),
                  {"1",
                   llvm::formatv(
                       "B * T * E * 128 + M * D * {0} + M * 4 + B * T * D * {1}",
@@ -699,35 +717,46 @@ struct ConvertMoeToGPUPass
 
     Builder attrs(op.getContext());
     int64_t bytes = elementBytes(element);
-    NamedAttribute layoutInfo(
+    auto [e, d, f] = op.getExpertDims();
+    SmallVector<NamedAttribute> info = shapeInfo(attrs, e, d, f);
+    info.emplace_back(
         attrs.getStringAttr("layout"),
         attrs.getStringAttr(moe::stringifyWeightLayout(op.getLayout())));
-    std::string tiles = "min(ceildiv(M, 64) + E, M)";
-    // A block reads its row tile once per K step and the weight slab of its
-    // column tile; the floor reads every expert's weights once.
-    recordKernel(
-        op->getParentOfType<ModuleOp>(), gateUp, "expert_gate_up",
-        llvm::formatv("{0} * ceildiv(F, 64)", tiles).str(),
-        {layoutInfo,
-         {attrs.getStringAttr("flops"), attrs.getStringAttr("M * 4 * D * F")}},
-        {"1",
-         llvm::formatv("M * D * {0} * ceildiv(F, 64) + {1} * 2 * D * "
-                       "min(F, 64) * ceildiv(F, 64) * {0}",
-                       bytes, tiles),
-         llvm::formatv("M * F * {0}", bytes),
-         llvm::formatv("E * 2 * D * F * {0} + M * D * {0} + M * F * {0}",
-                       bytes)});
+    // DRAM traffic with the grouped grid order: the blocks on the chip at
+    // once (about kGemmGroupRows row tiles by kGemmWaveCols column tiles)
+    // share their row tiles and weight slabs in L2, so rows are read once
+    // per wave of column tiles and an expert's weights once per group of
+    // row tiles that touches it. The floor reads every weight once.
+    using namespace gpu_kernels;
+    std::string tiles =
+        llvm::formatv("min(ceildiv(M, {0}) + E, M)", kGemmTileRows);
+    std::string groups =
+        llvm::formatv("min(ceildiv({0}, {1}) + E, {0})", tiles, kGemmGroupRows);
+    auto colTilesOf = [](StringRef n) {
+      return llvm::formatv("ceildiv({0}, {1})", n, kGemmTileCols).str();
+    };
+    auto wavesOf = [&](StringRef n) {
+      return llvm::formatv("ceildiv({0}, {1})", colTilesOf(n), kGemmWaveCols)
+          .str();
+    };
+    recordKernel(op->getParentOfType<ModuleOp>(), gateUp, "expert_gate_up",
+                 llvm::formatv("{0} * {1}", tiles, colTilesOf("F")).str(), info,
+                 {"1",
+                  llvm::formatv("M * D * {0} * {1} + {2} * 2 * D * F * {0}",
+                                bytes, wavesOf("F"), groups),
+                  llvm::formatv("M * F * {0}", bytes),
+                  llvm::formatv(
+                      "E * 2 * D * F * {0} + M * D * {0} + M * F * {0}", bytes),
+                  "M * 4 * D * F"});
     recordKernel(
         op->getParentOfType<ModuleOp>(), down, "expert_down",
-        llvm::formatv("{0} * ceildiv(D, 64)", tiles).str(),
-        {layoutInfo,
-         {attrs.getStringAttr("flops"), attrs.getStringAttr("M * 2 * D * F")}},
+        llvm::formatv("{0} * {1}", tiles, colTilesOf("D")).str(), info,
         {"1",
-         llvm::formatv("M * F * {0} * ceildiv(D, 64) + {1} * F * min(D, 64) "
-                       "* ceildiv(D, 64) * {0}",
-                       bytes, tiles),
+         llvm::formatv("M * F * {0} * {1} + {2} * D * F * {0}", bytes,
+                       wavesOf("D"), groups),
          "M * D * 4",
-         llvm::formatv("E * D * F * {0} + M * F * {0} + M * D * 4", bytes)});
+         llvm::formatv("E * D * F * {0} + M * F * {0} + M * D * 4", bytes),
+         "M * 2 * D * F"});
     replaceWithBuffers(b, op, {out});
     return success();
   }

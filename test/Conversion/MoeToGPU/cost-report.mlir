@@ -11,12 +11,12 @@
 // RUN: not usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=one" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
 // CHECK: usmoe GPU cost model (B=1,T=16384,M=24576; 3350 GB/s, 132 SMs, 2.0 us per launch)
-// CHECK-NEXT: kernel launches grid block MB read MB written est. us
+// CHECK-NEXT: kernel launches grid block MB read MB written GFLOP est. us
 // CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.194
 // CHECK-NEXT: route_unified_0_select_zero 1 1 1024 0.000 0.001
 // CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 16.777 1.049
 // CHECK-NEXT: route_unified_0_select_mark 1 256 1024 4.194 5.243
-// CHECK-NEXT: route_unified_0_select 0 1 1024 0.000 0.000 0.00
+// CHECK-NEXT: route_unified_0_select 0 1 1024 0.000 0.000 0.000 0.00
 // CHECK-NEXT: plan_1_count 1 128 64 1.049 0.033
 // CHECK-NEXT: plan_1_scan 1 1 1024
 // CHECK-NEXT: plan_1_fill 1 128 64

@@ -18,7 +18,8 @@ KernelAttr::getExpressions() const {
           {"launches", text(getLaunches())},
           {"bytes_read", text(getBytesRead())},
           {"bytes_written", text(getBytesWritten())},
-          {"floor_bytes", text(getFloorBytes())}};
+          {"floor_bytes", text(getFloorBytes())},
+          {"flops", text(getFlops())}};
 }
 
 /// A kernel's description must be usable without its module: a kind, types
@@ -28,7 +29,7 @@ LogicalResult KernelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  DenseI32ArrayAttr block, StringAttr grid,
                                  StringAttr launches, StringAttr bytesRead,
                                  StringAttr bytesWritten, StringAttr floorBytes,
-                                 DictionaryAttr info) {
+                                 StringAttr flops, DictionaryAttr info) {
   if (!kind || kind.getValue().empty())
     return emitError() << "'kind' must not be empty";
   if (!args || !info)
@@ -43,9 +44,10 @@ LogicalResult KernelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
       {"launches", launches},
       {"bytes_read", bytesRead},
       {"bytes_written", bytesWritten},
-      {"floor_bytes", floorBytes}};
+      {"floor_bytes", floorBytes},
+      {"flops", flops}};
   for (auto [key, text] : expressions) {
-    if (key == "floor_bytes" && !text)
+    if ((key == "floor_bytes" || key == "flops") && !text)
       continue;
     std::string error;
     if (!text)

@@ -152,7 +152,8 @@ def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
     and as shape expressions over the call's shape (B, T, E, K, M, D, F;
     usmoe/Support/ShapeExpr.h) its `grid`, `launches` per call, bytes read
     and written, and on one kernel per op `floor_bytes`, the bytes the op
-    must move (the HBM floor). `info` holds what a kind adds (E, k, tile
+    must move (the HBM floor); `flops` on kernels whose arithmetic can
+    bound their time (the expert GEMMs). `info` holds what a kind adds (E, k, tile
     rows, ...). A runtime without MLIR sizes launches from it (written out
     as JSON next to the cubin), `usmoe-gpu-cost-report` evaluates it.
 
@@ -171,12 +172,15 @@ def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
       "::mlir::StringAttr":$bytes_read,
       "::mlir::StringAttr":$bytes_written,
       OptionalParameter<"::mlir::StringAttr", "the op's HBM floor">:$floor_bytes,
+      OptionalParameter<"::mlir::StringAttr",
+                        "floating-point operations per call">:$flops,
       "::mlir::DictionaryAttr":$info);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
     /// The shape expressions by their key in the table ("grid", "launches",
-    /// "bytes_read", "bytes_written", "floor_bytes"), "" when absent.
+    /// "bytes_read", "bytes_written", "floor_bytes", "flops"), "" when
+    /// absent.
     ::llvm::SmallVector<std::pair<::llvm::StringRef, ::llvm::StringRef>>
     getExpressions() const;
   }];
