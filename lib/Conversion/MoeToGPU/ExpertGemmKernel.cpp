@@ -65,6 +65,25 @@ Value loadOrZero(LoopBuilder &b, Value cond, Value memref, ValueRange indices) {
   return branch.getResult(0);
 }
 
+/// cond ? a[ids[row], k] : 0, without touching memory when !cond.
+Value loadGatheredOrZero(LoopBuilder &b, Value cond, Value a, Value ids,
+                         Value row, Value k) {
+  Type element = cast<MemRefType>(a.getType()).getElementType();
+  auto branch = scf::IfOp::create(
+      b, cond,
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        Value token = i32ToIndex(ib, load(ib, ids, {row}));
+        scf::YieldOp::create(ib, load(ib, a, {token, k}));
+      },
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        Value zero = arith::ConstantOp::create(ib, ib.getZeroAttr(element));
+        scf::YieldOp::create(ib, zero);
+      });
+  return branch.getResult(0);
+}
+
 /// The fragment of `rows` registers, register r holding the element pair
 /// tile[row(r), col(r)], tile[row(r), col(r) + 1].
 Value loadFragment(LoopBuilder &b, Value tile, int64_t rows,
@@ -87,11 +106,15 @@ Value loadFragment(LoopBuilder &b, Value tile, int64_t rows,
 
 gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType aType,
-    MemRefType offsetsType, ArrayRef<MemRefType> weightTypes,
-    MemRefType outType, moe::WeightLayout layout, ExpertGemmEpilogue epilogue) {
+    MemRefType gatherType, MemRefType offsetsType,
+    ArrayRef<MemRefType> weightTypes, MemRefType outType,
+    moe::WeightLayout layout, ExpertGemmEpilogue epilogue) {
   Type element = aType.getElementType();
   int64_t numWeights = weightTypes.size();
-  SmallVector<Type> args = {aType, offsetsType};
+  SmallVector<Type> args = {aType};
+  if (gatherType)
+    args.push_back(gatherType);
+  args.push_back(offsetsType);
   args.append(weightTypes.begin(), weightTypes.end());
   args.push_back(outType);
   SmallVector<Type> workgroup = {sharedTile(element, kGemmTileRows)};
@@ -102,8 +125,10 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
   gpu::GPUFuncOp kernel = buildKernel(
       builder, loc, name, args, int32_t(kGemmThreads),
       [&](LoopBuilder &b, ArrayRef<Value> argv, ArrayRef<Value> shared) {
-        Value a = argv[0], offsets = argv[1], out = argv.back();
-        ArrayRef<Value> weights = argv.slice(2, numWeights);
+        size_t first = gatherType ? 2 : 1;
+        Value a = argv[0], offsets = argv[first], out = argv.back();
+        Value ids = gatherType ? argv[1] : Value();
+        ArrayRef<Value> weights = argv.slice(first + 1, numWeights);
         Value aTile = shared[0];
         ArrayRef<Value> wTiles = shared.drop_front();
         Value c0 = indexConst(b, 0), c1 = indexConst(b, 1);
@@ -184,8 +209,11 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
                           Value ok =
                               andi(b, cmpi(b, CmpIPredicate::ult, row, rowEnd),
                                    cmpi(b, CmpIPredicate::ult, k, inner));
-                          store(b, loadOrZero(b, ok, a, {row, k}), aTile,
-                                {r, c});
+                          // With ids: the plan row's token row.
+                          Value v =
+                              ids ? loadGatheredOrZero(b, ok, a, ids, row, k)
+                                  : loadOrZero(b, ok, a, {row, k});
+                          store(b, v, aTile, {r, c});
                         });
                     // Stage each weight tile as [n][k], reading along the
                     // stored layout's contiguous dimension.

@@ -240,13 +240,15 @@ enum class ExpertGemmEpilogue {
 /// `name(a, offsets, w..., out)`: for the plan rows of each expert e (rows
 /// offsets[e] .. offsets[e+1] of a: [M, K] f16/bf16), the product with each
 /// weight w[e] ([E, K, N] for in_out, [E, N, K] for out_in) on tensor cores,
-/// finished by `epilogue` into out [M, N]. Grid: row tiles (at most
+/// finished by `epilogue` into out [M, N]. With a `gather` type the kernel
+/// is `name(a, ids, offsets, w..., out)` and plan row m is a[ids[m]] (a:
+/// [T, K], the token rows of moe.dispatch). Grid: row tiles (at most
 /// min(ceildiv(M, kGemmTileRows) + E, M)) times ceildiv(N, kGemmTileCols)
 /// blocks of kGemmThreads, in groups of kGemmGroupRows row tiles by all
 /// column tiles; blocks past the last row tile exit.
 gpu::GPUFuncOp buildExpertGemmKernel(OpBuilder &builder, Location loc,
                                      StringRef name, MemRefType a,
-                                     MemRefType offsets,
+                                     MemRefType gather, MemRefType offsets,
                                      ArrayRef<MemRefType> weights,
                                      MemRefType out, moe::WeightLayout layout,
                                      ExpertGemmEpilogue epilogue);

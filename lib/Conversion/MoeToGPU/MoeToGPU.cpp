@@ -92,9 +92,16 @@ struct ConvertMoeToGPUPass
               int64_t(list.getK()) <= gpu_kernels::kMaxFusedListK &&
               !fusedLists.count(route))
             fusedLists[route] = list;
+    // The rows of an f16/bf16 expert_ffn's only dispatch are gathered by
+    // its first GEMM: no dispatch copy.
+    for (Operation *op : lowerable)
+      if (auto ffn = dyn_cast<moe::ExpertFfnOp>(op))
+        if (auto dispatch = ffn.getInput().getDefiningOp<moe::DispatchOp>())
+          if (usesTensorCores(ffn) && dispatch->hasOneUse())
+            fusedAway.insert(dispatch);
     for (Operation *op : lowerable) {
       if (fusedAway.contains(op))
-        continue; // written by its route's kernel (erased)
+        continue; // done by a consumer's kernel (erased with it)
       LogicalResult lowered =
           TypeSwitch<Operation *, LogicalResult>(op)
               .Case([&](moe::RouteOp route) {
@@ -655,16 +662,31 @@ struct ConvertMoeToGPUPass
     return success();
   }
 
+  /// Whether expert_ffn runs on tensor cores (f16/bf16 operands).
+  static bool usesTensorCores(moe::ExpertFfnOp op) {
+    Type element = getElementTypeOrSelf(op.getInput().getType());
+    return element.isF16() || element.isBF16();
+  }
+
   /// f16/bf16 expert_ffn -> two tensor-core grouped GEMMs: gate/up with
   /// the SwiGLU epilogue into h ([M, F], the input's type), then down into
   /// the f32 rows. The weights are strided views (a fused gate/up tensor's
   /// halves, either layout) so that slices reach the kernels without copies.
+  /// When the input is a moe.dispatch of this op alone, the first GEMM
+  /// gathers the token rows itself (hidden[token_ids[m]]) and the dispatch
+  /// goes.
   LogicalResult lowerExpertFfnOnTensorCores(moe::ExpertFfnOp op,
                                             gpu::GPUModuleOp kernels,
                                             unsigned index) {
     using gpu_kernels::ExpertGemmEpilogue;
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
-    auto inType = memrefOf(op.getInput().getType());
+    auto dispatch = op.getInput().getDefiningOp<moe::DispatchOp>();
+    if (dispatch && !fusedAway.contains(dispatch))
+      dispatch = nullptr;
+    Value rowsSource = dispatch ? dispatch.getHidden() : op.getInput();
+    auto inType = memrefOf(rowsSource.getType());
+    MemRefType gatherType =
+        dispatch ? memrefOf(dispatch.getTokenIds().getType()) : MemRefType();
     auto offsetsType = memrefOf(op.getExpertOffsets().getType());
     auto outType = memrefOf(op.getType());
     Type element = inType.getElementType();
@@ -675,29 +697,41 @@ struct ConvertMoeToGPUPass
         MemRefType::get({ShapedType::kDynamic, op.getExpertDims()[2]}, element);
     std::string suffix = std::to_string(index);
     gpu::GPUFuncOp gateUp = gpu_kernels::buildExpertGemmKernel(
-        kb, op.getLoc(), "expert_gate_up_" + suffix, inType, offsetsType,
-        {weightType(op.getW1()), weightType(op.getW3())}, hiddenType,
-        op.getLayout(), ExpertGemmEpilogue::SwiGlu);
+        kb, op.getLoc(), "expert_gate_up_" + suffix, inType, gatherType,
+        offsetsType, {weightType(op.getW1()), weightType(op.getW3())},
+        hiddenType, op.getLayout(), ExpertGemmEpilogue::SwiGlu);
     gpu::GPUFuncOp down = gpu_kernels::buildExpertGemmKernel(
-        kb, op.getLoc(), "expert_down_" + suffix, hiddenType, offsetsType,
-        {weightType(op.getW2())}, outType, op.getLayout(),
+        kb, op.getLoc(), "expert_down_" + suffix, hiddenType, MemRefType(),
+        offsetsType, {weightType(op.getW2())}, outType, op.getLayout(),
         ExpertGemmEpilogue::Store);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
     bool inOut = op.getLayout() == moe::WeightLayout::in_out;
-    Value x = toBuffer(b, op.getInput());
+    Value x = toBuffer(b, rowsSource);
+    SmallVector<Value> gateUpRows = {x};
+    Value rows = dim(b, x, 0);
+    if (dispatch) {
+      Value ids = toBuffer(b, dispatch.getTokenIds());
+      gateUpRows.push_back(ids);
+      rows = dim(b, ids, 0);
+    }
     Value offsets = toBuffer(b, op.getExpertOffsets());
     Value w1 = toStridedBuffer(b, op.getW1()),
           w3 = toStridedBuffer(b, op.getW3()),
           w2 = toStridedBuffer(b, op.getW2());
-    Value rows = dim(b, x, 0), experts = dim(b, w1, 0);
+    Value experts = dim(b, w1, 0);
     Value ffn = dim(b, w1, inOut ? 2 : 1), width = dim(b, x, 1);
     SmallVector<Value> hiddenSizes = {rows};
     if (hiddenType.isDynamicDim(1))
       hiddenSizes.push_back(ffn);
     Value hidden = alloc(b, hiddenType, hiddenSizes);
-    Value out = allocResult(b, op.getType(), x);
+    SmallVector<Value> outSizes;
+    if (outType.isDynamicDim(0))
+      outSizes.push_back(rows);
+    if (outType.isDynamicDim(1))
+      outSizes.push_back(width);
+    Value out = alloc(b, outType, outSizes);
     // Every row tile holds at least one row: at most M tiles.
     Value rowTiles = arith::MinUIOp::create(
         b,
@@ -710,8 +744,9 @@ struct ConvertMoeToGPUPass
       return arith::CeilDivUIOp::create(
           b, n, indexConst(b, gpu_kernels::kGemmTileCols));
     };
-    launch(b, gateUp, muli(b, rowTiles, colTiles(ffn)),
-           {x, offsets, w1, w3, hidden});
+    SmallVector<Value> gateUpArgs(gateUpRows);
+    gateUpArgs.append({offsets, w1, w3, hidden});
+    launch(b, gateUp, muli(b, rowTiles, colTiles(ffn)), gateUpArgs);
     launch(b, down, muli(b, rowTiles, colTiles(width)),
            {hidden, offsets, w2, out});
 
@@ -742,8 +777,9 @@ struct ConvertMoeToGPUPass
     recordKernel(op->getParentOfType<ModuleOp>(), gateUp, "expert_gate_up",
                  llvm::formatv("{0} * {1}", tiles, colTilesOf("F")).str(), info,
                  {"1",
-                  llvm::formatv("M * D * {0} * {1} + {2} * 2 * D * F * {0}",
-                                bytes, wavesOf("F"), groups),
+                  llvm::formatv("M * D * {0} * {1} + {2} * 2 * D * F * {0}{3}",
+                                bytes, wavesOf("F"), groups,
+                                dispatch ? " + M * 4 * ceildiv(F, 64)" : ""),
                   llvm::formatv("M * F * {0}", bytes),
                   llvm::formatv(
                       "E * 2 * D * F * {0} + M * D * {0} + M * F * {0}", bytes),
@@ -758,6 +794,8 @@ struct ConvertMoeToGPUPass
          llvm::formatv("E * D * F * {0} + M * F * {0} + M * D * 4", bytes),
          "M * 2 * D * F"});
     replaceWithBuffers(b, op, {out});
+    if (dispatch)
+      dispatch->erase();
     return success();
   }
 
@@ -765,8 +803,7 @@ struct ConvertMoeToGPUPass
   /// (tensor cores take f16/bf16; tf32 would change the results).
   LogicalResult lowerExpertFfn(moe::ExpertFfnOp op, gpu::GPUModuleOp kernels,
                                unsigned index) {
-    Type element = getElementTypeOrSelf(op.getInput().getType());
-    if (element.isF16() || element.isBF16())
+    if (usesTensorCores(op))
       return lowerExpertFfnOnTensorCores(op, kernels, index);
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     auto outType = memrefOf(op.getType());

@@ -9,12 +9,14 @@
 // RUN: not usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu "-usmoe-gpu-cost-report=shape=B=1,T=4096,M=8192 tensor-tflops=0" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
 // CHECK: kernel launches grid block MB read MB written GFLOP est. us
-// CHECK: dispatch_2 1 8192 256
-// CHECK-NEXT: expert_gate_up_3 1 30464 128 4462.739 234.881 1924.145
-// CHECK-NEXT: expert_down_3 1 8704 128 2466.251 134.218 962.073
-// CHECK-NEXT: combine_4 1 4096 256
+// The dispatch is gathered by the first GEMM (it reads the M plan rows'
+// token ids): no dispatch kernel.
+// CHECK: plan_1_fill
+// CHECK-NEXT: expert_gate_up_2 1 30464 128 4470.079 234.881 1924.145
+// CHECK-NEXT: expert_down_2 1 8704 128 2466.251 134.218 962.073
+// CHECK-NEXT: combine_3 1 4096 256
 // CHECK: compute floor (989 tensor TFLOPS): 2886.218 GFLOP = 2.92e+03 us
-// CHECK-NEXT: HBM floor (operands read once, results written once): 3557.130 MB
+// CHECK-NEXT: HBM floor (operands read once, results written once): 3523.576 MB
 
 // BAD: usmoe-gpu-cost-report: bandwidth-gbs, sms and tensor-tflops must be positive
 

@@ -333,6 +333,35 @@ func.func @ffn_tensor_cores(%x: tensor<?x16xbf16>, %o: tensor<5xi32>, %w1: tenso
 
 // -----
 
+// A dispatch whose only user is a bf16 expert_ffn is gathered by the first
+// GEMM (hidden and the token ids go to it; no dispatch kernel); a dispatch
+// with another user keeps its kernel.
+// CHECK-LABEL: func.func @gathered
+// CHECK-NOT: @dispatch_
+// CHECK: gpu.launch_func @usmoe_kernels::@expert_gate_up_0 {{.*}} args(%{{.*}} : memref<?x16xbf16>, %{{.*}} : memref<?xi32>, %{{.*}} : memref<5xi32>,
+// CHECK-LABEL: func.func @shared_dispatch
+// CHECK: gpu.launch_func @usmoe_kernels::@dispatch_1
+// CHECK: gpu.launch_func @usmoe_kernels::@expert_gate_up_2 {{.*}} args(%{{.*}} : memref<?x16xbf16>, %{{.*}} : memref<5xi32>,
+// CHECK: gpu.func @expert_gate_up_0(%{{.*}}: memref<?x16xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<5xi32>,
+func.func @gathered(%hidden: tensor<?x16xbf16>, %ids: tensor<?xi32>, %o: tensor<5xi32>,
+                    %w1: tensor<4x16x32xbf16>, %w3: tensor<4x16x32xbf16>,
+                    %w2: tensor<4x32x16xbf16>) -> tensor<?x16xf32> {
+  %x = moe.dispatch %hidden, %ids : tensor<?x16xbf16>, tensor<?xi32>
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2
+      : tensor<?x16xbf16>, tensor<5xi32>, tensor<4x16x32xbf16>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>
+  return %y : tensor<?x16xf32>
+}
+func.func @shared_dispatch(%hidden: tensor<?x16xbf16>, %ids: tensor<?xi32>, %o: tensor<5xi32>,
+                           %w1: tensor<4x16x32xbf16>, %w3: tensor<4x16x32xbf16>,
+                           %w2: tensor<4x32x16xbf16>) -> (tensor<?x16xf32>, tensor<?x16xbf16>) {
+  %x = moe.dispatch %hidden, %ids : tensor<?x16xbf16>, tensor<?xi32>
+  %y = moe.expert_ffn %x, %o, %w1, %w3, %w2
+      : tensor<?x16xbf16>, tensor<5xi32>, tensor<4x16x32xbf16>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>
+  return %y, %x : tensor<?x16xf32>, tensor<?x16xbf16>
+}
+
+// -----
+
 // sigmoid_bias Token Choice: the kernel takes the bias as a fourth argument,
 // gates are sigmoid(L) (no row sum), the ranking adds the bias.
 // CHECK-LABEL: func.func @sigmoid_bias
