@@ -10,9 +10,9 @@
 #                                     and the CUDA driver): run the host
 #                                     libraries, compare, time; prints a
 #                                     table; then the Python API on
-#                                     torch.cuda tensors and the router
-#                                     benchmark against PyTorch (needs
-#                                     PyTorch; from the packed cache)
+#                                     torch.cuda tensors, the router and
+#                                     the layer benchmarks against PyTorch
+#                                     (needs PyTorch; from the packed cache)
 #   scripts/gpu-check.sh emulate [DIR] the packed cases on the GPU emulator
 #                                     (here, no GPU; CI runs this)
 #   scripts/gpu-check.sh [DIR]        pack, then run if a GPU is present
@@ -43,6 +43,10 @@ pack() {
   cp benchmarks/bench_gpu_router.py benchmarks/bench_cpu_vs_torch.py "$dir/"
   LD_LIBRARY_PATH="$root/build/test/fake-cuda" PYTHONPATH=build/python_packages \
     /usr/bin/python3 "$dir/bench_gpu_router.py" prefill "$dir"
+  # The layer benchmark (tensor-core experts against torch._grouped_mm).
+  cp benchmarks/bench_gpu_layer.py "$dir/"
+  LD_LIBRARY_PATH="$root/build/test/fake-cuda" PYTHONPATH=build/python_packages \
+    /usr/bin/python3 "$dir/bench_gpu_layer.py" prefill "$dir"
 }
 
 run() {
@@ -51,6 +55,8 @@ run() {
   PYTHONUNBUFFERED=1 PYTHONPATH="$dir/python" python3 "$dir/api_check.py" run "$dir" \
     || status=$((status ? status : $?))
   PYTHONUNBUFFERED=1 PYTHONPATH="$dir/python" python3 "$dir/bench_gpu_router.py" run "$dir" \
+    || status=$((status ? status : $?))
+  PYTHONUNBUFFERED=1 PYTHONPATH="$dir/python" python3 "$dir/bench_gpu_layer.py" run "$dir" \
     || status=$((status ? status : $?))
   return "$status"
 }
