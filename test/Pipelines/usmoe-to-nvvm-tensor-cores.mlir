@@ -5,6 +5,7 @@
 // REQUIRES: ptxas
 // RUN: rm -rf %t && usmoe-opt %s -usmoe-to-nvvm | usmoe-extract-binary -o %t/sm90
 // RUN: FileCheck %s --input-file %t/sm90/usmoe_kernels.ptx --implicit-check-not=.local
+// RUN: FileCheck %s --check-prefix=VEC --input-file %t/sm90/usmoe_kernels.ptx
 // RUN: %cuda_root/bin/ptxas -arch=sm_90 -v %t/sm90/usmoe_kernels.ptx -o %t/sm90.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
 // RUN: usmoe-opt %s "-usmoe-to-nvvm=chip=sm_80 features=+ptx80" | usmoe-extract-binary -o %t/sm80
 // RUN: %cuda_root/bin/ptxas -arch=sm_80 -v %t/sm80/usmoe_kernels.ptx -o %t/sm80.cubin 2>&1 | FileCheck %s --check-prefix=PTXAS
@@ -20,6 +21,12 @@
 // CHECK: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
 // CHECK: .entry expert_down_1(
 // CHECK: mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+
+// Tiles are staged with 16-byte loads where rows start on 16 bytes.
+// VEC: .entry expert_gate_up_0(
+// VEC: ld.global.v4.b32
+// VEC: .entry expert_down_0(
+// VEC: ld.global.v4.b32
 
 // PTXAS-COUNT-4: 0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
 // PTXAS-NOT: bytes spill

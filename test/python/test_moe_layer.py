@@ -363,6 +363,13 @@ def test_tensor_core_layer_over_partial_tiles(dtype, layout, gpu_path):
     np.testing.assert_allclose(got.float().numpy(), want, rtol=0, atol=2e-2 * scale)
     np.testing.assert_allclose(got.float().numpy(), cpu.float().numpy(), rtol=0,
                                atol=2e-2 * scale)
+    if layout == "in_out":
+        # A fused gate/up tensor: w3's rows start F = 100 elements (200
+        # bytes) into it, off 16 bytes, so its tiles are staged element by
+        # element while w1's take 16-byte loads: the same bits.
+        fused = usmoe.MoeLayer(torch.cat([w[0], w[1]], 2), None, w[2], mode="token", k=2,
+                               device="cuda")(hidden, logits)
+        np.testing.assert_array_equal(fused.float().numpy(), got.float().numpy())
 
 
 def test_tensor_core_layer_over_several_block_groups(gpu_path):

@@ -32,7 +32,6 @@ using namespace mlir::usmoe::gpu_kernels;
 using arith::CmpIPredicate;
 
 namespace {
-constexpr int64_t kWarps = kGemmThreads / 32;
 constexpr int64_t kMmaK = 16, kMmaN = 8;
 constexpr int64_t kFragmentsN = kGemmTileCols / kMmaN;
 /// Registers per thread the GEMM kernels may use (4 blocks per SM).
@@ -48,14 +47,20 @@ MemRefType sharedTile(Type element, int64_t rows) {
       gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
 }
 
-/// cond ? memref[indices] : 0, without touching memory when !cond.
-Value loadOrZero(LoopBuilder &b, Value cond, Value memref, ValueRange indices) {
-  Type element = cast<MemRefType>(memref.getType()).getElementType();
+/// Indices of a source element, built where the element is read (so that a
+/// gathered row's token id is loaded only for rows that exist).
+using SourceIndices =
+    function_ref<SmallVector<Value>(LoopBuilder &, Value major, Value minor)>;
+
+/// cond ? src[at(major, minor)] : 0, without touching memory when !cond.
+Value loadOrZero(LoopBuilder &b, Value cond, Value src, SourceIndices at,
+                 Value major, Value minor) {
+  Type element = cast<MemRefType>(src.getType()).getElementType();
   auto branch = scf::IfOp::create(
       b, cond,
       [&](OpBuilder &nb, Location loc) {
         LoopBuilder ib(loc, nb);
-        scf::YieldOp::create(ib, load(ib, memref, indices));
+        scf::YieldOp::create(ib, load(ib, src, at(ib, major, minor)));
       },
       [&](OpBuilder &nb, Location loc) {
         LoopBuilder ib(loc, nb);
@@ -65,23 +70,94 @@ Value loadOrZero(LoopBuilder &b, Value cond, Value memref, ValueRange indices) {
   return branch.getResult(0);
 }
 
-/// cond ? a[ids[row], k] : 0, without touching memory when !cond.
-Value loadGatheredOrZero(LoopBuilder &b, Value cond, Value a, Value ids,
-                         Value row, Value k) {
-  Type element = cast<MemRefType>(a.getType()).getElementType();
-  auto branch = scf::IfOp::create(
-      b, cond,
-      [&](OpBuilder &nb, Location loc) {
-        LoopBuilder ib(loc, nb);
-        Value token = i32ToIndex(ib, load(ib, ids, {row}));
-        scf::YieldOp::create(ib, load(ib, a, {token, k}));
-      },
-      [&](OpBuilder &nb, Location loc) {
-        LoopBuilder ib(loc, nb);
-        Value zero = arith::ConstantOp::create(ib, ib.getZeroAttr(element));
-        scf::YieldOp::create(ib, zero);
-      });
-  return branch.getResult(0);
+/// Elements per 16-byte global load of the staging.
+constexpr int64_t kChunk = 8;
+
+/// A slab of `majors` x `minors` source elements (minor: the source's
+/// contiguous dimension), global minor indices minorBase + [0, minors)
+/// below minorLimit, a major's elements existing where `majorOk`.
+struct Slab {
+  int64_t majors, minors;
+  Value minorBase, minorLimit;
+  function_ref<Value(LoopBuilder &, Value major)> majorOk;
+  SourceIndices at;
+  /// The shared tile is [minor][major] (a weight stored k-major) instead of
+  /// [major][minor].
+  bool transposed;
+};
+
+/// Copies `slab` of `src` into the shared `tile` (zeros where an element
+/// does not exist), a chunk of kChunk minor-consecutive elements per step
+/// of the block's threads: one 16-byte load where the chunk exists whole
+/// and `aligned` says the source's rows start on 16 bytes, else element by
+/// element.
+void stageSlab(LoopBuilder &b, Value tid, Value src, Value tile, Value aligned,
+               const Slab &slab) {
+  Type element = cast<MemRefType>(src.getType()).getElementType();
+  auto chunkType = VectorType::get({kChunk}, element);
+  int64_t chunksPerMajor = slab.minors / kChunk;
+  Value perMajor = indexConst(b, chunksPerMajor);
+  forStrided(b, tid, indexConst(b, slab.majors * chunksPerMajor),
+             indexConst(b, kGemmThreads), [&](LoopBuilder &b, Value i) {
+               Value m = arith::DivUIOp::create(b, i, perMajor);
+               Value c = muli(b, arith::RemUIOp::create(b, i, perMajor),
+                              indexConst(b, kChunk));
+               Value minor = addi(b, slab.minorBase, c);
+               Value majorOk = slab.majorOk(b, m);
+               Value whole =
+                   cmpi(b, CmpIPredicate::ule,
+                        addi(b, minor, indexConst(b, kChunk)), slab.minorLimit);
+               auto put = [&](LoopBuilder &b, Value v, int64_t j) {
+                 Value cj = addi(b, c, indexConst(b, j));
+                 store(b, v, tile,
+                       slab.transposed ? ValueRange{cj, m} : ValueRange{m, cj});
+               };
+               ifThenElse(
+                   b, andi(b, andi(b, majorOk, whole), aligned),
+                   [&](LoopBuilder &b) {
+                     Value v = vector::LoadOp::create(
+                         b, chunkType, src, slab.at(b, m, minor),
+                         /*nontemporal=*/false, llvm::MaybeAlign(16));
+                     if (!slab.transposed) {
+                       vector::StoreOp::create(b, v, tile, ValueRange{m, c},
+                                               /*nontemporal=*/false,
+                                               llvm::MaybeAlign(16));
+                       return;
+                     }
+                     for (int64_t j = 0; j < kChunk; ++j)
+                       put(b, vector::ExtractOp::create(b, v, j), j);
+                   },
+                   [&](LoopBuilder &b) {
+                     for (int64_t j = 0; j < kChunk; ++j) {
+                       Value mj = addi(b, minor, indexConst(b, j));
+                       Value ok = andi(
+                           b, majorOk,
+                           cmpi(b, CmpIPredicate::ult, mj, slab.minorLimit));
+                       put(b, loadOrZero(b, ok, src, slab.at, m, mj), j);
+                     }
+                   });
+             });
+}
+
+/// Whether every row of `memref` (2-D identity or 3-D strided, unit
+/// innermost stride) starts on 16 bytes: the base, the offset and the outer
+/// strides all multiples of 16 bytes (run time: views and sizes vary).
+Value rowsAligned(LoopBuilder &b, Value memref) {
+  auto type = cast<MemRefType>(memref.getType());
+  int64_t bytes = type.getElementTypeBitWidth() / 8;
+  auto metadata = memref::ExtractStridedMetadataOp::create(b, memref);
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
+  Value sixteen = indexConst(b, 16), zeroIdx = indexConst(b, 0);
+  auto isMultiple = [&](Value v) {
+    return cmpi(b, CmpIPredicate::eq, arith::RemUIOp::create(b, v, sixteen),
+                zeroIdx);
+  };
+  Value width = indexConst(b, bytes);
+  Value ok = isMultiple(addi(b, base, muli(b, metadata.getOffset(), width)));
+  ValueRange strides = metadata.getStrides();
+  for (Value stride : strides.drop_back())
+    ok = andi(b, ok, isMultiple(muli(b, stride, width)));
+  return ok;
 }
 
 /// The fragment of `rows` registers, register r holding the element pair
@@ -134,8 +210,7 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
         Value c0 = indexConst(b, 0), c1 = indexConst(b, 1);
         Value tileRows = indexConst(b, kGemmTileRows),
               tileCols = indexConst(b, kGemmTileCols),
-              tileK = indexConst(b, kGemmTileK),
-              threads = indexConst(b, kGemmThreads);
+              tileK = indexConst(b, kGemmTileK);
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value warp = arith::DivUIOp::create(b, tid, indexConst(b, 32));
         Value lane = arith::RemUIOp::create(b, tid, indexConst(b, 32));
@@ -184,6 +259,11 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
                                         select(b, here, end, acc[3])};
             });
         Value expert = found[1], rowBegin = found[2], rowEnd = found[3];
+        // 16-byte staging loads where every row starts on 16 bytes.
+        Value aAligned = rowsAligned(b, a);
+        SmallVector<Value> weightsAligned;
+        for (Value w : weights)
+          weightsAligned.push_back(rowsAligned(b, w));
 
         ifThen(
             b, cmpi(b, CmpIPredicate::ult, expert, experts),
@@ -198,44 +278,49 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
               SmallVector<Value> acc = forStridedAcc(
                   b, c0, inner, tileK, init,
                   [&](LoopBuilder &b, Value k0, ValueRange accIn) {
-                    // Stage the row tile: aTile[r][c] = a[rowBegin + r, k0 +
-                    // c].
-                    forStrided(
-                        b, tid, indexConst(b, kGemmTileRows * kGemmTileK),
-                        threads, [&](LoopBuilder &b, Value i) {
-                          Value r = arith::DivUIOp::create(b, i, tileK);
-                          Value c = arith::RemUIOp::create(b, i, tileK);
-                          Value row = addi(b, rowBegin, r), k = addi(b, k0, c);
-                          Value ok =
-                              andi(b, cmpi(b, CmpIPredicate::ult, row, rowEnd),
-                                   cmpi(b, CmpIPredicate::ult, k, inner));
-                          // With ids: the plan row's token row.
-                          Value v =
-                              ids ? loadGatheredOrZero(b, ok, a, ids, row, k)
-                                  : loadOrZero(b, ok, a, {row, k});
-                          store(b, v, aTile, {r, c});
-                        });
-                    // Stage each weight tile as [n][k], reading along the
-                    // stored layout's contiguous dimension.
-                    for (auto [w, wTile] : llvm::zip(weights, wTiles)) {
-                      Value wv = w, wt = wTile;
-                      forStrided(
-                          b, tid, indexConst(b, kGemmTileCols * kGemmTileK),
-                          threads, [&](LoopBuilder &b, Value i) {
-                            Value minor = kMajor ? tileCols : tileK;
-                            Value major = arith::DivUIOp::create(b, i, minor);
-                            Value rest = arith::RemUIOp::create(b, i, minor);
-                            Value n = kMajor ? rest : major,
-                                  kk = kMajor ? major : rest;
-                            Value col = addi(b, col0, n), k = addi(b, k0, kk);
-                            Value ok =
-                                andi(b, cmpi(b, CmpIPredicate::ult, col, cols),
-                                     cmpi(b, CmpIPredicate::ult, k, inner));
-                            SmallVector<Value> at =
-                                kMajor ? SmallVector<Value>{expert, k, col}
-                                       : SmallVector<Value>{expert, col, k};
-                            store(b, loadOrZero(b, ok, wv, at), wt, {n, kk});
-                          });
+                    // Stage the row tile: aTile[r][c] = a[rowBegin + r,
+                    // k0 + c] (with ids: the plan row's token row).
+                    auto rowOk = [&](LoopBuilder &b, Value r) {
+                      return cmpi(b, CmpIPredicate::ult, addi(b, rowBegin, r),
+                                  rowEnd);
+                    };
+                    auto rowAt = [&](LoopBuilder &b, Value r, Value k) {
+                      Value row = addi(b, rowBegin, r);
+                      if (ids)
+                        row = i32ToIndex(b, load(b, ids, {row}));
+                      return SmallVector<Value>{row, k};
+                    };
+                    stageSlab(b, tid, a, aTile, aAligned,
+                              Slab{kGemmTileRows, kGemmTileK, k0, inner, rowOk,
+                                   rowAt, /*transposed=*/false});
+                    // Each weight tile as [n][k], read along the stored
+                    // layout's contiguous dimension (n for in_out, k for
+                    // out_in).
+                    for (auto [w, wTile, wAligned] :
+                         llvm::zip(weights, wTiles, weightsAligned)) {
+                      Value wv = w;
+                      auto colOk = [&](LoopBuilder &b, Value n) {
+                        return cmpi(b, CmpIPredicate::ult, addi(b, col0, n),
+                                    cols);
+                      };
+                      auto kOk = [&](LoopBuilder &b, Value kk) {
+                        return cmpi(b, CmpIPredicate::ult, addi(b, k0, kk),
+                                    inner);
+                      };
+                      auto kMajorAt = [&](LoopBuilder &b, Value kk, Value n) {
+                        return SmallVector<Value>{expert, addi(b, k0, kk), n};
+                      };
+                      auto nMajorAt = [&](LoopBuilder &b, Value n, Value k) {
+                        return SmallVector<Value>{expert, addi(b, col0, n), k};
+                      };
+                      if (kMajor)
+                        stageSlab(b, tid, wv, wTile, wAligned,
+                                  Slab{kGemmTileK, kGemmTileCols, col0, cols,
+                                       kOk, kMajorAt, /*transposed=*/true});
+                      else
+                        stageSlab(b, tid, wv, wTile, wAligned,
+                                  Slab{kGemmTileCols, kGemmTileK, k0, inner,
+                                       colOk, nMajorAt, /*transposed=*/false});
                     }
                     gpu::BarrierOp::create(b);
 
