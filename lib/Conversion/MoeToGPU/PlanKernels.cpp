@@ -15,11 +15,13 @@
 //                    token order from there: ascending ids, stable.
 //            Row walks load kPlanBatch mask bytes before using them, so a
 //            thread waits for one memory latency per batch, not per row.
-//  dispatch: one block per plan row copies hidden[ids[m], :].
-//  combine:  one block per token; for each expert in ascending order a
-//            binary search finds the token's row in that expert's (sorted)
-//            ids, so rows are summed in ascending order: deterministic, no
-//            float atomics, and the same order as the CPU path.
+//  dispatch: one block per plan row copies hidden[ids[m], :] (f16/bf16
+//            layers gather in their first expert GEMM instead).
+//  combine:  one block per token; a thread per expert binary-searches the
+//            token in that expert's (sorted) ids, thread 0 lists the rows
+//            found in ascending expert order, and the threads over d sum
+//            them in that order: deterministic, no float atomics, the same
+//            order as the CPU path; an empty plan reads no ids.
 //
 //===----------------------------------------------------------------------===//
 
