@@ -109,4 +109,25 @@ int usmoe_rt_host_call_sync(void (*packed)(void **), void **args, char *message,
   return hostCall(packed, args, /*streamCall=*/false, nullptr, message, size);
 }
 
+void usmoe_rt_read_results(const int64_t *words, int32_t count,
+                           const int32_t *ranks, const int32_t *element_bytes,
+                           const uint64_t *args, int32_t num_args,
+                           uint64_t *allocation, uint64_t *data,
+                           int64_t *shapes) {
+  for (int32_t i = 0; i < count; ++i) {
+    auto allocated = static_cast<uint64_t>(words[0]);
+    data[i] = static_cast<uint64_t>(words[1]) +
+              static_cast<uint64_t>(words[2] * element_bytes[i]);
+    for (int32_t d = 0; d < ranks[i]; ++d)
+      *shapes++ = words[3 + d];
+    bool owned = allocated == 0;
+    for (int32_t j = 0; j < num_args && !owned; ++j)
+      owned = args[j] == allocated;
+    for (int32_t j = 0; j < i && !owned; ++j)
+      owned = allocation[j] == allocated;
+    allocation[i] = owned ? 0 : allocated;
+    words += 3 + 2 * ranks[i];
+  }
+}
+
 } // extern "C"

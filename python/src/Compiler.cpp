@@ -28,6 +28,7 @@
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
 #include "usmoe/InitAll.h"
 #include "usmoe/Pipelines/Pipelines.h"
+#include "usmoe/Runtime/UsmoeRuntime.h"
 #include "usmoe/Target/GpuArtifacts.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
@@ -36,6 +37,8 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 #include "llvm/Target/TargetMachine.h"
+
+#include <numeric>
 
 #include <algorithm>
 #include <csetjmp>
@@ -296,6 +299,7 @@ struct GpuRuntime {
   void (*beginStreamCall)(void *stream) = nullptr;
   void (*endStreamCall)() = nullptr;
   int (*freeAsync)(uint64_t ptr, void *stream) = nullptr;
+  decltype(&usmoe_rt_read_results) readResults = nullptr;
 
   /// Loads the runtime (the same instance the JIT'ed code links against)
   /// and checks that a GPU is there.
@@ -310,6 +314,8 @@ struct GpuRuntime {
     GpuRuntime rt;
     rt.memAlloc =
         reinterpret_cast<decltype(rt.memAlloc)>(symbol("mgpuMemAlloc"));
+    rt.readResults = reinterpret_cast<decltype(rt.readResults)>(
+        symbol("usmoe_rt_read_results"));
     rt.memFree = reinterpret_cast<decltype(rt.memFree)>(symbol("mgpuMemFree"));
     rt.failureCount = reinterpret_cast<decltype(rt.failureCount)>(
         symbol("usmoe_rt_mgpu_failure_count"));
@@ -812,27 +818,33 @@ JitFunction::callOnDevice(const std::vector<HostArray> &inputs,
       [&] { (*function)(packed.arguments()); }, failedCheck);
   gpu->endStreamCall();
 
-  std::vector<DeviceResult> out;
-  std::vector<uint64_t> owned;
-  int64_t *word = packed.results();
+  // The results' descriptors, read by the runtime's one reader.
+  std::vector<int32_t> ranks, elementBytes;
   for (const TensorSignature &sig : res) {
-    size_t rank = sig.shape.size();
-    DeviceResult r;
-    auto allocated = static_cast<uint64_t>(word[0]);
-    r.data = static_cast<uint64_t>(word[1]) +
-             static_cast<uint64_t>(word[2] * sig.elementBytes());
-    for (size_t d = 0; d < rank; ++d)
-      r.shape.push_back(word[3 + d]);
-    bool isArgument = std::any_of(inputs.begin(), inputs.end(), [&](auto &a) {
-      return reinterpret_cast<uint64_t>(a.data) == allocated;
-    });
-    bool seen = std::find(owned.begin(), owned.end(), allocated) != owned.end();
-    if (allocated && !isArgument && !seen) {
-      r.allocation = allocated;
-      owned.push_back(allocated);
-    }
-    out.push_back(std::move(r));
-    word += descriptorWords(rank);
+    ranks.push_back(int32_t(sig.shape.size()));
+    elementBytes.push_back(int32_t(sig.elementBytes()));
+  }
+  std::vector<uint64_t> argPointers;
+  for (const HostArray &a : inputs)
+    argPointers.push_back(reinterpret_cast<uint64_t>(a.data));
+  size_t count = res.size();
+  std::vector<uint64_t> allocation(count), data(count);
+  std::vector<int64_t> shapes(
+      std::accumulate(ranks.begin(), ranks.end(), size_t(0)));
+  gpu->readResults(packed.results(), int32_t(count), ranks.data(),
+                   elementBytes.data(), argPointers.data(),
+                   int32_t(argPointers.size()), allocation.data(), data.data(),
+                   shapes.data());
+  std::vector<DeviceResult> out(count);
+  std::vector<uint64_t> owned;
+  const int64_t *dims = shapes.data();
+  for (size_t i = 0; i < count; ++i) {
+    out[i].allocation = allocation[i];
+    out[i].data = data[i];
+    out[i].shape.assign(dims, dims + ranks[i]);
+    dims += ranks[i];
+    if (allocation[i])
+      owned.push_back(allocation[i]);
   }
   bool driverFailed = gpu->failureCount() != failuresBefore;
   if (!checksPassed || driverFailed) {

@@ -213,15 +213,7 @@ class HostFunction:
                                            message, 512)
         if status == _CHECK_FAILED:
             raise ValueError(message.value.decode())
-        results, owned, at = [], set(), 0
-        inputs = {ptr for ptr, _ in args}
-        for (element, shape), size in zip(self.results, sizes):
-            allocated, aligned, offset = out[at], out[at + 1], out[at + 2]
-            dims = [out[at + 3 + d] for d in range(len(shape))]
-            owner = allocated if allocated and allocated not in owned | inputs else 0
-            owned.add(allocated)
-            results.append((owner, aligned + offset * _ITEMSIZE[element], dims))
-            at += size
+        results = read_results(out, self.results, [ptr for ptr, _ in args])
         if status != 0:
             for owner, _, _ in results:
                 if owner and sync:
@@ -230,6 +222,27 @@ class HostFunction:
                     rt.usmoe_rt_free_async(ctypes.c_uint64(owner), ctypes.c_void_p(stream or None))
             raise RuntimeError(message.value.decode())
         return results
+
+
+def read_results(words, signature, arguments):
+    """(allocation, data, shape) of each result a packed call wrote into
+    `words` (its results' descriptor; `signature`: (element, shape) per
+    result), read by the runtime's usmoe_rt_read_results: `allocation` is 0
+    where an earlier result or one of the `arguments` pointers owns it."""
+    n = len(signature)
+    ranks = (ctypes.c_int32 * max(n, 1))(*[len(shape) for _, shape in signature])
+    sizes = (ctypes.c_int32 * max(n, 1))(*[_ITEMSIZE[element] for element, _ in signature])
+    args = (ctypes.c_uint64 * max(len(arguments), 1))(*arguments)
+    allocation = (ctypes.c_uint64 * max(n, 1))()
+    data = (ctypes.c_uint64 * max(n, 1))()
+    shapes = (ctypes.c_int64 * max(sum(len(shape) for _, shape in signature), 1))()
+    runtime().usmoe_rt_read_results(words, ctypes.c_int32(n), ranks, sizes, args,
+                                    ctypes.c_int32(len(arguments)), allocation, data, shapes)
+    results, at = [], 0
+    for i, (_, shape) in enumerate(signature):
+        results.append((allocation[i], data[i], list(shapes[at:at + len(shape)])))
+        at += len(shape)
+    return results
 
 
 _CHECK_FAILED = 5  # USMOE_RT_CHECK_FAILED

@@ -754,6 +754,25 @@ def test_without_a_linker_the_host_code_is_jit_compiled(tmp_path):
     assert not any(tmp_path.rglob("*.so"))
 
 
+def test_result_descriptors_are_read_once_for_every_caller():
+    """usmoe_rt_read_results (what HostFunction and the JIT's call_device
+    both use): data = aligned + offset * element size, the sizes, and the
+    allocation to free only once per buffer and never for an argument."""
+    r = run_fake("""
+        from usmoe import cuda
+        A, P = 0x10000, 0x20000
+        words = (ctypes.c_int64 * 18)(
+            A, A, 2, 5, 1,                # f32 [5] at offset 2
+            A, A + 64, 1, 2, 3, 3, 1,     # i32 [2, 3], the same buffer
+            P, P, 0, 4, 1,                # bf16 [4]: an argument returned
+            0)
+        result["read"] = cuda.read_results(
+            words, [("f32", [-1]), ("i32", [2, -1]), ("bf16", [-1])], [P])
+    """)
+    A, P = 0x10000, 0x20000
+    assert r["read"] == [[A, A + 8, [5]], [0, A + 64 + 4, [2, 3]], [0, P, [4]]]
+
+
 def test_host_code_that_reads_back_runs_waiting_on_host_arrays():
     """Packed sequences (the plan's size depends on the offsets) and a
     selection made elsewhere run their host code as compiled, not as a

@@ -110,6 +110,19 @@ int usmoe_rt_host_call(void (*packed)(void **), void **args, void *stream,
  * usmoe.host_reads_device; its results are freed with usmoe_rt_free. */
 int usmoe_rt_host_call_sync(void (*packed)(void **), void **args, char *message,
                             size_t size);
+/* Reads the results a packed call wrote into its results' descriptor
+ * (`words`: per result 3 + 2 * ranks[i] int64 words: allocated pointer,
+ * aligned pointer, offset, sizes, strides): data[i] = aligned + offset *
+ * element_bytes[i], its ranks[i] sizes at shapes (concatenated), and
+ * allocation[i], the pointer to free for result i: 0 when an earlier result
+ * or one of the `num_args` argument pointers owns that memory (a result
+ * returned twice, or an argument returned as it is). The one reading of
+ * descriptors for every caller (usmoe_rt_host_call's, the JIT's). */
+void usmoe_rt_read_results(const int64_t *words, int32_t count,
+                           const int32_t *ranks, const int32_t *element_bytes,
+                           const uint64_t *args, int32_t num_args,
+                           uint64_t *allocation, uint64_t *data,
+                           int64_t *shapes);
 /* What a failed run-time check of host code compiled into a library calls
  * (its cf.assert's puts and abort, renamed): the message, then the end of
  * the call (back to usmoe_rt_host_call; outside one, the process aborts). */
