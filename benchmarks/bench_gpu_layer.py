@@ -148,20 +148,11 @@ def run(directory, device, repeats, shapes, tokens, budget_tokens):
     import torch
     import usmoe
     from bench_cpu_vs_torch import torch_router
-    from bench_gpu_router import Timer, copy_bandwidth_gbs
-    floors, bandwidth = {}, None
-    if directory:
-        os.environ["USMOE_CACHE_DIR"] = os.path.join(directory, "kernel-cache")
-        with open(os.path.join(directory, "layer-floors.json")) as f:
-            floors = json.load(f)
+    from bench_gpu_router import Timer, start
     gmm = grouped_mm(torch)
     peer_name = "torch._grouped_mm" if gmm is not None else "per-expert loop"
-    if device == "cuda":
-        bandwidth = copy_bandwidth_gbs(torch)
-        print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; "
-              f"device-to-device copy {bandwidth:.0f} GB/s; peer experts: {peer_name}")
-    else:
-        print(f"dry run on the CPU; torch {torch.__version__}; peer experts: {peer_name}")
+    floors, bandwidth = start(directory, "layer-floors.json", device, torch,
+                              f"; peer experts: {peer_name}")
     timer = Timer(device, repeats)
     rng = np.random.default_rng(0)
     bound, rows = {}, []
@@ -225,13 +216,8 @@ def main():
         global BUDGET_SHAPE
         BUDGET_SHAPE = "tiny"
         return run(None, "cpu", 2, tiny, [16], 16)
-    try:
-        import torch
-        usable = torch.cuda.is_available()
-    except ImportError:
-        usable = False
-    if not usable:
-        print("bench_gpu_layer: no PyTorch with a GPU here; nothing timed", file=sys.stderr)
+    from bench_gpu_router import torch_sees_a_gpu
+    if not torch_sees_a_gpu("bench_gpu_layer"):
         return 2
     return run(os.path.abspath(args.directory), "cuda", args.repeats, SHAPES, TOKENS,
                BUDGET_TOKENS)

@@ -147,21 +147,29 @@ def copy_bandwidth_gbs(torch):
     return 2 * src.numel() / statistics.median(times) / 1e9
 
 
-def run(directory, device, repeats, compile_peers, tokens, experts, dtypes):
-    import torch
-    import usmoe
-    from bench_cpu_vs_torch import torch_router
+def start(directory, floors_file, device, torch, note=""):
+    """A benchmark run's setup: the pack's kernel cache and floors (none on
+    a dry run), the copy bandwidth on a GPU, and the header line (with
+    `note`). Returns (floors, bandwidth GB/s or None)."""
     floors, bandwidth = {}, None
     if directory:
         os.environ["USMOE_CACHE_DIR"] = os.path.join(directory, "kernel-cache")
-        with open(os.path.join(directory, "bench-floors.json")) as f:
+        with open(os.path.join(directory, floors_file)) as f:
             floors = json.load(f)
     if device == "cuda":
         bandwidth = copy_bandwidth_gbs(torch)
         print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}; "
-              f"device-to-device copy {bandwidth:.0f} GB/s")
+              f"device-to-device copy {bandwidth:.0f} GB/s{note}")
     else:
-        print(f"dry run on the CPU; torch {torch.__version__}")
+        print(f"dry run on the CPU; torch {torch.__version__}{note}")
+    return floors, bandwidth
+
+
+def run(directory, device, repeats, compile_peers, tokens, experts, dtypes):
+    import torch
+    import usmoe
+    from bench_cpu_vs_torch import torch_router
+    floors, bandwidth = start(directory, "bench-floors.json", device, torch)
     timer = Timer(device, repeats)
     rng = np.random.default_rng(0)
     compiled = {}
@@ -199,6 +207,19 @@ def run(directory, device, repeats, compile_peers, tokens, experts, dtypes):
     return 0
 
 
+def torch_sees_a_gpu(script):
+    """Whether PyTorch is installed and sees a GPU; says so on stderr when
+    not (the benchmarks then exit with 2)."""
+    try:
+        import torch
+        usable = torch.cuda.is_available()
+    except ImportError:
+        usable = False
+    if not usable:
+        print(f"{script}: no PyTorch with a GPU here; nothing timed", file=sys.stderr)
+    return usable
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["prefill", "run", "dry-run"])
@@ -211,13 +232,7 @@ def main():
         return prefill(os.path.abspath(args.directory)) or 0
     if args.mode == "dry-run":
         return run(None, "cpu", 2, not args.no_compile, [1, 64], [8], ["float32"])
-    try:
-        import torch
-        usable = torch.cuda.is_available()
-    except ImportError:
-        usable = False
-    if not usable:
-        print("bench_gpu_router: no PyTorch with a GPU here; nothing timed", file=sys.stderr)
+    if not torch_sees_a_gpu("bench_gpu_router"):
         return 2
     return run(os.path.abspath(args.directory), "cuda", args.repeats, not args.no_compile,
                TOKENS, EXPERTS, DTYPES)

@@ -327,6 +327,27 @@ void tryMma(Block &block, UsmoeEmuThread &t) {
     block.threads[i].status = UsmoeEmuThread::Ready;
 }
 
+/// Whether every lane of `t`'s warp below `last` waits where `t` does (a
+/// shuffle or an mma.sync); reports `what` naming the first that does not.
+bool warpAllAt(Block &block, const UsmoeEmuThread &t, uint32_t last,
+               const char *what) {
+  uint32_t first = t.linear / kWarpSize * kWarpSize;
+  last = std::min<uint32_t>(last, uint32_t(block.threads.size()));
+  for (uint32_t i = first; i < last; ++i) {
+    const UsmoeEmuThread &other = block.threads[i];
+    if (other.status == t.status && other.waitSite == t.waitSite)
+      continue;
+    char who[160], detail[512];
+    describeThread(who, sizeof(who), t);
+    format(detail, sizeof(detail), "%s waits for lane %u, which %s%s%s", who,
+           i - first, statusName(other), other.waitSite ? " at " : "",
+           other.waitSite ? other.waitSite : "");
+    failLaunch(*block.launch, what, t.waitSite, detail);
+    return false;
+  }
+  return true;
+}
+
 /// Explains why no thread of the block can run; returns false after
 /// reporting (a deadlock), true when a barrier can be released.
 bool checkStuckBlock(Block &block) {
@@ -334,43 +355,16 @@ bool checkStuckBlock(Block &block) {
   const UsmoeEmuThread *atBarrier = nullptr, *exited = nullptr;
   for (const UsmoeEmuThread &t : block.threads) {
     if (t.status == UsmoeEmuThread::AtShuffle) {
-      // Whoever of its warp is not at this shuffle.
       uint32_t first = t.linear / kWarpSize * kWarpSize;
-      uint32_t last =
-          std::min<uint32_t>({first + kWarpSize, uint32_t(block.threads.size()),
-                              first + uint32_t(std::max(t.shflWidth, 1))});
-      for (uint32_t i = first; i < last; ++i) {
-        const UsmoeEmuThread &other = block.threads[i];
-        if (other.status == UsmoeEmuThread::AtShuffle &&
-            other.waitSite == t.waitSite)
-          continue;
-        char who[160], detail[512];
-        describeThread(who, sizeof(who), t);
-        format(detail, sizeof(detail), "%s waits for lane %u, which %s%s%s",
-               who, i - first, statusName(other), other.waitSite ? " at " : "",
-               other.waitSite ? other.waitSite : "");
-        failLaunch(launch, "shuffle reached by part of a warp (deadlock)",
-                   t.waitSite, detail);
+      uint32_t lanes = uint32_t(std::max(t.shflWidth, 1));
+      if (!warpAllAt(block, t, std::min(first + lanes, first + kWarpSize),
+                     "shuffle reached by part of a warp (deadlock)"))
         return false;
-      }
     }
-    if (t.status == UsmoeEmuThread::AtMma) {
-      uint32_t first = t.linear / kWarpSize * kWarpSize;
-      for (uint32_t i = first; i < first + kWarpSize; ++i) {
-        const UsmoeEmuThread &other = block.threads[i];
-        if (other.status == UsmoeEmuThread::AtMma &&
-            other.waitSite == t.waitSite)
-          continue;
-        char who[160], detail[512];
-        describeThread(who, sizeof(who), t);
-        format(detail, sizeof(detail), "%s waits for lane %u, which %s%s%s",
-               who, i - first, statusName(other), other.waitSite ? " at " : "",
-               other.waitSite ? other.waitSite : "");
-        failLaunch(launch, "mma.sync reached by part of a warp (deadlock)",
-                   t.waitSite, detail);
-        return false;
-      }
-    }
+    if (t.status == UsmoeEmuThread::AtMma &&
+        !warpAllAt(block, t, t.linear / kWarpSize * kWarpSize + kWarpSize,
+                   "mma.sync reached by part of a warp (deadlock)"))
+      return false;
     if (t.status == UsmoeEmuThread::AtBarrier) {
       if (atBarrier && atBarrier->waitSite != t.waitSite) {
         char a[160], b[160], detail[800];
