@@ -22,9 +22,10 @@ routing is free. Then the paper's cost claim at Mixtral's shape, T = 4096:
 Token Choice k = 2 against Unified k = 2, 1.5 and 1.0, with the routed
 FLOPs per token. CUDA events, the L2 cache flushed before every call,
 medians of `--repeats` calls. "TFLOPS" is the routed FLOPs (M * 6 * D * F)
-over the time; "x floor" is usmoe's time over the larger of the HBM floor
-(floor_bytes over the measured copy bandwidth) and nothing else: the
-compute floor depends on the chip's peak, printed as FLOPs.
+over the time; "x floor" is usmoe's time over the HBM floor (floor_bytes
+over the measured copy bandwidth; the compute floor depends on the chip's
+peak: compare TFLOPS with it); "max diff / max" compares the two layers'
+outputs (the tensor-core kernels' first check on hardware).
 """
 
 import argparse
@@ -42,6 +43,9 @@ SHAPES = {"mixtral": dict(d=4096, f=14336, e=8, k=2),
           "deepseek": dict(d=2048, f=1408, e=64, k=6)}
 TOKENS = [128, 4096, 16384]
 BUDGET_SHAPE, BUDGET_TOKENS = "mixtral", 4096
+#: The largest output difference (over the largest output) usmoe's layer
+#: and the peer may have: both round h to bf16, sum in other orders.
+MAX_DIFF = 2e-2
 BUDGETS = [("token k=2", dict(mode="token", k=2)),
            ("unified k=2", dict(mode="unified", k=2.0)),
            ("unified k=1.5", dict(mode="unified", k=1.5)),
@@ -172,35 +176,43 @@ def run(directory, device, repeats, shapes, tokens, budget_tokens):
         experts = torch_experts(torch, w1, w3, w2, gmm)
         times = {"usmoe": timer(lambda: layer(hidden, logits)),
                  "peer": timer(lambda: experts(hidden, offsets, ids, gates))}
+        # The two outputs agree (same plan; h rounded to bf16 in both).
+        mine, theirs = layer(hidden, logits).float(), experts(hidden, offsets, ids, gates).float()
+        diff = float((mine - theirs).abs().max() / theirs.abs().max().clamp_min(1e-30))
         m = int(ids.shape[0])
         flops = m * 6 * shape["d"] * shape["f"]
         floor = floors.get(key(name, router, t), {})
         floor_us = (floor["floor_bytes"] / (bandwidth * 1e3)
                     if floor.get("floor_bytes") and bandwidth else None)
-        rows.append((table, name, router, t, m, flops, times, floor_us))
+        rows.append((table, name, router, t, m, flops, times, floor_us, diff))
         print(f"  {name} {router} T={t} M={m}: usmoe {times['usmoe']:.1f} us, "
               f"{peer_name} {times['peer']:.1f} us", flush=True)
     print()
     print(f"| shape | router | tokens | rows M | usmoe (us) | usmoe TFLOPS | {peer_name} (us) "
-          f"| peer / usmoe | HBM floor (us) | x floor |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for table, name, router, t, m, flops, times, floor_us in rows:
+          f"| peer / usmoe | HBM floor (us) | x floor | max diff / max |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for table, name, router, t, m, flops, times, floor_us, diff in rows:
         if table != "layers":
             continue
         mine = times["usmoe"]
         floor_cells = f"{floor_us:.1f} | {mine / floor_us:.1f}" if floor_us else "- | -"
         print(f"| {name} | {router} | {t} | {m} | {mine:.1f} | {flops / mine / 1e6:.1f} | "
-              f"{times['peer']:.1f} | {times['peer'] / mine:.2f} | {floor_cells} |")
+              f"{times['peer']:.1f} | {times['peer'] / mine:.2f} | {floor_cells} | "
+              f"{diff:.1e} |")
     print()
     print(f"| {BUDGET_SHAPE}, T = {budget_tokens} | rows M | routed GFLOP per token | "
           "usmoe (us) | / token k=2 | peer (us) |")
     print("|---|---|---|---|---|---|")
     reference = next((r[6]["usmoe"] for r in rows if r[0] == "budgets"), None)
-    for table, name, router, t, m, flops, times, _ in rows:
+    for table, name, router, t, m, flops, times, _, _ in rows:
         if table == "budgets":
             print(f"| {router} | {m} | {flops / t / 1e9:.3f} | {times['usmoe']:.1f} | "
                   f"{times['usmoe'] / reference:.2f} | {times['peer']:.1f} |")
-    return 0
+    differing = [r for r in rows if r[8] > MAX_DIFF]
+    for r in differing:
+        print(f"bench_gpu_layer: {r[1]} {r[2]} T={r[3]}: usmoe and the peer differ by "
+              f"{r[8]:.1e} of the largest output (> {MAX_DIFF})", file=sys.stderr)
+    return 1 if differing else 0
 
 
 def main():

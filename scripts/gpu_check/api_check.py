@@ -160,6 +160,23 @@ def main(mode, directory):
         failures += not ok
         rows.append(("MoeLayer, torch.cuda weights out_in fused", 0, err, "ok" if ok else "FAIL"))
 
+    # bf16 on tensor cores (the grouped GEMMs): torch.cuda weights and
+    # activations, against an f64 layer of the bf16-rounded inputs; h is
+    # rounded to bf16 between the GEMMs, so 2e-2 of the largest output.
+    wb = [host_copy(x, "bfloat16") for x in w]
+    layer = usmoe.MoeLayer(*(to_device(x, "bfloat16", prefill) for x in wb), device="cuda",
+                           **LAYER)
+    y = layer(to_device(hidden, "bfloat16", prefill), to_device(logits, "float32", prefill))
+    if not prefill:
+        want = reference.moe_layer(host_copy(hidden, "bfloat16").astype(np.float64),
+                                   reference.route(logits, **LAYER), *wb)
+        got = y.float().cpu().numpy()
+        err = float(np.abs(got - want).max() / np.abs(want).max())
+        ok = err <= 2e-2 and y.is_cuda
+        failures += not ok
+        rows.append(("MoeLayer bf16 (tensor cores), torch.cuda in and out", 0, err,
+                     "ok" if ok else "FAIL"))
+
     if prefill:
         info = usmoe.cache_info()["kernel_cache"]
         print(f"prefilled {info['misses']} host libraries into {info['dir']}")
