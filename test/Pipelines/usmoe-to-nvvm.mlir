@@ -30,7 +30,10 @@
 // CHECK: .entry plan_11_count(
 // CHECK: .entry plan_11_fill(
 // CHECK: .entry dispatch_12(
+// combine reads and writes 4 elements of d at a time where rows allow.
 // CHECK: .entry combine_13(
+// CHECK: ld.global.v4.b16
+// CHECK: st.global.v2.b32
 // bf16 experts: two grouped GEMMs on tensor cores (m16n8k16, f32
 // accumulators), SwiGLU in the first one's epilogue.
 // CHECK: .entry expert_gate_up_14(

@@ -391,6 +391,25 @@ def test_tensor_core_layer_over_several_block_groups(gpu_path):
                                atol=2e-2 * np.abs(want).max())
 
 
+def test_combine_reads_misaligned_rows_element_by_element(gpu_path):
+    """The combine sums 4 elements of d at a time where every row starts
+    aligned; an `init` view 2 bytes off its allocation takes the element
+    path: the same bits."""
+    rng = np.random.default_rng(44)
+    e, d, f, t = 4, 24, 40, 30
+    w = [x.astype(np.float16) for x in _weights(rng, e, d, f)]
+    logits = rng.normal(size=(t, e)).astype(np.float32)
+    hidden = rng.normal(size=(t, d)).astype(np.float16)
+    init = rng.normal(size=(t, d)).astype(np.float16)
+    flat = np.empty(t * d + 1, np.float16)
+    misaligned = flat[1:].reshape(t, d)
+    misaligned[...] = init
+    assert misaligned.ctypes.data % 8 != 0
+    layer = usmoe.MoeLayer(*w, mode="token", k=2, device="cuda")
+    np.testing.assert_array_equal(layer(hidden, logits, init=misaligned),
+                                  layer(hidden, logits, init=init))
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_empty_plan_gives_the_init(dtype, gpu_path):
     """A plan with no rows (Unified with a budget below one pair): no

@@ -139,27 +139,6 @@ void stageSlab(LoopBuilder &b, Value tid, Value src, Value tile, Value aligned,
              });
 }
 
-/// Whether every row of `memref` (2-D identity or 3-D strided, unit
-/// innermost stride) starts on 16 bytes: the base, the offset and the outer
-/// strides all multiples of 16 bytes (run time: views and sizes vary).
-Value rowsAligned(LoopBuilder &b, Value memref) {
-  auto type = cast<MemRefType>(memref.getType());
-  int64_t bytes = type.getElementTypeBitWidth() / 8;
-  auto metadata = memref::ExtractStridedMetadataOp::create(b, memref);
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
-  Value sixteen = indexConst(b, 16), zeroIdx = indexConst(b, 0);
-  auto isMultiple = [&](Value v) {
-    return cmpi(b, CmpIPredicate::eq, arith::RemUIOp::create(b, v, sixteen),
-                zeroIdx);
-  };
-  Value width = indexConst(b, bytes);
-  Value ok = isMultiple(addi(b, base, muli(b, metadata.getOffset(), width)));
-  ValueRange strides = metadata.getStrides();
-  for (Value stride : strides.drop_back())
-    ok = andi(b, ok, isMultiple(muli(b, stride, width)));
-  return ok;
-}
-
 /// The fragment of `rows` registers, register r holding the element pair
 /// tile[row(r), col(r)], tile[row(r), col(r) + 1].
 Value loadFragment(LoopBuilder &b, Value tile, int64_t rows,
@@ -260,10 +239,10 @@ gpu::GPUFuncOp gpu_kernels::buildExpertGemmKernel(
             });
         Value expert = found[1], rowBegin = found[2], rowEnd = found[3];
         // 16-byte staging loads where every row starts on 16 bytes.
-        Value aAligned = rowsAligned(b, a);
+        Value aAligned = rowsAligned(b, a, 16);
         SmallVector<Value> weightsAligned;
         for (Value w : weights)
-          weightsAligned.push_back(rowsAligned(b, w));
+          weightsAligned.push_back(rowsAligned(b, w, 16));
 
         ifThen(
             b, cmpi(b, CmpIPredicate::ult, expert, experts),

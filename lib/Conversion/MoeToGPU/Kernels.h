@@ -173,6 +173,9 @@ inline constexpr int64_t kPlanBatch = 8;
 int64_t planTileThreads(int64_t experts);
 /// Dispatch and combine: one 256-thread block per row / token.
 inline constexpr int64_t kRowBlock = 256;
+/// Elements of d a combine thread sums at once (vector loads) where the
+/// rows allow.
+inline constexpr int64_t kCombineVector = 4;
 
 /// The three kernels of moe.plan (see PlanKernels.cpp): count(mask, tiles)
 /// and fill(gates, mask, tiles, ids, weights) on ceildiv(B * T,
@@ -252,6 +255,12 @@ gpu::GPUFuncOp buildExpertGemmKernel(OpBuilder &builder, Location loc,
                                      ArrayRef<MemRefType> weights,
                                      MemRefType out, moe::WeightLayout layout,
                                      ExpertGemmEpilogue epilogue);
+
+/// Whether every row of `memref` (identity or strided, unit innermost
+/// stride) starts on a multiple of `bytes`: its base, offset and outer
+/// strides (a run-time check: views and sizes vary), so that vector loads
+/// of `bytes` along a row may claim that alignment.
+Value rowsAligned(loops::LoopBuilder &b, Value memref, int64_t bytes);
 
 /// The first index in [lo, hi) where `below` is false (binary search over a
 /// range on which `below` is true then false); hi if none.

@@ -28,6 +28,7 @@
 #include "Conversion/Common/GivenSelection.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace mlir::usmoe;
@@ -68,6 +69,25 @@ Value gpu_kernels::lowerBound(LoopBuilder &b, Value lo, Value hi,
                            select(ib, isBelow, range[1], mid)});
       });
   return search.getResult(0);
+}
+
+Value gpu_kernels::rowsAligned(LoopBuilder &b, Value memref, int64_t bytes) {
+  auto type = cast<MemRefType>(memref.getType());
+  int64_t width = type.getElementTypeBitWidth() / 8;
+  auto metadata = memref::ExtractStridedMetadataOp::create(b, memref);
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
+  Value alignment = indexConst(b, bytes), zeroIdx = indexConst(b, 0);
+  auto isMultiple = [&](Value v) {
+    return cmpi(b, CmpIPredicate::eq, arith::RemUIOp::create(b, v, alignment),
+                zeroIdx);
+  };
+  Value elementBytes = indexConst(b, width);
+  Value ok =
+      isMultiple(addi(b, base, muli(b, metadata.getOffset(), elementBytes)));
+  ValueRange strides = metadata.getStrides();
+  for (Value stride : strides.drop_back())
+    ok = andi(b, ok, isMultiple(muli(b, stride, elementBytes)));
+  return ok;
 }
 
 int64_t gpu_kernels::planTileThreads(int64_t experts) {
@@ -371,21 +391,71 @@ gpu::GPUFuncOp gpu_kernels::buildCombineKernel(
         });
         gpu::BarrierOp::create(b);
         Value n = i32ToIndex(b, load(b, count, {c0}));
-        forStrided(b, tid, dim(b, init, 1), block,
-                   [&](LoopBuilder &b, Value d) {
-                     Value acc = forRangeAcc(
-                         b, c0, n, {loadAsF32(b, init, {g, d})},
-                         [&](LoopBuilder &b, Value i, ValueRange a) {
-                           Value row = i32ToIndex(b, load(b, rows, {i}));
-                           Value term = mulf(b, load(b, gates, {i}),
-                                             loadAsF32(b, expertOut, {row, d}));
-                           return SmallVector<Value>{addf(b, a[0], term)};
-                         })[0];
-                     Value v = element.isF32()
-                                   ? acc
-                                   : arith::TruncFOp::create(b, element, acc);
-                     store(b, v, result, {g, d});
-                   });
+        Value width = dim(b, init, 1);
+        // d by d; or kCombineVector at a time where D allows and every row
+        // starts aligned (the f32 expert rows, init and result).
+        auto sumOver = [&](LoopBuilder &b, Value d, int64_t lanes) {
+          auto wide = [&](Type t) -> Type {
+            return lanes == 1 ? t : VectorType::get({lanes}, t);
+          };
+          auto read = [&](Value memref, ValueRange at) -> Value {
+            Type t = cast<MemRefType>(memref.getType()).getElementType();
+            if (lanes == 1)
+              return load(b, memref, at);
+            return vector::LoadOp::create(
+                b, cast<VectorType>(wide(t)), memref, at,
+                /*nontemporal=*/false,
+                llvm::MaybeAlign(lanes * t.getIntOrFloatBitWidth() / 8));
+          };
+          auto toF32 = [&](Value v) -> Value {
+            if (getElementTypeOrSelf(v.getType()).isF32())
+              return v;
+            return arith::ExtFOp::create(b, wide(b.getF32Type()), v);
+          };
+          Value acc = forRangeAcc(
+              b, c0, n, {toF32(read(init, {g, d}))},
+              [&](LoopBuilder &b, Value i, ValueRange a) {
+                Value row = i32ToIndex(b, load(b, rows, {i}));
+                Value gate = load(b, gates, {i});
+                if (lanes > 1)
+                  gate = vector::BroadcastOp::create(
+                      b, VectorType::get({lanes}, b.getF32Type()), gate);
+                Value term = mulf(b, gate, toF32(read(expertOut, {row, d})));
+                return SmallVector<Value>{addf(b, a[0], term)};
+              })[0];
+          Value v = element.isF32()
+                        ? acc
+                        : arith::TruncFOp::create(b, wide(element), acc);
+          if (lanes == 1) {
+            store(b, v, result, {g, d});
+            return;
+          }
+          vector::StoreOp::create(
+              b, v, result, ValueRange{g, d}, /*nontemporal=*/false,
+              llvm::MaybeAlign(lanes * element.getIntOrFloatBitWidth() / 8));
+        };
+        int64_t lanes = kCombineVector;
+        int64_t bytes = lanes * element.getIntOrFloatBitWidth() / 8;
+        int64_t outBytes =
+            lanes * outType.getElementType().getIntOrFloatBitWidth() / 8;
+        Value vectorized =
+            cmpi(b, CmpIPredicate::eq,
+                 arith::RemUIOp::create(b, width, indexConst(b, lanes)), c0);
+        vectorized = andi(b, vectorized, rowsAligned(b, expertOut, outBytes));
+        vectorized = andi(b, vectorized, rowsAligned(b, init, bytes));
+        vectorized = andi(b, vectorized, rowsAligned(b, result, bytes));
+        ifThenElse(
+            b, vectorized,
+            [&](LoopBuilder &b) {
+              Value step = indexConst(b, kRowBlock * lanes);
+              forStrided(
+                  b, muli(b, tid, indexConst(b, lanes)), width, step,
+                  [&](LoopBuilder &b, Value d) { sumOver(b, d, lanes); });
+            },
+            [&](LoopBuilder &b) {
+              forStrided(b, tid, width, block,
+                         [&](LoopBuilder &b, Value d) { sumOver(b, d, 1); });
+            });
       },
       workgroup);
 }
