@@ -294,6 +294,9 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         });
       },
       histBuffers);
+  // 64 registers is what a 1024-thread block may use; left alone, ptxas
+  // aims at two blocks an SM (32) and spilled (Expert Choice, sm_90).
+  kernels.histogram->setAttr("nvvm.maxnreg", builder.getI32IntegerAttr(64));
 
   // mark(gates, mask, workspace): the selection, in place.
   kernels.mark = buildKernel(
