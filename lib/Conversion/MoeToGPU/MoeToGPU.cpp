@@ -779,7 +779,8 @@ struct ConvertMoeToGPUPass
                  {"1",
                   llvm::formatv("M * D * {0} * {1} + {2} * 2 * D * F * {0}{3}",
                                 bytes, wavesOf("F"), groups,
-                                dispatch ? " + M * 4 * ceildiv(F, 64)" : ""),
+                                dispatch ? " + M * 4 * " + colTilesOf("F")
+                                         : std::string()),
                   llvm::formatv("M * F * {0}", bytes),
                   llvm::formatv(
                       "E * 2 * D * F * {0} + M * D * {0} + M * F * {0}", bytes),
