@@ -12,6 +12,7 @@
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 #include "usmoe/Conversion/MoeToLoops/MoeToLoops.h"
+#include "usmoe/Conversion/VectorFriendly/VectorFriendly.h"
 #include "usmoe/Dialect/Moe/Transforms/Passes.h"
 #include "usmoe/Pipelines/Pipelines.h"
 
@@ -25,6 +26,7 @@ void mlir::usmoe::buildUsmoeToCPUPipeline(
   ConvertMoeToLoopsPassOptions loops;
   loops.expertGemm = options.expertGemm;
   pm.addPass(createConvertMoeToLoopsPass(loops));
+  pm.addPass(createUsmoeExpandExpPass());
 
   addBufferizationStage(pm);
   bufferization::BufferDeallocationPipelineOptions dealloc;
@@ -38,6 +40,7 @@ void mlir::usmoe::buildUsmoeToCPUPipeline(
     pm.addPass(createCanonicalizerPass());
   }
   addHostToLLVMStage(pm, /*gpuLaunches=*/false, options.openmp);
+  pm.addPass(createUsmoeBoolsAsBytesPass());
   pm.addPass(createCanonicalizerPass());
 }
 

@@ -8,6 +8,7 @@
 #ifndef USMOE_CONVERSION_PASSES_H
 #define USMOE_CONVERSION_PASSES_H
 
+#include "usmoe/Conversion/VectorFriendly/VectorFriendly.h"
 #include "usmoe/Conversion/GPUToEmulator/GPUToEmulator.h"
 #include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
 #include "usmoe/Conversion/MoeToLoops/MoeToLoops.h"

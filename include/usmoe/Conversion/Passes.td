@@ -58,6 +58,46 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
   ];
 }
 
+def UsmoeExpandExpPass : Pass<"usmoe-expand-exp"> {
+  let summary = "Rewrite f32 math.exp into f64 arithmetic that vectorizes";
+  let description = [{
+    Lowered through MLIR's math-to-llvm, `math.exp` becomes a call of libm's
+    `expf`, which LLVM's loop vectorizer cannot widen: every loop that
+    computes a softmax or a sigmoid stays scalar, and the call dominates the
+    CPU routers' scoring time. This pass rewrites each scalar f32
+    `math.exp` into arithmetic evaluated in f64: `k = roundeven(x / ln 2)`,
+    `r = x - k ln 2` (one fma), `exp(r)` as a degree-11 polynomial (Horner's
+    rule in fmas, truncation error below 7e-15), times `2^k` built from its
+    bits, rounded once to f32. The result is the correctly rounded f32 but
+    for inputs whose exp lies within about 1e-14 (relative) of a rounding
+    midpoint; +-inf, overflow, f32 subnormals and NaN come out as IEEE says.
+    The CPU pipeline runs it after `convert-moe-to-loops`; other element
+    types and vector exps are left alone.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+  ];
+}
+
+def UsmoeBoolsAsBytesPass : Pass<"usmoe-bools-as-bytes"> {
+  let summary = "Load and store i1 values in memory as i8 so mask loops "
+                "vectorize";
+  let description = [{
+    A `memref<...xi1>` (a routing mask) lowers to one byte per element,
+    accessed with `llvm.load`/`llvm.store` of `i1`. LLVM's loop vectorizer
+    does not widen accesses of a type narrower than its storage, so every
+    loop over a mask (the plan's counting pass, the top-k lists, dispatch)
+    stays scalar. This pass rewrites each scalar `i1` load into an `i8`
+    load of the same address (all other attributes kept) and a `trunc`,
+    and each scalar `i1` store into a `zext` and an `i8` store: the same
+    bytes, in a form the vectorizer handles. Masks from NumPy or PyTorch are
+    bytes of 0 or 1, as the stores write them. The CPU pipeline runs it on
+    the LLVM dialect, after the conversion to LLVM.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
 def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
   let summary = "Lower fused moe.route ops to hand-designed GPU kernels";
   let description = [{

@@ -26,54 +26,83 @@ static int64_t numExperts(Value memref) {
 // Scoring
 //===----------------------------------------------------------------------===//
 
-/// Softmax over a lane of `n` elements whose i-th element lives at
-/// `at(i)` in both `logits` and `out`:
+/// Lanes (rows, or columns) whose softmaxes are computed side by side: their
+/// sums, each a chain of f32 adds in index order that LLVM must not
+/// reorder, run as this many independent chains, which hides the latency of
+/// an add (one chain runs at a quarter of the adders' throughput).
+constexpr int64_t kSoftmaxLanes = 8;
+
+/// Where element i of lane `lane` lives, in both `logits` and `out`.
+using LaneIndex =
+    function_ref<SmallVector<Value>(LoopBuilder &, Value lane, Value i)>;
+
+/// Softmax over each of `count` (1..kSoftmaxLanes) lanes of `n` elements:
 ///   x_i = sanitize(L_i); m = max x_i
 ///   e_i = exp(x_i == m ? 0 : x_i - m)   (so +inf logits share the mass)
 ///   P_i = e_i / sum_i e_i                (ascending i), or 0 if m == -inf
-static void
-emitSoftmaxLane(LoopBuilder &b, Value logits, Value out, Value n,
-                function_ref<SmallVector<Value>(LoopBuilder &, Value)> at,
-                const ModelOptions &model) {
+static void emitSoftmaxLanes(LoopBuilder &b, Value logits, Value out, Value n,
+                             Value count, LaneIndex at,
+                             const ModelOptions &model) {
   Value zero = indexConst(b, 0);
-  // maxnum with nnan/nsz instead of maximumf: x is never NaN (sanitized to
-  // -inf) and the sign of a zero max changes neither x - m nor x == m, so
-  // the result is the same, and LLVM can vectorize the reduction.
-  auto noNaNs = arith::FastMathFlagsAttr::get(
-      b.getContext(), arith::FastMathFlags::nnan | arith::FastMathFlags::nsz);
-  Value max = forRangeAcc(b, zero, n, {f32Const(b, kNegInf)},
-                          [&](LoopBuilder &b, Value i, ValueRange acc) {
-                            Value x =
-                                model.logit(b, loadAsF32(b, logits, at(b, i)));
-                            return SmallVector<Value>{
-                                arith::MaxNumFOp::create(b, acc[0], x, noNaNs)};
-                          })[0];
-  Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
-  Value sum = forRangeAcc(
-      b, zero, n, {f32Const(b, 0.0)},
+  // maxnum instead of maximumf: x is never NaN (sanitized to -inf) and the
+  // sign of a zero max changes neither x - m nor x == m, so the result is
+  // the same, and LLVM vectorizes a maxnum reduction. (With nnan/nsz flags
+  // it does not: InstCombine folds the NaN sanitizing into the reduction.)
+  forRange(b, zero, count, [&](LoopBuilder &b, Value lane) {
+    Value max = forRangeAcc(
+        b, zero, n, {f32Const(b, kNegInf)},
+        [&](LoopBuilder &b, Value i, ValueRange acc) {
+          Value x = model.logit(b, loadAsF32(b, logits, at(b, lane, i)));
+          return SmallVector<Value>{arith::MaxNumFOp::create(b, acc[0], x)};
+        })[0];
+    Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
+    // The exps have no loop-carried value: this loop vectorizes (with
+    // usmoe-expand-exp; a libm call would keep it scalar).
+    forRange(b, zero, n, [&](LoopBuilder &b, Value i) {
+      SmallVector<Value> idx = at(b, lane, i);
+      Value x = model.logit(b, loadAsF32(b, logits, idx));
+      Value atMax = cmpf(b, CmpFPredicate::OEQ, x, max);
+      Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x, max));
+      Value e =
+          select(b, valid, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
+      store(b, e, out, idx);
+    });
+  });
+  // Lanes past `count` repeat the last one: their sums are never used.
+  Value last = arith::SubIOp::create(b, count, indexConst(b, 1));
+  SmallVector<Value> lanes;
+  for (int64_t j = 0; j < kSoftmaxLanes; ++j)
+    lanes.push_back(arith::MinUIOp::create(b, indexConst(b, j), last));
+  SmallVector<Value> sums = forRangeAcc(
+      b, zero, n, SmallVector<Value>(kSoftmaxLanes, f32Const(b, 0.0)),
       [&](LoopBuilder &b, Value i, ValueRange acc) {
-        SmallVector<Value> idx = at(b, i);
-        Value x = model.logit(b, loadAsF32(b, logits, idx));
-        Value atMax = cmpf(b, CmpFPredicate::OEQ, x, max);
-        Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x, max));
-        Value e =
-            select(b, valid, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
-        store(b, e, out, idx);
-        return SmallVector<Value>{addf(b, acc[0], e)};
-      })[0];
-  forRange(b, zero, n, [&](LoopBuilder &b, Value i) {
-    SmallVector<Value> idx = at(b, i);
-    Value p = divf(b, load(b, out, idx), sum);
-    store(b, select(b, valid, p, f32Const(b, 0.0)), out, idx);
+        SmallVector<Value> next;
+        for (int64_t j = 0; j < kSoftmaxLanes; ++j)
+          next.push_back(addf(b, acc[j], load(b, out, at(b, lanes[j], i))));
+        return next;
+      });
+  forRange(b, zero, count, [&](LoopBuilder &b, Value lane) {
+    Value sum = sums[0];
+    for (int64_t j = 1; j < kSoftmaxLanes; ++j)
+      sum = select(b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, j)),
+                   sums[j], sum);
+    // A lane with a finite max sums to at least 1 (exp(0) at the max), one
+    // whose max is -inf to 0.
+    Value valid = cmpf(b, CmpFPredicate::ONE, sum, f32Const(b, 0.0));
+    forRange(b, zero, n, [&](LoopBuilder &b, Value i) {
+      SmallVector<Value> idx = at(b, lane, i);
+      Value p = divf(b, load(b, out, idx), sum);
+      store(b, select(b, valid, p, f32Const(b, 0.0)), out, idx);
+    });
   });
 }
 
-void loops::emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi,
-                           Value ti, const ModelOptions &model) {
-  emitSoftmaxLane(
-      b, logits, out, indexConst(b, numExperts(logits)),
-      [&](LoopBuilder &, Value e) {
-        return SmallVector<Value>{bi, ti, e};
+void loops::emitSoftmaxRows(LoopBuilder &b, Value logits, Value out, Value bi,
+                            Value t0, Value count, const ModelOptions &model) {
+  emitSoftmaxLanes(
+      b, logits, out, indexConst(b, numExperts(logits)), count,
+      [&](LoopBuilder &b, Value lane, Value e) {
+        return SmallVector<Value>{bi, addi(b, t0, lane), e};
       },
       model);
 }
@@ -95,6 +124,26 @@ void loops::forEachTokenInParallel(
   forParallel2D(b, rows, tokens, work, body);
 }
 
+void loops::forEachTokenGroup(LoopBuilder &b, Value like, bool parallel,
+                              TokenGroupBody body) {
+  Value rows = dim(b, like, 0), tokens = dim(b, like, 1);
+  Value width = indexConst(b, kSoftmaxLanes);
+  Value groups = arith::CeilDivUIOp::create(b, tokens, width);
+  auto group = [&](LoopBuilder &b, Value bi, Value g) {
+    Value t0 = muli(b, g, width);
+    body(b, bi, t0, arith::MinUIOp::create(b, width, subi(b, tokens, t0)));
+  };
+  if (!parallel) {
+    Value zero = indexConst(b, 0);
+    return forRange(b, zero, rows, [&](LoopBuilder &b, Value bi) {
+      forRange(b, zero, groups,
+               [&](LoopBuilder &b, Value g) { group(b, bi, g); });
+    });
+  }
+  Value work = muli(b, muli(b, rows, tokens), indexConst(b, numExperts(like)));
+  forParallel2D(b, rows, groups, work, group);
+}
+
 /// for b, t, e: body(b, t, e), rows in parallel (the body writes (b, t, e)
 /// only).
 static void
@@ -110,25 +159,33 @@ forEachPair(LoopBuilder &b, Value like,
 
 void loops::emitTokenSoftmax(LoopBuilder &b, Value logits, Value out,
                              const ModelOptions &model) {
-  forEachTokenInParallel(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
-    emitSoftmaxRow(b, logits, out, bi, ti, model);
-  });
+  forEachTokenGroup(b, logits, /*parallel=*/true,
+                    [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+                      emitSoftmaxRows(b, logits, out, bi, t0, count, model);
+                    });
 }
 
-/// Softmax of every column logits[b, :, e] over the T tokens.
+/// Softmax of every column logits[b, :, e] over the T tokens, kSoftmaxLanes
+/// adjacent columns at a time.
 static void emitTokenAxisSoftmax(LoopBuilder &b, Value logits, Value out,
                                  const ModelOptions &model) {
   Value tokens = dim(b, logits, 1);
-  // Columns are independent: (b, e) in parallel.
-  Value sequences = dim(b, logits, 0),
-        experts = indexConst(b, numExperts(logits));
-  forParallel2D(b, sequences, experts,
-                muli(b, muli(b, sequences, experts), tokens),
-                [&](LoopBuilder &b, Value bi, Value ei) {
-                  emitSoftmaxLane(
-                      b, logits, out, tokens,
-                      [&](LoopBuilder &, Value t) {
-                        return SmallVector<Value>{bi, t, ei};
+  int64_t experts = numExperts(logits);
+  Value width = indexConst(b, kSoftmaxLanes);
+  Value numExpertsValue = indexConst(b, experts);
+  Value groups = indexConst(b, llvm::divideCeil(experts, kSoftmaxLanes));
+  // Column groups are independent: (b, group) in parallel.
+  Value sequences = dim(b, logits, 0);
+  forParallel2D(b, sequences, groups,
+                muli(b, muli(b, sequences, numExpertsValue), tokens),
+                [&](LoopBuilder &b, Value bi, Value g) {
+                  Value e0 = muli(b, g, width);
+                  Value count = arith::MinUIOp::create(
+                      b, width, subi(b, numExpertsValue, e0));
+                  emitSoftmaxLanes(
+                      b, logits, out, tokens, count,
+                      [&](LoopBuilder &b, Value lane, Value t) {
+                        return SmallVector<Value>{bi, t, addi(b, e0, lane)};
                       },
                       model);
                 });
@@ -153,17 +210,22 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
   Value c1 = f32Const(b, 1.0 - alpha), c2 = f32Const(b, alpha);
   int64_t experts = numExperts(logits);
   if (kind == moe::ExpertScoreKind::sigmoid) {
-    forEachTokenInParallel(b, logits, [&](LoopBuilder &b, Value bi, Value ti) {
-      emitSoftmaxRow(b, logits, out, bi, ti, model);
-      forRange(b, indexConst(b, 0), indexConst(b, experts),
-               [&](LoopBuilder &b, Value ei) {
-                 Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, ei}));
-                 Value p = load(b, out, {bi, ti, ei});
-                 Value u = addf(b, mulf(b, c1, p),
-                                mulf(b, c2, sigmoidScore(b, x, experts)));
-                 store(b, u, out, {bi, ti, ei});
-               });
-    });
+    forEachTokenGroup(
+        b, logits, /*parallel=*/true,
+        [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+          emitSoftmaxRows(b, logits, out, bi, t0, count, model);
+          Value zero = indexConst(b, 0);
+          forRange(b, t0, addi(b, t0, count), [&](LoopBuilder &b, Value ti) {
+            forRange(
+                b, zero, indexConst(b, experts), [&](LoopBuilder &b, Value ei) {
+                  Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, ei}));
+                  Value p = load(b, out, {bi, ti, ei});
+                  Value u = addf(b, mulf(b, c1, p),
+                                 mulf(b, c2, sigmoidScore(b, x, experts)));
+                  store(b, u, out, {bi, ti, ei});
+                });
+          });
+        });
     return;
   }
   auto type = cast<MemRefType>(out.getType());

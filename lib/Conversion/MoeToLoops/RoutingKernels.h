@@ -31,6 +31,16 @@ void forEachTokenInParallel(
     LoopBuilder &b, Value like,
     function_ref<void(LoopBuilder &, Value, Value)> body);
 
+/// body(b, t0, count) for the tokens t0 .. t0 + count - 1 of sequence b.
+using TokenGroupBody = function_ref<void(LoopBuilder &, Value, Value, Value)>;
+
+/// The tokens of a [B, T, E] memref in groups of consecutive tokens of one
+/// sequence, the groups sized for emitSoftmaxRows (the last of a sequence
+/// may be smaller): an scf.parallel over (b, group) when `parallel` (the
+/// body touches only its own rows), else sequential loops.
+void forEachTokenGroup(LoopBuilder &b, Value like, bool parallel,
+                       TokenGroupBody body);
+
 //===----------------------------------------------------------------------===//
 // Scoring: logits memref (f32/f16/bf16) -> f32 score memref, both [B, T, E]
 //
@@ -39,9 +49,11 @@ void forEachTokenInParallel(
 // factor); the unfused ops pass no options.
 //===----------------------------------------------------------------------===//
 
-/// out[b, t, :] = softmax over experts of logits[b, t, :].
-void emitSoftmaxRow(LoopBuilder &b, Value logits, Value out, Value bi, Value ti,
-                    const ModelOptions &model = {});
+/// out[b, t, :] = softmax over experts of logits[b, t, :] for the `count`
+/// tokens t0 .. t0 + count - 1 (count <= the group size of
+/// forEachTokenGroup), computed side by side.
+void emitSoftmaxRows(LoopBuilder &b, Value logits, Value out, Value bi,
+                     Value t0, Value count, const ModelOptions &model = {});
 /// The row softmax P of every token.
 void emitTokenSoftmax(LoopBuilder &b, Value logits, Value out,
                       const ModelOptions &model = {});

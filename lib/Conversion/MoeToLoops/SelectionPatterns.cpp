@@ -179,22 +179,7 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         groupScores =
             alloc(b, MemRefType::get({*options.nGroup}, b.getF32Type()));
       }
-      // Row by row: the row's scores are still in cache when selected. Rows
-      // are independent (each writes its own gates and mask), so they are
-      // an scf.parallel, except with the groups' shared scratch.
-      auto forEachRow =
-          [&](function_ref<void(LoopBuilder &, Value, Value)> body) {
-            if (kept)
-              forEachToken(b, logits, body);
-            else
-              forEachTokenInParallel(b, logits, body);
-          };
-      forEachRow([&](LoopBuilder &b, Value bi, Value ti) {
-        // sigmoid_bias: gates are sigmoid(L), the ranking sigmoid(L) + bias.
-        if (bias)
-          emitSigmoidRow(b, logits, buffers.gates, bi, ti, model);
-        else
-          emitSoftmaxRow(b, logits, buffers.gates, bi, ti, model);
+      auto selectRow = [&](LoopBuilder &b, Value bi, Value ti) {
         auto rankScore = [&](LoopBuilder &b, Value ei) {
           Value s = load(b, buffers.gates, {bi, ti, ei});
           return bias ? addf(b, s, load(b, bias, {ei})) : s;
@@ -213,7 +198,27 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         };
         emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
                     options.renormalize, keyOf, model);
-      });
+      };
+      // A group of rows at a time: the rows' scores are still in cache when
+      // selected. Rows are independent (each writes its own gates and mask),
+      // so groups are an scf.parallel, except with the groups' shared
+      // scratch.
+      auto scoreRows = [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+        // sigmoid_bias: gates are sigmoid(L), the ranking sigmoid(L) + bias.
+        if (!bias)
+          return emitSoftmaxRows(b, logits, buffers.gates, bi, t0, count,
+                                 model);
+        forRange(b, t0, addi(b, t0, count), [&](LoopBuilder &b, Value ti) {
+          emitSigmoidRow(b, logits, buffers.gates, bi, ti, model);
+        });
+      };
+      forEachTokenGroup(
+          b, logits, /*parallel=*/!kept,
+          [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+            scoreRows(b, bi, t0, count);
+            forRange(b, t0, addi(b, t0, count),
+                     [&](LoopBuilder &b, Value ti) { selectRow(b, bi, ti); });
+          });
       break;
     }
     case routing::Mode::Expert:

@@ -1,17 +1,30 @@
 // RUN: usmoe-opt %s -convert-moe-to-loops -split-input-file | FileCheck %s
 
 // Scores: read the logits buffer, compute in f32, hand back a fresh tensor;
-// rows are independent (an scf.parallel over B x T).
+// groups of 8 rows are independent (an scf.parallel over B x T/8).
 // CHECK-LABEL: func.func @token_softmax
 // CHECK: %[[IN:.*]] = bufferization.to_buffer %{{.*}} read_only : tensor<?x?x8xbf16> to memref<?x?x8xbf16>
 // CHECK: %[[OUT:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x8xf32>
+// CHECK: arith.ceildivui %{{.*}}, %c8
 // CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
 // CHECK: scf.for
+// The max of sanitized logits (no NaN left) as a maxnum reduction without
+// fast-math flags (with them LLVM does not vectorize it).
+// CHECK: scf.for {{.*}} -> (f32) {
 // CHECK: arith.extf %{{.*}} : bf16 to f32
 // CHECK: arith.cmpf uno
-// The max of sanitized logits (no NaN left) as a vectorizable reduction.
-// CHECK: arith.maxnumf %{{.*}}, %{{.*}} fastmath<nnan,nsz> : f32
+// CHECK: arith.maxnumf %{{.*}}, %{{.*}} : f32
+// CHECK-NOT: fastmath
+// CHECK: scf.yield
+// The exps in a loop that carries nothing (it vectorizes) ...
+// CHECK: scf.for
+// CHECK-NOT: iter_args
 // CHECK: math.exp
+// CHECK: memref.store
+// ... then the sums of 8 rows side by side, each in index order.
+// CHECK: scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK-COUNT-8: arith.addf
+// CHECK: scf.yield
 // CHECK: arith.divf
 // CHECK: bufferization.to_tensor %[[OUT]] restrict writable
 // CHECK-NOT: moe.
