@@ -85,10 +85,8 @@ struct ConvertMoeToGPUPass
     // order; k <= 32: a pick per lane) are written by the route's kernel.
     for (Operation *op : lowerable)
       if (auto list = dyn_cast<moe::TopKListOp>(op))
-        if (auto route = list.getMask().getDefiningOp<moe::RouteOp>())
-          if (route.getMode() == routing::Mode::Token && !route.getBias() &&
-              list.getGates() == route.getGates() &&
-              int64_t(list.getK()) == int64_t(*route.getRouterOptions().k) &&
+        if (moe::RouteOp route = list.getPicksOfTokenRoute())
+          if (!route.getBias() &&
               int64_t(list.getK()) <= gpu_kernels::kMaxFusedListK &&
               !fusedLists.count(route))
             fusedLists[route] = list;

@@ -123,6 +123,8 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::TopKListOp op,
                                 PatternRewriter &rewriter) const override {
+    if (writtenByRoute(op))
+      return rewriter.notifyMatchFailure(op, "the route's lowering writes it");
     LoopBuilder b(op.getLoc(), rewriter);
     Value gates = toBuffer(b, op.getGates());
     Value mask = toBuffer(b, op.getMask());
@@ -134,13 +136,8 @@ struct TopKListLowering : OpRewritePattern<moe::TopKListOp> {
 
     auto idsType = cast<RankedTensorType>(op.getExpertIds().getType());
     auto weightsType = cast<RankedTensorType>(op.getWeights().getType());
-    SmallVector<Value> dynRows;
-    if (idsType.isDynamicDim(0))
-      dynRows.push_back(rows);
-    Value ids =
-        alloc(b, MemRefType::get(idsType.getShape(), b.getI32Type()), dynRows);
-    Value weights = alloc(
-        b, MemRefType::get(weightsType.getShape(), b.getF32Type()), dynRows);
+    TopKListBuffers lists = allocTopKLists(b, op, rows);
+    Value ids = lists.ids, weights = lists.weights;
 
     Value minusOne = i32Const(b, -1);
     // Rows are independent: each writes its own row of the lists.

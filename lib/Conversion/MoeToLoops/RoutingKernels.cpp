@@ -310,14 +310,61 @@ SmallVector<Value> loops::emitBestKIndices(
 }
 
 /// Small k: the k best in registers, in one pass.
-static void emitTopKByInsertion(LoopBuilder &b, Value gates, Value mask,
-                                Value bi, Value ti, int64_t k, KeyFn keyOf) {
+/// Small k: one pass keeping the k best; returns the picks (i32 expert ids,
+/// by key descending).
+static SmallVector<Value> emitTopKByInsertion(LoopBuilder &b, Value gates,
+                                              Value mask, Value bi, Value ti,
+                                              int64_t k, KeyFn keyOf) {
   SmallVector<Value> best = emitBestKIndices(
       b, indexConst(b, numExperts(gates)), k, [&](LoopBuilder &b, Value ei) {
         return std::make_pair(keyOf(b, ei), i1Const(b, true));
       });
   for (Value idx : best)
     store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
+  return best;
+}
+
+TopKListBuffers loops::allocTopKLists(LoopBuilder &b, moe::TopKListOp list,
+                                      Value rows) {
+  auto idsType = cast<RankedTensorType>(list.getExpertIds().getType());
+  auto weightsType = cast<RankedTensorType>(list.getWeights().getType());
+  SmallVector<Value> dynRows;
+  if (idsType.isDynamicDim(0))
+    dynRows.push_back(rows);
+  return {
+      alloc(b, MemRefType::get(idsType.getShape(), b.getI32Type()), dynRows),
+      alloc(b, MemRefType::get(weightsType.getShape(), b.getF32Type()),
+            dynRows)};
+}
+
+/// Row g = (bi, ti) of the top-k lists from the row's picks and final gates:
+/// pick i goes to position rank_i, the number of picks ahead of it by (gate
+/// key descending, expert ascending), the order moe.topk_list defines (the
+/// picks' own order is by selection key, which a bias, renormalization or
+/// the gate scale can reorder or tie).
+static void emitTopKListRow(LoopBuilder &b, Value gates,
+                            const TopKListBuffers &lists, Value bi, Value ti,
+                            ArrayRef<Value> picks) {
+  Value g = addi(b, muli(b, bi, dim(b, gates, 1)), ti);
+  SmallVector<Value> gate, key;
+  for (Value id : picks) {
+    gate.push_back(load(b, gates, {bi, ti, i32ToIndex(b, id)}));
+    key.push_back(scoreKey(b, gate.back()));
+  }
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
+  for (size_t i = 0; i < picks.size(); ++i) {
+    Value rank = zero;
+    for (size_t j = 0; j < picks.size(); ++j) {
+      if (i == j)
+        continue;
+      Value ahead = ori(b, cmpi(b, CmpIPredicate::ugt, key[j], key[i]),
+                        andi(b, cmpi(b, CmpIPredicate::eq, key[j], key[i]),
+                             cmpi(b, CmpIPredicate::slt, picks[j], picks[i])));
+      rank = addi(b, rank, select(b, ahead, one, zero));
+    }
+    store(b, picks[i], lists.ids, {g, rank});
+    store(b, gate[i], lists.weights, {g, rank});
+  }
 }
 
 /// Large k: k scans of the row; the j-th pick is the best element ranked
@@ -408,7 +455,8 @@ void loops::emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
 
 void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
                         Value ti, int64_t k, bool renormalize, KeyFn keyOf,
-                        const ModelOptions &model) {
+                        const ModelOptions &model,
+                        const TopKListBuffers *lists) {
   Value zero = indexConst(b, 0);
   Value experts = indexConst(b, numExperts(gates));
   auto gateKey = [&](LoopBuilder &b, Value ei) {
@@ -419,10 +467,16 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
   forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
     store(b, i1Const(b, false), mask, {bi, ti, ei});
   });
+  assert((!lists || k <= kInsertionTopK) && "lists come from kept picks");
+  SmallVector<Value> picks;
   if (k <= kInsertionTopK)
-    emitTopKByInsertion(b, gates, mask, bi, ti, k, keyOf);
+    picks = emitTopKByInsertion(b, gates, mask, bi, ti, k, keyOf);
   else
     emitTopKByScans(b, gates, mask, bi, ti, k, keyOf);
+  auto writeLists = [&] {
+    if (lists)
+      emitTopKListRow(b, gates, *lists, bi, ti, picks);
+  };
   Value sum = forRangeAcc(
       b, zero, experts, {f32Const(b, 0.0)},
       [&](LoopBuilder &b, Value ei, ValueRange acc) {
@@ -432,13 +486,14 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
         return SmallVector<Value>{addf(b, acc[0], g)};
       })[0];
   if (!renormalize)
-    return;
+    return writeLists();
   Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
   forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
     Value g = load(b, gates, {bi, ti, ei});
     g = select(b, positive, divf(b, g, sum), g);
     store(b, model.gate(b, g), gates, {bi, ti, ei});
   });
+  writeLists();
 }
 
 /// Visits the elements of one selection set in tie-break order (lower rank

@@ -74,9 +74,22 @@ using KeyFn = function_ref<Value(LoopBuilder &, Value)>;
 /// Token Choice on row (bi, ti): sets mask[bi, ti, :], zeroes unselected
 /// gates and renormalizes the selected ones if asked. Experts are ranked by
 /// `keyOf` when given (sigmoid_bias: the biased score), else by their gate.
+/// The [B*T, k] expert ids and weights of a moe.topk_list.
+struct TopKListBuffers {
+  Value ids, weights;
+};
+
+/// Allocates the buffers of `list`'s results for `rows` = B * T tokens.
+TopKListBuffers allocTopKLists(LoopBuilder &b, moe::TopKListOp list,
+                               Value rows);
+
+/// With `lists` (k <= kInsertionTopK), row (bi, ti) of a topk_list of this
+/// selection (TopKListOp::getPicksOfTokenRoute) is written too, from the k
+/// picks: no second scan of the row.
 void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
                  int64_t k, bool renormalize, KeyFn keyOf = nullptr,
-                 const ModelOptions &model = {});
+                 const ModelOptions &model = {},
+                 const TopKListBuffers *lists = nullptr);
 
 /// DeepSeek-V3 group-limited selection on one row: kept[j] (memref<G x
 /// i1>) says whether group j (experts j*E/G .. (j+1)*E/G) is among the
@@ -92,6 +105,12 @@ void emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
                     Value ti, const ModelOptions &model = {});
 /// Up to this k, the best k are kept sorted in registers in one pass.
 inline constexpr int64_t kInsertionTopK = 16;
+
+/// Whether the lowering of `list`'s Token Choice route writes the list
+/// (emitTopKRow's `lists`) rather than a scan of the routed rows.
+inline bool writtenByRoute(moe::TopKListOp list) {
+  return list.getPicksOfTokenRoute() && int64_t(list.getK()) <= kInsertionTopK;
+}
 /// Sets whose budget is at most this many elements (Expert Choice columns
 /// of short sequences with many experts: often C = 1) are selected by a
 /// running top-k of this size and a threshold pass, whatever their size.

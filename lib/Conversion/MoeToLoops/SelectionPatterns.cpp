@@ -167,6 +167,10 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     SelectionBuffers buffers = allocSelection(b, op, logits);
     routing::RouterOptions options = op.getRouterOptions();
     ModelOptions model{options.softcap, options.routedScalingFactor};
+    // Token Choice: the top-k lists of this selection, written from each
+    // row's picks.
+    SmallVector<moe::TopKListOp> lists;
+    TopKListBuffers listBuffers;
     switch (options.mode) {
     case routing::Mode::Token: {
       int64_t k = static_cast<int64_t>(*options.k);
@@ -179,6 +183,13 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         groupScores =
             alloc(b, MemRefType::get({*options.nGroup}, b.getF32Type()));
       }
+      for (Operation *user : op.getMask().getUsers())
+        if (auto list = dyn_cast<moe::TopKListOp>(user))
+          if (writtenByRoute(list))
+            lists.push_back(list);
+      if (!lists.empty())
+        listBuffers = allocTopKLists(
+            b, lists.front(), muli(b, dim(b, logits, 0), dim(b, logits, 1)));
       auto selectRow = [&](LoopBuilder &b, Value bi, Value ti) {
         auto rankScore = [&](LoopBuilder &b, Value ei) {
           Value s = load(b, buffers.gates, {bi, ti, ei});
@@ -197,7 +208,8 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
           return select(b, load(b, kept, {group}), key, i32Const(b, 0));
         };
         emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
-                    options.renormalize, keyOf, model);
+                    options.renormalize, keyOf, model,
+                    lists.empty() ? nullptr : &listBuffers);
       };
       // A group of rows at a time: the rows' scores are still in cache when
       // selected. Rows are independent (each writes its own gates and mask),
@@ -235,6 +247,11 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
       break;
     }
     replaceSelection(rewriter, b, op, buffers);
+    for (moe::TopKListOp list : lists)
+      rewriter.replaceOp(
+          list,
+          {toTensor(b, listBuffers.ids, list.getExpertIds().getType()),
+           toTensor(b, listBuffers.weights, list.getWeights().getType())});
     return success();
   }
 };

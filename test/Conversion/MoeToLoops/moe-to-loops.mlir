@@ -92,3 +92,41 @@ func.func @combine_bf16(%x: tensor<?x16xbf16>, %i: tensor<?xi32>, %w: tensor<?xf
   %y = moe.combine %x, %i, %w into %init : tensor<?x16xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x16xbf16>
   return %y : tensor<?x16xbf16>
 }
+
+// -----
+
+// The top-k lists of a Token Choice route (same gates and mask, the route's
+// k) are written by the route's row loop from each row's picks, ranked by
+// final gate (here renormalized), then expert: no second scan of the rows.
+// CHECK-LABEL: func.func @token_route_lists
+// CHECK: %[[IDS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK: %[[WEIGHTS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xf32>
+// CHECK: scf.parallel
+// CHECK: arith.divf
+// CHECK: arith.cmpi ugt
+// CHECK: arith.cmpi slt
+// CHECK: memref.store %{{.*}}, %[[IDS]][%{{.*}}, %{{.*}}] : memref<?x2xi32>
+// CHECK: memref.store %{{.*}}, %[[WEIGHTS]][%{{.*}}, %{{.*}}] : memref<?x2xf32>
+// CHECK: scf.reduce
+// CHECK-NOT: scf.parallel
+// CHECK: return
+func.func @token_route_lists(%l: tensor<?x?x8xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>) {
+  %g, %m = moe.route #moe.token<k = 2, renormalize> %l : tensor<?x?x8xf32>
+  %ids, %w = moe.topk_list %g, %m k = 2 : tensor<?x?x8xf32>
+  return %ids, %w : tensor<?x2xi32>, tensor<?x2xf32>
+}
+
+// -----
+
+// A list with another k than the route's scans the routed rows itself.
+// CHECK-LABEL: func.func @token_route_other_k
+// CHECK: scf.parallel
+// CHECK: scf.reduce
+// CHECK: memref.alloc(%{{.*}}) : memref<?x3xi32>
+// CHECK: scf.parallel
+// CHECK: memref.store %{{.*}} : memref<?x3xi32>
+func.func @token_route_other_k(%l: tensor<?x?x8xf32>) -> (tensor<?x3xi32>, tensor<?x3xf32>) {
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<?x?x8xf32>
+  %ids, %w = moe.topk_list %g, %m k = 3 : tensor<?x?x8xf32>
+  return %ids, %w : tensor<?x3xi32>, tensor<?x3xf32>
+}

@@ -329,6 +329,15 @@ LogicalResult TopKListOp::verify() {
   return check(*this, routing::checkTopK(getK(), gates.getDimSize(2)));
 }
 
+RouteOp TopKListOp::getPicksOfTokenRoute() {
+  auto route = getMask().getDefiningOp<RouteOp>();
+  if (!route || route.getMode() != routing::Mode::Token ||
+      getGates() != route.getGates())
+    return nullptr;
+  std::optional<double> k = route.getRouterOptions().k;
+  return k && int64_t(*k) == int64_t(getK()) ? route : nullptr;
+}
+
 //===----------------------------------------------------------------------===//
 // Dispatch, expert compute and combine
 //===----------------------------------------------------------------------===//

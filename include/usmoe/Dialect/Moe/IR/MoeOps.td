@@ -315,6 +315,14 @@ def Moe_TopKListOp : Moe_Op<"topk_list", [Pure, InferTypeOpAdaptor,
                       TensorRankOf<[F32], [2]>:$weights);
   let assemblyFormat = "$gates `,` $mask `k` `=` $k attr-dict `:` type($gates)";
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The Token Choice route whose gates and mask this list reads when the
+    /// list's k is the route's: then every row has exactly k selected
+    /// experts, the route's picks, and a lowering may write the lists while
+    /// routing (ranking the picks by final gate, then expert) instead of
+    /// scanning the rows again. Null otherwise.
+    RouteOp getPicksOfTokenRoute();
+  }];
 }
 
 //===----------------------------------------------------------------------===//
