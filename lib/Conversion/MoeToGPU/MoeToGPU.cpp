@@ -78,8 +78,8 @@ struct ConvertMoeToGPUPass
     DenseMap<Operation *, routing::RouterOptions> budgetedPlans;
     for (Operation *op : lowerable)
       if (auto plan = dyn_cast<moe::PlanOp>(op))
-        if (auto route = plan.getMask().getDefiningOp<moe::RouteOp>())
-          if (!route.getSeqlens() && plan.getGates() == route.getGates())
+        if (moe::RouteOp route = plan.getRoute())
+          if (!route.getSeqlens())
             budgetedPlans[plan] = route.getRouterOptions();
     // Top-k lists of a Token Choice route (no bias: its picks come in gate
     // order; k <= 32: a pick per lane) are written by the route's kernel.

@@ -15,103 +15,126 @@ using namespace mlir;
 using namespace mlir::usmoe::loops;
 using arith::CmpIPredicate;
 
-namespace {
-
 /// Rows per tile of the plan's parallel passes (fixed: the plan does not
 /// depend on the thread count anyway, every position is determined).
-constexpr int64_t kPlanTileRows = 1024;
+static constexpr int64_t kPlanTileRows = 1024;
 
-/// Expert-major CSR in two passes over the mask, each over tiles of rows in
-/// parallel: count per (tile, expert); then, sequentially over experts and
-/// tiles, the offsets and where each tile's rows of each expert start; then
-/// a stable fill of each tile from its own cursors (rows in ascending g
-/// inside a tile, tiles in order inside an expert, so each expert's ids
-/// ascend).
+/// Expert-major CSR in two passes over the selection, each over tiles of
+/// rows in parallel: count per (tile, expert); then, sequentially over
+/// experts and tiles, the offsets and where each tile's rows of each expert
+/// start; then a stable fill of each tile from its own cursors (rows in
+/// ascending g inside a tile, tiles in order inside an expert, so each
+/// expert's ids ascend; a row's own experts are distinct, so the order in
+/// which `source` visits them does not matter).
+PlanBuffers mlir::usmoe::loops::emitPlan(LoopBuilder &b, Value rows,
+                                         int64_t experts, Value work,
+                                         const PlanSource &source) {
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
+  Value numExperts = indexConst(b, experts);
+  Value tileRows = indexConst(b, kPlanTileRows);
+  Value tiles = arith::CeilDivUIOp::create(b, rows, tileRows);
+
+  // cursors[tile, e]: first the tile's count of expert e, then where its
+  // rows of expert e go.
+  auto tableType =
+      MemRefType::get({ShapedType::kDynamic, experts}, b.getI32Type());
+  Value cursors = alloc(b, tableType, {tiles});
+  auto forEachRowOf = [&](LoopBuilder &b, Value tile,
+                          function_ref<void(LoopBuilder &, Value)> body) {
+    Value first = muli(b, tile, tileRows);
+    Value last = arith::MinUIOp::create(b, addi(b, first, tileRows), rows);
+    forRange(b, first, last, body);
+  };
+  forParallel2D(b, one, tiles, work, [&](LoopBuilder &b, Value, Value tile) {
+    forRange(b, zero, numExperts, [&](LoopBuilder &b, Value e) {
+      store(b, i32Const(b, 0), cursors, {tile, e});
+    });
+    forEachRowOf(b, tile, [&](LoopBuilder &b, Value g) {
+      source.countRow(b, cursors, tile, g);
+    });
+  });
+
+  auto offsetsType = MemRefType::get({experts + 1}, b.getI32Type());
+  Value offsets = alloc(b, offsetsType);
+  store(b, i32Const(b, 0), offsets, {zero});
+  forRangeAcc(b, zero, numExperts, {i32Const(b, 0)},
+              [&](LoopBuilder &b, Value e, ValueRange acc) {
+                Value end = forRangeAcc(
+                    b, zero, tiles, {acc[0]},
+                    [&](LoopBuilder &b, Value tile, ValueRange start) {
+                      Value count = load(b, cursors, {tile, e});
+                      store(b, start[0], cursors, {tile, e});
+                      return SmallVector<Value>{addi(b, start[0], count)};
+                    })[0];
+                store(b, end, offsets, {addi(b, e, one)});
+                return SmallVector<Value>{end};
+              });
+
+  Value selected = i32ToIndex(b, load(b, offsets, {numExperts}));
+  Value ids = alloc(b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()),
+                    {selected});
+  Value weights = alloc(
+      b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {selected});
+  forParallel2D(b, one, tiles, work, [&](LoopBuilder &b, Value, Value tile) {
+    forEachRowOf(b, tile, [&](LoopBuilder &b, Value g) {
+      Value id = indexToI32(b, g);
+      source.forEachSelected(b, g, [&](LoopBuilder &b, Value ei, Value weight) {
+        Value pos = load(b, cursors, {tile, ei});
+        Value at = i32ToIndex(b, pos);
+        store(b, id, ids, {at});
+        store(b, weight, weights, {at});
+        store(b, addi(b, pos, i32Const(b, 1)), cursors, {tile, ei});
+      });
+    });
+  });
+  return {offsets, ids, weights};
+}
+
+namespace {
+
+/// The plan of a selection given by its dense mask: each row's experts are
+/// found by reading all E of its mask bytes (the count adds them as 0/1, a
+/// loop LLVM vectorizes).
 struct PlanLowering : OpRewritePattern<moe::PlanOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::PlanOp op,
                                 PatternRewriter &rewriter) const override {
+    if (writtenByRoute(op))
+      return rewriter.notifyMatchFailure(op, "the route's lowering writes it");
     LoopBuilder b(op.getLoc(), rewriter);
     Value gates = toBuffer(b, op.getGates());
     Value mask = toBuffer(b, op.getMask());
     int64_t experts = op.getGates().getType().getDimSize(2);
-    Value zero = indexConst(b, 0), one = indexConst(b, 1);
+    Value zero = indexConst(b, 0);
     Value numExperts = indexConst(b, experts);
     Value tokens = dim(b, mask, 1);
     Value rows = muli(b, dim(b, mask, 0), tokens);
-    Value tileRows = indexConst(b, kPlanTileRows);
-    Value tiles = arith::CeilDivUIOp::create(b, rows, tileRows);
-    Value work = muli(b, rows, numExperts);
-
-    // cursors[tile, e]: first the tile's count of expert e, then where its
-    // rows of expert e go.
-    auto tableType =
-        MemRefType::get({ShapedType::kDynamic, experts}, b.getI32Type());
-    Value cursors = alloc(b, tableType, {tiles});
-    auto forEachRowOf =
-        [&](LoopBuilder &b, Value tile,
-            function_ref<void(LoopBuilder &, Value, Value, Value)> body) {
-          Value first = muli(b, tile, tileRows);
-          Value last =
-              arith::MinUIOp::create(b, addi(b, first, tileRows), rows);
-          forRange(b, first, last, [&](LoopBuilder &b, Value g) {
-            body(b, g, arith::DivUIOp::create(b, g, tokens),
-                 arith::RemUIOp::create(b, g, tokens));
-          });
-        };
-    forParallel2D(b, one, tiles, work, [&](LoopBuilder &b, Value, Value tile) {
-      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value e) {
-        store(b, i32Const(b, 0), cursors, {tile, e});
+    // mask[g / T, g % T, :]
+    auto rowOf = [&](LoopBuilder &b, Value g, Value e) {
+      return SmallVector<Value>{arith::DivUIOp::create(b, g, tokens),
+                                arith::RemUIOp::create(b, g, tokens), e};
+    };
+    PlanSource dense;
+    dense.countRow = [&](LoopBuilder &b, Value counts, Value tile, Value g) {
+      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
+        Value inc = arith::ExtUIOp::create(b, b.getI32Type(),
+                                           load(b, mask, rowOf(b, g, ei)));
+        store(b, addi(b, load(b, counts, {tile, ei}), inc), counts, {tile, ei});
       });
-      forEachRowOf(b, tile, [&](LoopBuilder &b, Value, Value bi, Value ti) {
-        forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
-          Value inc = arith::ExtUIOp::create(b, b.getI32Type(),
-                                             load(b, mask, {bi, ti, ei}));
-          store(b, addi(b, load(b, cursors, {tile, ei}), inc), cursors,
-                {tile, ei});
-        });
+    };
+    dense.forEachSelected = [&](LoopBuilder &b, Value g, SelectedBody body) {
+      forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
+        SmallVector<Value> at = rowOf(b, g, ei);
+        ifThen(b, load(b, mask, at),
+               [&](LoopBuilder &b) { body(b, ei, load(b, gates, at)); });
       });
-    });
-
-    auto offsetsType = MemRefType::get({experts + 1}, b.getI32Type());
-    Value offsets = alloc(b, offsetsType);
-    store(b, i32Const(b, 0), offsets, {zero});
-    forRangeAcc(b, zero, numExperts, {i32Const(b, 0)},
-                [&](LoopBuilder &b, Value e, ValueRange acc) {
-                  Value end = forRangeAcc(
-                      b, zero, tiles, {acc[0]},
-                      [&](LoopBuilder &b, Value tile, ValueRange start) {
-                        Value count = load(b, cursors, {tile, e});
-                        store(b, start[0], cursors, {tile, e});
-                        return SmallVector<Value>{addi(b, start[0], count)};
-                      })[0];
-                  store(b, end, offsets, {addi(b, e, one)});
-                  return SmallVector<Value>{end};
-                });
-
-    Value selected = i32ToIndex(b, load(b, offsets, {numExperts}));
-    Value ids = alloc(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getI32Type()), {selected});
-    Value weights = alloc(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()), {selected});
-    forParallel2D(b, one, tiles, work, [&](LoopBuilder &b, Value, Value tile) {
-      forEachRowOf(b, tile, [&](LoopBuilder &b, Value g, Value bi, Value ti) {
-        Value id = indexToI32(b, g);
-        forRange(b, zero, numExperts, [&](LoopBuilder &b, Value ei) {
-          ifThen(b, load(b, mask, {bi, ti, ei}), [&](LoopBuilder &b) {
-            Value pos = load(b, cursors, {tile, ei});
-            Value at = i32ToIndex(b, pos);
-            store(b, id, ids, {at});
-            store(b, load(b, gates, {bi, ti, ei}), weights, {at});
-            store(b, addi(b, pos, i32Const(b, 1)), cursors, {tile, ei});
-          });
-        });
-      });
-    });
-    rewriter.replaceOp(op,
-                       {toTensor(b, offsets, op.getExpertOffsets().getType()),
-                        toTensor(b, ids, op.getTokenIds().getType()),
-                        toTensor(b, weights, op.getWeights().getType())});
+    };
+    PlanBuffers plan =
+        emitPlan(b, rows, experts, muli(b, rows, numExperts), dense);
+    rewriter.replaceOp(
+        op, {toTensor(b, plan.offsets, op.getExpertOffsets().getType()),
+             toTensor(b, plan.ids, op.getTokenIds().getType()),
+             toTensor(b, plan.weights, op.getWeights().getType())});
     return success();
   }
 };

@@ -297,19 +297,53 @@ static SmallVector<Value> emptyBestK(LoopBuilder &b, int64_t k) {
   return init;
 }
 
+/// Elements whose largest key is compared with the k-th best at once.
+constexpr int64_t kBestKChunk = 16;
+
 SmallVector<Value> loops::emitBestKIndices(
     LoopBuilder &b, Value count, int64_t k,
     function_ref<std::pair<Value, Value>(LoopBuilder &, Value)> keyAt) {
-  SmallVector<Value> best = forRangeAcc(
-      b, indexConst(b, 0), count, emptyBestK(b, k),
-      [&](LoopBuilder &b, Value i, ValueRange acc) {
-        auto [key, include] = keyAt(b, i);
-        return insertIntoBestK(b, acc, key, indexToI32(b, i), include);
+  auto insertRange = [&](LoopBuilder &b, Value lb, Value ub, ValueRange acc) {
+    return forRangeAcc(
+        b, lb, ub, acc, [&](LoopBuilder &b, Value i, ValueRange acc) {
+          auto [key, include] = keyAt(b, i);
+          return insertIntoBestK(b, acc, key, indexToI32(b, i), include);
+        });
+  };
+  // Chunks first: a chunk's largest key (a reduction LLVM vectorizes) is
+  // compared with the k-th best, and only a chunk that beats it runs the
+  // insertions; the others cannot change the running top-k (an element
+  // enters only with a key above the k-th best, excluded ones count as key
+  // 0, below every real key). Most chunks are skipped.
+  Value chunk = indexConst(b, kBestKChunk);
+  Value whole = muli(b, arith::DivUIOp::create(b, count, chunk), chunk);
+  SmallVector<Value> best = forStridedAcc(
+      b, indexConst(b, 0), whole, chunk, emptyBestK(b, k),
+      [&](LoopBuilder &b, Value first, ValueRange acc) {
+        Value largest =
+            forRangeAcc(b, first, addi(b, first, chunk), {i32Const(b, 0)},
+                        [&](LoopBuilder &b, Value i, ValueRange m) {
+                          auto [key, include] = keyAt(b, i);
+                          Value counted =
+                              select(b, include, key, i32Const(b, 0));
+                          return SmallVector<Value>{
+                              arith::MaxUIOp::create(b, m[0], counted)};
+                        })[0];
+        Value beats = cmpi(b, CmpIPredicate::ugt, largest, acc[k - 1]);
+        auto visit = scf::IfOp::create(b, acc.getTypes(), beats,
+                                       /*withElseRegion=*/true);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(&visit.getThenRegion().front());
+        scf::YieldOp::create(b,
+                             insertRange(b, first, addi(b, first, chunk), acc));
+        b.setInsertionPointToStart(&visit.getElseRegion().front());
+        scf::YieldOp::create(b, acc);
+        return SmallVector<Value>(visit.getResults());
       });
+  best = insertRange(b, whole, count, best);
   return SmallVector<Value>(best.begin() + k, best.end());
 }
 
-/// Small k: the k best in registers, in one pass.
 /// Small k: one pass keeping the k best; returns the picks (i32 expert ids,
 /// by key descending).
 static SmallVector<Value> emitTopKByInsertion(LoopBuilder &b, Value gates,
@@ -335,6 +369,13 @@ TopKListBuffers loops::allocTopKLists(LoopBuilder &b, moe::TopKListOp list,
       alloc(b, MemRefType::get(idsType.getShape(), b.getI32Type()), dynRows),
       alloc(b, MemRefType::get(weightsType.getShape(), b.getF32Type()),
             dynRows)};
+}
+
+TopKListBuffers loops::allocTopKLists(LoopBuilder &b, int64_t k, Value rows) {
+  return {alloc(b, MemRefType::get({ShapedType::kDynamic, k}, b.getI32Type()),
+                {rows}),
+          alloc(b, MemRefType::get({ShapedType::kDynamic, k}, b.getF32Type()),
+                {rows})};
 }
 
 /// Row g = (bi, ti) of the top-k lists from the row's picks and final gates:

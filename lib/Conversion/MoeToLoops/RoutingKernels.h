@@ -18,6 +18,7 @@
 #include "Conversion/Common/LoopBuilder.h"
 #include "Conversion/Common/RoutingMath.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
+#include <functional>
 
 namespace mlir::usmoe::loops {
 
@@ -82,6 +83,8 @@ struct TopKListBuffers {
 /// Allocates the buffers of `list`'s results for `rows` = B * T tokens.
 TopKListBuffers allocTopKLists(LoopBuilder &b, moe::TopKListOp list,
                                Value rows);
+/// Allocates [rows, k] lists (the picks a plan is built from).
+TopKListBuffers allocTopKLists(LoopBuilder &b, int64_t k, Value rows);
 
 /// With `lists` (k <= kInsertionTopK), row (bi, ti) of a topk_list of this
 /// selection (TopKListOp::getPicksOfTokenRoute) is written too, from the k
@@ -111,6 +114,14 @@ inline constexpr int64_t kInsertionTopK = 16;
 inline bool writtenByRoute(moe::TopKListOp list) {
   return list.getPicksOfTokenRoute() && int64_t(list.getK()) <= kInsertionTopK;
 }
+/// Whether the lowering of `plan`'s route builds the plan, from each row's
+/// k picks (a Token Choice route keeping its picks) rather than from the
+/// mask.
+inline bool writtenByRoute(moe::PlanOp plan) {
+  moe::RouteOp route = plan.getRoute();
+  return route && route.getMode() == routing::Mode::Token &&
+         int64_t(*route.getRouterOptions().k) <= kInsertionTopK;
+}
 /// Sets whose budget is at most this many elements (Expert Choice columns
 /// of short sequences with many experts: often C = 1) are selected by a
 /// running top-k of this size and a threshold pass, whatever their size.
@@ -137,6 +148,32 @@ void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity,
 /// Unified: the best `budget` (index) pairs of every sequence.
 void emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget,
                     const ModelOptions &model = {});
+
+//===----------------------------------------------------------------------===//
+// Plan
+//===----------------------------------------------------------------------===//
+
+/// body(e, weight) for a selected expert e (an index) of the current row.
+using SelectedBody = function_ref<void(LoopBuilder &, Value, Value)>;
+
+/// Where a plan reads its selection from, row by row (g = b * T + t).
+struct PlanSource {
+  /// counts[tile, e] += 1 for each selected expert e of row g.
+  std::function<void(LoopBuilder &, Value counts, Value tile, Value g)>
+      countRow;
+  /// Visits each selected expert of row g once, in any order.
+  std::function<void(LoopBuilder &, Value g, SelectedBody)> forEachSelected;
+};
+
+/// The expert-major CSR of a plan.
+struct PlanBuffers {
+  Value offsets, ids, weights;
+};
+
+/// The plan of `rows` = B * T rows of E = `experts`, its passes parallel
+/// over tiles of rows when `work` is large enough.
+PlanBuffers emitPlan(LoopBuilder &b, Value rows, int64_t experts, Value work,
+                     const PlanSource &source);
 
 } // namespace mlir::usmoe::loops
 

@@ -158,6 +158,30 @@ void forEachPackedSequence(
   });
 }
 
+/// The plan of a Token Choice selection from its [rows, k] picks (ids and
+/// final gates): O(rows * k), the mask is not read.
+PlanBuffers emitPlanOfPicks(LoopBuilder &b, const TopKListBuffers &picks,
+                            int64_t k, Value rows, int64_t experts) {
+  auto pick = [&](LoopBuilder &b, Value g, int64_t j) {
+    return i32ToIndex(b, load(b, picks.ids, {g, indexConst(b, j)}));
+  };
+  PlanSource source;
+  source.countRow = [&](LoopBuilder &b, Value counts, Value tile, Value g) {
+    for (int64_t j = 0; j < k; ++j) {
+      Value e = pick(b, g, j);
+      store(b, addi(b, load(b, counts, {tile, e}), i32Const(b, 1)), counts,
+            {tile, e});
+    }
+  };
+  source.forEachSelected = [&](LoopBuilder &b, Value g, SelectedBody body) {
+    for (int64_t j = 0; j < k; ++j)
+      body(b, pick(b, g, j), load(b, picks.weights, {g, indexConst(b, j)}));
+  };
+  // Work in the units forParallel2D weighs: about 8 elements' worth a pick.
+  return emitPlan(b, rows, experts, muli(b, rows, indexConst(b, 8 * k)),
+                  source);
+}
+
 struct RouteLowering : OpRewritePattern<moe::RouteOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::RouteOp op,
@@ -167,9 +191,10 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     SelectionBuffers buffers = allocSelection(b, op, logits);
     routing::RouterOptions options = op.getRouterOptions();
     ModelOptions model{options.softcap, options.routedScalingFactor};
-    // Token Choice: the top-k lists of this selection, written from each
-    // row's picks.
+    // Token Choice: the top-k lists and plans of this selection, written
+    // from each row's picks.
     SmallVector<moe::TopKListOp> lists;
+    SmallVector<moe::PlanOp> plans;
     TopKListBuffers listBuffers;
     switch (options.mode) {
     case routing::Mode::Token: {
@@ -183,13 +208,21 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         groupScores =
             alloc(b, MemRefType::get({*options.nGroup}, b.getF32Type()));
       }
-      for (Operation *user : op.getMask().getUsers())
+      for (Operation *user : op.getMask().getUsers()) {
         if (auto list = dyn_cast<moe::TopKListOp>(user))
           if (writtenByRoute(list))
             lists.push_back(list);
+        if (auto plan = dyn_cast<moe::PlanOp>(user))
+          if (writtenByRoute(plan))
+            plans.push_back(plan);
+      }
+      Value rows = muli(b, dim(b, logits, 0), dim(b, logits, 1));
+      // The plans are built from each row's picks, kept in list form.
       if (!lists.empty())
-        listBuffers = allocTopKLists(
-            b, lists.front(), muli(b, dim(b, logits, 0), dim(b, logits, 1)));
+        listBuffers = allocTopKLists(b, lists.front(), rows);
+      else if (!plans.empty())
+        listBuffers = allocTopKLists(b, k, rows);
+      bool keepPicks = !lists.empty() || !plans.empty();
       auto selectRow = [&](LoopBuilder &b, Value bi, Value ti) {
         auto rankScore = [&](LoopBuilder &b, Value ei) {
           Value s = load(b, buffers.gates, {bi, ti, ei});
@@ -209,7 +242,7 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         };
         emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
                     options.renormalize, keyOf, model,
-                    lists.empty() ? nullptr : &listBuffers);
+                    keepPicks ? &listBuffers : nullptr);
       };
       // A group of rows at a time: the rows' scores are still in cache when
       // selected. Rows are independent (each writes its own gates and mask),
@@ -247,6 +280,18 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
       break;
     }
     replaceSelection(rewriter, b, op, buffers);
+    if (!plans.empty()) {
+      int64_t k = static_cast<int64_t>(*options.k);
+      PlanBuffers plan = emitPlanOfPicks(
+          b, listBuffers, k, muli(b, dim(b, logits, 0), dim(b, logits, 1)),
+          cast<MemRefType>(logits.getType()).getDimSize(2));
+      for (moe::PlanOp planOp : plans)
+        rewriter.replaceOp(
+            planOp,
+            {toTensor(b, plan.offsets, planOp.getExpertOffsets().getType()),
+             toTensor(b, plan.ids, planOp.getTokenIds().getType()),
+             toTensor(b, plan.weights, planOp.getWeights().getType())});
+    }
     for (moe::TopKListOp list : lists)
       rewriter.replaceOp(
           list,

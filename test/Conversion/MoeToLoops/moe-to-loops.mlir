@@ -130,3 +130,24 @@ func.func @token_route_other_k(%l: tensor<?x?x8xf32>) -> (tensor<?x3xi32>, tenso
   %ids, %w = moe.topk_list %g, %m k = 3 : tensor<?x?x8xf32>
   return %ids, %w : tensor<?x3xi32>, tensor<?x3xf32>
 }
+
+// -----
+
+// The plan of a Token Choice route is built from each row's k picks (kept
+// as [rows, k] lists by the route's row loop), O(rows * k): the mask is not
+// read back.
+// CHECK-LABEL: func.func @token_route_plan
+// CHECK: %[[MASK:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x?x8xi1>
+// CHECK: %[[PICKS:.*]] = memref.alloc(%{{.*}}) : memref<?x2xi32>
+// CHECK: scf.parallel
+// CHECK: memref.store %{{.*}}, %[[PICKS]][%{{.*}}, %{{.*}}] : memref<?x2xi32>
+// CHECK: scf.reduce
+// CHECK: memref.alloc(%{{.*}}) : memref<?x8xi32>
+// CHECK: memref.load %[[PICKS]]
+// CHECK-NOT: memref.load %[[MASK]]
+// CHECK: return
+func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi32>, tensor<?xf32>) {
+  %g, %m = moe.route #moe.token<k = 2> %l : tensor<?x?x8xf32>
+  %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
+  return %o, %i, %w : tensor<9xi32>, tensor<?xi32>, tensor<?xf32>
+}

@@ -329,6 +329,11 @@ LogicalResult TopKListOp::verify() {
   return check(*this, routing::checkTopK(getK(), gates.getDimSize(2)));
 }
 
+RouteOp PlanOp::getRoute() {
+  auto route = getMask().getDefiningOp<RouteOp>();
+  return route && getGates() == route.getGates() ? route : nullptr;
+}
+
 RouteOp TopKListOp::getPicksOfTokenRoute() {
   auto route = getMask().getDefiningOp<RouteOp>();
   if (!route || route.getMode() != routing::Mode::Token ||

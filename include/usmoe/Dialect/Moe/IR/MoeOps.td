@@ -292,6 +292,12 @@ def Moe_PlanOp : Moe_Op<"plan", [Pure, InferTypeOpAdaptor,
                       Moe_IndexVector:$token_ids, Moe_WeightVector:$weights);
   let assemblyFormat = "$gates `,` $mask attr-dict `:` type($gates)";
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The route whose gates and mask this plan reads (both), or null: then
+    /// a lowering knows the selection's rule (its budget, or for Token
+    /// Choice the k picks of every row) instead of only the mask.
+    RouteOp getRoute();
+  }];
 }
 
 def Moe_TopKListOp : Moe_Op<"topk_list", [Pure, InferTypeOpAdaptor,
