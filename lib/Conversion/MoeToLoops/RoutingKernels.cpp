@@ -662,9 +662,8 @@ static void emitRankSelect(LoopBuilder &b, Value gates, Value mask, Value ranks,
 /// or the same key no later in visiting order): the radix select's rule in
 /// two passes, whatever the set's size.
 static void emitInsertionSelect(LoopBuilder &b, Value gates, Value mask,
-                                Value count, const ModelOptions &model,
-                                SetVisitor visit) {
-  const int64_t k = kInsertionSelect;
+                                Value count, int64_t k,
+                                const ModelOptions &model, SetVisitor visit) {
   Value one = i32Const(b, 1);
   SmallVector<Value> init = {i32Const(b, 0)};
   init.append(emptyBestK(b, k));
@@ -706,11 +705,22 @@ static void emitInsertionSelect(LoopBuilder &b, Value gates, Value mask,
 static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                           Value ranks, Value size, Value count,
                           const ModelOptions &model, SetVisitor visit) {
+  // A running top-k as small as the count allows (Expert Choice of short
+  // sequences often has C = 1): each slot more costs every insertion.
+  std::function<void(LoopBuilder &, int64_t)> byInsertion = [&](LoopBuilder &b,
+                                                                int64_t slots) {
+    if (slots == kInsertionSelect)
+      return emitInsertionSelect(b, gates, mask, count, slots, model, visit);
+    ifThenElse(
+        b, cmpi(b, CmpIPredicate::ule, count, indexConst(b, slots)),
+        [&](LoopBuilder &b) {
+          emitInsertionSelect(b, gates, mask, count, slots, model, visit);
+        },
+        [&](LoopBuilder &b) { byInsertion(b, 2 * slots); });
+  };
   ifThenElse(
       b, cmpi(b, CmpIPredicate::ule, count, indexConst(b, kInsertionSelect)),
-      [&](LoopBuilder &b) {
-        emitInsertionSelect(b, gates, mask, count, model, visit);
-      },
+      [&](LoopBuilder &b) { byInsertion(b, 1); },
       [&](LoopBuilder &b) {
         ifThenElse(
             b,
@@ -759,14 +769,19 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
   Value experts = indexConst(b, numExperts(gates));
   // Every (sequence, expert) column is its own set: experts in parallel,
   // each with its own scratch row.
+  // Experts are the parallel loop, the sequences run inside it: one region
+  // for the whole batch (B short sequences are as parallel as one long
+  // one), and an expert's sets reuse its scratch row one after the other.
   SelectScratch scratch = SelectScratch::alloc(b, experts);
-  forRange(b, zero, dim(b, gates, 0), [&](LoopBuilder &b, Value bi) {
-    forParallel2D(b, indexConst(b, 1), experts, muli(b, experts, tokens),
-                  [&](LoopBuilder &b, Value, Value ei) {
+  Value sequences = dim(b, gates, 0);
+  forParallel2D(b, indexConst(b, 1), experts,
+                muli(b, muli(b, sequences, experts), tokens),
+                [&](LoopBuilder &b, Value, Value ei) {
+                  Value hist = SelectScratch::row(b, scratch.hist, ei);
+                  Value ranks = SelectScratch::row(b, scratch.ranks, ei);
+                  forRange(b, zero, sequences, [&](LoopBuilder &b, Value bi) {
                     emitSetSelect(
-                        b, gates, mask, SelectScratch::row(b, scratch.hist, ei),
-                        SelectScratch::row(b, scratch.ranks, ei), tokens,
-                        capacity, model,
+                        b, gates, mask, hist, ranks, tokens, capacity, model,
                         [&](LoopBuilder &b, ValueRange init, ElementBody body) {
                           return forRangeAcc(
                               b, zero, tokens, init,
@@ -775,7 +790,7 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
                               });
                         });
                   });
-  });
+                });
 }
 
 void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
