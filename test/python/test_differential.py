@@ -105,6 +105,21 @@ def test_unified(seed, route_device):
             assert sel.min() >= rest.max()
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "special"])
+def test_expert_choice_of_long_sequences(kind):
+    """Sequences of at least 2^18 scores (T * E) select their Expert Choice
+    columns from a transposed copy (the CPU lowering): the same selection as
+    the reference every way a column is selected (insertion, radix select),
+    ties and special values included, T not a multiple of the transposes'
+    row blocks."""
+    rng = np.random.default_rng(1100)
+    logits = random_logits(rng, 2, 1100, 256, np.float32, kind)
+    for opts in (dict(capacity=1), dict(capacity=6), dict(capacity=37),
+                 dict(capacity_factor=1.0, k=2)):
+        assert_same_plan(usmoe.route(logits, mode="expert", **opts),
+                         reference.route(logits, mode="expert", **opts))
+
+
 @pytest.mark.parametrize("t", [31, 32, 33])
 @pytest.mark.parametrize("kind", ["ties", "special"])
 def test_small_sets_on_both_sides_of_the_rank_select(t, kind):

@@ -546,6 +546,9 @@ using ElementBody =
 using SetVisitor =
     function_ref<SmallVector<Value>(LoopBuilder &, ValueRange, ElementBody)>;
 
+/// Copies of each radix pass's 256-bin histogram, filled by turns.
+constexpr int64_t kRadixCopies = 4;
+
 /// Selects, in place, the `count` best elements of a set by a 4-pass radix
 /// select over the 32-bit keys (8 bits a pass): O(set size), no sort.
 /// Afterwards every element with key > K is selected, plus the first
@@ -557,21 +560,29 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
   Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
   Value remaining = indexToI32(b, count);
   for (int shift = 24; shift >= 0; shift -= 8) {
-    forRange(b, zero, bins, [&](LoopBuilder &b, Value d) {
-      store(b, i32Const(b, 0), hist, {d});
-    });
-    visit(b, {}, [&](LoopBuilder &b, ValueRange idx, ValueRange) {
-      Value key = scoreKey(b, load(b, gates, idx));
-      Value match =
-          cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
-      Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
-                         i32Const(b, 255));
-      ifThen(b, match, [&](LoopBuilder &b) {
-        Value d = i32ToIndex(b, digit);
-        store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
-      });
-      return SmallVector<Value>{};
-    });
+    forRange(
+        b, zero, indexConst(b, 256 * kRadixCopies),
+        [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
+    // Every element adds its match (0 or 1) to its digit's bin in copy
+    // (element % kRadixCopies): no branch to mispredict, and runs of equal
+    // digits (scores cluster in few top bytes) do not wait on one bin's
+    // previous store.
+    visit(b, {i32Const(b, 0)},
+          [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+            Value key = scoreKey(b, load(b, gates, idx));
+            Value match =
+                cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+            Value digit =
+                andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
+                     i32Const(b, 255));
+            Value copy = andi(b, acc[0], i32Const(b, kRadixCopies - 1));
+            Value d = i32ToIndex(
+                b,
+                ori(b, digit, arith::ShLIOp::create(b, copy, i32Const(b, 8))));
+            Value inc = arith::ExtUIOp::create(b, b.getI32Type(), match);
+            store(b, addi(b, load(b, hist, {d}), inc), hist, {d});
+            return SmallVector<Value>{addi(b, acc[0], i32Const(b, 1))};
+          });
     // Scan digits from 255 down for the bin holding the remaining-th key.
     SmallVector<Value> scan = forRangeAcc(
         b, zero, bins,
@@ -579,7 +590,12 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
         [&](LoopBuilder &b, Value i, ValueRange acc) {
           Value cum = acc[0], found = acc[1];
           Value d = subi(b, indexConst(b, 255), i);
-          Value newCum = addi(b, cum, load(b, hist, {d}));
+          Value binCount = load(b, hist, {d});
+          for (int64_t copy = 1; copy < kRadixCopies; ++copy)
+            binCount =
+                addi(b, binCount,
+                     load(b, hist, {addi(b, d, indexConst(b, 256 * copy))}));
+          Value newCum = addi(b, cum, binCount);
           Value hit = andi(b, notI1(b, found),
                            cmpi(b, CmpIPredicate::sge, newCum, remaining));
           return SmallVector<Value>{
@@ -735,7 +751,7 @@ static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
 }
 
 /// Per-set scratch for `sets` selections running in parallel: histograms
-/// [sets, 256] and ranks [sets, kSmallSetSelect] (i32).
+/// [sets, 256 * kRadixCopies] and ranks [sets, kSmallSetSelect] (i32).
 struct SelectScratch {
   Value hist, ranks;
 
@@ -743,7 +759,7 @@ struct SelectScratch {
     auto type = [&](int64_t width) {
       return MemRefType::get({ShapedType::kDynamic, width}, b.getI32Type());
     };
-    return {loops::alloc(b, type(256), {sets}),
+    return {loops::alloc(b, type(256 * kRadixCopies), {sets}),
             loops::alloc(b, type(kSmallSetSelect), {sets})};
   }
 
@@ -762,35 +778,106 @@ struct SelectScratch {
   }
 };
 
+/// Sequences with at least this many scores (T * E) select their Expert
+/// Choice columns from a transposed copy: a column read in place touches a
+/// cache line per token (stride E), once per radix pass, and such a
+/// sequence no longer fits in the L2 cache that would keep those lines.
+constexpr int64_t kTransposedColumnsWork = int64_t(1) << 18;
+
+/// Rows of [B, T, E] per block of the transposes: the block's lines of the
+/// [B, E, T] side stay in cache while its rows are walked.
+constexpr int64_t kTransposeRows = 64;
+
+/// Elements (64 bytes of f32) added to each row of the transposed copies.
+constexpr int64_t kTransposePadding = 16;
+
+/// for each (b, t, e) of `like` [B, T, E], in blocks of rows in parallel:
+/// body(b, t, e).
+static void forEachPairByRowBlocks(
+    LoopBuilder &b, Value like,
+    function_ref<void(LoopBuilder &, Value, Value, Value)> body) {
+  Value zero = indexConst(b, 0), tokens = dim(b, like, 1);
+  Value sequences = dim(b, like, 0), experts = indexConst(b, numExperts(like));
+  Value rows = indexConst(b, kTransposeRows);
+  Value blocks = arith::CeilDivUIOp::create(b, tokens, rows);
+  forParallel2D(
+      b, sequences, blocks, muli(b, muli(b, sequences, tokens), experts),
+      [&](LoopBuilder &b, Value bi, Value block) {
+        Value first = muli(b, block, rows);
+        Value last = arith::MinUIOp::create(b, addi(b, first, rows), tokens);
+        forRange(b, first, last, [&](LoopBuilder &b, Value ti) {
+          forRange(b, zero, experts,
+                   [&](LoopBuilder &b, Value ei) { body(b, bi, ti, ei); });
+        });
+      });
+}
+
 void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
                              Value capacity, const ModelOptions &model) {
   Value zero = indexConst(b, 0);
-  Value tokens = dim(b, gates, 1);
-  Value experts = indexConst(b, numExperts(gates));
-  // Every (sequence, expert) column is its own set: experts in parallel,
-  // each with its own scratch row.
+  Value tokens = dim(b, gates, 1), sequences = dim(b, gates, 0);
+  int64_t numExpertsStatic = numExperts(gates);
+  Value experts = indexConst(b, numExpertsStatic);
   // Experts are the parallel loop, the sequences run inside it: one region
   // for the whole batch (B short sequences are as parallel as one long
   // one), and an expert's sets reuse its scratch row one after the other.
   SelectScratch scratch = SelectScratch::alloc(b, experts);
-  Value sequences = dim(b, gates, 0);
-  forParallel2D(b, indexConst(b, 1), experts,
-                muli(b, muli(b, sequences, experts), tokens),
-                [&](LoopBuilder &b, Value, Value ei) {
-                  Value hist = SelectScratch::row(b, scratch.hist, ei);
-                  Value ranks = SelectScratch::row(b, scratch.ranks, ei);
-                  forRange(b, zero, sequences, [&](LoopBuilder &b, Value bi) {
-                    emitSetSelect(
-                        b, gates, mask, hist, ranks, tokens, capacity, model,
-                        [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                          return forRangeAcc(
-                              b, zero, tokens, init,
-                              [&](LoopBuilder &b, Value t, ValueRange acc) {
-                                return body(b, {bi, t, ei}, acc);
-                              });
-                        });
-                  });
+  auto selectColumns = [&](LoopBuilder &b, Value scores, Value selected,
+                           bool transposed) {
+    forParallel2D(
+        b, indexConst(b, 1), experts,
+        muli(b, muli(b, sequences, experts), tokens),
+        [&](LoopBuilder &b, Value, Value ei) {
+          Value hist = SelectScratch::row(b, scratch.hist, ei);
+          Value ranks = SelectScratch::row(b, scratch.ranks, ei);
+          forRange(b, zero, sequences, [&](LoopBuilder &b, Value bi) {
+            emitSetSelect(
+                b, scores, selected, hist, ranks, tokens, capacity, model,
+                [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+                  return forRangeAcc(
+                      b, zero, tokens, init,
+                      [&](LoopBuilder &b, Value t, ValueRange acc) {
+                        return body(b,
+                                    transposed ? SmallVector<Value>{bi, ei, t}
+                                               : SmallVector<Value>{bi, t, ei},
+                                    acc);
+                      });
                 });
+          });
+        });
+  };
+  Value long_ = cmpi(b, CmpIPredicate::uge, muli(b, tokens, experts),
+                     indexConst(b, kTransposedColumnsWork));
+  ifThenElse(
+      b, long_,
+      [&](LoopBuilder &b) {
+        // Columns as rows of [B, E, T] copies; selected there, copied back.
+        auto columnsType = [&](Type element) {
+          return MemRefType::get(
+              {ShapedType::kDynamic, numExpertsStatic, ShapedType::kDynamic},
+              element);
+        };
+        // Rows padded by a cache line: with T a power of two, the
+        // transposes' E accesses of one token would map to one L1 set.
+        Value padded = addi(b, tokens, indexConst(b, kTransposePadding));
+        Value scores =
+            alloc(b, columnsType(b.getF32Type()), {sequences, padded});
+        Value selected =
+            alloc(b, columnsType(b.getI1Type()), {sequences, padded});
+        forEachPairByRowBlocks(
+            b, gates, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
+              store(b, load(b, gates, {bi, ti, ei}), scores, {bi, ei, ti});
+            });
+        selectColumns(b, scores, selected, /*transposed=*/true);
+        forEachPairByRowBlocks(
+            b, gates, [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
+              store(b, load(b, scores, {bi, ei, ti}), gates, {bi, ti, ei});
+              store(b, load(b, selected, {bi, ei, ti}), mask, {bi, ti, ei});
+            });
+      },
+      [&](LoopBuilder &b) {
+        selectColumns(b, gates, mask, /*transposed=*/false);
+      });
 }
 
 void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,

@@ -35,7 +35,7 @@ func.func @token_plain(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // Unified and Expert Choice scale the gates the radix select keeps.
 // CHECK-LABEL: func.func @unified_scaled
 // CHECK: math.tanh
-// CHECK: memref.alloc(%{{.*}}) : memref<?x256xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
 // CHECK: arith.constant 1.750000e+00 : f32
 // CHECK: arith.mulf
 // CHECK: arith.select
@@ -48,7 +48,7 @@ func.func @unified_scaled(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
 
 // CHECK-LABEL: func.func @expert_scaled
 // CHECK: math.tanh
-// CHECK: memref.alloc(%{{.*}}) : memref<?x256xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
 // CHECK: arith.constant 1.750000e+00 : f32
 func.func @expert_scaled(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
   %g, %m = moe.route #moe.expert<capacity = 2, routed_scaling_factor = 1.75, softcap = 5.0> %l : tensor<?x?x8xf32>

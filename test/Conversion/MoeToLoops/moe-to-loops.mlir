@@ -37,14 +37,14 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 
 // The unified global top-N: sequences in parallel, each with its own row of
 // the scratch; a set of at most 32 pairs is selected by ranks, a larger one
-// by a radix select over i32 keys with a 256-bin histogram, exactly four
-// digit passes (no fifth shift before the selection compare), then the
-// selection pass.
+// by a radix select over i32 keys with a 256-bin histogram (in 4 copies,
+// filled by turns), exactly four digit passes (no fifth shift before the
+// selection compare), then the selection pass.
 // CHECK-LABEL: func.func @global_top_n
 // CHECK: cf.assert %{{.*}}, "moe: unified budget n exceeds T * E of the input"
-// CHECK: %[[HIST:.*]] = memref.alloc(%{{.*}}) : memref<?x256xi32>
+// CHECK: %[[HIST:.*]] = memref.alloc(%{{.*}}) : memref<?x1024xi32>
 // CHECK: scf.parallel (%{{.*}}, %[[SEQ:.*]]) =
-// CHECK: memref.subview %[[HIST]][%[[SEQ]], 0] [1, 256] [1, 1]
+// CHECK: memref.subview %[[HIST]][%[[SEQ]], 0] [1, 1024] [1, 1]
 // CHECK: arith.cmpi ule, %{{.*}}, %c32
 // CHECK: } else {
 // CHECK-COUNT-4: arith.shrui %{{.*}}, %{{.*}} : i32
@@ -150,4 +150,29 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
   %g, %m = moe.route #moe.token<k = 2> %l : tensor<?x?x8xf32>
   %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
   return %o, %i, %w : tensor<9xi32>, tensor<?xi32>, tensor<?xf32>
+}
+
+// -----
+
+// Expert Choice columns: a sequence of at least 2^18 scores is selected from
+// [B, E, T + 16] copies (rows padded by a cache line), written there and
+// copied back (shorter ones are selected in place). Experts are the parallel loop, the
+// sequences run inside it; histograms have 4 copies of 256 bins.
+// CHECK-LABEL: func.func @expert_choice_columns
+// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK: %[[LONG:.*]] = arith.cmpi uge, %{{.*}}, %c262144
+// CHECK: scf.if %[[LONG]] {
+// CHECK: %[[PADDED:.*]] = arith.addi %{{.*}}, %c16
+// CHECK: %[[COLUMNS:.*]] = memref.alloc(%{{.*}}, %[[PADDED]]) : memref<?x8x?xf32>
+// CHECK: %[[PICKED:.*]] = memref.alloc(%{{.*}}, %[[PADDED]]) : memref<?x8x?xi1>
+// CHECK: memref.store %{{.*}}, %[[COLUMNS]]
+// CHECK: scf.parallel (%{{.*}}, %[[EXPERT:.*]]) =
+// CHECK: scf.for %[[SEQ:.*]] =
+// CHECK: memref.load %[[COLUMNS]][%[[SEQ]], %[[EXPERT]], %{{.*}}]
+// CHECK: memref.store %{{.*}}, %[[PICKED]][%[[SEQ]], %[[EXPERT]], %{{.*}}]
+// CHECK: memref.load %[[PICKED]]
+// CHECK: return
+func.func @expert_choice_columns(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xi1> {
+  %g, %m = moe.route #moe.expert<capacity = 2> %l : tensor<?x?x8xf32>
+  return %m : tensor<?x?x8xi1>
 }
