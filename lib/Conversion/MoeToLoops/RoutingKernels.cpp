@@ -563,10 +563,9 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
     forRange(
         b, zero, indexConst(b, 256 * kRadixCopies),
         [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
-    // Every element adds its match (0 or 1) to its digit's bin in copy
-    // (element % kRadixCopies): no branch to mispredict, and runs of equal
-    // digits (scores cluster in few top bytes) do not wait on one bin's
-    // previous store.
+    // A matching element counts in its digit's bin of copy (element %
+    // kRadixCopies): runs of equal digits (scores cluster in few top bytes)
+    // do not wait on one bin's previous store.
     visit(b, {i32Const(b, 0)},
           [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
             Value key = scoreKey(b, load(b, gates, idx));
@@ -576,11 +575,12 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                 andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
                      i32Const(b, 255));
             Value copy = andi(b, acc[0], i32Const(b, kRadixCopies - 1));
-            Value d = i32ToIndex(
-                b,
-                ori(b, digit, arith::ShLIOp::create(b, copy, i32Const(b, 8))));
-            Value inc = arith::ExtUIOp::create(b, b.getI32Type(), match);
-            store(b, addi(b, load(b, hist, {d}), inc), hist, {d});
+            ifThen(b, match, [&](LoopBuilder &b) {
+              Value d = i32ToIndex(
+                  b, ori(b, digit,
+                         arith::ShLIOp::create(b, copy, i32Const(b, 8))));
+              store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
+            });
             return SmallVector<Value>{addi(b, acc[0], i32Const(b, 1))};
           });
     // Scan digits from 255 down for the bin holding the remaining-th key.
