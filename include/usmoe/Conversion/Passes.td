@@ -23,10 +23,15 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
     The algorithms follow the normative semantics (docs/Dialect.md):
     scores in f32; NaN logits as `-inf`; selection by an order-preserving
     integer key of each f32 score, ties to the lower index. The per-token
-    top-k is k scans of the row; Expert Choice and the unified global top-N
-    use a 4-pass radix select over the keys (O(T * E), no sort). Fused
-    `moe.route` ops compute scores straight into the gate buffer and select
-    in place, one row (Token Choice) or one sequence (Unified) at a time.
+    top-k keeps the k best in registers in one pass over the row (k <= 16;
+    k scans beyond); Expert Choice and the unified global top-N select by a
+    running top-k for budgets of at most 8, by ranks for sets of at most 32
+    and by a 4-pass radix select over the keys otherwise (O(T * E), no
+    sort). Fused `moe.route` ops compute scores straight into the gate
+    buffer and select in place, a group of 8 rows (Token Choice) or one
+    sequence (Unified) at a time; a Token Choice route also writes the
+    `topk_list`s with its k and builds the `plan`s of its selection from
+    each row's picks.
 
     Budgets that depend on a dynamic T are checked at run time with
     `cf.assert` (n <= T * E, capacity <= T).
