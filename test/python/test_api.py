@@ -299,8 +299,11 @@ func.func @f(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
                                   dict(mode="expert", capacity_factor=1.25, k=2),
                                   dict(mode="unified", k=1.5),
                                   dict(mode="unified", budget=7, expert_score="softmax_tokens")])
-def test_cuda_matches_cpu(opts, gpu_path):
-    logits = np.random.default_rng(4).normal(size=(3, 33, 64)).astype(np.float32)
+# B * T = 99 and 128: the plan in one block (one tile, E = 64: two warps; E =
+# 40: two warps, partly idle); 200: count, scan and fill over two tiles.
+@pytest.mark.parametrize("shape", [(3, 33, 64), (1, 128, 40), (2, 100, 40)])
+def test_cuda_matches_cpu(opts, shape, gpu_path):
+    logits = np.random.default_rng(4).normal(size=shape).astype(np.float32)
     gpu = usmoe.route(logits, device="cuda", **opts)
     cpu = usmoe.route(logits, device="cpu", **opts)
     np.testing.assert_array_equal(gpu.mask, cpu.mask)

@@ -125,14 +125,13 @@ def test_device_logits_give_a_device_plan_without_copies_or_syncs():
         result["numpy"] = [str(host.dtype), list(host.shape)]
     """)
     assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
-                             "memset": 0, "launch": 4}
-    # route (writing the top-k lists too), plan (count and fill per tile of
-    # 128 rows with a thread per expert, one scan block); the legacy default
-    # stream (0).
+                             "memset": 0, "launch": 2}
+    # route (writing the top-k lists too), then the plan's 10 rows as one
+    # tile: count, scan and fill on one block (a thread per expert); the
+    # legacy default stream (0).
     assert [(name.rsplit("_", 1)[0] if name.startswith(("route", "topk")) else name, grid, block,
              stream) for name, grid, block, stream in r["launches"]] == [
-        ("route_token", 3, 128, 0), ("plan_1_count", 1, 32, 0), ("plan_1_scan", 1, 1024, 0),
-        ("plan_1_fill", 1, 32, 0)]
+        ("route_token", 3, 128, 0), ("plan_1_single", 1, 32, 0)]
     plan = r["plan"]
     assert {k: v["shape"] for k, v in plan.items()} == {
         "gates": [2, 5, 8], "mask": [2, 5, 8], "expert_offsets": [9], "token_ids": [20],
@@ -391,13 +390,12 @@ def test_device_layer_runs_without_copies_or_syncs():
     """)
     assert r["first"]["htod"] == 3  # the three weight tensors, once
     assert r["second"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
-                           "memset": 1, "launch": 8}
+                           "memset": 1, "launch": 6}
     # N = floor(1.5 * 12) = 18 rows for dispatch and the experts, a block per
-    # token for combine.
+    # token for combine; the plan's 12 rows are one tile: one plan launch.
     assert [tuple(x) for x in r["launches"]] == [
-        ("scores_unified_sigmoid", 3), ("select_sequence", 1), ("plan_count", 1),
-        ("plan_scan", 1), ("plan_fill", 1), ("dispatch", 18), ("expert_ffn", 18),
-        ("combine", 12)]
+        ("scores_unified_sigmoid", 3), ("select_sequence", 1), ("plan_single", 1),
+        ("dispatch", 18), ("expert_ffn", 18), ("combine", 12)]
     assert r["y"] == ["CudaArray", [12, 16], "<f4"]
     assert r["with_init"]["memset"] == 0 and r["with_init"]["htod"] == 0
 
@@ -584,8 +582,7 @@ def test_compile_for_cuda_runs_the_lowered_host_code():
     # the budget (2 sequences x floor(1.5 * 6)), not read back.
     assert r["shapes"] == [[2, 6, 8], [9], [18]]
     assert r["types"] == ["float32", "int32", "int32"]
-    assert r["kernels"] == ["route_unified_0_scores", "route_unified_0_select", "plan_1_count",
-                            "plan_1_scan", "plan_1_fill"]
+    assert r["kernels"] == ["route_unified_0_scores", "route_unified_0_select", "plan_1_single"]
     assert r["alloc"] == r["free"] > 0
 
 
@@ -676,10 +673,10 @@ def test_compiled_function_on_device_arrays_runs_the_host_code_on_the_stream():
             result["host_stream"] = str(e)
     """)
     assert r["counters"] == {"htod": 0, "dtoh": 0, "ctx_sync": 0, "stream_sync": 0,
-                             "memset": 0, "launch": 5}
+                             "memset": 0, "launch": 3}
     assert [(name, stream) for name, _, _, stream in r["launches"]] == [
         ("route_unified_0_scores", 0x5150), ("route_unified_0_select", 0x5150),
-        ("plan_1_count", 0x5150), ("plan_1_scan", 0x5150), ("plan_1_fill", 0x5150)]
+        ("plan_1_single", 0x5150)]
     # gates, mask, select workspace, plan tiles, offsets, ids, weights; the
     # four not returned freed on the stream.
     assert r["memory"] == {"alloc": 7, "free": 4, "alloc_async": 7, "free_async": 4}

@@ -177,12 +177,14 @@ inline constexpr int64_t kRowBlock = 256;
 /// rows allow.
 inline constexpr int64_t kCombineVector = 4;
 
-/// The three kernels of moe.plan (see PlanKernels.cpp): count(mask, tiles)
-/// and fill(gates, mask, tiles, ids, weights) on ceildiv(B * T,
-/// kPlanTileRows) blocks, scan(tiles, offsets, numTiles) on one; `tiles` is
-/// an i32 buffer of E * numTiles words (expert-major).
+/// The kernels of moe.plan (see PlanKernels.cpp): count(mask, tiles) and
+/// fill(gates, mask, tiles, ids, weights) on ceildiv(B * T, kPlanTileRows)
+/// blocks, scan(tiles, offsets, numTiles) on one; `tiles` is an i32 buffer
+/// of E * numTiles words (expert-major). When B * T <= kPlanTileRows,
+/// single(gates, mask, tiles, offsets, ids, weights) does all three on one
+/// block (tiles: E words).
 struct PlanKernels {
-  gpu::GPUFuncOp count, scan, fill;
+  gpu::GPUFuncOp count, scan, fill, single;
 };
 PlanKernels buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                              MemRefType gates, MemRefType mask,

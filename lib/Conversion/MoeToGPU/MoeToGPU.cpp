@@ -455,22 +455,46 @@ struct ConvertMoeToGPUPass
                       "expert) pairs (i32 token ids and offsets)");
     Value numTiles = arith::CeilDivUIOp::create(
         b, tokenRows, indexConst(b, gpu_kernels::kPlanTileRows));
-    Value tiles = alloc(b,
-                        MemRefType::get({ShapedType::kDynamic},
-                                        IntegerType::get(op.getContext(), 32)),
-                        {arith::MaxUIOp::create(b, muli(b, numTiles, expertsV),
-                                                indexConst(b, 1))});
+    // E words at least: the single-tile kernel counts into E slots.
+    Value tiles =
+        alloc(b,
+              MemRefType::get({ShapedType::kDynamic},
+                              IntegerType::get(op.getContext(), 32)),
+              {muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
+                    expertsV)});
     Value offsets = alloc(b, offsetsType);
-    launch(b, plan.count, numTiles, {mask, tiles});
-    launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
-    if (!router)
+    auto multiTile = [&](LoopBuilder &b, Value ids, Value weights) {
+      launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
+    };
+    Value ids, weights;
+    if (router) {
+      // M from the budget: the buffers exist before any launch, so rows
+      // that fit one tile take one launch.
+      Value rows = selectedPairs(b, *router, mask);
+      ids = alloc(b, idsType, {rows});
+      weights = alloc(b, weightsType, {rows});
+      ifThenElse(
+          b, cmpi(b, arith::CmpIPredicate::ule, numTiles, indexConst(b, 1)),
+          [&](LoopBuilder &b) {
+            launch(b, plan.single, indexConst(b, 1),
+                   {gates, mask, tiles, offsets, ids, weights});
+          },
+          [&](LoopBuilder &b) {
+            launch(b, plan.count, numTiles, {mask, tiles});
+            launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
+            multiTile(b, ids, weights);
+          });
+    } else {
+      plan.single.erase();
+      launch(b, plan.count, numTiles, {mask, tiles});
+      launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
       op->getParentOfType<ModuleOp>()->setAttr(kHostReadsDeviceAttr,
                                                UnitAttr::get(op.getContext()));
-    Value rows = router ? selectedPairs(b, *router, mask)
-                        : i32ToIndex(b, load(b, offsets, {expertsV}));
-    Value ids = alloc(b, idsType, {rows});
-    Value weights = alloc(b, weightsType, {rows});
-    launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
+      Value rows = i32ToIndex(b, load(b, offsets, {expertsV}));
+      ids = alloc(b, idsType, {rows});
+      weights = alloc(b, weightsType, {rows});
+      multiTile(b, ids, weights);
+    }
     Builder attrs(op.getContext());
     ModuleOp module = op->getParentOfType<ModuleOp>();
     SmallVector<NamedAttribute> info = {
@@ -480,15 +504,28 @@ struct ConvertMoeToGPUPass
     std::string tileGrid =
         "ceildiv(B * T, " + std::to_string(gpu_kernels::kPlanTileRows) + ")";
     std::string tileWords = tileGrid + " * E * 4";
+    // With a router, rows of one tile take the single kernel instead.
+    std::string multi = router ? "gt(" + tileGrid + ", 1)" : "1";
+    auto times = [&](StringRef bytes) {
+      return (multi + " * (" + bytes + ")").str();
+    };
     // The op's floor: the mask read, the offsets and M (id, weight) rows
     // written (the weights are gates of selected pairs: M * 4 more read).
     recordKernel(module, plan.count, "plan_count", tileGrid, info,
-                 {"1", "B * T * E", tileWords,
+                 {multi, times("B * T * E"), times(tileWords),
                   "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
-    recordKernel(module, plan.scan, "plan_scan", "1", info,
-                 {"1", tileWords, tileWords + " + (E + 1) * 4"});
+    recordKernel(
+        module, plan.scan, "plan_scan", "1", info,
+        {multi, times(tileWords), times(tileWords + " + (E + 1) * 4")});
     recordKernel(module, plan.fill, "plan_fill", tileGrid, info,
-                 {"1", "B * T * E + " + tileWords + " + M * 4", "M * 8"});
+                 {multi, times("B * T * E + " + tileWords + " + M * 4"),
+                  times("M * 8")});
+    if (router)
+      // The mask twice (count, fill), the E counts written, scanned, read.
+      recordKernel(module, plan.single, "plan_single", "1", info,
+                   {"1 - " + multi,
+                    "(1 - " + multi + ") * (B * T * E * 2 + E * 8 + M * 4)",
+                    "(1 - " + multi + ") * (E * 8 + (E + 1) * 4 + M * 8)"});
     replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
   }

@@ -12,7 +12,9 @@
 //                    each (expert, tile) its first plan row, and the
 //                    expert offsets (E + 1 values);
 //            fill    the tiles again: each expert's rows of the tile in
-//                    token order from there: ascending ids, stable.
+//                    token order from there: ascending ids, stable;
+//            single  when B * T fits one tile, the three on one block
+//                    (one launch instead of three: decode and short batches).
 //            Row walks load kPlanBatch mask bytes before using them, so a
 //            thread waits for one memory latency per batch, not per row.
 //  dispatch: one block per plan row copies hidden[ids[m], :] (f16/bf16
@@ -140,20 +142,24 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
       MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
   PlanKernels kernels;
 
-  // This block's tile: rows [begin, end), and the number of tiles.
+  // A tile: rows [begin, end) of the numTiles tiles, the one at `index`.
   struct Tile {
-    Value begin, end, tokens, count;
+    Value begin, end, tokens, count, index;
   };
-  auto tileOf = [](LoopBuilder &b, Value mask) {
+  // The tile of this block (`whole`: the single-tile kernel's only tile).
+  auto tileOf = [](LoopBuilder &b, Value mask, bool whole) {
     Value tokens = dim(b, mask, 1);
     Value rows = muli(b, dim(b, mask, 0), tokens);
+    if (whole)
+      return Tile{zero(b), rows, tokens, indexConst(b, 1), zero(b)};
     Value begin = muli(b, blockId(b), indexConst(b, kPlanTileRows));
     return Tile{
         begin,
         arith::MinUIOp::create(b, addi(b, begin, indexConst(b, kPlanTileRows)),
                                rows),
         tokens,
-        arith::CeilDivUIOp::create(b, rows, indexConst(b, kPlanTileRows))};
+        arith::CeilDivUIOp::create(b, rows, indexConst(b, kPlanTileRows)),
+        blockId(b)};
   };
   auto at = [](LoopBuilder &b, const Tile &tile, Value g, Value e) {
     return SmallVector<Value>{arith::DivUIOp::create(b, g, tile.tokens),
@@ -162,7 +168,7 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
   // Expert-major: the tiles of expert e are consecutive, so one flat scan
   // gives each (expert, tile) its first row in the plan.
   auto slot = [](LoopBuilder &b, const Tile &tile, Value e) {
-    return addi(b, muli(b, e, tile.count), blockId(b));
+    return addi(b, muli(b, e, tile.count), tile.index);
   };
   // A thread per expert (several when E > the block): the walk over the
   // tile's rows in order reads each row's mask bytes together (coalesced).
@@ -171,118 +177,136 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                indexConst(b, tileThreads), body);
   };
 
-  // count(mask, tiles): tiles[e * numTiles + tile] = the tile's rows of e.
+  // tiles[e * numTiles + tile] = the tile's rows of e.
+  auto count = [&](LoopBuilder &b, Value mask, Value tiles, const Tile &tile) {
+    forEachExpert(b, [&](LoopBuilder &b, Value e) {
+      Value count = forBatches(
+          b, tile.begin, tile.end, {i32Const(b, 0)},
+          [&](LoopBuilder &b, Value g) {
+            return load(b, mask, at(b, tile, g, e));
+          },
+          [&](LoopBuilder &b, Value, Value valid, Value on, ValueRange acc) {
+            return SmallVector<Value>{addi(
+                b, acc[0],
+                arith::ExtUIOp::create(b, b.getI32Type(), andi(b, valid, on)))};
+          })[0];
+      store(b, count, tiles, {slot(b, tile, e)});
+    });
+  };
+
+  // One flat exclusive scan over the E * numTiles counts by a block of
+  // `threads` (a contiguous segment per thread: sum, block scan of the
+  // sums, rewrite), so tiles[e * numTiles + t] becomes the plan row of
+  // expert e's first row in tile t, and offsets[e] its first row overall.
+  auto scan = [&](LoopBuilder &b, Value tiles, Value offsets, Value numTiles,
+                  int64_t threads, ArrayRef<Value> workgroup) {
+    Value tid = threadId(b);
+    Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
+    Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
+    Value numExperts = indexConst(b, experts);
+    Value n = muli(b, numExperts, numTiles);
+    Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
+    Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
+    Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
+    auto read = [&](LoopBuilder &b, Value i) { return load(b, tiles, {i}); };
+    Value sum = forBatches(
+        b, begin, end, {i32Const(b, 0)}, read,
+        [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
+          return SmallVector<Value>{
+              addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
+        })[0];
+    std::pair<Value, Value> scanned =
+        blockExclusiveScan(b, sum, lane, warp, workgroup[0], workgroup[1], 0);
+    Value before = scanned.first, total = scanned.second;
+    forBatches(
+        b, begin, end, {before}, read,
+        [&](LoopBuilder &b, Value i, Value valid, Value c, ValueRange acc) {
+          ifThen(b, valid,
+                 [&](LoopBuilder &b) { store(b, acc[0], tiles, {i}); });
+          return SmallVector<Value>{
+              addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
+        });
+    gpu::BarrierOp::create(b);
+    // offsets[e] = the scanned value of (e, tile 0); offsets[E] = M.
+    Value hasTiles = cmpi(b, CmpIPredicate::ugt, numTiles, zero(b));
+    forStrided(b, tid, numExperts, indexConst(b, threads),
+               [&](LoopBuilder &b, Value e) {
+                 Value first = arith::MinUIOp::create(
+                     b, muli(b, e, numTiles),
+                     subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
+                          indexConst(b, 1)));
+                 Value start = load(b, tiles, {first});
+                 store(b, select(b, hasTiles, start, i32Const(b, 0)), offsets,
+                       {e});
+               });
+    ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero(b)),
+           [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
+  };
+
+  // Each expert's rows of the tile, in token order, from the tile's first
+  // row in that expert.
+  auto fill = [&](LoopBuilder &b, Value gates, Value mask, Value tiles,
+                  Value ids, Value weights, const Tile &tile) {
+    forEachExpert(b, [&](LoopBuilder &b, Value e) {
+      Value start = load(b, tiles, {slot(b, tile, e)});
+      forBatches(
+          b, tile.begin, tile.end, {start},
+          [&](LoopBuilder &b, Value g) {
+            return load(b, mask, at(b, tile, g, e));
+          },
+          [&](LoopBuilder &b, Value g, Value valid, Value on, ValueRange acc) {
+            Value take = andi(b, valid, on);
+            ifThen(b, take, [&](LoopBuilder &b) {
+              Value pos = i32ToIndex(b, acc[0]);
+              store(b, indexToI32(b, g), ids, {pos});
+              store(b, load(b, gates, at(b, tile, g, e)), weights, {pos});
+            });
+            return SmallVector<Value>{addi(
+                b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), take))};
+          });
+    });
+  };
+
   kernels.count =
       buildKernel(builder, loc, (name + "_count").str(), {maskType, tilesType},
                   int32_t(tileThreads),
                   [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-                    Value mask = args[0], tiles = args[1];
-                    Tile tile = tileOf(b, mask);
-                    forEachExpert(b, [&](LoopBuilder &b, Value e) {
-                      Value count = forBatches(
-                          b, tile.begin, tile.end, {i32Const(b, 0)},
-                          [&](LoopBuilder &b, Value g) {
-                            return load(b, mask, at(b, tile, g, e));
-                          },
-                          [&](LoopBuilder &b, Value, Value valid, Value on,
-                              ValueRange acc) {
-                            return SmallVector<Value>{addi(
-                                b, acc[0],
-                                arith::ExtUIOp::create(b, b.getI32Type(),
-                                                       andi(b, valid, on)))};
-                          })[0];
-                      store(b, count, tiles, {slot(b, tile, e)});
-                    });
+                    count(b, args[0], args[1], tileOf(b, args[0], false));
                   });
 
-  // scan(tiles, offsets, numTiles): one flat exclusive scan over the E *
-  // numTiles counts (a contiguous segment per thread: sum, block scan of
-  // the sums, rewrite), so tiles[e * numTiles + t] becomes the plan row of
-  // expert e's first row in tile t, and offsets[e] its first row overall.
-  const int64_t threads = kPlanBlock, warps = kPlanBlock / kWarpSize;
   kernels.scan = buildKernel(
       builder, loc, (name + "_scan").str(),
-      {tilesType, offsetsType, builder.getIndexType()}, int32_t(threads),
+      {tilesType, offsetsType, builder.getIndexType()}, int32_t(kPlanBlock),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-        Value tiles = args[0], offsets = args[1], numTiles = args[2];
-        Value tid = threadId(b);
-        Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
-        Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-        Value numExperts = indexConst(b, experts);
-        Value n = muli(b, numExperts, numTiles);
-        Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
-        Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
-        Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
-        auto read = [&](LoopBuilder &b, Value i) {
-          return load(b, tiles, {i});
-        };
-        Value sum = forBatches(
-            b, begin, end, {i32Const(b, 0)}, read,
-            [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
-              return SmallVector<Value>{
-                  addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
-            })[0];
-        std::pair<Value, Value> scanned = blockExclusiveScan(
-            b, sum, lane, warp, workgroup[0], workgroup[1], 0);
-        Value before = scanned.first, total = scanned.second;
-        forBatches(
-            b, begin, end, {before}, read,
-            [&](LoopBuilder &b, Value i, Value valid, Value c, ValueRange acc) {
-              ifThen(b, valid,
-                     [&](LoopBuilder &b) { store(b, acc[0], tiles, {i}); });
-              return SmallVector<Value>{
-                  addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
-            });
-        gpu::BarrierOp::create(b);
-        // offsets[e] = the scanned value of (e, tile 0); offsets[E] = M.
-        Value hasTiles = cmpi(b, CmpIPredicate::ugt, numTiles, zero(b));
-        forStrided(b, tid, numExperts, indexConst(b, threads),
-                   [&](LoopBuilder &b, Value e) {
-                     Value first = arith::MinUIOp::create(
-                         b, muli(b, e, numTiles),
-                         subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
-                              indexConst(b, 1)));
-                     Value start = load(b, tiles, {first});
-                     store(b, select(b, hasTiles, start, i32Const(b, 0)),
-                           offsets, {e});
-                   });
-        ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero(b)),
-               [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
+        scan(b, args[0], args[1], args[2], kPlanBlock, workgroup);
       },
-      {workgroupBuffer(ctx, warps), workgroupBuffer(ctx, 1)});
+      {workgroupBuffer(ctx, kPlanBlock / kWarpSize), workgroupBuffer(ctx, 1)});
 
-  // fill(gates, mask, tiles, ids, weights): each expert's rows of the tile,
-  // in token order, from the tile's first row in that expert.
-  kernels.fill = buildKernel(
-      builder, loc, (name + "_fill").str(),
-      {gatesType, maskType, tilesType, idsType, weightsType},
+  kernels.fill =
+      buildKernel(builder, loc, (name + "_fill").str(),
+                  {gatesType, maskType, tilesType, idsType, weightsType},
+                  int32_t(tileThreads),
+                  [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+                    fill(b, args[0], args[1], args[2], args[3], args[4],
+                         tileOf(b, args[1], false));
+                  });
+
+  // All three on one block when the rows are a single tile: the barriers
+  // order the global counts (tiles) between the phases.
+  kernels.single = buildKernel(
+      builder, loc, (name + "_single").str(),
+      {gatesType, maskType, tilesType, offsetsType, idsType, weightsType},
       int32_t(tileThreads),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-        Value gates = args[0], mask = args[1], tiles = args[2], ids = args[3],
-              weights = args[4];
-        Tile tile = tileOf(b, mask);
-        forEachExpert(b, [&](LoopBuilder &b, Value e) {
-          Value start = load(b, tiles, {slot(b, tile, e)});
-          forBatches(
-              b, tile.begin, tile.end, {start},
-              [&](LoopBuilder &b, Value g) {
-                return load(b, mask, at(b, tile, g, e));
-              },
-              [&](LoopBuilder &b, Value g, Value valid, Value on,
-                  ValueRange acc) {
-                Value take = andi(b, valid, on);
-                ifThen(b, take, [&](LoopBuilder &b) {
-                  Value pos = i32ToIndex(b, acc[0]);
-                  store(b, indexToI32(b, g), ids, {pos});
-                  store(b, load(b, gates, at(b, tile, g, e)), weights, {pos});
-                });
-                return SmallVector<Value>{
-                    addi(b, acc[0],
-                         arith::ExtUIOp::create(b, b.getI32Type(), take))};
-              });
-        });
-      });
-  (void)offsetsType;
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
+        Value gates = args[0], mask = args[1], tiles = args[2];
+        Tile tile = tileOf(b, mask, true);
+        count(b, mask, tiles, tile);
+        gpu::BarrierOp::create(b);
+        scan(b, tiles, args[3], tile.count, tileThreads, workgroup);
+        gpu::BarrierOp::create(b);
+        fill(b, gates, mask, tiles, args[4], args[5], tile);
+      },
+      {workgroupBuffer(ctx, tileThreads / kWarpSize), workgroupBuffer(ctx, 1)});
   return kernels;
 }
 

@@ -110,15 +110,16 @@ inline Value warpInclusiveScan(LoopBuilder &b, Value v, Value lane) {
 
 /// Exclusive prefix sum of an i32 over all threads of a block, in thread
 /// order, and the block's total. `warpTotals` is workgroup memory with one
-/// slot per warp; the total goes through `scratch[slot]` (workgroup i32s).
-/// Every thread of
-/// the block must call it (it synchronizes twice); the caller synchronizes
-/// again before reusing the scratch memory.
+/// slot per warp of the block (up to 32); the total goes through
+/// `scratch[slot]` (workgroup i32s). Every thread of the block must call it (it
+/// synchronizes twice); the caller synchronizes again before reusing the
+/// scratch memory.
 inline std::pair<Value, Value> blockExclusiveScan(LoopBuilder &b, Value v,
                                                   Value lane, Value warp,
                                                   Value warpTotals,
                                                   Value scratch, int64_t slot) {
   using namespace loops;
+  const int64_t warps = cast<MemRefType>(warpTotals.getType()).getDimSize(0);
   Value inclusive = warpInclusiveScan(b, v, lane);
   ifThen(b,
          cmpi(b, arith::CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
@@ -126,11 +127,25 @@ inline std::pair<Value, Value> blockExclusiveScan(LoopBuilder &b, Value v,
   gpu::BarrierOp::create(b);
   ifThen(b, cmpi(b, arith::CmpIPredicate::eq, warp, indexConst(b, 0)),
          [&](LoopBuilder &b) {
-           Value total = load(b, warpTotals, {lane});
+           // Lanes past the block's warps count zero (and read nothing).
+           Value ownsSlot =
+               cmpi(b, arith::CmpIPredicate::ult, lane, indexConst(b, warps));
+           auto read = scf::IfOp::create(b, TypeRange{b.getI32Type()}, ownsSlot,
+                                         /*withElseRegion=*/true);
+           {
+             OpBuilder::InsertionGuard guard(b);
+             b.setInsertionPointToStart(read.thenBlock());
+             scf::YieldOp::create(b, load(b, warpTotals, {lane}));
+             b.setInsertionPointToStart(read.elseBlock());
+             scf::YieldOp::create(b, i32Const(b, 0));
+           }
+           Value total = read.getResult(0);
            Value scanned = warpInclusiveScan(b, total, lane);
            // Each lane rewrites only its own slot: no barrier needed here
            // (and none is allowed: only warp 0 takes this branch).
-           store(b, subi(b, scanned, total), warpTotals, {lane});
+           ifThen(b, ownsSlot, [&](LoopBuilder &b) {
+             store(b, subi(b, scanned, total), warpTotals, {lane});
+           });
            ifThen(b,
                   cmpi(b, arith::CmpIPredicate::eq, lane,
                        indexConst(b, kWarpSize - 1)),

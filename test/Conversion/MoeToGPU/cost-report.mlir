@@ -2,10 +2,11 @@
 // a shape: kernels in launch order; one 16384 x 64 sequence spreads its
 // select over 16384 * 64 / 4096 = 256 blocks, 4 histogram launches reading
 // the f32 scores (4 x 4.194 MB), so the single-block select launches 0
-// times; the plan walks 128 tiles of 128 rows. The floor: bf16 logits in
+// times; the plan walks 128 tiles of 128 rows (not the single-tile kernel). The floor: bf16 logits in
 // (2.097 MB), gates and mask (5.243), offsets and M = 24576 rows (plan).
 // RUN: usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=1,T=16384,M=24576" -o /dev/null | FileCheck %s
-// With a 4096-pair sequence the single block runs and the rest launch 0 times.
+// With a 4096-pair sequence the single block runs and the rest launch 0 times;
+// the plan's 128 rows are one tile: one launch of plan_1_single.
 // RUN: usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=2,T=64,M=192" -o /dev/null | FileCheck %s --check-prefix=SHORT
 // RUN: not usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=1,T=16384" -o /dev/null 2>&1 | FileCheck %s --check-prefix=NO-M
 // RUN: not usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=one" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
@@ -17,6 +18,7 @@
 // CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 16.777 1.049
 // CHECK-NEXT: route_unified_0_select_mark 1 256 1024 4.194 5.243
 // CHECK-NEXT: route_unified_0_select 0 1 1024 0.000 0.000 0.000 0.00
+// CHECK-NEXT: plan_1_single 0 1 64 0.000 0.000 0.000 0.00
 // CHECK-NEXT: plan_1_count 1 128 64 1.049 0.033
 // CHECK-NEXT: plan_1_scan 1 1 1024
 // CHECK-NEXT: plan_1_fill 1 128 64
@@ -26,9 +28,13 @@
 
 // SHORT: route_unified_0_select_histogram 0
 // SHORT: route_unified_0_select 1 2 1024
-// SHORT: total 5
+// SHORT: plan_1_single 1 1 64
+// SHORT: plan_1_count 0
+// SHORT: plan_1_scan 0
+// SHORT: plan_1_fill 0
+// SHORT: total 3
 
-// NO-M: error: usmoe-gpu-cost-report: plan_1_count floor_bytes = "B * T * E + M * 4 + (E + 1) * 4 + M * 8": no value for 'M' (give it in shape=...)
+// NO-M: error: usmoe-gpu-cost-report: plan_1_single bytes_read = "(1 - gt(ceildiv(B * T, 128), 1)) * (B * T * E * 2 + E * 8 + M * 4)": no value for 'M' (give it in shape=...)
 // BAD: error: usmoe-gpu-cost-report: shape: 'B=one' is not NAME=<non-negative integer>
 
 func.func @router(%l: tensor<?x?x64xbf16>) -> (tensor<?x?x64xf32>, tensor<?x?x64xi1>, tensor<65xi32>, tensor<?xi32>, tensor<?xf32>) {

@@ -250,16 +250,25 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 // -----
 
 // A plan of a route's selection: M = B * floor(k * T) on the host (none
-// when T = 0), no read-back of the device's count.
+// when T = 0), before any plan launch: no read-back of the device's count.
+// Rows that fit one tile (B * T <= 128) take the single-block kernel, one
+// launch; more take count, scan and fill.
 // CHECK: module attributes {gpu.container_module, usmoe.kernels
 // CHECK-LABEL: func.func @route_then_plan
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_scan
-// CHECK-NOT: memref.load
+// CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c128
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
 // CHECK: %[[PAIRS:.*]] = arith.muli %{{.*}}, %[[BUDGET]]
 // CHECK: %[[M:.*]] = arith.select %{{.*}}, %c0{{.*}}, %[[PAIRS]]
 // CHECK: memref.alloc(%[[M]]) : memref<?xi32>
+// CHECK: %[[ONE:.*]] = arith.cmpi ule, %[[TILES]], %c1
+// CHECK: scf.if %[[ONE]] {
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_single
+// CHECK-NOT: gpu.launch_func
+// CHECK: } else {
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_count
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_scan
+// CHECK-NOT: memref.load
 // CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill
 func.func @route_then_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi32>) {
   %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x8xf32>
