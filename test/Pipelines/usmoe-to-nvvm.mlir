@@ -25,9 +25,24 @@
 // CHECK: bar.sync
 // CHECK: atom.shared.add.u32
 // CHECK: shfl.sync.up.b32
+// Spread over blocks: each block's histogram out, then a fenced done count.
+// CHECK: .entry route_unified_7_select_histogram(
+// CHECK: atom.global.add.u32
+// CHECK: membar.gl
+// CHECK: atom.global.add.u32
+// CHECK-NEXT: membar.gl
 // CHECK: .entry route_unified_8_mix(
 // CHECK: .entry route_expert_9_select(
-// CHECK: .entry plan_11_count(
+// A route's plan: the tile that finishes its count last scans them all
+// (a done counter between device-scope fences), then fill; one block when
+// the rows fit a tile.
+// CHECK: .entry plan_11_count_scan(
+// CHECK: atom.shared.add.u32
+// CHECK: atom.global.exch.b32
+// CHECK: membar.gl
+// CHECK: atom.global.add.u32
+// CHECK-NEXT: membar.gl
+// CHECK: .entry plan_11_single(
 // CHECK: .entry plan_11_fill(
 // CHECK: .entry dispatch_12(
 // combine reads and writes 4 elements of d at a time where rows allow.

@@ -180,19 +180,20 @@ def test_plan_size_is_known_on_the_host(options, rows, kernels):
 
 
 @pytest.mark.parametrize("options, shape, kernels", [
-    # One sequence of 4096 x 8 = 32768 pairs: 8 chunks of 4096, a zeroed
-    # workspace, a histogram launch per digit, the marking launch.
+    # One sequence of 4096 x 8 = 32768 pairs: 8 chunks of 4096, the
+    # workspace zeroed by the score kernel, a histogram launch per digit,
+    # the marking launch.
     (dict(mode="unified", k=1.5), (1, 4096, 8),
-     [("scores_unified_sigmoid", 1024), ("select_sequence_zero", 1)]
+     [("scores_unified_sigmoid", 1024)]
      + [("select_sequence_histogram", 8)] * 4 + [("select_sequence_mark", 8)]),
     # Expert Choice columns of 17000 tokens: 5 chunks per (sequence, expert).
     (dict(mode="expert", capacity=8), (1, 17000, 8),
-     [("scores_softmax", 4250), ("select_column_zero", 3)]
+     [("scores_softmax", 4250)]
      + [("select_column_histogram", 40)] * 4 + [("select_column_mark", 40)]),
     # 16 x 8 = 128 columns of 17000 tokens fill the chip with a block each.
     (dict(mode="expert", capacity=8), (16, 17000, 8),
      [("scores_softmax", 68000), ("select_column", 128)]),
-    # 16384 pairs is not yet worth five more launches.
+    # 16384 pairs is not yet worth four more launches.
     (dict(mode="unified", k=1.5), (1, 2048, 8),
      [("scores_unified_sigmoid", 512), ("select_sequence", 1)]),
 ])
@@ -677,14 +678,14 @@ def test_compiled_function_on_device_arrays_runs_the_host_code_on_the_stream():
     assert [(name, stream) for name, _, _, stream in r["launches"]] == [
         ("route_unified_0_scores", 0x5150), ("route_unified_0_select", 0x5150),
         ("plan_1_single", 0x5150)]
-    # gates, mask, select workspace, plan tiles, offsets, ids, weights; the
-    # four not returned freed on the stream.
-    assert r["memory"] == {"alloc": 7, "free": 4, "alloc_async": 7, "free_async": 4}
+    # gates, mask, the plan's counts, the select workspace, plan tiles,
+    # offsets, ids, weights; the five not returned freed on the stream.
+    assert r["memory"] == {"alloc": 8, "free": 5, "alloc_async": 8, "free_async": 5}
     assert r["memory_streams"] == [0x5150]
     # M = 2 x floor(1.5 * 6) from the budget, known without a read-back.
     assert r["results"] == [["CudaArray", [2, 6, 8], "float32"], ["CudaArray", [9], "int32"],
                             ["CudaArray", [18], "int32"]]
-    assert r["after_del"]["free_async"] == 7
+    assert r["after_del"]["free_async"] == 8
     assert "must all be on the GPU or all on the host" in r["mixed"]
     assert "stream applies to arguments on the GPU" in r["host_stream"]
 

@@ -17,6 +17,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -36,7 +37,7 @@ bool isAccess(Operation *op) {
 bool isModeledGpuOp(Operation *op) {
   return isa<gpu::ThreadIdOp, gpu::BlockIdOp, gpu::BlockDimOp, gpu::GridDimOp,
              gpu::LaneIdOp, gpu::GlobalIdOp, gpu::BarrierOp, gpu::ShuffleOp,
-             gpu::ReturnOp, nvgpu::MmaSyncOp>(op);
+             gpu::ReturnOp, nvgpu::MmaSyncOp, NVVM::MembarOp>(op);
 }
 
 /// The one warp-level matrix op the emulator runs: m16n8k16 with f16 or
@@ -70,6 +71,8 @@ LogicalResult checkModeled(gpu::GPUFuncOp kernel) {
     if (auto mma = dyn_cast<nvgpu::MmaSyncOp>(op))
       return failed(checkModeledMma(mma)) ? WalkResult::interrupt()
                                           : WalkResult::advance();
+    if (isa<NVVM::MembarOp>(op))
+      return WalkResult::advance();
     if ((dialect == "gpu" && !isModeledGpuOp(op)) || dialect == "nvvm" ||
         dialect == "nvgpu" || dialect == "rocdl" || dialect == "amdgpu") {
       op->emitOpError("is not modeled by the GPU emulator");
@@ -190,6 +193,11 @@ void emulate(Operation *op, Value thread, EmulatorCalls &calls) {
       })
       .Case([&](gpu::BarrierOp o) {
         calls.call(b, loc, "usmoe_emu_barrier", {thread, calls.site(b, o)});
+        o.erase();
+      })
+      .Case([&](NVVM::MembarOp o) {
+        // Blocks run one after another and every access is performed at
+        // once: a fence has nothing left to order.
         o.erase();
       })
       .Case([&](gpu::ShuffleOp o) {

@@ -57,12 +57,14 @@ inline constexpr int64_t kMaxGroups = 64;
 /// top-2 pairs). With `listIds` / `listWeights` types ([B*T, k], k <=
 /// kMaxFusedListK, no bias) it also writes moe.topk_list's lists as two
 /// more arguments: the picks by descending gate, ties to the lower expert.
+/// `zeroed` (1-D i32 types): more arguments, last, that the kernel clears
+/// (workspaces of later launches, see zeroFromEveryThread).
 gpu::GPUFuncOp buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logits,
     MemRefType gates, MemRefType mask, int64_t k, bool renormalize,
     MemRefType bias, std::optional<GroupLimit> groupLimit,
     const loops::ModelOptions &model, MemRefType listIds = nullptr,
-    MemRefType listWeights = nullptr);
+    MemRefType listWeights = nullptr, ArrayRef<MemRefType> zeroed = {});
 
 /// The largest k whose top-k lists the Token Choice kernel writes itself
 /// (a pick per lane).
@@ -86,11 +88,14 @@ inline constexpr int64_t kSelectBlock = 1024;
 
 /// `name(logits, scores)`: scores[b, t, :] = P, or, with `alpha`,
 /// U = (1 - alpha) * P + alpha * (2/E) * sigmoid(L) (one warp per token).
+/// `zeroed` (1-D i32 types): more arguments the kernel clears (workspaces
+/// of later launches, see zeroFromEveryThread).
 gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
                                    StringRef name, MemRefType logits,
                                    MemRefType scores,
                                    std::optional<double> alpha,
-                                   const loops::ModelOptions &model);
+                                   const loops::ModelOptions &model,
+                                   ArrayRef<MemRefType> zeroed = {});
 
 /// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
 /// the softmax of each (sequence, expert) column over the tokens; one block
@@ -150,12 +155,12 @@ struct SelectWorkspace {
 };
 
 /// The launches of a multi-block select over dense [B, T, E] gates (see
-/// MultiBlockSelect.cpp): `zero(workspace)` on ceildiv(words, 1024) blocks,
-/// then `histogram(gates, workspace, budget, pass)` for pass 0..3 and
+/// MultiBlockSelect.cpp), after a zeroed workspace:
+/// `histogram(gates, workspace, budget, pass)` for pass 0..3 and
 /// `mark(gates, mask, workspace)`, each on sets * ceildiv(count, chunk)
 /// blocks of kSelectBlock threads.
 struct MultiBlockSelectKernels {
-  gpu::GPUFuncOp zero, histogram, mark;
+  gpu::GPUFuncOp histogram, mark;
 };
 MultiBlockSelectKernels
 buildMultiBlockSelectKernels(OpBuilder &builder, Location loc, StringRef name,
@@ -177,19 +182,39 @@ inline constexpr int64_t kRowBlock = 256;
 /// rows allow.
 inline constexpr int64_t kCombineVector = 4;
 
-/// The kernels of moe.plan (see PlanKernels.cpp): count(mask, tiles) and
-/// fill(gates, mask, tiles, ids, weights) on ceildiv(B * T, kPlanTileRows)
-/// blocks, scan(tiles, offsets, numTiles) on one; `tiles` is an i32 buffer
-/// of E * numTiles words (expert-major). When B * T <= kPlanTileRows,
-/// single(gates, mask, tiles, offsets, ids, weights) does all three on one
+/// The kernels of moe.plan (see PlanKernels.cpp); `tiles` buffers are i32,
+/// E * numTiles words (expert-major), numTiles = ceildiv(B * T,
+/// kPlanTileRows). Without `budgeted`: count(mask, tiles) and fill(gates,
+/// mask, tiles, ids, weights) on numTiles blocks, scan(tiles, offsets,
+/// numTiles) on one. With `budgeted` (M known before the launches):
+/// count_scan(mask, counts, starts, offsets) on numTiles blocks of
+/// kPlanBlock threads, `counts` one word longer (a done counter) and zeroed
+/// beforehand, then fill(gates, mask, starts, ids, weights); or, when
+/// numTiles <= 1, single(gates, mask, tiles, offsets, ids, weights) on one
 /// block (tiles: E words).
 struct PlanKernels {
-  gpu::GPUFuncOp count, scan, fill, single;
+  gpu::GPUFuncOp count, scan, fill, single, countScan;
 };
 PlanKernels buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                              MemRefType gates, MemRefType mask,
                              MemRefType offsets, MemRefType ids,
-                             MemRefType weights);
+                             MemRefType weights, bool budgeted);
+
+/// Words of a budgeted plan's `counts` buffer for `rows` = B * T (index):
+/// E per tile and the done counter.
+Value planCountWords(loops::LoopBuilder &b, Value rows, int64_t experts);
+
+/// A device-scope memory fence (PTX membar.gl, CUDA's __threadfence()).
+/// The last-block-done pattern needs one in thread 0 between the block's
+/// results (after a barrier) and its increment of the done counter, and one
+/// after that increment in the block that finds itself last: the atomics
+/// the kernels use are relaxed on the GPU, so nothing else orders them.
+void fenceDevice(loops::LoopBuilder &b);
+
+/// Stores 0 into every word of each 1-D i32 buffer, spread over all threads
+/// of the grid: a kernel that runs before another clears its workspace
+/// instead of a launch of its own.
+void zeroFromEveryThread(loops::LoopBuilder &b, ValueRange buffers);
 
 /// `name(ids, weights, gates, mask)`: moe.select_given, one thread per row
 /// (kColumnBlock per block): the row zeroed, then its given pairs set; ids

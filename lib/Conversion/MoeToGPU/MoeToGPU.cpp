@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
@@ -75,12 +76,15 @@ struct ConvertMoeToGPUPass
     unsigned counter = 0;
     // Plans of a route's selection: M follows from the router's budget, so
     // the host sizes the plan without reading the device's count back.
+    // The route's first kernel clears their count workspace.
     DenseMap<Operation *, routing::RouterOptions> budgetedPlans;
     for (Operation *op : lowerable)
       if (auto plan = dyn_cast<moe::PlanOp>(op))
         if (moe::RouteOp route = plan.getRoute())
-          if (!route.getSeqlens())
+          if (!route.getSeqlens()) {
             budgetedPlans[plan] = route.getRouterOptions();
+            plansOfRoute[route].push_back(plan);
+          }
     // Top-k lists of a Token Choice route (no bias: its picks come in gate
     // order; k <= 32: a pick per lane) are written by the route's kernel.
     for (Operation *op : lowerable)
@@ -180,6 +184,36 @@ struct ConvertMoeToGPUPass
            });
   }
 
+  /// Budgeted plans of each route, and the count workspace (zeroed by the
+  /// route's first kernel) the route lowering allocated for each plan.
+  DenseMap<Operation *, SmallVector<Operation *>> plansOfRoute;
+  DenseMap<Operation *, Value> planCounts;
+
+  /// The count workspaces of `route`'s budgeted plans, allocated here (the
+  /// route's first kernel zeroes them); their types for the kernel.
+  SmallVector<Value> allocPlanCounts(LoopBuilder &b, Operation *route,
+                                     Value rows, int64_t experts) {
+    SmallVector<Value> counts;
+    for (Operation *plan : plansOfRoute.lookup(route)) {
+      counts.push_back(alloc(b, planCountsType(b.getContext()),
+                             {gpu_kernels::planCountWords(b, rows, experts)}));
+      planCounts[plan] = counts.back();
+    }
+    return counts;
+  }
+  static MemRefType planCountsType(MLIRContext *ctx) {
+    return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+  }
+  /// Bytes the route's first kernel zeroes for its plans (cost table).
+  std::string planCountBytes(Operation *route) {
+    size_t plans = plansOfRoute.lookup(route).size();
+    if (plans == 0)
+      return "";
+    return llvm::formatv(" + {0} * (max(ceildiv(B * T, {1}), 1) * E + 1) * 4",
+                         plans, gpu_kernels::kPlanTileRows)
+        .str();
+  }
+
   /// Token Choice routes whose kernel writes a topk_list's lists, and the
   /// list ops so replaced.
   DenseMap<Operation *, moe::TopKListOp> fusedLists;
@@ -196,13 +230,13 @@ struct ConvertMoeToGPUPass
         message);
   }
 
-  /// The select launches of dense [B, T, E] gates: a block per set (all
-  /// four digits in one launch), or, for few large sets, every SM: zero the
-  /// workspace, a histogram launch per digit, mark.
-  void launchSelect(LoopBuilder &b, gpu::GPUFuncOp single,
-                    const gpu_kernels::MultiBlockSelectKernels &multi,
-                    Value sets, Value setSize, Value gates, Value mask,
-                    Value budget) {
+  /// Whether the select of dense [B, T, E] gates spreads over every SM
+  /// (few large sets), and the multi-block select's workspace (one word
+  /// when not), to be zeroed by the route's score kernel.
+  struct SpreadSelect {
+    Value chunks, spread, workspace;
+  };
+  SpreadSelect allocSelectWorkspace(LoopBuilder &b, Value sets, Value setSize) {
     using Words = gpu_kernels::SelectWorkspace;
     Value chunks =
         arith::CeilDivUIOp::create(b, setSize, indexConst(b, selectChunk));
@@ -217,23 +251,23 @@ struct ConvertMoeToGPUPass
     // end), one word when unused.
     Value words = select(b, spread, muli(b, sets, indexConst(b, Words::kWords)),
                          indexConst(b, 1));
-    Value workspace =
-        alloc(b,
-              MemRefType::get({ShapedType::kDynamic},
-                              IntegerType::get(b.getContext(), 32)),
-              {words});
+    return {chunks, spread, alloc(b, planCountsType(b.getContext()), {words})};
+  }
+
+  /// The select launches: a block per set (all four digits in one launch),
+  /// or, for few large sets, every SM: a histogram launch per digit, mark.
+  void launchSelect(LoopBuilder &b, gpu::GPUFuncOp single,
+                    const gpu_kernels::MultiBlockSelectKernels &multi,
+                    const SpreadSelect &spread, Value sets, Value setSize,
+                    Value gates, Value mask, Value budget) {
     ifThenElse(
-        b, spread,
+        b, spread.spread,
         [&](LoopBuilder &b) {
-          launch(b, multi.zero,
-                 arith::CeilDivUIOp::create(
-                     b, words, indexConst(b, gpu_kernels::kSelectBlock)),
-                 {workspace});
-          Value grid = muli(b, sets, chunks);
+          Value grid = muli(b, sets, spread.chunks);
           for (int64_t pass = 0; pass < gpu_kernels::kRadixPasses; ++pass)
             launch(b, multi.histogram, grid,
-                   {gates, workspace, budget, indexConst(b, pass)});
-          launch(b, multi.mark, grid, {gates, mask, workspace});
+                   {gates, spread.workspace, budget, indexConst(b, pass)});
+          launch(b, multi.mark, grid, {gates, mask, spread.workspace});
         },
         [&](LoopBuilder &b) {
           // Empty sets (T = 0) select nothing: no launch.
@@ -267,9 +301,14 @@ struct ConvertMoeToGPUPass
     std::string base =
         std::string(unified ? "route_unified_" : "route_expert_") +
         std::to_string(index);
+    // The score kernel zeroes the plans' counts and the multi-block
+    // select's workspace (packed sequences select on one block per set).
+    SmallVector<MemRefType> zeroedTypes(plansOfRoute.lookup(op).size() +
+                                            (op.getSeqlens() ? 0 : 1),
+                                        planCountsType(op.getContext()));
     gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
         kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha,
-        model);
+        model, zeroedTypes);
     // Packed sequences: the column and select kernels read the offsets and
     // compute each sequence's budget from its T_i themselves.
     MemRefType seqlensType =
@@ -301,21 +340,28 @@ struct ConvertMoeToGPUPass
                                  indexConst(b, 1))
                           : dim(b, logits, 0);
     Value rows = muli(b, dim(b, logits, 0), dim(b, logits, 1));
-    launch(b, scoreKernel,
-           arith::CeilDivUIOp::create(
-               b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
-           {logits, gates});
-    if (mixKernel)
-      launch(b, mixKernel, muli(b, batch, indexConst(b, experts)),
-             seqlens ? SmallVector<Value>{logits, gates, seqlens}
-                     : SmallVector<Value>{logits, gates});
-
     Value sets = unified ? batch : muli(b, batch, indexConst(b, experts));
     Value tokens = dim(b, logits, 1);
     Value setSize = unified ? muli(b, tokens, indexConst(b, experts)) : tokens;
     checkCountFitsI32(b, setSize,
                       "a selection set (T * E pairs for unified, T tokens for "
                       "expert) on the GPU has at most 2^31 - 1 elements");
+    SmallVector<Value> scoreArgs = {logits, gates};
+    llvm::append_range(scoreArgs, allocPlanCounts(b, op, rows, experts));
+    std::optional<SpreadSelect> spreadSelect;
+    if (!seqlens) {
+      spreadSelect = allocSelectWorkspace(b, sets, setSize);
+      scoreArgs.push_back(spreadSelect->workspace);
+    }
+    launch(b, scoreKernel,
+           arith::CeilDivUIOp::create(
+               b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
+           scoreArgs);
+    if (mixKernel)
+      launch(b, mixKernel, muli(b, batch, indexConst(b, experts)),
+             seqlens ? SmallVector<Value>{logits, gates, seqlens}
+                     : SmallVector<Value>{logits, gates});
+
     std::optional<gpu_kernels::MultiBlockSelectKernels> multi;
     if (seqlens) {
       launch(b, selectKernel, sets, {gates, mask, seqlens});
@@ -327,7 +373,8 @@ struct ConvertMoeToGPUPass
           model, selectChunk);
       Value budget =
           op.getRouter().buildSetBudget(b, op.getLoc(), tokens, experts);
-      launchSelect(b, selectKernel, *multi, sets, setSize, gates, mask, budget);
+      launchSelect(b, selectKernel, *multi, *spreadSelect, sets, setSize, gates,
+                   mask, budget);
     }
 
     Builder attrs(op.getContext());
@@ -342,16 +389,6 @@ struct ConvertMoeToGPUPass
     // (f32) and mask out.
     int64_t logitBytes = elementBytes(logitsType.getElementType());
     std::string pairs = "B * T * E";
-    describe(
-        scoreKernel, rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
-        "ceildiv(B * T, 4)",
-        {"1", llvm::formatv("{0} * {1}", pairs, logitBytes), pairs + " * 4",
-         llvm::formatv("{0} * {1}", pairs, logitBytes + 5)});
-    if (mixKernel)
-      // Each block reads its column's logits three times (max, sum, mix).
-      describe(mixKernel, "mix_softmax_tokens", "B * E",
-               {"1", llvm::formatv("{0} * {1}", pairs, 3 * logitBytes + 4),
-                pairs + " * 4"});
     std::string selectKind = unified ? "select_sequence" : "select_column";
     StringRef setGrid = unified ? "B" : "B * E";
     StringRef setSizeExpr = unified ? "T * E" : "T";
@@ -362,6 +399,23 @@ struct ConvertMoeToGPUPass
                                 setSizeExpr, selectChunk, selectSpread,
                                 kSelectSpreadMaxSets, unified ? "B" : "B * E")
                       .str();
+    // It also zeroes the plans' counts and the select's workspace.
+    std::string zeroedBytes = planCountBytes(op);
+    if (!seqlens)
+      zeroedBytes +=
+          llvm::formatv(" + ({0} * {1} * {2} + 1 - {0}) * 4", spread, setGrid,
+                        gpu_kernels::SelectWorkspace::kWords);
+    describe(scoreKernel,
+             rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
+             "ceildiv(B * T, 4)",
+             {"1", llvm::formatv("{0} * {1}", pairs, logitBytes),
+              pairs + " * 4" + zeroedBytes,
+              llvm::formatv("{0} * {1}", pairs, logitBytes + 5)});
+    if (mixKernel)
+      // Each block reads its column's logits three times (max, sum, mix).
+      describe(mixKernel, "mix_softmax_tokens", "B * E",
+               {"1", llvm::formatv("{0} * {1}", pairs, 3 * logitBytes + 4),
+                pairs + " * 4"});
     if (multi) {
       // The single-block kernel runs sets of at most `chunk` elements.
       common.push_back(
@@ -387,13 +441,6 @@ struct ConvertMoeToGPUPass
                             ", " + Twine(selectChunk) + ")")
                                .str();
       std::string grid = (Twine(setGrid) + " * " + chunks).str();
-      int64_t words = gpu_kernels::SelectWorkspace::kWords;
-      describe(multi->zero, selectKind + "_zero",
-               llvm::formatv("ceildiv({0} * {1}, {2})", setGrid, words,
-                             gpu_kernels::kSelectBlock)
-                   .str(),
-               {spread, "0",
-                llvm::formatv("{0} * {1} * {2} * 4", spread, setGrid, words)});
       // Per digit: the scores read; a block's histogram added to the set's.
       describe(
           multi->histogram, selectKind + "_histogram", grid,
@@ -428,12 +475,18 @@ struct ConvertMoeToGPUPass
     return select(b, empty, indexConst(b, 0), muli(b, sets, budget));
   }
 
-  /// plan -> count (block per tile of rows), scan (one block), fill (block
-  /// per tile). M comes from `router`'s budget when the selection is a
-  /// route's, else it is read back on the host after the scan.
+  /// plan of a route's selection (`router`): M from the budget, and the
+  /// counts workspace the route's first kernel zeroed: count_scan and fill
+  /// (a block per tile of rows), or one single-block launch when the rows
+  /// fit one tile. Any other plan: count, scan (one block), the M read back
+  /// on the host, fill.
   LogicalResult lowerPlan(moe::PlanOp op, gpu::GPUModuleOp kernels,
                           unsigned index,
                           std::optional<routing::RouterOptions> router) {
+    Value counts = planCounts.lookup(op);
+    if (router && !counts)
+      return op->emitOpError("internal: the route of a budgeted plan was not "
+                             "lowered before it");
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "plan_" + std::to_string(index);
     auto offsetsType = memrefOf(op.getExpertOffsets().getType());
@@ -441,7 +494,8 @@ struct ConvertMoeToGPUPass
     auto weightsType = memrefOf(op.getWeights().getType());
     gpu_kernels::PlanKernels plan = gpu_kernels::buildPlanKernels(
         kb, op.getLoc(), name, memrefOf(op.getGates().getType()),
-        memrefOf(op.getMask().getType()), offsetsType, idsType, weightsType);
+        memrefOf(op.getMask().getType()), offsetsType, idsType, weightsType,
+        /*budgeted=*/bool(router));
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -455,21 +509,15 @@ struct ConvertMoeToGPUPass
                       "expert) pairs (i32 token ids and offsets)");
     Value numTiles = arith::CeilDivUIOp::create(
         b, tokenRows, indexConst(b, gpu_kernels::kPlanTileRows));
-    // E words at least: the single-tile kernel counts into E slots.
+    // E words at least (the single-tile kernel counts into E slots).
     Value tiles =
-        alloc(b,
-              MemRefType::get({ShapedType::kDynamic},
-                              IntegerType::get(op.getContext(), 32)),
+        alloc(b, planCountsType(op.getContext()),
               {muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
                     expertsV)});
     Value offsets = alloc(b, offsetsType);
-    auto multiTile = [&](LoopBuilder &b, Value ids, Value weights) {
-      launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
-    };
     Value ids, weights;
     if (router) {
-      // M from the budget: the buffers exist before any launch, so rows
-      // that fit one tile take one launch.
+      // M from the budget: the buffers exist before any launch.
       Value rows = selectedPairs(b, *router, mask);
       ids = alloc(b, idsType, {rows});
       weights = alloc(b, weightsType, {rows});
@@ -480,12 +528,10 @@ struct ConvertMoeToGPUPass
                    {gates, mask, tiles, offsets, ids, weights});
           },
           [&](LoopBuilder &b) {
-            launch(b, plan.count, numTiles, {mask, tiles});
-            launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
-            multiTile(b, ids, weights);
+            launch(b, plan.countScan, numTiles, {mask, counts, tiles, offsets});
+            launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
           });
     } else {
-      plan.single.erase();
       launch(b, plan.count, numTiles, {mask, tiles});
       launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
       op->getParentOfType<ModuleOp>()->setAttr(kHostReadsDeviceAttr,
@@ -493,7 +539,7 @@ struct ConvertMoeToGPUPass
       Value rows = i32ToIndex(b, load(b, offsets, {expertsV}));
       ids = alloc(b, idsType, {rows});
       weights = alloc(b, weightsType, {rows});
-      multiTile(b, ids, weights);
+      launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
     }
     Builder attrs(op.getContext());
     ModuleOp module = op->getParentOfType<ModuleOp>();
@@ -511,21 +557,26 @@ struct ConvertMoeToGPUPass
     };
     // The op's floor: the mask read, the offsets and M (id, weight) rows
     // written (the weights are gates of selected pairs: M * 4 more read).
-    recordKernel(module, plan.count, "plan_count", tileGrid, info,
-                 {multi, times("B * T * E"), times(tileWords),
-                  "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
-    recordKernel(
-        module, plan.scan, "plan_scan", "1", info,
-        {multi, times(tileWords), times(tileWords + " + (E + 1) * 4")});
     recordKernel(module, plan.fill, "plan_fill", tileGrid, info,
                  {multi, times("B * T * E + " + tileWords + " + M * 4"),
-                  times("M * 8")});
-    if (router)
+                  times("M * 8"), "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
+    if (!router) {
+      recordKernel(module, plan.count, "plan_count", tileGrid, info,
+                   {"1", "B * T * E", tileWords});
+      recordKernel(module, plan.scan, "plan_scan", "1", info,
+                   {"1", tileWords, tileWords + " + (E + 1) * 4"});
+    } else {
+      // The mask once; the counts out, read again by the last tile, which
+      // writes the starts and offsets.
+      recordKernel(module, plan.countScan, "plan_count_scan", tileGrid, info,
+                   {multi, times("B * T * E + " + tileWords),
+                    times(tileWords + " * 2 + (E + 1) * 4")});
       // The mask twice (count, fill), the E counts written, scanned, read.
       recordKernel(module, plan.single, "plan_single", "1", info,
                    {"1 - " + multi,
                     "(1 - " + multi + ") * (B * T * E * 2 + E * 8 + M * 4)",
                     "(1 - " + multi + ") * (E * 8 + (E + 1) * 4 + M * 8)"});
+    }
     replaceWithBuffers(b, op, {offsets, ids, weights});
     return success();
   }
@@ -925,7 +976,9 @@ struct ConvertMoeToGPUPass
         kb, op.getLoc(), name, logitsType, gatesType, maskType, k,
         options.renormalize, biasType, groupLimit,
         loops::ModelOptions{options.softcap, options.routedScalingFactor},
-        listIdsType, listWeightsType);
+        listIdsType, listWeightsType,
+        SmallVector<MemRefType>(plansOfRoute.lookup(op).size(),
+                                planCountsType(op.getContext())));
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -945,6 +998,7 @@ struct ConvertMoeToGPUPass
       listWeights = alloc(b, listWeightsType, dynRows);
       args.append({listIds, listWeights});
     }
+    llvm::append_range(args, allocPlanCounts(b, op, rows, experts));
     launch(b, kernel,
            arith::CeilDivUIOp::create(
                b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
@@ -963,7 +1017,7 @@ struct ConvertMoeToGPUPass
         {"1",
          llvm::formatv("B * T * E * {0}{1}", logitBytes,
                        op.getBias() ? " + E * 4" : ""),
-         "B * T * E * 5" + listBytes,
+         "B * T * E * 5" + listBytes + planCountBytes(op),
          llvm::formatv("B * T * E * {0}{1}{2}", logitBytes + 5,
                        op.getBias() ? " + E * 4" : "", listBytes)});
     if (list) {

@@ -10,7 +10,8 @@
 // over ceil(count / chunk) blocks, so a single sequence fills the chip
 // instead of one SM. The launches, all on the same grid except the first:
 //
-//  zero       clears the per-set workspace (histogram and done counters);
+//  (the route's score kernel zeroes the per-set workspace: histogram and
+//  done counters, so that takes no launch of its own)
 //  histogram  (x4, one per 8-bit digit from the top) each block counts the
 //             digits of its chunk's keys that match the prefix chosen so
 //             far into a shared histogram and adds it to the set's global
@@ -148,19 +149,6 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
       MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
   MultiBlockSelectKernels kernels;
 
-  // zero(workspace): one thread per word.
-  kernels.zero = buildKernel(
-      builder, loc, (name + "_zero").str(), {workspaceType},
-      int32_t(kSelectBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-        Value i = addi(b,
-                       muli(b, gpu::BlockIdOp::create(b, gpu::Dimension::x),
-                            indexConst(b, kSelectBlock)),
-                       gpu::ThreadIdOp::create(b, gpu::Dimension::x));
-        ifThen(b, cmpi(b, CmpIPredicate::ult, i, dim(b, args[0], 0)),
-               [&](LoopBuilder &b) { store(b, i32Const(b, 0), args[0], {i}); });
-      });
-
   // histogram(gates, workspace, budget, pass).
   SmallVector<Type> histBuffers = {
       workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, 4),
@@ -226,8 +214,10 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
                });
         gpu::BarrierOp::create(b);
         ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero), [&](LoopBuilder &b) {
+          fenceDevice(b);
           Value done = atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1), ws,
                               addi(b, word(b, s.base, Words::kCounters), pass));
+          fenceDevice(b);
           Value last = cmpi(b, CmpIPredicate::eq, done,
                             indexToI32(b, subi(b, s.chunks, indexConst(b, 1))));
           store(b, arith::ExtUIOp::create(b, b.getI32Type(), last), state,

@@ -13,8 +13,10 @@
 //                    expert offsets (E + 1 values);
 //            fill    the tiles again: each expert's rows of the tile in
 //                    token order from there: ascending ids, stable;
-//            single  when B * T fits one tile, the three on one block
-//                    (one launch instead of three: decode and short batches).
+//            A plan of a route's selection (M known from the budget) takes
+//            two launches: count_scan (the counts, and the scan by the
+//            tile that finishes last) and fill; or one, single, when
+//            B * T fits one tile (the three phases on one block).
 //            Row walks load kPlanBatch mask bytes before using them, so a
 //            thread waits for one memory latency per batch, not per row.
 //  dispatch: one block per plan row copies hidden[ids[m], :] (f16/bf16
@@ -30,6 +32,7 @@
 #include "Conversion/Common/GivenSelection.h"
 #include "Kernels.h"
 #include "WarpReduce.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -129,12 +132,34 @@ forBatches(LoopBuilder &b, Value begin, Value end, ValueRange init,
       });
 }
 
-PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
-                                          StringRef name, MemRefType gatesType,
-                                          MemRefType maskType,
-                                          MemRefType offsetsType,
-                                          MemRefType idsType,
-                                          MemRefType weightsType) {
+Value gpu_kernels::planCountWords(LoopBuilder &b, Value rows, int64_t experts) {
+  Value tiles =
+      arith::CeilDivUIOp::create(b, rows, indexConst(b, kPlanTileRows));
+  return addi(b,
+              muli(b, arith::MaxUIOp::create(b, tiles, indexConst(b, 1)),
+                   indexConst(b, experts)),
+              indexConst(b, 1));
+}
+
+void gpu_kernels::fenceDevice(LoopBuilder &b) {
+  NVVM::MembarOp::create(b, NVVM::MemScopeKind::GPU);
+}
+
+void gpu_kernels::zeroFromEveryThread(LoopBuilder &b, ValueRange buffers) {
+  Value threads = gpu::BlockDimOp::create(b, gpu::Dimension::x);
+  Value first = addi(b, muli(b, blockId(b), threads), threadId(b));
+  Value step = muli(b, gpu::GridDimOp::create(b, gpu::Dimension::x), threads);
+  for (Value buffer : buffers)
+    forStrided(b, first, dim(b, buffer, 0), step, [&](LoopBuilder &b, Value i) {
+      store(b, i32Const(b, 0), buffer, {i});
+    });
+}
+
+PlanKernels
+gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
+                              MemRefType gatesType, MemRefType maskType,
+                              MemRefType offsetsType, MemRefType idsType,
+                              MemRefType weightsType, bool budgeted) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   const int64_t tileThreads = planTileThreads(experts);
@@ -198,8 +223,12 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
   // `threads` (a contiguous segment per thread: sum, block scan of the
   // sums, rewrite), so tiles[e * numTiles + t] becomes the plan row of
   // expert e's first row in tile t, and offsets[e] its first row overall.
-  auto scan = [&](LoopBuilder &b, Value tiles, Value offsets, Value numTiles,
-                  int64_t threads, ArrayRef<Value> workgroup) {
+  // `counts` and `starts` may be one buffer (rewritten in place); with
+  // `atomicReads` the counts are read with atomics (other blocks of the
+  // launch wrote them so).
+  auto scan = [&](LoopBuilder &b, Value counts, Value starts, Value offsets,
+                  Value numTiles, int64_t threads, ArrayRef<Value> workgroup,
+                  bool atomicReads) {
     Value tid = threadId(b);
     Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
     Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
@@ -208,7 +237,12 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
     Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
     Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
     Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
-    auto read = [&](LoopBuilder &b, Value i) { return load(b, tiles, {i}); };
+    auto read = [&](LoopBuilder &b, Value i) -> Value {
+      if (!atomicReads)
+        return load(b, counts, {i});
+      return memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
+                                         i32Const(b, 0), counts, ValueRange{i});
+    };
     Value sum = forBatches(
         b, begin, end, {i32Const(b, 0)}, read,
         [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
@@ -222,7 +256,7 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
         b, begin, end, {before}, read,
         [&](LoopBuilder &b, Value i, Value valid, Value c, ValueRange acc) {
           ifThen(b, valid,
-                 [&](LoopBuilder &b) { store(b, acc[0], tiles, {i}); });
+                 [&](LoopBuilder &b) { store(b, acc[0], starts, {i}); });
           return SmallVector<Value>{
               addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
         });
@@ -235,7 +269,7 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                      b, muli(b, e, numTiles),
                      subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
                           indexConst(b, 1)));
-                 Value start = load(b, tiles, {first});
+                 Value start = load(b, starts, {first});
                  store(b, select(b, hasTiles, start, i32Const(b, 0)), offsets,
                        {e});
                });
@@ -267,20 +301,132 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
     });
   };
 
-  kernels.count =
-      buildKernel(builder, loc, (name + "_count").str(), {maskType, tilesType},
-                  int32_t(tileThreads),
-                  [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-                    count(b, args[0], args[1], tileOf(b, args[0], false));
-                  });
-
-  kernels.scan = buildKernel(
-      builder, loc, (name + "_scan").str(),
-      {tilesType, offsetsType, builder.getIndexType()}, int32_t(kPlanBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-        scan(b, args[0], args[1], args[2], kPlanBlock, workgroup);
-      },
-      {workgroupBuffer(ctx, kPlanBlock / kWarpSize), workgroupBuffer(ctx, 1)});
+  auto tileScratch = [&](int64_t threads) {
+    return SmallVector<Type>{workgroupBuffer(ctx, threads / kWarpSize),
+                             workgroupBuffer(ctx, 1)};
+  };
+  if (!budgeted) {
+    kernels.count =
+        buildKernel(builder, loc, (name + "_count").str(),
+                    {maskType, tilesType}, int32_t(tileThreads),
+                    [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+                      count(b, args[0], args[1], tileOf(b, args[0], false));
+                    });
+    kernels.scan = buildKernel(
+        builder, loc, (name + "_scan").str(),
+        {tilesType, offsetsType, builder.getIndexType()}, int32_t(kPlanBlock),
+        [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
+          scan(b, args[0], args[0], args[1], args[2], kPlanBlock, workgroup,
+               /*atomicReads=*/false);
+        },
+        tileScratch(kPlanBlock));
+  } else {
+    // count_scan(mask, counts, starts, offsets): groups of tileThreads
+    // threads split the tile's rows (a thread per expert in each group)
+    // and add their counts in shared memory; the tile's counts go out
+    // with atomics, and the tile to finish last (the done counter
+    // counts[E * numTiles], zeroed by the route's first kernel) scans
+    // them all on its kPlanBlock threads.
+    const int64_t groups = kPlanBlock / tileThreads;
+    const int64_t rowsPerGroup = llvm::divideCeil(kPlanTileRows, groups);
+    SmallVector<Type> scratch = tileScratch(kPlanBlock);
+    scratch.push_back(workgroupBuffer(ctx, experts));
+    scratch.push_back(workgroupBuffer(ctx, 1));
+    kernels.countScan = buildKernel(
+        builder, loc, (name + "_count_scan").str(),
+        {maskType, tilesType, tilesType, offsetsType}, int32_t(kPlanBlock),
+        [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
+          Value mask = args[0], counts = args[1], starts = args[2],
+                offsets = args[3];
+          Value tileCounts = workgroup[2], isLast = workgroup[3];
+          Value tid = threadId(b), c0 = zero(b);
+          Value block = indexConst(b, kPlanBlock);
+          Value numExperts = indexConst(b, experts);
+          Tile tile = tileOf(b, mask, false);
+          forStrided(b, tid, numExperts, block, [&](LoopBuilder &b, Value e) {
+            store(b, i32Const(b, 0), tileCounts, {e});
+          });
+          gpu::BarrierOp::create(b);
+          Value group =
+              arith::DivUIOp::create(b, tid, indexConst(b, tileThreads));
+          Value first =
+              arith::RemUIOp::create(b, tid, indexConst(b, tileThreads));
+          Tile part = tile;
+          part.begin = arith::MinUIOp::create(
+              b,
+              addi(b, tile.begin, muli(b, group, indexConst(b, rowsPerGroup))),
+              tile.end);
+          part.end = arith::MinUIOp::create(
+              b, addi(b, part.begin, indexConst(b, rowsPerGroup)), tile.end);
+          forStrided(b, first, numExperts, indexConst(b, tileThreads),
+                     [&](LoopBuilder &b, Value e) {
+                       Value n = forBatches(
+                           b, part.begin, part.end, {i32Const(b, 0)},
+                           [&](LoopBuilder &b, Value g) {
+                             return load(b, mask, at(b, part, g, e));
+                           },
+                           [&](LoopBuilder &b, Value, Value valid, Value on,
+                               ValueRange acc) {
+                             return SmallVector<Value>{addi(
+                                 b, acc[0],
+                                 arith::ExtUIOp::create(b, b.getI32Type(),
+                                                        andi(b, valid, on)))};
+                           })[0];
+                       ifThen(b, cmpi(b, CmpIPredicate::ne, n, i32Const(b, 0)),
+                              [&](LoopBuilder &b) {
+                                memref::AtomicRMWOp::create(
+                                    b, arith::AtomicRMWKind::addi, n,
+                                    tileCounts, ValueRange{e});
+                              });
+                     });
+          gpu::BarrierOp::create(b);
+          forStrided(b, tid, numExperts, block, [&](LoopBuilder &b, Value e) {
+            memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::assign,
+                                        load(b, tileCounts, {e}), counts,
+                                        ValueRange{slot(b, tile, e)});
+          });
+          gpu::BarrierOp::create(b);
+          ifThen(b, cmpi(b, CmpIPredicate::eq, tid, c0), [&](LoopBuilder &b) {
+            fenceDevice(b);
+            Value done = memref::AtomicRMWOp::create(
+                b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
+                ValueRange{muli(b, numExperts, tile.count)});
+            fenceDevice(b);
+            Value last =
+                cmpi(b, CmpIPredicate::eq, done,
+                     indexToI32(b, subi(b, tile.count, indexConst(b, 1))));
+            store(b, arith::ExtUIOp::create(b, b.getI32Type(), last), isLast,
+                  {c0});
+          });
+          gpu::BarrierOp::create(b);
+          // Uniform per block: the scan's barriers are reached by all.
+          ifThen(
+              b,
+              cmpi(b, CmpIPredicate::ne, load(b, isLast, {c0}), i32Const(b, 0)),
+              [&](LoopBuilder &b) {
+                scan(b, counts, starts, offsets, tile.count, kPlanBlock,
+                     workgroup, /*atomicReads=*/true);
+              });
+        },
+        scratch);
+    // All three on one block when the rows are a single tile: the barriers
+    // order the global counts (tiles) between the phases.
+    kernels.single = buildKernel(
+        builder, loc, (name + "_single").str(),
+        {gatesType, maskType, tilesType, offsetsType, idsType, weightsType},
+        int32_t(tileThreads),
+        [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
+          Value gates = args[0], mask = args[1], tiles = args[2];
+          Tile tile = tileOf(b, mask, true);
+          count(b, mask, tiles, tile);
+          gpu::BarrierOp::create(b);
+          scan(b, tiles, tiles, args[3], tile.count, tileThreads, workgroup,
+               /*atomicReads=*/false);
+          gpu::BarrierOp::create(b);
+          fill(b, gates, mask, tiles, args[4], args[5], tile);
+        },
+        tileScratch(tileThreads));
+  }
 
   kernels.fill =
       buildKernel(builder, loc, (name + "_fill").str(),
@@ -290,23 +436,6 @@ PlanKernels gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc,
                     fill(b, args[0], args[1], args[2], args[3], args[4],
                          tileOf(b, args[1], false));
                   });
-
-  // All three on one block when the rows are a single tile: the barriers
-  // order the global counts (tiles) between the phases.
-  kernels.single = buildKernel(
-      builder, loc, (name + "_single").str(),
-      {gatesType, maskType, tilesType, offsetsType, idsType, weightsType},
-      int32_t(tileThreads),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-        Value gates = args[0], mask = args[1], tiles = args[2];
-        Tile tile = tileOf(b, mask, true);
-        count(b, mask, tiles, tile);
-        gpu::BarrierOp::create(b);
-        scan(b, tiles, args[3], tile.count, tileThreads, workgroup);
-        gpu::BarrierOp::create(b);
-        fill(b, gates, mask, tiles, args[4], args[5], tile);
-      },
-      {workgroupBuffer(ctx, tileThreads / kWarpSize), workgroupBuffer(ctx, 1)});
   return kernels;
 }
 

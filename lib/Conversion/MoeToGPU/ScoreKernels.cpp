@@ -56,18 +56,18 @@ gpu::GPUFuncOp gpu_kernels::buildKernel(OpBuilder &builder, Location loc,
   return func;
 }
 
-gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(OpBuilder &builder,
-                                                Location loc, StringRef name,
-                                                MemRefType logitsType,
-                                                MemRefType scoresType,
-                                                std::optional<double> alpha,
-                                                const ModelOptions &model) {
+gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
+    MemRefType scoresType, std::optional<double> alpha,
+    const ModelOptions &model, ArrayRef<MemRefType> zeroed) {
   const int64_t experts = logitsType.getDimSize(2);
+  SmallVector<Type> argTypes = {logitsType, scoresType};
+  argTypes.append(zeroed.begin(), zeroed.end());
   return buildKernel(
-      builder, loc, name, {logitsType, scoresType},
-      int32_t(kRowsPerScoreBlock * kWarpSize),
+      builder, loc, name, argTypes, int32_t(kRowsPerScoreBlock * kWarpSize),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], scores = args[1];
+        zeroFromEveryThread(b, args.drop_front(2));
         forWarpRow(b, logits, kRowsPerScoreBlock,
                    [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
                      WarpRow row =

@@ -103,23 +103,27 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize,
     MemRefType biasType, std::optional<GroupLimit> groupLimit,
     const ModelOptions &model, MemRefType listIdsType,
-    MemRefType listWeightsType) {
+    MemRefType listWeightsType, ArrayRef<MemRefType> zeroed) {
   SmallVector<Type> argTypes = {logitsType, gatesType, maskType};
   if (biasType)
     argTypes.push_back(biasType);
   bool lists = bool(listIdsType);
+  size_t listArg = argTypes.size();
   if (lists) {
     argTypes.push_back(listIdsType);
     argTypes.push_back(listWeightsType);
   }
+  size_t zeroedArg = argTypes.size();
+  argTypes.append(zeroed.begin(), zeroed.end());
   return buildKernel(
       builder, loc, name, argTypes,
       int32_t(kTokenChoiceWarpsPerBlock * kWarpSize),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], gates = args[1], mask = args[2];
         Value bias = biasType ? args[3] : Value();
-        Value listIds = lists ? args[argTypes.size() - 2] : Value();
-        Value listWeights = lists ? args[argTypes.size() - 1] : Value();
+        Value listIds = lists ? args[listArg] : Value();
+        Value listWeights = lists ? args[listArg + 1] : Value();
+        zeroFromEveryThread(b, args.drop_front(zeroedArg));
 
         const int64_t experts = logitsType.getDimSize(2);
 

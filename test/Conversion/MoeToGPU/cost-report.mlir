@@ -2,8 +2,11 @@
 // a shape: kernels in launch order; one 16384 x 64 sequence spreads its
 // select over 16384 * 64 / 4096 = 256 blocks, 4 histogram launches reading
 // the f32 scores (4 x 4.194 MB), so the single-block select launches 0
-// times; the plan walks 128 tiles of 128 rows (not the single-tile kernel). The floor: bf16 logits in
-// (2.097 MB), gates and mask (5.243), offsets and M = 24576 rows (plan).
+// times; the score kernel also zeroes the select's workspace and the plan's
+// counts (no zeroing launch); the plan counts and scans 128 tiles of 128 rows
+// in one launch and fills them in another (not the single-tile kernel). The
+// floor: bf16 logits in (2.097 MB), gates and mask (5.243), offsets and
+// M = 24576 rows (plan).
 // RUN: usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=1,T=16384,M=24576" -o /dev/null | FileCheck %s
 // With a 4096-pair sequence the single block runs and the rest launch 0 times;
 // the plan's 128 rows are one tile: one launch of plan_1_single.
@@ -13,24 +16,21 @@
 
 // CHECK: usmoe GPU cost model (B=1,T=16384,M=24576; 3350 GB/s, 132 SMs, 2.0 us per launch)
 // CHECK-NEXT: kernel launches grid block MB read MB written GFLOP est. us
-// CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.194
-// CHECK-NEXT: route_unified_0_select_zero 1 1 1024 0.000 0.001
+// CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.228
 // CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 16.777 1.049
 // CHECK-NEXT: route_unified_0_select_mark 1 256 1024 4.194 5.243
 // CHECK-NEXT: route_unified_0_select 0 1 1024 0.000 0.000 0.000 0.00
 // CHECK-NEXT: plan_1_single 0 1 64 0.000 0.000 0.000 0.00
-// CHECK-NEXT: plan_1_count 1 128 64 1.049 0.033
-// CHECK-NEXT: plan_1_scan 1 1 1024
+// CHECK-NEXT: plan_1_count_scan 1 128 1024 1.081 0.066
 // CHECK-NEXT: plan_1_fill 1 128 64
-// CHECK-NEXT: total 10
+// CHECK-NEXT: total 8
 // CHECK-NEXT: HBM floor (operands read once, results written once): 8.684 MB
 // CHECK-NOT: route
 
 // SHORT: route_unified_0_select_histogram 0
 // SHORT: route_unified_0_select 1 2 1024
 // SHORT: plan_1_single 1 1 64
-// SHORT: plan_1_count 0
-// SHORT: plan_1_scan 0
+// SHORT: plan_1_count_scan 0
 // SHORT: plan_1_fill 0
 // SHORT: total 3
 

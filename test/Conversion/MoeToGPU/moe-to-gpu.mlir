@@ -166,13 +166,10 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // buffer, then the select with the budget floor(k * T) computed on the host:
 // a sequence on one 1024-thread block, or, when it has more than 16384 pairs
 // and there are fewer than 128 sequences, on ceildiv(T * 64, 4096) blocks
-// (zero the workspace, one histogram launch per digit, mark), chosen at run
-// time.
+// (one histogram launch per digit, mark; the score kernel zeroes their
+// workspace), chosen at run time.
 // CHECK-LABEL: func.func @unified
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores
 // CHECK: cf.assert %{{.*}}, "a selection set (T * E pairs for unified
-// CHECK: %[[N:.*]] = arith.fptosi
-// CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
 // CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c4096
 // CHECK: %[[MANY:.*]] = arith.cmpi ugt, %[[CHUNKS]], %c1
 // CHECK: %[[LARGE:.*]] = arith.cmpi ugt, %{{.*}}, %c16384
@@ -180,8 +177,11 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: %[[FEW:.*]] = arith.cmpi ult, %{{.*}}, %c128
 // CHECK: %[[SPREAD:.*]] = arith.andi %[[BOTH]], %[[FEW]]
 // CHECK: %[[WS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>)
+// CHECK: %[[N:.*]] = arith.fptosi
+// CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
 // CHECK: scf.if %[[SPREAD]] {
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_zero {{.*}} args(%[[WS]] : memref<?xi32>)
+// CHECK-NOT: gpu.launch_func
 // CHECK: %[[GRID:.*]] = arith.muli %{{.*}}, %[[CHUNKS]]
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram blocks in (%[[GRID]], {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>, %[[BUDGET]] : index, %c0
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c1
@@ -190,7 +190,8 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark blocks in (%[[GRID]]
 // CHECK: } else {
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c1024, %{{.*}}, %{{.*}}) args(%{{.*}} : memref<2x?x64xf32>, %{{.*}} : memref<2x?x64xi1>, %[[BUDGET]] : index)
-// CHECK: gpu.func @route_unified_0_scores(
+// CHECK: gpu.func @route_unified_0_scores(%{{.*}}, %{{.*}}, %[[SWS:.*]]: memref<?xi32>)
+// CHECK: memref.store %c0_i32, %[[SWS]]
 // CHECK: math.exp
 // CHECK: gpu.func @route_unified_0_select(
 // CHECK-SAME: workgroup(%[[HIST:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
@@ -252,9 +253,13 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 // A plan of a route's selection: M = B * floor(k * T) on the host (none
 // when T = 0), before any plan launch: no read-back of the device's count.
 // Rows that fit one tile (B * T <= 128) take the single-block kernel, one
-// launch; more take count, scan and fill.
+// launch; more take count_scan and fill, with the counts (and done counter)
+// zeroed by the route's score kernel: no zeroing launch.
 // CHECK: module attributes {gpu.container_module, usmoe.kernels
 // CHECK-LABEL: func.func @route_then_plan
+// CHECK: %[[COUNTS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[COUNTS]] : memref<?xi32>, %{{.*}} : memref<?xi32>)
+// CHECK: "moe.plan on the GPU takes at most
 // CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c128
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
@@ -266,10 +271,9 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 // CHECK: gpu.launch_func @usmoe_kernels::@plan_1_single
 // CHECK-NOT: gpu.launch_func
 // CHECK: } else {
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_count
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_scan
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_count_scan blocks in (%[[TILES]], {{.*}} args(%{{.*}}, %[[COUNTS]] : memref<?xi32>, %[[STARTS:.*]] : memref<?xi32>,
 // CHECK-NOT: memref.load
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill {{.*}} %[[STARTS]] : memref<?xi32>
 func.func @route_then_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi32>) {
   %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x8xf32>
   %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>

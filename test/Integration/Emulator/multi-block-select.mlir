@@ -11,18 +11,23 @@
 // RUN: usmoe-opt %t.mlir -usmoe-to-gpu-emu | %run_emu 2>&1 | FileCheck %s --implicit-check-not=usmoe-emu
 // RUN: usmoe-opt %t.mlir -usmoe-to-gpu-emu | env USMOE_EMU_SEED=5 %run_emu 2>&1 | FileCheck %s --implicit-check-not=usmoe-emu
 // RUN: usmoe-opt %t.mlir -usmoe-to-gpu-emu | env USMOE_EMU_SEED=11 %run_emu 2>&1 | FileCheck %s --implicit-check-not=usmoe-emu
-// Without the zeroing launch the done counters start from the emulator's
-// poison (device memory is not zeroed), no block is the last, and the
-// selection is wrong.
-// RUN: sed -e '/launch_func  @usmoe_kernels::@route_unified_0_select_zero/d' %t.mlir \
+// The score kernel zeroes the select's workspace (no launch of its own).
+// Without those stores the done counters start from the emulator's poison
+// (device memory is not zeroed), no block is the last, and the selection is
+// wrong.
+// RUN: sed -e '/memref.store %c0_i32, %arg2\[%arg3\] : memref<?xi32>/d' %t.mlir \
 // RUN:   | usmoe-opt -usmoe-to-gpu-emu | %run_emu 2>&1 | not FileCheck %s
 
-// IR: gpu.launch_func @usmoe_kernels::@route_unified_0_select_zero
-// IR-COUNT-4: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram
+// IR: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[WS:.*]] : memref<?xi32>)
+// IR-NOT: gpu.launch_func
+// IR-COUNT-4: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>,
 // IR: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark
 // IR: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks
 // IR-NOT: gpu.launch_func @usmoe_kernels::@route_unified_0_select
-// IR: gpu.launch_func @usmoe_kernels::@route_expert_1_select_zero
+// IR: gpu.launch_func @usmoe_kernels::@route_expert_1_scores
+// IR: gpu.func @route_unified_0_scores({{.*}}, %arg2: memref<?xi32>)
+// IR: memref.store %c0_i32, %arg2[%arg3] : memref<?xi32>
+// IR: gpu.return
 
 // Unified, k = 1.5 of 6 tokens x 5 experts: the 9 best unified scores;
 // sequence 1 (all equal): the first 9 pairs.
