@@ -33,12 +33,12 @@
 // CHECK-NEXT: membar.gl
 // CHECK: .entry route_unified_8_mix(
 // CHECK: .entry route_expert_9_select(
-// A route's plan: the tile that finishes its count last scans them all
-// (a done counter between device-scope fences), then fill; one block when
-// the rows fit a tile.
-// CHECK: .entry plan_11_count_scan(
-// CHECK: atom.shared.add.u32
-// CHECK: atom.global.exch.b32
+// A route's plan: the route's select kernel counts its selection per tile
+// and the block done last (a done counter between device-scope fences)
+// scans the counts; the plan fills, or does it all on one block when the
+// rows fit a tile.
+// CHECK: .entry route_unified_10_select(
+// CHECK: atom.global.add.u32
 // CHECK: membar.gl
 // CHECK: atom.global.add.u32
 // CHECK-NEXT: membar.gl

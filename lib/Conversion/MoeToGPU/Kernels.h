@@ -112,6 +112,15 @@ gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
 /// A 1-D i32 buffer of `size` elements in workgroup (shared) memory.
 MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size);
 
+/// The buffers through which a selection kernel counts its picks for a
+/// route's plan (i32 counts: E * numTiles + a done counter, zeroed by an
+/// earlier launch; starts: E * numTiles; the plan's offsets): it adds each
+/// selected pair with countPlanPair and ends with scanPlanCountsIfLast, so
+/// the plan only fills.
+struct PlanCountTypes {
+  MemRefType counts, starts, offsets;
+};
+
 /// What one block of a select kernel selects over.
 enum class SelectionSet {
   Sequence, ///< the T * E pairs of sequence b (Unified); grid = B
@@ -126,13 +135,15 @@ using SetBudgetFn = function_ref<Value(loops::LoopBuilder &, Value tokens)>;
 /// rest, writes the mask and scales the kept gates by `model.gate`. With a
 /// `seqlens` type, `name(gates, mask, seqlens)` over one packed batch: the
 /// sets are sequence i's pairs (or its (i, e) columns), and each set's
-/// budget is `budgetOf(T_i)`.
-gpu::GPUFuncOp buildSelectKernel(OpBuilder &builder, Location loc,
-                                 StringRef name, MemRefType gates,
-                                 MemRefType mask, SelectionSet set,
-                                 const loops::ModelOptions &model,
-                                 MemRefType seqlens = nullptr,
-                                 SetBudgetFn budgetOf = nullptr);
+/// budget is `budgetOf(T_i)`. With `plan` (not packed), three more
+/// arguments (counts, starts, offsets): the kernel counts its selection for
+/// a route's plan (see PlanCountTypes) when B * T spans several tiles.
+gpu::GPUFuncOp
+buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
+                  MemRefType gates, MemRefType mask, SelectionSet set,
+                  const loops::ModelOptions &model,
+                  MemRefType seqlens = nullptr, SetBudgetFn budgetOf = nullptr,
+                  std::optional<PlanCountTypes> plan = std::nullopt);
 
 /// Radix select: 8-bit digits of the 32-bit score key, from the top.
 inline constexpr int64_t kRadixBins = 256;
@@ -162,11 +173,12 @@ struct SelectWorkspace {
 struct MultiBlockSelectKernels {
   gpu::GPUFuncOp histogram, mark;
 };
-MultiBlockSelectKernels
-buildMultiBlockSelectKernels(OpBuilder &builder, Location loc, StringRef name,
-                             MemRefType gates, MemRefType mask,
-                             SelectionSet set, const loops::ModelOptions &model,
-                             int64_t chunk);
+/// With `plan`, mark takes (counts, starts, offsets) too and counts the
+/// selection for a route's plan (see PlanCountTypes).
+MultiBlockSelectKernels buildMultiBlockSelectKernels(
+    OpBuilder &builder, Location loc, StringRef name, MemRefType gates,
+    MemRefType mask, SelectionSet set, const loops::ModelOptions &model,
+    int64_t chunk, std::optional<PlanCountTypes> plan = std::nullopt);
 
 /// Plan: the scan kernel's block; rows per tile of the count and fill
 /// kernels, whose blocks have planTileThreads(E) threads.
@@ -182,27 +194,55 @@ inline constexpr int64_t kRowBlock = 256;
 /// rows allow.
 inline constexpr int64_t kCombineVector = 4;
 
+/// Where a plan's tile counts come from.
+enum class PlanSource {
+  /// Any selection: counted from the mask, scanned on one block, and M read
+  /// back by the host.
+  Mask,
+  /// A route's selection (M from its budget): counted from the mask, the
+  /// tile done last scans.
+  Budgeted,
+  /// A route whose select kernels count and scan (see PlanCountTypes).
+  CountedBySelection,
+};
+
 /// The kernels of moe.plan (see PlanKernels.cpp); `tiles` buffers are i32,
 /// E * numTiles words (expert-major), numTiles = ceildiv(B * T,
-/// kPlanTileRows). Without `budgeted`: count(mask, tiles) and fill(gates,
-/// mask, tiles, ids, weights) on numTiles blocks, scan(tiles, offsets,
-/// numTiles) on one. With `budgeted` (M known before the launches):
-/// count_scan(mask, counts, starts, offsets) on numTiles blocks of
-/// kPlanBlock threads, `counts` one word longer (a done counter) and zeroed
-/// beforehand, then fill(gates, mask, starts, ids, weights); or, when
-/// numTiles <= 1, single(gates, mask, tiles, offsets, ids, weights) on one
-/// block (tiles: E words).
+/// kPlanTileRows), and every source ends with fill(gates, mask, tiles, ids,
+/// weights) on numTiles blocks.
+///  - Mask: count(mask, tiles) on numTiles blocks, scan(tiles, offsets,
+///    numTiles) on one.
+///  - Budgeted: count_scan(mask, counts, starts, offsets) on numTiles blocks
+///    of kPlanBlock threads (`counts`: one word longer, a done counter,
+///    zeroed beforehand), then fill from `starts`.
+///  - Budgeted and CountedBySelection: when numTiles <= 1, single(gates,
+///    mask, tiles, offsets, ids, weights) on one block does it all (tiles:
+///    E words) instead.
 struct PlanKernels {
   gpu::GPUFuncOp count, scan, fill, single, countScan;
 };
 PlanKernels buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                              MemRefType gates, MemRefType mask,
                              MemRefType offsets, MemRefType ids,
-                             MemRefType weights, bool budgeted);
+                             MemRefType weights, PlanSource source);
 
-/// Words of a budgeted plan's `counts` buffer for `rows` = B * T (index):
-/// E per tile and the done counter.
-Value planCountWords(loops::LoopBuilder &b, Value rows, int64_t experts);
+/// counts[e * numTiles + row / kPlanTileRows] += 1 (atomic) for the
+/// selected pair (row = b * T + t, e): index values.
+void countPlanPair(loops::LoopBuilder &b, Value counts, Value numTiles,
+                   Value row, Value expert);
+
+/// After a kernel's countPlanPair calls, called by every thread of each
+/// block: the block adds itself to the done counter (between fences) and
+/// the launch's last block scans the counts into starts and offsets (see
+/// buildPlanKernels). `workgroup`: i32 buffers of threads / 32 slots, one
+/// slot, and one slot.
+void scanPlanCountsIfLast(loops::LoopBuilder &b, Value counts, Value starts,
+                          Value offsets, Value numTiles, int64_t experts,
+                          int64_t threads, ArrayRef<Value> workgroup);
+
+/// Words of a budgeted plan's `counts` buffer for `numTiles` tiles
+/// (index): E per tile and the done counter.
+Value planCountWords(loops::LoopBuilder &b, Value numTiles, int64_t experts);
 
 /// A device-scope memory fence (PTX membar.gl, CUDA's __threadfence()).
 /// The last-block-done pattern needs one in thread 0 between the block's

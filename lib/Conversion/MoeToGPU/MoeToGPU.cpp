@@ -184,20 +184,40 @@ struct ConvertMoeToGPUPass
            });
   }
 
-  /// Budgeted plans of each route, and the count workspace (zeroed by the
-  /// route's first kernel) the route lowering allocated for each plan.
+  /// Budgeted plans of each route, and the buffers the route lowering
+  /// allocated for each: the counts (and done counter) its first kernel
+  /// zeroes, the tiles' starts, the plan's offsets.
+  struct PlanWorkspace {
+    Value counts, starts, offsets;
+  };
   DenseMap<Operation *, SmallVector<Operation *>> plansOfRoute;
-  DenseMap<Operation *, Value> planCounts;
+  DenseMap<Operation *, PlanWorkspace> planWorkspaces;
+  /// Plans whose counts the route's select kernels take (so the plan only
+  /// fills).
+  DenseSet<Operation *> countedBySelection;
 
-  /// The count workspaces of `route`'s budgeted plans, allocated here (the
-  /// route's first kernel zeroes them); their types for the kernel.
-  SmallVector<Value> allocPlanCounts(LoopBuilder &b, Operation *route,
-                                     Value rows, int64_t experts) {
+  /// The workspaces of `route`'s budgeted plans; returns their counts (for
+  /// the route's first kernel to zero).
+  SmallVector<Value> allocPlanWorkspaces(LoopBuilder &b, Operation *route,
+                                         Value rows, int64_t experts) {
     SmallVector<Value> counts;
+    if (plansOfRoute.lookup(route).empty())
+      return counts;
+    Value tiles = arith::CeilDivUIOp::create(
+        b, rows, indexConst(b, gpu_kernels::kPlanTileRows));
     for (Operation *plan : plansOfRoute.lookup(route)) {
-      counts.push_back(alloc(b, planCountsType(b.getContext()),
-                             {gpu_kernels::planCountWords(b, rows, experts)}));
-      planCounts[plan] = counts.back();
+      PlanWorkspace ws;
+      ws.counts = alloc(b, planCountsType(b.getContext()),
+                        {gpu_kernels::planCountWords(b, tiles, experts)});
+      // E words at least (the single-tile kernel counts into E slots).
+      ws.starts =
+          alloc(b, planCountsType(b.getContext()),
+                {muli(b, arith::MaxUIOp::create(b, tiles, indexConst(b, 1)),
+                      indexConst(b, experts))});
+      ws.offsets = alloc(
+          b, memrefOf(cast<moe::PlanOp>(plan).getExpertOffsets().getType()));
+      planWorkspaces[plan] = ws;
+      counts.push_back(ws.counts);
     }
     return counts;
   }
@@ -256,10 +276,12 @@ struct ConvertMoeToGPUPass
 
   /// The select launches: a block per set (all four digits in one launch),
   /// or, for few large sets, every SM: a histogram launch per digit, mark.
+  /// `planArgs`: the counted plan's workspace (see PlanCountTypes).
   void launchSelect(LoopBuilder &b, gpu::GPUFuncOp single,
                     const gpu_kernels::MultiBlockSelectKernels &multi,
                     const SpreadSelect &spread, Value sets, Value setSize,
-                    Value gates, Value mask, Value budget) {
+                    Value gates, Value mask, Value budget,
+                    ValueRange planArgs) {
     ifThenElse(
         b, spread.spread,
         [&](LoopBuilder &b) {
@@ -267,14 +289,17 @@ struct ConvertMoeToGPUPass
           for (int64_t pass = 0; pass < gpu_kernels::kRadixPasses; ++pass)
             launch(b, multi.histogram, grid,
                    {gates, spread.workspace, budget, indexConst(b, pass)});
-          launch(b, multi.mark, grid, {gates, mask, spread.workspace});
+          SmallVector<Value> markArgs = {gates, mask, spread.workspace};
+          llvm::append_range(markArgs, planArgs);
+          launch(b, multi.mark, grid, markArgs);
         },
         [&](LoopBuilder &b) {
           // Empty sets (T = 0) select nothing: no launch.
           Value nonEmpty =
               cmpi(b, arith::CmpIPredicate::ugt, setSize, indexConst(b, 0));
-          launch(b, single, select(b, nonEmpty, sets, indexConst(b, 0)),
-                 {gates, mask, budget});
+          SmallVector<Value> args = {gates, mask, budget};
+          llvm::append_range(args, planArgs);
+          launch(b, single, select(b, nonEmpty, sets, indexConst(b, 0)), args);
         });
   }
 
@@ -318,14 +343,27 @@ struct ConvertMoeToGPUPass
       mixKernel = gpu_kernels::buildTokenSoftmaxMixKernel(
           kb, op.getLoc(), base + "_mix", logitsType, gatesType, *options.alpha,
           model, seqlensType);
+    // The first budgeted plan is counted by the select kernels.
+    Operation *countedPlan = nullptr;
+    std::optional<gpu_kernels::PlanCountTypes> planCount;
+    if (!seqlensType && !plansOfRoute.lookup(op).empty()) {
+      countedPlan = plansOfRoute.lookup(op).front();
+      countedBySelection.insert(countedPlan);
+      planCount = gpu_kernels::PlanCountTypes{
+          planCountsType(op.getContext()), planCountsType(op.getContext()),
+          memrefOf(
+              cast<moe::PlanOp>(countedPlan).getExpertOffsets().getType())};
+    }
     gpu::GPUFuncOp selectKernel = gpu_kernels::buildSelectKernel(
         kb, op.getLoc(), base + "_select", gatesType, maskType,
         unified ? gpu_kernels::SelectionSet::Sequence
                 : gpu_kernels::SelectionSet::Column,
-        model, seqlensType, [&](LoopBuilder &b, Value tokens) {
+        model, seqlensType,
+        [&](LoopBuilder &b, Value tokens) {
           return moe::buildSetBudget(b, b.getLoc(), options, tokens, experts,
                                      /*checked=*/false);
-        });
+        },
+        planCount);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -347,7 +385,7 @@ struct ConvertMoeToGPUPass
                       "a selection set (T * E pairs for unified, T tokens for "
                       "expert) on the GPU has at most 2^31 - 1 elements");
     SmallVector<Value> scoreArgs = {logits, gates};
-    llvm::append_range(scoreArgs, allocPlanCounts(b, op, rows, experts));
+    llvm::append_range(scoreArgs, allocPlanWorkspaces(b, op, rows, experts));
     std::optional<SpreadSelect> spreadSelect;
     if (!seqlens) {
       spreadSelect = allocSelectWorkspace(b, sets, setSize);
@@ -370,11 +408,16 @@ struct ConvertMoeToGPUPass
           kb, op.getLoc(), base + "_select", gatesType, maskType,
           unified ? gpu_kernels::SelectionSet::Sequence
                   : gpu_kernels::SelectionSet::Column,
-          model, selectChunk);
+          model, selectChunk, planCount);
       Value budget =
           op.getRouter().buildSetBudget(b, op.getLoc(), tokens, experts);
+      SmallVector<Value> planArgs;
+      if (countedPlan) {
+        const PlanWorkspace &ws = planWorkspaces[countedPlan];
+        planArgs = {ws.counts, ws.starts, ws.offsets};
+      }
       launchSelect(b, selectKernel, *multi, *spreadSelect, sets, setSize, gates,
-                   mask, budget);
+                   mask, budget, planArgs);
     }
 
     Builder attrs(op.getContext());
@@ -431,11 +474,22 @@ struct ConvertMoeToGPUPass
                         attrs.getI64IntegerAttr(gpu_kernels::kRadixPasses)});
     }
     // One block per set: the scores read once per digit and once to mark.
+    // Counting for the plan (several tiles): an atomic per selected pair,
+    // and the last block reads the counts and writes starts and offsets.
+    std::string countRead, countWritten;
+    if (countedPlan) {
+      std::string tiles =
+          llvm::formatv("ceildiv(B * T, {0})", gpu_kernels::kPlanTileRows);
+      countRead = llvm::formatv(" + gt({0}, 1) * {0} * E * 4", tiles);
+      countWritten = llvm::formatv(
+          " + gt({0}, 1) * (M * 4 + {0} * E * 4 + (E + 1) * 4)", tiles);
+    }
     describe(selectKernel, selectKind, setGrid,
              {"1 - " + spread,
-              llvm::formatv("(1 - {0}) * {1} * 4 * {2}", spread, pairs,
-                            gpu_kernels::kRadixPasses + 1),
-              llvm::formatv("(1 - {0}) * {1} * 5", spread, pairs)});
+              llvm::formatv("(1 - {0}) * ({1} * 4 * {2}{3})", spread, pairs,
+                            gpu_kernels::kRadixPasses + 1, countRead),
+              llvm::formatv("(1 - {0}) * ({1} * 5{2})", spread, pairs,
+                            countWritten)});
     if (multi) {
       std::string chunks = (Twine("ceildiv(") + (unified ? "T * E" : "T") +
                             ", " + Twine(selectChunk) + ")")
@@ -449,9 +503,11 @@ struct ConvertMoeToGPUPass
                          spread, pairs),
            llvm::formatv("{0} * {1} * {2} * {3} * 4", gpu_kernels::kRadixPasses,
                          spread, grid, gpu_kernels::kRadixBins)});
-      describe(multi->mark, selectKind + "_mark", grid,
-               {spread, llvm::formatv("{0} * {1} * 4", spread, pairs),
-                llvm::formatv("{0} * {1} * 5", spread, pairs)});
+      describe(
+          multi->mark, selectKind + "_mark", grid,
+          {spread,
+           llvm::formatv("{0} * ({1} * 4{2})", spread, pairs, countRead),
+           llvm::formatv("{0} * ({1} * 5{2})", spread, pairs, countWritten)});
     }
 
     replaceWithBuffers(b, op, {gates, mask});
@@ -483,10 +539,11 @@ struct ConvertMoeToGPUPass
   LogicalResult lowerPlan(moe::PlanOp op, gpu::GPUModuleOp kernels,
                           unsigned index,
                           std::optional<routing::RouterOptions> router) {
-    Value counts = planCounts.lookup(op);
-    if (router && !counts)
+    auto workspace = planWorkspaces.find(op);
+    if (router && workspace == planWorkspaces.end())
       return op->emitOpError("internal: the route of a budgeted plan was not "
                              "lowered before it");
+    bool counted = countedBySelection.contains(op);
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "plan_" + std::to_string(index);
     auto offsetsType = memrefOf(op.getExpertOffsets().getType());
@@ -495,7 +552,9 @@ struct ConvertMoeToGPUPass
     gpu_kernels::PlanKernels plan = gpu_kernels::buildPlanKernels(
         kb, op.getLoc(), name, memrefOf(op.getGates().getType()),
         memrefOf(op.getMask().getType()), offsetsType, idsType, weightsType,
-        /*budgeted=*/bool(router));
+        !router   ? gpu_kernels::PlanSource::Mask
+        : counted ? gpu_kernels::PlanSource::CountedBySelection
+                  : gpu_kernels::PlanSource::Budgeted);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -509,15 +568,11 @@ struct ConvertMoeToGPUPass
                       "expert) pairs (i32 token ids and offsets)");
     Value numTiles = arith::CeilDivUIOp::create(
         b, tokenRows, indexConst(b, gpu_kernels::kPlanTileRows));
-    // E words at least (the single-tile kernel counts into E slots).
-    Value tiles =
-        alloc(b, planCountsType(op.getContext()),
-              {muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
-                    expertsV)});
-    Value offsets = alloc(b, offsetsType);
-    Value ids, weights;
+    Value tiles, offsets, ids, weights;
     if (router) {
       // M from the budget: the buffers exist before any launch.
+      tiles = workspace->second.starts;
+      offsets = workspace->second.offsets;
       Value rows = selectedPairs(b, *router, mask);
       ids = alloc(b, idsType, {rows});
       weights = alloc(b, weightsType, {rows});
@@ -528,10 +583,18 @@ struct ConvertMoeToGPUPass
                    {gates, mask, tiles, offsets, ids, weights});
           },
           [&](LoopBuilder &b) {
-            launch(b, plan.countScan, numTiles, {mask, counts, tiles, offsets});
+            if (!counted)
+              launch(b, plan.countScan, numTiles,
+                     {mask, workspace->second.counts, tiles, offsets});
             launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
           });
     } else {
+      // E words at least.
+      tiles =
+          alloc(b, planCountsType(op.getContext()),
+                {muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
+                      expertsV)});
+      offsets = alloc(b, offsetsType);
       launch(b, plan.count, numTiles, {mask, tiles});
       launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
       op->getParentOfType<ModuleOp>()->setAttr(kHostReadsDeviceAttr,
@@ -568,9 +631,10 @@ struct ConvertMoeToGPUPass
     } else {
       // The mask once; the counts out, read again by the last tile, which
       // writes the starts and offsets.
-      recordKernel(module, plan.countScan, "plan_count_scan", tileGrid, info,
-                   {multi, times("B * T * E + " + tileWords),
-                    times(tileWords + " * 2 + (E + 1) * 4")});
+      if (!counted)
+        recordKernel(module, plan.countScan, "plan_count_scan", tileGrid, info,
+                     {multi, times("B * T * E + " + tileWords),
+                      times(tileWords + " * 2 + (E + 1) * 4")});
       // The mask twice (count, fill), the E counts written, scanned, read.
       recordKernel(module, plan.single, "plan_single", "1", info,
                    {"1 - " + multi,
@@ -998,7 +1062,7 @@ struct ConvertMoeToGPUPass
       listWeights = alloc(b, listWeightsType, dynRows);
       args.append({listIds, listWeights});
     }
-    llvm::append_range(args, allocPlanCounts(b, op, rows, experts));
+    llvm::append_range(args, allocPlanWorkspaces(b, op, rows, experts));
     launch(b, kernel,
            arith::CeilDivUIOp::create(
                b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),

@@ -142,7 +142,7 @@ void storeTieEnd(LoopBuilder &b, const BlockSet &s, Value gates,
 MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
     OpBuilder &builder, Location loc, StringRef name, MemRefType gatesType,
     MemRefType maskType, SelectionSet kind, const ModelOptions &model,
-    int64_t chunkSize) {
+    int64_t chunkSize, std::optional<PlanCountTypes> plan) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   auto workspaceType =
@@ -288,11 +288,18 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   // aims at two blocks an SM (32) and spilled (Expert Choice, sm_90).
   kernels.histogram->setAttr("nvvm.maxnreg", builder.getI32IntegerAttr(64));
 
-  // mark(gates, mask, workspace): the selection, in place.
+  // mark(gates, mask, workspace[, counts, starts, offsets]): the selection,
+  // in place (counted for the plan when B * T spans several tiles).
+  SmallVector<Type> markArgs = {gatesType, maskType, workspaceType};
+  SmallVector<Type> markBuffers;
+  if (plan) {
+    markArgs.append({plan->counts, plan->starts, plan->offsets});
+    markBuffers = {workgroupBuffer(ctx, kSelectBlock / kWarpSize),
+                   workgroupBuffer(ctx, 1), workgroupBuffer(ctx, 1)};
+  }
   kernels.mark = buildKernel(
-      builder, loc, (name + "_mark").str(),
-      {gatesType, maskType, workspaceType}, int32_t(kSelectBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
+      builder, loc, (name + "_mark").str(), markArgs, int32_t(kSelectBlock),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
         Value gates = args[0], mask = args[1], ws = args[2];
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         BlockSet s = blockSet(b, gates, kind, experts, chunkSize);
@@ -300,6 +307,13 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
             b, ws, {word(b, s.base, Words::kState + 2 * (kRadixPasses - 1))});
         Value end =
             i32ToIndex(b, load(b, ws, {word(b, s.base, Words::kTieEnd)}));
+        Value numTiles, counting;
+        if (plan) {
+          numTiles = arith::CeilDivUIOp::create(
+              b, muli(b, dim(b, gates, 0), dim(b, gates, 1)),
+              indexConst(b, kPlanTileRows));
+          counting = cmpi(b, CmpIPredicate::ugt, numTiles, indexConst(b, 1));
+        }
         forStrided(
             b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
             [&](LoopBuilder &b, Value i) {
@@ -312,7 +326,20 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
               store(b, on, mask, idx);
               store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
                     gates, idx);
+              if (plan)
+                ifThen(b, andi(b, on, counting), [&](LoopBuilder &b) {
+                  countPlanPair(
+                      b, args[3], numTiles,
+                      addi(b, muli(b, idx[0], dim(b, gates, 1)), idx[1]),
+                      idx[2]);
+                });
             });
-      });
+        if (plan)
+          ifThen(b, counting, [&](LoopBuilder &b) {
+            scanPlanCountsIfLast(b, args[3], args[4], args[5], numTiles,
+                                 experts, kSelectBlock, shared);
+          });
+      },
+      markBuffers);
   return kernels;
 }

@@ -132,11 +132,105 @@ forBatches(LoopBuilder &b, Value begin, Value end, ValueRange init,
       });
 }
 
-Value gpu_kernels::planCountWords(LoopBuilder &b, Value rows, int64_t experts) {
-  Value tiles =
-      arith::CeilDivUIOp::create(b, rows, indexConst(b, kPlanTileRows));
+/// One flat exclusive scan over the E * numTiles counts by a block of
+/// `threads` (a contiguous segment per thread: sum, block scan of the sums,
+/// rewrite), so starts[e * numTiles + t] becomes the plan row of expert e's
+/// first row in tile t, and offsets[e] its first row overall. `counts` and
+/// `starts` may be one buffer (rewritten in place); with `atomicReads` the
+/// counts are read with atomics (other blocks of the launch wrote them so).
+/// `workgroup`: a slot per warp and one more.
+static void scanTileCounts(LoopBuilder &b, Value counts, Value starts,
+                           Value offsets, Value numTiles, int64_t experts,
+                           int64_t threads, ArrayRef<Value> workgroup,
+                           bool atomicReads) {
+  Value tid = threadId(b);
+  Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
+  Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
+  Value numExperts = indexConst(b, experts);
+  Value n = muli(b, numExperts, numTiles);
+  Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
+  Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
+  Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
+  auto read = [&](LoopBuilder &b, Value i) -> Value {
+    if (!atomicReads)
+      return load(b, counts, {i});
+    return memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
+                                       i32Const(b, 0), counts, ValueRange{i});
+  };
+  Value sum = forBatches(
+      b, begin, end, {i32Const(b, 0)}, read,
+      [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
+        return SmallVector<Value>{
+            addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
+      })[0];
+  std::pair<Value, Value> scanned =
+      blockExclusiveScan(b, sum, lane, warp, workgroup[0], workgroup[1], 0);
+  Value before = scanned.first, total = scanned.second;
+  forBatches(
+      b, begin, end, {before}, read,
+      [&](LoopBuilder &b, Value i, Value valid, Value c, ValueRange acc) {
+        ifThen(b, valid,
+               [&](LoopBuilder &b) { store(b, acc[0], starts, {i}); });
+        return SmallVector<Value>{
+            addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
+      });
+  gpu::BarrierOp::create(b);
+  // offsets[e] = the scanned value of (e, tile 0); offsets[E] = M.
+  Value hasTiles = cmpi(b, CmpIPredicate::ugt, numTiles, zero(b));
+  forStrided(
+      b, tid, numExperts, indexConst(b, threads), [&](LoopBuilder &b, Value e) {
+        Value first = arith::MinUIOp::create(
+            b, muli(b, e, numTiles),
+            subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
+                 indexConst(b, 1)));
+        Value start = load(b, starts, {first});
+        store(b, select(b, hasTiles, start, i32Const(b, 0)), offsets, {e});
+      });
+  ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero(b)),
+         [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
+}
+
+void gpu_kernels::countPlanPair(LoopBuilder &b, Value counts, Value numTiles,
+                                Value row, Value expert) {
+  Value tile = arith::DivUIOp::create(b, row, indexConst(b, kPlanTileRows));
+  memref::AtomicRMWOp::create(
+      b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
+      ValueRange{addi(b, muli(b, expert, numTiles), tile)});
+}
+
+void gpu_kernels::scanPlanCountsIfLast(LoopBuilder &b, Value counts,
+                                       Value starts, Value offsets,
+                                       Value numTiles, int64_t experts,
+                                       int64_t threads,
+                                       ArrayRef<Value> workgroup) {
+  Value tid = threadId(b), c0 = zero(b);
+  Value isLast = workgroup[2];
+  gpu::BarrierOp::create(b);
+  ifThen(b, cmpi(b, CmpIPredicate::eq, tid, c0), [&](LoopBuilder &b) {
+    fenceDevice(b);
+    Value done = memref::AtomicRMWOp::create(
+        b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
+        ValueRange{muli(b, indexConst(b, experts), numTiles)});
+    fenceDevice(b);
+    Value blocks = gpu::GridDimOp::create(b, gpu::Dimension::x);
+    Value last = cmpi(b, CmpIPredicate::eq, done,
+                      indexToI32(b, subi(b, blocks, indexConst(b, 1))));
+    store(b, arith::ExtUIOp::create(b, b.getI32Type(), last), isLast, {c0});
+  });
+  gpu::BarrierOp::create(b);
+  // Uniform per block: the scan's barriers are reached by all threads.
+  ifThen(b, cmpi(b, CmpIPredicate::ne, load(b, isLast, {c0}), i32Const(b, 0)),
+         [&](LoopBuilder &b) {
+           scanTileCounts(b, counts, starts, offsets, numTiles, experts,
+                          threads, workgroup.take_front(2),
+                          /*atomicReads=*/true);
+         });
+}
+
+Value gpu_kernels::planCountWords(LoopBuilder &b, Value numTiles,
+                                  int64_t experts) {
   return addi(b,
-              muli(b, arith::MaxUIOp::create(b, tiles, indexConst(b, 1)),
+              muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
                    indexConst(b, experts)),
               indexConst(b, 1));
 }
@@ -159,7 +253,7 @@ PlanKernels
 gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                               MemRefType gatesType, MemRefType maskType,
                               MemRefType offsetsType, MemRefType idsType,
-                              MemRefType weightsType, bool budgeted) {
+                              MemRefType weightsType, PlanSource source) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   const int64_t tileThreads = planTileThreads(experts);
@@ -219,64 +313,6 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
     });
   };
 
-  // One flat exclusive scan over the E * numTiles counts by a block of
-  // `threads` (a contiguous segment per thread: sum, block scan of the
-  // sums, rewrite), so tiles[e * numTiles + t] becomes the plan row of
-  // expert e's first row in tile t, and offsets[e] its first row overall.
-  // `counts` and `starts` may be one buffer (rewritten in place); with
-  // `atomicReads` the counts are read with atomics (other blocks of the
-  // launch wrote them so).
-  auto scan = [&](LoopBuilder &b, Value counts, Value starts, Value offsets,
-                  Value numTiles, int64_t threads, ArrayRef<Value> workgroup,
-                  bool atomicReads) {
-    Value tid = threadId(b);
-    Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
-    Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
-    Value numExperts = indexConst(b, experts);
-    Value n = muli(b, numExperts, numTiles);
-    Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
-    Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
-    Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
-    auto read = [&](LoopBuilder &b, Value i) -> Value {
-      if (!atomicReads)
-        return load(b, counts, {i});
-      return memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
-                                         i32Const(b, 0), counts, ValueRange{i});
-    };
-    Value sum = forBatches(
-        b, begin, end, {i32Const(b, 0)}, read,
-        [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
-          return SmallVector<Value>{
-              addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
-        })[0];
-    std::pair<Value, Value> scanned =
-        blockExclusiveScan(b, sum, lane, warp, workgroup[0], workgroup[1], 0);
-    Value before = scanned.first, total = scanned.second;
-    forBatches(
-        b, begin, end, {before}, read,
-        [&](LoopBuilder &b, Value i, Value valid, Value c, ValueRange acc) {
-          ifThen(b, valid,
-                 [&](LoopBuilder &b) { store(b, acc[0], starts, {i}); });
-          return SmallVector<Value>{
-              addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
-        });
-    gpu::BarrierOp::create(b);
-    // offsets[e] = the scanned value of (e, tile 0); offsets[E] = M.
-    Value hasTiles = cmpi(b, CmpIPredicate::ugt, numTiles, zero(b));
-    forStrided(b, tid, numExperts, indexConst(b, threads),
-               [&](LoopBuilder &b, Value e) {
-                 Value first = arith::MinUIOp::create(
-                     b, muli(b, e, numTiles),
-                     subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
-                          indexConst(b, 1)));
-                 Value start = load(b, starts, {first});
-                 store(b, select(b, hasTiles, start, i32Const(b, 0)), offsets,
-                       {e});
-               });
-    ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero(b)),
-           [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
-  };
-
   // Each expert's rows of the tile, in token order, from the tile's first
   // row in that expert.
   auto fill = [&](LoopBuilder &b, Value gates, Value mask, Value tiles,
@@ -305,7 +341,7 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
     return SmallVector<Type>{workgroupBuffer(ctx, threads / kWarpSize),
                              workgroupBuffer(ctx, 1)};
   };
-  if (!budgeted) {
+  if (source == PlanSource::Mask) {
     kernels.count =
         buildKernel(builder, loc, (name + "_count").str(),
                     {maskType, tilesType}, int32_t(tileThreads),
@@ -316,11 +352,12 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
         builder, loc, (name + "_scan").str(),
         {tilesType, offsetsType, builder.getIndexType()}, int32_t(kPlanBlock),
         [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-          scan(b, args[0], args[0], args[1], args[2], kPlanBlock, workgroup,
-               /*atomicReads=*/false);
+          scanTileCounts(b, args[0], args[0], args[1], args[2], experts,
+                         kPlanBlock, workgroup, /*atomicReads=*/false);
         },
         tileScratch(kPlanBlock));
-  } else {
+  }
+  if (source == PlanSource::Budgeted) {
     // count_scan(mask, counts, starts, offsets): groups of tileThreads
     // threads split the tile's rows (a thread per expert in each group)
     // and add their counts in shared memory; the tile's counts go out
@@ -338,8 +375,8 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
         [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
           Value mask = args[0], counts = args[1], starts = args[2],
                 offsets = args[3];
-          Value tileCounts = workgroup[2], isLast = workgroup[3];
-          Value tid = threadId(b), c0 = zero(b);
+          Value tileCounts = workgroup[2];
+          Value tid = threadId(b);
           Value block = indexConst(b, kPlanBlock);
           Value numExperts = indexConst(b, experts);
           Tile tile = tileOf(b, mask, false);
@@ -385,30 +422,13 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                                         load(b, tileCounts, {e}), counts,
                                         ValueRange{slot(b, tile, e)});
           });
-          gpu::BarrierOp::create(b);
-          ifThen(b, cmpi(b, CmpIPredicate::eq, tid, c0), [&](LoopBuilder &b) {
-            fenceDevice(b);
-            Value done = memref::AtomicRMWOp::create(
-                b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
-                ValueRange{muli(b, numExperts, tile.count)});
-            fenceDevice(b);
-            Value last =
-                cmpi(b, CmpIPredicate::eq, done,
-                     indexToI32(b, subi(b, tile.count, indexConst(b, 1))));
-            store(b, arith::ExtUIOp::create(b, b.getI32Type(), last), isLast,
-                  {c0});
-          });
-          gpu::BarrierOp::create(b);
-          // Uniform per block: the scan's barriers are reached by all.
-          ifThen(
-              b,
-              cmpi(b, CmpIPredicate::ne, load(b, isLast, {c0}), i32Const(b, 0)),
-              [&](LoopBuilder &b) {
-                scan(b, counts, starts, offsets, tile.count, kPlanBlock,
-                     workgroup, /*atomicReads=*/true);
-              });
+          scanPlanCountsIfLast(b, counts, starts, offsets, tile.count, experts,
+                               kPlanBlock,
+                               {workgroup[0], workgroup[1], workgroup[3]});
         },
         scratch);
+  }
+  if (source != PlanSource::Mask) {
     // All three on one block when the rows are a single tile: the barriers
     // order the global counts (tiles) between the phases.
     kernels.single = buildKernel(
@@ -420,8 +440,8 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
           Tile tile = tileOf(b, mask, true);
           count(b, mask, tiles, tile);
           gpu::BarrierOp::create(b);
-          scan(b, tiles, tiles, args[3], tile.count, tileThreads, workgroup,
-               /*atomicReads=*/false);
+          scanTileCounts(b, tiles, tiles, args[3], tile.count, experts,
+                         tileThreads, workgroup, /*atomicReads=*/false);
           gpu::BarrierOp::create(b);
           fill(b, gates, mask, tiles, args[4], args[5], tile);
         },

@@ -64,17 +64,31 @@ gpu::GPUFuncOp
 gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                                MemRefType gatesType, MemRefType maskType,
                                SelectionSet set, const ModelOptions &model,
-                               MemRefType seqlensType, SetBudgetFn budgetOf) {
+                               MemRefType seqlensType, SetBudgetFn budgetOf,
+                               std::optional<PlanCountTypes> plan) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
+  assert(!(plan && seqlensType) && "a packed batch's plan is not budgeted");
   SmallVector<Type> workgroup = {workgroupBuffer(ctx, 256),
                                  workgroupBuffer(ctx, 4),
                                  workgroupBuffer(ctx, kWarps)};
   Type third = seqlensType ? Type(seqlensType) : builder.getIndexType();
+  SmallVector<Type> argTypes = {gatesType, maskType, third};
+  if (plan)
+    argTypes.append({plan->counts, plan->starts, plan->offsets});
   return buildKernel(
-      builder, loc, name, {gatesType, maskType, third}, int32_t(kThreads),
+      builder, loc, name, argTypes, int32_t(kThreads),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> buffers) {
         Value gates = args[0], mask = args[1];
+        // The plan's tiles: counted only when there are several (one tile
+        // is the plan's single-block kernel's job).
+        Value numTiles, counting;
+        if (plan) {
+          numTiles = arith::CeilDivUIOp::create(
+              b, muli(b, dim(b, gates, 0), dim(b, gates, 1)),
+              indexConst(b, kPlanTileRows));
+          counting = cmpi(b, CmpIPredicate::ugt, numTiles, indexConst(b, 1));
+        }
         Value hist = buffers[0], shared = buffers[1], warpTotals = buffers[2];
 
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -187,10 +201,22 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                 store(b, on, mask, idx);
                 store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
                       gates, idx);
+                if (plan)
+                  ifThen(b, andi(b, on, counting), [&](LoopBuilder &b) {
+                    countPlanPair(
+                        b, args[3], numTiles,
+                        addi(b, muli(b, idx[0], dim(b, gates, 1)), idx[1]),
+                        idx[2]);
+                  });
               });
               gpu::BarrierOp::create(b);
               return {addi(b, takenBefore, chunkTies)};
             });
+        if (plan)
+          ifThen(b, counting, [&](LoopBuilder &b) {
+            scanPlanCountsIfLast(b, args[3], args[4], args[5], numTiles,
+                                 experts, kThreads, {warpTotals, shared, hist});
+          });
       },
       workgroup);
 }

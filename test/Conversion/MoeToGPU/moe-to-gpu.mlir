@@ -252,13 +252,18 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 
 // A plan of a route's selection: M = B * floor(k * T) on the host (none
 // when T = 0), before any plan launch: no read-back of the device's count.
-// Rows that fit one tile (B * T <= 128) take the single-block kernel, one
-// launch; more take count_scan and fill, with the counts (and done counter)
-// zeroed by the route's score kernel: no zeroing launch.
+// The route allocates the plan's tile counts (zeroed by its score kernel),
+// starts and offsets, and its select kernel counts the selected pairs per
+// (expert, tile of 128 rows) and scans them (the block done last): the plan
+// only fills. Rows that fit one tile take the single-block plan kernel.
 // CHECK: module attributes {gpu.container_module, usmoe.kernels
 // CHECK-LABEL: func.func @route_then_plan
 // CHECK: %[[COUNTS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: %[[STARTS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: %[[OFFSETS:.*]] = memref.alloc() : memref<9xi32>
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[COUNTS]] : memref<?xi32>, %{{.*}} : memref<?xi32>)
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark {{.*}}, %[[COUNTS]] : memref<?xi32>, %[[STARTS]] : memref<?xi32>, %[[OFFSETS]] : memref<9xi32>)
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select {{.*}}, %[[COUNTS]] : memref<?xi32>, %[[STARTS]] : memref<?xi32>, %[[OFFSETS]] : memref<9xi32>)
 // CHECK: "moe.plan on the GPU takes at most
 // CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c128
 // CHECK: %[[N:.*]] = arith.fptosi
@@ -268,12 +273,26 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 // CHECK: memref.alloc(%[[M]]) : memref<?xi32>
 // CHECK: %[[ONE:.*]] = arith.cmpi ule, %[[TILES]], %c1
 // CHECK: scf.if %[[ONE]] {
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_single
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_single {{.*}} %[[STARTS]] : memref<?xi32>, %[[OFFSETS]] : memref<9xi32>
 // CHECK-NOT: gpu.launch_func
 // CHECK: } else {
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_count_scan blocks in (%[[TILES]], {{.*}} args(%{{.*}}, %[[COUNTS]] : memref<?xi32>, %[[STARTS:.*]] : memref<?xi32>,
-// CHECK-NOT: memref.load
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill {{.*}} %[[STARTS]] : memref<?xi32>
+// CHECK-NOT: gpu.launch_func
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill blocks in (%[[TILES]], {{.*}} %[[STARTS]] : memref<?xi32>
+// CHECK: return
+// The select kernel counts its selection when there are several tiles.
+// CHECK: gpu.func @route_unified_0_select(
+// CHECK: %[[NT:.*]] = arith.ceildivui %{{.*}}, %c128
+// CHECK: %[[SEVERAL:.*]] = arith.cmpi ugt, %[[NT]], %c1
+// CHECK: memref.atomic_rmw addi %c1_i32
+// CHECK: scf.if %[[SEVERAL]] {
+// CHECK: gpu.barrier
+// CHECK: nvvm.memory.barrier <gpu>
+// CHECK: memref.atomic_rmw addi %c1_i32
+// CHECK-NEXT: nvvm.memory.barrier <gpu>
+// CHECK: gpu.func @plan_1_single(
+// CHECK-NOT: gpu.func @plan_1_count
+// CHECK: gpu.func @plan_1_fill(
+// CHECK-NOT: gpu.func @plan_1_count
 func.func @route_then_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi32>) {
   %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<?x?x8xf32>
   %o, %i, %w = moe.plan %g, %m : tensor<?x?x8xf32>
