@@ -29,7 +29,8 @@ EXPERTS = [8, 64, 256]
 ROUTERS = [("token k=2", dict(mode="token", k=2)), ("token k=8", dict(mode="token", k=8)),
            ("unified k=1.5", dict(mode="unified", k=1.5)),
            ("expert cf=1.25 k=2", dict(mode="expert", capacity_factor=1.25, k=2))]
-TOTAL = re.compile(r"^total\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", re.M)
+# total: launches, MB read, MB written, GFLOP, est. us
+TOTAL = re.compile(r"^total\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", re.M)
 FLOOR = re.compile(r"HBM floor .*: ([\d.]+) MB = ([\d.e+-]+) us")
 
 
@@ -39,7 +40,7 @@ def report(ir: str, shape: str, opt: str, bandwidth: float, chunk=None):
                           f"-usmoe-gpu-cost-report=shape={shape} bandwidth-gbs={bandwidth}",
                           "-o", os.devnull], input=ir, capture_output=True, text=True,
                          check=True).stdout
-    launches, _, _, micros = TOTAL.search(out).groups()
+    launches, micros = TOTAL.search(out).groups()
     floor = float(FLOOR.search(out).group(2))
     return int(launches), float(micros), floor
 

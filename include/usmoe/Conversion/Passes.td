@@ -188,8 +188,10 @@ def UsmoeGpuCostReportPass
     the larger of the bytes at `bandwidth-gbs` and the kernel's FLOPs (where
     it records them: the expert GEMMs) at `tensor-tflops`, both scaled by
     min(1, blocks / sms) (a grid of fewer blocks than SMs reaches only their
-    share of the chip). With FLOPs the floor is the larger of the HBM floor
-    and the FLOPs at peak. It
+    share of the chip). Bytes a kernel's last block moves alone after the
+    rest of its grid (its `tail_bytes`, e.g. a last-block scan) are charged
+    on top at one SM's share of the bandwidth. With FLOPs the floor is the
+    larger of the HBM floor and the FLOPs at peak. It
     judges designs before a GPU is at hand; measured times replace it where
     they exist (docs/gpu-performance.md).
 

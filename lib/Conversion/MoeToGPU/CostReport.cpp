@@ -46,7 +46,8 @@ bool parseShape(StringRef text, llvm::StringMap<int64_t> &symbols,
 /// One kernel's evaluated cost.
 struct Row {
   std::string name;
-  int64_t launches = 0, grid = 0, block = 0, read = 0, written = 0, flops = 0;
+  int64_t launches = 0, grid = 0, block = 0, read = 0, written = 0, flops = 0,
+          tail = 0;
   std::optional<int64_t> floor;
   double micros = 0;
 };
@@ -124,7 +125,8 @@ struct UsmoeGpuCostReportPass
                               {"grid", &row.grid},
                               {"bytes_read", &row.read},
                               {"bytes_written", &row.written},
-                              {"flops", &row.flops}}) {
+                              {"flops", &row.flops},
+                              {"tail_bytes", &row.tail}}) {
       FailureOr<int64_t> v = value(key);
       if (failed(v))
         return failure();
@@ -143,9 +145,13 @@ struct UsmoeGpuCostReportPass
       share = std::max(share, 1e-9);
       double bytesPerMicro = bandwidthGBs * 1e3 * share;
       double flopsPerMicro = tensorTflops * 1e6 * share;
-      row.micros = row.launches * launchMicros +
-                   std::max(double(row.read + row.written) / bytesPerMicro,
-                            double(row.flops) / flopsPerMicro);
+      // The tail: one block alone, at one SM's share of the bandwidth.
+      double oneSm = bandwidthGBs * 1e3 / double(static_cast<int64_t>(sms));
+      row.micros =
+          row.launches * launchMicros +
+          std::max(double(row.read + row.written - row.tail) / bytesPerMicro,
+                   double(row.flops) / flopsPerMicro) +
+          double(row.tail) / oneSm;
     }
     return row;
   }

@@ -38,10 +38,11 @@ inline constexpr llvm::StringLiteral kKernelModule = "usmoe_kernels";
 struct KernelCost {
   KernelCost(std::string launches, std::string bytesRead,
              std::string bytesWritten, std::string floorBytes = "",
-             std::string flops = "")
+             std::string flops = "", std::string tailBytes = "")
       : launches(std::move(launches)), bytesRead(std::move(bytesRead)),
         bytesWritten(std::move(bytesWritten)),
-        floorBytes(std::move(floorBytes)), flops(std::move(flops)) {}
+        floorBytes(std::move(floorBytes)), flops(std::move(flops)),
+        tailBytes(std::move(tailBytes)) {}
 
   /// Launches per call ("0" when a run-time condition skips the kernel).
   std::string launches;
@@ -53,6 +54,9 @@ struct KernelCost {
   /// Floating-point operations per call, where arithmetic can bound the
   /// kernel's time (tensor-core GEMMs); empty elsewhere.
   std::string flops;
+  /// Of the bytes read and written, those the last block to finish moves
+  /// alone after the rest (a last-block scan); empty when none.
+  std::string tailBytes;
 };
 
 /// Adds `kernel` to the table of `module`: its `kind`, `grid`, argument

@@ -476,20 +476,28 @@ struct ConvertMoeToGPUPass
     // One block per set: the scores read once per digit and once to mark.
     // Counting for the plan (several tiles): an atomic per selected pair,
     // and the last block reads the counts and writes starts and offsets.
-    std::string countRead, countWritten;
+    std::string countRead, countWritten, scanTail;
     if (countedPlan) {
       std::string tiles =
           llvm::formatv("ceildiv(B * T, {0})", gpu_kernels::kPlanTileRows);
       countRead = llvm::formatv(" + gt({0}, 1) * {0} * E * 4", tiles);
       countWritten = llvm::formatv(
           " + gt({0}, 1) * (M * 4 + {0} * E * 4 + (E + 1) * 4)", tiles);
+      // The last block reads the counts, writes starts and offsets.
+      scanTail =
+          llvm::formatv("gt({0}, 1) * ({0} * E * 8 + (E + 1) * 4)", tiles);
     }
-    describe(selectKernel, selectKind, setGrid,
-             {"1 - " + spread,
-              llvm::formatv("(1 - {0}) * ({1} * 4 * {2}{3})", spread, pairs,
-                            gpu_kernels::kRadixPasses + 1, countRead),
-              llvm::formatv("(1 - {0}) * ({1} * 5{2})", spread, pairs,
-                            countWritten)});
+    auto tailOf = [&](StringRef launched) {
+      return scanTail.empty() ? std::string()
+                              : (launched + " * " + scanTail).str();
+    };
+    describe(
+        selectKernel, selectKind, setGrid,
+        {"1 - " + spread,
+         llvm::formatv("(1 - {0}) * ({1} * 4 * {2}{3})", spread, pairs,
+                       gpu_kernels::kRadixPasses + 1, countRead),
+         llvm::formatv("(1 - {0}) * ({1} * 5{2})", spread, pairs, countWritten),
+         "", "", tailOf("(1 - " + spread + ")")});
     if (multi) {
       std::string chunks = (Twine("ceildiv(") + (unified ? "T * E" : "T") +
                             ", " + Twine(selectChunk) + ")")
@@ -507,7 +515,8 @@ struct ConvertMoeToGPUPass
           multi->mark, selectKind + "_mark", grid,
           {spread,
            llvm::formatv("{0} * ({1} * 4{2})", spread, pairs, countRead),
-           llvm::formatv("{0} * ({1} * 5{2})", spread, pairs, countWritten)});
+           llvm::formatv("{0} * ({1} * 5{2})", spread, pairs, countWritten), "",
+           "", tailOf(spread)});
     }
 
     replaceWithBuffers(b, op, {gates, mask});
@@ -634,6 +643,7 @@ struct ConvertMoeToGPUPass
       if (!counted)
         recordKernel(module, plan.countScan, "plan_count_scan", tileGrid, info,
                      {multi, times("B * T * E + " + tileWords),
+                      times(tileWords + " * 2 + (E + 1) * 4"), "", "",
                       times(tileWords + " * 2 + (E + 1) * 4")});
       // The mask twice (count, fill), the E counts written, scanned, read.
       recordKernel(module, plan.single, "plan_single", "1", info,

@@ -81,3 +81,14 @@ module attributes {usmoe.kernels = {k = #moe.kernel<kind = "zero", args = [], bl
 // expected-error @+1 {{'launches' = "1 +": unexpected end}}
 module attributes {usmoe.kernels = {k = #moe.kernel<kind = "zero", args = [], block = [32, 1, 1], grid = "1", launches = "1 +", bytes_read = "0", bytes_written = "0", info = {}>}} {
 }
+
+// -----
+
+// expected-error @+1 {{'tail_bytes' = "4 *": unexpected end}}
+module attributes {gpu.container_module, usmoe.kernels = {k = #moe.kernel<kind = "zero", args = [memref<?xi32>], block = [32, 1, 1], grid = "1", launches = "1", bytes_read = "0", bytes_written = "0", tail_bytes = "4 *", info = {}>}} {
+  gpu.module @usmoe_kernels {
+    gpu.func @k(%a: memref<?xi32>) kernel attributes {known_block_size = array<i32: 32, 1, 1>} {
+      gpu.return
+    }
+  }
+}

@@ -19,7 +19,8 @@ KernelAttr::getExpressions() const {
           {"bytes_read", text(getBytesRead())},
           {"bytes_written", text(getBytesWritten())},
           {"floor_bytes", text(getFloorBytes())},
-          {"flops", text(getFlops())}};
+          {"flops", text(getFlops())},
+          {"tail_bytes", text(getTailBytes())}};
 }
 
 /// A kernel's description must be usable without its module: a kind, types
@@ -29,7 +30,8 @@ LogicalResult KernelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  DenseI32ArrayAttr block, StringAttr grid,
                                  StringAttr launches, StringAttr bytesRead,
                                  StringAttr bytesWritten, StringAttr floorBytes,
-                                 StringAttr flops, DictionaryAttr info) {
+                                 StringAttr flops, StringAttr tailBytes,
+                                 DictionaryAttr info) {
   if (!kind || kind.getValue().empty())
     return emitError() << "'kind' must not be empty";
   if (!args || !info)
@@ -45,9 +47,11 @@ LogicalResult KernelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
       {"bytes_read", bytesRead},
       {"bytes_written", bytesWritten},
       {"floor_bytes", floorBytes},
-      {"flops", flops}};
+      {"flops", flops},
+      {"tail_bytes", tailBytes}};
   for (auto [key, text] : expressions) {
-    if ((key == "floor_bytes" || key == "flops") && !text)
+    if ((key == "floor_bytes" || key == "flops" || key == "tail_bytes") &&
+        !text)
       continue;
     std::string error;
     if (!text)

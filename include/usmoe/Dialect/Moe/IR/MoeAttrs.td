@@ -153,7 +153,10 @@ def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
     usmoe/Support/ShapeExpr.h) its `grid`, `launches` per call, bytes read
     and written, and on one kernel per op `floor_bytes`, the bytes the op
     must move (the HBM floor); `flops` on kernels whose arithmetic can
-    bound their time (the expert GEMMs). `info` holds what a kind adds (E, k, tile
+    bound their time (the expert GEMMs); `tail_bytes` on kernels whose last
+    block to finish does more work alone (a last-block scan): bytes it moves
+    after the rest of the grid, part of bytes read and written, which a
+    single SM moves at its share of the bandwidth. `info` holds what a kind adds (E, k, tile
     rows, ...). A runtime without MLIR sizes launches from it (written out
     as JSON next to the cubin), `usmoe-gpu-cost-report` evaluates it.
 
@@ -174,12 +177,15 @@ def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
       OptionalParameter<"::mlir::StringAttr", "the op's HBM floor">:$floor_bytes,
       OptionalParameter<"::mlir::StringAttr",
                         "floating-point operations per call">:$flops,
+      OptionalParameter<"::mlir::StringAttr",
+                        "bytes one block moves after the rest">:$tail_bytes,
       "::mlir::DictionaryAttr":$info);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
     /// The shape expressions by their key in the table ("grid", "launches",
-    /// "bytes_read", "bytes_written", "floor_bytes", "flops"), "" when
+    /// "bytes_read", "bytes_written", "floor_bytes", "flops", "tail_bytes"),
+    /// "" when
     /// absent.
     ::llvm::SmallVector<std::pair<::llvm::StringRef, ::llvm::StringRef>>
     getExpressions() const;
