@@ -130,9 +130,14 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       run on one block each): then it spreads over ceil(count /
       select-chunk) blocks, a histogram launch per digit merged by the set's
       last block to finish (no host round trip), then one marking launch.
-    - `moe.plan`: tiles of rows count their experts (coalesced over the
-      mask's rows), one block scans tiles and experts into offsets, the
-      tiles fill the expert-major rows in token order.
+    - `moe.plan`: counts per (expert, tile of 128 rows), scanned into the
+      offsets and each tile's first rows, then the tiles fill the
+      expert-major rows in token order. For a route's selection (M from its
+      budget) the route's first kernel zeroes the counts, the Unified /
+      Expert Choice select kernels count their selection and their last
+      block scans (the plan is one fill launch), Token Choice counts and
+      scans in one launch; B * T <= 128 runs on one block (one launch).
+      Other selections: count, scan, M read back, fill.
     - `moe.dispatch`: a block per plan row.
     - `moe.expert_ffn`: a block per plan row (expert by binary search in the
       offsets), SwiGLU through an [M, F] f32 scratch buffer.
