@@ -302,7 +302,9 @@ func.func @f(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
 # B * T = 99 and 128: the plan in one block (one tile, E = 64: two warps; E =
 # 40: two warps, partly idle); 200 and 700: count_scan (the tile done last
 # scans) and fill over 2 and 6 tiles.
-@pytest.mark.parametrize("shape", [(3, 33, 64), (1, 128, 40), (2, 100, 40), (4, 175, 8)])
+# (5, 1, 64): one-token sequences (unified: the decode kernel).
+@pytest.mark.parametrize("shape", [(3, 33, 64), (1, 128, 40), (2, 100, 40), (4, 175, 8),
+                                   (5, 1, 64)])
 def test_cuda_matches_cpu(opts, shape, gpu_path):
     logits = np.random.default_rng(4).normal(size=shape).astype(np.float32)
     gpu = usmoe.route(logits, device="cuda", **opts)

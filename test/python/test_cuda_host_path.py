@@ -223,6 +223,10 @@ def test_long_sets_spread_over_blocks(options, shape, kernels):
     (dict(mode="unified", budget=5, expert_score="softmax_tokens"), (2, 700, 16)),
     (dict(mode="expert", capacity=8), (1, 17000, 8)),
     (dict(mode="expert", capacity=3), (4, 40, 8)),
+    # Decode: one-token sequences take the unified decode kernel up to 128
+    # of them, the score and select kernels beyond.
+    (dict(mode="unified", k=2.5), (3, 1, 8)),
+    (dict(mode="unified", k=2.5), (200, 1, 8)),
 ])
 def test_kernel_table_grids_and_launches_match_the_launches(options, shape):
     """The kernel table states each kernel's grid and launches per call as
@@ -250,6 +254,21 @@ def test_kernel_table_grids_and_launches_match_the_launches(options, shape):
         launched[name] = launched.get(name, 0) + 1
     for name, meta in r["table"].items():
         assert launched.get(name, 0) == _usmoe.evaluate_shape_expr(meta["launches"], symbols), name
+
+
+def test_unified_decode_is_one_route_launch():
+    """Sequences of one token select their top floor(k) experts by U (the
+    spec: Token Choice's selection): the Token Choice kernel ranking U, then
+    the plan on one block."""
+    r = run_fake("""
+        x = np.zeros((6, 1, 16), np.float32)
+        router = usmoe.Router(device="cuda", mode="unified", k=2.5)
+        router(OnDevice(x))
+        reset()
+        router(OnDevice(x))
+        result["launches"] = [(name, grid, block) for name, grid, block, _ in launches()]
+    """)
+    assert r["launches"] == [["route_unified_0_decode", 2, 128], ["plan_1_single", 1, 32]]
 
 
 def test_host_logits_on_cuda_come_back_as_numpy():

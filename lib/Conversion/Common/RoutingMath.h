@@ -68,6 +68,15 @@ inline Value sigmoidScore(LoopBuilder &b, Value x, int64_t experts) {
   return mulf(b, f32Const(b, 2.0 / double(experts)), sig);
 }
 
+/// U = (1 - alpha) * P + alpha * F(x) (F: sigmoidScore), each product and
+/// the sum rounded to f32 (no FMA): the unified score of one pair, the same
+/// on the CPU and the GPU.
+inline Value unifiedScore(LoopBuilder &b, Value p, Value x, double alpha,
+                          int64_t experts) {
+  return addf(b, mulf(b, f32Const(b, 1.0 - alpha), p),
+              mulf(b, f32Const(b, alpha), sigmoidScore(b, x, experts)));
+}
+
 /// An unsigned i32 key with the order of the f32 score: NaN ranks as -inf
 /// and -0 as +0, so that integer comparison is total and agrees with the
 /// float order everywhere else.

@@ -58,13 +58,17 @@ inline constexpr int64_t kMaxGroups = 64;
 /// kMaxFusedListK, no bias) it also writes moe.topk_list's lists as two
 /// more arguments: the picks by descending gate, ties to the lower expert.
 /// `zeroed` (1-D i32 types): more arguments, last, that the kernel clears
-/// (workspaces of later launches, see zeroFromEveryThread).
+/// (workspaces of later launches, see zeroFromEveryThread). With
+/// `unifiedAlpha` it routes sequences of one token of a unified router
+/// (the spec: their selection is Token Choice's): scores and gates are U,
+/// k the sequence's budget N (no bias, groups or renormalization).
 gpu::GPUFuncOp buildTokenChoiceKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logits,
     MemRefType gates, MemRefType mask, int64_t k, bool renormalize,
     MemRefType bias, std::optional<GroupLimit> groupLimit,
     const loops::ModelOptions &model, MemRefType listIds = nullptr,
-    MemRefType listWeights = nullptr, ArrayRef<MemRefType> zeroed = {});
+    MemRefType listWeights = nullptr, ArrayRef<MemRefType> zeroed = {},
+    std::optional<double> unifiedAlpha = std::nullopt);
 
 /// The largest k whose top-k lists the Token Choice kernel writes itself
 /// (a pick per lane).

@@ -320,6 +320,14 @@ struct ConvertMoeToGPUPass
     std::optional<double> rowAlpha;
     if (unified && !columnMix)
       rowAlpha = *options.alpha;
+    // A unified sequence of one token selects its top N by U: Token
+    // Choice's selection (the spec), N = the budget at T = 1.
+    std::optional<int64_t> decodeBudget;
+    if (rowAlpha && !op.getSeqlens()) {
+      int64_t n = routing::setBudget(options, /*numTokens=*/1, experts);
+      if (n >= 1 && n <= experts)
+        decodeBudget = n;
+    }
     loops::ModelOptions model{options.softcap, options.routedScalingFactor};
 
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
@@ -391,43 +399,97 @@ struct ConvertMoeToGPUPass
       spreadSelect = allocSelectWorkspace(b, sets, setSize);
       scoreArgs.push_back(spreadSelect->workspace);
     }
-    launch(b, scoreKernel,
-           arith::CeilDivUIOp::create(
-               b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
-           scoreArgs);
-    if (mixKernel)
-      launch(b, mixKernel, muli(b, batch, indexConst(b, experts)),
-             seqlens ? SmallVector<Value>{logits, gates, seqlens}
-                     : SmallVector<Value>{logits, gates});
-
     std::optional<gpu_kernels::MultiBlockSelectKernels> multi;
-    if (seqlens) {
-      launch(b, selectKernel, sets, {gates, mask, seqlens});
-    } else {
+    Value budget;
+    SmallVector<Value> planArgs;
+    if (!seqlens) {
       multi = gpu_kernels::buildMultiBlockSelectKernels(
           kb, op.getLoc(), base + "_select", gatesType, maskType,
           unified ? gpu_kernels::SelectionSet::Sequence
                   : gpu_kernels::SelectionSet::Column,
           model, selectChunk, planCount);
-      Value budget =
-          op.getRouter().buildSetBudget(b, op.getLoc(), tokens, experts);
-      SmallVector<Value> planArgs;
+      budget = op.getRouter().buildSetBudget(b, op.getLoc(), tokens, experts);
       if (countedPlan) {
         const PlanWorkspace &ws = planWorkspaces[countedPlan];
         planArgs = {ws.counts, ws.starts, ws.offsets};
       }
-      launchSelect(b, selectKernel, *multi, *spreadSelect, sets, setSize, gates,
-                   mask, budget, planArgs);
+    }
+    auto scoreAndSelect = [&](LoopBuilder &b) {
+      launch(b, scoreKernel,
+             arith::CeilDivUIOp::create(
+                 b, rows, indexConst(b, gpu_kernels::kRowsPerScoreBlock)),
+             scoreArgs);
+      if (mixKernel)
+        launch(b, mixKernel, muli(b, batch, indexConst(b, experts)),
+               seqlens ? SmallVector<Value>{logits, gates, seqlens}
+                       : SmallVector<Value>{logits, gates});
+      if (seqlens)
+        launch(b, selectKernel, sets, {gates, mask, seqlens});
+      else
+        launchSelect(b, selectKernel, *multi, *spreadSelect, sets, setSize,
+                     gates, mask, budget, planArgs);
+    };
+    // Decode: sequences of one token, at most one plan tile of them (the
+    // plan then needs no counts from the select), take the Token Choice
+    // kernel ranking U: one launch instead of two.
+    gpu::GPUFuncOp decodeKernel;
+    if (decodeBudget) {
+      decodeKernel = gpu_kernels::buildTokenChoiceKernel(
+          kb, op.getLoc(), base + "_decode", logitsType, gatesType, maskType,
+          *decodeBudget, /*renormalize=*/false, /*bias=*/nullptr,
+          /*groupLimit=*/std::nullopt, model, /*listIds=*/nullptr,
+          /*listWeights=*/nullptr, /*zeroed=*/{}, rowAlpha);
+      Value decode =
+          andi(b, cmpi(b, arith::CmpIPredicate::eq, tokens, indexConst(b, 1)),
+               cmpi(b, arith::CmpIPredicate::ule, rows,
+                    indexConst(b, gpu_kernels::kPlanTileRows)));
+      ifThenElse(
+          b, decode,
+          [&](LoopBuilder &b) {
+            launch(b, decodeKernel,
+                   arith::CeilDivUIOp::create(
+                       b, rows,
+                       indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
+                   {logits, gates, mask});
+          },
+          scoreAndSelect);
+    } else {
+      scoreAndSelect(b);
     }
 
     Builder attrs(op.getContext());
     SmallVector<NamedAttribute> common = {
         {attrs.getStringAttr("experts"), attrs.getI64IntegerAttr(experts)}};
+    // With the decode kernel, the others run when it does not.
+    std::string decodeExpr =
+        llvm::formatv("gt(T, 0) * (1 - gt(T, 1)) * (1 - gt(B, {0}))",
+                      gpu_kernels::kPlanTileRows);
     auto describe = [&](gpu::GPUFuncOp kernel, StringRef kind, StringRef grid,
-                        const KernelCost &cost) {
+                        KernelCost cost) {
+      if (decodeKernel) {
+        auto unlessDecode = [&](std::string &field) {
+          if (!field.empty())
+            field = "(1 - " + decodeExpr + ") * (" + field + ")";
+        };
+        for (std::string *field : {&cost.launches, &cost.bytesRead,
+                                   &cost.bytesWritten, &cost.tailBytes})
+          unlessDecode(*field);
+      }
       recordKernel(op->getParentOfType<ModuleOp>(), kernel, kind, grid, common,
                    cost);
     };
+    if (decodeKernel)
+      recordKernel(
+          op->getParentOfType<ModuleOp>(), decodeKernel, "route_unified_decode",
+          "ceildiv(B * T, 4)",
+          {{"experts", attrs.getI64IntegerAttr(experts)},
+           {"k", attrs.getI64IntegerAttr(*decodeBudget)},
+           {"rows_per_block",
+            attrs.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)}},
+          {decodeExpr,
+           llvm::formatv("{0} * B * T * E * {1}", decodeExpr,
+                         elementBytes(logitsType.getElementType())),
+           decodeExpr + " * B * T * E * 5"});
     // Scores: logits in, f32 scores out; the op's floor: logits in, gates
     // (f32) and mask out.
     int64_t logitBytes = elementBytes(logitsType.getElementType());

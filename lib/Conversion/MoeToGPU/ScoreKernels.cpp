@@ -74,11 +74,8 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(
                          emitWarpRowSoftmax(b, logits, bi, ti, lane, model);
                      for (int64_t v = 0; v < row.perLane; ++v) {
                        Value s = row.score[v];
-                       if (alpha) // U = c1 * P + c2 * F, products and sum
-                                  // rounded apart
-                         s = addf(b, mulf(b, f32Const(b, 1.0 - *alpha), s),
-                                  mulf(b, f32Const(b, *alpha),
-                                       sigmoidScore(b, row.logit[v], experts)));
+                       if (alpha)
+                         s = unifiedScore(b, s, row.logit[v], *alpha, experts);
                        auto write = [&](LoopBuilder &b) {
                          store(b, s, scores, {bi, ti, row.expert[v]});
                        };

@@ -103,7 +103,10 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
     MemRefType gatesType, MemRefType maskType, int64_t k, bool renormalize,
     MemRefType biasType, std::optional<GroupLimit> groupLimit,
     const ModelOptions &model, MemRefType listIdsType,
-    MemRefType listWeightsType, ArrayRef<MemRefType> zeroed) {
+    MemRefType listWeightsType, ArrayRef<MemRefType> zeroed,
+    std::optional<double> unifiedAlpha) {
+  assert(!(unifiedAlpha && (biasType || groupLimit || renormalize)) &&
+         "a unified sequence of one token ranks U alone");
   SmallVector<Type> argTypes = {logitsType, gatesType, maskType};
   if (biasType)
     argTypes.push_back(biasType);
@@ -133,6 +136,11 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
               WarpRow row;
               if (!bias) {
                 row = emitWarpRowSoftmax(b, logits, bi, ti, lane, model);
+                // One token of a unified sequence: its top N by U.
+                if (unifiedAlpha)
+                  for (int64_t v = 0; v < row.perLane; ++v)
+                    row.score[v] = unifiedScore(b, row.score[v], row.logit[v],
+                                                *unifiedAlpha, experts);
               } else {
                 // sigmoid_bias: the gate is sigmoid(L) per expert, no row sum.
                 row = emitWarpRowLoad(b, logits, bi, ti, lane, model);

@@ -220,9 +220,8 @@ void loops::emitUnifiedScore(LoopBuilder &b, double alpha,
                 b, zero, indexConst(b, experts), [&](LoopBuilder &b, Value ei) {
                   Value x = model.logit(b, loadAsF32(b, logits, {bi, ti, ei}));
                   Value p = load(b, out, {bi, ti, ei});
-                  Value u = addf(b, mulf(b, c1, p),
-                                 mulf(b, c2, sigmoidScore(b, x, experts)));
-                  store(b, u, out, {bi, ti, ei});
+                  store(b, unifiedScore(b, p, x, alpha, experts), out,
+                        {bi, ti, ei});
                 });
           });
         });

@@ -16,6 +16,7 @@
 
 // CHECK: usmoe GPU cost model (B=1,T=16384,M=24576; 3350 GB/s, 132 SMs, 2.0 us per launch)
 // CHECK-NEXT: kernel launches grid block MB read MB written GFLOP est. us
+// CHECK-NEXT: route_unified_0_decode 0 4096 128 0.000 0.000 0.000 0.00
 // CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.228
 // CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 16.777 1.049
 // The mark's last block scans the 128 x 64 counts alone (tail_bytes: 128 *

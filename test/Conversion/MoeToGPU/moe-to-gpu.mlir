@@ -177,9 +177,18 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: %[[FEW:.*]] = arith.cmpi ult, %{{.*}}, %c128
 // CHECK: %[[SPREAD:.*]] = arith.andi %[[BOTH]], %[[FEW]]
 // CHECK: %[[WS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>)
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
+// Sequences of one token, at most 128 of them, take the Token Choice kernel
+// ranking U (k = floor(1.5 * 1) = 1): one launch.
+// CHECK: %[[ONE:.*]] = arith.cmpi eq, %{{.*}}, %c1
+// CHECK: %[[FEW_ROWS:.*]] = arith.cmpi ule, %{{.*}}, %c128
+// CHECK: %[[DECODE:.*]] = arith.andi %[[ONE]], %[[FEW_ROWS]]
+// CHECK: scf.if %[[DECODE]] {
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_decode
+// CHECK-NOT: gpu.launch_func
+// CHECK: } else {
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>)
 // CHECK: scf.if %[[SPREAD]] {
 // CHECK-NOT: gpu.launch_func
 // CHECK: %[[GRID:.*]] = arith.muli %{{.*}}, %[[CHUNKS]]
@@ -209,6 +218,14 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: gpu.func @route_unified_0_select_mark(
 // CHECK-NOT: gpu.barrier
 // CHECK-NOT: atomic_rmw
+// CHECK: gpu.return
+// The decode kernel ranks U = 0.5 * P + 0.5 * (2/64) * sigmoid(L).
+// CHECK: gpu.func @route_unified_0_decode(
+// CHECK: math.exp
+// CHECK: arith.constant 5.000000e-01 : f32
+// CHECK: math.exp
+// CHECK: arith.constant 3.125000e-02 : f32
+// CHECK: gpu.shuffle  xor %{{.*}} : i32
 // CHECK: gpu.return
 func.func @unified(%l: tensor<2x?x64xbf16>) -> tensor<2x?x64xf32> {
   %g, %m = moe.route #moe.unified<k = 1.5> %l : tensor<2x?x64xbf16>
