@@ -130,6 +130,8 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       run on one block each): then it spreads over ceil(count /
       select-chunk) blocks, a histogram launch per digit merged by the set's
       last block to finish (no host round trip), then one marking launch.
+      Unified sequences of one token (at most 128 of them, sigmoid expert
+      score) take the Token Choice kernel ranking U instead (one launch).
     - `moe.plan`: counts per (expert, tile of 128 rows), scanned into the
       offsets and each tile's first rows, then the tiles fill the
       expert-major rows in token order. For a route's selection (M from its
