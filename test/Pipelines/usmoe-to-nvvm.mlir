@@ -11,13 +11,18 @@
 
 // CHECK: .version 8.0
 // CHECK: .target sm_90
+// E = 8: a warp routes 4 tokens, 8 lanes each, one expert a lane; the
+// butterflies stay inside the 8 lanes.
 // CHECK: .entry route_token_0(
-// Rows are read with 16-byte vector loads when E % 4 == 0.
-// CHECK: ld.global.v4.b32
-// CHECK: shfl.sync.bfly.b32
+// CHECK-NOT: ld.global.v4
+// CHECK-NOT: shfl.sync.bfly.b32 {{.*}}, {{16|8}}, 31
+// CHECK: shfl.sync.bfly.b32 {{.*}}, 4, 31
 // CHECK: shfl.sync.idx.b32
 // CHECK: .entry route_token_1(
+// Rows are read with 16-byte vector loads when E % 4 == 0 (E > 16).
+// CHECK: .entry route_token_2(
 // CHECK: ld.global.v4.b16
+// CHECK: shfl.sync.bfly.b32 {{.*}}, 16, 31
 // CHECK: .entry route_token_6(
 // CHECK: .entry route_unified_7_scores(
 // CHECK: .entry route_unified_7_select(

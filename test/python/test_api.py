@@ -508,3 +508,26 @@ def test_results_are_owned_arrays_without_copies():
     for _ in range(3):  # reuse freed blocks; the view keeps its own alive
         router(logits)
     np.testing.assert_array_equal(view, want[0, :3])
+
+
+@pytest.mark.parametrize("e", [1, 3, 8, 16])
+def test_token_choice_routes_several_tokens_a_warp(e, gpu_path):
+    """E <= 16: the GPU kernel routes 32 / E' tokens a warp (E' = E rounded
+    up to a power of two lanes a token), the last warp partly past the rows
+    (7 and 300 rows); selections, gates, plans and top-k lists equal the CPU
+    path's, with renormalization, all E picked, and a bias."""
+    rng = np.random.default_rng(e)
+    bias = rng.normal(size=e).astype(np.float32)
+    for shape in [(1, 7, e), (2, 150, e)]:
+        logits = rng.normal(size=shape).astype(np.float32)
+        for opts in (dict(mode="token", k=min(2, e), renormalize=True),
+                     dict(mode="token", k=e), dict(mode="token", k=1, bias=bias)):
+            gpu = usmoe.route(logits, device="cuda", **opts)
+            cpu = usmoe.route(logits, device="cpu", **opts)
+            np.testing.assert_array_equal(gpu.mask, cpu.mask)
+            np.testing.assert_allclose(gpu.gates, cpu.gates, rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(gpu.expert_offsets, cpu.expert_offsets)
+            np.testing.assert_array_equal(gpu.token_ids, cpu.token_ids)
+            np.testing.assert_array_equal(gpu.topk_ids, cpu.topk_ids)
+            np.testing.assert_allclose(gpu.topk_weights, cpu.topk_weights, rtol=1e-6,
+                                       atol=1e-7)

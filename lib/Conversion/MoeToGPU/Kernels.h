@@ -35,8 +35,23 @@ gpu::GPUFuncOp buildKernel(OpBuilder &builder, Location loc, StringRef name,
                            ArrayRef<Type> args, int32_t threads,
                            KernelBody body, ArrayRef<Type> workgroup = {});
 
-/// Launch shape of the Token Choice kernel: one warp per token.
+/// Launch shape of the Token Choice kernel: 4 warps a block, a token per
+/// warp, or per segment of tokenChoiceRowLanes(E) lanes.
 inline constexpr int64_t kTokenChoiceWarpsPerBlock = 4;
+
+/// Lanes that route one token in the Token Choice kernel: the warp, or for
+/// E <= 16 (no group limit) E rounded up to a power of two, so that a warp
+/// routes 32 / lanes tokens instead of leaving most lanes idle.
+inline int64_t tokenChoiceRowLanes(int64_t experts, bool groupLimited) {
+  if (groupLimited || experts > 16)
+    return 32;
+  return int64_t(llvm::PowerOf2Ceil(uint64_t(std::max<int64_t>(experts, 1))));
+}
+/// Tokens a block of the Token Choice kernel routes.
+inline int64_t tokenChoiceRowsPerBlock(int64_t experts, bool groupLimited) {
+  return kTokenChoiceWarpsPerBlock * 32 /
+         tokenChoiceRowLanes(experts, groupLimited);
+}
 
 /// Experts a warp can hold in registers (64 per lane): the GPU limit on E.
 inline constexpr int64_t kMaxExperts = 2048;

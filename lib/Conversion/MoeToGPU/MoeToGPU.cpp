@@ -449,7 +449,8 @@ struct ConvertMoeToGPUPass
             launch(b, decodeKernel,
                    arith::CeilDivUIOp::create(
                        b, rows,
-                       indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
+                       indexConst(b, gpu_kernels::tokenChoiceRowsPerBlock(
+                                         experts, /*groupLimited=*/false))),
                    {logits, gates, mask});
           },
           scoreAndSelect);
@@ -481,11 +482,14 @@ struct ConvertMoeToGPUPass
     if (decodeKernel)
       recordKernel(
           op->getParentOfType<ModuleOp>(), decodeKernel, "route_unified_decode",
-          "ceildiv(B * T, 4)",
+          llvm::formatv("ceildiv(B * T, {0})",
+                        gpu_kernels::tokenChoiceRowsPerBlock(experts, false))
+              .str(),
           {{"experts", attrs.getI64IntegerAttr(experts)},
            {"k", attrs.getI64IntegerAttr(*decodeBudget)},
            {"rows_per_block",
-            attrs.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)}},
+            attrs.getI64IntegerAttr(gpu_kernels::tokenChoiceRowsPerBlock(
+                experts, /*groupLimited=*/false))}},
           {decodeExpr,
            llvm::formatv("{0} * B * T * E * {1}", decodeExpr,
                          elementBytes(logitsType.getElementType())),
@@ -1135,27 +1139,27 @@ struct ConvertMoeToGPUPass
       args.append({listIds, listWeights});
     }
     llvm::append_range(args, allocPlanWorkspaces(b, op, rows, experts));
+    const int64_t rowsPerBlock =
+        gpu_kernels::tokenChoiceRowsPerBlock(experts, bool(groupLimit));
     launch(b, kernel,
-           arith::CeilDivUIOp::create(
-               b, rows, indexConst(b, gpu_kernels::kTokenChoiceWarpsPerBlock)),
+           arith::CeilDivUIOp::create(b, rows, indexConst(b, rowsPerBlock)),
            args);
     int64_t logitBytes = elementBytes(logitsType.getElementType());
     std::string listBytes = list ? " + B * T * K * 8" : "";
-    recordKernel(
-        op->getParentOfType<ModuleOp>(), kernel,
-        op.getBias() ? "route_token_bias" : "route_token", "ceildiv(B * T, 4)",
-        {{"experts", rewriter.getI64IntegerAttr(experts)},
-         {"k", rewriter.getI64IntegerAttr(k)},
-         {"renormalize", rewriter.getBoolAttr(options.renormalize)},
-         {"rows_per_block",
-          rewriter.getI64IntegerAttr(gpu_kernels::kTokenChoiceWarpsPerBlock)},
-         {"lists", rewriter.getBoolAttr(bool(list))}},
-        {"1",
-         llvm::formatv("B * T * E * {0}{1}", logitBytes,
-                       op.getBias() ? " + E * 4" : ""),
-         "B * T * E * 5" + listBytes + planCountBytes(op),
-         llvm::formatv("B * T * E * {0}{1}{2}", logitBytes + 5,
-                       op.getBias() ? " + E * 4" : "", listBytes)});
+    recordKernel(op->getParentOfType<ModuleOp>(), kernel,
+                 op.getBias() ? "route_token_bias" : "route_token",
+                 llvm::formatv("ceildiv(B * T, {0})", rowsPerBlock).str(),
+                 {{"experts", rewriter.getI64IntegerAttr(experts)},
+                  {"k", rewriter.getI64IntegerAttr(k)},
+                  {"renormalize", rewriter.getBoolAttr(options.renormalize)},
+                  {"rows_per_block", rewriter.getI64IntegerAttr(rowsPerBlock)},
+                  {"lists", rewriter.getBoolAttr(bool(list))}},
+                 {"1",
+                  llvm::formatv("B * T * E * {0}{1}", logitBytes,
+                                op.getBias() ? " + E * 4" : ""),
+                  "B * T * E * 5" + listBytes + planCountBytes(op),
+                  llvm::formatv("B * T * E * {0}{1}{2}", logitBytes + 5,
+                                op.getBias() ? " + E * 4" : "", listBytes)});
     if (list) {
       // The list op goes too: its results are the route kernel's lists.
       OpBuilder after(list);

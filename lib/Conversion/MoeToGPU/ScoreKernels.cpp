@@ -69,9 +69,10 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(
         Value logits = args[0], scores = args[1];
         zeroFromEveryThread(b, args.drop_front(2));
         forWarpRow(b, logits, kRowsPerScoreBlock,
-                   [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+                   [&](LoopBuilder &b, Value bi, Value ti,
+                       const RowLanes &lanes, Value) {
                      WarpRow row =
-                         emitWarpRowSoftmax(b, logits, bi, ti, lane, model);
+                         emitWarpRowSoftmax(b, logits, bi, ti, lanes, model);
                      for (int64_t v = 0; v < row.perLane; ++v) {
                        Value s = row.score[v];
                        if (alpha)

@@ -130,12 +130,25 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
 
         const int64_t experts = logitsType.getDimSize(2);
 
+        const int64_t width = tokenChoiceRowLanes(experts, bool(groupLimit));
         forWarpRow(
             b, logits, kTokenChoiceWarpsPerBlock,
-            [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+            [&](LoopBuilder &b, Value bi, Value ti, const RowLanes &lanes,
+                Value valid) {
+              // Several rows a warp: stores only for rows that exist.
+              auto ifValid = [&](LoopBuilder &b, Value cond,
+                                 function_ref<void(LoopBuilder &)> then) {
+                if (lanes.width < kWarpSize)
+                  cond = cond ? andi(b, cond, valid) : valid;
+                if (cond)
+                  ifThen(b, cond, then);
+                else
+                  then(b);
+              };
+              Value lane = lanes.lane;
               WarpRow row;
               if (!bias) {
-                row = emitWarpRowSoftmax(b, logits, bi, ti, lane, model);
+                row = emitWarpRowSoftmax(b, logits, bi, ti, lanes, model);
                 // One token of a unified sequence: its top N by U.
                 if (unifiedAlpha)
                   for (int64_t v = 0; v < row.perLane; ++v)
@@ -143,7 +156,7 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                                                 *unifiedAlpha, experts);
               } else {
                 // sigmoid_bias: the gate is sigmoid(L) per expert, no row sum.
-                row = emitWarpRowLoad(b, logits, bi, ti, lane, model);
+                row = emitWarpRowLoad(b, logits, bi, ti, lanes, model);
                 for (Value x : row.logit) {
                   Value one = f32Const(b, 1.0);
                   Value e = math::ExpOp::create(b, arith::NegFOp::create(b, x));
@@ -174,7 +187,7 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
               if (lists)
                 init.append({i32Const(b, 0), f32Const(b, 0.0)});
               SmallVector<Value> picked = emitWarpTopK(
-                  b, row, key, lane, k, init,
+                  b, row, key, lanes.warpLane, k, init,
                   [&](LoopBuilder &b, Value round, Value, Value winExpert,
                       Value winScore, ValueRange acc) {
                     SmallVector<Value> next = {addf(b, acc[0], winScore)};
@@ -200,7 +213,7 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                 Value gateKey = scoreKey(b, gate);
                 Value rank = i32Const(b, 0);
                 for (int64_t i = 0; i < k; ++i) {
-                  Value other = i32Const(b, i);
+                  Value other = addi(b, lanes.base, i32Const(b, i));
                   Value otherKey = shuffleIdx(b, gateKey, other);
                   Value otherExpert = shuffleIdx(b, expert, other);
                   Value ahead = ori(
@@ -210,14 +223,14 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                   rank = addi(b, rank,
                               arith::ExtUIOp::create(b, b.getI32Type(), ahead));
                 }
-                ifThen(b, cmpi(b, CmpIPredicate::slt, laneI32, i32Const(b, k)),
-                       [&](LoopBuilder &b) {
-                         Value listRow =
-                             addi(b, muli(b, bi, dim(b, logits, 1)), ti);
-                         Value column = i32ToIndex(b, rank);
-                         store(b, expert, listIds, {listRow, column});
-                         store(b, gate, listWeights, {listRow, column});
-                       });
+                ifValid(b, cmpi(b, CmpIPredicate::slt, laneI32, i32Const(b, k)),
+                        [&](LoopBuilder &b) {
+                          Value listRow =
+                              addi(b, muli(b, bi, dim(b, logits, 1)), ti);
+                          Value column = i32ToIndex(b, rank);
+                          store(b, expert, listIds, {listRow, column});
+                          store(b, gate, listWeights, {listRow, column});
+                        });
               }
 
               for (int64_t v = 0; v < perLane; ++v) {
@@ -229,11 +242,12 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                   store(b, isTaken, mask, {bi, ti, row.expert[v]});
                 };
                 // Only the last register can run past E.
-                if (row.alwaysInBounds(v, experts))
-                  write(b);
-                else
-                  ifThen(b, row.inBounds[v], write);
+                ifValid(b,
+                        row.alwaysInBounds(v, experts) ? Value()
+                                                       : row.inBounds[v],
+                        write);
               }
-            });
+            },
+            width);
       });
 }

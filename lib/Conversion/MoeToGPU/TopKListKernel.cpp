@@ -37,7 +37,9 @@ gpu::GPUFuncOp gpu_kernels::buildTopKListKernel(
 
         forWarpRow(
             b, gates, kTokenChoiceWarpsPerBlock,
-            [&](LoopBuilder &b, Value bi, Value ti, Value lane) {
+            [&](LoopBuilder &b, Value bi, Value ti, const RowLanes &lanes,
+                Value) {
+              Value lane = lanes.lane;
               WarpRow row;
               row.perLane = (experts + kWarpSize - 1) / kWarpSize;
               SmallVector<Value> key;

@@ -31,36 +31,46 @@ inline Value shuffleIdx(LoopBuilder &b, Value v, Value lane) {
       .getShuffleResult();
 }
 
-/// Butterfly all-reduce: every lane ends with `combine` over all 32 lanes.
+/// Butterfly all-reduce: every lane ends with `combine` over the lanes of
+/// its segment of `width` lanes (a power of two dividing the warp: the xor
+/// offsets stay inside aligned segments; the whole warp by default).
 /// Exact for max; for sums the lanes may differ in the last ulp, so callers
 /// broadcast one lane's result (see warpSum).
 inline Value
 warpAllReduce(LoopBuilder &b, Value v,
-              function_ref<Value(LoopBuilder &, Value, Value)> combine) {
-  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
+              function_ref<Value(LoopBuilder &, Value, Value)> combine,
+              int32_t width = kWarpSize) {
+  for (int32_t offset = width / 2; offset > 0; offset /= 2)
     v = combine(b, v, shuffleXor(b, v, offset));
   return v;
 }
 
-inline Value warpMax(LoopBuilder &b, Value v) {
-  return warpAllReduce(b, v, [](LoopBuilder &b, Value x, Value y) -> Value {
-    return arith::MaximumFOp::create(b, x, y);
-  });
+inline Value warpMax(LoopBuilder &b, Value v, int32_t width = kWarpSize) {
+  return warpAllReduce(
+      b, v,
+      [](LoopBuilder &b, Value x, Value y) -> Value {
+        return arith::MaximumFOp::create(b, x, y);
+      },
+      width);
 }
 
-/// The warp sum as lane 0 computed it, so every lane holds the same bits.
-inline Value warpSum(LoopBuilder &b, Value v) {
-  v = warpAllReduce(b, v, [](LoopBuilder &b, Value x, Value y) {
-    return loops::addf(b, x, y);
-  });
-  return shuffleIdx(b, v, loops::i32Const(b, 0));
+/// The segment's sum as its first lane (`first`, i32; lane 0 by default)
+/// computed it, so every lane of the segment holds the same bits.
+inline Value warpSum(LoopBuilder &b, Value v, int32_t width = kWarpSize,
+                     Value first = nullptr) {
+  v = warpAllReduce(
+      b, v,
+      [](LoopBuilder &b, Value x, Value y) { return loops::addf(b, x, y); },
+      width);
+  return shuffleIdx(b, v, first ? first : loops::i32Const(b, 0));
 }
 
-/// Warp arg-max over (unsigned key, index) pairs: larger key first, then the
-/// lower index. A total order, so every lane ends with the same pair.
-inline std::pair<Value, Value> warpArgMax(LoopBuilder &b, Value key,
-                                          Value index) {
-  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+/// Arg-max over (unsigned key, index) pairs of the lanes of a segment of
+/// `width` lanes: larger key first, then the lower index. A total order, so
+/// every lane of the segment ends with the same pair.
+inline std::pair<Value, Value>
+warpArgMax(LoopBuilder &b, Value key, Value index, int32_t width = kWarpSize) {
+  for (int32_t offset = width / 2; offset > 0; offset /= 2) {
     Value otherKey = shuffleXor(b, key, offset);
     Value otherIndex = shuffleXor(b, index, offset);
     Value better = loops::ori(

@@ -19,22 +19,54 @@ using arith::CmpIPredicate;
 
 void gpu_kernels::forWarpRow(
     LoopBuilder &b, Value logits, int64_t warpsPerBlock,
-    function_ref<void(LoopBuilder &, Value, Value, Value)> body) {
+    function_ref<void(LoopBuilder &, Value, Value, const RowLanes &, Value)>
+        body,
+    int64_t width) {
+  assert(width >= 1 && width <= kWarpSize && kWarpSize % width == 0 &&
+         "a row's lanes are an aligned power-of-two segment of the warp");
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value bid = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value warpSize = indexConst(b, kWarpSize);
   Value lane = arith::RemUIOp::create(b, tid, warpSize);
   Value warp = arith::DivUIOp::create(b, tid, warpSize);
-  Value row = addi(b, muli(b, bid, indexConst(b, warpsPerBlock)), warp);
+  Value warpIndex = addi(b, muli(b, bid, indexConst(b, warpsPerBlock)), warp);
   Value tokens = dim(b, logits, 1);
   Value rows = muli(b, dim(b, logits, 0), tokens);
-  ifThen(b, cmpi(b, CmpIPredicate::ult, row, rows), [&](LoopBuilder &b) {
-    body(b, arith::DivUIOp::create(b, row, tokens),
-         arith::RemUIOp::create(b, row, tokens), lane);
-  });
+  RowLanes lanes;
+  lanes.width = width;
+  lanes.warpLane = lane;
+  if (width == kWarpSize) {
+    lanes.lane = lane;
+    lanes.base = i32Const(b, 0);
+    ifThen(b, cmpi(b, CmpIPredicate::ult, warpIndex, rows),
+           [&](LoopBuilder &b) {
+             body(b, arith::DivUIOp::create(b, warpIndex, tokens),
+                  arith::RemUIOp::create(b, warpIndex, tokens), lanes,
+                  i1Const(b, true));
+           });
+    return;
+  }
+  Value segment = arith::DivUIOp::create(b, lane, indexConst(b, width));
+  lanes.lane = arith::RemUIOp::create(b, lane, indexConst(b, width));
+  lanes.base = indexToI32(b, muli(b, segment, indexConst(b, width)));
+  Value row =
+      addi(b, muli(b, warpIndex, indexConst(b, kWarpSize / width)), segment);
+  Value valid = cmpi(b, CmpIPredicate::ult, row, rows);
+  // Whole warps past the last row skip; a partial warp runs every lane.
+  Value firstOfWarp = muli(b, warpIndex, indexConst(b, kWarpSize / width));
+  ifThen(b, cmpi(b, CmpIPredicate::ult, firstOfWarp, rows),
+         [&](LoopBuilder &b) {
+           Value at =
+               arith::MinUIOp::create(b, row, subi(b, rows, indexConst(b, 1)));
+           body(b, arith::DivUIOp::create(b, at, tokens),
+                arith::RemUIOp::create(b, at, tokens), lanes, valid);
+         });
 }
 
 Value WarpRow::ownerLane(LoopBuilder &b, Value e) const {
+  if (segmentBase)
+    return addi(b, segmentBase,
+                arith::RemUIOp::create(b, e, i32Const(b, width)));
   if (vectorWidth == 1)
     return arith::RemUIOp::create(b, e, i32Const(b, kWarpSize));
   Value inGroup =
@@ -43,6 +75,8 @@ Value WarpRow::ownerLane(LoopBuilder &b, Value e) const {
 }
 
 Value WarpRow::slotOf(LoopBuilder &b, Value e) const {
+  if (segmentBase)
+    return arith::DivUIOp::create(b, e, i32Const(b, width));
   if (vectorWidth == 1)
     return arith::DivUIOp::create(b, e, i32Const(b, kWarpSize));
   Value group =
@@ -52,19 +86,24 @@ Value WarpRow::slotOf(LoopBuilder &b, Value e) const {
 }
 
 WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
-                                     Value ti, Value lane,
+                                     Value ti, const RowLanes &lanes,
                                      const ModelOptions &model) {
   auto logitsType = cast<MemRefType>(logits.getType());
   const int64_t experts = logitsType.getDimSize(2);
+  Value lane = lanes.lane;
   WarpRow row;
-  row.vectorWidth = experts % kVectorWidth == 0 ? kVectorWidth : 1;
-  const int64_t span = kWarpSize * row.vectorWidth; // experts per group
+  row.width = lanes.width;
+  if (lanes.width < kWarpSize)
+    row.segmentBase = lanes.base;
+  row.vectorWidth =
+      experts % kVectorWidth == 0 && !row.segmentBase ? kVectorWidth : 1;
+  const int64_t span = row.width * row.vectorWidth; // experts per group
   row.perLane = (experts + span - 1) / span * row.vectorWidth;
   Value numExperts = indexConst(b, experts);
   if (row.vectorWidth == 1) {
     Value last = indexConst(b, experts - 1);
     for (int64_t v = 0; v < row.perLane; ++v) {
-      Value e = addi(b, lane, indexConst(b, v * kWarpSize));
+      Value e = addi(b, lane, indexConst(b, v * row.width));
       Value in = cmpi(b, CmpIPredicate::ult, e, numExperts);
       // Clamped load, then masked: no divergent branch around the load.
       Value at = arith::MinUIOp::create(b, e, last);
@@ -107,13 +146,13 @@ WarpRow gpu_kernels::emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi,
 }
 
 WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
-                                        Value ti, Value lane,
+                                        Value ti, const RowLanes &lanes,
                                         const ModelOptions &model) {
-  WarpRow row = emitWarpRowLoad(b, logits, bi, ti, lane, model);
+  WarpRow row = emitWarpRowLoad(b, logits, bi, ti, lanes, model);
   Value localMax = row.logit[0];
   for (int64_t v = 1; v < row.perLane; ++v)
     localMax = arith::MaximumFOp::create(b, localMax, row.logit[v]);
-  Value max = warpMax(b, localMax);
+  Value max = warpMax(b, localMax, row.width);
   Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
 
   SmallVector<Value> e(row.perLane);
@@ -126,7 +165,7 @@ WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
     e[v] = select(b, live, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
     localSum = addf(b, localSum, e[v]);
   }
-  Value sum = warpSum(b, localSum);
+  Value sum = warpSum(b, localSum, row.width, row.segmentBase);
   for (int64_t v = 0; v < row.perLane; ++v)
     row.score.push_back(select(b, valid, divf(b, e[v], sum), f32Const(b, 0.0)));
   return row;
@@ -170,7 +209,7 @@ SmallVector<Value> gpu_kernels::emitWarpTopK(LoopBuilder &b, const WarpRow &row,
           bestIndex =
               select(b, better, indexToI32(b, row.expert[v]), bestIndex);
         }
-        auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex);
+        auto [winKey, winIndex] = warpArgMax(b, bestKey, bestIndex, row.width);
         // A round with nothing left (key 0) marks nothing: winIndex is then
         // the sentinel, owned by no register.
         Value owner = row.ownerLane(b, winIndex);

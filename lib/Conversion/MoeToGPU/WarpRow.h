@@ -26,6 +26,11 @@ using loops::LoopBuilder;
 struct WarpRow {
   int64_t perLane = 0;
   int64_t vectorWidth = 1;
+  /// Lanes that hold the row: the warp, or a segment of it when a warp
+  /// routes several rows of few experts (see RowLanes).
+  int64_t width = 32;
+  /// The segment's first lane (i32); null for a whole warp.
+  Value segmentBase;
   SmallVector<Value> expert, inBounds, logit, score;
 
   /// The lane that holds expert `e` (i32).
@@ -36,26 +41,45 @@ struct WarpRow {
   /// needed around its stores).
   bool alwaysInBounds(int64_t v, int64_t experts) const {
     int64_t group = vectorWidth == 1 ? v : v / vectorWidth;
-    return (group + 1) * 32 * vectorWidth <= experts;
+    return (group + 1) * width * vectorWidth <= experts;
   }
 };
 
+/// Which lanes of a warp hold a row: all 32, or, with `width` < 32, the
+/// aligned segment of `width` lanes that `lane` is in (several rows per
+/// warp for few experts). `lane` is the lane within the segment (index),
+/// `warpLane` the lane in the warp, `base` the segment's first lane (i32).
+struct RowLanes {
+  int64_t width = 32;
+  Value lane, warpLane, base;
+};
+
 /// Loads the row: expert indices, in-bounds flags and sanitized logits
-/// (`score` left empty).
+/// (`score` left empty). A segment of fewer than 32 lanes holds one expert
+/// per lane (no vector loads).
 WarpRow emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi, Value ti,
-                        Value lane, const loops::ModelOptions &model);
+                        const RowLanes &lanes,
+                        const loops::ModelOptions &model);
 
 /// Loads the row and computes P = softmax over experts with warp shuffles:
 /// max by butterfly, e = exp(x == m ? 0 : x - m), sum by butterfly
-/// broadcast from lane 0, P = e / sum (0 for a row of -inf).
+/// broadcast from the segment's first lane, P = e / sum (0 for a row of
+/// -inf).
 WarpRow emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi, Value ti,
-                           Value lane, const loops::ModelOptions &model);
+                           const RowLanes &lanes,
+                           const loops::ModelOptions &model);
 
-/// The (bi, ti) row and lane a thread works on when a 128-thread block routes
-/// 4 rows: calls `body(bi, ti, lane)` for warps whose row exists, so that
-/// whole warps stay together for the shuffles.
-void forWarpRow(LoopBuilder &b, Value logits, int64_t warpsPerBlock,
-                function_ref<void(LoopBuilder &, Value, Value, Value)> body);
+/// The (bi, ti) row and lanes a thread works on when a block of
+/// `warpsPerBlock` warps routes 32 / `width` rows per warp: calls
+/// `body(bi, ti, lanes, valid)`. With whole warps (width 32) only warps
+/// whose row exists run it (valid is true); with segments every lane runs
+/// it, past the last row on the last row with `valid` false, so that the
+/// warp's shuffles see all 32 lanes: the body must not store then.
+void forWarpRow(
+    LoopBuilder &b, Value logits, int64_t warpsPerBlock,
+    function_ref<void(LoopBuilder &, Value, Value, const RowLanes &, Value)>
+        body,
+    int64_t width = 32);
 
 /// What the caller does with each pick of `emitWarpTopK`: called in every
 /// lane with the round (index), the winner's key and expert (i32, uniform
@@ -69,7 +93,8 @@ using WarpPickStep = function_ref<SmallVector<Value>(
 /// `row`, 0 = never picked): each round takes the largest untaken key, ties
 /// to the lower expert, so picks come out in ranking order. Registers past
 /// E start out taken. Returns the final taken mask (i64, bit v = register
-/// v of this lane) followed by the accumulators.
+/// v of this lane) followed by the accumulators. `lane`: the lane in the
+/// warp (of the row's segment, if any).
 SmallVector<Value> emitWarpTopK(LoopBuilder &b, const WarpRow &row,
                                 ArrayRef<Value> key, Value lane, int64_t k,
                                 ValueRange init, WarpPickStep step);
