@@ -36,11 +36,15 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
         modes.add(case["mode"])
         if case["mode"] == "layer":
             kinds = {k["kind"] for k in meta["kernels"].values()}
-            assert {"plan_count", "plan_scan", "plan_fill", "dispatch", "expert_ffn",
+            assert {"plan_single", "plan_fill", "dispatch", "expert_ffn",
                     "combine"} <= kinds
             continue
         kinds = {k["kind"] for k in meta["kernels"].values()}
-        assert {"plan_count", "plan_scan", "plan_fill"} <= kinds
+        # A route's plan: one block for one tile of rows, else fill (Token
+        # Choice counts and scans in a launch before it; the other routers'
+        # select kernels count).
+        assert {"plan_single", "plan_fill"} <= kinds
+        assert ("plan_count_scan" in kinds) == (case["mode"] == "token")
         # Token Choice writes its top-k lists in the route kernel unless it
         # ranks by biased scores or k > 32: then a topk_list kernel does.
         separate = case["mode"] == "token" and (
@@ -51,23 +55,14 @@ def test_pack_has_everything_a_gpu_machine_needs(pack):
                 assert kernel["lists"] == (not separate)
         for name, kernel in meta["kernels"].items():
             assert kernel.get("experts", case["experts"]) == case["experts"]
-            if kernel["kind"].startswith("plan_"):
-                continue
-            # memref params: 3 + 2 * rank each: [B, T, E] ones have 9, the
-            # [B*T, k] lists 7 each (topk_list: 9 + 9 + 7 + 7 = 32); plus the
-            # budget (select) or the [E] bias memref (5, sigmoid_bias). The
-            # multi-block select adds its [words] workspace (5): with the
-            # budget and the digit index (histogram), with the mask (mark),
-            # alone (zero).
-            # A route kernel writing the lists has them as two [B*T, k]
-            # memrefs (7 each: 14 % 9 = 5).
-            extra = {"route_token_bias": 5, "topk_list": 5, "route_token": 5}.get(
-                kernel["kind"], 1 if kernel["kind"].startswith("select_") else 0)
-            if kernel["kind"].endswith("_histogram"):
-                extra = 5 + 2
-            elif kernel["kind"].endswith(("_mark", "_zero")):
-                extra = 5
-            assert len(kernel["params"]) % 9 == extra
+            # The launch ABI: a memref argument is 3 + 2 * rank parameters
+            # (pointers, offset, sizes, strides), an index one.
+            def params_of(arg):
+                if not arg.startswith("memref<"):
+                    return 1
+                rank = len(arg[len("memref<"):].split(",")[0].split("x")) - 1
+                return 3 + 2 * rank
+            assert len(kernel["params"]) == sum(params_of(a) for a in kernel["args"]), name
         for inp in case["inputs"]:
             mask = np.load(d / f"mask{inp['index']}.npy")
             assert mask.shape == tuple(inp["shape"])
@@ -192,9 +187,9 @@ print(json.dumps(dict(
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     r = json.loads(run.stdout.strip().splitlines()[-1])
+    # 14 rows: the plan is one tile, one launch.
     assert [name for name, _ in r["launches"]] == [
-        "route_unified_0_scores", "route_unified_0_select", "plan_1_count", "plan_1_scan",
-        "plan_1_fill"]
+        "route_unified_0_scores", "route_unified_0_select", "plan_1_single"]
     assert {stream for _, stream in r["launches"]} == {0x77}
     assert r["syncs"] == 0
     k = case["options"]["k"]
