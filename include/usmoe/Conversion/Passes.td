@@ -115,11 +115,13 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     Supported so far (details and launch shapes in docs/Design.md):
 
     - `moe.route token`, E <= 2048, any k: one warp per token, 4 tokens per
-      128-thread block; the row in registers (16-byte vector loads when
-      E % 4 == 0); max and sum by `gpu.shuffle xor` butterflies (the sum
-      broadcast from lane 0 so every lane divides by the same value); each of
-      the k picks a warp arg-max over (score key, expert index), ties to the
-      lower index; gates and mask written once.
+      128-thread block (E <= 16: a segment of E rounded up to a power of two
+      lanes per token, 32 / that many tokens a warp); the row in registers
+      (16-byte vector loads when E % 4 == 0 and E > 16); max and sum by
+      `gpu.shuffle xor` butterflies (the sum broadcast from the first lane so
+      every lane divides by the same value); each of the k picks a warp
+      arg-max over (score key, expert index), ties to the lower index; gates
+      and mask written once.
     - `moe.route unified` / `moe.route expert`: row scores into the gate
       buffer (plus a column kernel for `softmax_tokens`), then the radix
       select of each sequence (Unified) or (sequence, expert) column
