@@ -245,19 +245,28 @@ PlanKernels buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                              MemRefType offsets, MemRefType ids,
                              MemRefType weights, PlanSource source);
 
-/// counts[e * numTiles + row / kPlanTileRows] += 1 (atomic) for the
-/// selected pair (row = b * T + t, e): index values.
-void countPlanPair(loops::LoopBuilder &b, Value counts, Value numTiles,
-                   Value row, Value expert);
+/// How a selection kernel counts its picks for a route's plan (the
+/// buffers of PlanCountTypes), when the selection's B * T rows span several
+/// tiles (one tile is the plan's single-block kernel's job).
+class PlanCounter {
+public:
+  /// `gates`: the selection's [B, T, E] buffer (for B and T).
+  PlanCounter(loops::LoopBuilder &b, Value gates, Value counts, Value starts,
+              Value offsets);
+  /// counts[e * numTiles + (b * T + t) / kPlanTileRows] += 1 (atomic) when
+  /// `selected`; `idx` = [b, t, e].
+  void count(loops::LoopBuilder &b, Value selected, ArrayRef<Value> idx);
+  /// After the counts, by every thread of each block: the block adds itself
+  /// to the done counter (between fences) and the launch's last block scans
+  /// the counts into starts and offsets. `workgroup`: i32 buffers of
+  /// threads / 32 slots, one slot, and one slot.
+  void scanIfLast(loops::LoopBuilder &b, int64_t threads,
+                  ArrayRef<Value> workgroup);
 
-/// After a kernel's countPlanPair calls, called by every thread of each
-/// block: the block adds itself to the done counter (between fences) and
-/// the launch's last block scans the counts into starts and offsets (see
-/// buildPlanKernels). `workgroup`: i32 buffers of threads / 32 slots, one
-/// slot, and one slot.
-void scanPlanCountsIfLast(loops::LoopBuilder &b, Value counts, Value starts,
-                          Value offsets, Value numTiles, int64_t experts,
-                          int64_t threads, ArrayRef<Value> workgroup);
+private:
+  Value gates, counts, starts, offsets, numTiles, several;
+  int64_t experts;
+};
 
 /// Words of a budgeted plan's `counts` buffer for `numTiles` tiles
 /// (index): E per tile and the done counter.

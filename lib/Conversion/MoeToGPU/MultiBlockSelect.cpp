@@ -307,13 +307,9 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
             b, ws, {word(b, s.base, Words::kState + 2 * (kRadixPasses - 1))});
         Value end =
             i32ToIndex(b, load(b, ws, {word(b, s.base, Words::kTieEnd)}));
-        Value numTiles, counting;
-        if (plan) {
-          numTiles = arith::CeilDivUIOp::create(
-              b, muli(b, dim(b, gates, 0), dim(b, gates, 1)),
-              indexConst(b, kPlanTileRows));
-          counting = cmpi(b, CmpIPredicate::ugt, numTiles, indexConst(b, 1));
-        }
+        std::optional<PlanCounter> counter;
+        if (plan)
+          counter.emplace(b, gates, args[3], args[4], args[5]);
         forStrided(
             b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
             [&](LoopBuilder &b, Value i) {
@@ -326,19 +322,11 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
               store(b, on, mask, idx);
               store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
                     gates, idx);
-              if (plan)
-                ifThen(b, andi(b, on, counting), [&](LoopBuilder &b) {
-                  countPlanPair(
-                      b, args[3], numTiles,
-                      addi(b, muli(b, idx[0], dim(b, gates, 1)), idx[1]),
-                      idx[2]);
-                });
+              if (counter)
+                counter->count(b, on, idx);
             });
-        if (plan)
-          ifThen(b, counting, [&](LoopBuilder &b) {
-            scanPlanCountsIfLast(b, args[3], args[4], args[5], numTiles,
-                                 experts, kSelectBlock, shared);
-          });
+        if (counter)
+          counter->scanIfLast(b, kSelectBlock, shared);
       },
       markBuffers);
   return kernels;

@@ -190,19 +190,11 @@ static void scanTileCounts(LoopBuilder &b, Value counts, Value starts,
          [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
 }
 
-void gpu_kernels::countPlanPair(LoopBuilder &b, Value counts, Value numTiles,
-                                Value row, Value expert) {
-  Value tile = arith::DivUIOp::create(b, row, indexConst(b, kPlanTileRows));
-  memref::AtomicRMWOp::create(
-      b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
-      ValueRange{addi(b, muli(b, expert, numTiles), tile)});
-}
-
-void gpu_kernels::scanPlanCountsIfLast(LoopBuilder &b, Value counts,
-                                       Value starts, Value offsets,
-                                       Value numTiles, int64_t experts,
-                                       int64_t threads,
-                                       ArrayRef<Value> workgroup) {
+/// The last-block scan of counts written with atomics by the launch's
+/// blocks (see PlanCounter::scanIfLast).
+static void scanPlanCountsIfLast(LoopBuilder &b, Value counts, Value starts,
+                                 Value offsets, Value numTiles, int64_t experts,
+                                 int64_t threads, ArrayRef<Value> workgroup) {
   Value tid = threadId(b), c0 = zero(b);
   Value isLast = workgroup[2];
   gpu::BarrierOp::create(b);
@@ -225,6 +217,34 @@ void gpu_kernels::scanPlanCountsIfLast(LoopBuilder &b, Value counts,
                           threads, workgroup.take_front(2),
                           /*atomicReads=*/true);
          });
+}
+
+PlanCounter::PlanCounter(LoopBuilder &b, Value gates, Value counts,
+                         Value starts, Value offsets)
+    : gates(gates), counts(counts), starts(starts), offsets(offsets),
+      experts(cast<MemRefType>(gates.getType()).getDimSize(2)) {
+  numTiles =
+      arith::CeilDivUIOp::create(b, muli(b, dim(b, gates, 0), dim(b, gates, 1)),
+                                 indexConst(b, kPlanTileRows));
+  several = cmpi(b, CmpIPredicate::ugt, numTiles, indexConst(b, 1));
+}
+
+void PlanCounter::count(LoopBuilder &b, Value selected, ArrayRef<Value> idx) {
+  ifThen(b, andi(b, selected, several), [&](LoopBuilder &b) {
+    Value row = addi(b, muli(b, idx[0], dim(b, gates, 1)), idx[1]);
+    Value tile = arith::DivUIOp::create(b, row, indexConst(b, kPlanTileRows));
+    memref::AtomicRMWOp::create(
+        b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
+        ValueRange{addi(b, muli(b, idx[2], numTiles), tile)});
+  });
+}
+
+void PlanCounter::scanIfLast(LoopBuilder &b, int64_t threads,
+                             ArrayRef<Value> workgroup) {
+  ifThen(b, several, [&](LoopBuilder &b) {
+    scanPlanCountsIfLast(b, counts, starts, offsets, numTiles, experts, threads,
+                         workgroup);
+  });
 }
 
 Value gpu_kernels::planCountWords(LoopBuilder &b, Value numTiles,

@@ -80,15 +80,9 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
       builder, loc, name, argTypes, int32_t(kThreads),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> buffers) {
         Value gates = args[0], mask = args[1];
-        // The plan's tiles: counted only when there are several (one tile
-        // is the plan's single-block kernel's job).
-        Value numTiles, counting;
-        if (plan) {
-          numTiles = arith::CeilDivUIOp::create(
-              b, muli(b, dim(b, gates, 0), dim(b, gates, 1)),
-              indexConst(b, kPlanTileRows));
-          counting = cmpi(b, CmpIPredicate::ugt, numTiles, indexConst(b, 1));
-        }
+        std::optional<PlanCounter> counter;
+        if (plan)
+          counter.emplace(b, gates, args[3], args[4], args[5]);
         Value hist = buffers[0], shared = buffers[1], warpTotals = buffers[2];
 
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -201,22 +195,14 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                 store(b, on, mask, idx);
                 store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
                       gates, idx);
-                if (plan)
-                  ifThen(b, andi(b, on, counting), [&](LoopBuilder &b) {
-                    countPlanPair(
-                        b, args[3], numTiles,
-                        addi(b, muli(b, idx[0], dim(b, gates, 1)), idx[1]),
-                        idx[2]);
-                  });
+                if (counter)
+                  counter->count(b, on, idx);
               });
               gpu::BarrierOp::create(b);
               return {addi(b, takenBefore, chunkTies)};
             });
-        if (plan)
-          ifThen(b, counting, [&](LoopBuilder &b) {
-            scanPlanCountsIfLast(b, args[3], args[4], args[5], numTiles,
-                                 experts, kThreads, {warpTotals, shared, hist});
-          });
+        if (counter)
+          counter->scanIfLast(b, kThreads, {warpTotals, shared, hist});
       },
       workgroup);
 }
