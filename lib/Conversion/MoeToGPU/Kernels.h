@@ -131,6 +131,12 @@ gpu::GPUFuncOp buildTokenSoftmaxMixKernel(OpBuilder &builder, Location loc,
 /// A 1-D i32 buffer of `size` elements in workgroup (shared) memory.
 MemRefType workgroupBuffer(MLIRContext *ctx, int64_t size);
 
+/// memref<?xi32> in global memory: the kernels' workspaces (tile counts,
+/// select histograms and counters).
+inline MemRefType wordBufferType(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+}
+
 /// The buffers through which a selection kernel counts its picks for a
 /// route's plan (i32 counts: E * numTiles + a done counter, zeroed by an
 /// earlier launch; starts: E * numTiles; the plan's offsets): it adds each

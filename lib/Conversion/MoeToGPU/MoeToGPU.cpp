@@ -207,11 +207,11 @@ struct ConvertMoeToGPUPass
         b, rows, indexConst(b, gpu_kernels::kPlanTileRows));
     for (Operation *plan : plansOfRoute.lookup(route)) {
       PlanWorkspace ws;
-      ws.counts = alloc(b, planCountsType(b.getContext()),
+      ws.counts = alloc(b, gpu_kernels::wordBufferType(b.getContext()),
                         {gpu_kernels::planCountWords(b, tiles, experts)});
       // E words at least (the single-tile kernel counts into E slots).
       ws.starts =
-          alloc(b, planCountsType(b.getContext()),
+          alloc(b, gpu_kernels::wordBufferType(b.getContext()),
                 {muli(b, arith::MaxUIOp::create(b, tiles, indexConst(b, 1)),
                       indexConst(b, experts))});
       ws.offsets = alloc(
@@ -220,9 +220,6 @@ struct ConvertMoeToGPUPass
       counts.push_back(ws.counts);
     }
     return counts;
-  }
-  static MemRefType planCountsType(MLIRContext *ctx) {
-    return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
   }
   /// Bytes the route's first kernel zeroes for its plans (cost table).
   std::string planCountBytes(Operation *route) {
@@ -271,7 +268,8 @@ struct ConvertMoeToGPUPass
     // end), one word when unused.
     Value words = select(b, spread, muli(b, sets, indexConst(b, Words::kWords)),
                          indexConst(b, 1));
-    return {chunks, spread, alloc(b, planCountsType(b.getContext()), {words})};
+    return {chunks, spread,
+            alloc(b, gpu_kernels::wordBufferType(b.getContext()), {words})};
   }
 
   /// The select launches: a block per set (all four digits in one launch),
@@ -336,9 +334,9 @@ struct ConvertMoeToGPUPass
         std::to_string(index);
     // The score kernel zeroes the plans' counts and the multi-block
     // select's workspace (packed sequences select on one block per set).
-    SmallVector<MemRefType> zeroedTypes(plansOfRoute.lookup(op).size() +
-                                            (op.getSeqlens() ? 0 : 1),
-                                        planCountsType(op.getContext()));
+    SmallVector<MemRefType> zeroedTypes(
+        plansOfRoute.lookup(op).size() + (op.getSeqlens() ? 0 : 1),
+        gpu_kernels::wordBufferType(op.getContext()));
     gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
         kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha,
         model, zeroedTypes);
@@ -358,7 +356,8 @@ struct ConvertMoeToGPUPass
       countedPlan = plansOfRoute.lookup(op).front();
       countedBySelection.insert(countedPlan);
       planCount = gpu_kernels::PlanCountTypes{
-          planCountsType(op.getContext()), planCountsType(op.getContext()),
+          gpu_kernels::wordBufferType(op.getContext()),
+          gpu_kernels::wordBufferType(op.getContext()),
           memrefOf(
               cast<moe::PlanOp>(countedPlan).getExpertOffsets().getType())};
     }
@@ -666,7 +665,7 @@ struct ConvertMoeToGPUPass
     } else {
       // E words at least.
       tiles =
-          alloc(b, planCountsType(op.getContext()),
+          alloc(b, gpu_kernels::wordBufferType(op.getContext()),
                 {muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
                       expertsV)});
       offsets = alloc(b, offsetsType);
@@ -1118,7 +1117,7 @@ struct ConvertMoeToGPUPass
         loops::ModelOptions{options.softcap, options.routedScalingFactor},
         listIdsType, listWeightsType,
         SmallVector<MemRefType>(plansOfRoute.lookup(op).size(),
-                                planCountsType(op.getContext())));
+                                gpu_kernels::wordBufferType(op.getContext())));
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);

@@ -145,8 +145,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
     int64_t chunkSize, std::optional<PlanCountTypes> plan) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
-  auto workspaceType =
-      MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+  MemRefType workspaceType = wordBufferType(ctx);
   MultiBlockSelectKernels kernels;
 
   // histogram(gates, workspace, budget, pass).

@@ -277,8 +277,7 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   const int64_t tileThreads = planTileThreads(experts);
-  auto tilesType =
-      MemRefType::get({ShapedType::kDynamic}, IntegerType::get(ctx, 32));
+  MemRefType tilesType = wordBufferType(ctx);
   PlanKernels kernels;
 
   // A tile: rows [begin, end) of the numTiles tiles, the one at `index`.
