@@ -11,8 +11,11 @@ function is compiled) keeps the expert GEMMs in generated loops.
 The generated code's parallel loops (the rows of Token Choice) run on LLVM's
 OpenMP runtime (libomp-22-dev; usmoe-to-cpu{openmp}); USMOE_CPU_OPENMP=0
 (read when a function is compiled) runs them on the calling thread. Its
-threads sleep as soon as a loop ends (KMP_BLOCKTIME=0 unless set), so they
-do not spin against the GEMMs' threads or the caller's other libraries.
+threads wait 1 ms for the next loop before they sleep (KMP_BLOCKTIME=1
+unless set): the loops of one call find them awake (a sleeping thread's
+wake-up cost more than a mid-size router's loops), and they do not spin
+on against the GEMMs' threads or the caller's other libraries for
+libomp's default 200 ms.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Optional
 ENV = "USMOE_CPU_GEMM"
 OPENMP_ENV = "USMOE_CPU_OPENMP"
 _LIBRARY = "libusmoe_cpu_runtime.so"
+# How long (ms) libomp's threads wait for the next loop before sleeping.
+BLOCKTIME_MS = "1"
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,7 +81,7 @@ def jit(source: str, entry: str):
     from ._native_loader import native
     openmp = openmp_runtime()
     if openmp:
-        os.environ.setdefault("KMP_BLOCKTIME", "0")  # before libomp starts
+        os.environ.setdefault("KMP_BLOCKTIME", BLOCKTIME_MS)  # before libomp starts
         _apply_threads_to(openmp)
     return native().JitFunction.for_cpu(source, entry, expert_gemm(), runtime_path() or "",
                                         openmp or "")
