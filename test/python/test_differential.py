@@ -120,6 +120,20 @@ def test_expert_choice_of_long_sequences(kind):
                          reference.route(logits, mode="expert", **opts))
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "special"])
+def test_expert_choice_on_both_sides_of_each_slot_count(kind):
+    """Capacities up to 32 are selected token by token with running
+    top-1/2/4/8/16/32 slots per expert, blocks of 16 experts side by side
+    (the CPU lowering), larger ones column by column: the same selection
+    as the reference at every slot boundary, with E = 20 (a full block and a
+    partial one) and B = 3."""
+    rng = np.random.default_rng(20)
+    logits = random_logits(rng, 3, 70, 20, np.float32, kind)
+    for capacity in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 70):
+        assert_same_plan(usmoe.route(logits, mode="expert", capacity=capacity),
+                         reference.route(logits, mode="expert", capacity=capacity))
+
+
 @pytest.mark.parametrize("t", [31, 32, 33])
 @pytest.mark.parametrize("kind", ["ties", "special"])
 def test_small_sets_on_both_sides_of_the_rank_select(t, kind):

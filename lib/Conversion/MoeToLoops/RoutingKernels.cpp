@@ -9,6 +9,7 @@
 #include "Conversion/Common/RoutingMath.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 #include <limits>
 
@@ -811,8 +812,11 @@ static void forEachPairByRowBlocks(
       });
 }
 
-void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
-                             Value capacity, const ModelOptions &model) {
+/// Expert Choice column by column: each (sequence, expert) column is a set
+/// of T scores for emitSetSelect.
+static void emitExpertChoiceByColumns(LoopBuilder &b, Value gates, Value mask,
+                                      Value capacity,
+                                      const ModelOptions &model) {
   Value zero = indexConst(b, 0);
   Value tokens = dim(b, gates, 1), sequences = dim(b, gates, 0);
   int64_t numExpertsStatic = numExperts(gates);
@@ -876,6 +880,24 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
       },
       [&](LoopBuilder &b) {
         selectColumns(b, gates, mask, /*transposed=*/false);
+      });
+}
+
+void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
+                             Value capacity, const ModelOptions &model) {
+  // A fixed capacity (moe.expert<capacity = C>) takes one way, statically.
+  if (std::optional<int64_t> fixed = getConstantIntValue(capacity)) {
+    if (*fixed <= kRowWiseCapacity)
+      return emitExpertChoiceByRows(b, gates, mask, capacity, model);
+    return emitExpertChoiceByColumns(b, gates, mask, capacity, model);
+  }
+  ifThenElse(
+      b, cmpi(b, CmpIPredicate::ule, capacity, indexConst(b, kRowWiseCapacity)),
+      [&](LoopBuilder &b) {
+        emitExpertChoiceByRows(b, gates, mask, capacity, model);
+      },
+      [&](LoopBuilder &b) {
+        emitExpertChoiceByColumns(b, gates, mask, capacity, model);
       });
 }
 

@@ -145,6 +145,15 @@ Value scoreKeyOf(LoopBuilder &b, Value score);
 /// Expert Choice for every (sequence, expert): `capacity` (index) tokens.
 void emitExpertChoice(LoopBuilder &b, Value gates, Value mask, Value capacity,
                       const ModelOptions &model = {});
+/// Expert Choice capacities up to which emitExpertChoiceByRows runs: its
+/// cost grows with the capacity (every score passes through that many
+/// slots), the radix select's with T (measured: docs/benchmarks.md).
+inline constexpr int64_t kRowWiseCapacity = 32;
+/// Expert Choice for capacities of at most kRowWiseCapacity, token by
+/// token with a block of experts side by side (ExpertChoiceByRows.cpp):
+/// the same selection as the column-wise selects.
+void emitExpertChoiceByRows(LoopBuilder &b, Value gates, Value mask,
+                            Value capacity, const ModelOptions &model = {});
 /// Unified: the best `budget` (index) pairs of every sequence.
 void emitGlobalTopN(LoopBuilder &b, Value gates, Value mask, Value budget,
                     const ModelOptions &model = {});

@@ -154,7 +154,60 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
 
 // -----
 
-// Expert Choice columns: a sequence of at least 2^18 scores is selected from
+// Expert Choice of a capacity of at most 32: token by token, blocks of 16
+// experts side by side (E = 40: two full blocks and one of 8), each expert's
+// running top-C in slot-major state [tasks, slots * 16]; a fixed capacity 2
+// takes the 2-slot state and nothing else (no 1-slot variant, no columns).
+// CHECK-LABEL: func.func @expert_choice_rows
+// CHECK-NOT: xi32>
+// CHECK: %[[KEYS:.*]] = memref.alloc(%[[TASKS:.*]]) : memref<?x32xi32>
+// CHECK: %[[IDS:.*]] = memref.alloc(%[[TASKS]]) : memref<?x32xi32>
+// CHECK: scf.parallel (%[[SEQ:.*]], %[[BLOCK:.*]]) =
+// CHECK: %[[E0:.*]] = arith.muli %[[BLOCK]], %c16
+// CHECK: %[[LEFT:.*]] = arith.subi %c40{{.*}}, %[[E0]]
+// CHECK: %[[WIDTH:.*]] = arith.minui %c16{{.*}}, %[[LEFT]]
+// CHECK: scf.for %[[T:.*]] =
+// CHECK: scf.for %[[J:.*]] = %{{.*}} to %[[WIDTH]]
+// CHECK: memref.load %{{.*}}[%[[SEQ]], %[[T]], %{{.*}}] : memref<?x?x40xf32>
+// CHECK: memref.load %[[KEYS]]
+// CHECK: memref.load %[[KEYS]]
+// CHECK: memref.store %{{.*}}, %[[KEYS]]
+// CHECK: memref.store %{{.*}}, %[[IDS]]
+// CHECK: memref.store %{{.*}}, %[[KEYS]]
+// CHECK: memref.store %{{.*}}, %[[IDS]]
+// CHECK: scf.for %[[T2:.*]] =
+// CHECK: scf.for
+// CHECK: memref.load %[[KEYS]]
+// CHECK: memref.load %[[IDS]]
+// CHECK: memref.store %{{.*}}, %{{.*}}[%[[SEQ]], %[[T2]], %{{.*}}] : memref<?x?x40xi1>
+// CHECK-NOT: memref<?x1024xi32>
+// CHECK: return
+func.func @expert_choice_rows(%l: tensor<?x?x40xf32>) -> tensor<?x?x40xi1> {
+  %g, %m = moe.route #moe.expert<capacity = 2> %l : tensor<?x?x40xf32>
+  return %m : tensor<?x?x40xi1>
+}
+
+// -----
+
+// A capacity from capacity_factor (ceil(T * k / E) at run time) picks the
+// way when it runs: slots 1, 2, 4, ... 32, else the columns.
+// CHECK-LABEL: func.func @expert_choice_either_way
+// CHECK: %[[SMALL:.*]] = arith.cmpi ule, %[[C:.*]], %c32
+// CHECK: scf.if %[[SMALL]] {
+// CHECK: arith.cmpi ule, %[[C]], %c1
+// CHECK: memref.alloc(%{{.*}}) : memref<?x16xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?x512xi32>
+// CHECK: } else {
+// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK: return
+func.func @expert_choice_either_way(%l: tensor<?x?x40xf32>) -> tensor<?x?x40xi1> {
+  %g, %m = moe.route #moe.expert<capacity_factor = 1.0, k = 2> %l : tensor<?x?x40xf32>
+  return %m : tensor<?x?x40xi1>
+}
+
+// -----
+
+// Expert Choice columns (capacities above 32): a sequence of at least 2^18 scores is selected from
 // [B, E, T + 16] copies (rows padded by a cache line), written there and
 // copied back (shorter ones are selected in place). Experts are the parallel loop, the
 // sequences run inside it; histograms have 4 copies of 256 bins.
@@ -173,6 +226,6 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
 // CHECK: memref.load %[[PICKED]]
 // CHECK: return
 func.func @expert_choice_columns(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xi1> {
-  %g, %m = moe.route #moe.expert<capacity = 2> %l : tensor<?x?x8xf32>
+  %g, %m = moe.route #moe.expert<capacity = 40> %l : tensor<?x?x8xf32>
   return %m : tensor<?x?x8xi1>
 }
