@@ -549,81 +549,147 @@ using SetVisitor =
 /// Copies of each radix pass's 256-bin histogram, filled by turns.
 constexpr int64_t kRadixCopies = 4;
 
+/// Clears a radix pass's kRadixCopies histograms of 256 bins.
+static void clearHistogram(LoopBuilder &b, Value hist) {
+  forRange(
+      b, indexConst(b, 0), indexConst(b, 256 * kRadixCopies),
+      [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
+}
+
+/// Counts `key`'s digit at `shift` in copy (`position` % kRadixCopies):
+/// runs of equal digits (scores cluster in few top bytes) do not wait on
+/// one bin's previous store.
+static void countDigit(LoopBuilder &b, Value hist, Value key, int shift,
+                       Value position) {
+  Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
+                     i32Const(b, 255));
+  Value copy = andi(b, position, i32Const(b, kRadixCopies - 1));
+  Value d = i32ToIndex(
+      b, ori(b, digit, arith::ShLIOp::create(b, copy, i32Const(b, 8))));
+  store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
+}
+
+/// A radix pass's outcome: the digit whose bin holds the remaining-th best
+/// key, how many keys of that bin are still to take, and the bin's size.
+struct DigitChoice {
+  Value digit, remaining, population;
+};
+
+/// Scans the histogram from digit 255 down for the bin holding the
+/// `remaining`-th key.
+static DigitChoice chooseDigit(LoopBuilder &b, Value hist, Value remaining) {
+  SmallVector<Value> scan = forRangeAcc(
+      b, indexConst(b, 0), indexConst(b, 256),
+      {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining,
+       i32Const(b, 0)},
+      [&](LoopBuilder &b, Value i, ValueRange acc) {
+        Value cum = acc[0], found = acc[1];
+        Value d = subi(b, indexConst(b, 255), i);
+        Value binCount = load(b, hist, {d});
+        for (int64_t copy = 1; copy < kRadixCopies; ++copy)
+          binCount =
+              addi(b, binCount,
+                   load(b, hist, {addi(b, d, indexConst(b, 256 * copy))}));
+        Value newCum = addi(b, cum, binCount);
+        Value hit = andi(b, notI1(b, found),
+                         cmpi(b, CmpIPredicate::sge, newCum, remaining));
+        return SmallVector<Value>{
+            newCum, ori(b, found, hit),
+            select(b, hit, indexToI32(b, d), acc[2]),
+            select(b, hit, subi(b, remaining, cum), acc[3]),
+            select(b, hit, binCount, acc[4])};
+      });
+  return {scan[2], scan[3], scan[4]};
+}
+
 /// Selects, in place, the `count` best elements of a set by a 4-pass radix
 /// select over the 32-bit keys (8 bits a pass): O(set size), no sort.
 /// Afterwards every element with key > K is selected, plus the first
 /// `remaining` elements with key == K in visiting order (ties by index).
+/// Two passes read the whole set: the first counts top bytes; the second
+/// counts the next byte of the keys in the chosen top-byte bin and gathers
+/// them (key and position, in visiting order), and the last two passes and
+/// the tie cut read only those (a bin holds 1-33% of router scores, the
+/// fewer the more experts). The final pass then needs no running count:
+/// it takes the keys above K and the ties up to the last one to take.
 static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                             Value count, const ModelOptions &model,
                             SetVisitor visit) {
-  Value zero = indexConst(b, 0), bins = indexConst(b, 256);
-  Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
-  Value remaining = indexToI32(b, count);
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    forRange(
-        b, zero, indexConst(b, 256 * kRadixCopies),
-        [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
-    // A matching element counts in its digit's bin of copy (element %
-    // kRadixCopies): runs of equal digits (scores cluster in few top bytes)
-    // do not wait on one bin's previous store.
-    visit(b, {i32Const(b, 0)},
-          [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
-            Value key = scoreKey(b, load(b, gates, idx));
-            Value match =
-                cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
-            Value digit =
-                andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
-                     i32Const(b, 255));
-            Value copy = andi(b, acc[0], i32Const(b, kRadixCopies - 1));
-            ifThen(b, match, [&](LoopBuilder &b) {
-              Value d = i32ToIndex(
-                  b, ori(b, digit,
-                         arith::ShLIOp::create(b, copy, i32Const(b, 8))));
-              store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
-            });
-            return SmallVector<Value>{addi(b, acc[0], i32Const(b, 1))};
-          });
-    // Scan digits from 255 down for the bin holding the remaining-th key.
-    SmallVector<Value> scan = forRangeAcc(
-        b, zero, bins,
-        {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining},
-        [&](LoopBuilder &b, Value i, ValueRange acc) {
-          Value cum = acc[0], found = acc[1];
-          Value d = subi(b, indexConst(b, 255), i);
-          Value binCount = load(b, hist, {d});
-          for (int64_t copy = 1; copy < kRadixCopies; ++copy)
-            binCount =
-                addi(b, binCount,
-                     load(b, hist, {addi(b, d, indexConst(b, 256 * copy))}));
-          Value newCum = addi(b, cum, binCount);
-          Value hit = andi(b, notI1(b, found),
-                           cmpi(b, CmpIPredicate::sge, newCum, remaining));
-          return SmallVector<Value>{
-              newCum, ori(b, found, hit),
-              select(b, hit, indexToI32(b, d), acc[2]),
-              select(b, hit, subi(b, remaining, cum), acc[3])};
+  Value zero = indexConst(b, 0), one = i32Const(b, 1);
+  clearHistogram(b, hist);
+  visit(b, {i32Const(b, 0)},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+          Value key = scoreKey(b, load(b, gates, idx));
+          countDigit(b, hist, key, 24, acc[0]);
+          return SmallVector<Value>{addi(b, acc[0], one)};
         });
-    Value digit = arith::ShLIOp::create(b, scan[2], i32Const(b, shift));
-    prefix = ori(b, prefix, digit);
+  DigitChoice top = chooseDigit(b, hist, indexToI32(b, count));
+
+  auto listType = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
+  Value listed = i32ToIndex(b, top.population);
+  Value listKeys = alloc(b, listType, {listed});
+  Value listPositions = alloc(b, listType, {listed});
+  clearHistogram(b, hist);
+  visit(b, {i32Const(b, 0), zero},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+          Value key = scoreKey(b, load(b, gates, idx));
+          Value inBin =
+              cmpi(b, CmpIPredicate::eq,
+                   arith::ShRUIOp::create(b, key, i32Const(b, 24)), top.digit);
+          ifThen(b, inBin, [&](LoopBuilder &b) {
+            countDigit(b, hist, key, 16, acc[0]);
+            store(b, key, listKeys, {acc[1]});
+            store(b, acc[0], listPositions, {acc[1]});
+          });
+          Value next =
+              select(b, inBin, addi(b, acc[1], indexConst(b, 1)), acc[1]);
+          return SmallVector<Value>{addi(b, acc[0], one), next};
+        });
+  DigitChoice second = chooseDigit(b, hist, top.remaining);
+  Value prefix = ori(b, arith::ShLIOp::create(b, top.digit, i32Const(b, 24)),
+                     arith::ShLIOp::create(b, second.digit, i32Const(b, 16)));
+  Value prefixMask = i32Const(b, int64_t(0xFFFF0000));
+  Value remaining = second.remaining;
+  for (int shift = 8; shift >= 0; shift -= 8) {
+    clearHistogram(b, hist);
+    forRange(b, zero, listed, [&](LoopBuilder &b, Value i) {
+      Value key = load(b, listKeys, {i});
+      Value match =
+          cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+      ifThen(b, match, [&](LoopBuilder &b) {
+        countDigit(b, hist, key, shift, indexToI32(b, i));
+      });
+    });
+    DigitChoice next = chooseDigit(b, hist, remaining);
+    prefix = ori(b, prefix,
+                 arith::ShLIOp::create(b, next.digit, i32Const(b, shift)));
     prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
-    remaining = scan[3];
+    remaining = next.remaining;
   }
   Value threshold = prefix;
+  // The position of the remaining-th key equal to K (-1: take none).
+  Value lastTie = forRangeAcc(
+      b, zero, listed, {i32Const(b, 0), i32Const(b, -1)},
+      [&](LoopBuilder &b, Value i, ValueRange acc) {
+        Value tie =
+            cmpi(b, CmpIPredicate::eq, load(b, listKeys, {i}), threshold);
+        Value seen =
+            addi(b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), tie));
+        Value last = andi(b, tie, cmpi(b, CmpIPredicate::eq, seen, remaining));
+        return SmallVector<Value>{
+            seen, select(b, last, load(b, listPositions, {i}), acc[1])};
+      })[1];
   visit(b, {i32Const(b, 0)},
-        [&](LoopBuilder &b, ValueRange idx,
-            ValueRange acc) -> SmallVector<Value> {
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
           Value gate = load(b, gates, idx);
           Value key = scoreKey(b, gate);
-          Value above = cmpi(b, CmpIPredicate::ugt, key, threshold);
-          Value tie = andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),
-                           cmpi(b, CmpIPredicate::slt, acc[0], remaining));
-          Value on = ori(b, above, tie);
+          Value on = ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
+                         andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),
+                              cmpi(b, CmpIPredicate::sle, acc[0], lastTie)));
           store(b, on, mask, idx);
           store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
                 idx);
-          Value taken =
-              addi(b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), tie));
-          return {taken};
+          return SmallVector<Value>{addi(b, acc[0], one)};
         });
 }
 
@@ -721,12 +787,16 @@ static void emitInsertionSelect(LoopBuilder &b, Value gates, Value mask,
 static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                           Value ranks, Value size, Value count,
                           const ModelOptions &model, SetVisitor visit) {
+  // A fixed count (moe.unified<n = N>) takes its way statically.
+  std::optional<int64_t> fixed = getConstantIntValue(count);
   // A running top-k as small as the count allows (Expert Choice of short
   // sequences often has C = 1): each slot more costs every insertion.
   std::function<void(LoopBuilder &, int64_t)> byInsertion = [&](LoopBuilder &b,
                                                                 int64_t slots) {
-    if (slots == kInsertionSelect)
+    if (slots == kInsertionSelect || (fixed && *fixed <= slots))
       return emitInsertionSelect(b, gates, mask, count, slots, model, visit);
+    if (fixed)
+      return byInsertion(b, 2 * slots);
     ifThenElse(
         b, cmpi(b, CmpIPredicate::ule, count, indexConst(b, slots)),
         [&](LoopBuilder &b) {
@@ -734,20 +804,21 @@ static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
         },
         [&](LoopBuilder &b) { byInsertion(b, 2 * slots); });
   };
+  auto bySize = [&](LoopBuilder &b) {
+    ifThenElse(
+        b, cmpi(b, CmpIPredicate::ule, size, indexConst(b, kSmallSetSelect)),
+        [&](LoopBuilder &b) {
+          emitRankSelect(b, gates, mask, ranks, count, model, visit);
+        },
+        [&](LoopBuilder &b) {
+          emitRadixSelect(b, gates, mask, hist, count, model, visit);
+        });
+  };
+  if (fixed)
+    return *fixed <= kInsertionSelect ? byInsertion(b, 1) : bySize(b);
   ifThenElse(
       b, cmpi(b, CmpIPredicate::ule, count, indexConst(b, kInsertionSelect)),
-      [&](LoopBuilder &b) { byInsertion(b, 1); },
-      [&](LoopBuilder &b) {
-        ifThenElse(
-            b,
-            cmpi(b, CmpIPredicate::ule, size, indexConst(b, kSmallSetSelect)),
-            [&](LoopBuilder &b) {
-              emitRankSelect(b, gates, mask, ranks, count, model, visit);
-            },
-            [&](LoopBuilder &b) {
-              emitRadixSelect(b, gates, mask, hist, count, model, visit);
-            });
-      });
+      [&](LoopBuilder &b) { byInsertion(b, 1); }, bySize);
 }
 
 /// Per-set scratch for `sets` selections running in parallel: histograms

@@ -46,10 +46,13 @@ func.func @unified_scaled(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
 
 // -----
 
+// (Expert Choice of capacity 2: the row-wise select, 2 slots x 8 experts.)
 // CHECK-LABEL: func.func @expert_scaled
 // CHECK: math.tanh
-// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?x16xi32>
 // CHECK: arith.constant 1.750000e+00 : f32
+// CHECK: arith.mulf
+// CHECK: arith.select
 func.func @expert_scaled(%l: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
   %g, %m = moe.route #moe.expert<capacity = 2, routed_scaling_factor = 1.75, softcap = 5.0> %l : tensor<?x?x8xf32>
   return %g : tensor<?x?x8xf32>

@@ -36,20 +36,37 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // -----
 
 // The unified global top-N: sequences in parallel, each with its own row of
-// the scratch; a set of at most 32 pairs is selected by ranks, a larger one
-// by a radix select over i32 keys with a 256-bin histogram (in 4 copies,
-// filled by turns), exactly four digit passes (no fifth shift before the
-// selection compare), then the selection pass.
+// the scratch; a fixed budget of 24 takes no running top-k (statically); a
+// set of at most 32 pairs is selected by ranks, a larger one by a radix
+// select over i32 keys with a 256-bin histogram (in 4 copies, filled by
+// turns): the top byte over the whole set, the second byte over the whole
+// set while the keys of the chosen top-byte bin are listed with their
+// positions, the last two bytes and the tie cut over that list only, then
+// the selection pass (which no longer reads the list).
 // CHECK-LABEL: func.func @global_top_n
 // CHECK: cf.assert %{{.*}}, "moe: unified budget n exceeds T * E of the input"
 // CHECK: %[[HIST:.*]] = memref.alloc(%{{.*}}) : memref<?x1024xi32>
 // CHECK: scf.parallel (%{{.*}}, %[[SEQ:.*]]) =
 // CHECK: memref.subview %[[HIST]][%[[SEQ]], 0] [1, 1024] [1, 1]
+// CHECK-NOT: arith.cmpi ule, %{{.*}}, %c8
 // CHECK: arith.cmpi ule, %{{.*}}, %c32
 // CHECK: } else {
-// CHECK-COUNT-4: arith.shrui %{{.*}}, %{{.*}} : i32
-// CHECK-NOT: arith.shrui
+// CHECK: arith.shrui %{{.*}}, %c24_i32{{.*}} : i32
+// CHECK: %[[KEYS:.*]] = memref.alloc(%[[LISTED:.*]]) : memref<?xi32>
+// CHECK: %[[POSITIONS:.*]] = memref.alloc(%[[LISTED]]) : memref<?xi32>
+// CHECK: arith.shrui %{{.*}}, %c16_i32{{.*}} : i32
+// CHECK: memref.store %{{.*}}, %[[KEYS]]
+// CHECK: memref.store %{{.*}}, %[[POSITIONS]]
+// CHECK: scf.for %[[I:.*]] = %{{.*}} to %[[LISTED]]
+// CHECK: memref.load %[[KEYS]][%[[I]]]
+// CHECK: arith.shrui %{{.*}}, %c8_i32{{.*}} : i32
+// CHECK: scf.for %[[J:.*]] = %{{.*}} to %[[LISTED]]
+// CHECK: memref.load %[[KEYS]][%[[J]]]
+// CHECK: scf.for %[[K:.*]] = %{{.*}} to %[[LISTED]]
+// CHECK: memref.load %[[POSITIONS]][%[[K]]]
 // CHECK: arith.cmpi ugt
+// CHECK-NOT: %[[KEYS]]
+// CHECK: scf.yield
 func.func @global_top_n(%l: tensor<1x?x64xf32>) -> tensor<1x?x64xi1> {
   %g, %m = moe.route #moe.unified<n = 24> %l : tensor<1x?x64xf32>
   return %m : tensor<1x?x64xi1>
