@@ -121,6 +121,23 @@ def test_expert_choice_of_long_sequences(kind):
 
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "special"])
+def test_unified_of_one_long_sequence(kind):
+    """One sequence (B = 1) of at least 2^16 pairs runs its radix passes on
+    8 token ranges in parallel, each listing its keys of the chosen top-byte
+    bin at its own offset (the CPU lowering): the same selection as the
+    reference, ties across the ranges included (T = 1100 is not a multiple
+    of 8), and as two sequences that select one after the other."""
+    rng = np.random.default_rng(1101)
+    logits = random_logits(rng, 1, 1100, 64, np.float32, kind)
+    for opts in (dict(k=1.5), dict(budget=9), dict(budget=1100 * 64 - 5), dict(k=0.25)):
+        assert_same_plan(usmoe.route(logits, mode="unified", **opts),
+                         reference.route(logits, mode="unified", **opts))
+    both = np.concatenate([logits, logits[:, ::-1]])
+    assert_same_plan(usmoe.route(both, mode="unified", k=1.5),
+                     reference.route(both, mode="unified", k=1.5))
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "special"])
 def test_expert_choice_on_both_sides_of_each_slot_count(kind):
     """Capacities up to 32 are selected token by token with running
     top-1/2/4/8/16/32 slots per expert, blocks of 16 experts side by side

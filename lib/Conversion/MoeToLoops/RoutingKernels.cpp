@@ -546,27 +546,64 @@ using ElementBody =
 using SetVisitor =
     function_ref<SmallVector<Value>(LoopBuilder &, ValueRange, ElementBody)>;
 
+/// A selection set by token ranges, for passes that split it in chunks:
+/// `range(b, first, last, init, body)` visits the elements of tokens
+/// [first, last) in visiting order, `perToken` of them a token (E for a
+/// Unified sequence, 1 for an Expert Choice column).
+struct SetWalk {
+  Value tokens;
+  int64_t perToken;
+  function_ref<SmallVector<Value>(LoopBuilder &, Value, Value, ValueRange,
+                                  ElementBody)>
+      range;
+};
+
 /// Copies of each radix pass's 256-bin histogram, filled by turns.
 constexpr int64_t kRadixCopies = 4;
 
-/// Clears a radix pass's kRadixCopies histograms of 256 bins.
-static void clearHistogram(LoopBuilder &b, Value hist) {
+/// Histogram entries of one chunk of a set: kRadixCopies x 256 bins.
+constexpr int64_t kChunkBins = 256 * kRadixCopies;
+
+/// Chunks a Unified sequence's radix passes split into when it is the only
+/// set (B = 1) and has at least kChunkedSetSize elements: one core would
+/// otherwise select while the others wait.
+constexpr int64_t kMaxChunks = 8;
+constexpr int64_t kChunkedSetSize = int64_t(1) << 16;
+
+/// Clears the histograms of the chunk whose entries start at `base`.
+static void clearHistogram(LoopBuilder &b, Value hist, Value base) {
   forRange(
-      b, indexConst(b, 0), indexConst(b, 256 * kRadixCopies),
+      b, base, addi(b, base, indexConst(b, kChunkBins)),
       [&](LoopBuilder &b, Value d) { store(b, i32Const(b, 0), hist, {d}); });
 }
 
 /// Counts `key`'s digit at `shift` in copy (`position` % kRadixCopies):
 /// runs of equal digits (scores cluster in few top bytes) do not wait on
 /// one bin's previous store.
-static void countDigit(LoopBuilder &b, Value hist, Value key, int shift,
-                       Value position) {
+static void countDigit(LoopBuilder &b, Value hist, Value base, Value key,
+                       int shift, Value position) {
   Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
                      i32Const(b, 255));
   Value copy = andi(b, position, i32Const(b, kRadixCopies - 1));
-  Value d = i32ToIndex(
-      b, ori(b, digit, arith::ShLIOp::create(b, copy, i32Const(b, 8))));
+  Value d =
+      addi(b, base,
+           i32ToIndex(b, ori(b, digit,
+                             arith::ShLIOp::create(b, copy, i32Const(b, 8)))));
   store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
+}
+
+/// How many keys of the first `chunks` chunks' histograms have digit `d`.
+static Value binCount(LoopBuilder &b, Value hist, Value chunks, Value d) {
+  return forRangeAcc(
+      b, indexConst(b, 0), chunks, {i32Const(b, 0)},
+      [&](LoopBuilder &b, Value c, ValueRange acc) {
+        Value sum = acc[0];
+        Value base = addi(b, muli(b, c, indexConst(b, kChunkBins)), d);
+        for (int64_t copy = 0; copy < kRadixCopies; ++copy)
+          sum = addi(b, sum,
+                     load(b, hist, {addi(b, base, indexConst(b, 256 * copy))}));
+        return SmallVector<Value>{sum};
+      })[0];
 }
 
 /// A radix pass's outcome: the digit whose bin holds the remaining-th best
@@ -575,30 +612,28 @@ struct DigitChoice {
   Value digit, remaining, population;
 };
 
-/// Scans the histogram from digit 255 down for the bin holding the
-/// `remaining`-th key.
-static DigitChoice chooseDigit(LoopBuilder &b, Value hist, Value remaining) {
-  SmallVector<Value> scan = forRangeAcc(
-      b, indexConst(b, 0), indexConst(b, 256),
-      {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining,
-       i32Const(b, 0)},
-      [&](LoopBuilder &b, Value i, ValueRange acc) {
-        Value cum = acc[0], found = acc[1];
-        Value d = subi(b, indexConst(b, 255), i);
-        Value binCount = load(b, hist, {d});
-        for (int64_t copy = 1; copy < kRadixCopies; ++copy)
-          binCount =
-              addi(b, binCount,
-                   load(b, hist, {addi(b, d, indexConst(b, 256 * copy))}));
-        Value newCum = addi(b, cum, binCount);
-        Value hit = andi(b, notI1(b, found),
-                         cmpi(b, CmpIPredicate::sge, newCum, remaining));
-        return SmallVector<Value>{
-            newCum, ori(b, found, hit),
-            select(b, hit, indexToI32(b, d), acc[2]),
-            select(b, hit, subi(b, remaining, cum), acc[3]),
-            select(b, hit, binCount, acc[4])};
-      });
+/// Scans the first `chunks` chunks' histograms from digit 255 down for the
+/// bin holding the `remaining`-th key.
+static DigitChoice chooseDigit(LoopBuilder &b, Value hist, Value chunks,
+                               Value remaining) {
+  SmallVector<Value> scan =
+      forRangeAcc(b, indexConst(b, 0), indexConst(b, 256),
+                  {i32Const(b, 0), i1Const(b, false), i32Const(b, 0), remaining,
+                   i32Const(b, 0)},
+                  [&](LoopBuilder &b, Value i, ValueRange acc) {
+                    Value cum = acc[0], found = acc[1];
+                    Value d = subi(b, indexConst(b, 255), i);
+                    Value inBin = binCount(b, hist, chunks, d);
+                    Value newCum = addi(b, cum, inBin);
+                    Value hit =
+                        andi(b, notI1(b, found),
+                             cmpi(b, CmpIPredicate::sge, newCum, remaining));
+                    return SmallVector<Value>{
+                        newCum, ori(b, found, hit),
+                        select(b, hit, indexToI32(b, d), acc[2]),
+                        select(b, hit, subi(b, remaining, cum), acc[3]),
+                        select(b, hit, inBin, acc[4])};
+                  });
   return {scan[2], scan[3], scan[4]};
 }
 
@@ -612,55 +647,99 @@ static DigitChoice chooseDigit(LoopBuilder &b, Value hist, Value remaining) {
 /// the tie cut read only those (a bin holds 1-33% of router scores, the
 /// fewer the more experts). The final pass then needs no running count:
 /// it takes the keys above K and the ties up to the last one to take.
+///
+/// The passes over the whole set run on `chunks` (an index, 1 to
+/// kMaxChunks) consecutive token ranges in parallel, each counting into
+/// its own histograms and listing at its own offset: the list stays in
+/// visiting order.
 static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
-                            Value count, const ModelOptions &model,
-                            SetVisitor visit) {
+                            Value count, Value chunks,
+                            const ModelOptions &model, const SetWalk &walk) {
   Value zero = indexConst(b, 0), one = i32Const(b, 1);
-  clearHistogram(b, hist);
-  visit(b, {i32Const(b, 0)},
-        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
-          Value key = scoreKey(b, load(b, gates, idx));
-          countDigit(b, hist, key, 24, acc[0]);
-          return SmallVector<Value>{addi(b, acc[0], one)};
-        });
-  DigitChoice top = chooseDigit(b, hist, indexToI32(b, count));
+  Value chunkBins = indexConst(b, kChunkBins);
+  Value chunkTokens = arith::CeilDivUIOp::create(b, walk.tokens, chunks);
+  Value parallelWork =
+      select(b, cmpi(b, CmpIPredicate::ugt, chunks, indexConst(b, 1)),
+             muli(b, walk.tokens, indexConst(b, walk.perToken)), zero);
+  // body(chunk, first token, last token, position of the first element).
+  auto forEachChunk =
+      [&](function_ref<void(LoopBuilder &, Value, Value, Value, Value)> body) {
+        forParallel2D(b, indexConst(b, 1), chunks, parallelWork,
+                      [&](LoopBuilder &b, Value, Value c) {
+                        Value first = arith::MinUIOp::create(
+                            b, muli(b, c, chunkTokens), walk.tokens);
+                        Value last = arith::MinUIOp::create(
+                            b, addi(b, first, chunkTokens), walk.tokens);
+                        Value position = indexToI32(
+                            b, muli(b, first, indexConst(b, walk.perToken)));
+                        body(b, c, first, last, position);
+                      });
+      };
 
+  forEachChunk(
+      [&](LoopBuilder &b, Value c, Value first, Value last, Value position) {
+        Value base = muli(b, c, chunkBins);
+        clearHistogram(b, hist, base);
+        walk.range(b, first, last, {position},
+                   [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+                     Value key = scoreKey(b, load(b, gates, idx));
+                     countDigit(b, hist, base, key, 24, acc[0]);
+                     return SmallVector<Value>{addi(b, acc[0], one)};
+                   });
+      });
+  DigitChoice top = chooseDigit(b, hist, chunks, indexToI32(b, count));
+
+  // Each chunk lists its keys of the chosen bin from its own offset.
   auto listType = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
+  Value starts = alloc(b, listType, {chunks});
+  forRangeAcc(b, zero, chunks, {i32Const(b, 0)},
+              [&](LoopBuilder &b, Value c, ValueRange acc) {
+                store(b, acc[0], starts, {c});
+                Value inBin = binCount(
+                    b, hist, indexConst(b, 1),
+                    addi(b, muli(b, c, chunkBins), i32ToIndex(b, top.digit)));
+                return SmallVector<Value>{addi(b, acc[0], inBin)};
+              });
   Value listed = i32ToIndex(b, top.population);
   Value listKeys = alloc(b, listType, {listed});
   Value listPositions = alloc(b, listType, {listed});
-  clearHistogram(b, hist);
-  visit(b, {i32Const(b, 0), zero},
-        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
-          Value key = scoreKey(b, load(b, gates, idx));
-          Value inBin =
-              cmpi(b, CmpIPredicate::eq,
-                   arith::ShRUIOp::create(b, key, i32Const(b, 24)), top.digit);
-          ifThen(b, inBin, [&](LoopBuilder &b) {
-            countDigit(b, hist, key, 16, acc[0]);
-            store(b, key, listKeys, {acc[1]});
-            store(b, acc[0], listPositions, {acc[1]});
-          });
-          Value next =
-              select(b, inBin, addi(b, acc[1], indexConst(b, 1)), acc[1]);
-          return SmallVector<Value>{addi(b, acc[0], one), next};
-        });
-  DigitChoice second = chooseDigit(b, hist, top.remaining);
+  forEachChunk([&](LoopBuilder &b, Value c, Value first, Value last,
+                   Value position) {
+    Value base = muli(b, c, chunkBins);
+    clearHistogram(b, hist, base);
+    walk.range(b, first, last, {position, i32ToIndex(b, load(b, starts, {c}))},
+               [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+                 Value key = scoreKey(b, load(b, gates, idx));
+                 Value inBin =
+                     cmpi(b, CmpIPredicate::eq,
+                          arith::ShRUIOp::create(b, key, i32Const(b, 24)),
+                          top.digit);
+                 ifThen(b, inBin, [&](LoopBuilder &b) {
+                   countDigit(b, hist, base, key, 16, acc[0]);
+                   store(b, key, listKeys, {acc[1]});
+                   store(b, acc[0], listPositions, {acc[1]});
+                 });
+                 Value next = select(b, inBin,
+                                     addi(b, acc[1], indexConst(b, 1)), acc[1]);
+                 return SmallVector<Value>{addi(b, acc[0], one), next};
+               });
+  });
+  DigitChoice second = chooseDigit(b, hist, chunks, top.remaining);
   Value prefix = ori(b, arith::ShLIOp::create(b, top.digit, i32Const(b, 24)),
                      arith::ShLIOp::create(b, second.digit, i32Const(b, 16)));
   Value prefixMask = i32Const(b, int64_t(0xFFFF0000));
   Value remaining = second.remaining;
   for (int shift = 8; shift >= 0; shift -= 8) {
-    clearHistogram(b, hist);
+    clearHistogram(b, hist, zero);
     forRange(b, zero, listed, [&](LoopBuilder &b, Value i) {
       Value key = load(b, listKeys, {i});
       Value match =
           cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
       ifThen(b, match, [&](LoopBuilder &b) {
-        countDigit(b, hist, key, shift, indexToI32(b, i));
+        countDigit(b, hist, zero, key, shift, indexToI32(b, i));
       });
     });
-    DigitChoice next = chooseDigit(b, hist, remaining);
+    DigitChoice next = chooseDigit(b, hist, indexConst(b, 1), remaining);
     prefix = ori(b, prefix,
                  arith::ShLIOp::create(b, next.digit, i32Const(b, shift)));
     prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
@@ -679,18 +758,22 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
         return SmallVector<Value>{
             seen, select(b, last, load(b, listPositions, {i}), acc[1])};
       })[1];
-  visit(b, {i32Const(b, 0)},
-        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
-          Value gate = load(b, gates, idx);
-          Value key = scoreKey(b, gate);
-          Value on = ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
+  forEachChunk([&](LoopBuilder &b, Value, Value first, Value last,
+                   Value position) {
+    walk.range(b, first, last, {position},
+               [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+                 Value gate = load(b, gates, idx);
+                 Value key = scoreKey(b, gate);
+                 Value on =
+                     ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
                          andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),
                               cmpi(b, CmpIPredicate::sle, acc[0], lastTie)));
-          store(b, on, mask, idx);
-          store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
-                idx);
-          return SmallVector<Value>{addi(b, acc[0], one)};
-        });
+                 store(b, on, mask, idx);
+                 store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
+                       gates, idx);
+                 return SmallVector<Value>{addi(b, acc[0], one)};
+               });
+  });
 }
 
 /// Selects, in place, the `count` best elements of a small set by ranks:
@@ -781,12 +864,16 @@ static void emitInsertionSelect(LoopBuilder &b, Value gates, Value mask,
         });
 }
 
-/// The `count` best of a set of `size` elements: by insertion for a small
-/// count, by ranks for a small set, by the radix select otherwise (the same
-/// selection every way).
+/// The `count` best of a set: by insertion for a small count, by ranks for
+/// a small set, by the radix select otherwise (the same selection every
+/// way; the radix passes over `chunks` token ranges).
 static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
-                          Value ranks, Value size, Value count,
-                          const ModelOptions &model, SetVisitor visit) {
+                          Value ranks, Value count, Value chunks,
+                          const ModelOptions &model, const SetWalk &walk) {
+  Value size = muli(b, walk.tokens, indexConst(b, walk.perToken));
+  auto visit = [&](LoopBuilder &b, ValueRange init, ElementBody body) {
+    return walk.range(b, indexConst(b, 0), walk.tokens, init, body);
+  };
   // A fixed count (moe.unified<n = N>) takes its way statically.
   std::optional<int64_t> fixed = getConstantIntValue(count);
   // A running top-k as small as the count allows (Expert Choice of short
@@ -811,7 +898,7 @@ static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
           emitRankSelect(b, gates, mask, ranks, count, model, visit);
         },
         [&](LoopBuilder &b) {
-          emitRadixSelect(b, gates, mask, hist, count, model, visit);
+          emitRadixSelect(b, gates, mask, hist, count, chunks, model, walk);
         });
   };
   if (fixed)
@@ -822,15 +909,15 @@ static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
 }
 
 /// Per-set scratch for `sets` selections running in parallel: histograms
-/// [sets, 256 * kRadixCopies] and ranks [sets, kSmallSetSelect] (i32).
+/// [sets, kChunkBins * chunks] and ranks [sets, kSmallSetSelect] (i32).
 struct SelectScratch {
   Value hist, ranks;
 
-  static SelectScratch alloc(LoopBuilder &b, Value sets) {
+  static SelectScratch alloc(LoopBuilder &b, Value sets, int64_t chunks = 1) {
     auto type = [&](int64_t width) {
       return MemRefType::get({ShapedType::kDynamic, width}, b.getI32Type());
     };
-    return {loops::alloc(b, type(256 * kRadixCopies), {sets}),
+    return {loops::alloc(b, type(kChunkBins * chunks), {sets}),
             loops::alloc(b, type(kSmallSetSelect), {sets})};
   }
 
@@ -898,27 +985,29 @@ static void emitExpertChoiceByColumns(LoopBuilder &b, Value gates, Value mask,
   SelectScratch scratch = SelectScratch::alloc(b, experts);
   auto selectColumns = [&](LoopBuilder &b, Value scores, Value selected,
                            bool transposed) {
-    forParallel2D(
-        b, indexConst(b, 1), experts,
-        muli(b, muli(b, sequences, experts), tokens),
-        [&](LoopBuilder &b, Value, Value ei) {
-          Value hist = SelectScratch::row(b, scratch.hist, ei);
-          Value ranks = SelectScratch::row(b, scratch.ranks, ei);
-          forRange(b, zero, sequences, [&](LoopBuilder &b, Value bi) {
-            emitSetSelect(
-                b, scores, selected, hist, ranks, tokens, capacity, model,
-                [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                  return forRangeAcc(
-                      b, zero, tokens, init,
-                      [&](LoopBuilder &b, Value t, ValueRange acc) {
-                        return body(b,
-                                    transposed ? SmallVector<Value>{bi, ei, t}
-                                               : SmallVector<Value>{bi, t, ei},
-                                    acc);
-                      });
-                });
-          });
-        });
+    forParallel2D(b, indexConst(b, 1), experts,
+                  muli(b, muli(b, sequences, experts), tokens),
+                  [&](LoopBuilder &b, Value, Value ei) {
+                    Value hist = SelectScratch::row(b, scratch.hist, ei);
+                    Value ranks = SelectScratch::row(b, scratch.ranks, ei);
+                    forRange(b, zero, sequences, [&](LoopBuilder &b, Value bi) {
+                      auto column = [&](LoopBuilder &b, Value first, Value last,
+                                        ValueRange init, ElementBody body) {
+                        return forRangeAcc(
+                            b, first, last, init,
+                            [&](LoopBuilder &b, Value t, ValueRange acc) {
+                              return body(b,
+                                          transposed
+                                              ? SmallVector<Value>{bi, ei, t}
+                                              : SmallVector<Value>{bi, t, ei},
+                                          acc);
+                            });
+                      };
+                      emitSetSelect(b, scores, selected, hist, ranks, capacity,
+                                    indexConst(b, 1), model,
+                                    SetWalk{tokens, /*perToken=*/1, column});
+                    });
+                  });
   };
   Value long_ = cmpi(b, CmpIPredicate::uge, muli(b, tokens, experts),
                      indexConst(b, kTransposedColumnsWork));
@@ -974,28 +1063,38 @@ void loops::emitExpertChoice(LoopBuilder &b, Value gates, Value mask,
 
 void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
                            Value budget, const ModelOptions &model) {
-  Value zero = indexConst(b, 0);
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
   Value tokens = dim(b, gates, 1), sequences = dim(b, gates, 0);
-  Value experts = indexConst(b, numExperts(gates));
-  // Sequences in parallel, each with its own scratch row.
-  SelectScratch scratch = SelectScratch::alloc(b, sequences);
-  forParallel2D(b, indexConst(b, 1), sequences,
-                muli(b, muli(b, sequences, tokens), experts),
-                [&](LoopBuilder &b, Value, Value bi) {
-                  emitSetSelect(
-                      b, gates, mask, SelectScratch::row(b, scratch.hist, bi),
-                      SelectScratch::row(b, scratch.ranks, bi),
-                      muli(b, tokens, experts), budget, model,
-                      [&](LoopBuilder &b, ValueRange init, ElementBody body) {
-                        return forRangeAcc(
-                            b, zero, tokens, init,
-                            [&](LoopBuilder &b, Value t, ValueRange acc) {
-                              return forRangeAcc(
-                                  b, zero, experts, acc,
-                                  [&](LoopBuilder &b, Value e, ValueRange acc) {
-                                    return body(b, {bi, t, e}, acc);
-                                  });
-                            });
-                      });
-                });
+  int64_t numExpertsStatic = numExperts(gates);
+  Value experts = indexConst(b, numExpertsStatic);
+  // Sequences in parallel, each with its own scratch row; one sequence
+  // (B = 1) of at least kChunkedSetSize pairs runs its radix passes on
+  // kMaxChunks token ranges in parallel instead.
+  Value size = muli(b, tokens, experts);
+  Value alone = cmpi(b, CmpIPredicate::eq, sequences, one);
+  Value chunks = select(
+      b,
+      andi(b, alone,
+           cmpi(b, CmpIPredicate::uge, size, indexConst(b, kChunkedSetSize))),
+      indexConst(b, kMaxChunks), one);
+  SelectScratch scratch = SelectScratch::alloc(b, sequences, kMaxChunks);
+  forParallel2D(
+      b, one, sequences, select(b, alone, zero, muli(b, sequences, size)),
+      [&](LoopBuilder &b, Value, Value bi) {
+        auto pairs = [&](LoopBuilder &b, Value first, Value last,
+                         ValueRange init, ElementBody body) {
+          return forRangeAcc(
+              b, first, last, init,
+              [&](LoopBuilder &b, Value t, ValueRange acc) {
+                return forRangeAcc(
+                    b, zero, experts, acc,
+                    [&](LoopBuilder &b, Value e, ValueRange acc) {
+                      return body(b, {bi, t, e}, acc);
+                    });
+              });
+        };
+        emitSetSelect(b, gates, mask, SelectScratch::row(b, scratch.hist, bi),
+                      SelectScratch::row(b, scratch.ranks, bi), budget, chunks,
+                      model, SetWalk{tokens, numExpertsStatic, pairs});
+      });
 }

@@ -35,7 +35,7 @@ func.func @token_plain(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // Unified and Expert Choice scale the gates the radix select keeps.
 // CHECK-LABEL: func.func @unified_scaled
 // CHECK: math.tanh
-// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?x8192xi32>
 // CHECK: arith.constant 1.750000e+00 : f32
 // CHECK: arith.mulf
 // CHECK: arith.select

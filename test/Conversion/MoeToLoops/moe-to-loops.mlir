@@ -42,18 +42,29 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // turns): the top byte over the whole set, the second byte over the whole
 // set while the keys of the chosen top-byte bin are listed with their
 // positions, the last two bytes and the tie cut over that list only, then
-// the selection pass (which no longer reads the list).
+// the selection pass (which no longer reads the list). The passes over the
+// whole set run on 8 token ranges in parallel (each with its own 1024
+// histogram entries of the [B, 8192] scratch) when one sequence (B = 1) has
+// at least 2^16 pairs, else on one range.
 // CHECK-LABEL: func.func @global_top_n
 // CHECK: cf.assert %{{.*}}, "moe: unified budget n exceeds T * E of the input"
-// CHECK: %[[HIST:.*]] = memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK: %[[ALONE:.*]] = arith.cmpi eq, %[[B:.*]], %c1
+// CHECK: %[[LARGE:.*]] = arith.cmpi uge, %{{.*}}, %c65536
+// CHECK: %[[BOTH:.*]] = arith.andi %[[ALONE]], %[[LARGE]]
+// CHECK: %[[CHUNKS:.*]] = arith.select %[[BOTH]], %c8{{.*}}, %c1
+// CHECK: %[[HIST:.*]] = memref.alloc(%[[B]]) : memref<?x8192xi32>
 // CHECK: scf.parallel (%{{.*}}, %[[SEQ:.*]]) =
-// CHECK: memref.subview %[[HIST]][%[[SEQ]], 0] [1, 1024] [1, 1]
+// CHECK: memref.subview %[[HIST]][%[[SEQ]], 0] [1, 8192] [1, 1]
 // CHECK-NOT: arith.cmpi ule, %{{.*}}, %c8
 // CHECK: arith.cmpi ule, %{{.*}}, %c32
 // CHECK: } else {
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %[[CHUNKS]])
 // CHECK: arith.shrui %{{.*}}, %c24_i32{{.*}} : i32
+// CHECK: %[[STARTS:.*]] = memref.alloc(%[[CHUNKS]]) : memref<?xi32>
 // CHECK: %[[KEYS:.*]] = memref.alloc(%[[LISTED:.*]]) : memref<?xi32>
 // CHECK: %[[POSITIONS:.*]] = memref.alloc(%[[LISTED]]) : memref<?xi32>
+// CHECK: scf.parallel (%{{.*}}, %[[CHUNK:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %[[CHUNKS]])
+// CHECK: memref.load %[[STARTS]][%[[CHUNK]]]
 // CHECK: arith.shrui %{{.*}}, %c16_i32{{.*}} : i32
 // CHECK: memref.store %{{.*}}, %[[KEYS]]
 // CHECK: memref.store %{{.*}}, %[[POSITIONS]]

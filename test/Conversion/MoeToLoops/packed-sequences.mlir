@@ -11,7 +11,7 @@
 // CHECK: cf.assert %{{.*}}, "moe: seqlens must not decrease"
 // CHECK-COUNT-3: memref.subview {{.*}} to memref<1x?x8x{{.*}}strided<[?, 8, 1], offset: ?>>
 // CHECK: math.floor
-// CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK: memref.alloc(%{{.*}}) : memref<?x8192xi32>
 func.func @packed_unified(%l: tensor<1x?x8xf32>, %cu: tensor<?xi32>) -> tensor<1x?x8xf32> {
   %g, %m = moe.route #moe.unified<k = 1.5> %l seqlens %cu : tensor<?xi32> : tensor<1x?x8xf32>
   return %g : tensor<1x?x8xf32>
