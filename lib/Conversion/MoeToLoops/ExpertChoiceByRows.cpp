@@ -71,7 +71,7 @@ void emitWithSlots(LoopBuilder &b, Value gates, Value mask, Value count,
                    int64_t slots, const ModelOptions &model) {
   Value zero = indexConst(b, 0);
   Value sequences = dim(b, gates, 0), tokens = dim(b, gates, 1);
-  int64_t experts = cast<MemRefType>(gates.getType()).getDimSize(2);
+  int64_t experts = numExperts(gates);
   int64_t width = std::min(experts, kExpertsPerTask);
   Value blocks = indexConst(b, llvm::divideCeil(experts, width));
   auto stateType =

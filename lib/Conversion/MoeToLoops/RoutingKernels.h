@@ -131,6 +131,18 @@ inline constexpr int64_t kInsertionSelect = 8;
 /// 4-pass radix select (measured: docs/benchmarks.md).
 inline constexpr int64_t kSmallSetSelect = 32;
 
+/// E of a [B, T, E] memref (static in every routing op).
+inline int64_t numExperts(Value memref) {
+  return cast<MemRefType>(memref.getType()).getDimSize(2);
+}
+
+/// One step of a running top-k held in 2k values (k keys then k ids, best
+/// first): (key, id) enters when `include` and it beats the k-th best.
+SmallVector<Value> insertIntoBestK(LoopBuilder &b, ValueRange best, Value key,
+                                   Value id, Value include);
+/// The empty running top-k of emitBestKIndices / insertIntoBestK.
+SmallVector<Value> emptyBestK(LoopBuilder &b, int64_t k);
+
 /// The indices of the k best of `count` elements, best first (key
 /// descending, lower index first among equals), -1 where fewer than k are
 /// included. `keyAt(i)` gives element i's unsigned score key and whether it
