@@ -139,16 +139,23 @@ def test_unified_of_one_long_sequence(kind):
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "special"])
 def test_expert_choice_on_both_sides_of_each_slot_count(kind):
-    """Capacities up to 32 are selected token by token with running
-    top-1/2/4/8/16/32 slots per expert, blocks of 16 experts side by side
-    (the CPU lowering), larger ones column by column: the same selection
-    as the reference at every slot boundary, with E = 20 (a full block and a
+    """Capacities up to 32 are selected token by token with running top-C
+    slots per expert, blocks of 16 experts side by side (the CPU lowering:
+    a fixed capacity takes the next power of two of slots, one known at
+    run time 1, 8 or 32), larger ones column by column: the same selection
+    as the reference at every boundary, with E = 20 (a full block and a
     partial one) and B = 3."""
     rng = np.random.default_rng(20)
     logits = random_logits(rng, 3, 70, 20, np.float32, kind)
     for capacity in (1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 70):
         assert_same_plan(usmoe.route(logits, mode="expert", capacity=capacity),
                          reference.route(logits, mode="expert", capacity=capacity))
+        # The same capacity known only at run time (ceil(cf * T * k / E)
+        # with k = E): the 1, 8 or 32-slot variant, or the columns.
+        opts = dict(capacity_factor=(capacity - 0.5) / 70, k=20)
+        assert reference.expert_capacity(70, 20, None, opts["capacity_factor"], 20) == capacity
+        assert_same_plan(usmoe.route(logits, mode="expert", **opts),
+                         reference.route(logits, mode="expert", **opts))
 
 
 @pytest.mark.parametrize("t", [31, 32, 33])

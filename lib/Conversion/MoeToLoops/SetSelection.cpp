@@ -455,8 +455,14 @@ static void forEachPairByRowBlocks(
       });
 }
 
-/// Expert Choice column by column: each (sequence, expert) column is a set
-/// of T scores for emitSetSelect.
+static_assert(kRowWiseCapacity >= kInsertionSelect &&
+                  kRowWiseCapacity >= kSmallSetSelect,
+              "columns take the radix select only");
+
+/// Expert Choice column by column for capacities above kRowWiseCapacity:
+/// each (sequence, expert) column is a set of T scores for the radix select
+/// (neither a running top-k nor ranks could serve: the count exceeds both,
+/// and the set holds at least the count).
 static void emitExpertChoiceByColumns(LoopBuilder &b, Value gates, Value mask,
                                       Value capacity,
                                       const ModelOptions &model) {
@@ -474,7 +480,6 @@ static void emitExpertChoiceByColumns(LoopBuilder &b, Value gates, Value mask,
                   muli(b, muli(b, sequences, experts), tokens),
                   [&](LoopBuilder &b, Value, Value ei) {
                     Value hist = SelectScratch::row(b, scratch.hist, ei);
-                    Value ranks = SelectScratch::row(b, scratch.ranks, ei);
                     forRange(b, zero, sequences, [&](LoopBuilder &b, Value bi) {
                       auto column = [&](LoopBuilder &b, Value first, Value last,
                                         ValueRange init, ElementBody body) {
@@ -488,9 +493,9 @@ static void emitExpertChoiceByColumns(LoopBuilder &b, Value gates, Value mask,
                                           acc);
                             });
                       };
-                      emitSetSelect(b, scores, selected, hist, ranks, capacity,
-                                    indexConst(b, 1), model,
-                                    SetWalk{tokens, /*perToken=*/1, column});
+                      emitRadixSelect(b, scores, selected, hist, capacity,
+                                      indexConst(b, 1), model,
+                                      SetWalk{tokens, /*perToken=*/1, column});
                     });
                   });
   };
