@@ -112,13 +112,8 @@ void emitWithSlots(LoopBuilder &b, Value gates, Value mask, Value count,
             Value ei = addi(b, e0, j);
             Value gate = load(b, gates, {bi, ti, ei});
             Value key = scoreKey(b, gate);
-            Value on =
-                ori(b, cmpi(b, CmpIPredicate::ugt, key, thresholdKey),
-                    andi(b, cmpi(b, CmpIPredicate::eq, key, thresholdKey),
-                         cmpi(b, CmpIPredicate::sle, id, thresholdAt)));
-            store(b, on, mask, {bi, ti, ei});
-            store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
-                  gates, {bi, ti, ei});
+            Value on = rankedAtOrBefore(b, key, id, thresholdKey, thresholdAt);
+            storeSelection(b, gates, mask, {bi, ti, ei}, gate, on, model);
           });
         });
       });

@@ -136,6 +136,26 @@ inline int64_t numExperts(Value memref) {
   return cast<MemRefType>(memref.getType()).getDimSize(2);
 }
 
+/// Whether the element (key, position) ranks at or before the threshold
+/// element (thresholdKey, thresholdPosition) of its set: a greater key, or
+/// the same key no later in visiting order (the selections' tie rule).
+inline Value rankedAtOrBefore(LoopBuilder &b, Value key, Value position,
+                              Value thresholdKey, Value thresholdPosition) {
+  using arith::CmpIPredicate;
+  return ori(b, cmpi(b, CmpIPredicate::ugt, key, thresholdKey),
+             andi(b, cmpi(b, CmpIPredicate::eq, key, thresholdKey),
+                  cmpi(b, CmpIPredicate::sle, position, thresholdPosition)));
+}
+
+/// Writes one element's selection in place: mask = on, and its gate the
+/// scaled score where on, else 0.
+inline void storeSelection(LoopBuilder &b, Value gates, Value mask,
+                           ValueRange idx, Value score, Value on,
+                           const ModelOptions &model) {
+  store(b, on, mask, idx);
+  store(b, select(b, on, model.gate(b, score), f32Const(b, 0.0)), gates, idx);
+}
+
 /// One step of a running top-k held in 2k values (k keys then k ids, best
 /// first): (key, id) enters when `include` and it beats the k-th best.
 SmallVector<Value> insertIntoBestK(LoopBuilder &b, ValueRange best, Value key,

@@ -243,22 +243,18 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
         return SmallVector<Value>{
             seen, select(b, last, load(b, listPositions, {i}), acc[1])};
       })[1];
-  forEachChunk([&](LoopBuilder &b, Value, Value first, Value last,
-                   Value position) {
-    walk.range(b, first, last, {position},
-               [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
-                 Value gate = load(b, gates, idx);
-                 Value key = scoreKey(b, gate);
-                 Value on =
-                     ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
-                         andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),
-                              cmpi(b, CmpIPredicate::sle, acc[0], lastTie)));
-                 store(b, on, mask, idx);
-                 store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
-                       gates, idx);
-                 return SmallVector<Value>{addi(b, acc[0], one)};
-               });
-  });
+  forEachChunk(
+      [&](LoopBuilder &b, Value, Value first, Value last, Value position) {
+        walk.range(b, first, last, {position},
+                   [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+                     Value gate = load(b, gates, idx);
+                     Value key = scoreKey(b, gate);
+                     Value on =
+                         rankedAtOrBefore(b, key, acc[0], threshold, lastTie);
+                     storeSelection(b, gates, mask, idx, gate, on, model);
+                     return SmallVector<Value>{addi(b, acc[0], one)};
+                   });
+      });
 }
 
 /// Selects, in place, the `count` best elements of a small set by ranks:
@@ -298,9 +294,7 @@ static void emitRankSelect(LoopBuilder &b, Value gates, Value mask, Value ranks,
           Value gate = load(b, gates, idx);
           Value on = cmpi(b, CmpIPredicate::slt,
                           load(b, ranks, {i32ToIndex(b, acc[0])}), limit);
-          store(b, on, mask, idx);
-          store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
-                idx);
+          storeSelection(b, gates, mask, idx, gate, on, model);
           return SmallVector<Value>{addi(b, acc[0], one)};
         });
 }
@@ -339,12 +333,8 @@ static void emitInsertionSelect(LoopBuilder &b, Value gates, Value mask,
           Value key = scoreKey(b, gate);
           Value on =
               andi(b, cmpi(b, CmpIPredicate::sge, thresholdAt, i32Const(b, 0)),
-                   ori(b, cmpi(b, CmpIPredicate::ugt, key, thresholdKey),
-                       andi(b, cmpi(b, CmpIPredicate::eq, key, thresholdKey),
-                            cmpi(b, CmpIPredicate::sle, acc[0], thresholdAt))));
-          store(b, on, mask, idx);
-          store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)), gates,
-                idx);
+                   rankedAtOrBefore(b, key, acc[0], thresholdKey, thresholdAt));
+          storeSelection(b, gates, mask, idx, gate, on, model);
           return SmallVector<Value>{addi(b, acc[0], one)};
         });
 }
