@@ -26,6 +26,7 @@ void mlir::usmoe::buildUsmoeToCPUPipeline(
   ConvertMoeToLoopsPassOptions loops;
   loops.expertGemm = options.expertGemm;
   pm.addPass(createConvertMoeToLoopsPass(loops));
+  pm.addPass(createUsmoeShareParallelBodiesPass());
   pm.addPass(createUsmoeExpandExpPass());
 
   addBufferizationStage(pm);
@@ -40,6 +41,7 @@ void mlir::usmoe::buildUsmoeToCPUPipeline(
     pm.addPass(createCanonicalizerPass());
   }
   addHostToLLVMStage(pm, /*gpuLaunches=*/false, options.openmp);
+  pm.addPass(createUsmoeNoAliasArgsPass());
   pm.addPass(createUsmoeBoolsAsBytesPass());
   pm.addPass(createCanonicalizerPass());
 }

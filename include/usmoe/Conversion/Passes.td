@@ -63,6 +63,40 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
   ];
 }
 
+def UsmoeShareParallelBodiesPass
+    : Pass<"usmoe-share-parallel-bodies", "::mlir::ModuleOp"> {
+  let summary = "Emit each parallel loop body once for its parallel and "
+                "sequential forms";
+  let description = [{
+    `convert-moe-to-loops` writes every parallel loop as an `scf.if` on its
+    amount of work, marked `usmoe.sequential_twin`: an `scf.parallel` when
+    the work is worth waking threads for, and the same body in a sequential
+    `scf.for` nest otherwise (decode-sized calls never touch the thread
+    pool). Both forms are correct, but LLVM compiles the body twice, which
+    roughly doubles a router's JIT time.
+
+    This pass outlines the body into one private function that runs a
+    contiguous range of the flattened iteration space, `(begin, end,
+    captured values...)`, and rewrites the two forms as calls of it: the
+    parallel form becomes an `scf.parallel` over at most 128 equal chunks
+    of the range (OpenMP's static schedule gives each thread adjacent
+    chunks, as it gave each thread adjacent iterations before), the
+    sequential form one call over the whole range. One call per chunk, not
+    per iteration, so small bodies (a token's row) pay no call each.
+
+    Iterations run in the same order as before on each thread and the body
+    is unchanged, so results are too. An `scf.if` that does not have the
+    expected shape (a then-branch holding only a zero-based, unit-step,
+    reduction-free `scf.parallel`) keeps both forms.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 def UsmoeExpandExpPass : Pass<"usmoe-expand-exp"> {
   let summary = "Rewrite f32 math.exp into f64 arithmetic that vectorizes";
   let description = [{
@@ -99,6 +133,21 @@ def UsmoeBoolsAsBytesPass : Pass<"usmoe-bools-as-bytes"> {
     bytes, in a form the vectorizer handles. Masks from NumPy or PyTorch are
     bytes of 0 or 1, as the stores write them. The CPU pipeline runs it on
     the LLVM dialect, after the conversion to LLVM.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
+}
+
+def UsmoeNoAliasArgsPass : Pass<"usmoe-noalias-args", "::mlir::ModuleOp"> {
+  let summary = "Mark the parameters listed in usmoe.noalias_args noalias";
+  let description = [{
+    usmoe-share-parallel-bodies moves loop bodies into functions whose
+    memref parameters LLVM must assume may overlap, so short loops over a
+    scratch buffer (which it will not guard with run-time overlap checks)
+    stop vectorizing. That pass lists, in the `usmoe.noalias_args`
+    attribute, the parameters that cannot overlap anything else the body
+    touches; this pass, run on the LLVM dialect, puts `llvm.noalias` on
+    each of them and drops the list. The CPU pipeline runs it right after
+    the conversion to LLVM.
   }];
   let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
 }

@@ -19,6 +19,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "usmoe/Conversion/MoeToLoops/MoeToLoops.h"
 
 namespace mlir::usmoe::loops {
 
@@ -234,14 +235,16 @@ inline constexpr int64_t kParallelWork = int64_t(1) << 15;
 /// scf.parallel, which the CPU pipeline runs sequentially or, with
 /// usmoe-to-cpu{openmp}, on OpenMP threads, when `work` (the loop's
 /// elements, an index) reaches kParallelWork, else plain scf.for loops.
-/// The body must not write memory another iteration reads or writes.
+/// The body must not write memory another iteration reads or writes. The
+/// if is marked as a sequential twin: usmoe-share-parallel-bodies makes
+/// both forms call one copy of the body.
 inline void
 forParallel2D(LoopBuilder &b, Value ub0, Value ub1, Value work,
               function_ref<void(LoopBuilder &, Value, Value)> body) {
   Value zero = indexConst(b, 0), one = indexConst(b, 1);
   Value worth = arith::CmpIOp::create(b, arith::CmpIPredicate::uge, work,
                                       indexConst(b, kParallelWork));
-  scf::IfOp::create(
+  auto twin = scf::IfOp::create(
       b, worth,
       [&](OpBuilder &nb, Location loc) {
         LoopBuilder ib(loc, nb);
@@ -262,6 +265,7 @@ forParallel2D(LoopBuilder &b, Value ub0, Value ub1, Value work,
         });
         scf::YieldOp::create(ib);
       });
+  twin->setAttr(kSequentialTwinAttrName, b.getUnitAttr());
 }
 
 /// if (cond) then()

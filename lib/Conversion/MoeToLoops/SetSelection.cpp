@@ -384,16 +384,18 @@ static void emitSetSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
 }
 
 /// Per-set scratch for `sets` selections running in parallel: histograms
-/// [sets, kChunkBins * chunks] and ranks [sets, kSmallSetSelect] (i32).
+/// [sets, kChunkBins * chunks] and, for selects that may rank a small set,
+/// ranks [sets, kSmallSetSelect] (i32; null otherwise).
 struct SelectScratch {
   Value hist, ranks;
 
-  static SelectScratch alloc(LoopBuilder &b, Value sets, int64_t chunks = 1) {
+  static SelectScratch alloc(LoopBuilder &b, Value sets, int64_t chunks,
+                             bool ranked) {
     auto type = [&](int64_t width) {
       return MemRefType::get({ShapedType::kDynamic, width}, b.getI32Type());
     };
     return {loops::alloc(b, type(kChunkBins * chunks), {sets}),
-            loops::alloc(b, type(kSmallSetSelect), {sets})};
+            ranked ? loops::alloc(b, type(kSmallSetSelect), {sets}) : Value()};
   }
 
   /// Row `set` of `buffer` as a 1-D view.
@@ -463,7 +465,9 @@ static void emitExpertChoiceByColumns(LoopBuilder &b, Value gates, Value mask,
   // Experts are the parallel loop, the sequences run inside it: one region
   // for the whole batch (B short sequences are as parallel as one long
   // one), and an expert's sets reuse its scratch row one after the other.
-  SelectScratch scratch = SelectScratch::alloc(b, experts);
+  // Columns hold more than kRowWiseCapacity picks: the radix select alone.
+  SelectScratch scratch =
+      SelectScratch::alloc(b, experts, /*chunks=*/1, /*ranked=*/false);
   auto selectColumns = [&](LoopBuilder &b, Value scores, Value selected,
                            bool transposed) {
     forParallel2D(b, indexConst(b, 1), experts,
@@ -557,7 +561,8 @@ void loops::emitGlobalTopN(LoopBuilder &b, Value gates, Value mask,
       andi(b, alone,
            cmpi(b, CmpIPredicate::uge, size, indexConst(b, kChunkedSetSize))),
       indexConst(b, kMaxChunks), one);
-  SelectScratch scratch = SelectScratch::alloc(b, sequences, kMaxChunks);
+  SelectScratch scratch =
+      SelectScratch::alloc(b, sequences, kMaxChunks, /*ranked=*/true);
   forParallel2D(
       b, one, sequences, select(b, alone, zero, muli(b, sequences, size)),
       [&](LoopBuilder &b, Value, Value bi) {

@@ -26,6 +26,12 @@
 // CHECK-COUNT-8: arith.addf
 // CHECK: scf.yield
 // CHECK: arith.divf
+// Small calls run the same body in sequential loops; the if is marked so
+// that usmoe-share-parallel-bodies keeps one copy of the body.
+// CHECK: } else {
+// CHECK: scf.for
+// CHECK: arith.divf
+// CHECK: } {usmoe.sequential_twin}
 // CHECK: bufferization.to_tensor %[[OUT]] restrict writable
 // CHECK-NOT: moe.
 func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
@@ -238,9 +244,11 @@ func.func @expert_choice_either_way(%l: tensor<?x?x40xf32>) -> tensor<?x?x40xi1>
 // Expert Choice columns (capacities above 32): a sequence of at least 2^18 scores is selected from
 // [B, E, T + 16] copies (rows padded by a cache line), written there and
 // copied back (shorter ones are selected in place). Experts are the parallel loop, the
-// sequences run inside it; histograms have 4 copies of 256 bins.
+// sequences run inside it; histograms have 4 copies of 256 bins, and no
+// rank scratch (columns are never small sets).
 // CHECK-LABEL: func.func @expert_choice_columns
 // CHECK: memref.alloc(%{{.*}}) : memref<?x1024xi32>
+// CHECK-NOT: memref<?x32xi32>
 // CHECK: %[[LONG:.*]] = arith.cmpi uge, %{{.*}}, %c262144
 // CHECK: scf.if %[[LONG]] {
 // CHECK: %[[PADDED:.*]] = arith.addi %{{.*}}, %c16

@@ -25,12 +25,19 @@ enum class ExpertGemm {
 };
 
 #define GEN_PASS_DECL_CONVERTMOETOLOOPSPASS
+#define GEN_PASS_DECL_USMOESHAREPARALLELBODIESPASS
 #include "usmoe/Conversion/Passes.h.inc"
 
 /// Adds the patterns that lower every moe op to scf loops over memrefs
 /// (moe.expert_ffn's GEMMs as `expertGemm` says).
 void populateMoeToLoopsConversionPatterns(
     RewritePatternSet &patterns, ExpertGemm expertGemm = ExpertGemm::Loops);
+
+/// The unit attribute on an `scf.if` whose else-branch computes, in
+/// sequential loops, what its then-branch's `scf.parallel` computes
+/// (usmoe-share-parallel-bodies emits the body once for both).
+inline constexpr llvm::StringLiteral kSequentialTwinAttrName =
+    "usmoe.sequential_twin";
 
 } // namespace usmoe
 } // namespace mlir

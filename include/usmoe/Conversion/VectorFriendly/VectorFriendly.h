@@ -25,7 +25,15 @@ namespace usmoe {
 
 #define GEN_PASS_DECL_USMOEEXPANDEXPPASS
 #define GEN_PASS_DECL_USMOEBOOLSASBYTESPASS
+#define GEN_PASS_DECL_USMOENOALIASARGSPASS
 #include "usmoe/Conversion/Passes.h.inc"
+
+/// A function attribute (dense i64 array) listing the LLVM parameters that
+/// usmoe-noalias-args marks `llvm.noalias` once the function is in the LLVM
+/// dialect (func-to-llvm drops argument attributes of memrefs, which expand
+/// to several parameters).
+inline constexpr llvm::StringLiteral kNoAliasArgsAttrName =
+    "usmoe.noalias_args";
 
 /// Adds the pattern that rewrites scalar f32 `math.exp` into f64 arithmetic
 /// (range reduction by ln 2, a degree-11 polynomial, an exponent built from
