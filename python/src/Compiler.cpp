@@ -368,6 +368,30 @@ struct JitFunction::Impl {
   std::string symbol;
   std::optional<GpuRuntime> gpu;
   std::optional<EmulatorRuntime> emulator;
+
+  using PackedEntry = void (*)(void **);
+
+  /// The compiled function's packed entry point, looked up on the first
+  /// call only: an ORC symbol lookup costs microseconds, a sizeable part of
+  /// a decode step's router call. Throws CompileError if it is missing.
+  PackedEntry entry() {
+    std::call_once(resolved, [&] {
+      engine->initialize(); // as invokePacked does (runs once)
+      auto function = engine->lookupPacked(symbol);
+      if (function)
+        packed = *function;
+      else
+        lookupError = llvm::toString(function.takeError());
+    });
+    if (!packed)
+      throw CompileError("call failed: " + lookupError);
+    return packed;
+  }
+
+private:
+  std::once_flag resolved;
+  PackedEntry packed = nullptr;
+  std::string lookupError;
 };
 
 namespace {
@@ -694,12 +718,13 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
   const std::optional<EmulatorRuntime> &emulator = impl->emulator;
   if (emulator)
     emulator->clearError();
-  impl->engine->initialize(); // as invokePacked does (runs once)
-  auto function = impl->engine->lookupPacked(impl->symbol);
-  if (!function) {
+  Impl::PackedEntry function;
+  try {
+    function = impl->entry();
+  } catch (...) {
     if (gpu)
       releaseStaged();
-    throw CompileError("call failed: " + llvm::toString(function.takeError()));
+    throw;
   }
   bool emulationFailed = false;
   std::string failedCheck;
@@ -710,10 +735,10 @@ JitFunction::call(const std::vector<HostArray> &inputs) const {
         // should have written) never runs.
         if (emulator)
           emulationFailed =
-              emulator->guardedCall(*function, packed.arguments()) != 0 ||
+              emulator->guardedCall(function, packed.arguments()) != 0 ||
               emulator->failed();
         else
-          (*function)(packed.arguments());
+          function(packed.arguments());
       },
       failedCheck);
   if (!checksPassed) {
@@ -807,15 +832,12 @@ JitFunction::callOnDevice(const std::vector<HostArray> &inputs,
   }
   PackedCall packed(std::move(argDescs), res);
 
-  impl->engine->initialize();
-  auto function = impl->engine->lookupPacked(impl->symbol);
-  if (!function)
-    throw CompileError("call failed: " + llvm::toString(function.takeError()));
+  Impl::PackedEntry function = impl->entry();
   uint64_t failuresBefore = gpu->failureCount();
   std::string failedCheck;
   gpu->beginStreamCall(stream);
   bool checksPassed = runCatchingFailedChecks(
-      [&] { (*function)(packed.arguments()); }, failedCheck);
+      [&] { function(packed.arguments()); }, failedCheck);
   gpu->endStreamCall();
 
   // The results' descriptors, read by the runtime's one reader.

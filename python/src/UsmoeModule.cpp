@@ -43,16 +43,45 @@ const char *dtypeName(const std::string &element) {
   return "bool";
 }
 
+/// NumPy's functions and the dtypes of results, looked up once: an import
+/// and a dtype parsed from its name for each of a router's seven results
+/// were a fifth of a decode call. Used with the GIL held; never freed (they
+/// must not be released after the interpreter).
+struct NumPyObjects {
+  py::object empty, frombuffer, dtype;
+  std::map<std::string, py::object> dtypes;
+
+  static NumPyObjects &get() {
+    static NumPyObjects *objects = [] {
+      py::module_ numpy = py::module_::import("numpy");
+      return new NumPyObjects{numpy.attr("empty"),
+                              numpy.attr("frombuffer"),
+                              numpy.attr("dtype"),
+                              {}};
+    }();
+    return *objects;
+  }
+
+  /// The dtype of results of element `element`.
+  const py::object &dtypeOf(const std::string &element) {
+    auto it = dtypes.find(element);
+    if (it == dtypes.end())
+      it = dtypes.emplace(element, dtype(dtypeName(element))).first;
+    return it->second;
+  }
+};
+
 /// A new C-contiguous array made by NumPy itself: pybind11 2.10's
 /// py::array(dtype, shape) computes strides from the NumPy 1 descriptor
 /// layout, which is wrong under NumPy 2.
 py::array emptyArray(const std::string &element,
                      const std::vector<int64_t> &shape) {
-  py::object empty = py::module_::import("numpy").attr("empty");
+  NumPyObjects &numpy = NumPyObjects::get();
   py::tuple dims(shape.size());
   for (size_t d = 0; d < shape.size(); ++d)
     dims[d] = py::int_(shape[d]);
-  return py::reinterpret_borrow<py::array>(empty(dims, dtypeName(element)));
+  return py::reinterpret_borrow<py::array>(
+      numpy.empty(dims, numpy.dtypeOf(element)));
 }
 
 /// The NumPy (kind, itemsize) an argument of element `element` must have:
@@ -133,7 +162,7 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
     results = fn.call(inputs);
   }
   py::list out;
-  py::object frombuffer = py::module_::import("numpy").attr("frombuffer");
+  NumPyObjects &numpy = NumPyObjects::get();
   for (size_t i = 0; i < results.size(); ++i) {
     OwnedResult &r = results[i];
     const TensorSignature &sig = fn.results()[i];
@@ -157,8 +186,8 @@ py::list callFunction(const JitFunction &fn, const py::list &arrays) {
       dims[d] = py::int_(r.shape[d]);
     py::object storage =
         py::cast(ResultStorage{std::move(r.owner), r.data, bytes});
-    out.append(
-        frombuffer(storage, dtypeName(sig.element)).attr("reshape")(dims));
+    out.append(numpy.frombuffer(storage, numpy.dtypeOf(sig.element))
+                   .attr("reshape")(dims));
   }
   return out;
 }

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _arrays, _ir, emulator
+from . import _arrays, _ir, cpu, emulator
 from .reference import Plan
 
 _MODES = ("unified", "token", "expert")
@@ -233,7 +233,6 @@ class Router:
     def _cpu_function(self, element: str, e: int, packed: bool):
         """compiled() for the CPU, remembered per Router (a decode step calls
         it per token: no key tuple or IR to build again)."""
-        from . import cpu
         key = (element, e, packed, cpu.key(), _cache.generation)
         fn = self._cpu_functions.get(key)
         if fn is None:
@@ -442,7 +441,6 @@ def plan_from_topk(topk_ids, topk_weights, num_experts: int, device: str = "cpu"
     if device == "cuda":
         fn = _cache.get(key + ("emulator",), lambda: emulator.jit(ir, "given"))
     else:
-        from . import cpu
         fn = _cache.get(key + cpu.key(), lambda: cpu.jit(ir, "given"))
     out = fn([ids32, w32])
     return _plan_of(out)
@@ -501,7 +499,6 @@ def compile(source: str, pipeline: Optional[str] = None, target: str = "cpu",
     if target == "cpu":
         if entry is None:
             raise ValueError("target='cpu' needs the name of the function to call (entry=...)")
-        from . import cpu
         return cpu.jit(source, entry)
     if target == "cuda":
         if entry is None:

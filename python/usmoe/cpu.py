@@ -33,8 +33,10 @@ BLOCKTIME_MS = "1"
 
 
 @functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def runtime_path() -> Optional[str]:
-    """Where libusmoe_cpu_runtime.so is, or None (built without oneDNN)."""
+    """Where libusmoe_cpu_runtime.so is, or None (built without oneDNN).
+    Looked up once: every CPU router call reads it (through key())."""
     here = os.path.dirname(os.path.abspath(__file__))
     for path in (os.path.join(here, _LIBRARY), os.path.join(here, "..", "..", "lib", _LIBRARY)):
         if os.path.exists(path):
