@@ -69,14 +69,16 @@ std::string integerK(double k, Mode mode, int64_t &out) {
   if (!std::isfinite(k) || k != std::floor(k))
     return std::string(modeName(mode)) + " routing expects an integer k, got " +
            format(k);
-  // Integers beyond int64 saturate: the range rule then names them.
-  if (std::fabs(k) > 9.0e18)
-    out = k > 0 ? kMaxInt64 : std::numeric_limits<int64_t>::min();
-  else
-    out = static_cast<int64_t>(k);
+  out = mlir::usmoe::routing::countOfK(k);
   return "";
 }
 } // namespace
+
+int64_t mlir::usmoe::routing::countOfK(double k) {
+  if (std::fabs(k) > 9.0e18)
+    return k > 0 ? kMaxInt64 : std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(k);
+}
 
 const char *mlir::usmoe::routing::expertScoreName(ExpertScore score) {
   return score == ExpertScore::Sigmoid ? "sigmoid" : "softmax_tokens";
@@ -336,7 +338,7 @@ mlir::usmoe::routing::formatRouterParameters(const RouterOptions &o) {
   bool countsK = o.mode != Mode::Unified; // k counts experts per token
   if (o.k)
     add("k = " +
-        (countsK ? format(static_cast<int64_t>(*o.k)) : formatExact(*o.k)));
+        (countsK ? format(routing::countOfK(*o.k)) : formatExact(*o.k)));
   if (o.nGroup)
     add("n_group = " + format(*o.nGroup));
   if (o.topkGroup)

@@ -74,6 +74,11 @@ std::string checkRouter(const RouterOptions &options,
 
 /// The rules of the separate selection and scoring ops (and of moe.route).
 std::string checkTopK(int64_t k, std::optional<int64_t> numExperts);
+/// A k that counts experts (Token / Expert Choice), finite and integral as
+/// checkRouter requires, as an int64: values beyond its range saturate
+/// (a double cast to int64 out of range is undefined behaviour), so the
+/// range rules that know E or T name them.
+int64_t countOfK(double k);
 std::string checkAlpha(double alpha);
 std::string checkCapacity(std::optional<int64_t> capacity,
                           std::optional<double> factor,

@@ -1091,7 +1091,7 @@ struct ConvertMoeToGPUPass
     auto gatesType = memrefOf(op.getGates().getType());
     auto maskType = memrefOf(op.getMask().getType());
     routing::RouterOptions options = op.getRouterOptions();
-    int64_t k = static_cast<int64_t>(*options.k);
+    int64_t k = routing::countOfK(*options.k);
     std::optional<gpu_kernels::GroupLimit> groupLimit;
     if (options.nGroup) {
       if (*options.nGroup > gpu_kernels::kMaxGroups)

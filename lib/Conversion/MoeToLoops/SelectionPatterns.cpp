@@ -198,7 +198,7 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     TopKListBuffers listBuffers;
     switch (options.mode) {
     case routing::Mode::Token: {
-      int64_t k = static_cast<int64_t>(*options.k);
+      int64_t k = routing::countOfK(*options.k);
       int64_t experts = cast<MemRefType>(logits.getType()).getDimSize(2);
       Value bias = op.getBias() ? toBuffer(b, op.getBias()) : Value();
       // Group-limited selection: per-row scratch, allocated once.
@@ -281,7 +281,7 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
     }
     replaceSelection(rewriter, b, op, buffers);
     if (!plans.empty()) {
-      int64_t k = static_cast<int64_t>(*options.k);
+      int64_t k = routing::countOfK(*options.k);
       PlanBuffers plan = emitPlanOfPicks(
           b, listBuffers, k, muli(b, dim(b, logits, 0), dim(b, logits, 1)),
           cast<MemRefType>(logits.getType()).getDimSize(2));

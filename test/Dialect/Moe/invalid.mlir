@@ -243,6 +243,16 @@ func.func @router_k_below_int64(%l: tensor<1x4x8xf32>) {
 
 // -----
 
+// A k beyond int64 saturates (it was cast, undefined behaviour the fuzzer
+// found) and the range rule names the saturated value.
+func.func @router_k_beyond_int64(%l: tensor<1x4x8xf32>) {
+  // expected-error @+1 {{expects k in [1, 8] (the number of experts), got 9223372036854775807}}
+  %g, %m = moe.route #moe.token<k = 9999999999999999999999999999999999999999999999999999999999999999999999991.5> %l : tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
 func.func @router_k_is_a_bool(%l: tensor<1x4x8xf32>) {
   // expected-error @+1 {{expects a number for 'k', got true}}
   %g, %m = moe.route #moe.token<k = true> %l : tensor<1x4x8xf32>

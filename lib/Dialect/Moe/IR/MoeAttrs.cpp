@@ -41,7 +41,7 @@ static FloatAttr f64Attr(MLIRContext *context, std::optional<double> value) {
 static std::optional<int64_t> countOf(std::optional<double> value) {
   if (!value)
     return std::nullopt;
-  return static_cast<int64_t>(*value);
+  return routing::countOfK(*value);
 }
 
 ExpertScoreKind mlir::moe::toScoreKind(routing::ExpertScore score) {
@@ -132,7 +132,7 @@ RouterAttrInterface::get(MLIRContext *context, const RouterOptions &options,
   FloatAttr softcap = f64Attr(context, options.softcap);
   switch (options.mode) {
   case Mode::Token:
-    return TokenRouterAttr::get(context, static_cast<int64_t>(*options.k),
+    return TokenRouterAttr::get(context, routing::countOfK(*options.k),
                                 options.renormalize, options.nGroup,
                                 options.topkGroup, scale, softcap);
   case Mode::Expert:

@@ -80,7 +80,7 @@ static LogicalResult inferSelection(std::optional<Location> loc, Value scores,
 static std::optional<int64_t> countOf(std::optional<double> value) {
   if (!value)
     return std::nullopt;
-  return static_cast<int64_t>(*value);
+  return routing::countOfK(*value);
 }
 
 /// Emits `rule` (a message of usmoe::routing, "" when the rule holds) as an

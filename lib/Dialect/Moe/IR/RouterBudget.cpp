@@ -58,7 +58,7 @@ Value mlir::moe::buildSetBudget(OpBuilder &b, Location loc,
   };
   switch (options.mode) {
   case routing::Mode::Token:
-    return constant(static_cast<int64_t>(*options.k));
+    return constant(routing::countOfK(*options.k));
   case routing::Mode::Expert: {
     if (options.capacity) {
       Value capacity = constant(*options.capacity);
