@@ -80,6 +80,12 @@ int64_t mlir::usmoe::routing::countOfK(double k) {
   return static_cast<int64_t>(k);
 }
 
+std::optional<int64_t> mlir::usmoe::routing::countOfK(std::optional<double> k) {
+  if (!k)
+    return std::nullopt;
+  return countOfK(*k);
+}
+
 const char *mlir::usmoe::routing::expertScoreName(ExpertScore score) {
   return score == ExpertScore::Sigmoid ? "sigmoid" : "softmax_tokens";
 }

@@ -79,6 +79,8 @@ std::string checkTopK(int64_t k, std::optional<int64_t> numExperts);
 /// (a double cast to int64 out of range is undefined behaviour), so the
 /// range rules that know E or T name them.
 int64_t countOfK(double k);
+/// countOfK of an optional k (Expert Choice's k is optional).
+std::optional<int64_t> countOfK(std::optional<double> k);
 std::string checkAlpha(double alpha);
 std::string checkCapacity(std::optional<int64_t> capacity,
                           std::optional<double> factor,

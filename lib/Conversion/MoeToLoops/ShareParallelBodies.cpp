@@ -125,9 +125,9 @@ static SmallVector<int64_t> noAliasPositions(ArrayRef<Value> captures) {
 
 /// Writes `func(begin, end, captures...)`: the parallel loop's body for each
 /// flattened iteration in [begin, end), in row-major order, with copies of
-/// the `constants` it uses. The iteration's
-/// coordinates are split from `begin` once and then carried, so a chunk
-/// divides once, not once an iteration.
+/// the `constants` it uses. The iteration's coordinates are split from
+/// `begin` once and then carried, so a chunk divides once, not once an
+/// iteration.
 static func::FuncOp outlineBody(RewriterBase &rewriter, SymbolTable &symbols,
                                 scf::ParallelOp parallel, StringRef name,
                                 ArrayRef<Value> captures,

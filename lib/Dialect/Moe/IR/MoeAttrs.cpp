@@ -38,12 +38,6 @@ static FloatAttr f64Attr(MLIRContext *context, std::optional<double> value) {
   return FloatAttr::get(Float64Type::get(context), *value);
 }
 
-static std::optional<int64_t> countOf(std::optional<double> value) {
-  if (!value)
-    return std::nullopt;
-  return routing::countOfK(*value);
-}
-
 ExpertScoreKind mlir::moe::toScoreKind(routing::ExpertScore score) {
   return score == routing::ExpertScore::Sigmoid
              ? ExpertScoreKind::sigmoid
@@ -138,7 +132,7 @@ RouterAttrInterface::get(MLIRContext *context, const RouterOptions &options,
   case Mode::Expert:
     return ExpertRouterAttr::get(context, options.capacity,
                                  f64Attr(context, options.capacityFactor),
-                                 countOf(options.k), scale, softcap);
+                                 routing::countOfK(options.k), scale, softcap);
   case Mode::Unified:
     return UnifiedRouterAttr::get(context, options.n,
                                   f64Attr(context, options.k),

@@ -77,12 +77,6 @@ static LogicalResult inferSelection(std::optional<Location> loc, Value scores,
                             /*count=*/2);
 }
 
-static std::optional<int64_t> countOf(std::optional<double> value) {
-  if (!value)
-    return std::nullopt;
-  return routing::countOfK(*value);
-}
-
 /// Emits `rule` (a message of usmoe::routing, "" when the rule holds) as an
 /// error of `op`: the words are the same in usmoe-opt and in Python.
 static LogicalResult check(Operation *op, const std::string &rule) {
@@ -161,8 +155,8 @@ LogicalResult SelectExpertChoiceOp::verify() {
   routing::RouterOptions options = getRouterOptions();
   return check(*this,
                routing::checkCapacity(options.capacity, options.capacityFactor,
-                                      countOf(options.k), type.getDimSize(2),
-                                      staticTokens(type)));
+                                      routing::countOfK(options.k),
+                                      type.getDimSize(2), staticTokens(type)));
 }
 
 routing::RouterOptions SelectExpertChoiceOp::getRouterOptions() {
