@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 libclang-rt-22-dev
-  pybind11-dev python3-dev python3-numpy python3-pytest python3-torch python3-venv
+  pybind11-dev python3-dev python3-numpy python3-pytest python3-pytest-xdist python3-torch
+  python3-venv
   cmake ninja-build libdnnl-dev libomp-22-dev
 )
 

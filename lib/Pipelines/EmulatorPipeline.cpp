@@ -6,7 +6,6 @@
 //===----------------------------------------------------------------------===//
 
 #include "PipelineStages.h"
-#include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVMPass.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "usmoe/Conversion/Passes.h"
@@ -20,7 +19,6 @@ void mlir::usmoe::buildUsmoeToGPUEmulatorPipeline(OpPassManager &pm) {
   // Static sizes and strides fold, so most bounds checks become constants.
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
-  pm.addPass(createConvertVectorToLLVMPass());
   addHostToLLVMStage(pm, /*gpuLaunches=*/false);
   pm.addPass(createCanonicalizerPass());
 }

@@ -18,6 +18,7 @@
 #include "mlir/Conversion/ReconcileUnrealizedCasts/ReconcileUnrealizedCasts.h"
 #include "mlir/Conversion/SCFToControlFlow/SCFToControlFlow.h"
 #include "mlir/Conversion/UBToLLVM/UBToLLVM.h"
+#include "mlir/Conversion/VectorToLLVM/ConvertVectorToLLVMPass.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
@@ -51,6 +52,9 @@ void mlir::usmoe::addMoeToGPUStage(OpPassManager &pm) {
 void mlir::usmoe::addHostToLLVMStage(OpPassManager &pm, bool gpuLaunches,
                                      bool openmp) {
   pm.addPass(createConvertLinalgToLoopsPass());
+  // Vector registers of the CPU loops (Token Choice by lanes) and of the
+  // emulated kernels.
+  pm.addPass(createConvertVectorToLLVMPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());

@@ -248,6 +248,25 @@ def test_token_choice_both_topk_algorithms(k, route_device):
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 16])
+def test_token_choice_rows_side_by_side(k, route_device):
+    """For k <= 16 the CPU selects a group of 8 rows side by side (one per
+    vector lane): the same picks as the reference for every row of full and
+    partial groups (T = 1, 5, 8, 13), ties and special values included, in
+    the mask, the top-k lists and the plan."""
+    rng = np.random.default_rng(700 + k)
+    for t, kind in [(1, "ties"), (5, "special"), (8, "normal"), (13, "ties")]:
+        logits = random_logits(rng, 3, t, 24, np.float32, kind)
+        for renorm in (False, True):
+            got = usmoe.route(logits, mode="token", k=k, renormalize=renorm,
+                              device=route_device)
+            want = reference.route(logits, mode="token", k=k, renormalize=renorm)
+            assert_same_plan(got, want)
+            np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+            np.testing.assert_allclose(got.topk_weights, want.topk_weights,
+                                       rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_token_choice_sigmoid_bias(seed, route_device):
     """DeepSeek-V3 scoring: ranked by sigmoid(L) + bias, gated by sigmoid(L)."""

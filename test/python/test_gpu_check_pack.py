@@ -11,6 +11,10 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# The pack takes a minute to build: with pytest-xdist, this module's tests
+# run on one worker (--dist loadgroup), which builds it once.
+pytestmark = pytest.mark.xdist_group("gpu_check_pack")
+
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory):

@@ -24,7 +24,8 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
     scores in f32; NaN logits as `-inf`; selection by an order-preserving
     integer key of each f32 score, ties to the lower index. The per-token
     top-k keeps the k best in registers in one pass over the row (k <= 16;
-    k scans beyond); Expert Choice and the unified global top-N select by a
+    k scans beyond), the 8 rows of a token group side by side in vector
+    lanes; Expert Choice and the unified global top-N select by a
     running top-k for budgets of at most 8, by ranks for sets of at most 32
     and by a 4-pass radix select over the keys otherwise (O(T * E), no
     sort). Fused `moe.route` ops compute scores straight into the gate
@@ -60,6 +61,7 @@ def ConvertMoeToLoopsPass : Pass<"convert-moe-to-loops"> {
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect",
   ];
 }
 

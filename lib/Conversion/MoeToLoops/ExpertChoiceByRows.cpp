@@ -39,29 +39,21 @@ struct BlockState {
   }
 };
 
-/// Inserts (key, id) into expert j's running top-`slots`, sorted best first
-/// (key descending; an equal key does not pass an earlier one): the
-/// insertion network of insertIntoBestK without its branch, which leaves
-/// the state as it is when the key does not beat the last slot.
+/// Inserts (key, id) into expert j's running top-`slots` (insertSorted on
+/// the state in memory).
 void insertBranchFree(LoopBuilder &b, const BlockState &state, Value j,
                       Value key, Value id) {
-  SmallVector<Value> keys, ids, greater;
+  SmallVector<Value> best(2 * state.slots);
   for (int64_t s = 0; s < state.slots; ++s) {
     Value at = state.at(b, indexConst(b, s), j);
-    keys.push_back(load(b, state.keys, {state.task, at}));
-    ids.push_back(load(b, state.ids, {state.task, at}));
-    greater.push_back(cmpi(b, CmpIPredicate::ugt, key, keys.back()));
+    best[s] = load(b, state.keys, {state.task, at});
+    best[state.slots + s] = load(b, state.ids, {state.task, at});
   }
+  SmallVector<Value> next = insertSorted(b, best, key, id);
   for (int64_t s = 0; s < state.slots; ++s) {
-    Value newKey = select(b, greater[s], key, keys[s]);
-    Value newId = select(b, greater[s], id, ids[s]);
-    if (s > 0) {
-      newKey = select(b, greater[s - 1], keys[s - 1], newKey);
-      newId = select(b, greater[s - 1], ids[s - 1], newId);
-    }
     Value at = state.at(b, indexConst(b, s), j);
-    store(b, newKey, state.keys, {state.task, at});
-    store(b, newId, state.ids, {state.task, at});
+    store(b, next[s], state.keys, {state.task, at});
+    store(b, next[state.slots + s], state.ids, {state.task, at});
   }
 }
 

@@ -23,12 +23,6 @@ using arith::CmpIPredicate;
 // Scoring
 //===----------------------------------------------------------------------===//
 
-/// Lanes (rows, or columns) whose softmaxes are computed side by side: their
-/// sums, each a chain of f32 adds in index order that LLVM must not
-/// reorder, run as this many independent chains, which hides the latency of
-/// an add (one chain runs at a quarter of the adders' throughput).
-constexpr int64_t kSoftmaxLanes = 8;
-
 /// Where element i of lane `lane` lives, in both `logits` and `out`.
 using LaneIndex =
     function_ref<SmallVector<Value>(LoopBuilder &, Value lane, Value i)>;
@@ -249,20 +243,9 @@ Value loops::scoreKeyOf(LoopBuilder &b, Value score) {
   return scoreKey(b, score);
 }
 
-/// One step of the running top-k: `best` holds k keys then k ids, best
-/// first; `key` / `id` enters when `include` and it beats the k-th best.
-/// Most elements do not (about k * ln(n / k) of n do, for keys in random
-/// order), so that test comes first and the insertion network runs only
-/// behind it: a branch the CPU predicts well.
-SmallVector<Value> loops::insertIntoBestK(LoopBuilder &b, ValueRange best,
-                                          Value key, Value id, Value include) {
+SmallVector<Value> loops::insertSorted(LoopBuilder &b, ValueRange best,
+                                       Value key, Value id) {
   const int64_t k = best.size() / 2;
-  Value enters =
-      andi(b, include, cmpi(b, CmpIPredicate::ugt, key, best[k - 1]));
-  auto insertion = scf::IfOp::create(b, ValueRange(best).getTypes(), enters,
-                                     /*withElseRegion=*/true);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&insertion.getThenRegion().front());
   SmallVector<Value> greater;
   for (int64_t j = 0; j < k; ++j)
     greater.push_back(cmpi(b, CmpIPredicate::ugt, key, best[j]));
@@ -279,7 +262,24 @@ SmallVector<Value> loops::insertIntoBestK(LoopBuilder &b, ValueRange best,
     next[j] = key_j;
     next[k + j] = id_j;
   }
-  scf::YieldOp::create(b, next);
+  return next;
+}
+
+/// One step of the running top-k: `best` holds k keys then k ids, best
+/// first; `key` / `id` enters when `include` and it beats the k-th best.
+/// Most elements do not (about k * ln(n / k) of n do, for keys in random
+/// order), so that test comes first and the insertion network runs only
+/// behind it: a branch the CPU predicts well.
+SmallVector<Value> loops::insertIntoBestK(LoopBuilder &b, ValueRange best,
+                                          Value key, Value id, Value include) {
+  const int64_t k = best.size() / 2;
+  Value enters =
+      andi(b, include, cmpi(b, CmpIPredicate::ugt, key, best[k - 1]));
+  auto insertion = scf::IfOp::create(b, ValueRange(best).getTypes(), enters,
+                                     /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&insertion.getThenRegion().front());
+  scf::YieldOp::create(b, insertSorted(b, best, key, id));
   b.setInsertionPointToStart(&insertion.getElseRegion().front());
   scf::YieldOp::create(b, best);
   return SmallVector<Value>(insertion.getResults());
@@ -338,20 +338,6 @@ SmallVector<Value> loops::emitBestKIndices(
       });
   best = insertRange(b, whole, count, best);
   return SmallVector<Value>(best.begin() + k, best.end());
-}
-
-/// Small k: one pass keeping the k best; returns the picks (i32 expert ids,
-/// by key descending).
-static SmallVector<Value> emitTopKByInsertion(LoopBuilder &b, Value gates,
-                                              Value mask, Value bi, Value ti,
-                                              int64_t k, KeyFn keyOf) {
-  SmallVector<Value> best = emitBestKIndices(
-      b, indexConst(b, numExperts(gates)), k, [&](LoopBuilder &b, Value ei) {
-        return std::make_pair(keyOf(b, ei), i1Const(b, true));
-      });
-  for (Value idx : best)
-    store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
-  return best;
 }
 
 TopKListBuffers loops::allocTopKLists(LoopBuilder &b, moe::TopKListOp list,
@@ -438,6 +424,47 @@ static void emitTopKByScans(LoopBuilder &b, Value gates, Value mask, Value bi,
       });
 }
 
+/// mask[bi, ti, :] = false.
+static void clearMaskRow(LoopBuilder &b, Value mask, Value bi, Value ti) {
+  forRange(b, indexConst(b, 0), indexConst(b, numExperts(mask)),
+           [&](LoopBuilder &b, Value ei) {
+             store(b, i1Const(b, false), mask, {bi, ti, ei});
+           });
+}
+
+/// The gates of row (bi, ti) once its mask is set: unselected ones zeroed,
+/// selected ones renormalized if asked and scaled; then, with `lists`, the
+/// row of the top-k lists from its picks.
+static void finishSelectedRow(LoopBuilder &b, Value gates, Value mask,
+                              Value bi, Value ti, bool renormalize,
+                              const ModelOptions &model,
+                              const TopKListBuffers *lists,
+                              ArrayRef<Value> picks) {
+  Value zero = indexConst(b, 0);
+  Value experts = indexConst(b, numExperts(gates));
+  auto writeLists = [&] {
+    if (lists)
+      emitTopKListRow(b, gates, *lists, bi, ti, picks);
+  };
+  Value sum = forRangeAcc(
+      b, zero, experts, {f32Const(b, 0.0)},
+      [&](LoopBuilder &b, Value ei, ValueRange acc) {
+        Value on = load(b, mask, {bi, ti, ei});
+        Value g = select(b, on, load(b, gates, {bi, ti, ei}), f32Const(b, 0.0));
+        store(b, renormalize ? g : model.gate(b, g), gates, {bi, ti, ei});
+        return SmallVector<Value>{addf(b, acc[0], g)};
+      })[0];
+  if (!renormalize)
+    return writeLists();
+  Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
+  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
+    Value g = load(b, gates, {bi, ti, ei});
+    g = select(b, positive, divf(b, g, sum), g);
+    store(b, model.gate(b, g), gates, {bi, ti, ei});
+  });
+  writeLists();
+}
+
 void loops::emitKeptGroups(
     LoopBuilder &b, Value kept, Value groupScores, int64_t numExperts,
     int64_t topkGroup, function_ref<Value(LoopBuilder &, Value)> rankScore) {
@@ -490,45 +517,36 @@ void loops::emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
            });
 }
 
+void loops::emitTopKRowOfPicks(LoopBuilder &b, Value gates, Value mask,
+                                Value bi, Value ti, ArrayRef<Value> picks,
+                                bool renormalize, const ModelOptions &model,
+                                const TopKListBuffers *lists) {
+  clearMaskRow(b, mask, bi, ti);
+  for (Value idx : picks)
+    store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
+  finishSelectedRow(b, gates, mask, bi, ti, renormalize, model, lists, picks);
+}
+
 void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
                         Value ti, int64_t k, bool renormalize, KeyFn keyOf,
                         const ModelOptions &model,
                         const TopKListBuffers *lists) {
-  Value zero = indexConst(b, 0);
-  Value experts = indexConst(b, numExperts(gates));
   auto gateKey = [&](LoopBuilder &b, Value ei) {
     return scoreKey(b, load(b, gates, {bi, ti, ei}));
   };
   if (!keyOf)
     keyOf = gateKey;
-  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
-    store(b, i1Const(b, false), mask, {bi, ti, ei});
-  });
   assert((!lists || k <= kInsertionTopK) && "lists come from kept picks");
-  SmallVector<Value> picks;
-  if (k <= kInsertionTopK)
-    picks = emitTopKByInsertion(b, gates, mask, bi, ti, k, keyOf);
-  else
-    emitTopKByScans(b, gates, mask, bi, ti, k, keyOf);
-  auto writeLists = [&] {
-    if (lists)
-      emitTopKListRow(b, gates, *lists, bi, ti, picks);
-  };
-  Value sum = forRangeAcc(
-      b, zero, experts, {f32Const(b, 0.0)},
-      [&](LoopBuilder &b, Value ei, ValueRange acc) {
-        Value on = load(b, mask, {bi, ti, ei});
-        Value g = select(b, on, load(b, gates, {bi, ti, ei}), f32Const(b, 0.0));
-        store(b, renormalize ? g : model.gate(b, g), gates, {bi, ti, ei});
-        return SmallVector<Value>{addf(b, acc[0], g)};
-      })[0];
-  if (!renormalize)
-    return writeLists();
-  Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
-  forRange(b, zero, experts, [&](LoopBuilder &b, Value ei) {
-    Value g = load(b, gates, {bi, ti, ei});
-    g = select(b, positive, divf(b, g, sum), g);
-    store(b, model.gate(b, g), gates, {bi, ti, ei});
-  });
-  writeLists();
+  if (k <= kInsertionTopK) {
+    SmallVector<Value> picks = emitBestKIndices(
+        b, indexConst(b, numExperts(gates)), k, [&](LoopBuilder &b, Value ei) {
+          return std::make_pair(keyOf(b, ei), i1Const(b, true));
+        });
+    return emitTopKRowOfPicks(b, gates, mask, bi, ti, picks, renormalize,
+                              model, lists);
+  }
+  clearMaskRow(b, mask, bi, ti);
+  emitTopKByScans(b, gates, mask, bi, ti, k, keyOf);
+  finishSelectedRow(b, gates, mask, bi, ti, renormalize, model,
+                    /*lists=*/nullptr, /*picks=*/{});
 }

@@ -32,6 +32,14 @@ void forEachTokenInParallel(
     LoopBuilder &b, Value like,
     function_ref<void(LoopBuilder &, Value, Value)> body);
 
+/// Lanes (rows, or columns) whose softmaxes are computed side by side: their
+/// sums, each a chain of f32 adds in index order that LLVM must not
+/// reorder, run as this many independent chains, which hides the latency of
+/// an add (one chain runs at a quarter of the adders' throughput). Also the
+/// rows of a forEachTokenGroup group, so Token Choice selects a group's
+/// rows side by side too (emitTopKRows).
+inline constexpr int64_t kSoftmaxLanes = 8;
+
 /// body(b, t0, count) for the tokens t0 .. t0 + count - 1 of sequence b.
 using TokenGroupBody = function_ref<void(LoopBuilder &, Value, Value, Value)>;
 
@@ -93,6 +101,26 @@ void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
                  int64_t k, bool renormalize, KeyFn keyOf = nullptr,
                  const ModelOptions &model = {},
                  const TopKListBuffers *lists = nullptr);
+
+/// emitTopKRow from a row's picks (the k selected expert ids, i32, best
+/// first): sets the mask, then the gates and the lists' row.
+void emitTopKRowOfPicks(LoopBuilder &b, Value gates, Value mask, Value bi,
+                        Value ti, ArrayRef<Value> picks, bool renormalize,
+                        const ModelOptions &model,
+                        const TopKListBuffers *lists);
+
+/// The selection key of expert `ei` of row `ti` of the current sequence.
+using RowKeyFn = function_ref<Value(LoopBuilder &, Value, Value)>;
+
+/// Token Choice (emitTopKRow) on the rows t0 .. t0 + count - 1 of sequence
+/// bi, a forEachTokenGroup group. For k <= kInsertionTopK the group's rows
+/// are selected side by side, one per vector lane (TokenChoiceByLanes.cpp):
+/// the same picks, 1.5-2.7x faster than row by row for k = 2 to 8
+/// (measured: docs/benchmarks.md).
+void emitTopKRows(LoopBuilder &b, Value gates, Value mask, Value bi, Value t0,
+                  Value count, int64_t k, bool renormalize,
+                  RowKeyFn keyOf = nullptr, const ModelOptions &model = {},
+                  const TopKListBuffers *lists = nullptr);
 
 /// DeepSeek-V3 group-limited selection on one row: kept[j] (memref<G x
 /// i1>) says whether group j (experts j*E/G .. (j+1)*E/G) is among the
@@ -156,6 +184,12 @@ inline void storeSelection(LoopBuilder &b, Value gates, Value mask,
   store(b, select(b, on, model.gate(b, score), f32Const(b, 0.0)), gates, idx);
 }
 
+/// (key, id) inserted into a running top-k held in 2k values (k keys then k
+/// ids, best first: key descending, an equal key after the earlier ones),
+/// branch-free: the state is unchanged when the key does not beat the k-th
+/// best. Scalars, or vectors of independent running top-k's.
+SmallVector<Value> insertSorted(LoopBuilder &b, ValueRange best, Value key,
+                                Value id);
 /// One step of a running top-k held in 2k values (k keys then k ids, best
 /// first): (key, id) enters when `include` and it beats the k-th best.
 SmallVector<Value> insertIntoBestK(LoopBuilder &b, ValueRange best, Value key,

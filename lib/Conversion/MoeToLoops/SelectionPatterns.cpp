@@ -52,9 +52,11 @@ SelectionBuffers copyScores(LoopBuilder &b, Operation *op, Value scoresTensor) {
 
 void emitTokenChoice(LoopBuilder &b, SelectionBuffers buffers, int64_t k,
                      bool renormalize) {
-  forEachTokenInParallel(
-      b, buffers.gates, [&](LoopBuilder &b, Value bi, Value ti) {
-        emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k, renormalize);
+  forEachTokenGroup(
+      b, buffers.gates, /*parallel=*/true,
+      [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+        emitTopKRows(b, buffers.gates, buffers.mask, bi, t0, count, k,
+                     renormalize);
       });
 }
 
@@ -223,26 +225,27 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
       else if (!plans.empty())
         listBuffers = allocTopKLists(b, k, rows);
       bool keepPicks = !lists.empty() || !plans.empty();
-      auto selectRow = [&](LoopBuilder &b, Value bi, Value ti) {
-        auto rankScore = [&](LoopBuilder &b, Value ei) {
-          Value s = load(b, buffers.gates, {bi, ti, ei});
-          return bias ? addf(b, s, load(b, bias, {ei})) : s;
+      const TopKListBuffers *picksOut = keepPicks ? &listBuffers : nullptr;
+      auto rankScore = [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
+        Value s = load(b, buffers.gates, {bi, ti, ei});
+        return bias ? addf(b, s, load(b, bias, {ei})) : s;
+      };
+      // Group-limited rows, one at a time through the groups' scratch.
+      auto selectLimitedRow = [&](LoopBuilder &b, Value bi, Value ti) {
+        auto rowScore = [&](LoopBuilder &b, Value ei) {
+          return rankScore(b, bi, ti, ei);
         };
-        if (kept)
-          emitKeptGroups(b, kept, groupScores, experts, *options.topkGroup,
-                         rankScore);
+        emitKeptGroups(b, kept, groupScores, experts, *options.topkGroup,
+                       rowScore);
         // Experts of dropped groups get key 0, below every real key.
         auto keyOf = [&](LoopBuilder &b, Value ei) {
-          Value key = scoreKeyOf(b, rankScore(b, ei));
-          if (!kept)
-            return key;
           Value group = arith::DivUIOp::create(
               b, ei, indexConst(b, experts / *options.nGroup));
-          return select(b, load(b, kept, {group}), key, i32Const(b, 0));
+          return select(b, load(b, kept, {group}),
+                        scoreKeyOf(b, rowScore(b, ei)), i32Const(b, 0));
         };
         emitTopKRow(b, buffers.gates, buffers.mask, bi, ti, k,
-                    options.renormalize, keyOf, model,
-                    keepPicks ? &listBuffers : nullptr);
+                    options.renormalize, keyOf, model, picksOut);
       };
       // A group of rows at a time: the rows' scores are still in cache when
       // selected. Rows are independent (each writes its own gates and mask),
@@ -261,8 +264,16 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
           b, logits, /*parallel=*/!kept,
           [&](LoopBuilder &b, Value bi, Value t0, Value count) {
             scoreRows(b, bi, t0, count);
-            forRange(b, t0, addi(b, t0, count),
-                     [&](LoopBuilder &b, Value ti) { selectRow(b, bi, ti); });
+            if (kept)
+              return forRange(b, t0, addi(b, t0, count),
+                              [&](LoopBuilder &b, Value ti) {
+                                selectLimitedRow(b, bi, ti);
+                              });
+            auto keyOf = [&](LoopBuilder &b, Value ti, Value ei) {
+              return scoreKeyOf(b, rankScore(b, bi, ti, ei));
+            };
+            emitTopKRows(b, buffers.gates, buffers.mask, bi, t0, count, k,
+                         options.renormalize, keyOf, model, picksOut);
           });
       break;
     }

@@ -188,6 +188,52 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
 
 // -----
 
+// Token Choice (k <= 16) selects a group's 8 rows side by side: k key and
+// k id vectors (one running top-k per lane) carried across the experts,
+// each step the 8 rows' keys in one vector and a compare-and-select network
+// without a branch; then each row's picks are extracted by its lane.
+// CHECK-LABEL: func.func @token_route_by_lanes
+// CHECK: scf.parallel
+// CHECK: %[[BEST:.*]]:8 = scf.for %{{.*}} iter_args({{.*}}) -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
+// CHECK: %[[KEYS:.*]] = vector.from_elements %{{.*}} : vector<8xi32>
+// CHECK-COUNT-4: arith.cmpi ugt, %[[KEYS]], %{{.*}} : vector<8xi32>
+// CHECK-NOT: scf.if
+// CHECK: scf.yield
+// CHECK: scf.for %[[LANE:.*]] = %{{.*}} to %[[COUNT:.*]] step
+// CHECK-COUNT-4: vector.extract %[[BEST]]#{{[4-7]}}[%[[LANE]]] : i32 from vector<8xi32>
+// CHECK: scf.reduce
+func.func @token_route_by_lanes(%l: tensor<?x?x16xf32>) -> (tensor<?x?x16xf32>, tensor<?x?x16xi1>) {
+  %g, %m = moe.route #moe.token<k = 4> %l : tensor<?x?x16xf32>
+  return %g, %m : tensor<?x?x16xf32>, tensor<?x?x16xi1>
+}
+
+// -----
+
+// Beyond k = 16, each row is scanned k times: no vectors.
+// CHECK-LABEL: func.func @token_route_by_scans
+// CHECK: scf.parallel
+// CHECK: scf.for {{.*}} -> (i32, i32, i1) {
+// CHECK: scf.reduce
+// CHECK-NOT: vector
+func.func @token_route_by_scans(%l: tensor<?x?x24xf32>) -> (tensor<?x?x24xf32>, tensor<?x?x24xi1>) {
+  %g, %m = moe.route #moe.token<k = 17> %l : tensor<?x?x24xf32>
+  return %g, %m : tensor<?x?x24xf32>, tensor<?x?x24xi1>
+}
+
+// -----
+
+// The unfused selection takes the same paths.
+// CHECK-LABEL: func.func @token_route_by_lanes_select
+// CHECK: scf.parallel
+// CHECK: scf.for {{.*}} -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
+// CHECK: vector.extract
+func.func @token_route_by_lanes_select(%s: tensor<?x?x16xf32>) -> (tensor<?x?x16xf32>, tensor<?x?x16xi1>) {
+  %g, %m = moe.select_topk %s k = 5 : tensor<?x?x16xf32>
+  return %g, %m : tensor<?x?x16xf32>, tensor<?x?x16xi1>
+}
+
+// -----
+
 // Expert Choice of a capacity of at most 32: token by token, blocks of 16
 // experts side by side (E = 40: two full blocks and one of 8), each expert's
 // running top-C in slot-major state [tasks, slots * 16]; a fixed capacity 2
