@@ -45,6 +45,19 @@ inline Value i1Const(LoopBuilder &b, bool v) {
 inline Value f32Const(LoopBuilder &b, double v) {
   return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
 }
+/// A constant `scalar` as a value of type `like`: itself, or its splat
+/// when `like` is a vector (per-element code written once for both).
+inline Value constantLike(LoopBuilder &b, TypedAttr scalar, Type like) {
+  if (auto vector = dyn_cast<VectorType>(like))
+    return arith::ConstantOp::create(b, DenseElementsAttr::get(vector, scalar));
+  return arith::ConstantOp::create(b, scalar);
+}
+/// `element` in the shape of `like` (a scalar type, or a vector's shape).
+inline Type typeLike(Type element, Type like) {
+  if (auto vector = dyn_cast<VectorType>(like))
+    return vector.clone(element);
+  return element;
+}
 inline Value f64Const(LoopBuilder &b, double v) {
   return arith::ConstantOp::create(b, b.getF64FloatAttr(v));
 }

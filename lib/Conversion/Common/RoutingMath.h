@@ -25,9 +25,11 @@ namespace mlir::usmoe::loops {
 inline constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 /// NaN logits count as -inf (spec: "NaN logits are treated as -inf").
+/// An f32, or a vector of them.
 inline Value sanitize(LoopBuilder &b, Value x) {
   Value isNan = cmpf(b, arith::CmpFPredicate::UNO, x, x);
-  return select(b, isNan, f32Const(b, kNegInf), x);
+  Value negInf = constantLike(b, b.getF32FloatAttr(kNegInf), x.getType());
+  return select(b, isNan, negInf, x);
 }
 
 /// The options of real models that act around a router's scores (spec,
@@ -80,14 +82,18 @@ inline Value unifiedScore(LoopBuilder &b, Value p, Value x, double alpha,
 /// An unsigned i32 key with the order of the f32 score: NaN ranks as -inf
 /// and -0 as +0, so that integer comparison is total and agrees with the
 /// float order everywhere else.
+/// An f32 score, or a vector of them (a vector of keys).
 inline Value scoreKey(LoopBuilder &b, Value score) {
+  Type type = score.getType(), keyType = typeLike(b.getI32Type(), type);
   Value x = sanitize(b, score);
-  Value isZero = cmpf(b, arith::CmpFPredicate::OEQ, x, f32Const(b, 0.0));
-  x = select(b, isZero, f32Const(b, 0.0), x);
-  Value bits = arith::BitcastOp::create(b, b.getI32Type(), x);
-  Value sign = arith::ShRSIOp::create(b, bits, i32Const(b, 31));
-  Value flip = ori(b, sign, i32Const(b, std::numeric_limits<int32_t>::min()));
-  return arith::XOrIOp::create(b, bits, flip);
+  Value zero = constantLike(b, b.getF32FloatAttr(0.0), type);
+  x = select(b, cmpf(b, arith::CmpFPredicate::OEQ, x, zero), zero, x);
+  Value bits = arith::BitcastOp::create(b, keyType, x);
+  Value sign = arith::ShRSIOp::create(
+      b, bits, constantLike(b, b.getI32IntegerAttr(31), keyType));
+  Value signBit = constantLike(
+      b, b.getI32IntegerAttr(std::numeric_limits<int32_t>::min()), keyType);
+  return arith::XOrIOp::create(b, bits, ori(b, sign, signBit));
 }
 
 } // namespace mlir::usmoe::loops

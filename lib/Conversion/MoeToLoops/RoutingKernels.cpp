@@ -435,8 +435,8 @@ static void clearMaskRow(LoopBuilder &b, Value mask, Value bi, Value ti) {
 /// The gates of row (bi, ti) once its mask is set: unselected ones zeroed,
 /// selected ones renormalized if asked and scaled; then, with `lists`, the
 /// row of the top-k lists from its picks.
-static void finishSelectedRow(LoopBuilder &b, Value gates, Value mask,
-                              Value bi, Value ti, bool renormalize,
+static void finishSelectedRow(LoopBuilder &b, Value gates, Value mask, Value bi,
+                              Value ti, bool renormalize,
                               const ModelOptions &model,
                               const TopKListBuffers *lists,
                               ArrayRef<Value> picks) {
@@ -518,9 +518,9 @@ void loops::emitSigmoidRow(LoopBuilder &b, Value logits, Value gates, Value bi,
 }
 
 void loops::emitTopKRowOfPicks(LoopBuilder &b, Value gates, Value mask,
-                                Value bi, Value ti, ArrayRef<Value> picks,
-                                bool renormalize, const ModelOptions &model,
-                                const TopKListBuffers *lists) {
+                               Value bi, Value ti, ArrayRef<Value> picks,
+                               bool renormalize, const ModelOptions &model,
+                               const TopKListBuffers *lists) {
   clearMaskRow(b, mask, bi, ti);
   for (Value idx : picks)
     store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
@@ -542,8 +542,8 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
         b, indexConst(b, numExperts(gates)), k, [&](LoopBuilder &b, Value ei) {
           return std::make_pair(keyOf(b, ei), i1Const(b, true));
         });
-    return emitTopKRowOfPicks(b, gates, mask, bi, ti, picks, renormalize,
-                              model, lists);
+    return emitTopKRowOfPicks(b, gates, mask, bi, ti, picks, renormalize, model,
+                              lists);
   }
   clearMaskRow(b, mask, bi, ti);
   emitTopKByScans(b, gates, mask, bi, ti, k, keyOf);

@@ -109,17 +109,15 @@ void emitTopKRowOfPicks(LoopBuilder &b, Value gates, Value mask, Value bi,
                         const ModelOptions &model,
                         const TopKListBuffers *lists);
 
-/// The selection key of expert `ei` of row `ti` of the current sequence.
-using RowKeyFn = function_ref<Value(LoopBuilder &, Value, Value)>;
-
 /// Token Choice (emitTopKRow) on the rows t0 .. t0 + count - 1 of sequence
 /// bi, a forEachTokenGroup group. For k <= kInsertionTopK the group's rows
 /// are selected side by side, one per vector lane (TokenChoiceByLanes.cpp):
 /// the same picks, 1.5-2.7x faster than row by row for k = 2 to 8
-/// (measured: docs/benchmarks.md).
+/// (measured: docs/benchmarks.md). Experts are ranked by their gate, plus
+/// `bias` (memref<E x f32>) when given (sigmoid_bias).
 void emitTopKRows(LoopBuilder &b, Value gates, Value mask, Value bi, Value t0,
                   Value count, int64_t k, bool renormalize,
-                  RowKeyFn keyOf = nullptr, const ModelOptions &model = {},
+                  Value bias = nullptr, const ModelOptions &model = {},
                   const TopKListBuffers *lists = nullptr);
 
 /// DeepSeek-V3 group-limited selection on one row: kept[j] (memref<G x

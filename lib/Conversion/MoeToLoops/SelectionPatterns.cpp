@@ -52,12 +52,11 @@ SelectionBuffers copyScores(LoopBuilder &b, Operation *op, Value scoresTensor) {
 
 void emitTokenChoice(LoopBuilder &b, SelectionBuffers buffers, int64_t k,
                      bool renormalize) {
-  forEachTokenGroup(
-      b, buffers.gates, /*parallel=*/true,
-      [&](LoopBuilder &b, Value bi, Value t0, Value count) {
-        emitTopKRows(b, buffers.gates, buffers.mask, bi, t0, count, k,
-                     renormalize);
-      });
+  forEachTokenGroup(b, buffers.gates, /*parallel=*/true,
+                    [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+                      emitTopKRows(b, buffers.gates, buffers.mask, bi, t0,
+                                   count, k, renormalize);
+                    });
 }
 
 /// The budget of one select set of `options` for the gates' T.
@@ -226,14 +225,11 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
         listBuffers = allocTopKLists(b, k, rows);
       bool keepPicks = !lists.empty() || !plans.empty();
       const TopKListBuffers *picksOut = keepPicks ? &listBuffers : nullptr;
-      auto rankScore = [&](LoopBuilder &b, Value bi, Value ti, Value ei) {
-        Value s = load(b, buffers.gates, {bi, ti, ei});
-        return bias ? addf(b, s, load(b, bias, {ei})) : s;
-      };
       // Group-limited rows, one at a time through the groups' scratch.
       auto selectLimitedRow = [&](LoopBuilder &b, Value bi, Value ti) {
         auto rowScore = [&](LoopBuilder &b, Value ei) {
-          return rankScore(b, bi, ti, ei);
+          Value s = load(b, buffers.gates, {bi, ti, ei});
+          return bias ? addf(b, s, load(b, bias, {ei})) : s;
         };
         emitKeptGroups(b, kept, groupScores, experts, *options.topkGroup,
                        rowScore);
@@ -260,21 +256,18 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
           emitSigmoidRow(b, logits, buffers.gates, bi, ti, model);
         });
       };
-      forEachTokenGroup(
-          b, logits, /*parallel=*/!kept,
-          [&](LoopBuilder &b, Value bi, Value t0, Value count) {
-            scoreRows(b, bi, t0, count);
-            if (kept)
-              return forRange(b, t0, addi(b, t0, count),
-                              [&](LoopBuilder &b, Value ti) {
-                                selectLimitedRow(b, bi, ti);
-                              });
-            auto keyOf = [&](LoopBuilder &b, Value ti, Value ei) {
-              return scoreKeyOf(b, rankScore(b, bi, ti, ei));
-            };
-            emitTopKRows(b, buffers.gates, buffers.mask, bi, t0, count, k,
-                         options.renormalize, keyOf, model, picksOut);
-          });
+      forEachTokenGroup(b, logits, /*parallel=*/!kept,
+                        [&](LoopBuilder &b, Value bi, Value t0, Value count) {
+                          scoreRows(b, bi, t0, count);
+                          if (kept)
+                            return forRange(b, t0, addi(b, t0, count),
+                                            [&](LoopBuilder &b, Value ti) {
+                                              selectLimitedRow(b, bi, ti);
+                                            });
+                          emitTopKRows(b, buffers.gates, buffers.mask, bi, t0,
+                                       count, k, options.renormalize, bias,
+                                       model, picksOut);
+                        });
       break;
     }
     case routing::Mode::Expert:

@@ -23,29 +23,51 @@ using namespace mlir::usmoe;
 using namespace mlir::usmoe::loops;
 
 /// The picks (i32 expert ids, best first) of the `count` rows of a group,
-/// lane j holding row t0 + j; lanes past `count` repeat the last row.
-static SmallVector<Value> emitGroupPicks(LoopBuilder &b, Value bi, Value t0,
-                                         Value count, int64_t experts,
-                                         int64_t k, RowKeyFn keyOf) {
-  auto laneType = VectorType::get({kSoftmaxLanes}, b.getI32Type());
+/// lane j holding row t0 + j; lanes past `count` repeat the last row. An
+/// expert's scores of the group's rows are one gather (stride E), their
+/// keys computed as a vector.
+static SmallVector<Value> emitGroupPicks(LoopBuilder &b, Value gates,
+                                         Value bias, Value bi, Value t0,
+                                         Value count, int64_t k) {
+  int64_t experts = numExperts(gates);
+  auto laneType = [&](Type element) {
+    return VectorType::get({kSoftmaxLanes}, element);
+  };
+  Value numExpertsValue = indexConst(b, experts);
   Value last = subi(b, count, indexConst(b, 1));
-  SmallVector<Value> rows;
+  SmallVector<Value> offsets;
   for (int64_t j = 0; j < kSoftmaxLanes; ++j)
-    rows.push_back(
-        addi(b, t0, arith::MinUIOp::create(b, indexConst(b, j), last)));
+    offsets.push_back(muli(b, arith::MinUIOp::create(b, indexConst(b, j), last),
+                           numExpertsValue));
+  Value rowOffsets =
+      vector::FromElementsOp::create(b, laneType(b.getIndexType()), offsets);
+  // The gates as one dimension (a fresh buffer of the route: identity
+  // layout), so each lane's offset stays in bounds.
+  assert(cast<MemRefType>(gates.getType()).getLayout().isIdentity() &&
+         "the gates are the selection's own buffer");
+  Value flat = memref::CollapseShapeOp::create(
+      b, gates, ArrayRef<ReassociationIndices>{{0, 1, 2}});
+  Value groupStart =
+      muli(b, addi(b, muli(b, bi, dim(b, gates, 1)), t0), numExpertsValue);
+  Value all = constantLike(b, b.getBoolAttr(true), laneType(b.getI1Type()));
+  Value none =
+      constantLike(b, b.getF32FloatAttr(0.0), laneType(b.getF32Type()));
   // Keys 0 are below every real key (-inf's is 0x007FFFFF), ids -1.
-  SmallVector<Value> init(
-      k, vector::BroadcastOp::create(b, laneType, i32Const(b, 0)));
-  init.append(k, vector::BroadcastOp::create(b, laneType, i32Const(b, -1)));
+  auto keyType = laneType(b.getI32Type());
+  SmallVector<Value> init(k, constantLike(b, b.getI32IntegerAttr(0), keyType));
+  init.append(k, constantLike(b, b.getI32IntegerAttr(-1), keyType));
   SmallVector<Value> best = forRangeAcc(
-      b, indexConst(b, 0), indexConst(b, experts), init,
+      b, indexConst(b, 0), numExpertsValue, init,
       [&](LoopBuilder &b, Value ei, ValueRange acc) {
-        SmallVector<Value> keys;
-        for (Value ti : rows)
-          keys.push_back(keyOf(b, ti, ei));
-        Value key = vector::FromElementsOp::create(b, laneType, keys);
-        Value id = vector::BroadcastOp::create(b, laneType, indexToI32(b, ei));
-        return insertSorted(b, acc, key, id);
+        Value scores = vector::GatherOp::create(
+            b, laneType(b.getF32Type()), flat,
+            ValueRange{addi(b, groupStart, ei)}, rowOffsets, all, none);
+        if (bias)
+          scores = addf(b, scores,
+                        vector::BroadcastOp::create(b, laneType(b.getF32Type()),
+                                                    load(b, bias, {ei})));
+        Value id = vector::BroadcastOp::create(b, keyType, indexToI32(b, ei));
+        return insertSorted(b, acc, scoreKeyOf(b, scores), id);
       });
   best.erase(best.begin(), best.begin() + k);
   return best;
@@ -53,23 +75,20 @@ static SmallVector<Value> emitGroupPicks(LoopBuilder &b, Value bi, Value t0,
 
 void loops::emitTopKRows(LoopBuilder &b, Value gates, Value mask, Value bi,
                          Value t0, Value count, int64_t k, bool renormalize,
-                         RowKeyFn keyOf, const ModelOptions &model,
+                         Value bias, const ModelOptions &model,
                          const TopKListBuffers *lists) {
-  auto gateKey = [&](LoopBuilder &b, Value ti, Value ei) {
-    return scoreKeyOf(b, load(b, gates, {bi, ti, ei}));
-  };
-  if (!keyOf)
-    keyOf = gateKey;
   if (k > kInsertionTopK) {
     forRange(b, t0, addi(b, t0, count), [&](LoopBuilder &b, Value ti) {
-      auto rowKey = [&](LoopBuilder &b, Value ei) { return keyOf(b, ti, ei); };
-      emitTopKRow(b, gates, mask, bi, ti, k, renormalize, rowKey, model,
-                  lists);
+      auto keyOf = [&](LoopBuilder &b, Value ei) {
+        Value score = load(b, gates, {bi, ti, ei});
+        return scoreKeyOf(b,
+                          bias ? addf(b, score, load(b, bias, {ei})) : score);
+      };
+      emitTopKRow(b, gates, mask, bi, ti, k, renormalize, keyOf, model, lists);
     });
     return;
   }
-  SmallVector<Value> lanes =
-      emitGroupPicks(b, bi, t0, count, numExperts(gates), k, keyOf);
+  SmallVector<Value> lanes = emitGroupPicks(b, gates, bias, bi, t0, count, k);
   forRange(b, indexConst(b, 0), count, [&](LoopBuilder &b, Value lane) {
     SmallVector<Value> picks;
     for (Value slot : lanes)

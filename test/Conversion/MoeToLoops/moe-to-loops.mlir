@@ -190,12 +190,21 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
 
 // Token Choice (k <= 16) selects a group's 8 rows side by side: k key and
 // k id vectors (one running top-k per lane) carried across the experts,
-// each step the 8 rows' keys in one vector and a compare-and-select network
+// each step the 8 rows' scores of an expert in one gather (offsets of whole
+// rows, E = 16, in the flattened gates; the last row repeated past the
+// group's count), their keys as a vector and a compare-and-select network
 // without a branch; then each row's picks are extracted by its lane.
 // CHECK-LABEL: func.func @token_route_by_lanes
 // CHECK: scf.parallel
+// CHECK: arith.divf
+// CHECK: %[[ROW7:.*]] = arith.minui %c7{{.*}}, %{{.*}} : index
+// CHECK-NEXT: %[[OFF7:.*]] = arith.muli %[[ROW7]], %c16
+// CHECK: %[[OFFSETS:.*]] = vector.from_elements %{{.*}}, %[[OFF7]] : vector<8xindex>
+// CHECK: %[[FLAT:.*]] = memref.collapse_shape %{{.*}} {{\[\[}}0, 1, 2]] : memref<?x?x16xf32> into memref<?xf32>
 // CHECK: %[[BEST:.*]]:8 = scf.for %{{.*}} iter_args({{.*}}) -> (vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>, vector<8xi32>) {
-// CHECK: %[[KEYS:.*]] = vector.from_elements %{{.*}} : vector<8xi32>
+// CHECK: %[[SCORES:.*]] = vector.gather %[[FLAT]][%{{.*}}] [%[[OFFSETS]]]
+// CHECK: %[[BITS:.*]] = arith.bitcast %{{.*}} : vector<8xf32> to vector<8xi32>
+// CHECK: %[[KEYS:.*]] = arith.xori %[[BITS]]
 // CHECK-COUNT-4: arith.cmpi ugt, %[[KEYS]], %{{.*}} : vector<8xi32>
 // CHECK-NOT: scf.if
 // CHECK: scf.yield
