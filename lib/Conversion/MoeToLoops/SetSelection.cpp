@@ -64,9 +64,10 @@ static void clearHistogram(LoopBuilder &b, Value hist, Value base) {
 
 /// Counts `key`'s digit at `shift` in copy (`position` % kRadixCopies):
 /// runs of equal digits (scores cluster in few top bytes) do not wait on
-/// one bin's previous store.
+/// one bin's previous store. With `counted` (i1), adds it instead of 1: a
+/// count without a branch, for keys only some of which count.
 static void countDigit(LoopBuilder &b, Value hist, Value base, Value key,
-                       int shift, Value position) {
+                       int shift, Value position, Value counted = nullptr) {
   Value digit = andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
                      i32Const(b, 255));
   Value copy = andi(b, position, i32Const(b, kRadixCopies - 1));
@@ -74,7 +75,10 @@ static void countDigit(LoopBuilder &b, Value hist, Value base, Value key,
       addi(b, base,
            i32ToIndex(b, ori(b, digit,
                              arith::ShLIOp::create(b, copy, i32Const(b, 8)))));
-  store(b, addi(b, load(b, hist, {d}), i32Const(b, 1)), hist, {d});
+  Value increment = counted
+                        ? arith::ExtUIOp::create(b, b.getI32Type(), counted)
+                        : i32Const(b, 1);
+  store(b, addi(b, load(b, hist, {d}), increment), hist, {d});
 }
 
 /// How many keys of the first `chunks` chunks' histograms have digit `d`.
@@ -127,16 +131,20 @@ static DigitChoice chooseDigit(LoopBuilder &b, Value hist, Value chunks,
 /// Afterwards every element with key > K is selected, plus the first
 /// `remaining` elements with key == K in visiting order (ties by index).
 /// Two passes read the whole set: the first counts top bytes; the second
-/// counts the next byte of the keys in the chosen top-byte bin and gathers
-/// them (key and position, in visiting order), and the last two passes and
-/// the tie cut read only those (a bin holds 1-33% of router scores, the
-/// fewer the more experts). The final pass then needs no running count:
-/// it takes the keys above K and the ties up to the last one to take.
+/// lists the keys in the chosen top-byte bin (key and position, in visiting
+/// order), and the last three digits and the tie cut read only that list
+/// (a bin holds 1-40% of router scores, the fewer the more experts). The
+/// final pass then needs no running count: it takes the keys above K and
+/// the ties up to the last one to take.
 ///
 /// The passes over the whole set run on `chunks` (an index, 1 to
 /// kMaxChunks) consecutive token ranges in parallel, each counting into
 /// its own histograms and listing at its own offset: the list stays in
-/// visiting order.
+/// visiting order. Nothing in the passes branches on a key: a key is
+/// listed by writing it at the list's end whether it belongs or not and
+/// moving the end only if it does (a bin of 20-40% of the keys, at random,
+/// defeats branch prediction), and a digit is counted by adding whether it
+/// counts.
 static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                             Value count, Value chunks,
                             const ModelOptions &model, const SetWalk &walk) {
@@ -174,24 +182,33 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
       });
   DigitChoice top = chooseDigit(b, hist, chunks, indexToI32(b, count));
 
-  // Each chunk lists its keys of the chosen bin from its own offset.
+  // Chunk c lists its keys of the chosen bin from starts[c]: the keys of
+  // the chunks before it plus one spare entry each, which takes the last
+  // unconditional write past a chunk's keys. Spare entries hold a key of
+  // another top byte (written or preset), which no later pass matches.
   auto listType = MemRefType::get({ShapedType::kDynamic}, b.getI32Type());
   Value starts = alloc(b, listType, {chunks});
+  Value listed = i32ToIndex(b, top.population);
+  Value listSize = addi(b, listed, chunks);
+  Value listKeys = alloc(b, listType, {listSize});
+  Value listPositions = alloc(b, listType, {listSize});
+  Value topByte = i32Const(b, int64_t(0xFF000000));
+  Value otherTopByte =
+      arith::XOrIOp::create(b, arith::ShLIOp::create(b, top.digit,
+                                                     i32Const(b, 24)),
+                            topByte);
   forRangeAcc(b, zero, chunks, {i32Const(b, 0)},
               [&](LoopBuilder &b, Value c, ValueRange acc) {
                 store(b, acc[0], starts, {c});
                 Value inBin = binCount(
                     b, hist, indexConst(b, 1),
                     addi(b, muli(b, c, chunkBins), i32ToIndex(b, top.digit)));
-                return SmallVector<Value>{addi(b, acc[0], inBin)};
+                Value spare = addi(b, acc[0], inBin);
+                store(b, otherTopByte, listKeys, {i32ToIndex(b, spare)});
+                return SmallVector<Value>{addi(b, spare, one)};
               });
-  Value listed = i32ToIndex(b, top.population);
-  Value listKeys = alloc(b, listType, {listed});
-  Value listPositions = alloc(b, listType, {listed});
   forEachChunk([&](LoopBuilder &b, Value c, Value first, Value last,
                    Value position) {
-    Value base = muli(b, c, chunkBins);
-    clearHistogram(b, hist, base);
     walk.range(b, first, last, {position, i32ToIndex(b, load(b, starts, {c}))},
                [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
                  Value key = scoreKey(b, load(b, gates, idx));
@@ -199,30 +216,24 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
                      cmpi(b, CmpIPredicate::eq,
                           arith::ShRUIOp::create(b, key, i32Const(b, 24)),
                           top.digit);
-                 ifThen(b, inBin, [&](LoopBuilder &b) {
-                   countDigit(b, hist, base, key, 16, acc[0]);
-                   store(b, key, listKeys, {acc[1]});
-                   store(b, acc[0], listPositions, {acc[1]});
-                 });
-                 Value next = select(b, inBin,
-                                     addi(b, acc[1], indexConst(b, 1)), acc[1]);
+                 store(b, key, listKeys, {acc[1]});
+                 store(b, acc[0], listPositions, {acc[1]});
+                 Value next = addi(b, acc[1],
+                                   arith::IndexCastUIOp::create(
+                                       b, b.getIndexType(), inBin));
                  return SmallVector<Value>{addi(b, acc[0], one), next};
                });
   });
-  DigitChoice second = chooseDigit(b, hist, chunks, top.remaining);
-  Value prefix = ori(b, arith::ShLIOp::create(b, top.digit, i32Const(b, 24)),
-                     arith::ShLIOp::create(b, second.digit, i32Const(b, 16)));
-  Value prefixMask = i32Const(b, int64_t(0xFFFF0000));
-  Value remaining = second.remaining;
-  for (int shift = 8; shift >= 0; shift -= 8) {
+  Value prefix = arith::ShLIOp::create(b, top.digit, i32Const(b, 24));
+  Value prefixMask = topByte;
+  Value remaining = top.remaining;
+  for (int shift = 16; shift >= 0; shift -= 8) {
     clearHistogram(b, hist, zero);
-    forRange(b, zero, listed, [&](LoopBuilder &b, Value i) {
+    forRange(b, zero, listSize, [&](LoopBuilder &b, Value i) {
       Value key = load(b, listKeys, {i});
       Value match =
           cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
-      ifThen(b, match, [&](LoopBuilder &b) {
-        countDigit(b, hist, zero, key, shift, indexToI32(b, i));
-      });
+      countDigit(b, hist, zero, key, shift, indexToI32(b, i), match);
     });
     DigitChoice next = chooseDigit(b, hist, indexConst(b, 1), remaining);
     prefix = ori(b, prefix,
@@ -233,7 +244,7 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
   Value threshold = prefix;
   // The position of the remaining-th key equal to K (-1: take none).
   Value lastTie = forRangeAcc(
-      b, zero, listed, {i32Const(b, 0), i32Const(b, -1)},
+      b, zero, listSize, {i32Const(b, 0), i32Const(b, -1)},
       [&](LoopBuilder &b, Value i, ValueRange acc) {
         Value tie =
             cmpi(b, CmpIPredicate::eq, load(b, listKeys, {i}), threshold);

@@ -45,13 +45,16 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // the scratch; a fixed budget of 24 takes no running top-k (statically); a
 // set of at most 32 pairs is selected by ranks, a larger one by a radix
 // select over i32 keys with a 256-bin histogram (in 4 copies, filled by
-// turns): the top byte over the whole set, the second byte over the whole
-// set while the keys of the chosen top-byte bin are listed with their
-// positions, the last two bytes and the tie cut over that list only, then
-// the selection pass (which no longer reads the list). The passes over the
-// whole set run on 8 token ranges in parallel (each with its own 1024
-// histogram entries of the [B, 8192] scratch) when one sequence (B = 1) has
-// at least 2^16 pairs, else on one range.
+// turns): the top byte over the whole set; a second pass over the whole set
+// lists the keys of the chosen top-byte bin with their positions, without
+// a branch (each key written at the list's end, the end moved by whether it
+// belongs; every range has a spare entry, preset to a key of another top
+// byte); the last three bytes (counted by adding whether they match) and
+// the tie cut over that list only, then the selection pass (which no
+// longer reads the list). The passes over the whole set run on 8 token
+// ranges in parallel (each with its own 1024 histogram entries of the
+// [B, 8192] scratch) when one sequence (B = 1) has at least 2^16 pairs,
+// else on one range.
 // CHECK-LABEL: func.func @global_top_n
 // CHECK: cf.assert %{{.*}}, "moe: unified budget n exceeds T * E of the input"
 // CHECK: %[[ALONE:.*]] = arith.cmpi eq, %[[B:.*]], %c1
@@ -67,13 +70,23 @@ func.func @token_softmax(%l: tensor<?x?x8xbf16>) -> tensor<?x?x8xf32> {
 // CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %[[CHUNKS]])
 // CHECK: arith.shrui %{{.*}}, %c24_i32{{.*}} : i32
 // CHECK: %[[STARTS:.*]] = memref.alloc(%[[CHUNKS]]) : memref<?xi32>
-// CHECK: %[[KEYS:.*]] = memref.alloc(%[[LISTED:.*]]) : memref<?xi32>
+// CHECK: %[[LISTED:.*]] = arith.addi %{{.*}}, %[[CHUNKS]] : index
+// CHECK: %[[KEYS:.*]] = memref.alloc(%[[LISTED]]) : memref<?xi32>
 // CHECK: %[[POSITIONS:.*]] = memref.alloc(%[[LISTED]]) : memref<?xi32>
+// CHECK: %[[OTHER:.*]] = arith.xori %{{.*}}, %c-16777216_i32
+// CHECK: scf.for
+// CHECK: memref.store %{{.*}}, %[[STARTS]]
+// CHECK: memref.store %[[OTHER]], %[[KEYS]]
 // CHECK: scf.parallel (%{{.*}}, %[[CHUNK:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %[[CHUNKS]])
 // CHECK: memref.load %[[STARTS]][%[[CHUNK]]]
-// CHECK: arith.shrui %{{.*}}, %c16_i32{{.*}} : i32
+// CHECK-NOT: scf.if
 // CHECK: memref.store %{{.*}}, %[[KEYS]]
 // CHECK: memref.store %{{.*}}, %[[POSITIONS]]
+// CHECK: arith.index_castui %{{.*}} : i1 to index
+// CHECK: scf.for %[[H:.*]] = %{{.*}} to %[[LISTED]]
+// CHECK: memref.load %[[KEYS]][%[[H]]]
+// CHECK: arith.shrui %{{.*}}, %c16_i32{{.*}} : i32
+// CHECK: arith.extui %{{.*}} : i1 to i32
 // CHECK: scf.for %[[I:.*]] = %{{.*}} to %[[LISTED]]
 // CHECK: memref.load %[[KEYS]][%[[I]]]
 // CHECK: arith.shrui %{{.*}}, %c8_i32{{.*}} : i32
