@@ -8,7 +8,7 @@ cd "$root"
 
 # Each step's wall time, printed after it (CI's budget is ~30 minutes).
 step_start=$SECONDS
-step_done() { echo "-- $1 took $((SECONDS - step_start)) s"; step_start=$SECONDS; }
+step_done() { echo "time: $1 took $((SECONDS - step_start)) s"; step_start=$SECONDS; }
 
 if ! bash scripts/build.sh; then
   echo "build failed"

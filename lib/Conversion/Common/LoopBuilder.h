@@ -19,7 +19,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
-#include "usmoe/Conversion/MoeToLoops/MoeToLoops.h"
+#include "usmoe/Conversion/MoeToLoops/SequentialTwin.h"
 
 namespace mlir::usmoe::loops {
 

@@ -9,6 +9,7 @@
 #define USMOE_CONVERSION_MOETOLOOPS_MOETOLOOPS_H
 
 #include "mlir/Pass/Pass.h"
+#include "usmoe/Conversion/MoeToLoops/SequentialTwin.h"
 
 namespace mlir {
 class RewritePatternSet;
@@ -32,12 +33,6 @@ enum class ExpertGemm {
 /// (moe.expert_ffn's GEMMs as `expertGemm` says).
 void populateMoeToLoopsConversionPatterns(
     RewritePatternSet &patterns, ExpertGemm expertGemm = ExpertGemm::Loops);
-
-/// The unit attribute on an `scf.if` whose else-branch computes, in
-/// sequential loops, what its then-branch's `scf.parallel` computes
-/// (usmoe-share-parallel-bodies emits the body once for both).
-inline constexpr llvm::StringLiteral kSequentialTwinAttrName =
-    "usmoe.sequential_twin";
 
 } // namespace usmoe
 } // namespace mlir
