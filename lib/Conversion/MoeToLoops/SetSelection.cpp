@@ -75,9 +75,8 @@ static void countDigit(LoopBuilder &b, Value hist, Value base, Value key,
       addi(b, base,
            i32ToIndex(b, ori(b, digit,
                              arith::ShLIOp::create(b, copy, i32Const(b, 8)))));
-  Value increment = counted
-                        ? arith::ExtUIOp::create(b, b.getI32Type(), counted)
-                        : i32Const(b, 1);
+  Value increment = counted ? arith::ExtUIOp::create(b, b.getI32Type(), counted)
+                            : i32Const(b, 1);
   store(b, addi(b, load(b, hist, {d}), increment), hist, {d});
 }
 
@@ -193,10 +192,8 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
   Value listKeys = alloc(b, listType, {listSize});
   Value listPositions = alloc(b, listType, {listSize});
   Value topByte = i32Const(b, int64_t(0xFF000000));
-  Value otherTopByte =
-      arith::XOrIOp::create(b, arith::ShLIOp::create(b, top.digit,
-                                                     i32Const(b, 24)),
-                            topByte);
+  Value otherTopByte = arith::XOrIOp::create(
+      b, arith::ShLIOp::create(b, top.digit, i32Const(b, 24)), topByte);
   forRangeAcc(b, zero, chunks, {i32Const(b, 0)},
               [&](LoopBuilder &b, Value c, ValueRange acc) {
                 store(b, acc[0], starts, {c});
@@ -209,20 +206,20 @@ static void emitRadixSelect(LoopBuilder &b, Value gates, Value mask, Value hist,
               });
   forEachChunk([&](LoopBuilder &b, Value c, Value first, Value last,
                    Value position) {
-    walk.range(b, first, last, {position, i32ToIndex(b, load(b, starts, {c}))},
-               [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
-                 Value key = scoreKey(b, load(b, gates, idx));
-                 Value inBin =
-                     cmpi(b, CmpIPredicate::eq,
-                          arith::ShRUIOp::create(b, key, i32Const(b, 24)),
-                          top.digit);
-                 store(b, key, listKeys, {acc[1]});
-                 store(b, acc[0], listPositions, {acc[1]});
-                 Value next = addi(b, acc[1],
-                                   arith::IndexCastUIOp::create(
-                                       b, b.getIndexType(), inBin));
-                 return SmallVector<Value>{addi(b, acc[0], one), next};
-               });
+    walk.range(
+        b, first, last, {position, i32ToIndex(b, load(b, starts, {c}))},
+        [&](LoopBuilder &b, ValueRange idx, ValueRange acc) {
+          Value key = scoreKey(b, load(b, gates, idx));
+          Value inBin =
+              cmpi(b, CmpIPredicate::eq,
+                   arith::ShRUIOp::create(b, key, i32Const(b, 24)), top.digit);
+          store(b, key, listKeys, {acc[1]});
+          store(b, acc[0], listPositions, {acc[1]});
+          Value next =
+              addi(b, acc[1],
+                   arith::IndexCastUIOp::create(b, b.getIndexType(), inBin));
+          return SmallVector<Value>{addi(b, acc[0], one), next};
+        });
   });
   Value prefix = arith::ShLIOp::create(b, top.digit, i32Const(b, 24));
   Value prefixMask = topByte;
