@@ -41,7 +41,9 @@ step_done pytest
 # The wheel is built by scikit-build-core in the build directory above
 # (pyproject.toml's own default is a fresh one under build/pip/): it only
 # re-links the Python module there, where a fresh build compiled the whole
-# project a second time (4.5 of CI's 31 minutes).
+# project a second time (4.5 of CI's 31 minutes). It leaves that build
+# configured for the venv's interpreter (the same CPython: only
+# usmoe/_build_info.py, which names it in an error message, differs).
 echo "== pytest: pip-installed usmoe with PyPI NumPy 2 and PyTorch 2"
 venv="$build_dir/venv-numpy2"
 numpy2_report="$reports/pytest-numpy2.xml"

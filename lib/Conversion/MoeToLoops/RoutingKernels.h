@@ -17,6 +17,7 @@
 
 #include "Conversion/Common/LoopBuilder.h"
 #include "Conversion/Common/RoutingMath.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "usmoe/Dialect/Moe/IR/MoeOps.h"
 #include <functional>
 
@@ -101,6 +102,18 @@ void emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi, Value ti,
                  int64_t k, bool renormalize, KeyFn keyOf = nullptr,
                  const ModelOptions &model = {},
                  const TopKListBuffers *lists = nullptr);
+
+/// The score Token Choice ranks expert `ei` by: its gate `score`, plus
+/// bias[ei] when a `bias` (memref<E x f32>) is given (sigmoid_bias). A
+/// vector `score` holds expert ei's scores of several rows.
+inline Value rankingScore(LoopBuilder &b, Value score, Value bias, Value ei) {
+  if (!bias)
+    return score;
+  Value add = load(b, bias, {ei});
+  if (auto rows = dyn_cast<VectorType>(score.getType()))
+    add = vector::BroadcastOp::create(b, rows, add);
+  return addf(b, score, add);
+}
 
 /// emitTopKRow from a row's picks (the k selected expert ids, i32, best
 /// first): sets the mask, then the gates and the lists' row.

@@ -228,8 +228,8 @@ struct RouteLowering : OpRewritePattern<moe::RouteOp> {
       // Group-limited rows, one at a time through the groups' scratch.
       auto selectLimitedRow = [&](LoopBuilder &b, Value bi, Value ti) {
         auto rowScore = [&](LoopBuilder &b, Value ei) {
-          Value s = load(b, buffers.gates, {bi, ti, ei});
-          return bias ? addf(b, s, load(b, bias, {ei})) : s;
+          return rankingScore(b, load(b, buffers.gates, {bi, ti, ei}), bias,
+                              ei);
         };
         emitKeptGroups(b, kept, groupScores, experts, *options.topkGroup,
                        rowScore);

@@ -16,7 +16,6 @@
 //===----------------------------------------------------------------------===//
 
 #include "RoutingKernels.h"
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace mlir::usmoe;
@@ -62,12 +61,9 @@ static SmallVector<Value> emitGroupPicks(LoopBuilder &b, Value gates,
         Value scores = vector::GatherOp::create(
             b, laneType(b.getF32Type()), flat,
             ValueRange{addi(b, groupStart, ei)}, rowOffsets, all, none);
-        if (bias)
-          scores = addf(b, scores,
-                        vector::BroadcastOp::create(b, laneType(b.getF32Type()),
-                                                    load(b, bias, {ei})));
         Value id = vector::BroadcastOp::create(b, keyType, indexToI32(b, ei));
-        return insertSorted(b, acc, scoreKeyOf(b, scores), id);
+        return insertSorted(
+            b, acc, scoreKeyOf(b, rankingScore(b, scores, bias, ei)), id);
       });
   best.erase(best.begin(), best.begin() + k);
   return best;
@@ -81,8 +77,7 @@ void loops::emitTopKRows(LoopBuilder &b, Value gates, Value mask, Value bi,
     forRange(b, t0, addi(b, t0, count), [&](LoopBuilder &b, Value ti) {
       auto keyOf = [&](LoopBuilder &b, Value ei) {
         Value score = load(b, gates, {bi, ti, ei});
-        return scoreKeyOf(b,
-                          bias ? addf(b, score, load(b, bias, {ei})) : score);
+        return scoreKeyOf(b, rankingScore(b, score, bias, ei));
       };
       emitTopKRow(b, gates, mask, bi, ti, k, renormalize, keyOf, model, lists);
     });
