@@ -122,3 +122,48 @@ def test_concurrent_callers_get_their_own_results():
         t.join()
     for (_, _, _, alone), together in zip(cases, results):
         np.testing.assert_array_equal(together, alone)
+
+
+def _identity_layer(gates):
+    """A layer whose expert FFN returns silu(g) for the gate values `gates`
+    (x = e_0, W1 row 0 = gates, W3 row 0 = ones, W2 = identity), so the
+    output shows the runtime's silu value by value."""
+    n = len(gates)
+    w1 = np.zeros((2, n, n), np.float32)
+    w3 = np.zeros((2, n, n), np.float32)
+    w1[:, 0] = gates
+    w3[:, 0] = 1.0
+    w2 = np.broadcast_to(np.eye(n, dtype=np.float32), (2, n, n)).copy()
+    hidden = np.zeros((3, n), np.float32)
+    hidden[:, 0] = 1.0
+    return usmoe.MoeLayer(w1, w3, w2, mode="token", k=1, renormalize=True), hidden
+
+
+def test_silu_at_extreme_gates(monkeypatch):
+    """The runtime's vectorized exp: silu(g) = g / (1 + exp(-g)) within an
+    ulp or two of the reference's (f32 expf) across the f32 range, where
+    exp(-g) comes near overflow, overflows or underflows included."""
+    gates = np.array([-1e30, -100, -88.8, -88.7, -88.5, -88.0, -87.5, -86.9, -50, -10, -1.5, -1e-3, 0.0,
+                      1e-3, 0.7, 3.0, 30, 86.9, 87.5, 88.5, 100, 1e30], np.float32)
+    monkeypatch.setenv(cpu.ENV, "onednn")
+    layer, hidden = _identity_layer(gates)
+    logits = np.zeros((3, 2), np.float32)
+    y = layer(hidden, logits)
+    with np.errstate(over="ignore"):
+        want = reference.silu(gates)
+    for row in y:
+        np.testing.assert_allclose(row, want, rtol=3e-7, atol=0)
+
+
+@pytest.mark.parametrize("gate, want", [(np.inf, np.inf), (-np.inf, np.nan), (np.nan, np.nan)])
+def test_silu_of_special_gates_as_the_loops(gate, want, monkeypatch):
+    """inf, -inf (inf / inf) and NaN gates give what the generated loops
+    and the reference give (one gate: no 0 * inf in the identity GEMM)."""
+    logits = np.zeros((3, 2), np.float32)
+    results = {}
+    for gemm in ("loops", "onednn"):
+        monkeypatch.setenv(cpu.ENV, gemm)
+        layer, hidden = _identity_layer(np.array([gate], np.float32))
+        results[gemm] = layer(hidden, logits)
+    np.testing.assert_array_equal(results["onednn"], results["loops"])
+    np.testing.assert_array_equal(results["onednn"], np.full((3, 1), want, np.float32))
