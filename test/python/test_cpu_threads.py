@@ -99,3 +99,29 @@ def test_workers_sleep_soon_after_a_call():
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.split()[-1]) < 0.05, done.stdout
+
+
+@pytest.mark.parametrize("gemm", ["loops", "onednn"])
+def test_layers_do_not_depend_on_threads(gemm, monkeypatch):
+    """Dispatch (rows) and combine (column chunks, every row in order) run
+    in parallel above the work threshold (here 600 rows x 96 columns): the
+    layer's output is the same with 1, 2, 3 threads and without OpenMP."""
+    if gemm == "onednn" and cpu.runtime_path() is None:
+        pytest.skip("usmoe was built without oneDNN")
+    monkeypatch.setenv(cpu.ENV, gemm)
+    rng = np.random.default_rng(6)
+    w = [rng.normal(0, 0.1, shape).astype(np.float32)
+         for shape in ((4, 96, 64), (4, 96, 64), (4, 64, 96))]
+    hidden = rng.normal(size=(300, 96)).astype(np.float32)
+    logits = rng.normal(size=(300, 4)).astype(np.float32)
+    outputs = []
+    try:
+        for threads in (1, 2, 3):
+            cpu.set_num_threads(threads)
+            outputs.append(usmoe.MoeLayer(*w, mode="token", k=2)(hidden, logits))
+    finally:
+        cpu.set_num_threads(0)
+    monkeypatch.setenv(cpu.OPENMP_ENV, "0")
+    outputs.append(usmoe.MoeLayer(*w, mode="token", k=2)(hidden, logits))
+    for y in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0])

@@ -22,16 +22,24 @@ static Value fromF32(LoopBuilder &b, Value v, Type type) {
   return arith::TruncFOp::create(b, type, v);
 }
 
-/// dst[i, j] = convert(src[i, j]) over a [rows, cols] memref pair.
+/// dst[i, j] = convert(src[i, j]) over a [rows, cols] memref pair, rows in
+/// parallel.
 static void copyConverting(LoopBuilder &b, Value src, Value dst,
                            function_ref<Value(LoopBuilder &, Value)> convert) {
-  Value zero = indexConst(b, 0);
-  forRange(b, zero, dim(b, src, 0), [&](LoopBuilder &b, Value i) {
-    forRange(b, zero, dim(b, src, 1), [&](LoopBuilder &b, Value j) {
-      store(b, convert(b, load(b, src, {i, j})), dst, {i, j});
-    });
-  });
+  Value zero = indexConst(b, 0), one = indexConst(b, 1);
+  Value rows = dim(b, src, 0), cols = dim(b, src, 1);
+  forParallel2D(b, one, rows, muli(b, rows, cols),
+                [&](LoopBuilder &b, Value, Value i) {
+                  forRange(b, zero, cols, [&](LoopBuilder &b, Value j) {
+                    store(b, convert(b, load(b, src, {i, j})), dst, {i, j});
+                  });
+                });
 }
+
+/// Combine accumulates each column chunk of this many elements on one
+/// thread: chunks never share an output element, and each element still
+/// sums its rows in ascending order, so results do not depend on threads.
+constexpr int64_t kCombineColumns = 64;
 
 /// Run-time checks of the plan contract the dialect documents (dispatch,
 /// expert_ffn and combine take what moe.plan writes): a caller that passes
@@ -66,7 +74,7 @@ void mlir::usmoe::loops::checkOffsets(LoopBuilder &b, Value offsets, Value rows,
 
 namespace {
 
-/// result[m, :] = hidden[token_ids[m], :]
+/// result[m, :] = hidden[token_ids[m], :], rows in parallel.
 struct DispatchLowering : OpRewritePattern<moe::DispatchOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::DispatchOp op,
@@ -86,19 +94,22 @@ struct DispatchLowering : OpRewritePattern<moe::DispatchOp> {
     Value width = dim(b, hidden, 1);
     checkIdsBelow(b, ids, dim(b, hidden, 0),
                   "moe: dispatch: a token id is outside [0, tokens)");
-    forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
-      Value g = i32ToIndex(b, load(b, ids, {m}));
-      forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-        store(b, load(b, hidden, {g, d}), out, {m, d});
-      });
-    });
+    Value rows = dim(b, ids, 0);
+    forParallel2D(b, indexConst(b, 1), rows, muli(b, rows, width),
+                  [&](LoopBuilder &b, Value, Value m) {
+                    Value g = i32ToIndex(b, load(b, ids, {m}));
+                    forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
+                      store(b, load(b, hidden, {g, d}), out, {m, d});
+                    });
+                  });
     rewriter.replaceOp(op, toTensor(b, out, type));
     return success();
   }
 };
 
 /// y = init; y[ids[m], :] += w[m] * out[m, :] for ascending m, accumulated
-/// in f32 and rounded once to the element type at the end.
+/// in f32 and rounded once to the element type at the end; column chunks
+/// in parallel.
 struct CombineLowering : OpRewritePattern<moe::CombineOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(moe::CombineOp op,
@@ -145,14 +156,24 @@ struct CombineLowering : OpRewritePattern<moe::CombineOp> {
             });
           });
     }
-    forRange(b, zero, dim(b, ids, 0), [&](LoopBuilder &b, Value m) {
-      Value g = i32ToIndex(b, load(b, ids, {m}));
-      Value w = load(b, weights, {m});
-      forRange(b, zero, width, [&](LoopBuilder &b, Value d) {
-        Value term = mulf(b, w, loadAsF32(b, expertOut, {m, d}));
-        store(b, addf(b, load(b, acc, {g, d}), term), acc, {g, d});
-      });
-    });
+    // Rows scatter into shared tokens: split the columns, not the rows.
+    Value rows = dim(b, ids, 0);
+    Value chunk = indexConst(b, kCombineColumns);
+    Value chunks = arith::CeilDivUIOp::create(b, width, chunk);
+    forParallel2D(
+        b, indexConst(b, 1), chunks, muli(b, rows, width),
+        [&](LoopBuilder &b, Value, Value c) {
+          Value first = muli(b, c, chunk);
+          Value last = arith::MinUIOp::create(b, addi(b, first, chunk), width);
+          forRange(b, zero, rows, [&](LoopBuilder &b, Value m) {
+            Value g = i32ToIndex(b, load(b, ids, {m}));
+            Value w = load(b, weights, {m});
+            forRange(b, first, last, [&](LoopBuilder &b, Value d) {
+              Value term = mulf(b, w, loadAsF32(b, expertOut, {m, d}));
+              store(b, addf(b, load(b, acc, {g, d}), term), acc, {g, d});
+            });
+          });
+        });
     Value result = acc;
     if (!element.isF32()) {
       result = allocResult(b, type, init);

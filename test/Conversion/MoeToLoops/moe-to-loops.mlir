@@ -131,13 +131,50 @@ func.func @plan(%g: tensor<?x?x8xf32>, %m: tensor<?x?x8xi1>) -> (tensor<9xi32>, 
 
 // -----
 
-// Combine accumulates in f32 and rounds once to the element type.
+// Combine accumulates in f32 and rounds once to the element type. Init is
+// widened rows in parallel; the accumulation runs column chunks of 64 in
+// parallel, each over every row in ascending order (rows scatter into
+// shared tokens, so they are not split), then rows are rounded in parallel.
 // CHECK-LABEL: func.func @combine_bf16
-// CHECK: memref.alloc(%{{.*}}) : memref<?x16xf32>
+// CHECK: %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<?x16xf32>
+// CHECK: scf.parallel
+// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: } {usmoe.sequential_twin}
+// CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c64 : index
+// CHECK: scf.parallel (%{{.*}}, %[[C:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %[[CHUNKS]])
+// CHECK: %[[FIRST:.*]] = arith.muli %[[C]], %c64 : index
+// CHECK: %[[LAST:.*]] = arith.minui %{{.*}}, %{{.*}} : index
+// CHECK: scf.for %[[M:.*]] = %{{.*}} to %{{.*}} step
+// CHECK: scf.for %[[D:.*]] = %[[FIRST]] to %[[LAST]] step
+// CHECK: memref.store %{{.*}}, %[[ACC]][%{{.*}}, %[[D]]] : memref<?x16xf32>
+// CHECK: } {usmoe.sequential_twin}
+// CHECK: scf.parallel
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
+// CHECK: } {usmoe.sequential_twin}
+// CHECK-NOT: scf.parallel
+// CHECK: return
 func.func @combine_bf16(%x: tensor<?x16xbf16>, %i: tensor<?xi32>, %w: tensor<?xf32>, %init: tensor<?x16xbf16>) -> tensor<?x16xbf16> {
   %y = moe.combine %x, %i, %w into %init : tensor<?x16xbf16>, tensor<?xi32>, tensor<?xf32> into tensor<?x16xbf16>
   return %y : tensor<?x16xbf16>
+}
+
+// -----
+
+// Dispatch copies rows in parallel (each row writes its own output row),
+// after the ids are checked.
+// CHECK-LABEL: func.func @dispatch_rows
+// CHECK: cf.assert %{{.*}}, "moe: dispatch: a token id is outside [0, tokens)"
+// CHECK: scf.parallel (%{{.*}}, %[[M:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %{{.*}})
+// CHECK: %[[ID:.*]] = memref.load %{{.*}}[%[[M]]] : memref<?xi32>
+// CHECK: %[[G:.*]] = arith.index_cast %[[ID]] : i32 to index
+// CHECK: %[[V:.*]] = memref.load %{{.*}}[%[[G]], %[[D:.*]]] : memref<?x32xf32>
+// CHECK: memref.store %[[V]], %{{.*}}[%[[M]], %[[D]]] : memref<?x32xf32>
+// CHECK: } {usmoe.sequential_twin}
+// CHECK-NOT: scf.parallel
+// CHECK: return
+func.func @dispatch_rows(%h: tensor<?x32xf32>, %i: tensor<?xi32>) -> tensor<?x32xf32> {
+  %x = moe.dispatch %h, %i : tensor<?x32xf32>, tensor<?xi32>
+  return %x : tensor<?x32xf32>
 }
 
 // -----
