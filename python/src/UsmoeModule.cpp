@@ -22,6 +22,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <utility>
+#include <vector>
 
 namespace py = pybind11;
 using namespace usmoe_py;
@@ -101,32 +103,65 @@ bool dtypeMatches(const std::string &element, const std::string &kind,
   return kind == "b" && itemsize == 1;
 }
 
+/// The dtypes that passed dtypeMatches for an element, kept (with the GIL
+/// held) so that a decode step's arguments skip the four Python attribute
+/// reads of the check: NumPy shares one dtype object among the arrays of
+/// a type, so a repeated call finds it by identity. Never freed (as
+/// NumPyObjects).
+struct AcceptedDtypes {
+  static constexpr size_t kKept = 16;
+  std::vector<std::pair<py::object, std::string>> accepted;
+
+  static AcceptedDtypes &get() {
+    static AcceptedDtypes *kept = new AcceptedDtypes;
+    return *kept;
+  }
+
+  bool contains(const py::handle &dtype, const std::string &element) const {
+    for (const auto &[known, knownElement] : accepted)
+      if (known.ptr() == dtype.ptr() && knownElement == element)
+        return true;
+    return false;
+  }
+
+  void add(const py::handle &dtype, const std::string &element) {
+    if (accepted.size() < kKept)
+      accepted.emplace_back(py::reinterpret_borrow<py::object>(dtype), element);
+  }
+};
+
 /// Checks argument `i` by its dtype (read through Python attributes, which
 /// mean the same under NumPy 1 and 2) and returns it as a host array.
 HostArray hostArgument(const py::handle &value, size_t i,
                        const TensorSignature &sig,
                        std::vector<py::array> &keepAlive) {
-  std::string which = "argument " + std::to_string(i);
+  auto which = [i] { return "argument " + std::to_string(i); };
   if (!py::isinstance<py::array>(value))
     throw py::type_error(
-        which + " must be a NumPy array, got " +
+        which() + " must be a NumPy array, got " +
         std::string(py::str(value.get_type().attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(value);
   py::object dtype = a.attr("dtype");
-  std::string kind = py::str(dtype.attr("kind"));
-  auto itemsize = dtype.attr("itemsize").cast<int64_t>();
-  if (!dtypeMatches(sig.element, kind, itemsize))
-    throw py::type_error(which + " must hold " + sig.element +
-                         " elements, got " + std::string(py::str(dtype)));
-  // '=' native, '|' not applicable, '<' / '>' explicit.
-  std::string order = py::str(dtype.attr("byteorder"));
-  bool littleEndianHost = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
-  if ((order == ">" && littleEndianHost) || (order == "<" && !littleEndianHost))
-    throw py::value_error(which + " is not in the machine's byte order "
-                                  "(convert it with .astype(dtype.newbyteorder"
-                                  "('=')))");
+  AcceptedDtypes &known = AcceptedDtypes::get();
+  if (!known.contains(dtype, sig.element)) {
+    std::string kind = py::str(dtype.attr("kind"));
+    auto itemsize = dtype.attr("itemsize").cast<int64_t>();
+    if (!dtypeMatches(sig.element, kind, itemsize))
+      throw py::type_error(which() + " must hold " + sig.element +
+                           " elements, got " + std::string(py::str(dtype)));
+    // '=' native, '|' not applicable, '<' / '>' explicit.
+    std::string order = py::str(dtype.attr("byteorder"));
+    bool littleEndianHost = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+    if ((order == ">" && littleEndianHost) ||
+        (order == "<" && !littleEndianHost))
+      throw py::value_error(which() +
+                            " is not in the machine's byte order "
+                            "(convert it with .astype(dtype.newbyteorder"
+                            "('=')))");
+    known.add(dtype, sig.element);
+  }
   if (!(a.flags() & py::array::c_style))
-    throw py::value_error(which + " must be C-contiguous");
+    throw py::value_error(which() + " must be C-contiguous");
   HostArray h;
   h.data = const_cast<void *>(a.data());
   for (py::ssize_t d = 0; d < a.ndim(); ++d)

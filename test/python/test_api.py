@@ -449,6 +449,22 @@ def test_compiled_functions_check_their_arguments(argument, error, message):
     np.testing.assert_array_equal(fn([logits])[0], logits == logits.max(-1, keepdims=True))
 
 
+def test_argument_checks_hold_after_accepted_calls():
+    """The binding remembers dtypes that passed (a decode step skips the
+    check): other dtypes are still refused after many accepted calls,
+    including a big-endian f32, which has the same kind and size."""
+    fn = usmoe.compile(TOP1_IR, target="cpu", entry="f")
+    logits = np.array([[[0, 3, 1, 2], [5, 1, 1, 1]]], np.float32)
+    for _ in range(3):
+        fn([logits])
+    with pytest.raises(ValueError, match="not in the machine's byte order"):
+        fn([logits.astype(">f4")])
+    with pytest.raises(TypeError, match="argument 0 must hold f32 elements, got int32"):
+        fn([logits.astype(np.int32)])
+    with pytest.raises(TypeError, match="argument 0 must hold f32 elements, got float16"):
+        fn([logits.astype(np.float16)])
+
+
 def test_big_endian_logits_are_read_by_value():
     logits = np.random.default_rng(5).normal(size=(2, 6, 8)).astype(np.float32)
     want = usmoe.route(logits, mode="token", k=2)
