@@ -1,5 +1,4 @@
-//===- JitHeap.cpp - malloc/free for JIT-compiled code
-//----------------------===//
+//===- JitHeap.cpp - malloc/free for JIT-compiled code --------------------===//
 //
 // Part of the usmoe project, under the Apache License v2.0 with LLVM
 // Exceptions.
@@ -40,6 +39,7 @@ public:
         keptBytes -= found->first;
         live[block] = found->first;
         kept.erase(found);
+        ++reusedBlocks;
         return block;
       }
     }
@@ -47,8 +47,14 @@ public:
     if (block) {
       std::lock_guard<std::mutex> lock(mutex);
       live[block] = bytes;
+      ++freshBlocks;
     }
     return block;
+  }
+
+  usmoe_py::JitHeapStats stats() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return {reusedBlocks, freshBlocks, keptBytes};
   }
 
   void release(void *pointer) {
@@ -82,6 +88,7 @@ private:
   std::unordered_map<void *, size_t> live; // cacheable blocks in use
   std::multimap<size_t, void *> kept;      // freed blocks by size
   size_t keptBytes = 0;
+  size_t reusedBlocks = 0, freshBlocks = 0;
 };
 
 Heap &heap() {
@@ -95,3 +102,5 @@ Heap &heap() {
 extern "C" void *usmoeJitMalloc(size_t bytes) { return heap().allocate(bytes); }
 
 extern "C" void usmoeJitFree(void *pointer) { heap().release(pointer); }
+
+usmoe_py::JitHeapStats usmoe_py::jitHeapStats() { return heap().stats(); }

@@ -26,4 +26,17 @@ void *usmoeJitMalloc(size_t bytes);
 void usmoeJitFree(void *pointer);
 }
 
+namespace usmoe_py {
+
+/// What the heap has done with blocks of at least its caching size, since
+/// the process started: served from a kept block, or fresh from malloc; and
+/// the bytes kept for reuse now.
+struct JitHeapStats {
+  size_t reusedBlocks = 0, freshBlocks = 0, keptBytes = 0;
+};
+
+JitHeapStats jitHeapStats();
+
+} // namespace usmoe_py
+
 #endif // USMOE_PYTHON_JITHEAP_H

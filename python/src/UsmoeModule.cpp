@@ -13,6 +13,7 @@
 
 #include "Compiler.h"
 #include "DLPack.h"
+#include "JitHeap.h"
 #include "usmoe/Support/ShapeExpr.h"
 
 #include <pybind11/numpy.h>
@@ -305,6 +306,20 @@ PYBIND11_MODULE(_usmoe, m) {
       py::arg("text"), py::arg("symbols"),
       "The value of a kernel table's shape expression (grid, launches, "
       "bytes) for the given symbols.");
+
+  m.def(
+      "jit_heap_stats",
+      [] {
+        JitHeapStats stats = jitHeapStats();
+        py::dict d;
+        d["reused_blocks"] = stats.reusedBlocks;
+        d["fresh_blocks"] = stats.freshBlocks;
+        d["kept_bytes"] = stats.keptBytes;
+        return d;
+      },
+      "The JIT heap's large blocks (from 64 KB) since the process started: "
+      "reused_blocks (served from freed ones), fresh_blocks (from malloc), "
+      "kept_bytes (freed and kept for reuse now).");
 
   m.def("dlpack_capsule", &makeDLPackCapsule, py::arg("owner"), py::arg("data"),
         py::arg("shape"), py::arg("code"), py::arg("bits"),
