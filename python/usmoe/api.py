@@ -185,6 +185,7 @@ class Router:
         self._rules.check()
         self._passed = set()
         self._cpu_functions = {}
+        self._last_host_call = None
         if self.bias is not None:
             if self.bias.ndim != 1:
                 raise ValueError(f"bias must be a vector of one value per expert, got shape "
@@ -322,6 +323,10 @@ class Router:
         budget (see `route`)."""
         if cu_seqlens is not None:
             return self._call_packed(logits, cu_seqlens, stream)
+        if stream is None:
+            plan = self._repeat_host_call(logits)
+            if plan is not None:
+                return plan
         stream = _arrays.stream_handle(stream)
         emulated = self.device == "cuda" and emulator.enabled()
         if self.device == "cuda" and not emulated:
@@ -339,7 +344,27 @@ class Router:
             return self._call_cuda(array, element, None, stream)
         fn = self.compiled(element, e)
         out = fn([array] if self.bias is None else [array, self.bias])
+        if self.device == "cpu" and type(logits) is np.ndarray and array.dtype is logits.dtype:
+            # Read in place (no conversion): the same call can be repeated.
+            self._last_host_call = (logits.dtype, logits.shape, (cpu.key(), _cache.generation),
+                                    array.shape, fn)
         return _plan_of(out)
+
+    def _repeat_host_call(self, logits) -> Optional[Plan]:
+        """A decode step repeats its call: NumPy logits of the dtype object
+        and shape that the last CPU call read in place, under the same
+        settings and compile cache, go straight to the function it used
+        (everything the full path checks and looks up depends on those
+        alone). None when the call is not such a repeat."""
+        last = self._last_host_call
+        if (last is None or type(logits) is not np.ndarray or logits.dtype is not last[0]
+                or logits.shape != last[1] or not logits.flags.c_contiguous
+                or last[2] != (cpu.key(), _cache.generation)):
+            return None
+        args = [logits.reshape(last[3])]
+        if self.bias is not None:
+            args.append(self.bias)
+        return _plan_of(last[4](args))
 
 
 def route(logits, mode: str = "unified", k=None, alpha=None,

@@ -465,6 +465,30 @@ def test_argument_checks_hold_after_accepted_calls():
         fn([logits.astype(np.float16)])
 
 
+def test_repeated_router_calls_take_the_short_path_safely():
+    """A Router repeats its last CPU call's lookups for logits of the same
+    dtype object and shape (a decode step): new values in the same array
+    route anew, other dtypes, layouts and cleared caches take the full
+    path, which converts or refuses as before."""
+    rng = np.random.default_rng(11)
+    router = usmoe.Router(mode="token", k=2)
+    x = rng.normal(size=(1, 16)).astype(np.float32)
+    for _ in range(3):
+        np.testing.assert_array_equal(router(x).mask, usmoe.route(x, mode="token", k=2).mask)
+        x[...] = rng.normal(size=x.shape)  # same array, new values
+    assert router._last_host_call is not None
+    big = x.astype(">f4")
+    np.testing.assert_array_equal(router(big).gates, usmoe.route(x, mode="token", k=2).gates)
+    wide = rng.normal(size=(16, 2)).astype(np.float32).T  # [2, 16], not C-contiguous
+    router(np.ascontiguousarray(wide))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        router(wide)
+    usmoe.clear_cache()
+    np.testing.assert_array_equal(router(x).mask, usmoe.route(x, mode="token", k=2).mask)
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        router(x.astype(np.float64))
+
+
 def test_big_endian_logits_are_read_by_value():
     logits = np.random.default_rng(5).normal(size=(2, 6, 8)).astype(np.float32)
     want = usmoe.route(logits, mode="token", k=2)
