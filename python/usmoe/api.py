@@ -72,6 +72,12 @@ def cache_info() -> dict:
                              "misses": _kernel_cache.misses}}
 
 
+def _cpu_compile_state() -> tuple:
+    """What a compiled CPU function depends on besides its IR and shapes:
+    the CPU settings (`cpu.key()`) and the compile cache's generation."""
+    return (cpu.key(), _cache.generation)
+
+
 def clear_cache() -> None:
     _cache.clear()
 
@@ -234,7 +240,7 @@ class Router:
     def _cpu_function(self, element: str, e: int, packed: bool):
         """compiled() for the CPU, remembered per Router (a decode step calls
         it per token: no key tuple or IR to build again)."""
-        key = (element, e, packed, cpu.key(), _cache.generation)
+        key = (element, e, packed) + _cpu_compile_state()
         fn = self._cpu_functions.get(key)
         if fn is None:
             fn = _cache.get(self._key(element, e, packed) + key[3],
@@ -277,8 +283,7 @@ class Router:
         e = (array.shape if source is None else source.shape)[2]
         fn = self.compiled(element, e)
         if source is None:
-            args = [array] + ([] if self.bias is None else [self.bias])
-            return _plan_of(cuda.call_on_host(fn, args, stream or 0))
+            return _plan_of(cuda.call_on_host(fn, self._host_args(array), stream or 0))
         if stream is None:
             stream = source.stream
         args = [(source.ptr, source.shape)]
@@ -308,7 +313,7 @@ class Router:
         cu = packed_offsets(cu_seqlens, n)
         self._check_packed(cu, e)
         fn = self.compiled(element, e, packed=True)
-        args = [array] + ([] if self.bias is None else [self.bias]) + [cu]
+        args = self._host_args(array) + [cu]
         if real_gpu:
             from . import cuda
             return _plan_of(cuda.call_on_host(fn, args))
@@ -343,12 +348,17 @@ class Router:
         if self.device == "cuda" and not emulated:
             return self._call_cuda(array, element, None, stream)
         fn = self.compiled(element, e)
-        out = fn([array] if self.bias is None else [array, self.bias])
+        out = fn(self._host_args(array))
         if self.device == "cpu" and type(logits) is np.ndarray and array.dtype is logits.dtype:
             # Read in place (no conversion): the same call can be repeated.
-            self._last_host_call = (logits.dtype, logits.shape, (cpu.key(), _cache.generation),
+            self._last_host_call = (logits.dtype, logits.shape, _cpu_compile_state(),
                                     array.shape, fn)
         return _plan_of(out)
+
+    def _host_args(self, array: np.ndarray) -> list:
+        """The compiled router's host arguments: the [B, T, E] logits, then
+        the bias vector when the router has one."""
+        return [array] if self.bias is None else [array, self.bias]
 
     def _repeat_host_call(self, logits) -> Optional[Plan]:
         """A decode step repeats its call: NumPy logits of the dtype object
@@ -357,14 +367,13 @@ class Router:
         (everything the full path checks and looks up depends on those
         alone). None when the call is not such a repeat."""
         last = self._last_host_call
-        if (last is None or type(logits) is not np.ndarray or logits.dtype is not last[0]
-                or logits.shape != last[1] or not logits.flags.c_contiguous
-                or last[2] != (cpu.key(), _cache.generation)):
+        if last is None or type(logits) is not np.ndarray:
             return None
-        args = [logits.reshape(last[3])]
-        if self.bias is not None:
-            args.append(self.bias)
-        return _plan_of(last[4](args))
+        dtype, shape, state, batched_shape, fn = last
+        if (logits.dtype is not dtype or logits.shape != shape
+                or not logits.flags.c_contiguous or state != _cpu_compile_state()):
+            return None
+        return _plan_of(fn(self._host_args(logits.reshape(batched_shape))))
 
 
 def route(logits, mode: str = "unified", k=None, alpha=None,
