@@ -128,10 +128,10 @@ def test_device_logits_give_a_device_plan_without_copies_or_syncs():
                              "memset": 0, "launch": 2}
     # route (writing the top-k lists too; E = 8: 8 lanes a token, 16 tokens
     # a block), then the plan's 10 rows as one tile: count, scan and fill on
-    # one block (a thread per expert); the legacy default stream (0).
+    # one block (a thread per row of the tile); the legacy default stream (0).
     assert [(name.rsplit("_", 1)[0] if name.startswith(("route", "topk")) else name, grid, block,
              stream) for name, grid, block, stream in r["launches"]] == [
-        ("route_token", 1, 128, 0), ("plan_1_single", 1, 32, 0)]
+        ("route_token", 1, 128, 0), ("plan_1_single", 1, 128, 0)]
     plan = r["plan"]
     assert {k: v["shape"] for k, v in plan.items()} == {
         "gates": [2, 5, 8], "mask": [2, 5, 8], "expert_offsets": [9], "token_ids": [20],
@@ -269,7 +269,7 @@ def test_unified_decode_is_one_route_launch():
         result["launches"] = [(name, grid, block) for name, grid, block, _ in launches()]
     """)
     # E = 16: 16 lanes a token, 8 tokens a 128-thread block.
-    assert r["launches"] == [["route_unified_0_decode", 1, 128], ["plan_1_single", 1, 32]]
+    assert r["launches"] == [["route_unified_0_decode", 1, 128], ["plan_1_single", 1, 128]]
 
 
 def test_host_logits_on_cuda_come_back_as_numpy():

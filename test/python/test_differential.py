@@ -217,14 +217,20 @@ def test_sets_longer_than_a_select_chunk(kind, route_device):
 
 
 def test_plan_of_many_tiles(route_device):
-    """The GPU plan counts and fills tiles of 128 rows and scans the E x
-    tiles counts in one block, a segment per thread: 9000 rows x 128
-    experts are 71 tiles (the last partial) and 9088 counts, more than one
-    batch of 8 per thread."""
+    """The GPU plan counts tiles of 128 rows and chunks of 16 tiles, scans
+    the E x chunks counts in one block, and fills each tile from its chunk's
+    start plus the chunk's earlier tiles. Token Choice (count_scan): 9000
+    rows x 128 experts are 71 tiles in 5 chunks, the last chunk 7 tiles,
+    the last tile partial. Unified and Expert Choice (counted by their
+    select kernels): 4100 rows are 33 tiles (a chunk of one tile last),
+    3 x 700 rows 17 tiles."""
     rng = np.random.default_rng(71)
-    logits = random_logits(rng, 1, 9000, 128, np.float32, "normal")
-    assert_same_plan(usmoe.route(logits, mode="token", k=3, device=route_device),
-                     reference.route(logits, mode="token", k=3))
+    for b, t, e, mode, opts in [(1, 9000, 128, "token", dict(k=3)),
+                                (1, 4100, 8, "unified", dict(k=1.5)),
+                                (3, 700, 4, "expert", dict(capacity=200))]:
+        logits = random_logits(rng, b, t, e, np.float32, "normal")
+        assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
+                         reference.route(logits, mode=mode, **opts))
 
 
 def test_single_token_unified_equals_token_choice(route_device):

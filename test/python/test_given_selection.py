@@ -33,6 +33,22 @@ def test_plan_matches_reference(seed, route_device):
     np.testing.assert_array_equal(got.weights, want.weights)
 
 
+def test_plan_of_many_chunks(route_device):
+    """A plan of a given selection counts tiles of 128 rows, sums them per
+    chunk of 16 tiles and scans those on one block: 2100 rows are 17 tiles
+    (a second chunk of one tile), 4500 rows 36 (a partial last tile)."""
+    if route_device == "cuda" and not usmoe.emulator.enabled():
+        pytest.skip("plan_from_topk is not wired to a real GPU yet")
+    rng = np.random.default_rng(17)
+    for rows, k, experts in [(2100, 2, 8), (4500, 3, 64)]:
+        ids, weights = given(rng, rows, k, experts)
+        got = usmoe.plan_from_topk(ids, weights, experts, device=route_device)
+        want = reference.plan_from_topk(ids, weights, experts)
+        np.testing.assert_array_equal(got.expert_offsets, want.expert_offsets)
+        np.testing.assert_array_equal(got.token_ids, want.token_ids)
+        np.testing.assert_array_equal(got.weights, want.weights)
+
+
 def test_a_router_plan_round_trips():
     """A Token Choice plan's [B*T, k] lists give back the same plan."""
     logits = np.random.default_rng(3).normal(size=(40, 16)).astype(np.float32)

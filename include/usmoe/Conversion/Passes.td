@@ -185,9 +185,12 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       last block to finish (no host round trip), then one marking launch.
       Unified sequences of one token (at most 128 of them, sigmoid expert
       score) take the Token Choice kernel ranking U instead (one launch).
-    - `moe.plan`: counts per (expert, tile of 128 rows), scanned into the
-      offsets and each tile's first rows, then the tiles fill the
-      expert-major rows in token order. For a route's selection (M from its
+    - `moe.plan`: a thread per row of each tile of 128 rows marks the
+      row in its experts' 128-bit sets (shared memory), so counts per
+      (expert, tile) and ranks are popcounts; counts per (expert, chunk of
+      16 tiles) are scanned into the offsets and each chunk's first rows,
+      then the tiles fill the expert-major rows in token order (E <= 2048).
+      For a route's selection (M from its
       budget) the route's first kernel zeroes the counts, the Unified /
       Expert Choice select kernels count their selection and their last
       block scans (the plan is one fill launch), Token Choice counts and

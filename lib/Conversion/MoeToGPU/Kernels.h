@@ -138,10 +138,10 @@ inline MemRefType wordBufferType(MLIRContext *ctx) {
 }
 
 /// The buffers through which a selection kernel counts its picks for a
-/// route's plan (i32 counts: E * numTiles + a done counter, zeroed by an
-/// earlier launch; starts: E * numTiles; the plan's offsets): it adds each
-/// selected pair with countPlanPair and ends with scanPlanCountsIfLast, so
-/// the plan only fills.
+/// route's plan (i32 counts laid out as PlanCountLayout says, zeroed by an
+/// earlier launch; starts: E * chunks; the plan's offsets): it adds each
+/// selected pair with PlanCounter::count and ends with
+/// PlanCounter::scanIfLast, so the plan only fills.
 struct PlanCountTypes {
   MemRefType counts, starts, offsets;
 };
@@ -205,14 +205,19 @@ MultiBlockSelectKernels buildMultiBlockSelectKernels(
     MemRefType mask, SelectionSet set, const loops::ModelOptions &model,
     int64_t chunk, std::optional<PlanCountTypes> plan = std::nullopt);
 
-/// Plan: the scan kernel's block; rows per tile of the count and fill
-/// kernels, whose blocks have planTileThreads(E) threads.
+/// Plan: the scan kernel's block (the plan of a given mask); rows per tile
+/// of the tile kernels (count, count_scan, fill, single), whose blocks have
+/// a thread per row, and the 32-bit words of a tile's per-expert row bitset.
 inline constexpr int64_t kPlanBlock = 1024;
 inline constexpr int64_t kPlanTileRows = 128;
+inline constexpr int64_t kPlanTileWords = kPlanTileRows / 32;
+/// Tiles per chunk of the plan's two-level scan. One block scans the E x
+/// chunks sums (at 65536 rows x 256 experts 8192 words instead of 131072:
+/// the single-SM tail that dominated a large plan) and each fill block adds
+/// the counts of its chunk's earlier tiles (at most 15 words per expert).
+inline constexpr int64_t kPlanChunkTiles = 16;
 /// Loads a plan kernel issues before it uses the first of them.
 inline constexpr int64_t kPlanBatch = 8;
-/// A thread per expert, whole warps, at most kPlanBlock.
-int64_t planTileThreads(int64_t experts);
 /// Dispatch and combine: one 256-thread block per row / token.
 inline constexpr int64_t kRowBlock = 256;
 /// Elements of d a combine thread sums at once (vector loads) where the
@@ -231,18 +236,43 @@ enum class PlanSource {
   CountedBySelection,
 };
 
-/// The kernels of moe.plan (see PlanKernels.cpp); `tiles` buffers are i32,
-/// E * numTiles words (expert-major), numTiles = ceildiv(B * T,
-/// kPlanTileRows), and every source ends with fill(gates, mask, tiles, ids,
-/// weights) on numTiles blocks.
-///  - Mask: count(mask, tiles) on numTiles blocks, scan(tiles, offsets,
-///    numTiles) on one.
+/// Where a plan's i32 counts live: expert-major counts of each (expert,
+/// tile of kPlanTileRows rows), then of each (expert, chunk of
+/// kPlanChunkTiles tiles), then a done counter. The scan turns the chunk
+/// counts into `starts` (E * chunks words: each (expert, chunk)'s first
+/// plan row); a tile's first row of an expert is its chunk's start plus
+/// the counts of the chunk's earlier tiles. `numTiles` = ceildiv(B * T,
+/// kPlanTileRows); an empty input still has one (empty) tile.
+struct PlanCountLayout {
+  PlanCountLayout(loops::LoopBuilder &b, Value numTiles, int64_t experts);
+  Value tileSlot(loops::LoopBuilder &b, Value expert, Value tile) const;
+  /// (expert, chunk) in `starts`; in `counts`, after chunkBase.
+  Value startSlot(loops::LoopBuilder &b, Value expert, Value chunk) const;
+  Value chunkSlot(loops::LoopBuilder &b, Value expert, Value chunk) const;
+  Value chunkOf(loops::LoopBuilder &b, Value tile) const;
+  /// The first tile of `tile`'s chunk.
+  Value chunkFirstTile(loops::LoopBuilder &b, Value tile) const;
+  /// Words of the counts buffer, and of starts.
+  Value countWords(loops::LoopBuilder &b) const;
+  Value startWords(loops::LoopBuilder &b) const;
+
+  int64_t experts;
+  Value tiles, chunks;
+  /// Index of the first chunk count; of the done counter.
+  Value chunkBase, doneSlot;
+};
+
+/// The kernels of moe.plan (see PlanKernels.cpp): counts and starts as
+/// PlanCountLayout says, and every source ends with fill(gates, mask,
+/// counts, starts, ids, weights) on numTiles blocks.
+///  - Mask: count(mask, counts) on numTiles blocks (tile counts only),
+///    scan(counts, starts, offsets) on one (sums the chunks, then scans).
 ///  - Budgeted: count_scan(mask, counts, starts, offsets) on numTiles blocks
-///    of kPlanBlock threads (`counts`: one word longer, a done counter,
-///    zeroed beforehand), then fill from `starts`.
+///    (chunk counts and done counter zeroed
+///    beforehand), the block done last scanning.
 ///  - Budgeted and CountedBySelection: when numTiles <= 1, single(gates,
-///    mask, tiles, offsets, ids, weights) on one block does it all (tiles:
-///    E words) instead.
+///    mask, counts, starts, offsets, ids, weights) on one block does it all
+///    instead.
 struct PlanKernels {
   gpu::GPUFuncOp count, scan, fill, single, countScan;
 };
@@ -259,24 +289,20 @@ public:
   /// `gates`: the selection's [B, T, E] buffer (for B and T).
   PlanCounter(loops::LoopBuilder &b, Value gates, Value counts, Value starts,
               Value offsets);
-  /// counts[e * numTiles + (b * T + t) / kPlanTileRows] += 1 (atomic) when
-  /// `selected`; `idx` = [b, t, e].
+  /// The pair's tile count and chunk count += 1 (atomics) when `selected`;
+  /// `idx` = [b, t, e].
   void count(loops::LoopBuilder &b, Value selected, ArrayRef<Value> idx);
   /// After the counts, by every thread of each block: the block adds itself
   /// to the done counter (between fences) and the launch's last block scans
-  /// the counts into starts and offsets. `workgroup`: i32 buffers of
+  /// the chunk counts into starts and offsets. `workgroup`: i32 buffers of
   /// threads / 32 slots, one slot, and one slot.
   void scanIfLast(loops::LoopBuilder &b, int64_t threads,
                   ArrayRef<Value> workgroup);
 
 private:
-  Value gates, counts, starts, offsets, numTiles, several;
-  int64_t experts;
+  Value gates, counts, starts, offsets, several;
+  PlanCountLayout layout;
 };
-
-/// Words of a budgeted plan's `counts` buffer for `numTiles` tiles
-/// (index): E per tile and the done counter.
-Value planCountWords(loops::LoopBuilder &b, Value numTiles, int64_t experts);
 
 /// A device-scope memory fence (PTX membar.gl, CUDA's __threadfence()).
 /// The last-block-done pattern needs one in thread 0 between the block's

@@ -39,6 +39,21 @@ static MemRefType memrefOf(Type tensorType) {
   return MemRefType::get(t.getShape(), t.getElementType());
 }
 
+/// The cost table's expressions of a plan's PlanCountLayout: its tiles
+/// (the grid of its tile kernels, at least 1), chunks, and words of tile
+/// and chunk counts (the done counter aside).
+static std::string planTilesExpr() {
+  return llvm::formatv("max(ceildiv(B * T, {0}), 1)",
+                       gpu_kernels::kPlanTileRows);
+}
+static std::string planChunksExpr() {
+  return llvm::formatv("ceildiv({0}, {1})", planTilesExpr(),
+                       gpu_kernels::kPlanChunkTiles);
+}
+static std::string planCountWordsExpr() {
+  return "(" + planTilesExpr() + " + " + planChunksExpr() + ") * E";
+}
+
 namespace {
 
 struct ConvertMoeToGPUPass
@@ -203,17 +218,17 @@ struct ConvertMoeToGPUPass
     SmallVector<Value> counts;
     if (plansOfRoute.lookup(route).empty())
       return counts;
-    Value tiles = arith::CeilDivUIOp::create(
-        b, rows, indexConst(b, gpu_kernels::kPlanTileRows));
+    gpu_kernels::PlanCountLayout layout(
+        b,
+        arith::CeilDivUIOp::create(b, rows,
+                                   indexConst(b, gpu_kernels::kPlanTileRows)),
+        experts);
     for (Operation *plan : plansOfRoute.lookup(route)) {
       PlanWorkspace ws;
       ws.counts = alloc(b, gpu_kernels::wordBufferType(b.getContext()),
-                        {gpu_kernels::planCountWords(b, tiles, experts)});
-      // E words at least (the single-tile kernel counts into E slots).
-      ws.starts =
-          alloc(b, gpu_kernels::wordBufferType(b.getContext()),
-                {muli(b, arith::MaxUIOp::create(b, tiles, indexConst(b, 1)),
-                      indexConst(b, experts))});
+                        {layout.countWords(b)});
+      ws.starts = alloc(b, gpu_kernels::wordBufferType(b.getContext()),
+                        {layout.startWords(b)});
       ws.offsets = alloc(
           b, memrefOf(cast<moe::PlanOp>(plan).getExpertOffsets().getType()));
       planWorkspaces[plan] = ws;
@@ -226,8 +241,7 @@ struct ConvertMoeToGPUPass
     size_t plans = plansOfRoute.lookup(route).size();
     if (plans == 0)
       return "";
-    return llvm::formatv(" + {0} * (max(ceildiv(B * T, {1}), 1) * E + 1) * 4",
-                         plans, gpu_kernels::kPlanTileRows)
+    return llvm::formatv(" + {0} * ({1} + 1) * 4", plans, planCountWordsExpr())
         .str();
   }
 
@@ -539,18 +553,18 @@ struct ConvertMoeToGPUPass
                         attrs.getI64IntegerAttr(gpu_kernels::kRadixPasses)});
     }
     // One block per set: the scores read once per digit and once to mark.
-    // Counting for the plan (several tiles): an atomic per selected pair,
-    // and the last block reads the counts and writes starts and offsets.
+    // Counting for the plan (several tiles): two atomics per selected pair
+    // (its tile's and chunk's counts), and the last block reads the chunk
+    // counts and writes starts and offsets.
     std::string countRead, countWritten, scanTail;
     if (countedPlan) {
-      std::string tiles =
-          llvm::formatv("ceildiv(B * T, {0})", gpu_kernels::kPlanTileRows);
-      countRead = llvm::formatv(" + gt({0}, 1) * {0} * E * 4", tiles);
-      countWritten = llvm::formatv(
-          " + gt({0}, 1) * (M * 4 + {0} * E * 4 + (E + 1) * 4)", tiles);
-      // The last block reads the counts, writes starts and offsets.
+      std::string several = "gt(" + planTilesExpr() + ", 1)";
+      std::string chunkWords = planChunksExpr() + " * E * 4";
+      countRead = llvm::formatv(" + {0} * {1}", several, chunkWords);
+      countWritten = llvm::formatv(" + {0} * (M * 8 + {1} + (E + 1) * 4)",
+                                   several, chunkWords);
       scanTail =
-          llvm::formatv("gt({0}, 1) * ({0} * E * 8 + (E + 1) * 4)", tiles);
+          llvm::formatv("{0} * ({1} * 2 + (E + 1) * 4)", several, chunkWords);
     }
     auto tailOf = [&](StringRef launched) {
       return scanTail.empty() ? std::string()
@@ -617,6 +631,11 @@ struct ConvertMoeToGPUPass
     if (router && workspace == planWorkspaces.end())
       return op->emitOpError("internal: the route of a budgeted plan was not "
                              "lowered before it");
+    // The tile kernels keep a bitset of kPlanTileRows bits per expert in
+    // shared memory (20 bytes an expert with the first rows).
+    if (failed(checkExpertLimit(
+            op, memrefOf(op.getGates().getType()).getDimSize(2), "moe.plan")))
+      return failure();
     bool counted = countedBySelection.contains(op);
     OpBuilder kb = OpBuilder::atBlockEnd(&kernels.getBodyRegion().front());
     std::string name = "plan_" + std::to_string(index);
@@ -642,10 +661,11 @@ struct ConvertMoeToGPUPass
                       "expert) pairs (i32 token ids and offsets)");
     Value numTiles = arith::CeilDivUIOp::create(
         b, tokenRows, indexConst(b, gpu_kernels::kPlanTileRows));
-    Value tiles, offsets, ids, weights;
+    Value counts, starts, offsets, ids, weights;
     if (router) {
       // M from the budget: the buffers exist before any launch.
-      tiles = workspace->second.starts;
+      counts = workspace->second.counts;
+      starts = workspace->second.starts;
       offsets = workspace->second.offsets;
       Value rows = selectedPairs(b, *router, mask);
       ids = alloc(b, idsType, {rows});
@@ -654,29 +674,32 @@ struct ConvertMoeToGPUPass
           b, cmpi(b, arith::CmpIPredicate::ule, numTiles, indexConst(b, 1)),
           [&](LoopBuilder &b) {
             launch(b, plan.single, indexConst(b, 1),
-                   {gates, mask, tiles, offsets, ids, weights});
+                   {gates, mask, counts, starts, offsets, ids, weights});
           },
           [&](LoopBuilder &b) {
             if (!counted)
               launch(b, plan.countScan, numTiles,
-                     {mask, workspace->second.counts, tiles, offsets});
-            launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
+                     {mask, counts, starts, offsets});
+            launch(b, plan.fill, numTiles,
+                   {gates, mask, counts, starts, ids, weights});
           });
     } else {
-      // E words at least.
-      tiles =
-          alloc(b, gpu_kernels::wordBufferType(op.getContext()),
-                {muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
-                      expertsV)});
+      gpu_kernels::PlanCountLayout layout(b, numTiles, experts);
+      counts = alloc(b, gpu_kernels::wordBufferType(op.getContext()),
+                     {layout.chunkBase});
+      starts = alloc(b, gpu_kernels::wordBufferType(op.getContext()),
+                     {layout.startWords(b)});
       offsets = alloc(b, offsetsType);
-      launch(b, plan.count, numTiles, {mask, tiles});
-      launch(b, plan.scan, indexConst(b, 1), {tiles, offsets, numTiles});
+      launch(b, plan.count, numTiles, {mask, counts});
+      launch(b, plan.scan, indexConst(b, 1),
+             {counts, starts, offsets, numTiles});
       op->getParentOfType<ModuleOp>()->setAttr(kHostReadsDeviceAttr,
                                                UnitAttr::get(op.getContext()));
       Value rows = i32ToIndex(b, load(b, offsets, {expertsV}));
       ids = alloc(b, idsType, {rows});
       weights = alloc(b, weightsType, {rows});
-      launch(b, plan.fill, numTiles, {gates, mask, tiles, ids, weights});
+      launch(b, plan.fill, numTiles,
+             {gates, mask, counts, starts, ids, weights});
     }
     Builder attrs(op.getContext());
     ModuleOp module = op->getParentOfType<ModuleOp>();
@@ -686,7 +709,15 @@ struct ConvertMoeToGPUPass
          attrs.getI64IntegerAttr(gpu_kernels::kPlanTileRows)}};
     std::string tileGrid =
         "ceildiv(B * T, " + std::to_string(gpu_kernels::kPlanTileRows) + ")";
+    info.push_back({attrs.getStringAttr("chunk_tiles"),
+                    attrs.getI64IntegerAttr(gpu_kernels::kPlanChunkTiles)});
     std::string tileWords = tileGrid + " * E * 4";
+    std::string chunkWords = planChunksExpr() + " * E * 4";
+    // Each tile's start per expert: its chunk's, plus the counts of the
+    // chunk's earlier tiles (on average (min(tiles, chunk) - 1) / 2).
+    std::string startReads =
+        llvm::formatv("{0} + {1} * (min({1}, {2}) - 1) * E * 2", chunkWords,
+                      tileGrid, gpu_kernels::kPlanChunkTiles);
     // With a router, rows of one tile take the single kernel instead.
     std::string multi = router ? "gt(" + tileGrid + ", 1)" : "1";
     auto times = [&](StringRef bytes) {
@@ -695,21 +726,24 @@ struct ConvertMoeToGPUPass
     // The op's floor: the mask read, the offsets and M (id, weight) rows
     // written (the weights are gates of selected pairs: M * 4 more read).
     recordKernel(module, plan.fill, "plan_fill", tileGrid, info,
-                 {multi, times("B * T * E + " + tileWords + " + M * 4"),
+                 {multi, times("B * T * E + " + startReads + " + M * 4"),
                   times("M * 8"), "B * T * E + M * 4 + (E + 1) * 4 + M * 8"});
     if (!router) {
       recordKernel(module, plan.count, "plan_count", tileGrid, info,
                    {"1", "B * T * E", tileWords});
       recordKernel(module, plan.scan, "plan_scan", "1", info,
-                   {"1", tileWords, tileWords + " + (E + 1) * 4"});
+                   {"1", tileWords + " + " + chunkWords,
+                    chunkWords + " * 2 + (E + 1) * 4"});
     } else {
-      // The mask once; the counts out, read again by the last tile, which
-      // writes the starts and offsets.
+      // The mask once; the tile counts out and added to their chunks', the
+      // chunk counts read again by the last tile, which writes the starts
+      // and offsets.
       if (!counted)
-        recordKernel(module, plan.countScan, "plan_count_scan", tileGrid, info,
-                     {multi, times("B * T * E + " + tileWords),
-                      times(tileWords + " * 2 + (E + 1) * 4"), "", "",
-                      times(tileWords + " * 2 + (E + 1) * 4")});
+        recordKernel(
+            module, plan.countScan, "plan_count_scan", tileGrid, info,
+            {multi, times("B * T * E + " + chunkWords),
+             times(tileWords + " + " + chunkWords + " * 2 + (E + 1) * 4"), "",
+             "", times(chunkWords + " * 2 + (E + 1) * 4")});
       // The mask twice (count, fill), the E counts written, scanned, read.
       recordKernel(module, plan.single, "plan_single", "1", info,
                    {"1 - " + multi,

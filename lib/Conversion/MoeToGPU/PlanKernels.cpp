@@ -8,15 +8,19 @@
 //  plan:     count   one block per tile of kPlanTileRows rows, a thread per
 //                    expert, counts the tile's rows of each expert (a warp
 //                    reads a row's mask bytes together);
-//            scan    one block: a flat scan of the expert-major counts gives
-//                    each (expert, tile) its first plan row, and the
-//                    expert offsets (E + 1 values);
-//            fill    the tiles again: each expert's rows of the tile in
-//                    token order from there: ascending ids, stable;
+//            scan    one block: a flat scan of the expert-major counts of
+//                    chunks of kPlanChunkTiles tiles gives each (expert,
+//                    chunk) its first plan row, and the expert offsets
+//                    (E + 1 values);
+//            fill    the tiles again: a tile's first row of each expert is
+//                    its chunk's start plus the chunk's earlier tiles'
+//                    counts; the expert's rows of the tile follow in token
+//                    order: ascending ids, stable;
 //            A plan of a route's selection (M known from the budget) takes
-//            two launches: count_scan (the counts, and the scan by the
-//            tile that finishes last) and fill; or one, single, when
-//            B * T fits one tile (the three phases on one block).
+//            two launches: count_scan (the tile and chunk counts, and the
+//            scan by the tile that finishes last) and fill; or one,
+//            single, when B * T fits one tile (the three phases on one
+//            block).
 //            Row walks load kPlanBatch mask bytes before using them, so a
 //            thread waits for one memory latency per batch, not per row.
 //  dispatch: one block per plan row copies hidden[ids[m], :] (f16/bf16
@@ -33,6 +37,7 @@
 #include "Kernels.h"
 #include "WarpReduce.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
@@ -95,8 +100,44 @@ Value gpu_kernels::rowsAligned(LoopBuilder &b, Value memref, int64_t bytes) {
   return ok;
 }
 
-int64_t gpu_kernels::planTileThreads(int64_t experts) {
-  return std::min<int64_t>(llvm::alignTo(experts, kWarpSize), kPlanBlock);
+PlanCountLayout::PlanCountLayout(LoopBuilder &b, Value numTiles,
+                                 int64_t experts)
+    : experts(experts) {
+  tiles = arith::MaxUIOp::create(b, numTiles, indexConst(b, 1));
+  chunks = arith::CeilDivUIOp::create(b, tiles, indexConst(b, kPlanChunkTiles));
+  chunkBase = muli(b, indexConst(b, experts), tiles);
+  doneSlot = addi(b, chunkBase, startWords(b));
+}
+
+Value PlanCountLayout::tileSlot(LoopBuilder &b, Value expert,
+                                Value tile) const {
+  return addi(b, muli(b, expert, tiles), tile);
+}
+
+Value PlanCountLayout::startSlot(LoopBuilder &b, Value expert,
+                                 Value chunk) const {
+  return addi(b, muli(b, expert, chunks), chunk);
+}
+
+Value PlanCountLayout::chunkSlot(LoopBuilder &b, Value expert,
+                                 Value chunk) const {
+  return addi(b, chunkBase, startSlot(b, expert, chunk));
+}
+
+Value PlanCountLayout::chunkOf(LoopBuilder &b, Value tile) const {
+  return arith::DivUIOp::create(b, tile, indexConst(b, kPlanChunkTiles));
+}
+
+Value PlanCountLayout::chunkFirstTile(LoopBuilder &b, Value tile) const {
+  return muli(b, chunkOf(b, tile), indexConst(b, kPlanChunkTiles));
+}
+
+Value PlanCountLayout::countWords(LoopBuilder &b) const {
+  return addi(b, doneSlot, indexConst(b, 1));
+}
+
+Value PlanCountLayout::startWords(LoopBuilder &b) const {
+  return muli(b, indexConst(b, experts), chunks);
 }
 
 /// Visits [begin, end) in batches of kPlanBatch: `load(i)` for every index
@@ -132,30 +173,33 @@ forBatches(LoopBuilder &b, Value begin, Value end, ValueRange init,
       });
 }
 
-/// One flat exclusive scan over the E * numTiles counts by a block of
-/// `threads` (a contiguous segment per thread: sum, block scan of the sums,
-/// rewrite), so starts[e * numTiles + t] becomes the plan row of expert e's
-/// first row in tile t, and offsets[e] its first row overall. `counts` and
-/// `starts` may be one buffer (rewritten in place); with `atomicReads` the
-/// counts are read with atomics (other blocks of the launch wrote them so).
-/// `workgroup`: a slot per warp and one more.
-static void scanTileCounts(LoopBuilder &b, Value counts, Value starts,
-                           Value offsets, Value numTiles, int64_t experts,
-                           int64_t threads, ArrayRef<Value> workgroup,
-                           bool atomicReads) {
+/// One flat exclusive scan over the E * n expert-major counts at
+/// counts[countBase...] by a block of `threads` (a contiguous segment per
+/// thread: sum, block scan of the sums, rewrite), so starts[e * n + c]
+/// becomes the plan row of expert e's first row in chunk c, and offsets[e]
+/// its first row overall. `counts` and `starts` may be one buffer
+/// (rewritten in place, countBase 0); with `atomicReads` the counts are read
+/// with atomics (other blocks of the launch wrote them so). `workgroup`: a
+/// slot per warp and one more.
+static void scanExpertMajor(LoopBuilder &b, Value counts, Value countBase,
+                            Value starts, Value offsets, Value n,
+                            int64_t experts, int64_t threads,
+                            ArrayRef<Value> workgroup, bool atomicReads) {
   Value tid = threadId(b);
   Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
   Value warp = arith::DivUIOp::create(b, tid, indexConst(b, kWarpSize));
   Value numExperts = indexConst(b, experts);
-  Value n = muli(b, numExperts, numTiles);
+  Value perExpert = n;
+  n = muli(b, numExperts, perExpert);
   Value per = arith::CeilDivUIOp::create(b, n, indexConst(b, threads));
   Value begin = arith::MinUIOp::create(b, muli(b, tid, per), n);
   Value end = arith::MinUIOp::create(b, addi(b, begin, per), n);
   auto read = [&](LoopBuilder &b, Value i) -> Value {
+    Value at = addi(b, countBase, i);
     if (!atomicReads)
-      return load(b, counts, {i});
+      return load(b, counts, {at});
     return memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
-                                       i32Const(b, 0), counts, ValueRange{i});
+                                       i32Const(b, 0), counts, ValueRange{at});
   };
   Value sum = forBatches(
       b, begin, end, {i32Const(b, 0)}, read,
@@ -175,12 +219,12 @@ static void scanTileCounts(LoopBuilder &b, Value counts, Value starts,
             addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
       });
   gpu::BarrierOp::create(b);
-  // offsets[e] = the scanned value of (e, tile 0); offsets[E] = M.
-  Value hasTiles = cmpi(b, CmpIPredicate::ugt, numTiles, zero(b));
+  // offsets[e] = the scanned value of (e, chunk 0); offsets[E] = M.
+  Value hasTiles = cmpi(b, CmpIPredicate::ugt, perExpert, zero(b));
   forStrided(
       b, tid, numExperts, indexConst(b, threads), [&](LoopBuilder &b, Value e) {
         Value first = arith::MinUIOp::create(
-            b, muli(b, e, numTiles),
+            b, muli(b, e, perExpert),
             subi(b, arith::MaxUIOp::create(b, n, indexConst(b, 1)),
                  indexConst(b, 1)));
         Value start = load(b, starts, {first});
@@ -190,19 +234,19 @@ static void scanTileCounts(LoopBuilder &b, Value counts, Value starts,
          [&](LoopBuilder &b) { store(b, total, offsets, {numExperts}); });
 }
 
-/// The last-block scan of counts written with atomics by the launch's
+/// The last-block scan of chunk counts written with atomics by the launch's
 /// blocks (see PlanCounter::scanIfLast).
-static void scanPlanCountsIfLast(LoopBuilder &b, Value counts, Value starts,
-                                 Value offsets, Value numTiles, int64_t experts,
+static void scanPlanCountsIfLast(LoopBuilder &b, const PlanCountLayout &layout,
+                                 Value counts, Value starts, Value offsets,
                                  int64_t threads, ArrayRef<Value> workgroup) {
   Value tid = threadId(b), c0 = zero(b);
   Value isLast = workgroup[2];
   gpu::BarrierOp::create(b);
   ifThen(b, cmpi(b, CmpIPredicate::eq, tid, c0), [&](LoopBuilder &b) {
     fenceDevice(b);
-    Value done = memref::AtomicRMWOp::create(
-        b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
-        ValueRange{muli(b, indexConst(b, experts), numTiles)});
+    Value done = memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
+                                             i32Const(b, 1), counts,
+                                             ValueRange{layout.doneSlot});
     fenceDevice(b);
     Value blocks = gpu::GridDimOp::create(b, gpu::Dimension::x);
     Value last = cmpi(b, CmpIPredicate::eq, done,
@@ -213,46 +257,44 @@ static void scanPlanCountsIfLast(LoopBuilder &b, Value counts, Value starts,
   // Uniform per block: the scan's barriers are reached by all threads.
   ifThen(b, cmpi(b, CmpIPredicate::ne, load(b, isLast, {c0}), i32Const(b, 0)),
          [&](LoopBuilder &b) {
-           scanTileCounts(b, counts, starts, offsets, numTiles, experts,
-                          threads, workgroup.take_front(2),
-                          /*atomicReads=*/true);
+           scanExpertMajor(b, counts, layout.chunkBase, starts, offsets,
+                           layout.chunks, layout.experts, threads,
+                           workgroup.take_front(2), /*atomicReads=*/true);
          });
+}
+
+/// ceildiv(B * T, kPlanTileRows) of a [B, T, E] buffer.
+static Value tilesOf(LoopBuilder &b, Value rowsByExperts) {
+  return arith::CeilDivUIOp::create(
+      b, muli(b, dim(b, rowsByExperts, 0), dim(b, rowsByExperts, 1)),
+      indexConst(b, kPlanTileRows));
 }
 
 PlanCounter::PlanCounter(LoopBuilder &b, Value gates, Value counts,
                          Value starts, Value offsets)
     : gates(gates), counts(counts), starts(starts), offsets(offsets),
-      experts(cast<MemRefType>(gates.getType()).getDimSize(2)) {
-  numTiles =
-      arith::CeilDivUIOp::create(b, muli(b, dim(b, gates, 0), dim(b, gates, 1)),
-                                 indexConst(b, kPlanTileRows));
-  several = cmpi(b, CmpIPredicate::ugt, numTiles, indexConst(b, 1));
+      layout(b, tilesOf(b, gates),
+             cast<MemRefType>(gates.getType()).getDimSize(2)) {
+  several = cmpi(b, CmpIPredicate::ugt, layout.tiles, indexConst(b, 1));
 }
 
 void PlanCounter::count(LoopBuilder &b, Value selected, ArrayRef<Value> idx) {
   ifThen(b, andi(b, selected, several), [&](LoopBuilder &b) {
     Value row = addi(b, muli(b, idx[0], dim(b, gates, 1)), idx[1]);
     Value tile = arith::DivUIOp::create(b, row, indexConst(b, kPlanTileRows));
-    memref::AtomicRMWOp::create(
-        b, arith::AtomicRMWKind::addi, i32Const(b, 1), counts,
-        ValueRange{addi(b, muli(b, idx[2], numTiles), tile)});
+    for (Value slot : {layout.tileSlot(b, idx[2], tile),
+                       layout.chunkSlot(b, idx[2], layout.chunkOf(b, tile))})
+      memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi, i32Const(b, 1),
+                                  counts, ValueRange{slot});
   });
 }
 
 void PlanCounter::scanIfLast(LoopBuilder &b, int64_t threads,
                              ArrayRef<Value> workgroup) {
   ifThen(b, several, [&](LoopBuilder &b) {
-    scanPlanCountsIfLast(b, counts, starts, offsets, numTiles, experts, threads,
+    scanPlanCountsIfLast(b, layout, counts, starts, offsets, threads,
                          workgroup);
   });
-}
-
-Value gpu_kernels::planCountWords(LoopBuilder &b, Value numTiles,
-                                  int64_t experts) {
-  return addi(b,
-              muli(b, arith::MaxUIOp::create(b, numTiles, indexConst(b, 1)),
-                   indexConst(b, experts)),
-              indexConst(b, 1));
 }
 
 void gpu_kernels::fenceDevice(LoopBuilder &b) {
@@ -276,7 +318,6 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                               MemRefType weightsType, PlanSource source) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
-  const int64_t tileThreads = planTileThreads(experts);
   MemRefType tilesType = wordBufferType(ctx);
   PlanKernels kernels;
 
@@ -303,178 +344,283 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
     return SmallVector<Value>{arith::DivUIOp::create(b, g, tile.tokens),
                               arith::RemUIOp::create(b, g, tile.tokens), e};
   };
-  // Expert-major: the tiles of expert e are consecutive, so one flat scan
-  // gives each (expert, tile) its first row in the plan.
-  auto slot = [](LoopBuilder &b, const Tile &tile, Value e) {
-    return addi(b, muli(b, e, tile.count), tile.index);
+  auto layoutOf = [&](LoopBuilder &b, const Tile &tile) {
+    return PlanCountLayout(b, tile.count, experts);
   };
-  // A thread per expert (several when E > the block): the walk over the
-  // tile's rows in order reads each row's mask bytes together (coalesced).
+  // A thread per expert (E / kPlanTileRows each when E is larger).
   auto forEachExpert = [&](LoopBuilder &b, LoopBody body) {
     forStrided(b, threadId(b), indexConst(b, experts),
-               indexConst(b, tileThreads), body);
+               indexConst(b, kPlanTileRows), body);
+  };
+  // A thread per row of the tile (the single kernel's tile has at most
+  // kPlanTileRows rows too).
+  auto forEachRow =
+      [&](LoopBuilder &b, const Tile &tile,
+          function_ref<void(LoopBuilder &, Value r, Value g)> body) {
+        forStrided(b, threadId(b), subi(b, tile.end, tile.begin),
+                   indexConst(b, kPlanTileRows), [&](LoopBuilder &b, Value r) {
+                     body(b, r, addi(b, tile.begin, r));
+                   });
+      };
+  // Word w of expert e's row bitset, and its popcount.
+  auto bitsWord = [&](LoopBuilder &b, Value e, Value w) {
+    return addi(b, muli(b, e, indexConst(b, kPlanTileWords)), w);
+  };
+  auto popcount = [](LoopBuilder &b, Value word) -> Value {
+    return math::CtPopOp::create(b, word);
   };
 
-  // tiles[e * numTiles + tile] = the tile's rows of e.
-  auto count = [&](LoopBuilder &b, Value mask, Value tiles, const Tile &tile) {
-    forEachExpert(b, [&](LoopBuilder &b, Value e) {
-      Value count = forBatches(
-          b, tile.begin, tile.end, {i32Const(b, 0)},
-          [&](LoopBuilder &b, Value g) {
-            return load(b, mask, at(b, tile, g, e));
+  // Row-parallel marking: each thread reads its rows' mask bytes (a row's
+  // E bytes are contiguous) and sets the row's bit in each selected
+  // expert's bitset of the tile (E x kPlanTileWords shared words, OR
+  // atomics); no walk of the mask per expert. Afterwards (a barrier in
+  // between) an expert's count in the tile is the popcount of its words,
+  // and a row's rank among the expert's rows of the tile the popcount of
+  // the bits below its own: stable, in token order.
+  auto markRows = [&](LoopBuilder &b, Value mask, const Tile &tile,
+                      Value bits) {
+    forStrided(b, threadId(b), indexConst(b, experts * kPlanTileWords),
+               indexConst(b, kPlanTileRows), [&](LoopBuilder &b, Value i) {
+                 store(b, i32Const(b, 0), bits, {i});
+               });
+    gpu::BarrierOp::create(b);
+    forEachRow(b, tile, [&](LoopBuilder &b, Value r, Value g) {
+      SmallVector<Value> row = at(b, tile, g, zero(b));
+      Value w = arith::DivUIOp::create(b, r, indexConst(b, kWarpSize));
+      Value bit = arith::ShLIOp::create(
+          b, i32Const(b, 1),
+          indexToI32(b,
+                     arith::RemUIOp::create(b, r, indexConst(b, kWarpSize))));
+      forBatches(
+          b, zero(b), indexConst(b, experts), {},
+          [&](LoopBuilder &b, Value e) {
+            return load(b, mask, {row[0], row[1], e});
           },
-          [&](LoopBuilder &b, Value, Value valid, Value on, ValueRange acc) {
-            return SmallVector<Value>{addi(
-                b, acc[0],
-                arith::ExtUIOp::create(b, b.getI32Type(), andi(b, valid, on)))};
-          })[0];
-      store(b, count, tiles, {slot(b, tile, e)});
+          [&](LoopBuilder &b, Value e, Value valid, Value on, ValueRange) {
+            ifThen(b, andi(b, valid, on), [&](LoopBuilder &b) {
+              memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::ori, bit,
+                                          bits, ValueRange{bitsWord(b, e, w)});
+            });
+            return SmallVector<Value>{};
+          });
+    });
+    gpu::BarrierOp::create(b);
+  };
+  // Expert e's rows in the marked tile.
+  auto tileCount = [&](LoopBuilder &b, Value bits, Value e) {
+    Value n = i32Const(b, 0);
+    for (int64_t w = 0; w < kPlanTileWords; ++w)
+      n = addi(b, n,
+               popcount(b, load(b, bits, {bitsWord(b, e, indexConst(b, w))})));
+    return n;
+  };
+
+  // The marked tile's count of e, stored at its tile slot.
+  auto count = [&](LoopBuilder &b, Value counts, const Tile &tile, Value bits) {
+    PlanCountLayout layout = layoutOf(b, tile);
+    forEachExpert(b, [&](LoopBuilder &b, Value e) {
+      store(b, tileCount(b, bits, e), counts,
+            {layout.tileSlot(b, e, tile.index)});
     });
   };
 
   // Each expert's rows of the tile, in token order, from the tile's first
-  // row in that expert.
-  auto fill = [&](LoopBuilder &b, Value gates, Value mask, Value tiles,
-                  Value ids, Value weights, const Tile &tile) {
+  // row in that expert (`first[e]`: its chunk's start plus the chunk's
+  // earlier tiles), row-parallel: a row's plan row in expert e is that
+  // plus its rank in e's bitset. With `marked`, the bits are already set.
+  auto fill = [&](LoopBuilder &b, Value gates, Value mask, Value counts,
+                  Value starts, Value ids, Value weights, const Tile &tile,
+                  Value bits, Value first, bool marked) {
+    PlanCountLayout layout = layoutOf(b, tile);
+    Value chunk = layout.chunkOf(b, tile.index);
+    Value firstTile = layout.chunkFirstTile(b, tile.index);
     forEachExpert(b, [&](LoopBuilder &b, Value e) {
-      Value start = load(b, tiles, {slot(b, tile, e)});
-      forBatches(
-          b, tile.begin, tile.end, {start},
-          [&](LoopBuilder &b, Value g) {
-            return load(b, mask, at(b, tile, g, e));
-          },
-          [&](LoopBuilder &b, Value g, Value valid, Value on, ValueRange acc) {
-            Value take = andi(b, valid, on);
-            ifThen(b, take, [&](LoopBuilder &b) {
-              Value pos = i32ToIndex(b, acc[0]);
-              store(b, indexToI32(b, g), ids, {pos});
-              store(b, load(b, gates, at(b, tile, g, e)), weights, {pos});
+      Value start = forBatches(
+          b, layout.tileSlot(b, e, firstTile),
+          layout.tileSlot(b, e, tile.index),
+          {load(b, starts, {layout.startSlot(b, e, chunk)})},
+          [&](LoopBuilder &b, Value i) { return load(b, counts, {i}); },
+          [&](LoopBuilder &b, Value, Value valid, Value n, ValueRange acc) {
+            return SmallVector<Value>{
+                addi(b, acc[0], select(b, valid, n, i32Const(b, 0)))};
+          })[0];
+      store(b, start, first, {e});
+    });
+    // markRows begins and ends with a barrier: `first` is visible after it.
+    if (marked)
+      gpu::BarrierOp::create(b);
+    else
+      markRows(b, mask, tile, bits);
+    forEachRow(b, tile, [&](LoopBuilder &b, Value r, Value g) {
+      SmallVector<Value> row = at(b, tile, g, zero(b));
+      Value w = arith::DivUIOp::create(b, r, indexConst(b, kWarpSize));
+      Value lane =
+          indexToI32(b, arith::RemUIOp::create(b, r, indexConst(b, kWarpSize)));
+      Value one = i32Const(b, 1);
+      Value below = subi(b, arith::ShLIOp::create(b, one, lane), one);
+      Value gI32 = indexToI32(b, g);
+      forRange(
+          b, zero(b), indexConst(b, experts), [&](LoopBuilder &b, Value e) {
+            Value word = load(b, bits, {bitsWord(b, e, w)});
+            Value on = cmpi(b, CmpIPredicate::ne,
+                            arith::AndIOp::create(
+                                b, arith::ShRUIOp::create(b, word, lane), one),
+                            i32Const(b, 0));
+            ifThen(b, on, [&](LoopBuilder &b) {
+              Value pos =
+                  addi(b, load(b, first, {e}),
+                       popcount(b, arith::AndIOp::create(b, word, below)));
+              for (int64_t v = 0; v + 1 < kPlanTileWords; ++v) {
+                Value earlier =
+                    cmpi(b, CmpIPredicate::ult, indexConst(b, v), w);
+                Value n = popcount(
+                    b, load(b, bits, {bitsWord(b, e, indexConst(b, v))}));
+                pos = addi(b, pos, select(b, earlier, n, i32Const(b, 0)));
+              }
+              Value at = i32ToIndex(b, pos);
+              store(b, gI32, ids, {at});
+              store(b, load(b, gates, {row[0], row[1], e}), weights, {at});
             });
-            return SmallVector<Value>{addi(
-                b, acc[0], arith::ExtUIOp::create(b, b.getI32Type(), take))};
           });
     });
   };
 
-  auto tileScratch = [&](int64_t threads) {
-    return SmallVector<Type>{workgroupBuffer(ctx, threads / kWarpSize),
+  // Shared memory of the tile kernels: the bitsets and first rows.
+  auto tileBuffers = [&] {
+    return SmallVector<Type>{workgroupBuffer(ctx, experts * kPlanTileWords),
+                             workgroupBuffer(ctx, experts)};
+  };
+  auto scanScratch = [&] {
+    return SmallVector<Type>{workgroupBuffer(ctx, kPlanTileRows / kWarpSize),
                              workgroupBuffer(ctx, 1)};
   };
   if (source == PlanSource::Mask) {
-    kernels.count =
-        buildKernel(builder, loc, (name + "_count").str(),
-                    {maskType, tilesType}, int32_t(tileThreads),
-                    [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-                      count(b, args[0], args[1], tileOf(b, args[0], false));
-                    });
+    kernels.count = buildKernel(
+        builder, loc, (name + "_count").str(), {maskType, tilesType},
+        int32_t(kPlanTileRows),
+        [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
+          Tile tile = tileOf(b, args[0], false);
+          markRows(b, args[0], tile, shared[0]);
+          count(b, args[1], tile, shared[0]);
+        },
+        {workgroupBuffer(ctx, experts * kPlanTileWords)});
+    // scan(counts, starts, offsets, numTiles): each (expert, chunk)'s
+    // tiles summed into starts, then scanned there in place.
     kernels.scan = buildKernel(
         builder, loc, (name + "_scan").str(),
-        {tilesType, offsetsType, builder.getIndexType()}, int32_t(kPlanBlock),
+        {tilesType, tilesType, offsetsType, builder.getIndexType()},
+        int32_t(kPlanBlock),
         [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-          scanTileCounts(b, args[0], args[0], args[1], args[2], experts,
-                         kPlanBlock, workgroup, /*atomicReads=*/false);
+          Value counts = args[0], starts = args[1], numTiles = args[3];
+          PlanCountLayout layout(b, numTiles, experts);
+          Value chunkTiles = indexConst(b, kPlanChunkTiles);
+          forStrided(
+              b, threadId(b), layout.startWords(b), indexConst(b, kPlanBlock),
+              [&](LoopBuilder &b, Value slot) {
+                Value e = arith::DivUIOp::create(b, slot, layout.chunks);
+                Value first =
+                    muli(b, arith::RemUIOp::create(b, slot, layout.chunks),
+                         chunkTiles);
+                Value end = arith::MinUIOp::create(
+                    b, addi(b, first, chunkTiles), numTiles);
+                Value sum = forBatches(
+                    b, layout.tileSlot(b, e, first),
+                    layout.tileSlot(b, e,
+                                    arith::MaxUIOp::create(b, end, first)),
+                    {i32Const(b, 0)},
+                    [&](LoopBuilder &b, Value i) {
+                      return load(b, counts, {i});
+                    },
+                    [&](LoopBuilder &b, Value, Value valid, Value n,
+                        ValueRange acc) {
+                      return SmallVector<Value>{
+                          addi(b, acc[0], select(b, valid, n, i32Const(b, 0)))};
+                    })[0];
+                store(b, sum, starts, {slot});
+              });
+          gpu::BarrierOp::create(b);
+          scanExpertMajor(b, starts, zero(b), starts, args[2], layout.chunks,
+                          experts, kPlanBlock, workgroup,
+                          /*atomicReads=*/false);
         },
-        tileScratch(kPlanBlock));
+        {workgroupBuffer(ctx, kPlanBlock / kWarpSize),
+         workgroupBuffer(ctx, 1)});
   }
   if (source == PlanSource::Budgeted) {
-    // count_scan(mask, counts, starts, offsets): groups of tileThreads
-    // threads split the tile's rows (a thread per expert in each group)
-    // and add their counts in shared memory; the tile's counts go out
-    // with atomics, and the tile to finish last (the done counter
-    // counts[E * numTiles], zeroed by the route's first kernel) scans
-    // them all on its kPlanBlock threads.
-    const int64_t groups = kPlanBlock / tileThreads;
-    const int64_t rowsPerGroup = llvm::divideCeil(kPlanTileRows, groups);
-    SmallVector<Type> scratch = tileScratch(kPlanBlock);
-    scratch.push_back(workgroupBuffer(ctx, experts));
+    // count_scan(mask, counts, starts, offsets): the tile marked
+    // row-parallel, its counts stored at its tile slots (atomics: the last
+    // block reads with atomics) and added to its chunk's; the tile to
+    // finish last (the chunk counts and done counter zeroed by the route's
+    // first kernel) scans the chunk counts.
+    SmallVector<Type> scratch = scanScratch();
     scratch.push_back(workgroupBuffer(ctx, 1));
+    scratch.push_back(workgroupBuffer(ctx, experts * kPlanTileWords));
     kernels.countScan = buildKernel(
         builder, loc, (name + "_count_scan").str(),
-        {maskType, tilesType, tilesType, offsetsType}, int32_t(kPlanBlock),
+        {maskType, tilesType, tilesType, offsetsType}, int32_t(kPlanTileRows),
         [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
           Value mask = args[0], counts = args[1], starts = args[2],
                 offsets = args[3];
-          Value tileCounts = workgroup[2];
-          Value tid = threadId(b);
-          Value block = indexConst(b, kPlanBlock);
-          Value numExperts = indexConst(b, experts);
+          Value bits = workgroup[3];
           Tile tile = tileOf(b, mask, false);
-          forStrided(b, tid, numExperts, block, [&](LoopBuilder &b, Value e) {
-            store(b, i32Const(b, 0), tileCounts, {e});
+          PlanCountLayout layout = layoutOf(b, tile);
+          markRows(b, mask, tile, bits);
+          Value chunk = layout.chunkOf(b, tile.index);
+          forEachExpert(b, [&](LoopBuilder &b, Value e) {
+            Value n = tileCount(b, bits, e);
+            memref::AtomicRMWOp::create(
+                b, arith::AtomicRMWKind::assign, n, counts,
+                ValueRange{layout.tileSlot(b, e, tile.index)});
+            ifThen(b, cmpi(b, CmpIPredicate::ne, n, i32Const(b, 0)),
+                   [&](LoopBuilder &b) {
+                     memref::AtomicRMWOp::create(
+                         b, arith::AtomicRMWKind::addi, n, counts,
+                         ValueRange{layout.chunkSlot(b, e, chunk)});
+                   });
           });
-          gpu::BarrierOp::create(b);
-          Value group =
-              arith::DivUIOp::create(b, tid, indexConst(b, tileThreads));
-          Value first =
-              arith::RemUIOp::create(b, tid, indexConst(b, tileThreads));
-          Tile part = tile;
-          part.begin = arith::MinUIOp::create(
-              b,
-              addi(b, tile.begin, muli(b, group, indexConst(b, rowsPerGroup))),
-              tile.end);
-          part.end = arith::MinUIOp::create(
-              b, addi(b, part.begin, indexConst(b, rowsPerGroup)), tile.end);
-          forStrided(b, first, numExperts, indexConst(b, tileThreads),
-                     [&](LoopBuilder &b, Value e) {
-                       Value n = forBatches(
-                           b, part.begin, part.end, {i32Const(b, 0)},
-                           [&](LoopBuilder &b, Value g) {
-                             return load(b, mask, at(b, part, g, e));
-                           },
-                           [&](LoopBuilder &b, Value, Value valid, Value on,
-                               ValueRange acc) {
-                             return SmallVector<Value>{addi(
-                                 b, acc[0],
-                                 arith::ExtUIOp::create(b, b.getI32Type(),
-                                                        andi(b, valid, on)))};
-                           })[0];
-                       ifThen(b, cmpi(b, CmpIPredicate::ne, n, i32Const(b, 0)),
-                              [&](LoopBuilder &b) {
-                                memref::AtomicRMWOp::create(
-                                    b, arith::AtomicRMWKind::addi, n,
-                                    tileCounts, ValueRange{e});
-                              });
-                     });
-          gpu::BarrierOp::create(b);
-          forStrided(b, tid, numExperts, block, [&](LoopBuilder &b, Value e) {
-            memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::assign,
-                                        load(b, tileCounts, {e}), counts,
-                                        ValueRange{slot(b, tile, e)});
-          });
-          scanPlanCountsIfLast(b, counts, starts, offsets, tile.count, experts,
-                               kPlanBlock,
-                               {workgroup[0], workgroup[1], workgroup[3]});
+          scanPlanCountsIfLast(b, layout, counts, starts, offsets,
+                               kPlanTileRows,
+                               {workgroup[0], workgroup[1], workgroup[2]});
         },
         scratch);
   }
   if (source != PlanSource::Mask) {
-    // All three on one block when the rows are a single tile: the barriers
-    // order the global counts (tiles) between the phases.
+    // All three on one block when the rows are a single tile (its own
+    // chunk): the barriers order the global counts between the phases.
+    SmallVector<Type> shared = tileBuffers();
+    shared.append(scanScratch());
     kernels.single = buildKernel(
         builder, loc, (name + "_single").str(),
-        {gatesType, maskType, tilesType, offsetsType, idsType, weightsType},
-        int32_t(tileThreads),
+        {gatesType, maskType, tilesType, tilesType, offsetsType, idsType,
+         weightsType},
+        int32_t(kPlanTileRows),
         [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> workgroup) {
-          Value gates = args[0], mask = args[1], tiles = args[2];
+          Value gates = args[0], mask = args[1], counts = args[2],
+                starts = args[3];
           Tile tile = tileOf(b, mask, true);
-          count(b, mask, tiles, tile);
+          markRows(b, mask, tile, workgroup[0]);
+          count(b, counts, tile, workgroup[0]);
           gpu::BarrierOp::create(b);
-          scanTileCounts(b, tiles, tiles, args[3], tile.count, experts,
-                         tileThreads, workgroup, /*atomicReads=*/false);
+          scanExpertMajor(b, counts, zero(b), starts, args[4], tile.count,
+                          experts, kPlanTileRows, workgroup.drop_front(2),
+                          /*atomicReads=*/false);
           gpu::BarrierOp::create(b);
-          fill(b, gates, mask, tiles, args[4], args[5], tile);
+          fill(b, gates, mask, counts, starts, args[5], args[6], tile,
+               workgroup[0], workgroup[1], /*marked=*/true);
         },
-        tileScratch(tileThreads));
+        shared);
   }
 
-  kernels.fill =
-      buildKernel(builder, loc, (name + "_fill").str(),
-                  {gatesType, maskType, tilesType, idsType, weightsType},
-                  int32_t(tileThreads),
-                  [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-                    fill(b, args[0], args[1], args[2], args[3], args[4],
-                         tileOf(b, args[1], false));
-                  });
+  kernels.fill = buildKernel(
+      builder, loc, (name + "_fill").str(),
+      {gatesType, maskType, tilesType, tilesType, idsType, weightsType},
+      int32_t(kPlanTileRows),
+      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
+        fill(b, args[0], args[1], args[2], args[3], args[4], args[5],
+             tileOf(b, args[1], false), shared[0], shared[1],
+             /*marked=*/false);
+      },
+      tileBuffers());
   return kernels;
 }
 

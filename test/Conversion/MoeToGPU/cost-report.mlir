@@ -4,8 +4,9 @@
 // the f32 scores (4 x 4.194 MB), so the single-block select launches 0
 // times; the score kernel also zeroes the select's workspace and the plan's
 // counts (no zeroing launch); the mark launch counts the selection per tile
-// of 128 rows (128 tiles) and its last block scans the counts, so the plan
-// only fills (not the single-tile kernel). The floor: bf16 logits in (2.097
+// of 128 rows (128 tiles) and per chunk of 16 tiles (8 chunks), and its last
+// block scans the chunk counts, so the plan only fills (not the single-tile
+// kernel). The floor: bf16 logits in (2.097
 // MB), gates and mask (5.243), offsets and M = 24576 rows (plan).
 // RUN: usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=1,T=16384,M=24576" -o /dev/null | FileCheck %s
 // With a 4096-pair sequence the single block runs and the rest launch 0 times;
@@ -17,21 +18,22 @@
 // CHECK: usmoe GPU cost model (B=1,T=16384,M=24576; 3350 GB/s, 132 SMs, 2.0 us per launch)
 // CHECK-NEXT: kernel launches grid block MB read MB written GFLOP est. us
 // CHECK-NEXT: route_unified_0_decode 0 4096 128 0.000 0.000 0.000 0.00
-// CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.228
+// CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.230
 // CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 16.777 1.049
-// The mark's last block scans the 128 x 64 counts alone (tail_bytes: 128 *
-// 64 * 8 + 65 * 4 bytes at 3350 / 132 GB/s: 2.59 us on top of 4.85).
-// CHECK-NEXT: route_unified_0_select_mark 1 256 1024 4.227 5.374 0.000 7.44
+// The mark's last block scans the 8 x 64 chunk counts alone (tail_bytes:
+// 8 * 64 * 8 + 65 * 4 bytes at 3350 / 132 GB/s: 0.17 us on top of 4.88;
+// the whole 128 x 64 tile counts were 2.59 us).
+// CHECK-NEXT: route_unified_0_select_mark 1 256 1024 4.196 5.442 0.000 5.05
 // CHECK-NEXT: route_unified_0_select 0 1 1024 0.000 0.000 0.000 0.00
-// CHECK-NEXT: plan_1_single 0 1 64 0.000 0.000 0.000 0.00
-// CHECK-NEXT: plan_1_fill 1 128 64
+// CHECK-NEXT: plan_1_single 0 1 128 0.000 0.000 0.000 0.00
+// CHECK-NEXT: plan_1_fill 1 128 128
 // CHECK-NEXT: total 7
 // CHECK-NEXT: HBM floor (operands read once, results written once): 8.684 MB
 // CHECK-NOT: route
 
 // SHORT: route_unified_0_select_histogram 0
 // SHORT: route_unified_0_select 1 2 1024
-// SHORT: plan_1_single 1 1 64
+// SHORT: plan_1_single 1 1 128
 // SHORT: plan_1_fill 0
 // SHORT: total 3
 

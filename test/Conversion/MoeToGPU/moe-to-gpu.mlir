@@ -98,6 +98,15 @@ func.func @too_many_experts_unified(%l: tensor<1x?x4096xf32>) -> tensor<1x?x4096
 
 // -----
 
+// The plan's tile kernels hold a 128-bit row set per expert in shared memory.
+func.func @too_many_experts_plan(%g: tensor<1x?x4096xf32>, %m: tensor<1x?x4096xi1>) -> tensor<?xi32> {
+  // expected-error @+1 {{moe.plan on the GPU supports up to 2048 experts, got 4096}}
+  %o, %i, %w = moe.plan %g, %m : tensor<1x?x4096xf32>
+  return %i : tensor<?xi32>
+}
+
+// -----
+
 func.func @too_many_experts_to_list(%g: tensor<1x?x4096xf32>, %m: tensor<1x?x4096xi1>) -> tensor<?x2xi32> {
   // expected-error @+1 {{listing top-k experts on the GPU supports up to 2048 experts, got 4096}}
   %i, %w = moe.topk_list %g, %m k = 2 : tensor<1x?x4096xf32>
@@ -124,9 +133,13 @@ func.func @combine_without_offsets(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: 
 
 // -----
 
-// The plan: count over tiles of 128 rows (a thread per expert: 32 for
-// E = 8), scan (one block) into the tile starts and offsets, M read back on
-// the host, fill over the same tiles; a T * E size check first. dispatch:
+// The plan: count over tiles of 128 rows (a thread per row sets the row's
+// bit in each selected expert's bitset in shared memory; the counts are
+// popcounts), scan (one block: the tile counts summed per chunk of 16
+// tiles, then scanned into the chunk starts and offsets), M read back on
+// the host, fill over the same tiles (a tile's start: its chunk's, plus the
+// chunk's earlier tiles' counts; a row's place: that plus the popcount of
+// the expert's bits below it); a T * E size check first. dispatch:
 // block per row; combine: block per token, a binary search per expert (no
 // atomics).
 // The read-back marks the module: its host code cannot run as a stream call.
@@ -134,7 +147,7 @@ func.func @combine_without_offsets(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: 
 // CHECK-LABEL: func.func @layer
 // CHECK: cf.assert %{{.*}}, "moe.plan on the GPU takes at most 2^31 - 1
 // CHECK: %[[TILES:.*]] = arith.ceildivui %{{.*}}, %c128
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_count blocks in (%[[TILES]], %{{.*}}, %{{.*}}) threads in (%c32
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_0_count blocks in (%[[TILES]], %{{.*}}, %{{.*}}) threads in (%c128
 // CHECK: gpu.launch_func @usmoe_kernels::@plan_0_scan blocks in (%c1{{.*}}) threads in (%c1024
 // CHECK: %[[M:.*]] = memref.load %{{.*}}[%c8] : memref<9xi32>
 // CHECK: %[[ROWS:.*]] = arith.index_cast %[[M]]
@@ -143,10 +156,20 @@ func.func @combine_without_offsets(%x: tensor<?x16xf32>, %i: tensor<?xi32>, %w: 
 // CHECK: gpu.launch_func @usmoe_kernels::@dispatch_1
 // CHECK: gpu.launch_func @usmoe_kernels::@combine_2
 // CHECK: gpu.func @plan_0_count(
-// CHECK-SAME: known_block_size = array<i32: 32, 1, 1>
+// CHECK-SAME: workgroup(%[[BITS:.*]] : memref<32xi32, #gpu.address_space<workgroup>>)
+// CHECK-SAME: known_block_size = array<i32: 128, 1, 1>
+// CHECK: gpu.barrier
+// CHECK: memref.atomic_rmw ori %{{.*}}, %[[BITS]]
+// CHECK: gpu.barrier
+// CHECK: math.ctpop
+// CHECK: gpu.return
 // CHECK: gpu.func @plan_0_scan(
 // CHECK: gpu.shuffle  up
 // CHECK: gpu.func @plan_0_fill(
+// CHECK: arith.divui %block_id_x{{.*}}, %c16
+// CHECK: memref.atomic_rmw ori
+// CHECK: gpu.barrier
+// CHECK: math.ctpop
 // CHECK-NOT: gpu.barrier
 // CHECK: gpu.return
 // CHECK: gpu.func @combine_2(
@@ -269,10 +292,11 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 
 // A plan of a route's selection: M = B * floor(k * T) on the host (none
 // when T = 0), before any plan launch: no read-back of the device's count.
-// The route allocates the plan's tile counts (zeroed by its score kernel),
-// starts and offsets, and its select kernel counts the selected pairs per
-// (expert, tile of 128 rows) and scans them (the block done last): the plan
-// only fills. Rows that fit one tile take the single-block plan kernel.
+// The route allocates the plan's tile and chunk counts (zeroed by its score
+// kernel), starts and offsets, and its select kernel counts the selected
+// pairs per (expert, tile of 128 rows) and per (expert, chunk of 16 tiles)
+// and scans the chunk counts (the block done last): the plan only fills.
+// Rows that fit one tile take the single-block plan kernel.
 // CHECK: module attributes {gpu.container_module, usmoe.kernels
 // CHECK-LABEL: func.func @route_then_plan
 // CHECK: %[[COUNTS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
@@ -290,17 +314,25 @@ func.func @biased_lists(%l: tensor<?x?x16xf32>, %bias: tensor<16xf32>) -> (tenso
 // CHECK: memref.alloc(%[[M]]) : memref<?xi32>
 // CHECK: %[[ONE:.*]] = arith.cmpi ule, %[[TILES]], %c1
 // CHECK: scf.if %[[ONE]] {
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_single {{.*}} %[[STARTS]] : memref<?xi32>, %[[OFFSETS]] : memref<9xi32>
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_single {{.*}} %[[COUNTS]] : memref<?xi32>, %[[STARTS]] : memref<?xi32>, %[[OFFSETS]] : memref<9xi32>
 // CHECK-NOT: gpu.launch_func
 // CHECK: } else {
 // CHECK-NOT: gpu.launch_func
-// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill blocks in (%[[TILES]], {{.*}} %[[STARTS]] : memref<?xi32>
+// CHECK: gpu.launch_func @usmoe_kernels::@plan_1_fill blocks in (%[[TILES]], {{.*}} %[[COUNTS]] : memref<?xi32>, %[[STARTS]] : memref<?xi32>
 // CHECK: return
-// The select kernel counts its selection when there are several tiles.
+// The select kernel counts its selection when there are several tiles: in
+// the pair's tile and its chunk.
 // CHECK: gpu.func @route_unified_0_select(
 // CHECK: %[[NT:.*]] = arith.ceildivui %{{.*}}, %c128
-// CHECK: %[[SEVERAL:.*]] = arith.cmpi ugt, %[[NT]], %c1
+// CHECK: %[[AT_LEAST_ONE:.*]] = arith.maxui %[[NT]], %c1
+// CHECK: %[[CHUNKS:.*]] = arith.ceildivui %[[AT_LEAST_ONE]], %c16
+// CHECK: %[[SEVERAL:.*]] = arith.cmpi ugt, %[[AT_LEAST_ONE]], %c1
+// CHECK: %[[TILE:.*]] = arith.divui %{{.*}}, %c128
+// CHECK: %[[CHUNK:.*]] = arith.divui %[[TILE]], %c16
+// CHECK: arith.muli %{{.*}}, %[[CHUNKS]]
 // CHECK: memref.atomic_rmw addi %c1_i32
+// CHECK-NEXT: arith.constant 1 : i32
+// CHECK-NEXT: memref.atomic_rmw addi %c1_i32
 // CHECK: scf.if %[[SEVERAL]] {
 // CHECK: gpu.barrier
 // CHECK: nvvm.memory.barrier <gpu>
