@@ -190,11 +190,11 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       (expert, tile) and ranks are popcounts; counts per (expert, chunk of
       16 tiles) are scanned into the offsets and each chunk's first rows,
       then the tiles fill the expert-major rows in token order (E <= 2048).
-      For a route's selection (M from its
-      budget) the route's first kernel zeroes the counts, the Unified /
-      Expert Choice select kernels count their selection and their last
-      block scans (the plan is one fill launch), Token Choice counts and
-      scans in one launch; B * T <= 128 runs on one block (one launch).
+      For a route's selection (M from its budget) the route's first kernel
+      zeroes the counts, the Unified / Expert Choice select kernels count
+      their selection and their last block scans (the plan is one fill
+      launch), Token Choice counts and scans in one launch; B * T <= 128
+      runs on one block (one launch).
       Other selections: count, scan, M read back, fill.
     - `moe.dispatch`: a block per plan row.
     - `moe.expert_ffn`: a block per plan row (expert by binary search in the
