@@ -173,8 +173,10 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       every lane divides by the same value); each of the k picks a warp
       arg-max over (score key, expert index), ties to the lower index; gates
       and mask written once.
-    - `moe.route unified` / `moe.route expert`: row scores into the gate
-      buffer (plus a column kernel for `softmax_tokens`), then the radix
+    - `moe.route unified` / `moe.route expert`: each row's softmax max and
+      sum into a statistics buffer, from which the select kernels recompute
+      the scores (by the same code; with `softmax_tokens`, row scores into
+      the gate buffer and a column kernel mixing them), then the radix
       select of each sequence (Unified) or (sequence, expert) column
       (Expert Choice), 8-bit digits from the top. A set runs on one
       1024-thread block (shared-memory histograms, ties ranked in index

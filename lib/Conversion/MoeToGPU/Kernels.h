@@ -107,6 +107,9 @@ inline constexpr int64_t kSelectBlock = 1024;
 
 /// `name(logits, scores)`: scores[b, t, :] = P, or, with `alpha`,
 /// U = (1 - alpha) * P + alpha * (2/E) * sigmoid(L) (one warp per token).
+/// With `statsOnly`, `name(logits, stats)` instead: each row's softmax max
+/// and sum go to stats[2 r], stats[2 r + 1] (r = b * T + t, f32) for a
+/// select that recomputes the scores (RecomputedScores), and no scores.
 /// `zeroed` (1-D i32 types): more arguments the kernel clears (workspaces
 /// of later launches, see zeroFromEveryThread).
 gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
@@ -114,7 +117,30 @@ gpu::GPUFuncOp buildRowScoreKernel(OpBuilder &builder, Location loc,
                                    MemRefType scores,
                                    std::optional<double> alpha,
                                    const loops::ModelOptions &model,
-                                   ArrayRef<MemRefType> zeroed = {});
+                                   ArrayRef<MemRefType> zeroed = {},
+                                   bool statsOnly = false);
+
+/// 1-D f32 buffer in global memory: the row softmax statistics.
+inline MemRefType statsBufferType(MLIRContext *ctx) {
+  return MemRefType::get({ShapedType::kDynamic}, Float32Type::get(ctx));
+}
+
+/// A select that reads its scores from the logits instead of a score
+/// buffer: the row score of buildRowScoreKernel (P, or U with `alpha`)
+/// recomputed per element from the logit and its row's stats, by the same
+/// code (recomputeRowScore), so the bits are the score kernel's. For bf16
+/// logits a pass reads 2 bytes an element instead of 4, and the score
+/// kernel writes no scores.
+struct RecomputedScores {
+  MemRefType logits;
+  std::optional<double> alpha;
+};
+
+/// The row score of logits[idx] (idx = [b, t, e]) from the row's stats
+/// (see buildRowScoreKernel).
+Value recomputeRowScore(loops::LoopBuilder &b, const RecomputedScores &how,
+                        Value logits, Value stats, ArrayRef<Value> idx,
+                        const loops::ModelOptions &model);
 
 /// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
 /// the softmax of each (sequence, expert) column over the tokens; one block
@@ -162,13 +188,16 @@ using SetBudgetFn = function_ref<Value(loops::LoopBuilder &, Value tokens)>;
 /// sets are sequence i's pairs (or its (i, e) columns), and each set's
 /// budget is `budgetOf(T_i)`. With `plan` (not packed), three more
 /// arguments (counts, starts, offsets): the kernel counts its selection for
-/// a route's plan (see PlanCountTypes) when B * T spans several tiles.
+/// a route's plan (see PlanCountTypes) when B * T spans several tiles. With
+/// `recompute`, (logits, stats) come first and the scores are recomputed
+/// from them (see RecomputedScores): `gates` is only written.
 gpu::GPUFuncOp
 buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                   MemRefType gates, MemRefType mask, SelectionSet set,
                   const loops::ModelOptions &model,
                   MemRefType seqlens = nullptr, SetBudgetFn budgetOf = nullptr,
-                  std::optional<PlanCountTypes> plan = std::nullopt);
+                  std::optional<PlanCountTypes> plan = std::nullopt,
+                  std::optional<RecomputedScores> recompute = std::nullopt);
 
 /// Radix select: 8-bit digits of the 32-bit score key, from the top.
 inline constexpr int64_t kRadixBins = 256;
@@ -199,11 +228,14 @@ struct MultiBlockSelectKernels {
   gpu::GPUFuncOp histogram, mark;
 };
 /// With `plan`, mark takes (counts, starts, offsets) too and counts the
-/// selection for a route's plan (see PlanCountTypes).
+/// selection for a route's plan (see PlanCountTypes). With `recompute`,
+/// both kernels take (logits, stats) first and compute each element's score
+/// instead of reading it from `gates` (which mark only writes).
 MultiBlockSelectKernels buildMultiBlockSelectKernels(
     OpBuilder &builder, Location loc, StringRef name, MemRefType gates,
     MemRefType mask, SelectionSet set, const loops::ModelOptions &model,
-    int64_t chunk, std::optional<PlanCountTypes> plan = std::nullopt);
+    int64_t chunk, std::optional<PlanCountTypes> plan = std::nullopt,
+    std::optional<RecomputedScores> recompute = std::nullopt);
 
 /// Plan: the scan kernel's block (the plan of a given mask); rows per tile
 /// of the tile kernels (count, count_scan, fill, single), whose blocks have

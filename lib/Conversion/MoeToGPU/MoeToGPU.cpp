@@ -289,19 +289,26 @@ struct ConvertMoeToGPUPass
   /// The select launches: a block per set (all four digits in one launch),
   /// or, for few large sets, every SM: a histogram launch per digit, mark.
   /// `planArgs`: the counted plan's workspace (see PlanCountTypes).
+  /// `sourceArgs`: (logits, stats) when the multi-block kernels recompute
+  /// the scores (see RecomputedScores), else empty.
   void launchSelect(LoopBuilder &b, gpu::GPUFuncOp single,
                     const gpu_kernels::MultiBlockSelectKernels &multi,
                     const SpreadSelect &spread, Value sets, Value setSize,
-                    Value gates, Value mask, Value budget,
-                    ValueRange planArgs) {
+                    Value gates, Value mask, Value budget, ValueRange planArgs,
+                    ValueRange sourceArgs) {
     ifThenElse(
         b, spread.spread,
         [&](LoopBuilder &b) {
           Value grid = muli(b, sets, spread.chunks);
-          for (int64_t pass = 0; pass < gpu_kernels::kRadixPasses; ++pass)
-            launch(b, multi.histogram, grid,
-                   {gates, spread.workspace, budget, indexConst(b, pass)});
-          SmallVector<Value> markArgs = {gates, mask, spread.workspace};
+          for (int64_t pass = 0; pass < gpu_kernels::kRadixPasses; ++pass) {
+            SmallVector<Value> args(sourceArgs);
+            if (sourceArgs.empty())
+              args.push_back(gates);
+            args.append({spread.workspace, budget, indexConst(b, pass)});
+            launch(b, multi.histogram, grid, args);
+          }
+          SmallVector<Value> markArgs(sourceArgs);
+          markArgs.append({gates, mask, spread.workspace});
           llvm::append_range(markArgs, planArgs);
           launch(b, multi.mark, grid, markArgs);
         },
@@ -309,7 +316,8 @@ struct ConvertMoeToGPUPass
           // Empty sets (T = 0) select nothing: no launch.
           Value nonEmpty =
               cmpi(b, arith::CmpIPredicate::ugt, setSize, indexConst(b, 0));
-          SmallVector<Value> args = {gates, mask, budget};
+          SmallVector<Value> args(sourceArgs);
+          args.append({gates, mask, budget});
           llvm::append_range(args, planArgs);
           launch(b, single, select(b, nonEmpty, sets, indexConst(b, 0)), args);
         });
@@ -351,9 +359,15 @@ struct ConvertMoeToGPUPass
     SmallVector<MemRefType> zeroedTypes(
         plansOfRoute.lookup(op).size() + (op.getSeqlens() ? 0 : 1),
         gpu_kernels::wordBufferType(op.getContext()));
+    // The select kernels recompute the row scores from the logits and the
+    // rows' softmax statistics, which is all the score kernel writes (not
+    // after a softmax_tokens mix, whose column kernel needs the scores).
+    std::optional<gpu_kernels::RecomputedScores> recompute;
+    if (!columnMix)
+      recompute = gpu_kernels::RecomputedScores{logitsType, rowAlpha};
     gpu::GPUFuncOp scoreKernel = gpu_kernels::buildRowScoreKernel(
         kb, op.getLoc(), base + "_scores", logitsType, gatesType, rowAlpha,
-        model, zeroedTypes);
+        model, zeroedTypes, /*statsOnly=*/recompute.has_value());
     // Packed sequences: the column and select kernels read the offsets and
     // compute each sequence's budget from its T_i themselves.
     MemRefType seqlensType =
@@ -384,7 +398,7 @@ struct ConvertMoeToGPUPass
           return moe::buildSetBudget(b, b.getLoc(), options, tokens, experts,
                                      /*checked=*/false);
         },
-        planCount);
+        planCount, recompute);
 
     OpBuilder rewriter(op);
     LoopBuilder b(op.getLoc(), rewriter);
@@ -405,13 +419,21 @@ struct ConvertMoeToGPUPass
     checkCountFitsI32(b, setSize,
                       "a selection set (T * E pairs for unified, T tokens for "
                       "expert) on the GPU has at most 2^31 - 1 elements");
-    SmallVector<Value> scoreArgs = {logits, gates};
-    llvm::append_range(scoreArgs, allocPlanWorkspaces(b, op, rows, experts));
+    SmallVector<Value> zeroed = allocPlanWorkspaces(b, op, rows, experts);
     std::optional<SpreadSelect> spreadSelect;
     if (!seqlens) {
       spreadSelect = allocSelectWorkspace(b, sets, setSize);
-      scoreArgs.push_back(spreadSelect->workspace);
+      zeroed.push_back(spreadSelect->workspace);
     }
+    SmallVector<Value> scoreArgs = {logits, gates};
+    SmallVector<Value> sourceArgs;
+    if (recompute) {
+      Value stats = alloc(b, gpu_kernels::statsBufferType(op.getContext()),
+                          {muli(b, rows, indexConst(b, 2))});
+      sourceArgs = {logits, stats};
+      scoreArgs = {logits, stats};
+    }
+    llvm::append_range(scoreArgs, zeroed);
     std::optional<gpu_kernels::MultiBlockSelectKernels> multi;
     Value budget;
     SmallVector<Value> planArgs;
@@ -420,7 +442,7 @@ struct ConvertMoeToGPUPass
           kb, op.getLoc(), base + "_select", gatesType, maskType,
           unified ? gpu_kernels::SelectionSet::Sequence
                   : gpu_kernels::SelectionSet::Column,
-          model, selectChunk, planCount);
+          model, selectChunk, planCount, recompute);
       budget = op.getRouter().buildSetBudget(b, op.getLoc(), tokens, experts);
       if (countedPlan) {
         const PlanWorkspace &ws = planWorkspaces[countedPlan];
@@ -436,11 +458,13 @@ struct ConvertMoeToGPUPass
         launch(b, mixKernel, muli(b, batch, indexConst(b, experts)),
                seqlens ? SmallVector<Value>{logits, gates, seqlens}
                        : SmallVector<Value>{logits, gates});
-      if (seqlens)
-        launch(b, selectKernel, sets, {gates, mask, seqlens});
-      else
+      if (seqlens) {
+        SmallVector<Value> args(sourceArgs);
+        args.append({gates, mask, seqlens});
+        launch(b, selectKernel, sets, args);
+      } else
         launchSelect(b, selectKernel, *multi, *spreadSelect, sets, setSize,
-                     gates, mask, budget, planArgs);
+                     gates, mask, budget, planArgs, sourceArgs);
     };
     // Decode: sequences of one token, at most one plan tile of them (the
     // plan then needs no counts from the select), take the Token Choice
@@ -527,11 +551,19 @@ struct ConvertMoeToGPUPass
       zeroedBytes +=
           llvm::formatv(" + ({0} * {1} * {2} + 1 - {0}) * 4", spread, setGrid,
                         gpu_kernels::SelectWorkspace::kWords);
+    // With recomputed scores: the rows' statistics out instead of the
+    // scores; the select's passes read the logits and the statistics.
+    std::string scoresWritten = pairs + " * 4";
+    std::string scoreRead = pairs + " * 4";
+    if (recompute) {
+      scoresWritten = "B * T * 8";
+      scoreRead = llvm::formatv("({0} * {1} + B * T * 8)", pairs, logitBytes);
+    }
     describe(scoreKernel,
              rowAlpha ? "scores_unified_sigmoid" : "scores_softmax",
              "ceildiv(B * T, 4)",
              {"1", llvm::formatv("{0} * {1}", pairs, logitBytes),
-              pairs + " * 4" + zeroedBytes,
+              scoresWritten + zeroedBytes,
               llvm::formatv("{0} * {1}", pairs, logitBytes + 5)});
     if (mixKernel)
       // Each block reads its column's logits three times (max, sum, mix).
@@ -573,7 +605,7 @@ struct ConvertMoeToGPUPass
     describe(
         selectKernel, selectKind, setGrid,
         {"1 - " + spread,
-         llvm::formatv("(1 - {0}) * ({1} * 4 * {2}{3})", spread, pairs,
+         llvm::formatv("(1 - {0}) * ({1} * {2}{3})", spread, scoreRead,
                        gpu_kernels::kRadixPasses + 1, countRead),
          llvm::formatv("(1 - {0}) * ({1} * 5{2})", spread, pairs, countWritten),
          "", "", tailOf("(1 - " + spread + ")")});
@@ -586,14 +618,14 @@ struct ConvertMoeToGPUPass
       describe(
           multi->histogram, selectKind + "_histogram", grid,
           {llvm::formatv("{0} * {1}", gpu_kernels::kRadixPasses, spread),
-           llvm::formatv("{0} * {1} * {2} * 4", gpu_kernels::kRadixPasses,
-                         spread, pairs),
+           llvm::formatv("{0} * {1} * {2}", gpu_kernels::kRadixPasses, spread,
+                         scoreRead),
            llvm::formatv("{0} * {1} * {2} * {3} * 4", gpu_kernels::kRadixPasses,
                          spread, grid, gpu_kernels::kRadixBins)});
       describe(
           multi->mark, selectKind + "_mark", grid,
           {spread,
-           llvm::formatv("{0} * ({1} * 4{2})", spread, pairs, countRead),
+           llvm::formatv("{0} * ({1}{2})", spread, scoreRead, countRead),
            llvm::formatv("{0} * ({1} * 5{2})", spread, pairs, countWritten), "",
            "", tailOf(spread)});
     }

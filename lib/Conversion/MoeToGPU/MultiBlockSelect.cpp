@@ -38,6 +38,8 @@
 #include "Kernels.h"
 #include "WarpReduce.h"
 
+#include <functional>
+
 using namespace mlir;
 using namespace mlir::usmoe;
 using namespace mlir::usmoe::loops;
@@ -102,7 +104,11 @@ Value atomic(LoopBuilder &b, arith::AtomicRMWKind kind, Value value,
 /// `remaining`-th key equal to `threshold` in index order, found by a
 /// block-wide scan over the whole set (0 when `remaining` is 0). Every thread
 /// of the block must call it; the value is visible to all on return.
-void storeTieEnd(LoopBuilder &b, const BlockSet &s, Value gates,
+/// An element's score at [b, t, e]: read from the gate buffer, or
+/// recomputed from the logits (see RecomputedScores).
+using ScoreAt = function_ref<Value(LoopBuilder &, ArrayRef<Value>)>;
+
+void storeTieEnd(LoopBuilder &b, const BlockSet &s, ScoreAt scoreAt,
                  Value threshold, Value remaining, Value tid, Value sharedState,
                  Value warpTotals) {
   Value lane = arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
@@ -121,7 +127,7 @@ void storeTieEnd(LoopBuilder &b, const BlockSet &s, Value gates,
         Value valid = cmpi(b, CmpIPredicate::ult, i, s.count);
         Value at =
             arith::MinUIOp::create(b, i, subi(b, s.count, indexConst(b, 1)));
-        Value key = scoreKey(b, load(b, gates, s.element(b, at)));
+        Value key = scoreKey(b, scoreAt(b, s.element(b, at)));
         Value tie = andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
         auto [before, ties] = blockExclusiveScan(
             b, arith::ExtUIOp::create(b, b.getI32Type(), tie), lane, warp,
@@ -142,27 +148,58 @@ void storeTieEnd(LoopBuilder &b, const BlockSet &s, Value gates,
 MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
     OpBuilder &builder, Location loc, StringRef name, MemRefType gatesType,
     MemRefType maskType, SelectionSet kind, const ModelOptions &model,
-    int64_t chunkSize, std::optional<PlanCountTypes> plan) {
+    int64_t chunkSize, std::optional<PlanCountTypes> plan,
+    std::optional<RecomputedScores> recompute) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   MemRefType workspaceType = wordBufferType(ctx);
   MultiBlockSelectKernels kernels;
+  // The score source's leading arguments: (logits, stats), or none.
+  SmallVector<Type> sourceTypes;
+  if (recompute)
+    sourceTypes = {recompute->logits, statsBufferType(ctx)};
+  const size_t sourceArgs = sourceTypes.size();
+  // Where a kernel reads a score; `shape`: a [B, T, E] buffer for the
+  // set's dimensions.
+  struct Source {
+    Value shape;
+    std::function<Value(LoopBuilder &, ArrayRef<Value>)> scoreAt;
+  };
+  auto sourceOf = [&, recompute](ArrayRef<Value> args, Value gates) {
+    if (!recompute)
+      return Source{gates, [gates](LoopBuilder &b, ArrayRef<Value> idx) {
+                      return load(b, gates, idx);
+                    }};
+    Value logits = args[0], stats = args[1];
+    return Source{logits, [=, &model](LoopBuilder &b, ArrayRef<Value> idx) {
+                    return recomputeRowScore(b, *recompute, logits, stats, idx,
+                                             model);
+                  }};
+  };
 
-  // histogram(gates, workspace, budget, pass).
+  // histogram([logits, stats,] gates, workspace, budget, pass); with
+  // recomputed scores `gates` is not an argument.
   SmallVector<Type> histBuffers = {
       workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, 4),
       workgroupBuffer(ctx, kSelectBlock / kWarpSize)};
+  SmallVector<Type> histArgs = sourceTypes;
+  if (!recompute)
+    histArgs.push_back(gatesType);
+  histArgs.append(
+      {workspaceType, builder.getIndexType(), builder.getIndexType()});
   kernels.histogram = buildKernel(
-      builder, loc, (name + "_histogram").str(),
-      {gatesType, workspaceType, builder.getIndexType(),
-       builder.getIndexType()},
+      builder, loc, (name + "_histogram").str(), histArgs,
       int32_t(kSelectBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
-        Value gates = args[0], ws = args[1], budget = args[2], pass = args[3];
+      [&](LoopBuilder &b, ArrayRef<Value> allArgs, ArrayRef<Value> shared) {
+        Source source =
+            sourceOf(allArgs, recompute ? Value() : allArgs[sourceArgs]);
+        ArrayRef<Value> args =
+            allArgs.drop_front(sourceArgs + (recompute ? 0 : 1));
+        Value ws = args[0], budget = args[1], pass = args[2];
         Value hist = shared[0], state = shared[1], warpTotals = shared[2];
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value zero = indexConst(b, 0);
-        BlockSet s = blockSet(b, gates, kind, experts, chunkSize);
+        BlockSet s = blockSet(b, source.shape, kind, experts, chunkSize);
 
         // The prefix chosen by the earlier passes (slot pass - 1), the mask
         // of its bits, this pass's digit position.
@@ -187,19 +224,19 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
                [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
         gpu::BarrierOp::create(b);
-        forStrided(b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
-                   [&](LoopBuilder &b, Value i) {
-                     Value key = scoreKey(b, load(b, gates, s.element(b, i)));
-                     Value match = cmpi(b, CmpIPredicate::eq,
-                                        andi(b, key, prefixMask), prefix);
-                     ifThen(b, match, [&](LoopBuilder &b) {
-                       Value digit =
-                           andi(b, arith::ShRUIOp::create(b, key, shift),
-                                i32Const(b, kRadixBins - 1));
-                       atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1),
-                              hist, i32ToIndex(b, digit));
-                     });
-                   });
+        forStrided(
+            b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
+            [&](LoopBuilder &b, Value i) {
+              Value key = scoreKey(b, source.scoreAt(b, s.element(b, i)));
+              Value match =
+                  cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+              ifThen(b, match, [&](LoopBuilder &b) {
+                Value digit = andi(b, arith::ShRUIOp::create(b, key, shift),
+                                   i32Const(b, kRadixBins - 1));
+                atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1), hist,
+                       i32ToIndex(b, digit));
+              });
+            });
         gpu::BarrierOp::create(b);
         // The block's counts into the set's histogram.
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
@@ -271,7 +308,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
                          });
                 },
                 [&](LoopBuilder &b) {
-                  storeTieEnd(b, s, gates, threshold, left, tid, state,
+                  storeTieEnd(b, s, source.scoreAt, threshold, left, tid, state,
                               warpTotals);
                 });
             ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero),
@@ -287,9 +324,11 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   // aims at two blocks an SM (32) and spilled (Expert Choice, sm_90).
   kernels.histogram->setAttr("nvvm.maxnreg", builder.getI32IntegerAttr(64));
 
-  // mark(gates, mask, workspace[, counts, starts, offsets]): the selection,
-  // in place (counted for the plan when B * T spans several tiles).
-  SmallVector<Type> markArgs = {gatesType, maskType, workspaceType};
+  // mark([logits, stats,] gates, mask, workspace[, counts, starts,
+  // offsets]): the selection, in place (counted for the plan when B * T
+  // spans several tiles).
+  SmallVector<Type> markArgs = sourceTypes;
+  markArgs.append({gatesType, maskType, workspaceType});
   SmallVector<Type> markBuffers;
   if (plan) {
     markArgs.append({plan->counts, plan->starts, plan->offsets});
@@ -298,8 +337,10 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   }
   kernels.mark = buildKernel(
       builder, loc, (name + "_mark").str(), markArgs, int32_t(kSelectBlock),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
+      [&](LoopBuilder &b, ArrayRef<Value> allArgs, ArrayRef<Value> shared) {
+        ArrayRef<Value> args = allArgs.drop_front(sourceArgs);
         Value gates = args[0], mask = args[1], ws = args[2];
+        Source source = sourceOf(allArgs, gates);
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         BlockSet s = blockSet(b, gates, kind, experts, chunkSize);
         Value threshold = load(
@@ -313,7 +354,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
             b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
             [&](LoopBuilder &b, Value i) {
               SmallVector<Value> idx = s.element(b, i);
-              Value gate = load(b, gates, idx);
+              Value gate = source.scoreAt(b, idx);
               Value key = scoreKey(b, gate);
               Value on = ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
                              andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),

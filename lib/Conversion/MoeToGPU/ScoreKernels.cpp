@@ -5,11 +5,13 @@
 //
 //===----------------------------------------------------------------------===//
 //
-// Expert Choice and Unified routing select over a whole sequence, so their
-// scores go to memory first (into the gate buffer, which the select kernel
-// then edits in place):
+// Expert Choice and Unified routing select over a whole sequence, so what
+// their scores need goes to memory first:
 //
-//  - row scores, one warp per token: P, or U = c1 * P + c2 * (2/E) sigmoid(L);
+//  - row softmax, one warp per token: the row's max and sum (the select
+//    kernels recompute P, or U = c1 * P + c2 * (2/E) sigmoid(L), from the
+//    logit and them: recomputeRowScore), or, before a softmax_tokens mix,
+//    the row scores into the gate buffer;
 //  - the softmax_tokens expert score, one block per (sequence, expert)
 //    column, its threads over the tokens (block max and sum), mixed into U.
 //
@@ -59,34 +61,65 @@ gpu::GPUFuncOp gpu_kernels::buildKernel(OpBuilder &builder, Location loc,
 gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(
     OpBuilder &builder, Location loc, StringRef name, MemRefType logitsType,
     MemRefType scoresType, std::optional<double> alpha,
-    const ModelOptions &model, ArrayRef<MemRefType> zeroed) {
+    const ModelOptions &model, ArrayRef<MemRefType> zeroed, bool statsOnly) {
   const int64_t experts = logitsType.getDimSize(2);
-  SmallVector<Type> argTypes = {logitsType, scoresType};
+  SmallVector<Type> argTypes = {
+      logitsType,
+      statsOnly ? statsBufferType(builder.getContext()) : scoresType};
   argTypes.append(zeroed.begin(), zeroed.end());
   return buildKernel(
       builder, loc, name, argTypes, int32_t(kRowsPerScoreBlock * kWarpSize),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
-        Value logits = args[0], scores = args[1];
+        Value logits = args[0], out = args[1];
         zeroFromEveryThread(b, args.drop_front(2));
-        forWarpRow(b, logits, kRowsPerScoreBlock,
-                   [&](LoopBuilder &b, Value bi, Value ti,
-                       const RowLanes &lanes, Value) {
-                     WarpRow row =
-                         emitWarpRowSoftmax(b, logits, bi, ti, lanes, model);
-                     for (int64_t v = 0; v < row.perLane; ++v) {
-                       Value s = row.score[v];
-                       if (alpha)
-                         s = unifiedScore(b, s, row.logit[v], *alpha, experts);
-                       auto write = [&](LoopBuilder &b) {
-                         store(b, s, scores, {bi, ti, row.expert[v]});
-                       };
-                       if (row.alwaysInBounds(v, experts))
-                         write(b);
-                       else
-                         ifThen(b, row.inBounds[v], write);
-                     }
-                   });
+        forWarpRow(
+            b, logits, kRowsPerScoreBlock,
+            [&](LoopBuilder &b, Value bi, Value ti, const RowLanes &lanes,
+                Value) {
+              WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lanes, model);
+              if (statsOnly) {
+                // From the lane holding expert 0 (the row's first lane).
+                Value first =
+                    cmpi(b, CmpIPredicate::eq, row.expert[0], indexConst(b, 0));
+                ifThen(b, first, [&](LoopBuilder &b) {
+                  Value r = muli(b, addi(b, muli(b, bi, dim(b, logits, 1)), ti),
+                                 indexConst(b, 2));
+                  store(b, row.max, out, {r});
+                  store(b, row.sum, out, {addi(b, r, indexConst(b, 1))});
+                });
+                return;
+              }
+              for (int64_t v = 0; v < row.perLane; ++v) {
+                Value s = row.score[v];
+                if (alpha)
+                  s = unifiedScore(b, s, row.logit[v], *alpha, experts);
+                auto write = [&](LoopBuilder &b) {
+                  store(b, s, out, {bi, ti, row.expert[v]});
+                };
+                if (row.alwaysInBounds(v, experts))
+                  write(b);
+                else
+                  ifThen(b, row.inBounds[v], write);
+              }
+            });
       });
+}
+
+Value gpu_kernels::recomputeRowScore(LoopBuilder &b,
+                                     const RecomputedScores &how, Value logits,
+                                     Value stats, ArrayRef<Value> idx,
+                                     const ModelOptions &model) {
+  const int64_t experts = how.logits.getDimSize(2);
+  Value x = model.logit(b, loadAsF32(b, logits, idx));
+  Value r = muli(b, addi(b, muli(b, idx[0], dim(b, logits, 1)), idx[1]),
+                 indexConst(b, 2));
+  Value max = load(b, stats, {r});
+  Value sum = load(b, stats, {addi(b, r, indexConst(b, 1))});
+  Value valid = softmaxHasRow(b, max);
+  Value s = softmaxScore(b, softmaxNumerator(b, x, max, valid), sum, valid);
+  if (how.alpha)
+    s = unifiedScore(b, s, x, *how.alpha, experts);
+  return s;
 }
 
 gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(

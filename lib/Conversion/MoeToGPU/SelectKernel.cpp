@@ -7,7 +7,9 @@
 //
 // One 1024-thread block per selection set (a sequence's T * E pairs for
 // Unified, a (sequence, expert) column of T tokens for Expert Choice). The
-// gate buffer holds the scores on entry and the gates on exit.
+// scores come from the gate buffer or are recomputed from the logits and
+// the rows' softmax statistics (RecomputedScores); the gates go to the gate
+// buffer.
 //
 //  1. radix select, 4 passes of 8 bits: a 256-bin histogram in shared memory
 //     (integer atomics: the counts, hence the result, are deterministic);
@@ -65,7 +67,8 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                                MemRefType gatesType, MemRefType maskType,
                                SelectionSet set, const ModelOptions &model,
                                MemRefType seqlensType, SetBudgetFn budgetOf,
-                               std::optional<PlanCountTypes> plan) {
+                               std::optional<PlanCountTypes> plan,
+                               std::optional<RecomputedScores> recompute) {
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   assert(!(plan && seqlensType) && "a packed batch's plan is not budgeted");
@@ -73,13 +76,25 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                                  workgroupBuffer(ctx, 4),
                                  workgroupBuffer(ctx, kWarps)};
   Type third = seqlensType ? Type(seqlensType) : builder.getIndexType();
-  SmallVector<Type> argTypes = {gatesType, maskType, third};
+  SmallVector<Type> argTypes;
+  if (recompute)
+    argTypes = {recompute->logits, statsBufferType(ctx)};
+  const size_t sourceArgs = argTypes.size();
+  argTypes.append({gatesType, maskType, third});
   if (plan)
     argTypes.append({plan->counts, plan->starts, plan->offsets});
   return buildKernel(
       builder, loc, name, argTypes, int32_t(kThreads),
-      [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> buffers) {
+      [&](LoopBuilder &b, ArrayRef<Value> allArgs, ArrayRef<Value> buffers) {
+        ArrayRef<Value> args = allArgs.drop_front(sourceArgs);
         Value gates = args[0], mask = args[1];
+        // An element's score: from the gate buffer, or recomputed.
+        auto scoreAt = [&](LoopBuilder &b, ArrayRef<Value> idx) -> Value {
+          if (!recompute)
+            return load(b, gates, idx);
+          return recomputeRowScore(b, *recompute, allArgs[0], allArgs[1], idx,
+                                   model);
+        };
         std::optional<PlanCounter> counter;
         if (plan)
           counter.emplace(b, gates, args[3], args[4], args[5]);
@@ -136,7 +151,7 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
               [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
           gpu::BarrierOp::create(b);
           forStrided(b, tid, count, threads, [&](LoopBuilder &b, Value i) {
-            Value key = scoreKey(b, load(b, gates, element(b, i)));
+            Value key = scoreKey(b, scoreAt(b, element(b, i)));
             Value match =
                 cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
             ifThen(b, match, [&](LoopBuilder &b) {
@@ -178,7 +193,7 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                   subi(b, arith::MaxUIOp::create(b, count, indexConst(b, 1)),
                        indexConst(b, 1)));
               SmallVector<Value> idx = element(b, at);
-              Value gate = load(b, gates, idx);
+              Value gate = scoreAt(b, idx);
               Value key = select(b, valid, scoreKey(b, gate), i32Const(b, 0));
               Value above =
                   andi(b, valid, cmpi(b, CmpIPredicate::ugt, key, threshold));

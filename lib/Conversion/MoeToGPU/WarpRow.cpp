@@ -153,22 +153,37 @@ WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
   for (int64_t v = 1; v < row.perLane; ++v)
     localMax = arith::MaximumFOp::create(b, localMax, row.logit[v]);
   Value max = warpMax(b, localMax, row.width);
-  Value valid = cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
+  Value valid = softmaxHasRow(b, max);
 
   SmallVector<Value> e(row.perLane);
   Value localSum = f32Const(b, 0.0);
   for (int64_t v = 0; v < row.perLane; ++v) {
-    Value atMax = cmpf(b, CmpFPredicate::OEQ, row.logit[v], max);
-    Value shifted =
-        select(b, atMax, f32Const(b, 0.0), subf(b, row.logit[v], max));
-    Value live = andi(b, valid, row.inBounds[v]);
-    e[v] = select(b, live, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
+    e[v] =
+        softmaxNumerator(b, row.logit[v], max, andi(b, valid, row.inBounds[v]));
     localSum = addf(b, localSum, e[v]);
   }
   Value sum = warpSum(b, localSum, row.width, row.segmentBase);
   for (int64_t v = 0; v < row.perLane; ++v)
-    row.score.push_back(select(b, valid, divf(b, e[v], sum), f32Const(b, 0.0)));
+    row.score.push_back(softmaxScore(b, e[v], sum, valid));
+  row.max = max;
+  row.sum = sum;
   return row;
+}
+
+Value gpu_kernels::softmaxHasRow(LoopBuilder &b, Value max) {
+  return cmpf(b, CmpFPredicate::ONE, max, f32Const(b, kNegInf));
+}
+
+Value gpu_kernels::softmaxNumerator(LoopBuilder &b, Value x, Value max,
+                                    Value live) {
+  Value atMax = cmpf(b, CmpFPredicate::OEQ, x, max);
+  Value shifted = select(b, atMax, f32Const(b, 0.0), subf(b, x, max));
+  return select(b, live, math::ExpOp::create(b, shifted), f32Const(b, 0.0));
+}
+
+Value gpu_kernels::softmaxScore(LoopBuilder &b, Value numerator, Value sum,
+                                Value valid) {
+  return select(b, valid, divf(b, numerator, sum), f32Const(b, 0.0));
 }
 
 static Value registerBit(LoopBuilder &b, int64_t v) {

@@ -32,6 +32,9 @@ struct WarpRow {
   /// The segment's first lane (i32); null for a whole warp.
   Value segmentBase;
   SmallVector<Value> expert, inBounds, logit, score;
+  /// The row's softmax statistics (emitWarpRowSoftmax): its max and sum,
+  /// uniform across the row's lanes.
+  Value max, sum;
 
   /// The lane that holds expert `e` (i32).
   Value ownerLane(LoopBuilder &b, Value e) const;
@@ -68,6 +71,15 @@ WarpRow emitWarpRowLoad(LoopBuilder &b, Value logits, Value bi, Value ti,
 WarpRow emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi, Value ti,
                            const RowLanes &lanes,
                            const loops::ModelOptions &model);
+
+/// The softmax score of a logit x (after the model's logit transform) in a
+/// row of maximum `max` and sum `sum`: exp(x == max ? 0 : x - max) / sum,
+/// 0 when the row has no softmax (max is -inf or NaN) or x is not `live`.
+/// The row kernels and the select that recomputes scores from the logits
+/// (recomputeRowScore) both call it, so both give the same bits.
+Value softmaxNumerator(LoopBuilder &b, Value x, Value max, Value live);
+Value softmaxHasRow(LoopBuilder &b, Value max);
+Value softmaxScore(LoopBuilder &b, Value numerator, Value sum, Value valid);
 
 /// The (bi, ti) row and lanes a thread works on when a block of
 /// `warpsPerBlock` warps routes 32 / `width` rows per warp: calls

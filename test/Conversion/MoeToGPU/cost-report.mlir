@@ -1,9 +1,11 @@
 // The cost model convert-moe-to-gpu records for each kernel, evaluated for
 // a shape: kernels in launch order; one 16384 x 64 sequence spreads its
-// select over 16384 * 64 / 4096 = 256 blocks, 4 histogram launches reading
-// the f32 scores (4 x 4.194 MB), so the single-block select launches 0
-// times; the score kernel also zeroes the select's workspace and the plan's
-// counts (no zeroing launch); the mark launch counts the selection per tile
+// select over 16384 * 64 / 4096 = 256 blocks, 4 histogram launches that
+// recompute the scores from the bf16 logits and the rows' softmax max and
+// sum (4 x (2.097 + 0.131) MB), so the single-block select launches 0 times
+// and the score kernel writes only those statistics (0.131 MB, no f32
+// scores); it also zeroes the select's workspace and the plan's counts (no
+// zeroing launch); the mark launch counts the selection per tile
 // of 128 rows (128 tiles) and per chunk of 16 tiles (8 chunks), and its last
 // block scans the chunk counts, so the plan only fills (not the single-tile
 // kernel). The floor: bf16 logits in (2.097
@@ -18,12 +20,12 @@
 // CHECK: usmoe GPU cost model (B=1,T=16384,M=24576; 3350 GB/s, 132 SMs, 2.0 us per launch)
 // CHECK-NEXT: kernel launches grid block MB read MB written GFLOP est. us
 // CHECK-NEXT: route_unified_0_decode 0 4096 128 0.000 0.000 0.000 0.00
-// CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 4.230
-// CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 16.777 1.049
+// CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 0.167
+// CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 8.913 1.049
 // The mark's last block scans the 8 x 64 chunk counts alone (tail_bytes:
-// 8 * 64 * 8 + 65 * 4 bytes at 3350 / 132 GB/s: 0.17 us on top of 4.88;
+// 8 * 64 * 8 + 65 * 4 bytes at 3350 / 132 GB/s: 0.17 us on top of 4.29;
 // the whole 128 x 64 tile counts were 2.59 us).
-// CHECK-NEXT: route_unified_0_select_mark 1 256 1024 4.196 5.442 0.000 5.05
+// CHECK-NEXT: route_unified_0_select_mark 1 256 1024 2.230 5.442 0.000 4.46
 // CHECK-NEXT: route_unified_0_select 0 1 1024 0.000 0.000 0.000 0.00
 // CHECK-NEXT: plan_1_single 0 1 128 0.000 0.000 0.000 0.00
 // CHECK-NEXT: plan_1_fill 1 128 128

@@ -190,7 +190,9 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // a sequence on one 1024-thread block, or, when it has more than 16384 pairs
 // and there are fewer than 128 sequences, on ceildiv(T * 64, 4096) blocks
 // (one histogram launch per digit, mark; the score kernel zeroes their
-// workspace), chosen at run time.
+// workspace), chosen at run time. The score kernel writes each row's
+// softmax max and sum, not the scores: the select kernels recompute U from
+// the bf16 logits and them (no f32 scores written or read).
 // CHECK-LABEL: func.func @unified
 // CHECK: cf.assert %{{.*}}, "a selection set (T * E pairs for unified
 // CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c4096
@@ -200,6 +202,7 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: %[[FEW:.*]] = arith.cmpi ult, %{{.*}}, %c128
 // CHECK: %[[SPREAD:.*]] = arith.andi %[[BOTH]], %[[FEW]]
 // CHECK: %[[WS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: %[[STATS:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
 // Sequences of one token, at most 128 of them, take the Token Choice kernel
@@ -211,20 +214,24 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_decode
 // CHECK-NOT: gpu.launch_func
 // CHECK: } else {
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>)
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args(%[[LOGITS:.*]] : memref<2x?x64xbf16>, %[[STATS]] : memref<?xf32>, %[[WS]] : memref<?xi32>)
 // CHECK: scf.if %[[SPREAD]] {
 // CHECK-NOT: gpu.launch_func
 // CHECK: %[[GRID:.*]] = arith.muli %{{.*}}, %[[CHUNKS]]
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram blocks in (%[[GRID]], {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>, %[[BUDGET]] : index, %c0
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram blocks in (%[[GRID]], {{.*}} args(%[[LOGITS]] : memref<2x?x64xbf16>, %[[STATS]] : memref<?xf32>, %[[WS]] : memref<?xi32>, %[[BUDGET]] : index, %c0
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c1
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c2
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c3
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark blocks in (%[[GRID]]
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark blocks in (%[[GRID]], {{.*}} args(%[[LOGITS]] : memref<2x?x64xbf16>, %[[STATS]] : memref<?xf32>, %{{.*}} : memref<2x?x64xf32>, %{{.*}} : memref<2x?x64xi1>, %[[WS]] : memref<?xi32>)
 // CHECK: } else {
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c1024, %{{.*}}, %{{.*}}) args(%{{.*}} : memref<2x?x64xf32>, %{{.*}} : memref<2x?x64xi1>, %[[BUDGET]] : index)
-// CHECK: gpu.func @route_unified_0_scores(%{{.*}}, %{{.*}}, %[[SWS:.*]]: memref<?xi32>)
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks in (%{{.*}}, %{{.*}}, %{{.*}}) threads in (%c1024, %{{.*}}, %{{.*}}) args(%[[LOGITS]] : memref<2x?x64xbf16>, %[[STATS]] : memref<?xf32>, %{{.*}} : memref<2x?x64xf32>, %{{.*}} : memref<2x?x64xi1>, %[[BUDGET]] : index)
+// CHECK: gpu.func @route_unified_0_scores(%{{.*}}, %[[SSTATS:.*]]: memref<?xf32>, %[[SWS:.*]]: memref<?xi32>)
 // CHECK: memref.store %c0_i32{{[_0-9]*}}, %[[SWS]]
 // CHECK: math.exp
+// CHECK: memref.store %{{.*}}, %[[SSTATS]]
+// CHECK: memref.store %{{.*}}, %[[SSTATS]]
+// CHECK-NOT: memref.store
+// CHECK: gpu.return
 // CHECK: gpu.func @route_unified_0_select(
 // CHECK-SAME: workgroup(%[[HIST:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
 // CHECK: gpu.barrier
@@ -232,7 +239,12 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: gpu.shuffle  up
 // The histogram launch: the block's counts added to the set's, a done
 // counter, and the last block takes the merged histogram (zeroing it).
-// CHECK: gpu.func @route_unified_0_select_histogram(%{{.*}}: memref<2x?x64xf32>, %[[GWS:.*]]: memref<?xi32>, %{{.*}}: index, %{{.*}}: index) workgroup(%[[LOCAL:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// The score recomputed: the bf16 logit, the row's max and sum, exp.
+// CHECK: gpu.func @route_unified_0_select_histogram(%[[HLOGITS:.*]]: memref<2x?x64xbf16>, %[[HSTATS:.*]]: memref<?xf32>, %[[GWS:.*]]: memref<?xi32>, %{{.*}}: index, %{{.*}}: index) workgroup(%[[LOCAL:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.load %[[HLOGITS]]
+// CHECK: memref.load %[[HSTATS]]
+// CHECK: memref.load %[[HSTATS]]
+// CHECK: math.exp
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[LOCAL]]
 // CHECK: gpu.barrier
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[GWS]]

@@ -18,14 +18,16 @@
 // RUN: sed -e '/memref.store %c0_i32[_0-9]*, %arg2\[%arg3\] : memref<?xi32>/d' %t.mlir \
 // RUN:   | usmoe-opt -usmoe-to-gpu-emu | %run_emu 2>&1 | not FileCheck %s
 
-// IR: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args({{.*}}, %[[WS:.*]] : memref<?xi32>)
+// The select kernels recompute the scores from the logits and the rows'
+// softmax statistics, which is what the score kernel writes.
+// IR: gpu.launch_func @usmoe_kernels::@route_unified_0_scores {{.*}} args(%{{.*}}, %[[STATS:.*]] : memref<?xf32>, %[[WS:.*]] : memref<?xi32>)
 // IR-NOT: gpu.launch_func
-// IR-COUNT-4: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} args({{.*}}, %[[WS]] : memref<?xi32>,
+// IR-COUNT-4: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} args({{.*}}, %[[STATS]] : memref<?xf32>, %[[WS]] : memref<?xi32>,
 // IR: gpu.launch_func @usmoe_kernels::@route_unified_0_select_mark
-// IR: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks
+// IR: gpu.launch_func @usmoe_kernels::@route_unified_0_select blocks {{.*}} args(%{{.*}}, %[[STATS]] : memref<?xf32>,
 // IR-NOT: gpu.launch_func @usmoe_kernels::@route_unified_0_select
 // IR: gpu.launch_func @usmoe_kernels::@route_expert_1_scores
-// IR: gpu.func @route_unified_0_scores({{.*}}, %arg2: memref<?xi32>)
+// IR: gpu.func @route_unified_0_scores({{.*}}, %arg1: memref<?xf32>, %arg2: memref<?xi32>)
 // IR: memref.store %c0_i32{{[_0-9]*}}, %arg2[%arg3] : memref<?xi32>
 // IR: gpu.return
 
