@@ -15,6 +15,7 @@
 #include "DLPack.h"
 #include "JitHeap.h"
 #include "usmoe/Support/ShapeExpr.h"
+#include "llvm/ADT/SmallVector.h"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -51,16 +52,14 @@ const char *dtypeName(const std::string &element) {
 /// were a fifth of a decode call. Used with the GIL held; never freed (they
 /// must not be released after the interpreter).
 struct NumPyObjects {
-  py::object empty, frombuffer, dtype;
+  py::object frombuffer, dtype;
   std::map<std::string, py::object> dtypes;
 
   static NumPyObjects &get() {
     static NumPyObjects *objects = [] {
       py::module_ numpy = py::module_::import("numpy");
-      return new NumPyObjects{numpy.attr("empty"),
-                              numpy.attr("frombuffer"),
-                              numpy.attr("dtype"),
-                              {}};
+      return new NumPyObjects{
+          numpy.attr("frombuffer"), numpy.attr("dtype"), {}};
     }();
     return *objects;
   }
@@ -74,17 +73,24 @@ struct NumPyObjects {
   }
 };
 
-/// A new C-contiguous array made by NumPy itself: pybind11 2.10's
-/// py::array(dtype, shape) computes strides from the NumPy 1 descriptor
-/// layout, which is wrong under NumPy 2.
+/// A new C-contiguous array made by NumPy itself (PyArray_NewFromDescr
+/// with no strides, so NumPy computes them: pybind11 2.10's
+/// py::array(dtype, shape) computes them from the NumPy 1 descriptor
+/// layout, which is wrong under NumPy 2). The C call, not numpy.empty
+/// through Python: a decode call returns seven small arrays, and parsing
+/// numpy.empty's arguments was most of their cost.
 py::array emptyArray(const std::string &element,
                      const std::vector<int64_t> &shape) {
-  NumPyObjects &numpy = NumPyObjects::get();
-  py::tuple dims(shape.size());
-  for (size_t d = 0; d < shape.size(); ++d)
-    dims[d] = py::int_(shape[d]);
-  return py::reinterpret_borrow<py::array>(
-      numpy.empty(dims, numpy.dtypeOf(element)));
+  const py::object &descr = NumPyObjects::get().dtypeOf(element);
+  auto &api = py::detail::npy_api::get();
+  llvm::SmallVector<Py_intptr_t, 4> dims(shape.begin(), shape.end());
+  Py_INCREF(descr.ptr()); // PyArray_NewFromDescr steals the descriptor.
+  PyObject *array = api.PyArray_NewFromDescr_(
+      api.PyArray_Type_, descr.ptr(), int(dims.size()), dims.data(),
+      /*strides=*/nullptr, /*data=*/nullptr, /*flags=*/0, nullptr);
+  if (!array)
+    throw py::error_already_set();
+  return py::reinterpret_steal<py::array>(array);
 }
 
 /// The NumPy (kind, itemsize) an argument of element `element` must have:

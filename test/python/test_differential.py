@@ -254,6 +254,24 @@ def test_token_choice_both_topk_algorithms(k, route_device):
     np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
 
 
+@pytest.mark.parametrize("e", [8, 64, 256])
+def test_token_choice_decode_rows(e, route_device):
+    """A group of one row (B * T = 1, a decode step) is selected by its own
+    scan on the CPU, not in vector lanes: the reference's picks with ties,
+    -inf, NaN, a bias (DeepSeek-V3's ranking) and renormalized gates, in the
+    mask, the plan and the top-k lists."""
+    rng = np.random.default_rng(e)
+    for kind in ("ties", "special", "normal"):
+        for k in (1, 2, 8):
+            logits = random_logits(rng, 1, 1, e, np.float32, kind)
+            bias = rng.normal(0.0, 0.1, size=e).astype(np.float32)
+            for opts in (dict(renormalize=True), dict(bias=bias)):
+                got = usmoe.route(logits, mode="token", k=k, device=route_device, **opts)
+                want = reference.route(logits, mode="token", k=k, **opts)
+                assert_same_plan(got, want)
+                np.testing.assert_array_equal(got.topk_ids, want.topk_ids)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 8, 16])
 def test_token_choice_rows_side_by_side(k, route_device):
     """For k <= 16 the CPU selects a group of 8 rows side by side (one per

@@ -40,6 +40,10 @@ void forEachTokenInParallel(
 /// rows of a forEachTokenGroup group, so Token Choice selects a group's
 /// rows side by side too (emitTopKRows).
 inline constexpr int64_t kSoftmaxLanes = 8;
+/// Token Choice groups of at most this many rows select row by row (a scan
+/// of each row's contiguous keys) rather than in lanes (a gather per
+/// expert for few live lanes).
+inline constexpr int64_t kFewRowsByScan = 1;
 
 /// body(b, t0, count) for the tokens t0 .. t0 + count - 1 of sequence b.
 using TokenGroupBody = function_ref<void(LoopBuilder &, Value, Value, Value)>;

@@ -73,7 +73,7 @@ void loops::emitTopKRows(LoopBuilder &b, Value gates, Value mask, Value bi,
                          Value t0, Value count, int64_t k, bool renormalize,
                          Value bias, const ModelOptions &model,
                          const TopKListBuffers *lists) {
-  if (k > kInsertionTopK) {
+  auto byRows = [&](LoopBuilder &b) {
     forRange(b, t0, addi(b, t0, count), [&](LoopBuilder &b, Value ti) {
       auto keyOf = [&](LoopBuilder &b, Value ei) {
         Value score = load(b, gates, {bi, ti, ei});
@@ -81,14 +81,23 @@ void loops::emitTopKRows(LoopBuilder &b, Value gates, Value mask, Value bi,
       };
       emitTopKRow(b, gates, mask, bi, ti, k, renormalize, keyOf, model, lists);
     });
-    return;
-  }
-  SmallVector<Value> lanes = emitGroupPicks(b, gates, bias, bi, t0, count, k);
-  forRange(b, indexConst(b, 0), count, [&](LoopBuilder &b, Value lane) {
-    SmallVector<Value> picks;
-    for (Value slot : lanes)
-      picks.push_back(vector::ExtractOp::create(b, slot, OpFoldResult(lane)));
-    emitTopKRowOfPicks(b, gates, mask, bi, addi(b, t0, lane), picks,
-                       renormalize, model, lists);
-  });
+  };
+  auto byLanes = [&](LoopBuilder &b) {
+    SmallVector<Value> lanes = emitGroupPicks(b, gates, bias, bi, t0, count, k);
+    forRange(b, indexConst(b, 0), count, [&](LoopBuilder &b, Value lane) {
+      SmallVector<Value> picks;
+      for (Value slot : lanes)
+        picks.push_back(vector::ExtractOp::create(b, slot, OpFoldResult(lane)));
+      emitTopKRowOfPicks(b, gates, mask, bi, addi(b, t0, lane), picks,
+                         renormalize, model, lists);
+    });
+  };
+  if (k > kInsertionTopK)
+    return byRows(b);
+  // A group of few rows (a decode step) fills few lanes yet pays a gather
+  // per expert: each row scans its own contiguous keys instead.
+  ifThenElse(
+      b,
+      cmpi(b, arith::CmpIPredicate::ule, count, indexConst(b, kFewRowsByScan)),
+      byRows, byLanes);
 }

@@ -243,10 +243,18 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
 // each step the 8 rows' scores of an expert in one gather (offsets of whole
 // rows, E = 16, in the flattened gates; the last row repeated past the
 // group's count), their keys as a vector and a compare-and-select network
-// without a branch; then each row's picks are extracted by its lane.
+// without a branch; then each row's picks are extracted by its lane. A group
+// of one row (a decode step: 7 idle lanes, a gather per expert) scans its
+// own contiguous keys instead.
 // CHECK-LABEL: func.func @token_route_by_lanes
 // CHECK: scf.parallel
 // CHECK: arith.divf
+// CHECK: %[[FEW:.*]] = arith.cmpi ule, %[[GROUP:.*]], %c1{{.*}} : index
+// CHECK-NEXT: scf.if %[[FEW]] {
+// CHECK-NOT: vector.gather
+// CHECK: memref.load %{{.*}} : memref<?x?x16xf32>
+// CHECK-NOT: vector.gather
+// CHECK: } else {
 // CHECK: %[[ROW7:.*]] = arith.minui %c7{{.*}}, %{{.*}} : index
 // CHECK-NEXT: %[[OFF7:.*]] = arith.muli %[[ROW7]], %c16
 // CHECK: %[[OFFSETS:.*]] = vector.from_elements %{{.*}}, %[[OFF7]] : vector<8xindex>
@@ -258,7 +266,7 @@ func.func @token_route_plan(%l: tensor<?x?x8xf32>) -> (tensor<9xi32>, tensor<?xi
 // CHECK-COUNT-4: arith.cmpi ugt, %[[KEYS]], %{{.*}} : vector<8xi32>
 // CHECK-NOT: scf.if
 // CHECK: scf.yield
-// CHECK: scf.for %[[LANE:.*]] = %{{.*}} to %[[COUNT:.*]] step
+// CHECK: scf.for %[[LANE:.*]] = %{{.*}} to %[[GROUP]] step
 // CHECK-COUNT-4: vector.extract %[[BEST]]#{{[4-7]}}[%[[LANE]]] : i32 from vector<8xi32>
 // CHECK: scf.reduce
 func.func @token_route_by_lanes(%l: tensor<?x?x16xf32>) -> (tensor<?x?x16xf32>, tensor<?x?x16xi1>) {
