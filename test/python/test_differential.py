@@ -216,6 +216,24 @@ def test_sets_longer_than_a_select_chunk(kind, route_device):
                          reference.route(logits, mode=mode, **want_opts))
 
 
+def test_spread_select_with_model_options(route_device):
+    """The GPU select kernels recompute each score from the logit and its
+    row's softmax statistics, with the model's softcap and scaling: spread
+    sets (Unified 2049 x 8, Expert Choice 16385 tokens) agree with the
+    reference. Normal logits only: with exactly tied logits and a softcap
+    the GPU path's scores (warp-order row sums, its own lowering of exp and
+    tanh) can differ from the CPU path's in the last bit, and scores that
+    tie across rows on one path then select differently (a known gap,
+    found this way; issue 13's notes)."""
+    rng = np.random.default_rng(2049)
+    for b, t, e, mode, opts in [
+            (1, 2049, 8, "unified", dict(k=1.5, softcap=3.0, routed_scaling_factor=2.5)),
+            (1, 16385, 2, "expert", dict(capacity=1500, softcap=2.0))]:
+        logits = random_logits(rng, b, t, e, np.float32, "normal")
+        assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
+                         reference.route(logits, mode=mode, **opts))
+
+
 def test_plan_of_many_tiles(route_device):
     """The GPU plan counts tiles of 128 rows and chunks of 16 tiles, scans
     the E x chunks counts in one block, and fills each tile from its chunk's
