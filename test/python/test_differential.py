@@ -427,3 +427,22 @@ def test_packed_sequences(seed, route_device):
     if mode == "unified":  # N_i = floor(k * T_i) pairs in sequence i
         for lo, hi in zip(cu[:-1], cu[1:]):
             assert got.mask[0, lo:hi].sum() == int(np.floor(opts["k"] * (hi - lo)))
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue 13): the GPU path's row softmax sums "
+                   "in warp order and lowers exp/tanh its own way, the CPU path sums in index "
+                   "order with usmoe-expand-exp, so cross-row ties on one path are near-ties on "
+                   "the other")
+def test_gpu_and_cpu_select_alike_on_tied_softcapped_logits(monkeypatch):
+    """The spec: selections are identical on CPU and GPU. Tied logits
+    (multiples of 0.5) through a softcap give rows with the same logits in
+    another order, whose scores tie in exact arithmetic; each path rounds
+    them in its own order (10 of these 8192 picks differ on the emulator;
+    none without the softcap for this draw). When both paths share one
+    summation order and one exp, this passes and the strict xfail says
+    so."""
+    monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
+    logits = random_logits(np.random.default_rng(1), 1, 1024, 8, np.float32, "ties")
+    np.testing.assert_array_equal(
+        usmoe.route(logits, mode="unified", k=1.5, softcap=3.0, device="cuda").mask,
+        usmoe.route(logits, mode="unified", k=1.5, softcap=3.0, device="cpu").mask)
