@@ -141,6 +141,23 @@ struct RecomputedScores {
 Value recomputeRowScore(loops::LoopBuilder &b, const RecomputedScores &how,
                         Value logits, Value stats, ArrayRef<Value> idx,
                         const loops::ModelOptions &model);
+/// Where row (bi, ti)'s max is in the stats buffer (its sum follows).
+Value statsSlot(loops::LoopBuilder &b, Value logits, Value bi, Value ti);
+
+/// Where a select kernel reads an element's score: the gate buffer, or
+/// (with `recompute`) the logits and stats, which the kernel then takes
+/// as its first two arguments.
+struct ScoreSource {
+  std::optional<RecomputedScores> recompute;
+  const loops::ModelOptions &model;
+
+  /// The leading argument types: (logits, stats), or none.
+  SmallVector<Type> argTypes(MLIRContext *ctx) const;
+  size_t numArgs() const { return recompute ? 2 : 0; }
+  /// The score at idx = [b, t, e]; `args`: the kernel's arguments.
+  Value scoreAt(loops::LoopBuilder &b, ArrayRef<Value> args, Value gates,
+                ArrayRef<Value> idx) const;
+};
 
 /// `name(logits, scores)`: scores = (1 - alpha) * scores + alpha * F with F
 /// the softmax of each (sequence, expert) column over the tokens; one block

@@ -38,8 +38,6 @@
 #include "Kernels.h"
 #include "WarpReduce.h"
 
-#include <functional>
-
 using namespace mlir;
 using namespace mlir::usmoe;
 using namespace mlir::usmoe::loops;
@@ -154,35 +152,15 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   const int64_t experts = gatesType.getDimSize(2);
   MemRefType workspaceType = wordBufferType(ctx);
   MultiBlockSelectKernels kernels;
-  // The score source's leading arguments: (logits, stats), or none.
-  SmallVector<Type> sourceTypes;
-  if (recompute)
-    sourceTypes = {recompute->logits, statsBufferType(ctx)};
-  const size_t sourceArgs = sourceTypes.size();
-  // Where a kernel reads a score; `shape`: a [B, T, E] buffer for the
-  // set's dimensions.
-  struct Source {
-    Value shape;
-    std::function<Value(LoopBuilder &, ArrayRef<Value>)> scoreAt;
-  };
-  auto sourceOf = [&, recompute](ArrayRef<Value> args, Value gates) {
-    if (!recompute)
-      return Source{gates, [gates](LoopBuilder &b, ArrayRef<Value> idx) {
-                      return load(b, gates, idx);
-                    }};
-    Value logits = args[0], stats = args[1];
-    return Source{logits, [=, &model](LoopBuilder &b, ArrayRef<Value> idx) {
-                    return recomputeRowScore(b, *recompute, logits, stats, idx,
-                                             model);
-                  }};
-  };
+  ScoreSource source{recompute, model};
+  const size_t sourceArgs = source.numArgs();
 
   // histogram([logits, stats,] gates, workspace, budget, pass); with
   // recomputed scores `gates` is not an argument.
   SmallVector<Type> histBuffers = {
       workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, 4),
       workgroupBuffer(ctx, kSelectBlock / kWarpSize)};
-  SmallVector<Type> histArgs = sourceTypes;
+  SmallVector<Type> histArgs = source.argTypes(ctx);
   if (!recompute)
     histArgs.push_back(gatesType);
   histArgs.append(
@@ -191,15 +169,20 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
       builder, loc, (name + "_histogram").str(), histArgs,
       int32_t(kSelectBlock),
       [&](LoopBuilder &b, ArrayRef<Value> allArgs, ArrayRef<Value> shared) {
-        Source source =
-            sourceOf(allArgs, recompute ? Value() : allArgs[sourceArgs]);
+        // Without recomputed scores the gates follow the source's (none).
+        Value gates = recompute ? Value() : allArgs[sourceArgs];
+        auto scoreAt = [&](LoopBuilder &b, ArrayRef<Value> idx) {
+          return source.scoreAt(b, allArgs, gates, idx);
+        };
         ArrayRef<Value> args =
             allArgs.drop_front(sourceArgs + (recompute ? 0 : 1));
         Value ws = args[0], budget = args[1], pass = args[2];
         Value hist = shared[0], state = shared[1], warpTotals = shared[2];
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value zero = indexConst(b, 0);
-        BlockSet s = blockSet(b, source.shape, kind, experts, chunkSize);
+        // The logits have the gates' [B, T, E] shape.
+        BlockSet s = blockSet(b, recompute ? allArgs[0] : gates, kind, experts,
+                              chunkSize);
 
         // The prefix chosen by the earlier passes (slot pass - 1), the mask
         // of its bits, this pass's digit position.
@@ -224,19 +207,19 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
                [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
         gpu::BarrierOp::create(b);
-        forStrided(
-            b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
-            [&](LoopBuilder &b, Value i) {
-              Value key = scoreKey(b, source.scoreAt(b, s.element(b, i)));
-              Value match =
-                  cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
-              ifThen(b, match, [&](LoopBuilder &b) {
-                Value digit = andi(b, arith::ShRUIOp::create(b, key, shift),
-                                   i32Const(b, kRadixBins - 1));
-                atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1), hist,
-                       i32ToIndex(b, digit));
-              });
-            });
+        forStrided(b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
+                   [&](LoopBuilder &b, Value i) {
+                     Value key = scoreKey(b, scoreAt(b, s.element(b, i)));
+                     Value match = cmpi(b, CmpIPredicate::eq,
+                                        andi(b, key, prefixMask), prefix);
+                     ifThen(b, match, [&](LoopBuilder &b) {
+                       Value digit =
+                           andi(b, arith::ShRUIOp::create(b, key, shift),
+                                i32Const(b, kRadixBins - 1));
+                       atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1),
+                              hist, i32ToIndex(b, digit));
+                     });
+                   });
         gpu::BarrierOp::create(b);
         // The block's counts into the set's histogram.
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
@@ -308,7 +291,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
                          });
                 },
                 [&](LoopBuilder &b) {
-                  storeTieEnd(b, s, source.scoreAt, threshold, left, tid, state,
+                  storeTieEnd(b, s, scoreAt, threshold, left, tid, state,
                               warpTotals);
                 });
             ifThen(b, cmpi(b, CmpIPredicate::eq, tid, zero),
@@ -327,7 +310,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   // mark([logits, stats,] gates, mask, workspace[, counts, starts,
   // offsets]): the selection, in place (counted for the plan when B * T
   // spans several tiles).
-  SmallVector<Type> markArgs = sourceTypes;
+  SmallVector<Type> markArgs = source.argTypes(ctx);
   markArgs.append({gatesType, maskType, workspaceType});
   SmallVector<Type> markBuffers;
   if (plan) {
@@ -340,7 +323,6 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
       [&](LoopBuilder &b, ArrayRef<Value> allArgs, ArrayRef<Value> shared) {
         ArrayRef<Value> args = allArgs.drop_front(sourceArgs);
         Value gates = args[0], mask = args[1], ws = args[2];
-        Source source = sourceOf(allArgs, gates);
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         BlockSet s = blockSet(b, gates, kind, experts, chunkSize);
         Value threshold = load(
@@ -354,7 +336,7 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
             b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
             [&](LoopBuilder &b, Value i) {
               SmallVector<Value> idx = s.element(b, i);
-              Value gate = source.scoreAt(b, idx);
+              Value gate = source.scoreAt(b, allArgs, gates, idx);
               Value key = scoreKey(b, gate);
               Value on = ori(b, cmpi(b, CmpIPredicate::ugt, key, threshold),
                              andi(b, cmpi(b, CmpIPredicate::eq, key, threshold),

@@ -6,8 +6,8 @@
 //===----------------------------------------------------------------------===//
 //
 //  plan:     count   one block per tile of kPlanTileRows rows, a thread per
-//                    expert, counts the tile's rows of each expert (a warp
-//                    reads a row's mask bytes together);
+//                    row: each row sets its bit in its experts' bitsets of
+//                    the tile (shared memory); counts are popcounts;
 //            scan    one block: a flat scan of the expert-major counts of
 //                    chunks of kPlanChunkTiles tiles gives each (expert,
 //                    chunk) its first plan row, and the expert offsets
@@ -21,8 +21,9 @@
 //            scan by the tile that finishes last) and fill; or one,
 //            single, when B * T fits one tile (the three phases on one
 //            block).
-//            Row walks load kPlanBatch mask bytes before using them, so a
-//            thread waits for one memory latency per batch, not per row.
+//            Walks (a row's mask bytes, a chunk's counts) load kPlanBatch
+//            values before using them, so a thread waits for one memory
+//            latency per batch, not per value.
 //  dispatch: one block per plan row copies hidden[ids[m], :] (f16/bf16
 //            layers gather in their first expert GEMM instead).
 //  combine:  one block per token; a thread per expert binary-searches the
@@ -173,6 +174,18 @@ forBatches(LoopBuilder &b, Value begin, Value end, ValueRange init,
       });
 }
 
+/// `init` plus the i32 counts read at [begin, end) (`read`: a load, or an
+/// atomic read), kPlanBatch loads in flight.
+static Value sumCounts(LoopBuilder &b, Value begin, Value end, Value init,
+                       function_ref<Value(LoopBuilder &, Value)> read) {
+  return forBatches(
+      b, begin, end, {init}, read,
+      [&](LoopBuilder &b, Value, Value valid, Value n, ValueRange acc) {
+        return SmallVector<Value>{
+            addi(b, acc[0], select(b, valid, n, i32Const(b, 0)))};
+      })[0];
+}
+
 /// One flat exclusive scan over the E * n expert-major counts at
 /// counts[countBase...] by a block of `threads` (a contiguous segment per
 /// thread: sum, block scan of the sums, rewrite), so starts[e * n + c]
@@ -201,12 +214,7 @@ static void scanExpertMajor(LoopBuilder &b, Value counts, Value countBase,
     return memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
                                        i32Const(b, 0), counts, ValueRange{at});
   };
-  Value sum = forBatches(
-      b, begin, end, {i32Const(b, 0)}, read,
-      [&](LoopBuilder &b, Value, Value valid, Value c, ValueRange acc) {
-        return SmallVector<Value>{
-            addi(b, acc[0], select(b, valid, c, i32Const(b, 0)))};
-      })[0];
+  Value sum = sumCounts(b, begin, end, i32Const(b, 0), read);
   std::pair<Value, Value> scanned =
       blockExclusiveScan(b, sum, lane, warp, workgroup[0], workgroup[1], 0);
   Value before = scanned.first, total = scanned.second;
@@ -435,15 +443,11 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
     Value chunk = layout.chunkOf(b, tile.index);
     Value firstTile = layout.chunkFirstTile(b, tile.index);
     forEachExpert(b, [&](LoopBuilder &b, Value e) {
-      Value start = forBatches(
+      Value start = sumCounts(
           b, layout.tileSlot(b, e, firstTile),
           layout.tileSlot(b, e, tile.index),
-          {load(b, starts, {layout.startSlot(b, e, chunk)})},
-          [&](LoopBuilder &b, Value i) { return load(b, counts, {i}); },
-          [&](LoopBuilder &b, Value, Value valid, Value n, ValueRange acc) {
-            return SmallVector<Value>{
-                addi(b, acc[0], select(b, valid, n, i32Const(b, 0)))};
-          })[0];
+          load(b, starts, {layout.startSlot(b, e, chunk)}),
+          [&](LoopBuilder &b, Value i) { return load(b, counts, {i}); });
       store(b, start, first, {e});
     });
     // markRows begins and ends with a barrier: `first` is visible after it.
@@ -523,19 +527,13 @@ gpu_kernels::buildPlanKernels(OpBuilder &builder, Location loc, StringRef name,
                          chunkTiles);
                 Value end = arith::MinUIOp::create(
                     b, addi(b, first, chunkTiles), numTiles);
-                Value sum = forBatches(
-                    b, layout.tileSlot(b, e, first),
-                    layout.tileSlot(b, e,
-                                    arith::MaxUIOp::create(b, end, first)),
-                    {i32Const(b, 0)},
-                    [&](LoopBuilder &b, Value i) {
-                      return load(b, counts, {i});
-                    },
-                    [&](LoopBuilder &b, Value, Value valid, Value n,
-                        ValueRange acc) {
-                      return SmallVector<Value>{
-                          addi(b, acc[0], select(b, valid, n, i32Const(b, 0)))};
-                    })[0];
+                Value sum =
+                    sumCounts(b, layout.tileSlot(b, e, first),
+                              layout.tileSlot(
+                                  b, e, arith::MaxUIOp::create(b, end, first)),
+                              i32Const(b, 0), [&](LoopBuilder &b, Value i) {
+                                return load(b, counts, {i});
+                              });
                 store(b, sum, starts, {slot});
               });
           gpu::BarrierOp::create(b);

@@ -72,36 +72,35 @@ gpu::GPUFuncOp gpu_kernels::buildRowScoreKernel(
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value>) {
         Value logits = args[0], out = args[1];
         zeroFromEveryThread(b, args.drop_front(2));
-        forWarpRow(
-            b, logits, kRowsPerScoreBlock,
-            [&](LoopBuilder &b, Value bi, Value ti, const RowLanes &lanes,
-                Value) {
-              WarpRow row = emitWarpRowSoftmax(b, logits, bi, ti, lanes, model);
-              if (statsOnly) {
-                // From the lane holding expert 0 (the row's first lane).
-                Value first =
-                    cmpi(b, CmpIPredicate::eq, row.expert[0], indexConst(b, 0));
-                ifThen(b, first, [&](LoopBuilder &b) {
-                  Value r = muli(b, addi(b, muli(b, bi, dim(b, logits, 1)), ti),
-                                 indexConst(b, 2));
-                  store(b, row.max, out, {r});
-                  store(b, row.sum, out, {addi(b, r, indexConst(b, 1))});
-                });
-                return;
-              }
-              for (int64_t v = 0; v < row.perLane; ++v) {
-                Value s = row.score[v];
-                if (alpha)
-                  s = unifiedScore(b, s, row.logit[v], *alpha, experts);
-                auto write = [&](LoopBuilder &b) {
-                  store(b, s, out, {bi, ti, row.expert[v]});
-                };
-                if (row.alwaysInBounds(v, experts))
-                  write(b);
-                else
-                  ifThen(b, row.inBounds[v], write);
-              }
-            });
+        forWarpRow(b, logits, kRowsPerScoreBlock,
+                   [&](LoopBuilder &b, Value bi, Value ti,
+                       const RowLanes &lanes, Value) {
+                     WarpRow row =
+                         emitWarpRowSoftmax(b, logits, bi, ti, lanes, model);
+                     if (statsOnly) {
+                       // From the lane holding expert 0 (the row's first lane).
+                       Value first = cmpi(b, CmpIPredicate::eq, row.expert[0],
+                                          indexConst(b, 0));
+                       ifThen(b, first, [&](LoopBuilder &b) {
+                         Value r = statsSlot(b, logits, bi, ti);
+                         store(b, row.max, out, {r});
+                         store(b, row.sum, out, {addi(b, r, indexConst(b, 1))});
+                       });
+                       return;
+                     }
+                     for (int64_t v = 0; v < row.perLane; ++v) {
+                       Value s = row.score[v];
+                       if (alpha)
+                         s = unifiedScore(b, s, row.logit[v], *alpha, experts);
+                       auto write = [&](LoopBuilder &b) {
+                         store(b, s, out, {bi, ti, row.expert[v]});
+                       };
+                       if (row.alwaysInBounds(v, experts))
+                         write(b);
+                       else
+                         ifThen(b, row.inBounds[v], write);
+                     }
+                   });
       });
 }
 
@@ -111,8 +110,7 @@ Value gpu_kernels::recomputeRowScore(LoopBuilder &b,
                                      const ModelOptions &model) {
   const int64_t experts = how.logits.getDimSize(2);
   Value x = model.logit(b, loadAsF32(b, logits, idx));
-  Value r = muli(b, addi(b, muli(b, idx[0], dim(b, logits, 1)), idx[1]),
-                 indexConst(b, 2));
+  Value r = statsSlot(b, logits, idx[0], idx[1]);
   Value max = load(b, stats, {r});
   Value sum = load(b, stats, {addi(b, r, indexConst(b, 1))});
   Value valid = softmaxHasRow(b, max);
@@ -120,6 +118,23 @@ Value gpu_kernels::recomputeRowScore(LoopBuilder &b,
   if (how.alpha)
     s = unifiedScore(b, s, x, *how.alpha, experts);
   return s;
+}
+
+Value gpu_kernels::statsSlot(LoopBuilder &b, Value logits, Value bi, Value ti) {
+  return muli(b, addi(b, muli(b, bi, dim(b, logits, 1)), ti), indexConst(b, 2));
+}
+
+SmallVector<Type> ScoreSource::argTypes(MLIRContext *ctx) const {
+  if (!recompute)
+    return {};
+  return {recompute->logits, statsBufferType(ctx)};
+}
+
+Value ScoreSource::scoreAt(LoopBuilder &b, ArrayRef<Value> args, Value gates,
+                           ArrayRef<Value> idx) const {
+  if (!recompute)
+    return load(b, gates, idx);
+  return recomputeRowScore(b, *recompute, args[0], args[1], idx, model);
 }
 
 gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(

@@ -76,24 +76,19 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                                  workgroupBuffer(ctx, 4),
                                  workgroupBuffer(ctx, kWarps)};
   Type third = seqlensType ? Type(seqlensType) : builder.getIndexType();
-  SmallVector<Type> argTypes;
-  if (recompute)
-    argTypes = {recompute->logits, statsBufferType(ctx)};
-  const size_t sourceArgs = argTypes.size();
+  ScoreSource source{recompute, model};
+  SmallVector<Type> argTypes = source.argTypes(ctx);
   argTypes.append({gatesType, maskType, third});
   if (plan)
     argTypes.append({plan->counts, plan->starts, plan->offsets});
   return buildKernel(
       builder, loc, name, argTypes, int32_t(kThreads),
       [&](LoopBuilder &b, ArrayRef<Value> allArgs, ArrayRef<Value> buffers) {
-        ArrayRef<Value> args = allArgs.drop_front(sourceArgs);
+        ArrayRef<Value> args = allArgs.drop_front(source.numArgs());
         Value gates = args[0], mask = args[1];
         // An element's score: from the gate buffer, or recomputed.
-        auto scoreAt = [&](LoopBuilder &b, ArrayRef<Value> idx) -> Value {
-          if (!recompute)
-            return load(b, gates, idx);
-          return recomputeRowScore(b, *recompute, allArgs[0], allArgs[1], idx,
-                                   model);
+        auto scoreAt = [&](LoopBuilder &b, ArrayRef<Value> idx) {
+          return source.scoreAt(b, allArgs, gates, idx);
         };
         std::optional<PlanCounter> counter;
         if (plan)
