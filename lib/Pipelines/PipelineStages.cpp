@@ -41,6 +41,9 @@ void mlir::usmoe::addMoeToGPUStage(OpPassManager &pm) {
   pm.addPass(moe::createMoeFuseRoutingPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertMoeToGPUPass());
+  // The kernels' exps as the CPU computes them (not libdevice's), so that
+  // both paths score alike, bit for bit.
+  pm.addPass(createUsmoeExpandExpPass());
   // No deallocation pipeline: it rejects gpu.launch_func (unknown memory
   // effects), and the GPU lowering allocates nothing but its results.
   addBufferizationStage(pm);

@@ -25,18 +25,21 @@ def _sanitize(logits: np.ndarray) -> np.ndarray:
 def _softmax_lane(x: np.ndarray) -> np.ndarray:
     """Softmax along the last axis of sanitized f32 values.
 
-    e_i = exp(x_i == m ? 0 : x_i - m), P = e / sum(e) summed in index order,
-    and P = 0 on lanes whose maximum is -inf.
+    e_i = exp(x_i == m ? 0 : x_i - m), P = e / sum(e), and P = 0 on lanes
+    whose maximum is -inf. The sum is the compiler's (SoftmaxSum in
+    lib/Conversion/Common/RoutingMath.h): each e_i truncated to whole units of
+    2^-s, s = 62 - ceil(log2 n), the units added as integers (so in no
+    particular order) and the total rounded to f32 once.
     """
     m = x.max(axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), F32)
     valid = m != F32(-np.inf)
     with np.errstate(invalid="ignore", over="ignore"):
         shifted = np.where(x == m, F32(0), x - m).astype(F32)
         e = np.where(valid, np.exp(shifted), F32(0)).astype(F32)
-    # Sequential f32 sum in index order (np.sum would pair-wise sum).
-    s = np.zeros(x.shape[:-1], F32)
-    for i in range(x.shape[-1]):
-        s = (s + e[..., i]).astype(F32)
+    n = max(x.shape[-1], 1)
+    shift = 62 - (n - 1).bit_length()
+    units = (e * F32(2.0**shift)).astype(np.int64).sum(axis=-1, dtype=np.int64)
+    s = (units.astype(F32) * F32(2.0**-shift)).astype(F32)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = (e / s[..., None]).astype(F32)
     return np.where(valid, p, F32(0)).astype(F32)

@@ -429,20 +429,38 @@ def test_packed_sequences(seed, route_device):
             assert got.mask[0, lo:hi].sum() == int(np.floor(opts["k"] * (hi - lo)))
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 13): the GPU path's row softmax sums "
-                   "in warp order and lowers exp/tanh its own way, the CPU path sums in index "
-                   "order with usmoe-expand-exp, so cross-row ties on one path are near-ties on "
-                   "the other")
-def test_gpu_and_cpu_select_alike_on_tied_softcapped_logits(monkeypatch):
-    """The spec: selections are identical on CPU and GPU. Tied logits
-    (multiples of 0.5) through a softcap give rows with the same logits in
-    another order, whose scores tie in exact arithmetic; each path rounds
-    them in its own order (10 of these 8192 picks differ on the emulator;
-    none without the softcap for this draw). When both paths share one
-    summation order and one exp, this passes and the strict xfail says
-    so."""
+TIED_ACROSS_ROWS = [
+    # (mode, options): every scoring path of the selecting routers
+    ("unified", dict(k=1.5)),
+    ("unified", dict(k=1.5, softcap=3.0)),
+    ("unified", dict(k=2, alpha=0.0)),
+    ("unified", dict(k=1.5, expert_score="softmax_tokens")),
+    ("expert", dict(capacity_factor=1.0, k=2)),
+    ("expert", dict(capacity_factor=1.0, k=2, softcap=3.0)),
+    ("token", dict(k=2)),
+]
+
+
+@pytest.mark.parametrize("mode,opts", TIED_ACROSS_ROWS)
+@pytest.mark.parametrize("experts", [8, 60, 256])
+def test_gpu_and_cpu_score_bit_for_bit_on_tied_logits(monkeypatch, mode, opts, experts):
+    """The spec: selections are identical on CPU and GPU, ties included.
+    Logits that are multiples of 0.5 give many rows with the same logits in
+    another order, whose scores tie in exact arithmetic; a float sum rounds
+    each order differently (a path's warp order against the other's index
+    order), so cross-row ties broke differently on the two paths (10 of 8192
+    picks at 1 x 1024 x 8 with a softcap). With one exp (usmoe-expand-exp)
+    and one order-free sum (SoftmaxSum) the two paths' scores are the same
+    bits: gates equal, not close, and so the same picks (the rows of normal
+    logits give many distinct exps: a different exp shows there). E = 8
+    takes several rows a warp, 60 a masked 4-wide load, 256 full vectors."""
     monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
-    logits = random_logits(np.random.default_rng(1), 1, 1024, 8, np.float32, "ties")
-    np.testing.assert_array_equal(
-        usmoe.route(logits, mode="unified", k=1.5, softcap=3.0, device="cuda").mask,
-        usmoe.route(logits, mode="unified", k=1.5, softcap=3.0, device="cpu").mask)
+    tokens = 1024 if experts == 8 else 128
+    rng = np.random.default_rng(experts)
+    logits = np.concatenate([  # ties, then rows of distinct values
+        random_logits(rng, 1, tokens // 2, experts, np.float32, "ties"),
+        random_logits(rng, 1, tokens // 2, experts, np.float32, "normal")], axis=1)
+    gpu = usmoe.route(logits, mode=mode, device="cuda", **opts)
+    cpu = usmoe.route(logits, mode=mode, device="cpu", **opts)
+    np.testing.assert_array_equal(gpu.mask, cpu.mask)
+    np.testing.assert_array_equal(gpu.gates.view(np.int32), cpu.gates.view(np.int32))

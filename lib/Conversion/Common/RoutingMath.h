@@ -17,6 +17,11 @@
 #include "Conversion/Common/LoopBuilder.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <optional>
 
@@ -59,6 +64,67 @@ struct ModelOptions {
   /// A selected gate as the plan reports it (0 stays 0).
   Value gate(LoopBuilder &b, Value g) const {
     return gateScale ? mulf(b, g, f32Const(b, *gateScale)) : g;
+  }
+};
+
+/// The denominator of a softmax over `n` terms e_i = exp(x_i - max), each in
+/// [0, 1] and one of them exactly 1, summed as 64-bit integers in units of
+/// 2^-s with s = 62 - ceil(log2 n): each term is truncated to a whole
+/// number of units (exact in f32, then an exact conversion), the total
+/// (at most 2^62) converted to f32 once. Integer addition is associative,
+/// so the sum has the same bits in every order of summation: the CPU's
+/// index order, the GPU's lanes, warps and blocks. A float sum depends on
+/// the order, and scores that tie on one path would not on the other.
+/// The truncation costs below n^2 2^-61 of the sum (2^-39 at n = 2048
+/// terms, 2^-29 at 65536): well under one f32 ulp.
+struct SoftmaxSum {
+  Value scale;   ///< f32 2^s
+  Value unscale; ///< f32 2^-s
+
+  /// s for sums of n terms (n = 0 counts as 1): 62 - ceil(log2 n).
+  static int64_t shiftFor(uint64_t n) {
+    return 62 - int64_t(llvm::Log2_64_Ceil(std::max<uint64_t>(n, 1)));
+  }
+
+  /// The units for sums of `n` (index) terms: constants when n is one (the
+  /// experts of a row), else computed as shiftFor does (the tokens of a
+  /// column).
+  static SoftmaxSum forTerms(LoopBuilder &b, Value n) {
+    if (std::optional<int64_t> count = getConstantIntValue(n)) {
+      int64_t s = shiftFor(uint64_t(*count));
+      return {f32Const(b, std::ldexp(1.0, int(s))),
+              f32Const(b, std::ldexp(1.0, -int(s)))};
+    }
+    Type i64 = b.getI64Type(), i32 = b.getI32Type();
+    Value count = arith::IndexCastUIOp::create(b, i64, n);
+    Value one = arith::ConstantIntOp::create(b, i64, 1);
+    count = arith::MaxUIOp::create(b, count, one);
+    // ceil(log2 n) = 64 - ctlz(n - 1) for n >= 1.
+    Value bits = arith::SubIOp::create(
+        b, arith::ConstantIntOp::create(b, i64, 64),
+        math::CountLeadingZerosOp::create(b, subi(b, count, one)));
+    Value s = arith::TruncIOp::create(
+        b, i32,
+        arith::SubIOp::create(b, arith::ConstantIntOp::create(b, i64, 62),
+                              bits));
+    auto powerOfTwo = [&](Value exponent) -> Value {
+      Value biased = addi(b, exponent, i32Const(b, 127));
+      return arith::BitcastOp::create(
+          b, b.getF32Type(), arith::ShLIOp::create(b, biased, i32Const(b, 23)));
+    };
+    return {powerOfTwo(s), powerOfTwo(subi(b, i32Const(b, 0), s))};
+  }
+  /// The i64 zero the sums start from.
+  static Value zero(LoopBuilder &b) {
+    return arith::ConstantIntOp::create(b, b.getI64Type(), 0);
+  }
+  /// One term e (f32 in [0, 1]) as an i64 count of units.
+  Value term(LoopBuilder &b, Value e) const {
+    return arith::FPToSIOp::create(b, b.getI64Type(), mulf(b, e, scale));
+  }
+  /// The sum of terms (i64) as f32: 0, or at least 1.
+  Value total(LoopBuilder &b, Value units) const {
+    return mulf(b, arith::SIToFPOp::create(b, b.getF32Type(), units), unscale);
   }
 };
 

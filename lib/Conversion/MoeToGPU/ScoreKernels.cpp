@@ -147,9 +147,11 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
     argTypes.push_back(seqlensType);
   const int64_t warps = kColumnBlock / kWarpSize;
   MLIRContext *ctx = builder.getContext();
-  auto perWarp = MemRefType::get(
-      {warps}, Float32Type::get(ctx), MemRefLayoutAttrInterface(),
-      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+  auto perWarpOf = [&](Type element) {
+    return MemRefType::get(
+        {warps}, element, MemRefLayoutAttrInterface(),
+        gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup));
+  };
   return buildKernel(
       builder, loc, name, argTypes, int32_t(kColumnBlock),
       [&](LoopBuilder &b, ArrayRef<Value> args, ArrayRef<Value> shared) {
@@ -186,7 +188,7 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
               return arith::MaximumFOp::create(b, p, q);
             };
             auto sumOf = [](LoopBuilder &b, Value p, Value q) {
-              return addf(b, p, q);
+              return addi(b, p, q);
             };
             Value partialMax = forStridedAcc(
                 b, first, tokens, threads, {f32Const(b, kNegInf)},
@@ -205,13 +207,17 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
               return select(b, valid, math::ExpOp::create(b, shifted),
                             f32Const(b, 0.0));
             };
-            Value partialSum = forStridedAcc(
-                b, first, tokens, threads, {f32Const(b, 0.0)},
-                [&](LoopBuilder &b, Value t, ValueRange acc) {
-                  return SmallVector<Value>{addf(b, acc[0], expOf(b, t))};
-                })[0];
-            Value sum = blockAllReduce(b, partialSum, lane, warp, warps,
-                                       shared[0], sumOf);
+            // The column's sum in SoftmaxSum's integer units (the CPU's
+            // bits, whatever the threads' order).
+            SoftmaxSum units = SoftmaxSum::forTerms(b, subi(b, tokens, zero));
+            Value partialSum =
+                forStridedAcc(b, first, tokens, threads, {SoftmaxSum::zero(b)},
+                              [&](LoopBuilder &b, Value t, ValueRange acc) {
+                                return SmallVector<Value>{addi(
+                                    b, acc[0], units.term(b, expOf(b, t)))};
+                              })[0];
+            Value sum = units.total(b, blockAllReduce(b, partialSum, lane, warp,
+                                                      warps, shared[1], sumOf));
             forStrided(b, first, tokens, threads, [&](LoopBuilder &b, Value t) {
               Value f =
                   select(b, valid, divf(b, expOf(b, t), sum), f32Const(b, 0.0));
@@ -223,5 +229,5 @@ gpu::GPUFuncOp gpu_kernels::buildTokenSoftmaxMixKernel(
           }
         }
       },
-      {perWarp});
+      {perWarpOf(Float32Type::get(ctx)), perWarpOf(IntegerType::get(ctx, 64))});
 }

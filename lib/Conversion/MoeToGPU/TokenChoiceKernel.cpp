@@ -11,7 +11,7 @@
 //   x_v   = sanitize(L[e_v])                       (-inf past E)
 //   m     = warpMax(max_v x_v)
 //   e_v   = exp(x_v == m ? 0 : x_v - m)             (0 if m == -inf)
-//   s     = warpSum(sum_v e_v)                      (lane 0's bits)
+//   s     = SoftmaxSum of the e_v over the warp     (integer units)
 //   P_v   = e_v / s
 //   k picks (emitWarpTopK): per lane the best untaken (key, index), then
 //            a warp arg-max; the owner lane marks the expert taken

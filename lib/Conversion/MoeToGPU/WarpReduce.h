@@ -20,22 +20,39 @@ inline constexpr int32_t kWarpSize = 32;
 /// Elements per vector load of a row (16 bytes of f32).
 inline constexpr int64_t kVectorWidth = 4;
 
+/// gpu.shuffle moves 32-bit values: an i64 goes as its two halves.
+inline Value shuffle(LoopBuilder &b, Value v, Value offset,
+                     gpu::ShuffleMode mode) {
+  Value width = loops::i32Const(b, kWarpSize);
+  if (!v.getType().isInteger(64))
+    return gpu::ShuffleOp::create(b, v, offset, width, mode).getShuffleResult();
+  Type i32 = b.getI32Type(), i64 = b.getI64Type();
+  Value high32 = arith::ConstantIntOp::create(b, i64, 32);
+  auto move = [&](Value half) -> Value {
+    Value moved =
+        gpu::ShuffleOp::create(b, arith::TruncIOp::create(b, i32, half), offset,
+                               width, mode)
+            .getShuffleResult();
+    return arith::ExtUIOp::create(b, i64, moved);
+  };
+  Value low = move(v);
+  Value high = move(arith::ShRUIOp::create(b, v, high32));
+  return loops::ori(b, arith::ShLIOp::create(b, high, high32), low);
+}
+
 inline Value shuffleXor(LoopBuilder &b, Value v, int32_t offset) {
-  return gpu::ShuffleOp::create(b, v, offset, kWarpSize, gpu::ShuffleMode::XOR)
-      .getShuffleResult();
+  return shuffle(b, v, loops::i32Const(b, offset), gpu::ShuffleMode::XOR);
 }
 
 inline Value shuffleIdx(LoopBuilder &b, Value v, Value lane) {
-  return gpu::ShuffleOp::create(b, v, lane, loops::i32Const(b, kWarpSize),
-                                gpu::ShuffleMode::IDX)
-      .getShuffleResult();
+  return shuffle(b, v, lane, gpu::ShuffleMode::IDX);
 }
 
 /// Butterfly all-reduce: every lane ends with `combine` over the lanes of
 /// its segment of `width` lanes (a power of two dividing the warp: the xor
 /// offsets stay inside aligned segments; the whole warp by default).
-/// Exact for max; for sums the lanes may differ in the last ulp, so callers
-/// broadcast one lane's result (see warpSum).
+/// Exact for max and integer sums; a float sum may differ between lanes
+/// in the last ulp.
 inline Value
 warpAllReduce(LoopBuilder &b, Value v,
               function_ref<Value(LoopBuilder &, Value, Value)> combine,
@@ -54,15 +71,13 @@ inline Value warpMax(LoopBuilder &b, Value v, int32_t width = kWarpSize) {
       width);
 }
 
-/// The segment's sum as its first lane (`first`, i32; lane 0 by default)
-/// computed it, so every lane of the segment holds the same bits.
-inline Value warpSum(LoopBuilder &b, Value v, int32_t width = kWarpSize,
-                     Value first = nullptr) {
-  v = warpAllReduce(
+/// The sum of an i64 over the lanes of a segment of `width` lanes, in every
+/// lane (integer sums are exact in any order).
+inline Value warpSumI64(LoopBuilder &b, Value v, int32_t width = kWarpSize) {
+  return warpAllReduce(
       b, v,
-      [](LoopBuilder &b, Value x, Value y) { return loops::addf(b, x, y); },
+      [](LoopBuilder &b, Value x, Value y) { return loops::addi(b, x, y); },
       width);
-  return shuffleIdx(b, v, first ? first : loops::i32Const(b, 0));
 }
 
 /// Arg-max over (unsigned key, index) pairs of the lanes of a segment of

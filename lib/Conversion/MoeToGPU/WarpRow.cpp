@@ -155,14 +155,17 @@ WarpRow gpu_kernels::emitWarpRowSoftmax(LoopBuilder &b, Value logits, Value bi,
   Value max = warpMax(b, localMax, row.width);
   Value valid = softmaxHasRow(b, max);
 
+  // The sum in SoftmaxSum's integer units: the same bits as the CPU's.
+  const int64_t experts = cast<MemRefType>(logits.getType()).getDimSize(2);
+  SoftmaxSum units = SoftmaxSum::forTerms(b, indexConst(b, experts));
   SmallVector<Value> e(row.perLane);
-  Value localSum = f32Const(b, 0.0);
+  Value localSum = SoftmaxSum::zero(b);
   for (int64_t v = 0; v < row.perLane; ++v) {
     e[v] =
         softmaxNumerator(b, row.logit[v], max, andi(b, valid, row.inBounds[v]));
-    localSum = addf(b, localSum, e[v]);
+    localSum = addi(b, localSum, units.term(b, e[v]));
   }
-  Value sum = warpSum(b, localSum, row.width, row.segmentBase);
+  Value sum = units.total(b, warpSumI64(b, localSum, row.width));
   for (int64_t v = 0; v < row.perLane; ++v)
     row.score.push_back(softmaxScore(b, e[v], sum, valid));
   row.max = max;

@@ -30,7 +30,8 @@ using LaneIndex =
 /// Softmax over each of `count` (1..kSoftmaxLanes) lanes of `n` elements:
 ///   x_i = sanitize(L_i); m = max x_i
 ///   e_i = exp(x_i == m ? 0 : x_i - m)   (so +inf logits share the mass)
-///   P_i = e_i / sum_i e_i                (ascending i), or 0 if m == -inf
+///   P_i = e_i / sum_i e_i  (SoftmaxSum: the same bits in any order), or 0
+///                          if m == -inf
 static void emitSoftmaxLanes(LoopBuilder &b, Value logits, Value out, Value n,
                              Value count, LaneIndex at,
                              const ModelOptions &model) {
@@ -64,19 +65,21 @@ static void emitSoftmaxLanes(LoopBuilder &b, Value logits, Value out, Value n,
   SmallVector<Value> lanes;
   for (int64_t j = 0; j < kSoftmaxLanes; ++j)
     lanes.push_back(arith::MinUIOp::create(b, indexConst(b, j), last));
+  SoftmaxSum units = SoftmaxSum::forTerms(b, n);
   SmallVector<Value> sums = forRangeAcc(
-      b, zero, n, SmallVector<Value>(kSoftmaxLanes, f32Const(b, 0.0)),
+      b, zero, n, SmallVector<Value>(kSoftmaxLanes, SoftmaxSum::zero(b)),
       [&](LoopBuilder &b, Value i, ValueRange acc) {
         SmallVector<Value> next;
         for (int64_t j = 0; j < kSoftmaxLanes; ++j)
-          next.push_back(addf(b, acc[j], load(b, out, at(b, lanes[j], i))));
+          next.push_back(
+              addi(b, acc[j], units.term(b, load(b, out, at(b, lanes[j], i)))));
         return next;
       });
   forRange(b, zero, count, [&](LoopBuilder &b, Value lane) {
-    Value sum = sums[0];
+    Value sum = units.total(b, sums[0]);
     for (int64_t j = 1; j < kSoftmaxLanes; ++j)
       sum = select(b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, j)),
-                   sums[j], sum);
+                   units.total(b, sums[j]), sum);
     // A lane with a finite max sums to at least 1 (exp(0) at the max), one
     // whose max is -inf to 0.
     Value valid = cmpf(b, CmpFPredicate::ONE, sum, f32Const(b, 0.0));

@@ -15,10 +15,17 @@
 // CHECK-SAME: kernel attributes {known_block_size = array<i32: 128, 1, 1>}
 // Row max: a butterfly of five xor shuffles.
 // CHECK-COUNT-5: gpu.shuffle  xor %{{.*}} : f32
+// The row sum in SoftmaxSum's integer units (2^56 for E = 64): an i64
+// butterfly, two 32-bit shuffles a step, every lane with the same total; no
+// float sum and no broadcast.
+// CHECK: %[[UNIT:.*]] = arith.constant 7.2057594E+16 : f32
 // CHECK: math.exp
-// The row sum, broadcast from lane 0.
-// CHECK-COUNT-5: gpu.shuffle  xor %{{.*}} : f32
-// CHECK: gpu.shuffle  idx
+// CHECK: arith.mulf %{{.*}}, %[[UNIT]] : f32
+// CHECK: arith.fptosi %{{.*}} : f32 to i64
+// CHECK-COUNT-10: gpu.shuffle  xor %{{.*}} : i32
+// CHECK: arith.sitofp %{{.*}} : i64 to f32
+// CHECK-NOT: gpu.shuffle  idx
+// CHECK: arith.divf
 // The k picks: a warp arg-max over (key, index) pairs.
 // CHECK: scf.for
 // CHECK-COUNT-10: gpu.shuffle  xor %{{.*}} : i32

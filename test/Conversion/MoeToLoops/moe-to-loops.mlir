@@ -21,10 +21,15 @@
 // CHECK-NOT: iter_args
 // CHECK: math.exp
 // CHECK: memref.store
-// ... then the sums of 8 rows side by side, each in index order.
-// CHECK: scf.for {{.*}} -> (f32, f32, f32, f32, f32, f32, f32, f32) {
-// CHECK-COUNT-8: arith.addf
+// ... then the sums of 8 rows side by side, in SoftmaxSum's integer units
+// (2^59 for 8 terms: the same bits as the GPU's butterfly), each converted
+// to f32 once.
+// CHECK: arith.constant 5.76460752E+17 : f32
+// CHECK: scf.for {{.*}} -> (i64, i64, i64, i64, i64, i64, i64, i64) {
+// CHECK-COUNT-8: arith.fptosi %{{.*}} : f32 to i64
+// CHECK-NOT: arith.addf
 // CHECK: scf.yield
+// CHECK: arith.sitofp %{{.*}} : i64 to f32
 // CHECK: arith.divf
 // Small calls run the same body in sequential loops; the if is marked so
 // that usmoe-share-parallel-bodies keeps one copy of the body.

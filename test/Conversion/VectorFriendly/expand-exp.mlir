@@ -1,24 +1,31 @@
 // RUN: usmoe-opt %s -usmoe-expand-exp | FileCheck %s
 
-// A scalar f32 exp becomes f64 arithmetic: clamp (NaN-ignoring), widen,
-// k = roundeven(x * log2(e)), r = fma(k, -ln 2, x), a Horner chain of 11
-// fmas, 2^k from its bits, one rounding to f32, NaN passed through.
+// A scalar f32 exp becomes f32 arithmetic: clamp (NaN-ignoring),
+// k = roundeven(x * log2(e)), r = x - k ln 2 in two fmas, a Horner chain of 5
+// fmas for q(r), 1 + fma(r*r, q, r), 2^k as two powers of two from their
+// bits, NaN passed through; no f64 and no exp call left.
 // CHECK-LABEL: func.func @exp_f32
 // CHECK-SAME: (%[[X:.*]]: f32)
 // CHECK: %[[LO:.*]] = arith.minnumf %[[X]]
 // CHECK: %[[C:.*]] = arith.maxnumf %[[LO]]
-// CHECK: %[[XD:.*]] = arith.extf %[[C]] : f32 to f64
 // CHECK: %[[K:.*]] = math.roundeven
-// CHECK: %[[R:.*]] = math.fma %[[K]], %{{.*}}, %[[XD]] : f64
-// CHECK-COUNT-11: math.fma %{{.*}}, %[[R]], %{{.*}} : f64
-// CHECK: arith.fptosi %[[K]] : f64 to i64
-// CHECK: arith.shli
-// CHECK: arith.bitcast %{{.*}} : i64 to f64
-// CHECK: %[[Y:.*]] = arith.truncf %{{.*}} : f64 to f32
+// CHECK: %[[R0:.*]] = math.fma %[[K]], %{{.*}}, %[[C]] : f32
+// CHECK: %[[R:.*]] = math.fma %[[K]], %{{.*}}, %[[R0]] : f32
+// CHECK-COUNT-5: math.fma %{{.*}}, %[[R]], %{{.*}} : f32
+// CHECK: %[[R2:.*]] = arith.mulf %[[R]], %[[R]]
+// CHECK: %[[Y:.*]] = math.fma %[[R2]], %{{.*}}, %[[R]] : f32
+// CHECK: %[[P:.*]] = arith.addf %[[Y]]
+// CHECK: %[[KI:.*]] = arith.fptosi %[[K]] : f32 to i32
+// CHECK: %[[HALF:.*]] = arith.shrsi %[[KI]]
+// CHECK: arith.subi %[[KI]], %[[HALF]]
+// CHECK: arith.bitcast %{{.*}} : i32 to f32
+// CHECK: arith.bitcast %{{.*}} : i32 to f32
+// CHECK: %[[E:.*]] = arith.mulf
 // CHECK: %[[NAN:.*]] = arith.cmpf uno, %[[X]], %[[X]]
-// CHECK: %[[OUT:.*]] = arith.select %[[NAN]], %[[X]], %[[Y]]
+// CHECK: %[[OUT:.*]] = arith.select %[[NAN]], %[[X]], %[[E]]
 // CHECK: return %[[OUT]]
 // CHECK-NOT: math.exp
+// CHECK-NOT: f64
 func.func @exp_f32(%x: f32) -> f32 {
   %e = math.exp %x : f32
   return %e : f32
