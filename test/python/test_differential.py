@@ -220,11 +220,9 @@ def test_spread_select_with_model_options(route_device):
     """The GPU select kernels recompute each score from the logit and its
     row's softmax statistics, with the model's softcap and scaling: spread
     sets (Unified 2049 x 8, Expert Choice 16385 tokens) agree with the
-    reference. Normal logits only: with exactly tied logits and a softcap
-    the GPU path's scores (warp-order row sums, its own lowering of exp and
-    tanh) can differ from the CPU path's in the last bit, and scores that
-    tie across rows on one path then select differently (a known gap,
-    found this way; issue 13's notes)."""
+    reference on normal logits, and with the CPU path on tied ones too
+    (scores that tie across rows select alike only where both paths compute
+    the same bits: the shared exp and the order-free sum)."""
     rng = np.random.default_rng(2049)
     for b, t, e, mode, opts in [
             (1, 2049, 8, "unified", dict(k=1.5, softcap=3.0, routed_scaling_factor=2.5)),
@@ -232,6 +230,9 @@ def test_spread_select_with_model_options(route_device):
         logits = random_logits(rng, b, t, e, np.float32, "normal")
         assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
                          reference.route(logits, mode=mode, **opts))
+        tied = random_logits(rng, b, t, e, np.float32, "ties")
+        assert_same_plan(usmoe.route(tied, mode=mode, device=route_device, **opts),
+                         usmoe.route(tied, mode=mode, device="cpu", **opts))
 
 
 def test_plan_of_many_tiles(route_device):

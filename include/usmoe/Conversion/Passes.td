@@ -171,9 +171,10 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
     - `moe.route token`, E <= 2048, any k: one warp per token, 4 tokens per
       128-thread block (E <= 16: a segment of E rounded up to a power of two
       lanes per token, 32 / that many tokens a warp); the row in registers
-      (16-byte vector loads when E % 4 == 0 and E > 16); max and sum by
-      `gpu.shuffle xor` butterflies (the sum broadcast from the first lane so
-      every lane divides by the same value); each of the k picks a warp
+      (16-byte vector loads when E % 4 == 0 and E > 16); the max by a
+      `gpu.shuffle xor` butterfly, the sum by one over i64 units (the
+      order-free sum the CPU computes too, so every lane and both paths
+      divide by the same bits); each of the k picks a warp
       arg-max over (score key, expert index), ties to the lower index; gates
       and mask written once.
     - `moe.route unified` / `moe.route expert`: each row's softmax max and
