@@ -19,8 +19,10 @@
 // CHECK-NOT: shfl.sync.bfly.b32 {{.*}}, {{16|8}}, 31
 // CHECK: shfl.sync.bfly.b32 {{.*}}, 4, 31
 // exp is usmoe-expand-exp's f32 arithmetic (as on the CPU), every product
-// and sum rounded on its own (.rn: ptxas may not contract them):
-// CHECK: cvt.rni.f32.f32
+// and sum rounded on its own (.rn: ptxas may not contract them); k by the
+// 1.5 * 2^23 shifter, no float/int conversion:
+// CHECK: add.rn.f32 {{.*}}, 0f4B400000
+// CHECK-NOT: cvt.rni
 // CHECK-COUNT-7: fma.rn.f32
 // CHECK: add.rn.f32
 // The row's sum in SoftmaxSum's integer units (2^59 for E = 8), the i64
@@ -73,10 +75,10 @@
 // accumulators), SwiGLU in the first one's epilogue.
 // CHECK: .entry expert_gate_up_14(
 // CHECK: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
-// CHECK: cvt.rni.f32.f32
+// CHECK: add.rn.f32 {{.*}}, 0f4B400000
 // CHECK: .entry expert_down_14(
 // CHECK: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
-// CHECK-NOT: cvt.rni.f32.f32
+// CHECK-NOT: 0f4B400000
 // The Token Choice route writes its own k = 32 list (no topk_list kernel
 // of its own); the unified selection's list has one.
 // CHECK: .entry route_token_15(

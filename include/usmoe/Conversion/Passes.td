@@ -109,7 +109,9 @@ def UsmoeExpandExpPass : Pass<"usmoe-expand-exp"> {
     differently and could select differently where scores tie, and the libm
     call keeps every loop around it scalar. This pass rewrites each scalar
     f32 `math.exp` into IEEE f32 operations that round alike everywhere:
-    `k = roundeven(x * log2(e))`, `r = x - k ln 2` (two fmas, ln 2 split in
+    `k = roundeven(x * log2(e))` (by adding and subtracting 1.5 * 2^23, the
+    integer from the sum's bits: no float/int conversion), `r = x - k ln 2`
+    (two fmas, ln 2 split in
     two), `exp(r) = 1 + fma(r^2, q(r), r)` with `q` the degree-5 Taylor
     polynomial by Horner's rule in fmas, times `2^k` applied as two exact
     powers of two. Within 1.06 ulp of exp on every f32 input (all of them

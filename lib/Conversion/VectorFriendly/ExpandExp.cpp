@@ -42,6 +42,10 @@ namespace {
 /// [-150, 129], where 2^(k/2) is a normal f32.
 constexpr double kLowest = -104.0, kHighest = 89.0;
 
+/// 1.5 * 2^23: an f32 whose ulp is 1 and that stays in [2^23, 2^24) when
+/// any |k| <= 2^22 is added.
+constexpr float kShifter = 12582912.0f;
+
 /// ln 2 in two parts: the high part has 16 significant bits, so k * high is
 /// exact for |k| <= 2^8 and x - k * high loses nothing.
 constexpr float kLn2High = 0.693145751953125f;
@@ -51,11 +55,11 @@ constexpr float kLn2Low = 1.428606765330187e-06f;
 /// of degree 5 (truncation below 0.13 ulp).
 constexpr int kQDegree = 5;
 
-/// exp(x) = 2^k * exp(r): k = roundeven(x * log2(e)), r = x - k ln 2 (two
-/// fmas), exp(r) = 1 + fma(r^2, q(r), r) with q by Horner's rule in fmas,
-/// and 2^k applied as two exact powers of two 2^(k>>1) * 2^(k - (k>>1)), so
-/// that only the last product rounds (into a subnormal, 0 or inf where the
-/// result lies there). NaN is passed through.
+/// exp(x) = 2^k * exp(r): k = roundeven(x * log2(e)) (by the shifter),
+/// r = x - k ln 2 (two fmas), exp(r) = 1 + fma(r^2, q(r), r) with q by Horner's
+/// rule in fmas, and 2^k applied as two exact powers of two 2^(k>>1) * 2^(k -
+/// (k>>1)), so that only the last product rounds (into a subnormal, 0 or inf
+/// where the result lies there). NaN is passed through.
 struct ExpandF32Exp : OpRewritePattern<math::ExpOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -81,8 +85,17 @@ struct ExpandF32Exp : OpRewritePattern<math::ExpOp> {
     Value clamped = arith::MaxNumFOp::create(
         b, arith::MinNumFOp::create(b, x, f32Const(kHighest)),
         f32Const(kLowest));
-    Value k = math::RoundEvenOp::create(
-        b, arith::MulFOp::create(b, clamped, f32Const(M_LOG2E)));
+    // roundeven by the shifter: adding 1.5 * 2^23 rounds to an integer
+    // (ties to even) for |x log2 e| < 2^22, and the sum's low bits are that
+    // integer; no float <-> int conversion (a quarter-rate instruction on
+    // NVIDIA GPUs), the same bits as roundeven and fptosi.
+    Value shifter = f32Const(kShifter);
+    Value shifted = arith::AddFOp::create(
+        b, arith::MulFOp::create(b, clamped, f32Const(M_LOG2E)), shifter);
+    Value k = arith::SubFOp::create(b, shifted, shifter);
+    Value ki =
+        arith::SubIOp::create(b, arith::BitcastOp::create(b, i32, shifted),
+                              arith::BitcastOp::create(b, i32, shifter));
     Value r = fma(k, f32Const(-kLn2High), clamped);
     r = fma(k, f32Const(-kLn2Low), r);
 
@@ -102,7 +115,6 @@ struct ExpandF32Exp : OpRewritePattern<math::ExpOp> {
       return arith::BitcastOp::create(
           b, f32, arith::ShLIOp::create(b, biased, i32Const(23)));
     };
-    Value ki = arith::FPToSIOp::create(b, i32, k);
     Value half = arith::ShRSIOp::create(b, ki, i32Const(1));
     Value rest = arith::SubIOp::create(b, ki, half);
     Value y = arith::MulFOp::create(
