@@ -22,24 +22,29 @@ def _sanitize(logits: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), F32(-np.inf), x).astype(F32)
 
 
+def _order_free_sum(terms: np.ndarray, n: int) -> np.ndarray:
+    """The f32 sum along the last axis of `n` terms in [0, 1] as the compiler
+    computes it (SoftmaxSum in lib/Conversion/Common/RoutingMath.h): each
+    term truncated to whole units of 2^-s, s = 62 - ceil(log2 n), the units
+    added as integers (so in no particular order) and the total rounded to
+    f32 once."""
+    shift = 62 - (max(n, 1) - 1).bit_length()
+    units = (terms * F32(2.0**shift)).astype(np.int64).sum(axis=-1, dtype=np.int64)
+    return (units.astype(F32) * F32(2.0**-shift)).astype(F32)
+
+
 def _softmax_lane(x: np.ndarray) -> np.ndarray:
     """Softmax along the last axis of sanitized f32 values.
 
-    e_i = exp(x_i == m ? 0 : x_i - m), P = e / sum(e), and P = 0 on lanes
-    whose maximum is -inf. The sum is the compiler's (SoftmaxSum in
-    lib/Conversion/Common/RoutingMath.h): each e_i truncated to whole units of
-    2^-s, s = 62 - ceil(log2 n), the units added as integers (so in no
-    particular order) and the total rounded to f32 once.
+    e_i = exp(x_i == m ? 0 : x_i - m), P = e / sum(e) (_order_free_sum),
+    and P = 0 on lanes whose maximum is -inf.
     """
     m = x.max(axis=-1, keepdims=True) if x.shape[-1] else np.zeros(x.shape[:-1] + (1,), F32)
     valid = m != F32(-np.inf)
     with np.errstate(invalid="ignore", over="ignore"):
         shifted = np.where(x == m, F32(0), x - m).astype(F32)
         e = np.where(valid, np.exp(shifted), F32(0)).astype(F32)
-    n = max(x.shape[-1], 1)
-    shift = 62 - (n - 1).bit_length()
-    units = (e * F32(2.0**shift)).astype(np.int64).sum(axis=-1, dtype=np.int64)
-    s = (units.astype(F32) * F32(2.0**-shift)).astype(F32)
+    s = _order_free_sum(e, x.shape[-1])
     with np.errstate(invalid="ignore", divide="ignore"):
         p = (e / s[..., None]).astype(F32)
     return np.where(valid, p, F32(0)).astype(F32)
@@ -203,7 +208,8 @@ def _token_choice(ranked: np.ndarray, gate_values: np.ndarray, k: int, renormali
                   groups=None):
     """Per token, the k best experts by `ranked` (inside the kept groups when
     `groups` = (n_group, topk_group)); their `gate_values` as gates, divided
-    by their f32 sum (in expert order) when renormalizing and > 0."""
+    by their sum (_order_free_sum of the k gates) when renormalizing and
+    > 0."""
     b, t, e = ranked.shape
     if not 1 <= k <= e:
         raise ValueError(f"k must be in [1, {e}], got {k}")
@@ -215,9 +221,7 @@ def _token_choice(ranked: np.ndarray, gate_values: np.ndarray, k: int, renormali
             mask[bi, ti, _rank_order(ranked[bi, ti])[:k]] = True
     gates = np.where(mask, gate_values, F32(0)).astype(F32)
     if renormalize:
-        total = np.zeros((b, t), F32)
-        for ei in range(e):
-            total = (total + gates[..., ei]).astype(F32)
+        total = _order_free_sum(gates, k)
         with np.errstate(invalid="ignore", divide="ignore"):
             gates = np.where(total[..., None] > 0, gates / total[..., None], gates).astype(F32)
     return gates, mask

@@ -430,8 +430,8 @@ def test_packed_sequences(seed, route_device):
             assert got.mask[0, lo:hi].sum() == int(np.floor(opts["k"] * (hi - lo)))
 
 
-TIED_ACROSS_ROWS = [
-    # (mode, options): every scoring path of the selecting routers
+SCORING_PATHS = [
+    # (mode, options): every scoring path of the routers
     ("unified", dict(k=1.5)),
     ("unified", dict(k=1.5, softcap=3.0)),
     ("unified", dict(k=2, alpha=0.0)),
@@ -439,10 +439,12 @@ TIED_ACROSS_ROWS = [
     ("expert", dict(capacity_factor=1.0, k=2)),
     ("expert", dict(capacity_factor=1.0, k=2, softcap=3.0)),
     ("token", dict(k=2)),
+    ("token", dict(k=8, renormalize=True)),  # the k gates' sum
+    ("token", dict(k=2, renormalize=True, bias="drawn")),  # DeepSeek-V3
 ]
 
 
-@pytest.mark.parametrize("mode,opts", TIED_ACROSS_ROWS)
+@pytest.mark.parametrize("mode,opts", SCORING_PATHS)
 @pytest.mark.parametrize("experts", [8, 60, 256])
 def test_gpu_and_cpu_score_bit_for_bit_on_tied_logits(monkeypatch, mode, opts, experts):
     """The spec: selections are identical on CPU and GPU, ties included.
@@ -452,15 +454,19 @@ def test_gpu_and_cpu_score_bit_for_bit_on_tied_logits(monkeypatch, mode, opts, e
     order), so cross-row ties broke differently on the two paths (10 of 8192
     picks at 1 x 1024 x 8 with a softcap). With one exp (usmoe-expand-exp)
     and one order-free sum (SoftmaxSum) the two paths' scores are the same
-    bits: gates equal, not close, and so the same picks (the rows of normal
-    logits give many distinct exps: a different exp shows there). E = 8
-    takes several rows a warp, 60 a masked 4-wide load, 256 full vectors."""
+    bits, and so are the renormalized Token Choice gates (the k gates' sum
+    is order-free too): gates equal, not close, and so the same picks (the
+    rows of normal logits give many distinct exps: a different exp shows
+    there). E = 8 takes several rows a warp, 60 a masked 4-wide load, 256
+    full vectors."""
     monkeypatch.setenv("USMOE_GPU_EMULATOR", "1")
     tokens = 1024 if experts == 8 else 128
     rng = np.random.default_rng(experts)
     logits = np.concatenate([  # ties, then rows of distinct values
         random_logits(rng, 1, tokens // 2, experts, np.float32, "ties"),
         random_logits(rng, 1, tokens // 2, experts, np.float32, "normal")], axis=1)
+    if opts.get("bias") == "drawn":
+        opts = dict(opts, bias=rng.normal(0, 0.05, size=experts).astype(np.float32))
     gpu = usmoe.route(logits, mode=mode, device="cuda", **opts)
     cpu = usmoe.route(logits, mode=mode, device="cpu", **opts)
     np.testing.assert_array_equal(gpu.mask, cpu.mask)

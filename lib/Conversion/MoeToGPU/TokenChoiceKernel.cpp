@@ -180,17 +180,20 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
               if (groupLimit)
                 limitToKeptGroups(b, row, ranked, key, experts, *groupLimit);
 
-              // The picks' score sum is the renormalizer; with lists, lane
+              // The picks' score sum (SoftmaxSum's units: the CPU's bits,
+              // whatever the order) is the renormalizer; with lists, lane
               // j also keeps pick j's expert and score.
               Value laneI32 = indexToI32(b, lane);
-              SmallVector<Value> init = {f32Const(b, 0.0)};
+              SoftmaxSum units = SoftmaxSum::forTerms(b, indexConst(b, k));
+              SmallVector<Value> init = {SoftmaxSum::zero(b)};
               if (lists)
                 init.append({i32Const(b, 0), f32Const(b, 0.0)});
               SmallVector<Value> picked = emitWarpTopK(
                   b, row, key, lanes.warpLane, k, init,
                   [&](LoopBuilder &b, Value round, Value, Value winExpert,
                       Value winScore, ValueRange acc) {
-                    SmallVector<Value> next = {addf(b, acc[0], winScore)};
+                    SmallVector<Value> next = {
+                        addi(b, acc[0], units.term(b, winScore))};
                     if (lists) {
                       Value mine = cmpi(b, CmpIPredicate::eq, round, lane);
                       next.push_back(select(b, mine, winExpert, acc[1]));
@@ -198,7 +201,8 @@ gpu::GPUFuncOp gpu_kernels::buildTokenChoiceKernel(
                     }
                     return next;
                   });
-              Value finalTaken = picked[0], pickedSum = picked[1];
+              Value finalTaken = picked[0];
+              Value pickedSum = units.total(b, picked[1]);
               Value divide =
                   cmpf(b, CmpFPredicate::OGT, pickedSum, f32Const(b, 0.0));
               auto finalGate = [&](LoopBuilder &b, Value score) {

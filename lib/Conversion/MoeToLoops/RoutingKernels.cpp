@@ -436,10 +436,11 @@ static void clearMaskRow(LoopBuilder &b, Value mask, Value bi, Value ti) {
 }
 
 /// The gates of row (bi, ti) once its mask is set: unselected ones zeroed,
-/// selected ones renormalized if asked and scaled; then, with `lists`, the
-/// row of the top-k lists from its picks.
+/// selected ones renormalized if asked (by the SoftmaxSum of the k selected
+/// gates, each in [0, 1]: the GPU's bits, whatever the order) and scaled;
+/// then, with `lists`, the row of the top-k lists from its picks.
 static void finishSelectedRow(LoopBuilder &b, Value gates, Value mask, Value bi,
-                              Value ti, bool renormalize,
+                              Value ti, int64_t k, bool renormalize,
                               const ModelOptions &model,
                               const TopKListBuffers *lists,
                               ArrayRef<Value> picks) {
@@ -449,14 +450,18 @@ static void finishSelectedRow(LoopBuilder &b, Value gates, Value mask, Value bi,
     if (lists)
       emitTopKListRow(b, gates, *lists, bi, ti, picks);
   };
-  Value sum = forRangeAcc(
-      b, zero, experts, {f32Const(b, 0.0)},
-      [&](LoopBuilder &b, Value ei, ValueRange acc) {
-        Value on = load(b, mask, {bi, ti, ei});
-        Value g = select(b, on, load(b, gates, {bi, ti, ei}), f32Const(b, 0.0));
-        store(b, renormalize ? g : model.gate(b, g), gates, {bi, ti, ei});
-        return SmallVector<Value>{addf(b, acc[0], g)};
-      })[0];
+  SoftmaxSum units = SoftmaxSum::forTerms(b, indexConst(b, k));
+  Value sum = units.total(
+      b,
+      forRangeAcc(
+          b, zero, experts, {SoftmaxSum::zero(b)},
+          [&](LoopBuilder &b, Value ei, ValueRange acc) {
+            Value on = load(b, mask, {bi, ti, ei});
+            Value g =
+                select(b, on, load(b, gates, {bi, ti, ei}), f32Const(b, 0.0));
+            store(b, renormalize ? g : model.gate(b, g), gates, {bi, ti, ei});
+            return SmallVector<Value>{addi(b, acc[0], units.term(b, g))};
+          })[0]);
   if (!renormalize)
     return writeLists();
   Value positive = cmpf(b, CmpFPredicate::OGT, sum, f32Const(b, 0.0));
@@ -527,7 +532,8 @@ void loops::emitTopKRowOfPicks(LoopBuilder &b, Value gates, Value mask,
   clearMaskRow(b, mask, bi, ti);
   for (Value idx : picks)
     store(b, i1Const(b, true), mask, {bi, ti, i32ToIndex(b, idx)});
-  finishSelectedRow(b, gates, mask, bi, ti, renormalize, model, lists, picks);
+  finishSelectedRow(b, gates, mask, bi, ti, int64_t(picks.size()), renormalize,
+                    model, lists, picks);
 }
 
 void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
@@ -550,6 +556,6 @@ void loops::emitTopKRow(LoopBuilder &b, Value gates, Value mask, Value bi,
   }
   clearMaskRow(b, mask, bi, ti);
   emitTopKByScans(b, gates, mask, bi, ti, k, keyOf);
-  finishSelectedRow(b, gates, mask, bi, ti, renormalize, model,
+  finishSelectedRow(b, gates, mask, bi, ti, k, renormalize, model,
                     /*lists=*/nullptr, /*picks=*/{});
 }
