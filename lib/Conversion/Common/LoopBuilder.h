@@ -107,6 +107,16 @@ inline Value indexToI32(LoopBuilder &b, Value v) {
 inline Value i32ToIndex(LoopBuilder &b, Value v) {
   return arith::IndexCastOp::create(b, b.getIndexType(), v);
 }
+/// 2^n as an f32 built from its bits, for an i32 n in [-126, 127] (exact,
+/// and no float/int conversion).
+inline Value f32PowerOfTwo(LoopBuilder &b, Value n) {
+  Value biased = arith::AddIOp::create(
+      b, n, arith::ConstantIntOp::create(b, b.getI32Type(), 127));
+  return arith::BitcastOp::create(
+      b, b.getF32Type(),
+      arith::ShLIOp::create(
+          b, biased, arith::ConstantIntOp::create(b, b.getI32Type(), 23)));
+}
 
 //===----------------------------------------------------------------------===//
 // Memory

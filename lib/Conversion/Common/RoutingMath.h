@@ -107,12 +107,7 @@ struct SoftmaxSum {
         b, i32,
         arith::SubIOp::create(b, arith::ConstantIntOp::create(b, i64, 62),
                               bits));
-    auto powerOfTwo = [&](Value exponent) -> Value {
-      Value biased = addi(b, exponent, i32Const(b, 127));
-      return arith::BitcastOp::create(
-          b, b.getF32Type(), arith::ShLIOp::create(b, biased, i32Const(b, 23)));
-    };
-    return {powerOfTwo(s), powerOfTwo(subi(b, i32Const(b, 0), s))};
+    return {f32PowerOfTwo(b, s), f32PowerOfTwo(b, subi(b, i32Const(b, 0), s))};
   }
   /// The i64 zero the sums start from.
   static Value zero(LoopBuilder &b) {

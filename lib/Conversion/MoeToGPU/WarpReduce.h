@@ -100,16 +100,16 @@ warpArgMax(LoopBuilder &b, Value key, Value index, int32_t width = kWarpSize) {
 }
 
 /// `combine` over all threads of a block of `warps` warps, the same bits in
-/// every thread: each warp all-reduces (its lane 0's result for sums), lane
-/// 0 leaves it in `perWarp` (workgroup memory, one slot per warp), and every
-/// thread combines the slots in warp order. Every thread of the block must
+/// every thread: each warp all-reduces, its lane 0 leaves the result in
+/// `perWarp` (workgroup memory, one slot per warp), and every thread
+/// combines the slots in warp order. Every thread of the block must
 /// call it (it synchronizes twice: `perWarp` is free again on return).
 inline Value
 blockAllReduce(LoopBuilder &b, Value v, Value lane, Value warp, int64_t warps,
                Value perWarp,
                function_ref<Value(LoopBuilder &, Value, Value)> combine) {
   using namespace loops;
-  v = shuffleIdx(b, warpAllReduce(b, v, combine), i32Const(b, 0));
+  v = warpAllReduce(b, v, combine);
   ifThen(b, cmpi(b, arith::CmpIPredicate::eq, lane, indexConst(b, 0)),
          [&](LoopBuilder &b) { store(b, v, perWarp, {warp}); });
   gpu::BarrierOp::create(b);

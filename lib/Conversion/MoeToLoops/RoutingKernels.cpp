@@ -75,11 +75,14 @@ static void emitSoftmaxLanes(LoopBuilder &b, Value logits, Value out, Value n,
               addi(b, acc[j], units.term(b, load(b, out, at(b, lanes[j], i)))));
         return next;
       });
+  SmallVector<Value> totals;
+  for (Value laneUnits : sums)
+    totals.push_back(units.total(b, laneUnits));
   forRange(b, zero, count, [&](LoopBuilder &b, Value lane) {
-    Value sum = units.total(b, sums[0]);
+    Value sum = totals[0];
     for (int64_t j = 1; j < kSoftmaxLanes; ++j)
       sum = select(b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, j)),
-                   units.total(b, sums[j]), sum);
+                   totals[j], sum);
     // A lane with a finite max sums to at least 1 (exp(0) at the max), one
     // whose max is -inf to 0.
     Value valid = cmpf(b, CmpFPredicate::ONE, sum, f32Const(b, 0.0));

@@ -20,6 +20,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Conversion/Common/LoopBuilder.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
@@ -109,16 +110,13 @@ struct ExpandF32Exp : OpRewritePattern<math::ExpOp> {
     Value p = arith::AddFOp::create(
         b, fma(arith::MulFOp::create(b, r, r), q, r), f32Const(1.0));
 
-    // 2^n for n in [-126, 127] from its bits.
-    auto powerOfTwo = [&](Value n) -> Value {
-      Value biased = arith::AddIOp::create(b, n, i32Const(127));
-      return arith::BitcastOp::create(
-          b, f32, arith::ShLIOp::create(b, biased, i32Const(23)));
-    };
+    // 2^k as 2^(k>>1) * 2^(k - (k>>1)): for k in [-150, 129] each exponent
+    // is a normal f32's.
     Value half = arith::ShRSIOp::create(b, ki, i32Const(1));
     Value rest = arith::SubIOp::create(b, ki, half);
     Value y = arith::MulFOp::create(
-        b, arith::MulFOp::create(b, p, powerOfTwo(half)), powerOfTwo(rest));
+        b, arith::MulFOp::create(b, p, usmoe::loops::f32PowerOfTwo(b, half)),
+        usmoe::loops::f32PowerOfTwo(b, rest));
     Value isNan = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, x, x);
     rewriter.replaceOp(op, arith::SelectOp::create(b, isNan, x, y));
     return success();
