@@ -235,6 +235,48 @@ def test_spread_select_with_model_options(route_device):
                          usmoe.route(tied, mode=mode, device="cpu", **opts))
 
 
+def compacting_pass(scores, budget):
+    """The digit pass that compacts a spread set's keys by the kernels' rule
+    (the pass after the first whose prefix, 8 or 16 bits of the N-th best
+    key, matches at most a quarter of the set), or None: to show which path
+    a case takes. Scores are >= 0, so their bits order like their values."""
+    keys = np.ascontiguousarray(scores, dtype=np.float32).ravel().view(np.uint32)
+    threshold = np.sort(keys)[::-1][budget - 1]
+    capacity = -(-keys.size // 4)
+    for compacting, bits in ((1, 8), (2, 16)):
+        prefix = np.uint32((0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF)
+        if np.count_nonzero((keys & prefix) == (threshold & prefix)) <= capacity:
+            return compacting
+    return None
+
+
+def test_spread_select_compacts_candidates(route_device):
+    """Spread sets append the keys under the threshold's first digit (or
+    first two) to a candidate buffer once they fit a quarter of the set,
+    and the later digit passes read only those: compaction in the second
+    pass (Unified E = 64), in the third (Unified E = 8, Expert Choice, few
+    distinct scores), or never (all scores equal: the first N pairs); the
+    selection agrees with the reference either way."""
+    rng = np.random.default_rng(38400)
+    for t, e, mode, opts, kind, compacting in [
+            (600, 64, "unified", dict(k=1.5), "normal", 1),
+            (2049, 8, "unified", dict(k=1.5), "normal", 2),
+            (16385, 2, "expert", dict(capacity=1500), "normal", 2),
+            (600, 64, "unified", dict(k=1.5), "ties", 2),
+            (600, 64, "unified", dict(k=1.5), "equal", None)]:
+        logits = (np.full((1, t, e), 0.25, np.float32) if kind == "equal"
+                  else random_logits(rng, 1, t, e, np.float32, kind))
+        if mode == "unified":
+            sets = [reference.unified_score(logits)[0]]
+            budget = reference.unified_budget(t, k=opts["k"])
+        else:
+            sets = reference.token_softmax(logits)[0].T
+            budget = opts["capacity"]
+        assert [compacting_pass(s, budget) for s in sets] == [compacting] * len(sets)
+        assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
+                         reference.route(logits, mode=mode, **opts))
+
+
 def test_plan_of_many_tiles(route_device):
     """The GPU plan counts tiles of 128 rows and chunks of 16 tiles, scans
     the E x chunks counts in one block, and fills each tile from its chunk's

@@ -228,17 +228,35 @@ std::pair<Value, Value> pickDigit(loops::LoopBuilder &b, Value hist,
 
 /// The per-set i32 workspace of the multi-block select (word offsets).
 struct SelectWorkspace {
-  static constexpr int64_t kHist = 0;       ///< kRadixBins global counts
-  static constexpr int64_t kCounters = 256; ///< blocks done, per pass
-  static constexpr int64_t kState = 260;    ///< (prefix, still to take)
-                                            ///< after each pass
-  static constexpr int64_t kTieEnd = 268;   ///< ties taken below this index
-  static constexpr int64_t kWords = 272;
+  static constexpr int64_t kHist = 0;         ///< kRadixBins global counts
+  static constexpr int64_t kCounters = 256;   ///< blocks done, per pass
+  static constexpr int64_t kState = 260;      ///< (prefix, still to take)
+                                              ///< after each pass
+  static constexpr int64_t kTieEnd = 268;     ///< ties taken below this index
+  static constexpr int64_t kCandidates = 269; ///< keys compacted so far
+  static constexpr int64_t kMatches = 272;    ///< keys matching the prefix
+                                              ///< after each pass
+  static constexpr int64_t kWords = 276;
 };
+
+/// Candidate compaction (AIR top-k): once the keys matching the prefix
+/// chosen so far number at most 1 / kCandidateShare of the set, the next
+/// full pass appends them to the set's candidate buffer and the passes
+/// after it read those keys instead of recomputing every score. A quarter
+/// of the set: random unified scores (E >= 64, k = 1.5) put 1-8% of a
+/// set under the first digit of the threshold, 0.01-0.1% under two.
+inline constexpr int64_t kCandidateShare = 4;
+
+/// The candidate buffer's words per set of `setSize` keys (index values).
+inline Value candidateCapacity(loops::LoopBuilder &b, Value setSize) {
+  return arith::CeilDivUIOp::create(b, setSize,
+                                    loops::indexConst(b, kCandidateShare));
+}
 
 /// The launches of a multi-block select over dense [B, T, E] gates (see
 /// MultiBlockSelect.cpp), after a zeroed workspace:
-/// `histogram(gates, workspace, budget, pass)` for pass 0..3 and
+/// `histogram(gates, workspace, candidates, budget, pass)` for pass 0..3
+/// (`candidates`: sets * candidateCapacity words, need not be zeroed) and
 /// `mark(gates, mask, workspace)`, each on sets * ceildiv(count, chunk)
 /// blocks of kSelectBlock threads.
 struct MultiBlockSelectKernels {

@@ -265,7 +265,7 @@ struct ConvertMoeToGPUPass
   /// (few large sets), and the multi-block select's workspace (one word
   /// when not), to be zeroed by the route's score kernel.
   struct SpreadSelect {
-    Value chunks, spread, workspace;
+    Value chunks, spread, workspace, candidates;
   };
   SpreadSelect allocSelectWorkspace(LoopBuilder &b, Value sets, Value setSize) {
     using Words = gpu_kernels::SelectWorkspace;
@@ -282,8 +282,12 @@ struct ConvertMoeToGPUPass
     // end), one word when unused.
     Value words = select(b, spread, muli(b, sets, indexConst(b, Words::kWords)),
                          indexConst(b, 1));
-    return {chunks, spread,
-            alloc(b, gpu_kernels::wordBufferType(b.getContext()), {words})};
+    Value candidateWords = select(
+        b, spread, muli(b, sets, gpu_kernels::candidateCapacity(b, setSize)),
+        indexConst(b, 1));
+    MemRefType wordsType = gpu_kernels::wordBufferType(b.getContext());
+    return {chunks, spread, alloc(b, wordsType, {words}),
+            alloc(b, wordsType, {candidateWords})};
   }
 
   /// The select launches: a block per set (all four digits in one launch),
@@ -304,7 +308,8 @@ struct ConvertMoeToGPUPass
             SmallVector<Value> args(sourceArgs);
             if (sourceArgs.empty())
               args.push_back(gates);
-            args.append({spread.workspace, budget, indexConst(b, pass)});
+            args.append({spread.workspace, spread.candidates, budget,
+                         indexConst(b, pass)});
             launch(b, multi.histogram, grid, args);
           }
           SmallVector<Value> markArgs(sourceArgs);
@@ -614,14 +619,25 @@ struct ConvertMoeToGPUPass
                             ", " + Twine(selectChunk) + ")")
                                .str();
       std::string grid = (Twine(setGrid) + " * " + chunks).str();
-      // Per digit: the scores read; a block's histogram added to the set's.
+      // Per digit: a block's histogram added to the set's. The scores are
+      // read by the first two passes; the second compacts the keys under
+      // the first digit of the threshold and the last two read those: at
+      // most the candidate buffer each (typically 1-8% of the set, not the
+      // buffer's quarter; 3 full passes when they do not fit, which
+      // random unified scores at E >= 64 and k = 1.5 never hit).
+      std::string candidateBytes =
+          llvm::formatv("{0} * ceildiv({1}, {2}) * 4", setGrid, setSizeExpr,
+                        gpu_kernels::kCandidateShare);
+      int64_t fullPasses = 2;
       describe(
           multi->histogram, selectKind + "_histogram", grid,
           {llvm::formatv("{0} * {1}", gpu_kernels::kRadixPasses, spread),
-           llvm::formatv("{0} * {1} * {2}", gpu_kernels::kRadixPasses, spread,
-                         scoreRead),
-           llvm::formatv("{0} * {1} * {2} * {3} * 4", gpu_kernels::kRadixPasses,
-                         spread, grid, gpu_kernels::kRadixBins)});
+           llvm::formatv("{0} * ({1} * {2} + {3} * {4})", spread, fullPasses,
+                         scoreRead, gpu_kernels::kRadixPasses - fullPasses,
+                         candidateBytes),
+           llvm::formatv("{0} * ({1} * {2} * {3} * 4 + {4})", spread,
+                         gpu_kernels::kRadixPasses, grid,
+                         gpu_kernels::kRadixBins, candidateBytes)});
       describe(
           multi->mark, selectKind + "_mark", grid,
           {spread,

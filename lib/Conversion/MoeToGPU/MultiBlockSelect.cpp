@@ -15,11 +15,16 @@
 //  histogram  (x4, one per 8-bit digit from the top) each block counts the
 //             digits of its chunk's keys that match the prefix chosen so
 //             far into a shared histogram and adds it to the set's global
-//             one; the last block of the set to finish (a done counter, as
-//             in RAFT's AIR top-k) takes the histogram (exchanging it with
-//             zeros for the next pass), picks the digit of the N-th best key
-//             and stores the longer prefix and the count still to take. So
-//             the threshold never goes through the host. After the fourth
+//             one. Once the keys matching the prefix fit the candidate
+//             buffer (a quarter of the set), the next pass appends them
+//             there as it reads the set, and the passes after it read
+//             those few keys instead of recomputing every score (AIR
+//             top-k's compaction; see keySource). The last block of the
+//             set to finish (a done counter, as in RAFT's AIR top-k) takes
+//             the histogram (exchanging it with zeros for the next pass),
+//             picks the digit of the N-th best key and stores the longer
+//             prefix, the count still to take and the keys matching it.
+//             So the threshold never goes through the host. After the fourth
 //             digit the last block also fixes the tie rule: if the keys
 //             equal to the threshold K are all taken, every index takes
 //             them; otherwise it finds, in index order, the index after the
@@ -29,9 +34,10 @@
 //             is selected; gates and mask written in place.
 //
 // Each pass reads its state from the previous pass's slot and writes its
-// own, and the global histogram and done counters are only touched with
-// atomics, so the blocks of one launch never race (the emulator checks
-// this). Integer counts: the selection is deterministic.
+// own, and the global histogram, done and candidate counters are only
+// touched with atomics, so the blocks of one launch never race (the
+// emulator checks this). Integer counts: the selection is deterministic
+// (the candidates' order is not, and nothing depends on it).
 //
 //===----------------------------------------------------------------------===//
 
@@ -96,6 +102,80 @@ Value word(LoopBuilder &b, Value base, int64_t offset) {
 Value atomic(LoopBuilder &b, arith::AtomicRMWKind kind, Value value,
              Value memref, Value index) {
   return memref::AtomicRMWOp::create(b, kind, value, memref, ValueRange{index});
+}
+
+/// `cond ? memref[index] : 0` (i32), loading nothing when `cond` is false.
+Value loadIf(LoopBuilder &b, Value cond, Value memref, Value index) {
+  auto read = scf::IfOp::create(b, TypeRange{b.getI32Type()}, cond,
+                                /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(read.thenBlock());
+  scf::YieldOp::create(b, load(b, memref, {index}));
+  b.setInsertionPointToStart(read.elseBlock());
+  scf::YieldOp::create(b, i32Const(b, 0));
+  return read.getResult(0);
+}
+
+/// Where a digit pass finds its keys. The pass after the one whose prefix
+/// first matches at most `capacity` keys (compaction needs the count
+/// before the pass starts: it sizes nothing, but a larger count would
+/// overflow the buffer) reads the whole set and appends the matching keys
+/// to the set's candidates; the passes after it read only those. At most
+/// the second-to-last pass compacts (the last one has no successor). Every
+/// block derives the same answer from the counts the earlier passes'
+/// last blocks stored, so the choice is uniform over the grid.
+struct KeySource {
+  Value reads, writes, capacity, base;
+};
+
+KeySource keySource(LoopBuilder &b, const BlockSet &s, Value ws, Value pass) {
+  KeySource k;
+  k.capacity = candidateCapacity(b, s.count);
+  k.base = muli(b, s.set, k.capacity);
+  Value writer = indexConst(b, kRadixPasses);
+  // From the latest eligible pass down, so that the earliest one wins.
+  for (int64_t q = kRadixPasses - 3; q >= 0; --q) {
+    Value known = cmpi(b, CmpIPredicate::ugt, pass, indexConst(b, q));
+    Value matches = loadIf(b, known, ws, word(b, s.base, Words::kMatches + q));
+    Value fits =
+        andi(b, known,
+             cmpi(b, CmpIPredicate::ule, i32ToIndex(b, matches), k.capacity));
+    writer = select(b, fits, indexConst(b, q + 1), writer);
+  }
+  k.reads = cmpi(b, CmpIPredicate::ult, writer, pass);
+  k.writes = cmpi(b, CmpIPredicate::eq, writer, pass);
+  return k;
+}
+
+/// Appends the keys of the warp's lanes where `match` holds to the set's
+/// candidates: one atomic per warp reserves their slots (lane order within
+/// the warp; the order between warps does not matter, the later passes
+/// only count). Every lane of the warp must call it.
+void appendCandidate(LoopBuilder &b, Value match, Value key, Value lane,
+                     Value ws, Value counter, Value candidates, Value base) {
+  Value last = i32Const(b, kWarpSize - 1);
+  Value inclusive = warpInclusiveScan(
+      b, arith::ExtUIOp::create(b, b.getI32Type(), match), lane);
+  Value total = shuffleIdx(b, inclusive, last);
+  Value reserves =
+      andi(b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
+           cmpi(b, CmpIPredicate::ne, total, i32Const(b, 0)));
+  auto reserve = scf::IfOp::create(b, TypeRange{b.getI32Type()}, reserves,
+                                   /*withElseRegion=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(reserve.thenBlock());
+    scf::YieldOp::create(
+        b, atomic(b, arith::AtomicRMWKind::addi, total, ws, counter));
+    b.setInsertionPointToStart(reserve.elseBlock());
+    scf::YieldOp::create(b, i32Const(b, 0));
+  }
+  Value first = shuffleIdx(b, reserve.getResult(0), last);
+  ifThen(b, match, [&](LoopBuilder &b) {
+    Value slot =
+        i32ToIndex(b, subi(b, addi(b, first, inclusive), i32Const(b, 1)));
+    store(b, key, candidates, {addi(b, base, slot)});
+  });
 }
 
 /// Stores into sharedState[3] the index (in the set) after the
@@ -163,8 +243,8 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
   SmallVector<Type> histArgs = source.argTypes(ctx);
   if (!recompute)
     histArgs.push_back(gatesType);
-  histArgs.append(
-      {workspaceType, builder.getIndexType(), builder.getIndexType()});
+  histArgs.append({workspaceType, workspaceType, builder.getIndexType(),
+                   builder.getIndexType()});
   kernels.histogram = buildKernel(
       builder, loc, (name + "_histogram").str(), histArgs,
       int32_t(kSelectBlock),
@@ -176,7 +256,8 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         };
         ArrayRef<Value> args =
             allArgs.drop_front(sourceArgs + (recompute ? 0 : 1));
-        Value ws = args[0], budget = args[1], pass = args[2];
+        Value ws = args[0], candidates = args[1], budget = args[2],
+              pass = args[3];
         Value hist = shared[0], state = shared[1], warpTotals = shared[2];
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value zero = indexConst(b, 0);
@@ -207,19 +288,60 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
                [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
         gpu::BarrierOp::create(b);
-        forStrided(b, addi(b, s.begin, tid), s.end, indexConst(b, kSelectBlock),
-                   [&](LoopBuilder &b, Value i) {
-                     Value key = scoreKey(b, scoreAt(b, s.element(b, i)));
-                     Value match = cmpi(b, CmpIPredicate::eq,
-                                        andi(b, key, prefixMask), prefix);
-                     ifThen(b, match, [&](LoopBuilder &b) {
-                       Value digit =
-                           andi(b, arith::ShRUIOp::create(b, key, shift),
-                                i32Const(b, kRadixBins - 1));
-                       atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1),
-                              hist, i32ToIndex(b, digit));
-                     });
-                   });
+        auto matchesPrefix = [&](LoopBuilder &b, Value key) {
+          return cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+        };
+        auto countDigit = [&](LoopBuilder &b, Value key) {
+          Value digit = andi(b, arith::ShRUIOp::create(b, key, shift),
+                             i32Const(b, kRadixBins - 1));
+          atomic(b, arith::AtomicRMWKind::addi, i32Const(b, 1), hist,
+                 i32ToIndex(b, digit));
+        };
+        KeySource keys = keySource(b, s, ws, pass);
+        Value threads = indexConst(b, kSelectBlock);
+        ifThenElse(
+            b, keys.reads,
+            [&](LoopBuilder &b) {
+              // The set's candidates, split evenly over its blocks.
+              Value n = i32ToIndex(
+                  b, load(b, ws, {word(b, s.base, Words::kCandidates)}));
+              Value share = arith::CeilDivUIOp::create(b, n, s.chunks);
+              Value begin =
+                  arith::MinUIOp::create(b, muli(b, s.chunk, share), n);
+              Value end = arith::MinUIOp::create(b, addi(b, begin, share), n);
+              forStrided(b, addi(b, begin, tid), end, threads,
+                         [&](LoopBuilder &b, Value j) {
+                           Value key =
+                               load(b, candidates, {addi(b, keys.base, j)});
+                           ifThen(b, matchesPrefix(b, key),
+                                  [&](LoopBuilder &b) { countDigit(b, key); });
+                         });
+            },
+            [&](LoopBuilder &b) {
+              // The whole chunk, in rounds that every lane of a warp runs
+              // (the compaction's warp scan needs them all).
+              Value lane =
+                  arith::RemUIOp::create(b, tid, indexConst(b, kWarpSize));
+              Value last = subi(b, s.end, indexConst(b, 1));
+              Value rounds = arith::CeilDivUIOp::create(
+                  b, subi(b, s.end, s.begin), threads);
+              forRange(
+                  b, indexConst(b, 0), rounds, [&](LoopBuilder &b, Value r) {
+                    Value i =
+                        addi(b, addi(b, s.begin, muli(b, r, threads)), tid);
+                    Value valid = cmpi(b, CmpIPredicate::ult, i, s.end);
+                    Value at = arith::MinUIOp::create(b, i, last);
+                    Value key = scoreKey(b, scoreAt(b, s.element(b, at)));
+                    Value match = andi(b, valid, matchesPrefix(b, key));
+                    ifThen(b, match,
+                           [&](LoopBuilder &b) { countDigit(b, key); });
+                    ifThen(b, keys.writes, [&](LoopBuilder &b) {
+                      appendCandidate(b, match, key, lane, ws,
+                                      word(b, s.base, Words::kCandidates),
+                                      candidates, keys.base);
+                    });
+                  });
+            });
         gpu::BarrierOp::create(b);
         // The block's counts into the set's histogram.
         ifThen(b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
@@ -266,10 +388,13 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
             store(b, left, ws, {addi(b, slot, indexConst(b, 1))});
             store(b, chosen, state, {indexConst(b, 0)});
             store(b, left, state, {indexConst(b, 1)});
-            // Keys equal to the chosen prefix: after the last digit,
-            // the ties at the threshold.
-            store(b, load(b, hist, {i32ToIndex(b, digit)}), state,
-                  {indexConst(b, 2)});
+            // Keys equal to the chosen prefix (after the last digit, the
+            // ties at the threshold), which also tells the next passes
+            // whether they fit the candidate buffer.
+            Value matching = load(b, hist, {i32ToIndex(b, digit)});
+            store(b, matching, state, {indexConst(b, 2)});
+            store(b, matching, ws,
+                  {addi(b, word(b, s.base, Words::kMatches), pass)});
           });
           gpu::BarrierOp::create(b);
           Value threshold = load(b, state, {indexConst(b, 0)});

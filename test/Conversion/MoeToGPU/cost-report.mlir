@@ -1,8 +1,10 @@
 // The cost model convert-moe-to-gpu records for each kernel, evaluated for
 // a shape: kernels in launch order; one 16384 x 64 sequence spreads its
-// select over 16384 * 64 / 4096 = 256 blocks, 4 histogram launches that
-// recompute the scores from the bf16 logits and the rows' softmax max and
-// sum (4 x (2.097 + 0.131) MB), so the single-block select launches 0 times
+// select over 16384 * 64 / 4096 = 256 blocks, 4 histogram launches, two
+// of which recompute the scores from the bf16 logits and the rows' softmax
+// max and sum (2 x (2.097 + 0.131) MB) and two read the compacted candidate
+// keys (at most a quarter of the set: 2 x 1.049 MB, written once: 1.049 MB
+// besides the histograms' 1.049), so the single-block select launches 0 times
 // and the score kernel writes only those statistics (0.131 MB, no f32
 // scores); it also zeroes the select's workspace and the plan's counts (no
 // zeroing launch); the mark launch counts the selection per tile
@@ -21,7 +23,7 @@
 // CHECK-NEXT: kernel launches grid block MB read MB written GFLOP est. us
 // CHECK-NEXT: route_unified_0_decode 0 4096 128 0.000 0.000 0.000 0.00
 // CHECK-NEXT: route_unified_0_scores 1 4096 128 2.097 0.167
-// CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 8.913 1.049
+// CHECK-NEXT: route_unified_0_select_histogram 4 256 1024 6.554 2.097
 // The mark's last block scans the 8 x 64 chunk counts alone (tail_bytes:
 // 8 * 64 * 8 + 65 * 4 bytes at 3350 / 132 GB/s: 0.17 us on top of 4.29;
 // the whole 128 x 64 tile counts were 2.59 us).

@@ -197,7 +197,8 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // a sequence on one 1024-thread block, or, when it has more than 16384 pairs
 // and there are fewer than 128 sequences, on ceildiv(T * 64, 4096) blocks
 // (one histogram launch per digit, mark; the score kernel zeroes their
-// workspace), chosen at run time. The score kernel writes each row's
+// workspace; the candidate buffer, a quarter of the set's keys per set,
+// needs no zeroing), chosen at run time. The score kernel writes each row's
 // softmax max and sum, not the scores: the select kernels recompute U from
 // the bf16 logits and them (no f32 scores written or read).
 // CHECK-LABEL: func.func @unified
@@ -208,7 +209,11 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: %[[BOTH:.*]] = arith.andi %[[MANY]], %[[LARGE]]
 // CHECK: %[[FEW:.*]] = arith.cmpi ult, %{{.*}}, %c128
 // CHECK: %[[SPREAD:.*]] = arith.andi %[[BOTH]], %[[FEW]]
+// CHECK: %[[CAPACITY:.*]] = arith.ceildivui %[[SET_SIZE:.*]], %c4
+// CHECK: %[[CANDIDATE_WORDS:.*]] = arith.muli %{{.*}}, %[[CAPACITY]]
+// CHECK: %[[CANDIDATES_OR_ONE:.*]] = arith.select %[[SPREAD]], %[[CANDIDATE_WORDS]], %c1
 // CHECK: %[[WS:.*]] = memref.alloc(%{{.*}}) : memref<?xi32>
+// CHECK: %[[CANDIDATES:.*]] = memref.alloc(%[[CANDIDATES_OR_ONE]]) : memref<?xi32>
 // CHECK: %[[STATS:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
 // CHECK: %[[N:.*]] = arith.fptosi
 // CHECK: %[[BUDGET:.*]] = arith.index_cast %[[N]]
@@ -225,7 +230,7 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: scf.if %[[SPREAD]] {
 // CHECK-NOT: gpu.launch_func
 // CHECK: %[[GRID:.*]] = arith.muli %{{.*}}, %[[CHUNKS]]
-// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram blocks in (%[[GRID]], {{.*}} args(%[[LOGITS]] : memref<2x?x64xbf16>, %[[STATS]] : memref<?xf32>, %[[WS]] : memref<?xi32>, %[[BUDGET]] : index, %c0
+// CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram blocks in (%[[GRID]], {{.*}} args(%[[LOGITS]] : memref<2x?x64xbf16>, %[[STATS]] : memref<?xf32>, %[[WS]] : memref<?xi32>, %[[CANDIDATES]] : memref<?xi32>, %[[BUDGET]] : index, %c0
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c1
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c2
 // CHECK: gpu.launch_func @usmoe_kernels::@route_unified_0_select_histogram {{.*}} %c3
@@ -246,13 +251,26 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: gpu.shuffle  up
 // The histogram launch: the block's counts added to the set's, a done
 // counter, and the last block takes the merged histogram (zeroing it).
-// The score recomputed: the bf16 logit, the row's max and sum, exp.
-// CHECK: gpu.func @route_unified_0_select_histogram(%[[HLOGITS:.*]]: memref<2x?x64xbf16>, %[[HSTATS:.*]]: memref<?xf32>, %[[GWS:.*]]: memref<?xi32>, %{{.*}}: index, %{{.*}}: index) workgroup(%[[LOCAL:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// A pass after the compaction reads the candidate keys and recomputes no
+// score; the others recompute it: the bf16 logit, the row's max and sum,
+// exp. The compacting pass appends its matches: a warp scan, one
+// reservation per warp (lane 31's atomic, broadcast), the keys stored.
+// CHECK: gpu.func @route_unified_0_select_histogram(%[[HLOGITS:.*]]: memref<2x?x64xbf16>, %[[HSTATS:.*]]: memref<?xf32>, %[[GWS:.*]]: memref<?xi32>, %[[GCAND:.*]]: memref<?xi32>, %{{.*}}: index, %{{.*}}: index) workgroup(%[[LOCAL:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// CHECK: scf.if
+// CHECK: memref.load %[[GCAND]]
+// CHECK-NOT: math.exp
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[LOCAL]]
+// CHECK: } else {
 // CHECK: memref.load %[[HLOGITS]]
 // CHECK: memref.load %[[HSTATS]]
 // CHECK: memref.load %[[HSTATS]]
 // CHECK: math.exp
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[LOCAL]]
+// CHECK: gpu.shuffle  up
+// CHECK: gpu.shuffle  idx
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[GWS]]
+// CHECK: gpu.shuffle  idx
+// CHECK: memref.store %{{.*}}, %[[GCAND]]
 // CHECK: gpu.barrier
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[GWS]]
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[GWS]]
