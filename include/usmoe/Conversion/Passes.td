@@ -190,7 +190,9 @@ def ConvertMoeToGPUPass : Pass<"convert-moe-to-gpu", "::mlir::ModuleOp"> {
       elements and there are fewer than 128 sets (packed sequences always
       run on one block each): then it spreads over ceil(count /
       select-chunk) blocks, a histogram launch per digit merged by the set's
-      last block to finish (no host round trip), then one marking launch.
+      last block to finish (no host round trip; once the keys matching the
+      prefix fit a quarter of the set, the next pass compacts them into a
+      candidate buffer that the later digits read), then one marking launch.
       Unified sequences of one token (at most 128 of them, sigmoid expert
       score) take the Token Choice kernel ranking U instead (one launch).
     - `moe.plan`: a thread per row of each tile of 128 rows marks the

@@ -274,11 +274,12 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
                       subi(b, arith::MaxUIOp::create(b, pass, indexConst(b, 1)),
                            indexConst(b, 1)),
                       indexConst(b, 2)));
-        Value prefix =
-            select(b, first, i32Const(b, 0), load(b, ws, {prevSlot}));
+        // Pass 0 reads no slot: its own last block writes slot 0.
+        Value later = notI1(b, first);
+        Value prefix = loadIf(b, later, ws, prevSlot);
         Value remaining =
             select(b, first, indexToI32(b, budget),
-                   load(b, ws, {addi(b, prevSlot, indexConst(b, 1))}));
+                   loadIf(b, later, ws, addi(b, prevSlot, indexConst(b, 1))));
         Value bitsDone = muli(b, indexToI32(b, pass), i32Const(b, 8));
         Value prefixMask = arith::XOrIOp::create(
             b, arith::ShRUIOp::create(b, i32Const(b, -1), bitsDone),
