@@ -301,6 +301,25 @@ inline void ifThen(LoopBuilder &b, Value cond,
   });
 }
 
+/// cond ? then() : 0 (a zero of `type`), where then() runs only when cond
+/// holds: a guarded load or atomic that must not touch memory otherwise.
+inline Value ifThenOrZero(LoopBuilder &b, Value cond, Type type,
+                          function_ref<Value(LoopBuilder &)> then) {
+  auto branch = scf::IfOp::create(
+      b, cond,
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        scf::YieldOp::create(ib, then(ib));
+      },
+      [&](OpBuilder &nb, Location loc) {
+        LoopBuilder ib(loc, nb);
+        scf::YieldOp::create(
+            ib,
+            arith::ConstantOp::create(ib, ib.getZeroAttr(type)).getResult());
+      });
+  return branch.getResult(0);
+}
+
 /// if (cond) then() else otherwise()
 inline void ifThenElse(LoopBuilder &b, Value cond,
                        function_ref<void(LoopBuilder &)> then,

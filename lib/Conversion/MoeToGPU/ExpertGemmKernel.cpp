@@ -56,18 +56,9 @@ using SourceIndices =
 Value loadOrZero(LoopBuilder &b, Value cond, Value src, SourceIndices at,
                  Value major, Value minor) {
   Type element = cast<MemRefType>(src.getType()).getElementType();
-  auto branch = scf::IfOp::create(
-      b, cond,
-      [&](OpBuilder &nb, Location loc) {
-        LoopBuilder ib(loc, nb);
-        scf::YieldOp::create(ib, load(ib, src, at(ib, major, minor)));
-      },
-      [&](OpBuilder &nb, Location loc) {
-        LoopBuilder ib(loc, nb);
-        Value zero = arith::ConstantOp::create(ib, ib.getZeroAttr(element));
-        scf::YieldOp::create(ib, zero);
-      });
-  return branch.getResult(0);
+  return ifThenOrZero(b, cond, element, [&](LoopBuilder &b) {
+    return load(b, src, at(b, major, minor));
+  });
 }
 
 /// Elements per 16-byte global load of the staging.

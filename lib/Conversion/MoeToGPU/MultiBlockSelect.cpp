@@ -106,14 +106,8 @@ Value atomic(LoopBuilder &b, arith::AtomicRMWKind kind, Value value,
 
 /// `cond ? memref[index] : 0` (i32), loading nothing when `cond` is false.
 Value loadIf(LoopBuilder &b, Value cond, Value memref, Value index) {
-  auto read = scf::IfOp::create(b, TypeRange{b.getI32Type()}, cond,
-                                /*withElseRegion=*/true);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(read.thenBlock());
-  scf::YieldOp::create(b, load(b, memref, {index}));
-  b.setInsertionPointToStart(read.elseBlock());
-  scf::YieldOp::create(b, i32Const(b, 0));
-  return read.getResult(0);
+  return ifThenOrZero(b, cond, b.getI32Type(),
+                      [&](LoopBuilder &b) { return load(b, memref, {index}); });
 }
 
 /// Where a digit pass finds its keys. The pass after the one whose prefix
@@ -160,17 +154,11 @@ void appendCandidate(LoopBuilder &b, Value match, Value key, Value lane,
   Value reserves =
       andi(b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
            cmpi(b, CmpIPredicate::ne, total, i32Const(b, 0)));
-  auto reserve = scf::IfOp::create(b, TypeRange{b.getI32Type()}, reserves,
-                                   /*withElseRegion=*/true);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(reserve.thenBlock());
-    scf::YieldOp::create(
-        b, atomic(b, arith::AtomicRMWKind::addi, total, ws, counter));
-    b.setInsertionPointToStart(reserve.elseBlock());
-    scf::YieldOp::create(b, i32Const(b, 0));
-  }
-  Value first = shuffleIdx(b, reserve.getResult(0), last);
+  Value reserved =
+      ifThenOrZero(b, reserves, b.getI32Type(), [&](LoopBuilder &b) {
+        return atomic(b, arith::AtomicRMWKind::addi, total, ws, counter);
+      });
+  Value first = shuffleIdx(b, reserved, last);
   ifThen(b, match, [&](LoopBuilder &b) {
     Value slot =
         i32ToIndex(b, subi(b, addi(b, first, inclusive), i32Const(b, 1)));

@@ -155,16 +155,10 @@ inline std::pair<Value, Value> blockExclusiveScan(LoopBuilder &b, Value v,
            // Lanes past the block's warps count zero (and read nothing).
            Value ownsSlot =
                cmpi(b, arith::CmpIPredicate::ult, lane, indexConst(b, warps));
-           auto read = scf::IfOp::create(b, TypeRange{b.getI32Type()}, ownsSlot,
-                                         /*withElseRegion=*/true);
-           {
-             OpBuilder::InsertionGuard guard(b);
-             b.setInsertionPointToStart(read.thenBlock());
-             scf::YieldOp::create(b, load(b, warpTotals, {lane}));
-             b.setInsertionPointToStart(read.elseBlock());
-             scf::YieldOp::create(b, i32Const(b, 0));
-           }
-           Value total = read.getResult(0);
+           Value total =
+               ifThenOrZero(b, ownsSlot, b.getI32Type(), [&](LoopBuilder &b) {
+                 return load(b, warpTotals, {lane});
+               });
            Value scanned = warpInclusiveScan(b, total, lane);
            // Each lane rewrites only its own slot: no barrier needed here
            // (and none is allowed: only warp 0 takes this branch).
