@@ -3,7 +3,8 @@
 benchmark (docs/gpu-performance.md): usmoe.Router's own IR for each router,
 lowered by convert-moe-to-gpu and evaluated by usmoe-gpu-cost-report for
 B = 1 sequence of `tokens` tokens. Prints a Markdown table: launches,
-estimated microseconds, the HBM floor and their ratio; with --single-block
+estimated microseconds, the HBM floor and their ratio, the estimate without
+its arithmetic term (the recomputing select passes' instructions); with --single-block
 also the estimate of the select on one block per set (select-chunk = 2^31 - 1,
 the design before the multi-block select) for comparison.
 
@@ -29,15 +30,17 @@ EXPERTS = [8, 64, 256]
 ROUTERS = [("token k=2", dict(mode="token", k=2)), ("token k=8", dict(mode="token", k=8)),
            ("unified k=1.5", dict(mode="unified", k=1.5)),
            ("expert cf=1.25 k=2", dict(mode="expert", capacity_factor=1.25, k=2))]
-# total: launches, MB read, MB written, GFLOP, est. us
-TOTAL = re.compile(r"^total\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", re.M)
+# total: launches, MB read, MB written, GFLOP, G instr, est. us
+TOTAL = re.compile(r"^total\s+(\d+)\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", re.M)
 FLOOR = re.compile(r"HBM floor .*: ([\d.]+) MB = ([\d.e+-]+) us")
 
 
-def report(ir: str, shape: str, opt: str, bandwidth: float, chunk=None):
+def report(ir: str, shape: str, opt: str, bandwidth: float, chunk=None, alu=True):
     convert = "-convert-moe-to-gpu" + (f"=select-chunk={chunk}" if chunk else "")
+    # Without the arithmetic term: an instruction rate no kernel reaches.
+    rate = "" if alu else " tera-instructions=1e9"
     out = subprocess.run([opt, "-", "-moe-fuse-routing", "-canonicalize", convert,
-                          f"-usmoe-gpu-cost-report=shape={shape} bandwidth-gbs={bandwidth}",
+                          f"-usmoe-gpu-cost-report=shape={shape} bandwidth-gbs={bandwidth}{rate}",
                           "-o", os.devnull], input=ir, capture_output=True, text=True,
                          check=True).stdout
     launches, micros = TOTAL.search(out).groups()
@@ -56,7 +59,8 @@ def main():
     args = parser.parse_args()
     print(f"GPU cost model, {args.dtype} logits, B = 1, HBM {args.bandwidth_gbs:.0f} GB/s, "
           "132 SMs, 2 us per launch (estimates, not measurements)\n")
-    head = "| router | E | tokens | launches | est. us | floor us | est. / floor |"
+    head = ("| router | E | tokens | launches | est. us | floor us | est. / floor "
+            "| bytes only: est. us |")
     if args.single_block:
         head += " one block per set: est. us |"
     print(head)
@@ -68,8 +72,9 @@ def main():
                 m = cuda.selected_pairs(options["mode"], options, (1, t, e))
                 shape = f"B=1,T={t},M={m}"
                 launches, micros, floor = report(ir, shape, args.opt, args.bandwidth_gbs)
+                _, bytes_only, _ = report(ir, shape, args.opt, args.bandwidth_gbs, alu=False)
                 row = (f"| {label} | {e} | {t} | {launches} | {micros:.1f} | {floor:.3g} | "
-                       f"{micros / floor:.3g} |")
+                       f"{micros / floor:.3g} | {bytes_only:.1f} |")
                 if args.single_block:
                     _, single, _ = report(ir, shape, args.opt, args.bandwidth_gbs,
                                           chunk=2**31 - 1)

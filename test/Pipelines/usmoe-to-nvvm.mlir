@@ -9,6 +9,10 @@
 // RUN:   --implicit-check-not=ex2.approx
 // RUN: FileCheck %s --check-prefix=META --input-file %t/usmoe_kernels.json
 // RUN: usmoe-opt %s -usmoe-to-nvvm | FileCheck %s --check-prefix=HOST
+// The cost model charges each recomputing select pass the kernel table's
+// score_instructions per element: the element loops of the histogram and
+// mark kernels must have that many PTX instructions, within 30%.
+// RUN: %python %S/Inputs/check_score_instructions.py %t | FileCheck %s --check-prefix=ALU
 
 // CHECK: .version 8.0
 // CHECK: .target sm_90
@@ -174,3 +178,9 @@ func.func @topk_unified_e60(%l: tensor<?x?x60xbf16>) -> (tensor<?x4xi32>, tensor
   %i, %w = moe.topk_list %g, %m k = 4 : tensor<?x?x60xf32>
   return %i, %w : tensor<?x4xi32>, tensor<?x4xf32>
 }
+
+// ALU: route_unified_7_select_histogram: loop {{[0-9]+}} instructions, model 120: ok
+// ALU: route_unified_7_select_mark: loop {{[0-9]+}} instructions, model 120: ok
+// ALU: route_expert_9_select_histogram: loop {{[0-9]+}} instructions, model 85: ok
+// ALU: route_expert_9_select_mark: loop {{[0-9]+}} instructions, model 85: ok
+// ALU-NOT: OFF

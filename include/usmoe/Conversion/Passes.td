@@ -258,8 +258,10 @@ def UsmoeGpuCostReportPass
     once). The IR is unchanged. E, K, D and F default to the kernels' own.
 
     The estimate is a roofline without caches: per launch `launch-us` plus
-    the larger of the bytes at `bandwidth-gbs` and the kernel's FLOPs (where
-    it records them: the expert GEMMs) at `tensor-tflops`, both scaled by
+    the largest of the bytes at `bandwidth-gbs`, the kernel's FLOPs (where
+    it records them: the expert GEMMs) at `tensor-tflops` and its thread
+    instructions (where it records them: the select passes that recompute
+    scores, counted per element from their PTX) at `tera-instructions`, all scaled by
     min(1, blocks / sms) (a grid of fewer blocks than SMs reaches only their
     share of the chip). Bytes a kernel's last block moves alone after the
     rest of its grid (its `tail_bytes`, e.g. a last-block scan) are charged
@@ -284,6 +286,10 @@ def UsmoeGpuCostReportPass
            "Cost of one launch in microseconds">,
     Option<"tensorTflops", "tensor-tflops", "double", /*default=*/"989.0",
            "Dense f16/bf16 tensor-core peak in TFLOPS (H100 SXM, H200: 989)">,
+    Option<"teraInstructions", "tera-instructions", "double",
+           /*default=*/"33.5",
+           "Thread instructions a second, in 10^12 (H100 SXM: 132 SMs x 4 "
+           "schedulers x 32 lanes x 1.98 GHz = 33.5)">,
   ];
 }
 

@@ -15,6 +15,8 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
+
 namespace mlir::usmoe {
 #define GEN_PASS_DEF_USMOEGPUCOSTREPORTPASS
 #include "usmoe/Conversion/Passes.h.inc"
@@ -47,7 +49,7 @@ bool parseShape(StringRef text, llvm::StringMap<int64_t> &symbols,
 struct Row {
   std::string name;
   int64_t launches = 0, grid = 0, block = 0, read = 0, written = 0, flops = 0,
-          tail = 0;
+          tail = 0, instructions = 0;
   std::optional<int64_t> floor;
   double micros = 0;
 };
@@ -69,10 +71,11 @@ struct UsmoeGpuCostReportPass
       module.emitError() << "usmoe-gpu-cost-report: shape: " << error;
       return signalPassFailure();
     }
-    if (bandwidthGBs <= 0 || sms < 1 || launchMicros < 0 || tensorTflops <= 0) {
-      module.emitError() << "usmoe-gpu-cost-report: bandwidth-gbs, sms and "
-                            "tensor-tflops must be positive, launch-us "
-                            "non-negative";
+    if (bandwidthGBs <= 0 || sms < 1 || launchMicros < 0 || tensorTflops <= 0 ||
+        teraInstructions <= 0) {
+      module.emitError() << "usmoe-gpu-cost-report: bandwidth-gbs, sms, "
+                            "tensor-tflops and tera-instructions must be "
+                            "positive, launch-us non-negative";
       return signalPassFailure();
     }
 
@@ -126,7 +129,8 @@ struct UsmoeGpuCostReportPass
                               {"bytes_read", &row.read},
                               {"bytes_written", &row.written},
                               {"flops", &row.flops},
-                              {"tail_bytes", &row.tail}}) {
+                              {"tail_bytes", &row.tail},
+                              {"instructions", &row.instructions}}) {
       FailureOr<int64_t> v = value(key);
       if (failed(v))
         return failure();
@@ -145,12 +149,14 @@ struct UsmoeGpuCostReportPass
       share = std::max(share, 1e-9);
       double bytesPerMicro = bandwidthGBs * 1e3 * share;
       double flopsPerMicro = tensorTflops * 1e6 * share;
+      double instructionsPerMicro = teraInstructions * 1e6 * share;
       // The tail: one block alone, at one SM's share of the bandwidth.
       double oneSm = bandwidthGBs * 1e3 / double(static_cast<int64_t>(sms));
       row.micros =
           row.launches * launchMicros +
-          std::max(double(row.read + row.written - row.tail) / bytesPerMicro,
-                   double(row.flops) / flopsPerMicro) +
+          std::max({double(row.read + row.written - row.tail) / bytesPerMicro,
+                    double(row.flops) / flopsPerMicro,
+                    double(row.instructions) / instructionsPerMicro}) +
           double(row.tail) / oneSm;
     }
     return row;
@@ -162,28 +168,31 @@ struct UsmoeGpuCostReportPass
        << llvm::format("%.0f", double(bandwidthGBs)) << " GB/s, "
        << static_cast<int64_t>(sms) << " SMs, "
        << llvm::format("%.1f", double(launchMicros)) << " us per launch)\n";
-    os << llvm::format("%-36s %8s %9s %6s %11s %11s %9s %10s\n", "kernel",
+    os << llvm::format("%-36s %8s %9s %6s %11s %11s %9s %9s %10s\n", "kernel",
                        "launches", "grid", "block", "MB read", "MB written",
-                       "GFLOP", "est. us");
-    int64_t launches = 0, read = 0, written = 0, floor = 0, flops = 0;
+                       "GFLOP", "G instr", "est. us");
+    int64_t launches = 0, read = 0, written = 0, floor = 0, flops = 0,
+            instructions = 0;
     double micros = 0;
     for (const Row &r : rows) {
-      os << llvm::format("%-36s %8lld %9lld %6lld %11.3f %11.3f %9.3f %10.2f\n",
-                         r.name.c_str(), (long long)r.launches,
-                         (long long)r.grid, (long long)r.block, r.read / 1e6,
-                         r.written / 1e6, r.flops / 1e9, r.micros);
+      os << llvm::format(
+          "%-36s %8lld %9lld %6lld %11.3f %11.3f %9.3f %9.3f %10.2f\n",
+          r.name.c_str(), (long long)r.launches, (long long)r.grid,
+          (long long)r.block, r.read / 1e6, r.written / 1e6, r.flops / 1e9,
+          r.instructions / 1e9, r.micros);
       if (r.launches > 0) {
         launches += r.launches;
         read += r.read;
         written += r.written;
         flops += r.flops;
+        instructions += r.instructions;
         micros += r.micros;
       }
       floor += r.floor.value_or(0);
     }
-    os << llvm::format("%-36s %8lld %9s %6s %11.3f %11.3f %9.3f %10.2f\n",
+    os << llvm::format("%-36s %8lld %9s %6s %11.3f %11.3f %9.3f %9.3f %10.2f\n",
                        "total", (long long)launches, "", "", read / 1e6,
-                       written / 1e6, flops / 1e9, micros);
+                       written / 1e6, flops / 1e9, instructions / 1e9, micros);
     double floorMicros = floor / (bandwidthGBs * 1e3);
     if (flops > 0) {
       // Arithmetic-bound ops: the floor is the larger of the two.

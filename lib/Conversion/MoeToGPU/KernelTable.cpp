@@ -41,7 +41,7 @@ LogicalResult usmoe::verifyKernelTable(ModuleOp module,
             fail, kernel.getKind(), kernel.getArgs(), kernel.getBlock(),
             kernel.getGrid(), kernel.getLaunches(), kernel.getBytesRead(),
             kernel.getBytesWritten(), kernel.getFloorBytes(), kernel.getFlops(),
-            kernel.getTailBytes(), kernel.getInfo())))
+            kernel.getTailBytes(), kernel.getInstructions(), kernel.getInfo())))
       return failure();
     ArrayAttr args = kernel.getArgs();
     if (args.size() != func.getNumArguments() ||
@@ -72,6 +72,8 @@ void usmoe::recordKernel(ModuleOp module, gpu::GPUFuncOp kernel, StringRef kind,
       cost.floorBytes.empty() ? StringAttr() : b.getStringAttr(cost.floorBytes),
       cost.flops.empty() ? StringAttr() : b.getStringAttr(cost.flops),
       cost.tailBytes.empty() ? StringAttr() : b.getStringAttr(cost.tailBytes),
+      cost.instructions.empty() ? StringAttr()
+                                : b.getStringAttr(cost.instructions),
       b.getDictionaryAttr(info));
   NamedAttrList all;
   if (auto existing = module->getAttrOfType<DictionaryAttr>(kKernelTableAttr))

@@ -38,11 +38,13 @@ inline constexpr llvm::StringLiteral kKernelModule = "usmoe_kernels";
 struct KernelCost {
   KernelCost(std::string launches, std::string bytesRead,
              std::string bytesWritten, std::string floorBytes = "",
-             std::string flops = "", std::string tailBytes = "")
+             std::string flops = "", std::string tailBytes = "",
+             std::string instructions = "")
       : launches(std::move(launches)), bytesRead(std::move(bytesRead)),
         bytesWritten(std::move(bytesWritten)),
         floorBytes(std::move(floorBytes)), flops(std::move(flops)),
-        tailBytes(std::move(tailBytes)) {}
+        tailBytes(std::move(tailBytes)), instructions(std::move(instructions)) {
+  }
 
   /// Launches per call ("0" when a run-time condition skips the kernel).
   std::string launches;
@@ -57,6 +59,9 @@ struct KernelCost {
   /// Of the bytes read and written, those the last block to finish moves
   /// alone after the rest (a last-block scan); empty when none.
   std::string tailBytes;
+  /// Thread instructions per call, where the arithmetic can bound the
+  /// kernel's time (the passes that recompute scores); empty elsewhere.
+  std::string instructions;
 };
 
 /// Adds `kernel` to the table of `module`: its `kind`, `grid`, argument

@@ -134,7 +134,18 @@ inline MemRefType statsBufferType(MLIRContext *ctx) {
 struct RecomputedScores {
   MemRefType logits;
   std::optional<double> alpha;
+
+  /// PTX instructions per element of a select pass that recomputes the
+  /// scores: U (two exps, a division and a reciprocal besides the softmax),
+  /// or a softmax probability. The cost model's arithmetic term; counted
+  /// in the element loops of the select_histogram and select_mark kernels
+  /// (2026-12-01: U 100-142, P 64-103 with the loop, key and stores), and
+  /// test/Pipelines/usmoe-to-nvvm.mlir checks those loops within 30%.
+  int64_t instructionsPerElement() const { return alpha ? 120 : 85; }
 };
+
+/// PTX instructions per key of a digit pass over compacted candidates.
+inline constexpr int64_t kCandidateKeyInstructions = 14;
 
 /// The row score of logits[idx] (idx = [b, t, e]) from the row's stats
 /// (see buildRowScoreKernel).

@@ -514,8 +514,9 @@ struct ConvertMoeToGPUPass
           if (!field.empty())
             field = "(1 - " + decodeExpr + ") * (" + field + ")";
         };
-        for (std::string *field : {&cost.launches, &cost.bytesRead,
-                                   &cost.bytesWritten, &cost.tailBytes})
+        for (std::string *field :
+             {&cost.launches, &cost.bytesRead, &cost.bytesWritten,
+              &cost.tailBytes, &cost.instructions})
           unlessDecode(*field);
       }
       recordKernel(op->getParentOfType<ModuleOp>(), kernel, kind, grid, common,
@@ -607,13 +608,28 @@ struct ConvertMoeToGPUPass
       return scanTail.empty() ? std::string()
                               : (launched + " * " + scanTail).str();
     };
+    // The arithmetic of recomputing the scores, `passes` times over the
+    // pairs (none when the passes read written scores).
+    auto recomputing = [&](StringRef launched,
+                           const std::string &passes) -> std::string {
+      if (!recompute)
+        return "";
+      return llvm::formatv("{0} * {1} * {2} * {3}", launched, passes, pairs,
+                           recompute->instructionsPerElement());
+    };
+    if (recompute)
+      common.push_back(
+          {attrs.getStringAttr("score_instructions"),
+           attrs.getI64IntegerAttr(recompute->instructionsPerElement())});
     describe(
         selectKernel, selectKind, setGrid,
         {"1 - " + spread,
          llvm::formatv("(1 - {0}) * ({1} * {2}{3})", spread, scoreRead,
                        gpu_kernels::kRadixPasses + 1, countRead),
          llvm::formatv("(1 - {0}) * ({1} * 5{2})", spread, pairs, countWritten),
-         "", "", tailOf("(1 - " + spread + ")")});
+         "", "", tailOf("(1 - " + spread + ")"),
+         recomputing("(1 - " + spread + ")",
+                     std::to_string(gpu_kernels::kRadixPasses + 1))});
     if (multi) {
       std::string chunks = (Twine("ceildiv(") + (unified ? "T * E" : "T") +
                             ", " + Twine(selectChunk) + ")")
@@ -625,10 +641,18 @@ struct ConvertMoeToGPUPass
       // most the candidate buffer each (typically 1-8% of the set, not the
       // buffer's quarter; 3 full passes when they do not fit, which
       // random unified scores at E >= 64 and k = 1.5 never hit).
-      std::string candidateBytes =
-          llvm::formatv("{0} * ceildiv({1}, {2}) * 4", setGrid, setSizeExpr,
+      std::string candidates =
+          llvm::formatv("{0} * ceildiv({1}, {2})", setGrid, setSizeExpr,
                         gpu_kernels::kCandidateShare);
+      std::string candidateBytes = candidates + " * 4";
       int64_t fullPasses = 2;
+      std::string histogramInstructions;
+      if (recompute)
+        histogramInstructions =
+            llvm::formatv("{0} + {1} * {2} * {3} * {4}",
+                          recomputing(spread, std::to_string(fullPasses)),
+                          spread, gpu_kernels::kRadixPasses - fullPasses,
+                          candidates, gpu_kernels::kCandidateKeyInstructions);
       describe(
           multi->histogram, selectKind + "_histogram", grid,
           {llvm::formatv("{0} * {1}", gpu_kernels::kRadixPasses, spread),
@@ -637,13 +661,14 @@ struct ConvertMoeToGPUPass
                          candidateBytes),
            llvm::formatv("{0} * ({1} * {2} * {3} * 4 + {4})", spread,
                          gpu_kernels::kRadixPasses, grid,
-                         gpu_kernels::kRadixBins, candidateBytes)});
+                         gpu_kernels::kRadixBins, candidateBytes),
+           "", "", "", histogramInstructions});
       describe(
           multi->mark, selectKind + "_mark", grid,
           {spread,
            llvm::formatv("{0} * ({1}{2})", spread, scoreRead, countRead),
            llvm::formatv("{0} * ({1} * 5{2})", spread, pairs, countWritten), "",
-           "", tailOf(spread)});
+           "", tailOf(spread), recomputing(spread, "1")});
     }
 
     replaceWithBuffers(b, op, {gates, mask});

@@ -8,7 +8,7 @@
 // RUN: usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu -usmoe-gpu-cost-report="shape=B=1,T=4096,M=8192" -o /dev/null | FileCheck %s
 // RUN: not usmoe-opt %s -moe-fuse-routing -convert-moe-to-gpu "-usmoe-gpu-cost-report=shape=B=1,T=4096,M=8192 tensor-tflops=0" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
-// CHECK: kernel launches grid block MB read MB written GFLOP est. us
+// CHECK: kernel launches grid block MB read MB written GFLOP G instr est. us
 // The dispatch is gathered by the first GEMM (it reads the M plan rows'
 // token ids): no dispatch kernel.
 // CHECK: plan_1_fill
@@ -18,7 +18,7 @@
 // CHECK: compute floor (989 tensor TFLOPS): 2886.218 GFLOP = 2.92e+03 us
 // CHECK-NEXT: HBM floor (operands read once, results written once): 3523.576 MB
 
-// BAD: usmoe-gpu-cost-report: bandwidth-gbs, sms and tensor-tflops must be positive
+// BAD: error: usmoe-gpu-cost-report: bandwidth-gbs, sms, tensor-tflops and tera-instructions must be positive, launch-us non-negative
 
 func.func @layer(%logits: tensor<1x?x8xbf16>, %hidden: tensor<?x4096xbf16>, %init: tensor<?x4096xbf16>,
                  %w1: tensor<8x4096x14336xbf16>, %w3: tensor<8x4096x14336xbf16>,

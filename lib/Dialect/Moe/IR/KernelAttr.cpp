@@ -20,7 +20,8 @@ KernelAttr::getExpressions() const {
           {"bytes_written", text(getBytesWritten())},
           {"floor_bytes", text(getFloorBytes())},
           {"flops", text(getFlops())},
-          {"tail_bytes", text(getTailBytes())}};
+          {"tail_bytes", text(getTailBytes())},
+          {"instructions", text(getInstructions())}};
 }
 
 /// A kernel's description must be usable without its module: a kind, types
@@ -31,7 +32,7 @@ LogicalResult KernelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  StringAttr launches, StringAttr bytesRead,
                                  StringAttr bytesWritten, StringAttr floorBytes,
                                  StringAttr flops, StringAttr tailBytes,
-                                 DictionaryAttr info) {
+                                 StringAttr instructions, DictionaryAttr info) {
   if (!kind || kind.getValue().empty())
     return emitError() << "'kind' must not be empty";
   if (!args || !info)
@@ -48,9 +49,11 @@ LogicalResult KernelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
       {"bytes_written", bytesWritten},
       {"floor_bytes", floorBytes},
       {"flops", flops},
-      {"tail_bytes", tailBytes}};
+      {"tail_bytes", tailBytes},
+      {"instructions", instructions}};
   for (auto [key, text] : expressions) {
-    if ((key == "floor_bytes" || key == "flops" || key == "tail_bytes") &&
+    if ((key == "floor_bytes" || key == "flops" || key == "tail_bytes" ||
+         key == "instructions") &&
         !text)
       continue;
     std::string error;

@@ -156,7 +156,10 @@ def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
     bound their time (the expert GEMMs); `tail_bytes` on kernels whose last
     block to finish does more work alone (a last-block scan): bytes it moves
     after the rest of the grid, part of bytes read and written, which a
-    single SM moves at its share of the bandwidth. `info` holds what a kind adds (E, k, tile
+    single SM moves at its share of the bandwidth; `instructions` on kernels
+    whose arithmetic per element can bound their time (the select passes
+    that recompute each score from its logit): thread instructions per
+    call, from PTX counts per element. `info` holds what a kind adds (E, k, tile
     rows, ...). A runtime without MLIR sizes launches from it (written out
     as JSON next to the cubin), `usmoe-gpu-cost-report` evaluates it.
 
@@ -179,14 +182,15 @@ def Moe_KernelAttr : AttrDef<Moe_Dialect, "Kernel"> {
                         "floating-point operations per call">:$flops,
       OptionalParameter<"::mlir::StringAttr",
                         "bytes one block moves after the rest">:$tail_bytes,
+      OptionalParameter<"::mlir::StringAttr",
+                        "thread instructions per call">:$instructions,
       "::mlir::DictionaryAttr":$info);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
     /// The shape expressions by their key in the table ("grid", "launches",
-    /// "bytes_read", "bytes_written", "floor_bytes", "flops", "tail_bytes"),
-    /// "" when
-    /// absent.
+    /// "bytes_read", "bytes_written", "floor_bytes", "flops", "tail_bytes",
+    /// "instructions"), "" when absent.
     ::llvm::SmallVector<std::pair<::llvm::StringRef, ::llvm::StringRef>>
     getExpressions() const;
   }];
