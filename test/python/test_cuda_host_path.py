@@ -193,9 +193,13 @@ def test_plan_size_is_known_on_the_host(options, rows, kernels):
     # 16 x 8 = 128 columns of 17000 tokens fill the chip with a block each.
     (dict(mode="expert", capacity=8), (16, 17000, 8),
      [("scores_softmax", 68000), ("select_column", 128)]),
-    # 16384 pairs is not yet worth four more launches.
-    (dict(mode="unified", k=1.5), (1, 2048, 8),
-     [("scores_unified_sigmoid", 512), ("select_sequence", 1)]),
+    # 8192 pairs fit the one-block select's shared memory (each score
+    # computed once): not worth four more launches; 8200 are.
+    (dict(mode="unified", k=1.5), (1, 1024, 8),
+     [("scores_unified_sigmoid", 256), ("select_sequence", 1)]),
+    (dict(mode="unified", k=1.5), (1, 1025, 8),
+     [("scores_unified_sigmoid", 257)]
+     + [("select_sequence_histogram", 3)] * 4 + [("select_sequence_mark", 3)]),
 ])
 def test_long_sets_spread_over_blocks(options, shape, kernels):
     r = run_fake(f"""

@@ -195,14 +195,15 @@ def test_small_budgets_on_both_sides_of_the_insertion_select(t, kind):
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "special"])
 def test_sets_longer_than_a_select_chunk(kind, route_device):
-    """On the GPU a set of more than 16384 elements (a unified sequence's
+    """On the GPU a set of more than 8192 elements (a unified sequence's
     T x E pairs, an Expert Choice column's T tokens; fewer than 128 sets)
     is selected by blocks of 4096 whose histograms the set's last block
-    merges; sets of 16384 stay on one block. Both agree with the reference, exact ties
-    straddling the budget included (the last block's index-order scan)."""
+    merges; sets of 8192 stay on one block. Both agree with the reference,
+    exact ties straddling the budget included (the last block's index-order
+    scan)."""
     rng = np.random.default_rng(4096)
     for b, t, e, mode, opts in [
-            (2, 2048, 8, "unified", dict(k=1.5)),     # 16384 pairs: one block
+            (2, 1024, 8, "unified", dict(k=1.5)),     # 8192 pairs: one block
             (1, 2049, 8, "unified", dict(k=1.5)),     # 16392: five blocks
             (2, 1100, 16, "unified", dict(budget=333)),
             # softmax_tokens: a block per column, 128 threads over 1100 tokens
@@ -235,14 +236,19 @@ def test_spread_select_with_model_options(route_device):
                          usmoe.route(tied, mode=mode, device="cpu", **opts))
 
 
-def compacting_pass(scores, budget):
-    """The digit pass that compacts a spread set's keys by the kernels' rule
-    (the pass after the first whose prefix, 8 or 16 bits of the N-th best
-    key, matches at most a quarter of the set), or None: to show which path
-    a case takes. Scores are >= 0, so their bits order like their values."""
+def compacting_pass(scores, budget, capacity=None):
+    """The digit pass that keeps a set's keys by the GPU kernels' rule, to
+    show which path a case takes: 0 when all fit `capacity` (the one-block
+    select's shared memory), else the pass after the first whose prefix (8
+    or 16 bits of the N-th best key) matches at most `capacity` keys (a
+    quarter of the set by default: the spread select's buffer), or None.
+    Scores are >= 0, so their bits order like their values."""
     keys = np.ascontiguousarray(scores, dtype=np.float32).ravel().view(np.uint32)
+    if capacity is None:
+        capacity = -(-keys.size // 4)
+    elif keys.size <= capacity:
+        return 0
     threshold = np.sort(keys)[::-1][budget - 1]
-    capacity = -(-keys.size // 4)
     for compacting, bits in ((1, 8), (2, 16)):
         prefix = np.uint32((0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF)
         if np.count_nonzero((keys & prefix) == (threshold & prefix)) <= capacity:
@@ -275,6 +281,45 @@ def test_spread_select_compacts_candidates(route_device):
         assert [compacting_pass(s, budget) for s in sets] == [compacting] * len(sets)
         assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts),
                          reference.route(logits, mode=mode, **opts))
+
+
+def test_one_block_select_keeps_keys_in_shared_memory(route_device):
+    """The one-block select computes each key once where the keys fit in
+    shared memory (8192): all of a set of at most 8192 elements (only the
+    selected recompute their scores, for the gates), or, for a larger set
+    (on one block when there are 128 sets or more: 128 Expert Choice
+    columns of 8200 tokens), those matching the prefix after the first
+    digit, or the first two (a column's probabilities all near one value
+    share the first digit; the passes before it read the whole set, as all
+    do when nothing fits); the selection agrees with the
+    reference (the CPU path for the near-equal ones) on every path."""
+    rng = np.random.default_rng(8192)
+    for b, t, e, mode, opts, kind, compacting in [
+            (1, 1000, 8, "unified", dict(k=1.5), "normal", 0),
+            (1, 1000, 8, "unified", dict(k=1.5), "ties", 0),
+            (1, 8200, 128, "expert", dict(capacity=1500), "normal", 1),
+            (1, 8200, 128, "expert", dict(capacity=1500), "near", 2)]:
+        if kind == "near":
+            # Expert 0 three logits up: its probabilities near 0.14, the
+            # others' near 0.0068 (not at a power of two, where a digit
+            # boundary would split them).
+            logits = rng.normal(size=(b, t, e)) * 0.02
+            logits[..., 0] += 3.0
+            logits = logits.astype(np.float32)
+        else:
+            logits = random_logits(rng, b, t, e, np.float32, kind)
+        if mode == "unified":
+            sets = [reference.unified_score(logits)[i] for i in range(b)]
+            budget = reference.unified_budget(t, k=opts["k"])
+        else:
+            sets = [column for i in range(b) for column in reference.token_softmax(logits)[i].T]
+            budget = opts["capacity"]
+        assert {compacting_pass(s, budget, 8192) for s in sets} == {compacting}
+        # Near-equal probabilities select alike only where the paths compute
+        # the same bits (the shared exp; NumPy's may differ by an ulp).
+        want = (usmoe.route(logits, mode=mode, device="cpu", **opts) if kind == "near"
+                else reference.route(logits, mode=mode, **opts))
+        assert_same_plan(usmoe.route(logits, mode=mode, device=route_device, **opts), want)
 
 
 def test_plan_of_many_tiles(route_device):

@@ -12,6 +12,7 @@
 #include "Conversion/Common/RoutingMath.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinTypes.h"
+#include "usmoe/Conversion/MoeToGPU/MoeToGPU.h"
 #include "usmoe/Dialect/Moe/IR/MoeDialect.h"
 
 #include <optional>
@@ -230,6 +231,11 @@ buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
 /// Radix select: 8-bit digits of the 32-bit score key, from the top.
 inline constexpr int64_t kRadixBins = 256;
 inline constexpr int64_t kRadixPasses = 4;
+/// Keys the one-block select keeps in shared memory (32 KB): a set of at
+/// most this many elements computes each score once; larger sets keep the
+/// keys matching the prefix once they fit. As many as the largest set that
+/// stays on one block by default.
+inline constexpr int64_t kSharedKeys = kDefaultSelectSpread;
 
 /// Thread 0's scan of a kRadixBins histogram (workgroup i32s) from the top:
 /// the digit of the `remaining`-th best key among those counted, and how

@@ -621,15 +621,28 @@ struct ConvertMoeToGPUPass
       common.push_back(
           {attrs.getStringAttr("score_instructions"),
            attrs.getI64IntegerAttr(recompute->instructionsPerElement())});
+    // The one-block select computes the scores in three passes of five
+    // (the first digit's, the second's, which keeps the keys matching the
+    // prefix in shared memory, and the marking one), or, for a set whose
+    // keys all fit there, in one and again for the selected pairs' gates
+    // (counted as a whole pass: a bound). Its shared-memory passes: 14
+    // instructions a key.
+    std::string oneBlockPasses = llvm::formatv(
+        "(3 - (1 - gt({0}, {1})))", setSizeExpr, gpu_kernels::kSharedKeys);
+    std::string oneBlockInstructions;
+    if (recompute)
+      oneBlockInstructions =
+          llvm::formatv("{0} + (1 - {1}) * {2} * {3} * {4}",
+                        recomputing("(1 - " + spread + ")", oneBlockPasses),
+                        spread, gpu_kernels::kRadixPasses - 1, pairs,
+                        gpu_kernels::kCandidateKeyInstructions);
     describe(
         selectKernel, selectKind, setGrid,
         {"1 - " + spread,
          llvm::formatv("(1 - {0}) * ({1} * {2}{3})", spread, scoreRead,
-                       gpu_kernels::kRadixPasses + 1, countRead),
+                       oneBlockPasses, countRead),
          llvm::formatv("(1 - {0}) * ({1} * 5{2})", spread, pairs, countWritten),
-         "", "", tailOf("(1 - " + spread + ")"),
-         recomputing("(1 - " + spread + ")",
-                     std::to_string(gpu_kernels::kRadixPasses + 1))});
+         "", "", tailOf("(1 - " + spread + ")"), oneBlockInstructions});
     if (multi) {
       std::string chunks = (Twine("ceildiv(") + (unified ? "T * E" : "T") +
                             ", " + Twine(selectChunk) + ")")

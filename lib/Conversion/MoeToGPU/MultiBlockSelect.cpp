@@ -141,31 +141,6 @@ KeySource keySource(LoopBuilder &b, const BlockSet &s, Value ws, Value pass) {
   return k;
 }
 
-/// Appends the keys of the warp's lanes where `match` holds to the set's
-/// candidates: one atomic per warp reserves their slots (lane order within
-/// the warp; the order between warps does not matter, the later passes
-/// only count). Every lane of the warp must call it.
-void appendCandidate(LoopBuilder &b, Value match, Value key, Value lane,
-                     Value ws, Value counter, Value candidates, Value base) {
-  Value last = i32Const(b, kWarpSize - 1);
-  Value inclusive = warpInclusiveScan(
-      b, arith::ExtUIOp::create(b, b.getI32Type(), match), lane);
-  Value total = shuffleIdx(b, inclusive, last);
-  Value reserves =
-      andi(b, cmpi(b, CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
-           cmpi(b, CmpIPredicate::ne, total, i32Const(b, 0)));
-  Value reserved =
-      ifThenOrZero(b, reserves, b.getI32Type(), [&](LoopBuilder &b) {
-        return atomic(b, arith::AtomicRMWKind::addi, total, ws, counter);
-      });
-  Value first = shuffleIdx(b, reserved, last);
-  ifThen(b, match, [&](LoopBuilder &b) {
-    Value slot =
-        i32ToIndex(b, subi(b, addi(b, first, inclusive), i32Const(b, 1)));
-    store(b, key, candidates, {addi(b, base, slot)});
-  });
-}
-
 /// Stores into sharedState[3] the index (in the set) after the
 /// `remaining`-th key equal to `threshold` in index order, found by a
 /// block-wide scan over the whole set (0 when `remaining` is 0). Every thread
@@ -325,9 +300,9 @@ MultiBlockSelectKernels gpu_kernels::buildMultiBlockSelectKernels(
                     ifThen(b, match,
                            [&](LoopBuilder &b) { countDigit(b, key); });
                     ifThen(b, keys.writes, [&](LoopBuilder &b) {
-                      appendCandidate(b, match, key, lane, ws,
-                                      word(b, s.base, Words::kCandidates),
-                                      candidates, keys.base);
+                      warpAppend(b, match, key, lane, ws,
+                                 word(b, s.base, Words::kCandidates),
+                                 candidates, keys.base);
                     });
                   });
             });

@@ -13,11 +13,19 @@
 //
 //  1. radix select, 4 passes of 8 bits: a 256-bin histogram in shared memory
 //     (integer atomics: the counts, hence the result, are deterministic);
-//     thread 0 scans it from the top for the bin of the N-th best key;
+//     thread 0 scans it from the top for the bin of the N-th best key. The
+//     keys are computed once where they fit in shared memory: a set of at
+//     most kSharedKeys elements keeps every key there (by index) from the
+//     first pass on; a larger one appends the keys matching the prefix once
+//     they fit (as the spread select does in global memory), and the later
+//     passes read those. So a score is recomputed from its logit once, or
+//     in three passes of five, not in every pass;
 //  2. selection in index-order chunks of 1024: every key > K is selected;
 //     keys == K are ranked by a block-wide prefix count (warp shuffle-up
 //     scans + per-warp totals) so that exactly the first `remaining` ties in
-//     index order are taken, as the spec demands.
+//     index order are taken, as the spec demands. With the keys in shared
+//     memory only the selected elements recompute their scores (for the
+//     gates).
 //
 //===----------------------------------------------------------------------===//
 
@@ -72,9 +80,12 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   assert(!(plan && seqlensType) && "a packed batch's plan is not budgeted");
-  SmallVector<Type> workgroup = {workgroupBuffer(ctx, 256),
-                                 workgroupBuffer(ctx, 4),
-                                 workgroupBuffer(ctx, kWarps)};
+  // The histogram; state words (0: digit, 1: still to take, 2: a block
+  // scan's total, 3: keys matching the prefix, 4: keys appended); warp
+  // totals; the keys.
+  SmallVector<Type> workgroup = {
+      workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, 8),
+      workgroupBuffer(ctx, kWarps), workgroupBuffer(ctx, kSharedKeys)};
   Type third = seqlensType ? Type(seqlensType) : builder.getIndexType();
   ScoreSource source{recompute, model};
   SmallVector<Type> argTypes = source.argTypes(ctx);
@@ -93,7 +104,8 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
         std::optional<PlanCounter> counter;
         if (plan)
           counter.emplace(b, gates, args[3], args[4], args[5]);
-        Value hist = buffers[0], shared = buffers[1], warpTotals = buffers[2];
+        Value hist = buffers[0], shared = buffers[1], warpTotals = buffers[2],
+              keys = buffers[3];
 
         Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
         Value setId = gpu::BlockIdOp::create(b, gpu::Dimension::x);
@@ -140,36 +152,91 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
         Value prefix = i32Const(b, 0), prefixMask = i32Const(b, 0);
         Value remaining = indexToI32(b, budget);
         Value isFirst = cmpi(b, CmpIPredicate::eq, tid, zero);
-        for (int shift = 24; shift >= 0; shift -= 8) {
+        Value capacity = indexConst(b, kSharedKeys);
+        // Every key in shared memory, at its index (uniform per block).
+        Value resident = cmpi(b, CmpIPredicate::ule, count, capacity);
+        Value appended = i1Const(b, false);
+        Value matching = count; // keys matching the prefix so far
+        ifThen(b, isFirst, [&](LoopBuilder &b) {
+          store(b, i32Const(b, 0), shared, {indexConst(b, 4)});
+        });
+        for (int64_t pass = 0; pass < kRadixPasses; ++pass) {
+          const int64_t shift = 8 * (kRadixPasses - 1 - pass);
+          // Whether this pass reads the shared keys, or appends to them
+          // (at most once, and not in the last pass: nothing reads after).
+          Value fromShared =
+              pass == 0 ? i1Const(b, false) : ori(b, resident, appended);
+          Value appends =
+              pass == 0 || pass == kRadixPasses - 1
+                  ? i1Const(b, false)
+                  : andi(b, notI1(b, fromShared),
+                         cmpi(b, CmpIPredicate::ule, matching, capacity));
           ifThen(
-              b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, 256)),
+              b, cmpi(b, CmpIPredicate::ult, tid, indexConst(b, kRadixBins)),
               [&](LoopBuilder &b) { store(b, i32Const(b, 0), hist, {tid}); });
           gpu::BarrierOp::create(b);
-          forStrided(b, tid, count, threads, [&](LoopBuilder &b, Value i) {
-            Value key = scoreKey(b, scoreAt(b, element(b, i)));
-            Value match =
-                cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix);
+          auto countKey = [&](LoopBuilder &b, Value key, Value valid) {
+            Value match = andi(
+                b, valid,
+                cmpi(b, CmpIPredicate::eq, andi(b, key, prefixMask), prefix));
             ifThen(b, match, [&](LoopBuilder &b) {
               Value digit =
                   andi(b, arith::ShRUIOp::create(b, key, i32Const(b, shift)),
-                       i32Const(b, 255));
+                       i32Const(b, kRadixBins - 1));
               memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi,
                                           i32Const(b, 1), hist,
                                           ValueRange{i32ToIndex(b, digit)});
             });
-          });
+            return match;
+          };
+          ifThenElse(
+              b, fromShared,
+              [&](LoopBuilder &b) {
+                Value n =
+                    select(b, resident, count,
+                           i32ToIndex(b, load(b, shared, {indexConst(b, 4)})));
+                forStrided(b, tid, n, threads, [&](LoopBuilder &b, Value j) {
+                  countKey(b, load(b, keys, {j}), i1Const(b, true));
+                });
+              },
+              [&](LoopBuilder &b) {
+                // In rounds that every lane of a warp runs (the append's
+                // warp scan needs them all).
+                Value rounds = arith::CeilDivUIOp::create(b, count, threads);
+                forRange(b, zero, rounds, [&](LoopBuilder &b, Value r) {
+                  Value i = addi(b, muli(b, r, threads), tid);
+                  Value valid = cmpi(b, CmpIPredicate::ult, i, count);
+                  Value at = arith::MinUIOp::create(
+                      b, i, subi(b, count, indexConst(b, 1)));
+                  Value key = scoreKey(b, scoreAt(b, element(b, at)));
+                  Value match = countKey(b, key, valid);
+                  if (pass == 0)
+                    ifThen(b, andi(b, resident, valid),
+                           [&](LoopBuilder &b) { store(b, key, keys, {i}); });
+                  else
+                    ifThen(b, appends, [&](LoopBuilder &b) {
+                      warpAppend(b, match, key, lane, shared, indexConst(b, 4),
+                                 keys, zero);
+                    });
+                });
+              });
+          appended = ori(b, appended, appends);
           gpu::BarrierOp::create(b);
           ifThen(b, isFirst, [&](LoopBuilder &b) {
             auto [digit, left] = pickDigit(b, hist, remaining);
             store(b, digit, shared, {indexConst(b, 0)});
             store(b, left, shared, {indexConst(b, 1)});
+            store(b, load(b, hist, {i32ToIndex(b, digit)}), shared,
+                  {indexConst(b, 3)});
           });
           gpu::BarrierOp::create(b);
           Value digit = load(b, shared, {indexConst(b, 0)});
           remaining = load(b, shared, {indexConst(b, 1)});
+          matching = i32ToIndex(b, load(b, shared, {indexConst(b, 3)}));
           prefix = ori(b, prefix,
                        arith::ShLIOp::create(b, digit, i32Const(b, shift)));
-          prefixMask = ori(b, prefixMask, i32Const(b, int64_t(0xFF) << shift));
+          prefixMask =
+              ori(b, prefixMask, i32Const(b, int64_t(kRadixBins - 1) << shift));
         }
         Value threshold = prefix;
 
@@ -188,8 +255,21 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                   subi(b, arith::MaxUIOp::create(b, count, indexConst(b, 1)),
                        indexConst(b, 1)));
               SmallVector<Value> idx = element(b, at);
-              Value gate = scoreAt(b, idx);
-              Value key = select(b, valid, scoreKey(b, gate), i32Const(b, 0));
+              // The key from shared memory, or the score recomputed (and
+              // kept for the gate).
+              auto source = scf::IfOp::create(
+                  b, TypeRange{b.getI32Type(), b.getF32Type()}, resident,
+                  /*withElseRegion=*/true);
+              {
+                OpBuilder::InsertionGuard guard(b);
+                b.setInsertionPointToStart(source.thenBlock());
+                scf::YieldOp::create(
+                    b, ValueRange{load(b, keys, {at}), f32Const(b, 0.0)});
+                b.setInsertionPointToStart(source.elseBlock());
+                Value score = scoreAt(b, idx);
+                scf::YieldOp::create(b, ValueRange{scoreKey(b, score), score});
+              }
+              Value key = select(b, valid, source.getResult(0), i32Const(b, 0));
               Value above =
                   andi(b, valid, cmpi(b, CmpIPredicate::ugt, key, threshold));
               Value tie =
@@ -202,6 +282,13 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                   b, above,
                   andi(b, tie, cmpi(b, CmpIPredicate::slt, rank, remaining)));
               ifThen(b, valid, [&](LoopBuilder &b) {
+                // Resident keys: only the selected recompute their score.
+                Value gate =
+                    select(b, resident,
+                           ifThenOrZero(
+                               b, andi(b, resident, on), b.getF32Type(),
+                               [&](LoopBuilder &b) { return scoreAt(b, idx); }),
+                           source.getResult(1));
                 store(b, on, mask, idx);
                 store(b, select(b, on, model.gate(b, gate), f32Const(b, 0.0)),
                       gates, idx);

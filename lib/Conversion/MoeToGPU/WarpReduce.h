@@ -133,6 +133,36 @@ inline Value warpInclusiveScan(LoopBuilder &b, Value v, Value lane) {
   return v;
 }
 
+/// Appends `value` from each lane of the warp where `append` holds to
+/// `buffer[base + slot]`, reserving the warp's slots with one atomic add on
+/// `counter[counterIndex]` (global or shared memory): slots in lane order
+/// within the warp, in no particular order between warps. Every lane of
+/// the warp must call it.
+inline void warpAppend(LoopBuilder &b, Value append, Value value, Value lane,
+                       Value counter, Value counterIndex, Value buffer,
+                       Value base) {
+  using namespace loops;
+  Value last = i32Const(b, kWarpSize - 1);
+  Value inclusive = warpInclusiveScan(
+      b, arith::ExtUIOp::create(b, b.getI32Type(), append), lane);
+  Value total = shuffleIdx(b, inclusive, last);
+  Value reserves = andi(
+      b, cmpi(b, arith::CmpIPredicate::eq, lane, indexConst(b, kWarpSize - 1)),
+      cmpi(b, arith::CmpIPredicate::ne, total, i32Const(b, 0)));
+  Value reserved =
+      ifThenOrZero(b, reserves, b.getI32Type(), [&](LoopBuilder &b) {
+        return memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::addi, total,
+                                           counter, ValueRange{counterIndex})
+            .getResult();
+      });
+  Value first = shuffleIdx(b, reserved, last);
+  ifThen(b, append, [&](LoopBuilder &b) {
+    Value slot =
+        i32ToIndex(b, subi(b, addi(b, first, inclusive), i32Const(b, 1)));
+    store(b, value, buffer, {addi(b, base, slot)});
+  });
+}
+
 /// Exclusive prefix sum of an i32 over all threads of a block, in thread
 /// order, and the block's total. `warpTotals` is workgroup memory with one
 /// slot per warp of the block (up to 32); the total goes through

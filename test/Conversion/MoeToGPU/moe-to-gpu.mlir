@@ -194,7 +194,7 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 
 // Unified: row scores (U with the sigmoid expert score) into the gate
 // buffer, then the select with the budget floor(k * T) computed on the host:
-// a sequence on one 1024-thread block, or, when it has more than 16384 pairs
+// a sequence on one 1024-thread block, or, when it has more than 8192 pairs
 // and there are fewer than 128 sequences, on ceildiv(T * 64, 4096) blocks
 // (one histogram launch per digit, mark; the score kernel zeroes their
 // workspace; the candidate buffer, a quarter of the set's keys per set,
@@ -205,7 +205,7 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: cf.assert %{{.*}}, "a selection set (T * E pairs for unified
 // CHECK: %[[CHUNKS:.*]] = arith.ceildivui %{{.*}}, %c4096
 // CHECK: %[[MANY:.*]] = arith.cmpi ugt, %[[CHUNKS]], %c1
-// CHECK: %[[LARGE:.*]] = arith.cmpi ugt, %{{.*}}, %c16384
+// CHECK: %[[LARGE:.*]] = arith.cmpi ugt, %{{.*}}, %c8192
 // CHECK: %[[BOTH:.*]] = arith.andi %[[MANY]], %[[LARGE]]
 // CHECK: %[[FEW:.*]] = arith.cmpi ult, %{{.*}}, %c128
 // CHECK: %[[SPREAD:.*]] = arith.andi %[[BOTH]], %[[FEW]]
@@ -244,11 +244,22 @@ func.func @layer(%g: tensor<1x?x8xf32>, %m: tensor<1x?x8xi1>, %h: tensor<?x64xbf
 // CHECK: memref.store %{{.*}}, %[[SSTATS]]
 // CHECK-NOT: memref.store
 // CHECK: gpu.return
+// The one-block select keeps up to 8192 keys in shared memory: the first
+// pass stores each key there (a set of at most 8192 elements) or a later
+// one appends those matching the prefix; the passes that read them
+// recompute no score.
 // CHECK: gpu.func @route_unified_0_select(
-// CHECK-SAME: workgroup(%[[HIST:.*]] : memref<256xi32, #gpu.address_space<workgroup>>
+// CHECK-SAME: workgroup(%[[HIST:.*]] : memref<256xi32, #gpu.address_space<workgroup>>, %[[STATE:.*]] : memref<8xi32, #gpu.address_space<workgroup>>, %{{.*}} : memref<32xi32, #gpu.address_space<workgroup>>, %[[KEYS:.*]] : memref<8192xi32, #gpu.address_space<workgroup>>)
 // CHECK: gpu.barrier
+// CHECK: math.exp
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[HIST]]
+// CHECK: memref.store %{{.*}}, %[[KEYS]]
+// CHECK: memref.load %[[KEYS]]
+// CHECK-NOT: math.exp
 // CHECK: memref.atomic_rmw addi %{{.*}}, %[[HIST]]
 // CHECK: gpu.shuffle  up
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[STATE]]
+// CHECK: memref.store %{{.*}}, %[[KEYS]]
 // The histogram launch: the block's counts added to the set's, a done
 // counter, and the last block takes the merged histogram (zeroing it).
 // A pass after the compaction reads the candidate keys and recomputes no

@@ -20,11 +20,14 @@ namespace mlir::usmoe {
 /// of an H100).
 inline constexpr int64_t kDefaultSelectChunk = 4096;
 /// A set spreads only when it has more elements than this and there are
-/// fewer than kSelectSpreadMaxSets sets: the spread costs five more launches
-/// (about 10 us), which one block per set only loses above roughly 16K
-/// elements, and enough sets fill the chip with a block each (the cost
-/// model, docs/gpu-performance.md).
-inline constexpr int64_t kDefaultSelectSpread = 16384;
+/// fewer than kSelectSpreadMaxSets sets: the spread costs four more
+/// launches (about 8 us), and enough sets fill the chip with a block each
+/// (the cost model, docs/gpu-performance.md). Also the keys the one-block
+/// select keeps in shared memory (32 KB): a set that stays on one block by
+/// default computes each score once; above this the one block recomputes
+/// them in three passes, which costs more than the launches (Unified
+/// 64 x 256: 34 us on one block, 22 spread, with the arithmetic counted).
+inline constexpr int64_t kDefaultSelectSpread = 8192;
 inline constexpr int64_t kSelectSpreadMaxSets = 128;
 
 /// Unit attribute convert-moe-to-gpu puts on a module whose host code reads
