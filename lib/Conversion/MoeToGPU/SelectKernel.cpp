@@ -44,6 +44,16 @@ namespace {
 constexpr int64_t kThreads = kSelectBlock;
 constexpr int64_t kWarps = kSelectBlock / kWarpSize;
 
+/// The block's state words in shared memory.
+enum StateWord : int64_t {
+  kDigit = 0,     ///< the digit the last pass chose
+  kLeft = 1,      ///< keys still to take from that digit
+  kScanTotal = 2, ///< a block scan's total (blockExclusiveScan's slot)
+  kMatching = 3,  ///< keys matching the prefix chosen so far
+  kAppended = 4,  ///< keys appended to the shared keys
+  kStateWords = 8
+};
+
 } // namespace
 
 std::pair<Value, Value> gpu_kernels::pickDigit(LoopBuilder &b, Value hist,
@@ -80,11 +90,9 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
   MLIRContext *ctx = builder.getContext();
   const int64_t experts = gatesType.getDimSize(2);
   assert(!(plan && seqlensType) && "a packed batch's plan is not budgeted");
-  // The histogram; state words (0: digit, 1: still to take, 2: a block
-  // scan's total, 3: keys matching the prefix, 4: keys appended); warp
-  // totals; the keys.
+  // The histogram, the state words, warp totals, the keys.
   SmallVector<Type> workgroup = {
-      workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, 8),
+      workgroupBuffer(ctx, kRadixBins), workgroupBuffer(ctx, kStateWords),
       workgroupBuffer(ctx, kWarps), workgroupBuffer(ctx, kSharedKeys)};
   Type third = seqlensType ? Type(seqlensType) : builder.getIndexType();
   ScoreSource source{recompute, model};
@@ -158,7 +166,7 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
         Value appended = i1Const(b, false);
         Value matching = count; // keys matching the prefix so far
         ifThen(b, isFirst, [&](LoopBuilder &b) {
-          store(b, i32Const(b, 0), shared, {indexConst(b, 4)});
+          store(b, i32Const(b, 0), shared, {indexConst(b, kAppended)});
         });
         for (int64_t pass = 0; pass < kRadixPasses; ++pass) {
           const int64_t shift = 8 * (kRadixPasses - 1 - pass);
@@ -192,9 +200,9 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
           ifThenElse(
               b, fromShared,
               [&](LoopBuilder &b) {
-                Value n =
-                    select(b, resident, count,
-                           i32ToIndex(b, load(b, shared, {indexConst(b, 4)})));
+                Value n = select(
+                    b, resident, count,
+                    i32ToIndex(b, load(b, shared, {indexConst(b, kAppended)})));
                 forStrided(b, tid, n, threads, [&](LoopBuilder &b, Value j) {
                   countKey(b, load(b, keys, {j}), i1Const(b, true));
                 });
@@ -215,8 +223,8 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                            [&](LoopBuilder &b) { store(b, key, keys, {i}); });
                   else
                     ifThen(b, appends, [&](LoopBuilder &b) {
-                      warpAppend(b, match, key, lane, shared, indexConst(b, 4),
-                                 keys, zero);
+                      warpAppend(b, match, key, lane, shared,
+                                 indexConst(b, kAppended), keys, zero);
                     });
                 });
               });
@@ -224,15 +232,15 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
           gpu::BarrierOp::create(b);
           ifThen(b, isFirst, [&](LoopBuilder &b) {
             auto [digit, left] = pickDigit(b, hist, remaining);
-            store(b, digit, shared, {indexConst(b, 0)});
-            store(b, left, shared, {indexConst(b, 1)});
+            store(b, digit, shared, {indexConst(b, kDigit)});
+            store(b, left, shared, {indexConst(b, kLeft)});
             store(b, load(b, hist, {i32ToIndex(b, digit)}), shared,
-                  {indexConst(b, 3)});
+                  {indexConst(b, kMatching)});
           });
           gpu::BarrierOp::create(b);
-          Value digit = load(b, shared, {indexConst(b, 0)});
-          remaining = load(b, shared, {indexConst(b, 1)});
-          matching = i32ToIndex(b, load(b, shared, {indexConst(b, 3)}));
+          Value digit = load(b, shared, {indexConst(b, kDigit)});
+          remaining = load(b, shared, {indexConst(b, kLeft)});
+          matching = i32ToIndex(b, load(b, shared, {indexConst(b, kMatching)}));
           prefix = ori(b, prefix,
                        arith::ShLIOp::create(b, digit, i32Const(b, shift)));
           prefixMask =
@@ -276,7 +284,7 @@ gpu_kernels::buildSelectKernel(OpBuilder &builder, Location loc, StringRef name,
                   andi(b, valid, cmpi(b, CmpIPredicate::eq, key, threshold));
               Value tieI32 = arith::ExtUIOp::create(b, b.getI32Type(), tie);
               auto [before, chunkTies] = blockExclusiveScan(
-                  b, tieI32, lane, warp, warpTotals, shared, 2);
+                  b, tieI32, lane, warp, warpTotals, shared, kScanTotal);
               Value rank = addi(b, takenBefore, before);
               Value on = ori(
                   b, above,
