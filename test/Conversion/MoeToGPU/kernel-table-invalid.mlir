@@ -92,3 +92,14 @@ module attributes {gpu.container_module, usmoe.kernels = {k = #moe.kernel<kind =
     }
   }
 }
+
+// -----
+
+// expected-error @+1 {{'instructions' = "T * * 3": }}
+module attributes {gpu.container_module, usmoe.kernels = {k = #moe.kernel<kind = "zero", args = [memref<?xi32>], block = [32, 1, 1], grid = "1", launches = "1", bytes_read = "0", bytes_written = "0", instructions = "T * * 3", info = {}>}} {
+  gpu.module @usmoe_kernels {
+    gpu.func @k(%a: memref<?xi32>) kernel attributes {known_block_size = array<i32: 32, 1, 1>} {
+      gpu.return
+    }
+  }
+}
